@@ -1,0 +1,213 @@
+"""The REST front door: thin routes over `RunnerService`, errors mapped in one place.
+
+`create_app(settings)` builds the app (tests pass their own settings or backend);
+`app = create_app()` is what `uvicorn api_app:app` serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from backends import get_backend
+from backends.base import Backend
+from runner import __version__
+from runner.errors import Busy, Cancelled, RunnerError
+from runner.models import (
+    ContainerInfo,
+    CreateVolumeRequest,
+    CreateVolumeResult,
+    Health,
+    ImageInfo,
+    RunRequest,
+    RunResult,
+)
+from runner.service import RunnerService
+from runner.settings import Settings, get_settings
+
+log = logging.getLogger("oneoff_runner.api")
+T = TypeVar("T")
+
+DESCRIPTION = """Run one-off containers: send an image, a command, environment variables and
+files; get the exit code, stdout, stderr and files back. Everything the run created is removed.
+
+Errors are JSON objects `{"error": <code>, "message": <what to do>, "field": <request field>}`.
+"""
+
+
+def get_service(request: Request) -> RunnerService:
+    service: RunnerService = request.app.state.service
+    return service
+
+
+Service = Annotated[RunnerService, Depends(get_service)]
+router = APIRouter()
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text}
+    for code, text in {
+        401: "The registry refused the credentials.",
+        403: "The operator's policy refused the request.",
+        404: "Image or volume not found.",
+        409: "The volume exists.",
+        413: "Content or returned content over the operator's size limits.",
+        422: "A field is invalid; `field` names it.",
+        429: "All run slots and the queue are full; see Retry-After.",
+        502: "The image registry could not be reached.",
+        503: "The container engine is unreachable.",
+    }.items()
+}
+
+
+@router.post("/run", response_model=RunResult, responses=ERRORS, summary="Run a container")
+async def run(body: RunRequest, service: Service, request: Request) -> RunResult:
+    """Pull, run to completion, return output and `response: true` volumes, remove everything.
+
+    200 whenever the container ran, whatever its exit code (see `status` and `exit_code`). If
+    the client disconnects, the container is killed and removed.
+    """
+    return await _cancel_on_disconnect(request, service.run(body))
+
+
+@router.post(
+    "/volume",
+    response_model=CreateVolumeResult,
+    status_code=status.HTTP_201_CREATED,
+    responses=ERRORS,
+    summary="Create a named volume",
+)
+async def create_volume(body: CreateVolumeRequest, service: Service) -> CreateVolumeResult:
+    """Create a named volume and fill it from a base64 tar.gz; no image from a registry needed."""
+    return await service.create_volume(body)
+
+
+@router.get("/health", response_model=Health, responses={503: {"description": "Backend down."}})
+async def health(service: Service) -> Health | JSONResponse:
+    """200 with the engine's version when the backend answers; 503 with the reason otherwise."""
+    try:
+        return await service.health()
+    except RunnerError as exc:
+        return JSONResponse(
+            status_code=503,
+            content={"status": "unavailable", "backend": service.backend.name, **exc.to_dict()},
+        )
+
+
+@router.get("/containers", response_model=list[ContainerInfo], responses=ERRORS)
+async def list_containers(
+    service: Service,
+    all_states: Annotated[bool, Query(alias="all", description="Include stopped ones.")] = False,
+    managed_only: Annotated[bool, Query(description="Only the runner's own.")] = True,
+) -> list[ContainerInfo]:
+    """Containers on the engine: by default the runner's own runs in progress."""
+    return await service.list_containers(all_states=all_states, managed_only=managed_only)
+
+
+@router.get("/images", response_model=list[ImageInfo], responses=ERRORS)
+async def list_images(
+    service: Service,
+    reference: Annotated[str | None, Query(description="e.g. busybox or busybox:1.36")] = None,
+) -> list[ImageInfo]:
+    """Images present on the engine, optionally filtered by reference."""
+    return await service.list_images(reference=reference)
+
+
+async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, cancelling it if the client goes away (its container is then removed)."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise Cancelled("the client disconnected; the run was cancelled")
+    return task.result()
+
+
+def _runner_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RunnerError)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+    return JSONResponse(status_code=exc.status_code, content=exc.to_dict(), headers=headers)
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """422 whose message names the first bad field; `detail` lists all, without their input."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": _field_name(error["loc"]), "message": _clean(error["msg"]), "type": error["type"]}
+        for error in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    body = {
+        "error": "invalid_request",
+        "message": f"{first['field']}: {first['message']}",
+        "field": first["field"],
+        "detail": errors,
+    }
+    return JSONResponse(status_code=422, content=body)
+
+
+def _field_name(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    parts = list(loc)[1:] if loc and loc[0] == "body" else list(loc)
+    name = ""
+    for part in parts:
+        if isinstance(part, int) or "/" in part or ":" in part:
+            name += f"[{part!r}]"
+        else:
+            name += f".{part}" if name else part
+    return name or "body"
+
+
+def _clean(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse(
+        status_code=500,
+        content={"error": "internal_error", "message": "internal error; see the server's log"},
+    )
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
+    """The REST app; its lifespan builds the service once and reaps leftovers at startup."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = RunnerService(settings, backend or get_backend(settings))
+        app.state.service = service
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="oneoff-runner", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    )
+    app.add_exception_handler(RunnerError, _runner_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.include_router(router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,16 @@
+"""Backends run containers; `get_backend` is the only place that chooses one."""
+
+from __future__ import annotations
+
+from backends.base import Backend
+from runner.settings import Settings
+
+
+def get_backend(settings: Settings) -> Backend:
+    if settings.backend == "docker":
+        from backends.docker_engine import DockerBackend
+
+        return DockerBackend(settings)
+    raise NotImplementedError(
+        f"backend {settings.backend!r} is not available yet; use RUNNER_BACKEND=docker"
+    )

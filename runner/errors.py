@@ -1,0 +1,104 @@
+"""The one exception hierarchy of the runner.
+
+Every failure a caller can cause or meet is one of these, carrying the HTTP status it maps to,
+the request field it concerns (when there is one) and a message that says what to do. REST turns
+them into responses in one place (`api_app`), MCP into tool errors in one place (`mcp_app`).
+Backends translate their SDK's exceptions into this tree at exactly one boundary each.
+
+    RunnerError (500)
+    ├── InvalidRequest (422)          a field is malformed: names the field and the fix
+    ├── PolicyRefused (403)           the operator's policy forbids what was asked
+    ├── RegistryAuthFailed (401)      the registry refused the credentials (never echoed)
+    ├── NotFound (404)
+    │   ├── ImageNotFound             not on the engine / not in the registry
+    │   └── VolumeNotFound
+    ├── Conflict (409)                e.g. a volume of that name exists
+    ├── PayloadTooLarge (413)         archive, file or returned content over a size limit
+    ├── Busy (429)                    concurrency and queue are full; carries Retry-After
+    ├── Cancelled (499)               the caller went away or cancelled the run
+    ├── RegistryUnavailable (502)     the registry could not be reached
+    └── BackendUnavailable (503)      the engine / API server is unreachable
+"""
+
+from __future__ import annotations
+
+
+class RunnerError(Exception):
+    """Base of every error the runner reports to a caller."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        """The body REST returns and the text MCP shows: stable keys for programs and people."""
+        body = {"error": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class InvalidRequest(RunnerError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class PolicyRefused(RunnerError):
+    status_code = 403
+    code = "policy_refused"
+
+
+class RegistryAuthFailed(RunnerError):
+    status_code = 401
+    code = "registry_auth_failed"
+
+
+class NotFound(RunnerError):
+    status_code = 404
+    code = "not_found"
+
+
+class ImageNotFound(NotFound):
+    code = "image_not_found"
+
+
+class VolumeNotFound(NotFound):
+    code = "volume_not_found"
+
+
+class Conflict(RunnerError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(RunnerError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Busy(RunnerError):
+    status_code = 429
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Cancelled(RunnerError):
+    status_code = 499
+    code = "cancelled"
+
+
+class RegistryUnavailable(RunnerError):
+    status_code = 502
+    code = "registry_unavailable"
+
+
+class BackendUnavailable(RunnerError):
+    status_code = 503
+    code = "backend_unavailable"

@@ -1,0 +1,302 @@
+"""Wire models shared by REST and MCP: one definition of every request and result.
+
+Validation that needs no I/O lives here, so both front doors refuse the same bad input with the
+same message. The MCP tool schemas are generated from these classes; `/docs` shows their
+descriptions and examples.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from runner.sizes import SIZE_PATTERN
+
+VolumeType = Literal["file", "directory", "volume", "host"]
+PullPolicy = Literal["always", "missing", "never"]
+
+VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
+_MODE = re.compile(r"^0?[0-7]{3}$")
+
+Argv = Annotated[
+    list[str] | str | None,
+    Field(
+        description="A list of arguments (exec form), or one string split like a shell would "
+        "(no shell is involved).",
+    ),
+]
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are refused, so a typo is a 422 naming it instead of a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuthConfig(StrictModel):
+    """Registry credentials, used for this run's pull only: never logged, stored or returned."""
+
+    username: str = Field(min_length=1, examples=["robot"])
+    password: SecretStr = Field(description="Password or access token.")
+    email: str | None = None
+    serveraddress: str | None = Field(
+        None, description="Registry host, e.g. registry.example.com. Defaults to the image's."
+    )
+
+
+class VolumeSpec(StrictModel):
+    """What to put at one container path, and whether to hand it back after the run."""
+
+    type: VolumeType = Field(
+        description="file: `content` is the base64 of one file. directory: `content` is the "
+        "base64 of a tar.gz extracted at the path (omit for an empty directory). volume: mount "
+        "the named volume `name`. host: bind `host_path` (only prefixes the operator allows)."
+    )
+    content: str | None = Field(None, description="Base64 content (file or directory).")
+    mode: str | None = Field(
+        None,
+        description='Octal permissions of a file, e.g. "0755". Default "0644".',
+        examples=["0755"],
+    )
+    response: bool = Field(
+        False, description="Return this file or directory's content after the run."
+    )
+    name: str | None = Field(None, description="Volume name, for type volume.")
+    host_path: str | None = Field(None, description="Absolute host path, for type host.")
+
+    @field_validator("mode")
+    @classmethod
+    def _octal_mode(cls, value: str | None) -> str | None:
+        if value is not None and not _MODE.match(value):
+            raise ValueError(f'mode {value!r} is not octal permissions: write it like "0755"')
+        return value
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> VolumeSpec:
+        if self.type == "file" and self.content is None:
+            raise ValueError("a file volume needs `content` (the file's bytes in base64)")
+        if self.type == "volume" and not self.name:
+            raise ValueError("a volume of type volume needs `name` (create it with /volume)")
+        if self.type == "volume" and not re.match(VOLUME_NAME_PATTERN, self.name or ""):
+            raise ValueError(f"volume name {self.name!r} is not a valid Docker volume name")
+        if self.type == "host" and not self.host_path:
+            raise ValueError("a volume of type host needs `host_path` (an absolute host path)")
+        if self.type == "host" and not posixpath.isabs(self.host_path or ""):
+            raise ValueError(f"host_path {self.host_path!r} must be an absolute path")
+        if self.response and self.type not in ("file", "directory"):
+            raise ValueError("`response: true` works on file and directory volumes only")
+        if self.type in ("volume", "host") and self.content is not None:
+            raise ValueError(f"a volume of type {self.type} takes no `content`")
+        if self.mode is not None and self.type != "file":
+            raise ValueError("`mode` applies to file volumes only")
+        return self
+
+
+class MountPoint(BaseModel):
+    """A parsed volume key: `"/path[:ro|:rw]"`."""
+
+    path: str
+    read_only: bool
+
+    @classmethod
+    def parse(cls, key: str) -> MountPoint:
+        """Parse a volume key, or raise ValueError saying how to write it."""
+        path, _, suffix = key.partition(":")
+        if suffix not in ("", "ro", "rw"):
+            raise ValueError(
+                f"volume key {key!r}: suffix {':' + suffix!r} is not allowed; use :ro or :rw"
+            )
+        if not path.startswith("/"):
+            raise ValueError(f"volume key {key!r}: the container path must be absolute")
+        normal = posixpath.normpath(path)
+        if normal == "/":
+            raise ValueError(f"volume key {key!r}: cannot mount over the container's root")
+        return cls(path=normal, read_only=suffix == "ro")
+
+
+class RunRequest(StrictModel):
+    """One container run: image, command, environment, files in, files out, limits."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "image": "busybox:latest",
+                    "command": ["/test.sh"],
+                    "volumes": {
+                        "/test.sh:ro": {
+                            "type": "file",
+                            "mode": "0755",
+                            "content": "IyEvYmluL2FzaAplY2hvICJIZWxsbywgV29ybGQhIiA+IC9hcHAvZGF0"
+                            "YS90ZXN0LnR4dAo=",
+                        },
+                        "/app/data": {"type": "directory", "response": True},
+                    },
+                }
+            ]
+        },
+    )
+
+    image: str = Field(
+        min_length=1, max_length=512, description="Image reference.", examples=["busybox:latest"]
+    )
+    command: Argv = None
+    entrypoint: Argv = None
+    env_vars: dict[str, str | int | bool] = Field(
+        default_factory=dict,
+        description="Environment variables; int and bool values are sent as text.",
+        examples=[{"GREETING": "hi", "DEBUG": True}],
+    )
+    working_dir: str | None = Field(None, description="Absolute working directory.")
+    user: str | None = Field(
+        None, description='User to run as: "name", "uid" or "uid:gid".', examples=["1000:1000"]
+    )
+    pull_policy: PullPolicy = Field(
+        "always", description="always: pull first; missing: pull if absent; never: local only."
+    )
+    auth_config: AuthConfig | None = Field(None, description="Private registry credentials.")
+    volumes: dict[str, VolumeSpec] = Field(
+        default_factory=dict,
+        description='Map of "<absolute container path>[:ro|:rw]" to what goes there.',
+    )
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="Kill the container after this long (operator default/max)."
+    )
+    memory: str | None = Field(
+        None, pattern=SIZE_PATTERN, description="Memory limit, e.g. 256m or 1g.", examples=["256m"]
+    )
+    cpus: float | None = Field(None, gt=0, description="CPU limit, e.g. 0.5.")
+    network: str | None = Field(
+        None, description='"none" or a network name; the operator default applies when absent.'
+    )
+
+    @field_validator("command", "entrypoint")
+    @classmethod
+    def _splittable(cls, value: list[str] | str | None) -> list[str] | str | None:
+        if isinstance(value, str):
+            try:
+                shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot split {value!r} into arguments: {exc}") from None
+        return value
+
+    @field_validator("env_vars")
+    @classmethod
+    def _env_names(cls, value: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+        for name in value:
+            if not name or "=" in name or "\0" in name:
+                raise ValueError(f"environment variable name {name!r} must be non-empty, no '='")
+        return value
+
+    @field_validator("working_dir")
+    @classmethod
+    def _absolute_dir(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"working_dir {value!r} must be an absolute path")
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _volume_keys(cls, value: dict[str, VolumeSpec]) -> dict[str, VolumeSpec]:
+        seen: dict[str, str] = {}
+        for key, spec in value.items():
+            path = MountPoint.parse(key).path
+            if path in seen:
+                raise ValueError(f"volume keys {seen[path]!r} and {key!r} name the same path")
+            seen[path] = key
+            if spec.type == "file" and key.endswith("/"):
+                raise ValueError(f"volume key {key!r}: a file path cannot end with '/'")
+        return value
+
+    def argv(self, field: Literal["command", "entrypoint"]) -> list[str] | None:
+        """The field as an argument list: a string is split like a shell would."""
+        value = getattr(self, field)
+        return shlex.split(value) if isinstance(value, str) else value
+
+    def env_strings(self) -> dict[str, str]:
+        """Values as the container sees them: booleans as "true"/"false"."""
+        return {
+            key: str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in self.env_vars.items()
+        }
+
+
+class ReturnedVolume(BaseModel):
+    """Content handed back from a `response: true` path."""
+
+    type: Literal["file", "directory"]
+    content: str = Field(description="Base64 of the file, or of a tar.gz of the directory.")
+
+
+class RunResult(BaseModel):
+    """What happened: returned whenever the container ran, whatever its exit code."""
+
+    run_id: str
+    status: str = Field(description='"success", "error: <exit code>" or "timeout".')
+    exit_code: int | None = Field(description="The container's exit code (None if killed).")
+    stdout: str
+    stderr: str
+    stdout_truncated: bool = Field(description="stdout exceeded the output cap and was cut.")
+    stderr_truncated: bool = Field(description="stderr exceeded the output cap and was cut.")
+    timed_out: bool
+    oom_killed: bool = Field(description="The container hit its memory limit.")
+    volumes: dict[str, ReturnedVolume] = Field(
+        default_factory=dict, description="Each `response: true` path's content."
+    )
+    execution_time: float = Field(description="Seconds from request to result.")
+
+
+class CreateVolumeRequest(StrictModel):
+    """A named volume, optionally filled from a tar.gz (`tar czf x.tar.gz target_dir`)."""
+
+    name: str = Field(pattern=VOLUME_NAME_PATTERN, examples=["my-data"])
+    content: str | None = Field(
+        None,
+        description="Base64 of a tar.gz. The contents of a single top-level folder shared by "
+        "every member land at the volume's root; otherwise the archive is extracted as it is.",
+    )
+    driver: str | None = Field(None, description="Volume driver (engine default: local).")
+    driver_opts: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    reuse_existing: bool = Field(
+        False, description="Fill an existing volume of that name instead of answering 409."
+    )
+
+
+class CreateVolumeResult(BaseModel):
+    status: Literal["success"] = "success"
+    name: str
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    backend: str
+    version: str = Field(description="The backend's version (engine or API server).")
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class ContainerInfo(BaseModel):
+    id: str
+    name: str
+    image: str
+    status: str
+    run_id: str | None = None
+
+
+class ImageInfo(BaseModel):
+    id: str
+    tags: list[str]
+    size: int

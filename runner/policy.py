@@ -1,0 +1,151 @@
+"""Requests resolved against the operator's settings: defaults, maxima, allow-lists, content.
+
+The one place that decides what a request may do. It decodes and checks content too, so it is
+CPU work: the service calls it off the event loop.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from runner.archives import Budget, check_tar_gz, decode_base64, single_top_folder, strip_top_folder
+from runner.errors import InvalidRequest, PolicyRefused
+from runner.models import CreateVolumeRequest, MountPoint, RunRequest, VolumeSpec
+from runner.settings import Settings
+from runner.sizes import parse_size
+from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill
+
+
+def build_run_spec(request: RunRequest, settings: Settings, run_id: str) -> RunSpec:
+    """The backend's instructions for `request`, or the error that refuses it."""
+    budget = Budget(settings.max_extracted_bytes, settings.max_archive_members)
+    return RunSpec(
+        run_id=run_id,
+        image=request.image,
+        command=request.argv("command"),
+        entrypoint=request.argv("entrypoint"),
+        env=request.env_strings(),
+        working_dir=request.working_dir,
+        user=request.user,
+        pull_policy=request.pull_policy,
+        auth=_auth(request),
+        mounts=[_mount(key, spec, settings, budget) for key, spec in request.volumes.items()],
+        timeout_seconds=_within(
+            "timeout_seconds",
+            request.timeout_seconds,
+            settings.default_timeout_seconds,
+            settings.max_timeout_seconds,
+            "RUNNER_MAX_TIMEOUT_SECONDS",
+        ),
+        memory_bytes=int(
+            _within(
+                "memory",
+                parse_size(request.memory) if request.memory else None,
+                parse_size(settings.default_memory),
+                parse_size(settings.max_memory),
+                "RUNNER_MAX_MEMORY",
+            )
+        ),
+        nano_cpus=int(
+            _within(
+                "cpus", request.cpus, settings.default_cpus, settings.max_cpus, "RUNNER_MAX_CPUS"
+            )
+            * 1e9
+        ),
+        pids_limit=settings.pids_limit,
+        network=_network(request.network, settings),
+        max_output_bytes=settings.max_output_bytes,
+        max_response_bytes=settings.max_response_bytes,
+    )
+
+
+def build_volume_fill(request: CreateVolumeRequest, settings: Settings) -> VolumeFill:
+    """Decode and check `/volume` content; strip a single top-level folder as documented."""
+    tar = None
+    if request.content:
+        data = decode_base64(request.content, "content", settings.max_archive_bytes)
+        budget = Budget(settings.max_extracted_bytes, settings.max_archive_members)
+        names = check_tar_gz(data, "content", budget)
+        top = single_top_folder(names)
+        tar = strip_top_folder(data, top) if top else data
+    return VolumeFill(
+        name=request.name,
+        tar=tar,
+        driver=request.driver,
+        driver_opts=request.driver_opts,
+        labels=request.labels,
+        reuse_existing=request.reuse_existing,
+    )
+
+
+def _within(field: str, asked: float | None, default: float, maximum: float, env: str) -> float:
+    if asked is None:
+        return default
+    if asked > maximum:
+        raise InvalidRequest(
+            f"{field}: {asked:g} is above the operator's maximum of {maximum:g} ({env}); "
+            "ask for less",
+            field=field,
+        )
+    return asked
+
+
+def _network(asked: str | None, settings: Settings) -> str:
+    network = asked or settings.default_network
+    if asked not in (None, "none") and network not in settings.allowed_networks:
+        raise PolicyRefused(
+            f"network: {network!r} is not allowed by the operator (RUNNER_ALLOWED_NETWORKS: "
+            f"{', '.join(settings.allowed_networks) or 'none'})",
+            field="network",
+        )
+    return network
+
+
+def _auth(request: RunRequest) -> RegistryAuth | None:
+    auth = request.auth_config
+    if auth is None:
+        return None
+    return RegistryAuth(
+        username=auth.username,
+        password=auth.password.get_secret_value(),
+        email=auth.email,
+        serveraddress=auth.serveraddress,
+    )
+
+
+def _mount(key: str, spec: VolumeSpec, settings: Settings, budget: Budget) -> MountSpec:
+    point = MountPoint.parse(key)
+    field = f"volumes[{key!r}].content"
+    content = None
+    if spec.content:
+        content = decode_base64(spec.content, field, settings.max_archive_bytes)
+        if spec.type == "directory":
+            check_tar_gz(content, field, budget)
+        else:
+            budget.spend(len(content), field)
+    if spec.type == "host":
+        _allowed_host_path(key, spec.host_path or "", settings)
+    return MountSpec(
+        key=key,
+        path=point.path,
+        read_only=point.read_only,
+        kind=spec.type,
+        content=content,
+        mode=int(spec.mode, 8) if spec.mode else 0o644,
+        response=spec.response,
+        name=spec.name,
+        host_path=posixpath.normpath(spec.host_path) if spec.host_path else None,
+    )
+
+
+def _allowed_host_path(key: str, host_path: str, settings: Settings) -> None:
+    normal = posixpath.normpath(host_path)
+    for prefix in settings.allowed_host_paths:
+        root = posixpath.normpath(prefix)
+        if normal == root or normal.startswith(root.rstrip("/") + "/"):
+            return
+    raise PolicyRefused(
+        f"volumes[{key!r}].host_path: {host_path!r} is not under a host path the operator "
+        "allows (RUNNER_ALLOWED_HOST_PATHS); use a file, directory or named volume instead",
+        field=f"volumes[{key!r}].host_path",
+    )

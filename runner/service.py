@@ -1,0 +1,208 @@
+"""`RunnerService`: the one thing REST and MCP call.
+
+It admits a run (or answers Busy), resolves the request against settings off the event loop,
+runs the backend in a worker thread, turns a cancelled request into a killed and removed
+container, times the phases, logs one line per run, and reaps leftovers periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import anyio
+
+from backends.base import Backend
+from runner.archives import encode_base64
+from runner.errors import Busy, RunnerError
+from runner.models import (
+    ContainerInfo,
+    CreateVolumeRequest,
+    CreateVolumeResult,
+    Health,
+    ImageInfo,
+    ReturnedVolume,
+    RunRequest,
+    RunResult,
+)
+from runner.policy import build_run_spec, build_volume_fill
+from runner.settings import Settings
+from runner.spec import Outcome, RunSpec
+
+log = logging.getLogger("oneoff_runner")
+
+T = TypeVar("T")
+CANCEL_CLEANUP_WAIT_SECONDS = 120
+
+
+class Admission:
+    """At most `running` runs at once and `queued` waiting; past that, `Busy` at once."""
+
+    def __init__(self, running: int, queued: int) -> None:
+        self._slots = asyncio.Semaphore(running)
+        self._queue_limit = queued
+        self.waiting = 0
+        self.running = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._slots.locked() and self.waiting >= self._queue_limit:
+            raise Busy(
+                f"all {self.running} run slots are busy and {self.waiting} runs are queued; "
+                "retry shortly",
+                retry_after=2,
+            )
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self._slots.release()
+
+
+class RunnerService:
+    def __init__(self, settings: Settings, backend: Backend) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs)
+        self._run_threads = anyio.CapacityLimiter(settings.max_concurrent_runs)
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Reap what a previous life of this instance left, then keep reaping in the background."""
+        await self._reap(startup=True)
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await self._call(self.backend.close)
+
+    async def run(self, request: RunRequest) -> RunResult:
+        started = time.perf_counter()
+        run_id = uuid.uuid4().hex[:16]
+        try:
+            async with self.admission.slot():
+                spec = await self._call(build_run_spec, request, self.settings, run_id)
+                outcome = await self._execute(spec)
+        except RunnerError as exc:
+            log.info("run %s image=%s refused: %s %s", run_id, request.image, exc.code, exc.message)
+            raise
+        result = _result(run_id, outcome, time.perf_counter() - started)
+        log.info(
+            "run %s image=%s status=%r exit_code=%s time=%.3fs phases=%s",
+            run_id,
+            request.image,
+            result.status,
+            result.exit_code,
+            result.execution_time,
+            ",".join(f"{name}:{seconds}" for name, seconds in outcome.phases.items()),
+        )
+        return result
+
+    async def create_volume(self, request: CreateVolumeRequest) -> CreateVolumeResult:
+        fill = await self._call(build_volume_fill, request, self.settings)
+        detail = await self._call(self.backend.create_volume, fill)
+        return CreateVolumeResult(name=request.name, detail=detail)
+
+    async def health(self) -> Health:
+        return await self._call(self.backend.health)
+
+    async def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
+        return await self._call(
+            functools.partial(
+                self.backend.list_containers, all_states=all_states, managed_only=managed_only
+            )
+        )
+
+    async def list_images(self, *, reference: str | None = None) -> list[ImageInfo]:
+        return await self._call(functools.partial(self.backend.list_images, reference=reference))
+
+    async def _execute(self, spec: RunSpec) -> Outcome:
+        """Run in a worker thread; if this request is cancelled, kill the container and wait
+        for the backend's own cleanup before letting the cancellation through."""
+        finished = threading.Event()
+
+        def work() -> Outcome:
+            try:
+                return self.backend.run(spec)
+            finally:
+                finished.set()
+
+        try:
+            return await anyio.to_thread.run_sync(
+                work, abandon_on_cancel=True, limiter=self._run_threads
+            )
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                spec.cancelled.set()
+                await self._call(self._cancel_and_wait, spec.run_id, finished)
+            raise
+
+    def _cancel_and_wait(self, run_id: str, finished: threading.Event) -> None:
+        try:
+            self.backend.cancel(run_id)
+        except RunnerError as exc:
+            log.warning("run %s: cancelling failed: %s", run_id, exc.message)
+        if not finished.wait(CANCEL_CLEANUP_WAIT_SECONDS):
+            log.warning("run %s: cleanup outlasted the cancel; the reaper will finish it", run_id)
+        log.info("run %s cancelled: the caller went away", run_id)
+
+    async def _reap(self, *, startup: bool) -> None:
+        try:
+            reap = functools.partial(self.backend.reap_orphans, startup=startup)
+            removed = await self._call(reap)
+        except RunnerError as exc:
+            log.warning("reaping leftovers failed: %s", exc.message)
+            return
+        if removed:
+            log.info("reaped %d leftover object(s) of earlier runs", removed)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.reap_interval_seconds)
+            await self._reap(startup=False)
+
+    @staticmethod
+    async def _call(function: Callable[..., T], *args: object) -> T:
+        """Blocking work (SDK calls, decoding) goes to a worker thread, never the event loop."""
+        return await anyio.to_thread.run_sync(function, *args)
+
+
+def _result(run_id: str, outcome: Outcome, elapsed: float) -> RunResult:
+    if outcome.timed_out:
+        status = "timeout"
+    elif outcome.exit_code == 0:
+        status = "success"
+    else:
+        status = f"error: {outcome.exit_code}"
+    return RunResult(
+        run_id=run_id,
+        status=status,
+        exit_code=outcome.exit_code,
+        stdout=outcome.stdout.decode("utf-8", "replace"),
+        stderr=outcome.stderr.decode("utf-8", "replace"),
+        stdout_truncated=outcome.stdout_truncated,
+        stderr_truncated=outcome.stderr_truncated,
+        timed_out=outcome.timed_out,
+        oom_killed=outcome.oom_killed,
+        volumes={
+            path: ReturnedVolume(type=kind, content=encode_base64(content))
+            for path, (kind, content) in outcome.returned.items()
+        },
+        execution_time=round(elapsed, 4),
+    )

@@ -1,0 +1,113 @@
+"""Operator settings: one `Settings`, read from `RUNNER_*` environment variables and `.env`.
+
+Nothing reads the environment anywhere else. Apps take a `Settings` (built by `get_settings()`
+by default) so tests pass their own. Every request limit has a default, which a request may
+lower, and a maximum, which it may raise to but never past.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from runner.sizes import parse_size
+
+MiB = 1024 * 1024
+
+StrList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every knob an operator has; the README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUNNER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    backend: Literal["docker", "kubernetes"] = Field(
+        "docker", description="Which backend runs containers."
+    )
+    host: str = Field("127.0.0.1", description="Address the REST and MCP servers bind to.")
+    port: int = Field(8000, ge=1, le=65535, description="REST API port.")
+    mcp_port: int = Field(8001, ge=1, le=65535, description="MCP (Streamable HTTP) port.")
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="Names this runner on shared engines; leftovers of the same id are "
+        "reaped at startup. Defaults to the hostname.",
+    )
+
+    default_timeout_seconds: float = Field(60, gt=0, description="Run timeout when none given.")
+    max_timeout_seconds: float = Field(3600, gt=0, description="Largest timeout a run may ask.")
+    default_memory: str = Field("512m", description="Memory limit when none given.")
+    max_memory: str = Field("4g", description="Largest memory limit a run may ask.")
+    default_cpus: float = Field(1.0, gt=0, description="CPU limit when none given.")
+    max_cpus: float = Field(4.0, gt=0, description="Largest CPU limit a run may ask.")
+    pids_limit: int = Field(512, ge=16, description="Process limit inside every container.")
+    default_network: str = Field("none", description="Network of a run that names none.")
+    allowed_networks: StrList = Field(
+        default_factory=lambda: ["none", "bridge"],
+        description="Networks a run may name (comma-separated).",
+    )
+    allowed_host_paths: StrList = Field(
+        default_factory=list,
+        description="Host path prefixes that `host` volumes may bind (comma-separated). "
+        "Empty: `host` volumes are refused.",
+    )
+
+    max_output_bytes: int = Field(
+        1 * MiB, ge=1024, description="Cap on captured stdout, and separately on stderr."
+    )
+    max_archive_bytes: int = Field(
+        64 * MiB, ge=1024, description="Cap on one decoded content field (file or tar.gz)."
+    )
+    max_extracted_bytes: int = Field(
+        512 * MiB, ge=1024, description="Cap on what one request's archives unpack to."
+    )
+    max_archive_members: int = Field(
+        10_000, ge=1, description="Cap on the number of entries in one request's archives."
+    )
+    max_response_bytes: int = Field(
+        64 * MiB, ge=1024, description="Cap on the content a run returns from its volumes."
+    )
+
+    max_concurrent_runs: int = Field(8, ge=1, description="Runs executing at once.")
+    max_queued_runs: int = Field(32, ge=0, description="Runs waiting for a slot; past: 429.")
+    reap_interval_seconds: float = Field(
+        60, gt=0, description="How often leftovers past their deadline are removed."
+    )
+    docker_api_timeout_seconds: float = Field(
+        120, gt=0, description="Timeout of one Docker API call (not of a run)."
+    )
+
+    @field_validator("allowed_networks", "allowed_host_paths", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("default_memory", "max_memory")
+    @classmethod
+    def _valid_size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_within_maxima(self) -> Settings:
+        if self.default_timeout_seconds > self.max_timeout_seconds:
+            raise ValueError("default_timeout_seconds exceeds max_timeout_seconds")
+        if parse_size(self.default_memory) > parse_size(self.max_memory):
+            raise ValueError("default_memory exceeds max_memory")
+        if self.default_cpus > self.max_cpus:
+            raise ValueError("default_cpus exceeds max_cpus")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

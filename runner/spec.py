@@ -1,0 +1,85 @@
+"""What the service asks a backend to do: requests resolved against settings and policy.
+
+Backends see only these: limits are numbers, content is decoded and checked, defaults applied.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from runner.models import PullPolicy, VolumeType
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    """Credentials for one pull. `repr` hides the password so it never reaches a log line."""
+
+    username: str
+    password: str = field(repr=False)
+    email: str | None = None
+    serveraddress: str | None = None
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """One path in the container. `content`: a file's bytes, or a checked tar.gz."""
+
+    key: str
+    path: str
+    read_only: bool
+    kind: VolumeType
+    content: bytes | None = field(default=None, repr=False)
+    mode: int = 0o644
+    response: bool = False
+    name: str | None = None
+    host_path: str | None = None
+
+
+@dataclass
+class RunSpec:
+    run_id: str
+    image: str
+    command: list[str] | None
+    entrypoint: list[str] | None
+    env: dict[str, str]
+    working_dir: str | None
+    user: str | None
+    pull_policy: PullPolicy
+    auth: RegistryAuth | None
+    mounts: list[MountSpec]
+    timeout_seconds: float
+    memory_bytes: int
+    nano_cpus: int
+    pids_limit: int
+    network: str
+    max_output_bytes: int
+    max_response_bytes: int
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+
+@dataclass
+class VolumeFill:
+    """A named volume to create, and a tar (plain or gzip) to unpack at its root, if any."""
+
+    name: str
+    tar: bytes | None
+    driver: str | None
+    driver_opts: dict[str, str]
+    labels: dict[str, str]
+    reuse_existing: bool
+
+
+@dataclass
+class Outcome:
+    """A backend's raw answer; the service turns it into the wire `RunResult`."""
+
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+    oom_killed: bool
+    returned: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
