@@ -324,7 +324,9 @@ class DockerBackend:
             try:
                 return _read_capped(chunks, cap)
             finally:
-                chunks.close()
+                # docker-py's own close() shuts the socket under a live response (and fails
+                # over SSH); closing the HTTP response releases it cleanly on every transport.
+                chunks._response.close()
 
     def _returned(self, spec: RunSpec, container: str) -> dict[str, tuple[str, bytes]]:
         returned: dict[str, tuple[str, bytes]] = {}

@@ -2,12 +2,14 @@
 # Provision what the test suite needs on a Debian machine, idempotently:
 #   - uv, a running Docker engine,
 #   - a local test image built from Debian's busybox-static (no public registry is reachable),
-#   - a private registry on 127.0.0.1 with an htpasswd user, holding that image.
+#   - a private registry on 127.0.0.1:5000 with an htpasswd user, holding that image,
+#   - an anonymous registry on 127.0.0.1:5001 holding it too (the "public registry" of the tests).
 # Every step checks first, so running it twice is cheap.
 set -euo pipefail
 
 TEST_IMAGE="${RUNNER_TEST_IMAGE:-oneoff-test/busybox:latest}"
 REGISTRY_ADDR="${RUNNER_TEST_REGISTRY:-127.0.0.1:5000}"
+PUBLIC_REGISTRY_ADDR="${RUNNER_TEST_PUBLIC_REGISTRY:-127.0.0.1:5001}"
 REGISTRY_USER="${RUNNER_TEST_REGISTRY_USER:-tester}"
 REGISTRY_PASSWORD="${RUNNER_TEST_REGISTRY_PASSWORD:-s3cret-pass}"
 STATE_DIR="${RUNNER_TEST_STATE_DIR:-/var/lib/oneoff-runner-ci}"
@@ -71,54 +73,64 @@ ensure_test_image() {
   rm -rf "$root"
 }
 
-ensure_registry() {
+registry_config() {  # registry_config DIR ADDR [HTPASSWD]
+  local dir=$1 addr=$2 htpasswd=${3:-}
+  mkdir -p "$dir/data"
+  {
+    printf 'version: 0.1\nlog:\n  level: warn\n'
+    printf 'storage:\n  filesystem:\n    rootdirectory: %s/data\n  delete:\n    enabled: true\n' "$dir"
+    printf 'http:\n  addr: %s\n' "$addr"
+    if [ -n "$htpasswd" ]; then
+      printf 'auth:\n  htpasswd:\n    realm: oneoff-runner-ci\n    path: %s\n' "$htpasswd"
+    fi
+  } >"$dir/config.yml"
+}
+
+start_registry() {  # start_registry NAME ADDR EXPECTED_HTTP_CODE
+  local name=$1 addr=$2 expected=$3 code
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/v2/" || true)
+  [ "$code" = "$expected" ] && return 0
+  log "starting the $name registry on $addr"
+  nohup docker-registry serve "$STATE_DIR/$name/config.yml" >"$STATE_DIR/$name.log" 2>&1 &
+  wait_for "the $name registry" 30 sh -c \
+    "curl -s -o /dev/null -w '%{http_code}' http://$addr/v2/ | grep -qx $expected"
+}
+
+push_once() {  # push_once ADDR REPO [USER PASSWORD]
+  local addr=$1 repo=$2 user=${3:-} password=${4:-} creds=()
+  [ -n "$user" ] && creds=(-u "$user:$password")
+  if curl -sf "${creds[@]}" -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+      "http://$addr/v2/$repo/manifests/latest" >/dev/null; then
+    return 0
+  fi
+  log "pushing the test image to $addr/$repo"
+  docker tag "$TEST_IMAGE" "$addr/$repo:latest"
+  if [ -n "$user" ]; then
+    printf '%s' "$password" | docker login -u "$user" --password-stdin "$addr" >/dev/null 2>&1
+  fi
+  docker push -q "$addr/$repo:latest" >/dev/null
+  [ -n "$user" ] && docker logout "$addr" >/dev/null
+  # The tests must pull it themselves (with credentials, for the private one).
+  docker image rm "$addr/$repo:latest" >/dev/null
+}
+
+ensure_registries() {
   apt_install docker-registry apache2-utils
-  local conf="$STATE_DIR/registry"
-  mkdir -p "$conf/data"
-  htpasswd -Bbc "$conf/htpasswd" "$REGISTRY_USER" "$REGISTRY_PASSWORD" >/dev/null 2>&1
-  cat >"$conf/config.yml" <<YAML
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $conf/data
-  delete:
-    enabled: true
-http:
-  addr: $REGISTRY_ADDR
-auth:
-  htpasswd:
-    realm: oneoff-runner-ci
-    path: $conf/htpasswd
-YAML
   # Debian's package may start its own registry on :5000 without auth; ours must own the port.
   if command -v systemctl >/dev/null 2>&1; then systemctl stop docker-registry >/dev/null 2>&1 || true; fi
-  local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' "http://$REGISTRY_ADDR/v2/" || true)
-  if [ "$code" != "401" ]; then
-    pkill -f 'docker-registry serve' >/dev/null 2>&1 || true
-    log "starting the private registry on $REGISTRY_ADDR"
-    nohup docker-registry serve "$conf/config.yml" >"$STATE_DIR/registry.log" 2>&1 &
-    wait_for "the registry" 30 sh -c "curl -s -o /dev/null -w '%{http_code}' http://$REGISTRY_ADDR/v2/ | grep -q 401"
-  fi
-  local private="$REGISTRY_ADDR/oneoff-test/private-busybox:latest"
-  if ! curl -sf -u "$REGISTRY_USER:$REGISTRY_PASSWORD" \
-      "http://$REGISTRY_ADDR/v2/oneoff-test/private-busybox/manifests/latest" \
-      -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' >/dev/null; then
-    log "pushing the test image to the private registry"
-    docker tag "$TEST_IMAGE" "$private"
-    printf '%s' "$REGISTRY_PASSWORD" | docker login -u "$REGISTRY_USER" --password-stdin "$REGISTRY_ADDR" >/dev/null
-    docker push -q "$private" >/dev/null
-    docker logout "$REGISTRY_ADDR" >/dev/null
-  fi
-  # The tests must pull it themselves, with credentials.
-  docker image rm "$private" >/dev/null 2>&1 || true
+  mkdir -p "$STATE_DIR/private"
+  htpasswd -Bbc "$STATE_DIR/private/htpasswd" "$REGISTRY_USER" "$REGISTRY_PASSWORD" >/dev/null 2>&1
+  registry_config "$STATE_DIR/private" "$REGISTRY_ADDR" "$STATE_DIR/private/htpasswd"
+  registry_config "$STATE_DIR/public" "$PUBLIC_REGISTRY_ADDR"
+  start_registry private "$REGISTRY_ADDR" 401
+  start_registry public "$PUBLIC_REGISTRY_ADDR" 200
+  push_once "$REGISTRY_ADDR" oneoff-test/private-busybox "$REGISTRY_USER" "$REGISTRY_PASSWORD"
+  push_once "$PUBLIC_REGISTRY_ADDR" oneoff-test/busybox
 }
 
 apt_install curl ca-certificates
 ensure_uv
 ensure_docker
 ensure_test_image
-ensure_registry
-log "ready: engine $(docker version -f '{{.Server.Version}}'), image $TEST_IMAGE, registry $REGISTRY_ADDR"
+ensure_registries
+log "ready: engine $(docker version -f '{{.Server.Version}}'), image $TEST_IMAGE, registries $REGISTRY_ADDR (auth), $PUBLIC_REGISTRY_ADDR"
