@@ -125,8 +125,8 @@ def test_limits_reach_the_container(client, engine):
     body = run_body(
         "sh",
         "-c",
-        "cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max "
-        "2>/dev/null || cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "cd /sys/fs/cgroup; cat pids.max memory.max 2>/dev/null || "
+        "cat pids/pids.max memory/memory.limit_in_bytes",
         memory="64m",
     )
     pids, memory = client.post("/run", json=body).json()["stdout"].split()
