@@ -62,13 +62,16 @@ class DockerBackend:
         with self._lock:
             if self._client is None:
                 with _engine_errors("connecting to the Docker engine"):
-                    self._client = docker.APIClient(
-                        version="auto",
-                        timeout=int(self._settings.docker_api_timeout_seconds),
-                        max_pool_size=self._settings.max_concurrent_runs * 2 + 8,
-                        **kwargs_from_env(),
-                    )
+                    self._client = self._connect()
             return self._client
+
+    def _connect(self) -> docker.APIClient:
+        return docker.APIClient(
+            version="auto",
+            timeout=int(self._settings.docker_api_timeout_seconds),
+            max_pool_size=self._settings.max_concurrent_runs * 2 + 8,
+            **kwargs_from_env(),
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -326,7 +329,7 @@ class DockerBackend:
             finally:
                 # docker-py's own close() shuts the socket under a live response (and fails
                 # over SSH); closing the HTTP response releases it cleanly on every transport.
-                chunks._response.close()
+                chunks._response.close()  # type: ignore[attr-defined]
 
     def _returned(self, spec: RunSpec, container: str) -> dict[str, tuple[str, bytes]]:
         returned: dict[str, tuple[str, bytes]] = {}
@@ -574,10 +577,17 @@ def _content_refused(message: str) -> RunnerError | None:
     )
 
 
-def _create_refused(message: str) -> RunnerError | None:
+def _missing_network(message: str) -> RunnerError | None:
     low = message.lower()
     if "network" in low and "not found" in low:
         return NotFound(f"network: {message}; name an existing network", field="network")
+    return None
+
+
+def _create_refused(message: str) -> RunnerError | None:
+    low = message.lower()
+    if network_error := _missing_network(message):
+        return network_error
     if "bind source path does not exist" in low:
         return InvalidRequest(
             f"volumes: {message}; host_path must exist on the engine's host", field="volumes"
@@ -592,6 +602,8 @@ def _start_refused(spec: RunSpec) -> Translate:
 
     def translate(message: str) -> RunnerError | None:
         low = message.lower()
+        if network_error := _missing_network(message):
+            return network_error
         if "unable to find user" in low or "no matching entries in passwd" in low:
             return InvalidRequest(
                 f"user: {spec.user!r} does not exist in the image ({message}); use a numeric "

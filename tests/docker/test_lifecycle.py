@@ -1,0 +1,160 @@
+"""Nothing leaks, whatever way a run ends; leftovers of a crash are reaped; engine down is 503."""
+
+from __future__ import annotations
+
+import gc
+import json
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+import uvicorn
+
+from api_app import create_app
+from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from tests.docker.conftest import managed_objects
+from tests.helpers import PUBLIC_REGISTRY, TEST_IMAGE, b64, run_body, tar_gz
+
+CONTENT = {"/in.txt": {"type": "file", "content": b64(b"x")}, "/out": {"type": "directory"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"image": f"{PUBLIC_REGISTRY}/oneoff-test/absent:1", "volumes": CONTENT}, 404),
+        (run_body("/no/such/program", volumes=CONTENT), 422),
+        (run_body("true", volumes=CONTENT, network="no-such-network"), 404),
+        (run_body("true", volumes={"/d": {"type": "directory", "content": b64(b"bad")}}), 422),
+        (run_body("true", volumes={**CONTENT, "/v": {"type": "volume", "name": "absent-v"}}), 404),
+        (run_body("sleep", "30", volumes=CONTENT, timeout_seconds=1), 200),
+        (run_body("sh", "-c", "exit 7", volumes=CONTENT), 200),
+    ],
+    ids=[
+        "pull-failure",
+        "start-failure",
+        "create-failure",
+        "bad-archive",
+        "missing-volume",
+        "timeout",
+        "non-zero-exit",
+    ],
+)
+def test_every_way_a_run_ends_leaves_nothing(app_client, engine, body, status):
+    client = app_client(allowed_networks=["none", "no-such-network"])
+    instance = client.app.state.service.settings.instance_id
+    response = client.post("/run", json=body)
+    assert response.status_code == status, response.text
+    assert managed_objects(engine, instance) == []
+
+
+# docker-py's unix-socket connection does not close its socket when connect() fails; the
+# warning is about that library's socket, collected here so it cannot land on another test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_engine_down_is_503_and_the_service_keeps_serving(app_client, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/oneoff-no-such-docker.sock")
+    client = app_client()
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["status"] == "unavailable"
+    assert "DOCKER_HOST" in health.json()["message"]
+    run = client.post("/run", json=run_body("true"))
+    assert run.status_code == 503
+    assert run.json()["error"] == "backend_unavailable"
+    assert client.get("/health").status_code == 503
+    gc.collect()
+
+
+def test_health_reports_the_engine_version(client, engine):
+    body = client.get("/health").json()
+    assert body["status"] == "ok" and body["backend"] == "docker"
+    assert body["version"] == engine.version()["Version"]
+
+
+def leftover(engine, instance: str, deadline: float) -> tuple[str, str]:
+    run_id = uuid.uuid4().hex[:16]
+    labels = {
+        MANAGED: "true",
+        RUN_ID: run_id,
+        INSTANCE: instance,
+        DEADLINE: str(int(deadline)),
+        ROLE: "run",
+    }
+    volume = engine.volumes.create(f"oneoff-{run_id}", labels=labels)
+    container = engine.containers.create(TEST_IMAGE, ["sleep", "600"], labels=labels)
+    container.start()
+    return container.name, volume.name
+
+
+def test_startup_reaps_this_instances_leftovers_and_expired_ones_only(
+    app_client, engine, make_settings
+):
+    settings = make_settings()
+    own = leftover(engine, settings.instance_id, time.time() + 3600)
+    expired = leftover(engine, "another-runner", time.time() - 1)
+    alive = leftover(engine, "another-runner", time.time() + 3600)
+    try:
+        app_client(instance_id=settings.instance_id)
+        names = {c.name for c in engine.containers.list(all=True, filters={"label": MANAGED})}
+        names |= {v.name for v in engine.volumes.list(filters={"label": MANAGED})}
+        assert not set(own) & names
+        assert not set(expired) & names
+        assert set(alive) <= names
+    finally:
+        engine.containers.get(alive[0]).remove(force=True)
+        engine.volumes.get(alive[1]).remove(force=True)
+
+
+@pytest.fixture
+def live_server(make_settings):
+    """A real uvicorn server on a loopback port, already listening when the fixture returns."""
+    settings = make_settings()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    yield settings, sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(30)
+    sock.close()
+
+
+def test_client_disconnect_mid_run_kills_and_removes_everything(live_server, engine):
+    settings, port = live_server
+    events = engine.api.events(
+        decode=True, until=int(time.time()) + 40, filters={"type": ["container", "volume"]}
+    )
+    body = json.dumps(run_body("sleep", "60", volumes=CONTENT, timeout_seconds=120)).encode()
+    request = (
+        f"POST /run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    started = time.monotonic()
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(request)
+    run_id = None
+    for event in events:
+        attributes = event.get("Actor", {}).get("Attributes", {})
+        if event["Type"] == "container" and attributes.get(INSTANCE) == settings.instance_id:
+            if event["Action"] == "start" and attributes.get(ROLE) == "run":
+                run_id = attributes[RUN_ID]
+                connection.close()
+        if run_id and event["Type"] == "volume" and event["Action"] == "destroy":
+            if event["Actor"]["ID"] == f"oneoff-{run_id}":
+                break
+    else:
+        pytest.fail("the run's volume was not removed after the client disconnected")
+    events.close()
+    assert time.monotonic() - started < 40
+    assert managed_objects(engine, settings.instance_id) == []
+
+
+def test_directory_content_with_many_files_round_trips(client):
+    files = {f"f{i:03}.txt": str(i).encode() for i in range(200)}
+    volumes = {"/many": {"type": "directory", "content": b64(tar_gz(files))}}
+    result = client.post("/run", json=run_body("sh", "-c", "ls /many | wc -l", volumes=volumes))
+    assert result.json()["stdout"].strip() == "200"

@@ -1,0 +1,99 @@
+"""The REST app's own behaviour: status mapping, headers, health, docs."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from api_app import create_app
+from runner.errors import BackendUnavailable, Busy, RegistryAuthFailed
+from tests.fakes import FakeBackend
+from tests.helpers import run_body
+
+
+def app_with(handler, make_settings) -> TestClient:  # type: ignore[no-untyped-def]
+    return TestClient(create_app(make_settings(), backend=FakeBackend(handler)))
+
+
+def raising(error):  # type: ignore[no-untyped-def]
+    def handler(*args):  # type: ignore[no-untyped-def]
+        raise error
+
+    return handler
+
+
+def test_busy_is_429_with_retry_after(make_settings):
+    with app_with(raising(Busy("full", retry_after=3)), make_settings) as api:
+        response = api.post("/run", json=run_body("true"))
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+    assert response.json()["error"] == "busy"
+
+
+def test_runner_errors_map_to_their_status_and_body(make_settings):
+    error = RegistryAuthFailed("auth_config: rejected", field="auth_config")
+    with app_with(raising(error), make_settings) as api:
+        response = api.post("/run", json=run_body("true"))
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "registry_auth_failed",
+        "message": "auth_config: rejected",
+        "field": "auth_config",
+    }
+
+
+def test_unexpected_errors_are_500_without_internals(make_settings):
+    with TestClient(
+        create_app(make_settings(), backend=FakeBackend(raising(RuntimeError("secret internals")))),
+        raise_server_exceptions=False,
+    ) as api:
+        response = api.post("/run", json=run_body("true"))
+    assert response.status_code == 500
+    assert "secret internals" not in response.text
+
+
+def test_health_is_ok_with_the_backend_version(api):
+    assert api.get("/health").json() == {
+        "status": "ok",
+        "backend": "fake",
+        "version": "0",
+        "details": {},
+    }
+
+
+def test_health_is_503_with_a_reason_when_the_backend_is_down(make_settings):
+    backend = FakeBackend()
+    backend.health = raising(BackendUnavailable("engine gone"))  # type: ignore[method-assign]
+    with TestClient(create_app(make_settings(), backend=backend)) as api:
+        response = api.get("/health")
+    assert response.status_code == 503
+    assert response.json()["message"] == "engine gone"
+
+
+def test_openapi_documents_every_request_field_with_a_description(api):
+    schema = api.get("/openapi.json").json()["components"]["schemas"]
+    run_fields = schema["RunRequest"]["properties"]
+    assert set(run_fields) >= {
+        "image",
+        "command",
+        "entrypoint",
+        "env_vars",
+        "working_dir",
+        "user",
+        "pull_policy",
+        "auth_config",
+        "volumes",
+        "timeout_seconds",
+        "memory",
+        "cpus",
+        "network",
+    }
+    assert all("description" in field for field in run_fields.values())
+    assert schema["RunRequest"]["examples"]
+    assert api.get("/docs").status_code == 200
+
+
+def test_volume_endpoint_answers_success(api, fake):
+    response = api.post("/volume", json={"name": "data"})
+    assert response.status_code == 201
+    assert response.json()["status"] == "success"
+    assert fake.fills[0].name == "data"

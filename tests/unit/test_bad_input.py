@@ -1,0 +1,154 @@
+"""Every kind of bad input gets a 4xx whose message names the field and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import b64, run_body, tar_gz
+
+
+def refused(api, body, status=422):
+    response = api.post("/run", json=body)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["message"]
+    return error
+
+
+def with_volumes(volumes):
+    return run_body("true", volumes=volumes)
+
+
+@pytest.mark.parametrize(
+    ("volumes", "words"),
+    [
+        ({"relative/path": {"type": "directory"}}, "absolute"),
+        ({"/data:xx": {"type": "directory"}}, ":ro or :rw"),
+        ({"/": {"type": "directory"}}, "root"),
+        ({"/a": {"type": "directory"}, "/a/:ro": {"type": "directory"}}, "same path"),
+        ({"/f": {"type": "file"}}, "needs `content`"),
+        ({"/v": {"type": "volume"}}, "needs `name`"),
+        ({"/v": {"type": "volume", "name": "bad/name"}}, "not a valid Docker volume name"),
+        ({"/h": {"type": "host"}}, "needs `host_path`"),
+        ({"/h": {"type": "host", "host_path": "rel"}}, "absolute"),
+        ({"/v": {"type": "volume", "name": "x", "response": True}}, "file and directory"),
+        ({"/f": {"type": "file", "content": "", "mode": "rwx"}}, "octal"),
+        ({"/f": {"type": "nonsense"}}, "file"),
+        ({"/f": {"type": "file", "content": "", "contnet": "x"}}, "contnet"),
+    ],
+)
+def test_bad_volume_specs_are_422_naming_the_problem(api, volumes, words):
+    error = refused(api, with_volumes(volumes))
+    assert error["field"].startswith("volumes")
+    assert words in error["message"]
+
+
+def test_malformed_base64_names_the_volume(api):
+    error = refused(api, with_volumes({"/f": {"type": "file", "content": "%%%not base64"}}))
+    assert error["field"] == "volumes['/f'].content"
+    assert "base64" in error["message"]
+
+
+def test_corrupt_gzip_names_the_volume(api):
+    error = refused(api, with_volumes({"/d": {"type": "directory", "content": b64(b"garbage")}}))
+    assert error["field"] == "volumes['/d'].content"
+    assert "tar.gz" in error["message"]
+
+
+def test_tar_member_that_climbs_out_is_refused(api):
+    import tarfile
+
+    escape = tarfile.TarInfo("../../etc/cron.d/x")
+    archive = tar_gz({}, extra=[escape])
+    error = refused(api, with_volumes({"/d": {"type": "directory", "content": b64(archive)}}))
+    assert "'..'" in error["message"]
+
+
+def test_absolute_tar_member_is_refused(api):
+    import tarfile
+
+    archive = tar_gz({}, extra=[tarfile.TarInfo("/etc/passwd")])
+    error = refused(api, with_volumes({"/d": {"type": "directory", "content": b64(archive)}}))
+    assert "absolute" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "setting"),
+    [
+        ({"timeout_seconds": 601}, "timeout_seconds", "RUNNER_MAX_TIMEOUT_SECONDS"),
+        ({"memory": "2g"}, "memory", "RUNNER_MAX_MEMORY"),
+        ({"cpus": 3}, "cpus", "RUNNER_MAX_CPUS"),
+    ],
+)
+def test_limits_above_the_operator_maximum_are_422(api, fields, field, setting):
+    error = refused(api, run_body("true", **fields))
+    assert error["field"] == field
+    assert setting in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"timeout_seconds": 0}, "timeout_seconds"),
+        ({"memory": "lots"}, "memory"),
+        ({"cpus": -1}, "cpus"),
+        ({"image": ""}, "image"),
+        ({"pull_policy": "sometimes"}, "pull_policy"),
+        ({"working_dir": "tmp"}, "working_dir"),
+        ({"env_vars": {"A=B": "x"}}, "env_vars"),
+        ({"env_vars": {"A": 1.5}}, "env_vars.A"),
+        ({"command": "echo 'unbalanced"}, "command"),
+        ({"auth_config": {"username": "u"}}, "auth_config.password"),
+        ({"imagee": "typo"}, "imagee"),
+    ],
+)
+def test_malformed_fields_are_422_naming_the_field(api, fields, field):
+    error = refused(api, run_body("true", **fields))
+    assert error["field"].startswith(field), error
+
+
+def test_missing_image_is_422(api):
+    assert refused(api, {"command": ["true"]})["field"] == "image"
+
+
+def test_invalid_json_is_422(api):
+    response = api.post("/run", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_network_outside_the_allowed_list_is_403(api):
+    error = refused(api, run_body("true", network="host"), status=403)
+    assert error["field"] == "network"
+    assert "RUNNER_ALLOWED_NETWORKS" in error["message"]
+
+
+def test_passwords_in_refused_requests_are_not_echoed(api):
+    body = run_body("true", auth_config={"username": "u", "password": "hunter2", "x": 1})
+    response = api.post("/run", json=body)
+    assert response.status_code == 422
+    assert "hunter2" not in response.text
+
+
+def test_volume_request_with_bad_name_is_422(api):
+    response = api.post("/volume", json={"name": "../etc"})
+    assert response.status_code == 422
+    assert response.json()["field"] == "name"
+
+
+def test_volume_content_must_be_a_tar_gz(api):
+    response = api.post("/volume", json={"name": "ok", "content": b64(b"plain text")})
+    assert response.status_code == 422
+    assert response.json()["field"] == "content"
+
+
+def test_oversized_content_is_413(make_settings, fake):
+    from fastapi.testclient import TestClient
+
+    from api_app import create_app
+
+    settings = make_settings(max_archive_bytes=2048)
+    with TestClient(create_app(settings, backend=fake)) as api:
+        body = with_volumes({"/f": {"type": "file", "content": b64(b"x" * 10_000)}})
+        response = api.post("/run", json=body)
+    assert response.status_code == 413
+    assert response.json()["field"] == "volumes['/f'].content"
