@@ -70,7 +70,7 @@ class DockerBackend:
             version="auto",
             timeout=int(self._settings.docker_api_timeout_seconds),
             max_pool_size=self._settings.max_concurrent_runs * 2 + 8,
-            **kwargs_from_env(),
+            **kwargs_from_env(environment=self._settings.docker_environment()),
         )
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ import socket
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runner.sizes import parse_size
@@ -25,7 +25,11 @@ class Settings(BaseSettings):
     """Every knob an operator has; the README's configuration table mirrors this class."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RUNNER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="RUNNER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     backend: Literal["docker", "kubernetes"] = Field(
@@ -38,6 +42,23 @@ class Settings(BaseSettings):
         default_factory=socket.gethostname,
         description="Names this runner on shared engines; leftovers of the same id are "
         "reaped at startup. Defaults to the hostname.",
+    )
+
+    docker_host: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RUNNER_DOCKER_HOST", "DOCKER_HOST"),
+        description="Engine address (DOCKER_HOST), e.g. unix:///var/run/docker.sock or "
+        "tcp://host:2376. Default: the local socket.",
+    )
+    docker_tls_verify: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RUNNER_DOCKER_TLS_VERIFY", "DOCKER_TLS_VERIFY"),
+        description="Verify the engine's TLS certificate (DOCKER_TLS_VERIFY).",
+    )
+    docker_cert_path: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RUNNER_DOCKER_CERT_PATH", "DOCKER_CERT_PATH"),
+        description="Folder with ca.pem, cert.pem, key.pem (DOCKER_CERT_PATH).",
     )
 
     default_timeout_seconds: float = Field(60, gt=0, description="Run timeout when none given.")
@@ -105,6 +126,15 @@ class Settings(BaseSettings):
         if self.default_cpus > self.max_cpus:
             raise ValueError("default_cpus exceeds max_cpus")
         return self
+
+    def docker_environment(self) -> dict[str, str]:
+        """The DOCKER_* variables docker-py understands, from these settings (env or .env)."""
+        values = {
+            "DOCKER_HOST": self.docker_host,
+            "DOCKER_TLS_VERIFY": self.docker_tls_verify,
+            "DOCKER_CERT_PATH": self.docker_cert_path,
+        }
+        return {name: value for name, value in values.items() if value}
 
 
 @lru_cache

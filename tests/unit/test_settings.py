@@ -1,0 +1,41 @@
+"""Settings come from RUNNER_* variables, DOCKER_* variables and a .env file."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from runner.settings import Settings
+
+
+def test_env_file_and_docker_variables_are_read(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text(
+        "RUNNER_MAX_CPUS=3\nDOCKER_HOST=tcp://10.0.0.1:2376\nRUNNER_ALLOWED_NETWORKS=none,ci-net\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    settings = Settings()
+    assert settings.max_cpus == 3
+    assert settings.allowed_networks == ["none", "ci-net"]
+    assert settings.docker_environment() == {"DOCKER_HOST": "tcp://10.0.0.1:2376"}
+
+
+def test_environment_wins_over_the_env_file(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("RUNNER_PORT=9000\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNNER_PORT", "9100")
+    assert Settings().port == 9100
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"default_timeout_seconds": 100, "max_timeout_seconds": 10},
+        {"default_memory": "8g", "max_memory": "1g"},
+        {"default_cpus": 8, "max_cpus": 1},
+        {"max_memory": "a lot"},
+    ],
+)
+def test_inconsistent_settings_are_refused_at_startup(values):
+    with pytest.raises(ValidationError):
+        Settings(**values)
