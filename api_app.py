@@ -201,7 +201,11 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             await service.stop()
 
     app = FastAPI(
-        title="oneoff-runner", version=__version__, description=DESCRIPTION, lifespan=lifespan
+        title="oneoff-runner",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_request_bytes,
     )
     app.add_exception_handler(RunnerError, _runner_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

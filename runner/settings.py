@@ -37,7 +37,6 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the REST and MCP servers bind to.")
     port: int = Field(8000, ge=1, le=65535, description="REST API port.")
-    mcp_port: int = Field(8001, ge=1, le=65535, description="MCP (Streamable HTTP) port.")
     instance_id: str = Field(
         default_factory=socket.gethostname,
         description="Names this runner on shared engines; leftovers of the same id are "
@@ -81,6 +80,9 @@ class Settings(BaseSettings):
 
     max_output_bytes: int = Field(
         1 * MiB, ge=1024, description="Cap on captured stdout, and separately on stderr."
+    )
+    max_request_bytes: int = Field(
+        256 * MiB, ge=1024, description="Cap on one request body (content travels as base64)."
     )
     max_archive_bytes: int = Field(
         64 * MiB, ge=1024, description="Cap on one decoded content field (file or tar.gz)."

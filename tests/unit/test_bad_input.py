@@ -152,3 +152,15 @@ def test_oversized_content_is_413(make_settings, fake):
         response = api.post("/run", json=body)
     assert response.status_code == 413
     assert response.json()["field"] == "volumes['/f'].content"
+
+
+def test_request_body_over_the_limit_is_413(make_settings, fake):
+    from fastapi.testclient import TestClient
+
+    from api_app import create_app
+
+    with TestClient(create_app(make_settings(max_request_bytes=4096), backend=fake)) as api:
+        body = with_volumes({"/f": {"type": "file", "content": b64(b"x" * 8000)}})
+        response = api.post("/run", json=body)
+    assert response.status_code == 413
+    assert fake.specs == []
