@@ -44,6 +44,7 @@ log = logging.getLogger("oneoff_runner.docker")
 CARRIER_IMAGE = "oneoff-runner/carrier"
 CARRIER_TAG = "1"
 CLEANUP_GRACE_SECONDS = 300
+ARCHIVE_CHUNK_BYTES = 1024 * 1024
 Translate = Callable[[str], RunnerError | None]
 
 
@@ -338,9 +339,11 @@ class DockerBackend:
             if not mount.response:
                 continue
             field = f"volumes[{mount.key!r}]"
-            with _engine_errors(f"copying {mount.path} out of the container"):
-                chunks, _ = self.api.get_archive(container, mount.path)
-                reader = archives.ChunkReader(iter(chunks), budget, field)
+            with (
+                _engine_errors(f"copying {mount.path} out of the container"),
+                self._archive(container, mount.path) as chunks,
+            ):
+                reader = archives.ChunkReader(chunks, budget, field)
                 if mount.kind == "file":
                     content = archives.file_from_tar_stream(reader)
                 else:
@@ -349,6 +352,25 @@ class DockerBackend:
             budget -= len(content)
             returned[mount.path] = (mount.kind, content)
         return returned
+
+    @contextmanager
+    def _archive(self, container: str, path: str) -> Iterator[Iterator[bytes]]:
+        """The engine's tar of `path`, as chunks; the HTTP response is closed on exit.
+
+        docker-py's `get_archive` hands out a generator that leaves the response open when it
+        is not drained (we stop at the size limit), and the engine then will not remove the
+        container until the stream ends; so the request is made here, on the client's session.
+        """
+        url = f"{self.api.base_url}/v{self.api.api_version}/containers/{container}/archive"
+        response = self.api.get(url, params={"path": path}, stream=True)
+        try:
+            try:
+                response.raise_for_status()
+            except requests.exceptions.HTTPError as exc:
+                raise docker.errors.create_api_error_from_http_exception(exc) from exc
+            yield response.iter_content(ARCHIVE_CHUNK_BYTES)
+        finally:
+            response.close()
 
     def _remove(self, container: str | None, volume: str | None) -> None:
         """Best effort: what cannot be removed now (engine gone) the reaper removes later."""

@@ -161,3 +161,22 @@ def test_host_volume_outside_the_allowed_prefixes_is_refused(app_client, tmp_pat
 def test_host_volumes_are_refused_by_default(client):
     body = run_body("true", volumes={"/h": {"type": "host", "host_path": "/etc"}})
     assert client.post("/run", json=body).status_code == 403
+
+
+def test_a_non_root_user_can_write_its_response_directory(client):
+    volumes = {"/out": {"type": "directory", "response": True}}
+    result = run(client, "sh", "-c", "echo mine > /out/f", volumes=volumes, user="65534:65534")
+    assert result["exit_code"] == 0, result["stderr"]
+    assert untar_gz(base64.b64decode(result["volumes"]["/out"]["content"])) == {"f": b"mine\n"}
+
+
+def test_returned_content_over_the_limit_is_413_and_leaves_nothing(app_client, engine):
+    from tests.docker.conftest import managed_objects
+
+    client = app_client(max_response_bytes=64 * 1024)
+    volumes = {"/out": {"type": "directory", "response": True}}
+    body = run_body("sh", "-c", "head -c 1000000 /dev/urandom > /out/big", volumes=volumes)
+    response = client.post("/run", json=body)
+    assert response.status_code == 413
+    assert "RUNNER_MAX_RESPONSE_BYTES" in response.json()["message"]
+    assert managed_objects(engine, client.app.state.service.settings.instance_id) == []

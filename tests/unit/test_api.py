@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.errors import BackendUnavailable, Busy, RegistryAuthFailed
-from tests.fakes import FakeBackend
+from tests.fakes import FakeBackend, outcome
 from tests.helpers import run_body
 
 
@@ -97,3 +97,33 @@ def test_volume_endpoint_answers_success(api, fake):
     assert response.status_code == 201
     assert response.json()["status"] == "success"
     assert fake.fills[0].name == "data"
+
+
+def test_health_answers_while_every_run_slot_is_busy_and_extra_runs_get_429(make_settings):
+    import threading
+
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    def blocking(spec):  # type: ignore[no-untyped-def]
+        entered.release()
+        release.wait(10)
+        return outcome()
+
+    settings = make_settings(max_concurrent_runs=2, max_queued_runs=0)
+    with TestClient(create_app(settings, backend=FakeBackend(blocking))) as api:
+        runs = [
+            threading.Thread(target=api.post, args=("/run",), kwargs={"json": run_body("x")})
+            for _ in range(2)
+        ]
+        for thread in runs:
+            thread.start()
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        assert api.app.state.service.admission.running == 2
+        assert api.get("/health").status_code == 200
+        refused = api.post("/run", json=run_body("x"))
+        release.set()
+        for thread in runs:
+            thread.join(10)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
