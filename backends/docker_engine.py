@@ -5,7 +5,7 @@ One run: pull per policy → a run volume filled through a never-started carrier
 removal in `finally` so that every way out cleans up. File and directory content reach the run as
 bind mounts of paths inside that volume (the engine resolves them on its own host), so `:ro` holds
 and nothing depends on the runner's filesystem. docker-py's exceptions become `RunnerError`s in
-`_engine_errors` and nowhere else.
+`docker_errors.engine_errors` and nowhere else.
 """
 
 from __future__ import annotations
@@ -22,16 +22,20 @@ from docker.types import LogConfig, Mount
 from docker.utils import kwargs_from_env
 
 from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
+from backends.docker_errors import (
+    content_refused,
+    create_refused,
+    engine_errors,
+    pull_failure,
+    start_refused,
+)
 from runner import archives
 from runner.errors import (
     BackendUnavailable,
     Cancelled,
     Conflict,
     ImageNotFound,
-    InvalidRequest,
     NotFound,
-    RegistryAuthFailed,
-    RegistryUnavailable,
     RunnerError,
     VolumeNotFound,
 )
@@ -45,7 +49,6 @@ CARRIER_IMAGE = "oneoff-runner/carrier"
 CARRIER_TAG = "1"
 CLEANUP_GRACE_SECONDS = 300
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
-Translate = Callable[[str], RunnerError | None]
 
 
 class DockerBackend:
@@ -62,7 +65,7 @@ class DockerBackend:
         """The engine client, made on first use so the service starts while the engine is down."""
         with self._lock:
             if self._client is None:
-                with _engine_errors("connecting to the Docker engine"):
+                with engine_errors("connecting to the Docker engine"):
                     self._client = self._connect()
             return self._client
 
@@ -106,7 +109,7 @@ class DockerBackend:
         return outcome
 
     def cancel(self, run_id: str) -> None:
-        with _engine_errors("cancelling the run"):
+        with engine_errors("cancelling the run"):
             for found in self.api.containers(filters={"label": f"{RUN_ID}={run_id}"}):
                 self._kill(found["Id"])
 
@@ -122,7 +125,11 @@ class DockerBackend:
 
     def _ensure_image(self, spec: RunSpec) -> None:
         """Pull per policy. With credentials the pull always happens, so they are checked."""
-        if spec.pull_policy != "always" and spec.auth is None and self._image_present(spec.image):
+        if (
+            spec.pull_policy != "always"
+            and spec.auth is None
+            and self._exists("image", self.api.inspect_image, spec.image)
+        ):
             return
         if spec.pull_policy == "never":
             raise ImageNotFound(
@@ -132,10 +139,10 @@ class DockerBackend:
             )
         self._pull(spec.image, spec.auth)
 
-    def _image_present(self, image: str) -> bool:
+    def _exists(self, what: str, inspect: Callable[[str], object], name: str) -> bool:
         try:
-            with _engine_errors("inspecting the image"):
-                self.api.inspect_image(image)
+            with engine_errors(f"inspecting the {what}"):
+                inspect(name)
         except NotFound:
             return False
         return True
@@ -148,9 +155,9 @@ class DockerBackend:
         def translate(message: str) -> RunnerError:
             if auth is not None:
                 message = message.replace(auth.password, "***")
-            return _pull_failure(message, image, with_auth=auth is not None)
+            return pull_failure(message, image, with_auth=auth is not None)
 
-        with _engine_errors(f"pulling {image!r}", translate):
+        with engine_errors(f"pulling {image!r}", translate):
             events = self.api.pull(image, stream=True, decode=True, auth_config=auth_config)
             for event in events:
                 if "error" in event:
@@ -174,7 +181,7 @@ class DockerBackend:
         if not entries:
             return None
         name = f"oneoff-{spec.run_id}"
-        with _engine_errors("creating the run's volume"):
+        with engine_errors("creating the run's volume"):
             self.api.create_volume(name, driver="local", labels=labels)
         self._fill_volume(name, [("", archives.tar_of(entries)), *unpack], labels)
         return name
@@ -184,7 +191,7 @@ class DockerBackend:
     ) -> None:
         """Unpack tars into `volume` through a container that is created but never started."""
         self._ensure_carrier_image()
-        with _engine_errors("copying content into the volume", _content_refused):
+        with engine_errors("copying content into the volume", content_refused):
             carrier = self.api.create_container(
                 f"{CARRIER_IMAGE}:{CARRIER_TAG}",
                 command=["/carrier-is-never-started"],
@@ -205,7 +212,7 @@ class DockerBackend:
         """Import, once, the tiny local image carriers are made from: no registry needed."""
         if self._carrier_ready:
             return
-        with _engine_errors("preparing the carrier image"):
+        with engine_errors("preparing the carrier image"):
             try:
                 self.api.inspect_image(f"{CARRIER_IMAGE}:{CARRIER_TAG}")
             except docker.errors.ImageNotFound:
@@ -216,7 +223,7 @@ class DockerBackend:
     def _mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]:
         root = None
         if volume is not None:
-            with _engine_errors("inspecting the run's volume"):
+            with engine_errors("inspecting the run's volume"):
                 root = self.api.inspect_volume(volume)["Mountpoint"]
         return [self._mount(index, mount, root) for index, mount in enumerate(spec.mounts)]
 
@@ -230,15 +237,12 @@ class DockerBackend:
 
     def _require_volume(self, mount: MountSpec) -> None:
         """The engine would silently create a missing named volume; refuse instead."""
-        try:
-            with _engine_errors("inspecting the named volume"):
-                self.api.inspect_volume(str(mount.name))
-        except NotFound:
+        if not self._exists("named volume", self.api.inspect_volume, str(mount.name)):
             raise VolumeNotFound(
                 f"volumes[{mount.key!r}].name: volume {mount.name!r} does not exist; "
                 "create it first (POST /volume)",
                 field=f"volumes[{mount.key!r}].name",
-            ) from None
+            )
 
     def _create(self, spec: RunSpec, mounts: list[Mount], labels: dict[str, str]) -> str:
         host_config = self.api.create_host_config(
@@ -252,7 +256,7 @@ class DockerBackend:
             privileged=False,
             log_config=LogConfig(type=LogConfig.types.JSON),
         )
-        with _engine_errors("creating the container", _create_refused):
+        with engine_errors("creating the container", create_refused):
             created = self.api.create_container(
                 spec.image,
                 command=spec.command,
@@ -275,26 +279,26 @@ class DockerBackend:
         """
         if spec.cancelled.is_set():
             raise Cancelled("the run was cancelled before it started")
-        with _engine_errors("starting the container", _start_refused(spec)):
+        with engine_errors("starting the container", start_refused(spec)):
             self.api.start(container)
         if spec.cancelled.is_set():
             self._kill(container)
         started = time.monotonic()
         try:
-            with _engine_errors("waiting for the container"):
+            with engine_errors("waiting for the container"):
                 status = self.api.wait(container, timeout=spec.timeout_seconds)  # type: ignore[arg-type]
             return status.get("StatusCode"), False
         except BackendUnavailable:
             if time.monotonic() - started < spec.timeout_seconds:
                 raise
         self._kill(container)
-        with _engine_errors("waiting for the killed container"):
+        with engine_errors("waiting for the killed container"):
             status = self.api.wait(container, timeout=30)
         return status.get("StatusCode"), True
 
     def _kill(self, container: str) -> None:
         try:
-            with _engine_errors("killing the container"):
+            with engine_errors("killing the container"):
                 self.api.kill(container)
         except (Conflict, NotFound):
             pass  # already stopped or gone: nothing left to kill
@@ -306,7 +310,7 @@ class DockerBackend:
             raise Cancelled("the run was cancelled")
         stdout, stdout_cut = self._output(container, "stdout", spec.max_output_bytes)
         stderr, stderr_cut = self._output(container, "stderr", spec.max_output_bytes)
-        with _engine_errors("inspecting the container"):
+        with engine_errors("inspecting the container"):
             state = self.api.inspect_container(container)["State"]
         return Outcome(
             exit_code=exit_code,
@@ -321,7 +325,7 @@ class DockerBackend:
 
     def _output(self, container: str, stream: str, cap: int) -> tuple[bytes, bool]:
         """At most `cap` bytes of one stream; the rest is never read, so memory stays bounded."""
-        with _engine_errors(f"reading the container's {stream}"):
+        with engine_errors(f"reading the container's {stream}"):
             chunks = self.api.logs(
                 container, stdout=stream == "stdout", stderr=stream == "stderr", stream=True
             )
@@ -340,7 +344,7 @@ class DockerBackend:
                 continue
             field = f"volumes[{mount.key!r}]"
             with (
-                _engine_errors(f"copying {mount.path} out of the container"),
+                engine_errors(f"copying {mount.path} out of the container"),
                 self._archive(container, mount.path) as chunks,
             ):
                 reader = archives.ChunkReader(chunks, budget, field)
@@ -375,7 +379,7 @@ class DockerBackend:
     def _remove(self, container: str | None, volume: str | None) -> None:
         """Best effort: what cannot be removed now (engine gone) the reaper removes later."""
         try:
-            with _engine_errors("removing the run's container and volume"):
+            with engine_errors("removing the run's container and volume"):
                 if container is not None:
                     self.api.remove_container(container, force=True, v=True)
                 if volume is not None:
@@ -386,7 +390,7 @@ class DockerBackend:
     # ---- volumes, health, listings, reaping ----------------------------------------------------
 
     def create_volume(self, fill: VolumeFill) -> str:
-        existed = self._volume_exists(fill.name)
+        existed = self._exists("volume", self.api.inspect_volume, fill.name)
         if existed and not fill.reuse_existing:
             raise Conflict(
                 f"name: a volume named {fill.name!r} exists; choose another name or set "
@@ -394,7 +398,7 @@ class DockerBackend:
                 field="name",
             )
         if not existed:
-            with _engine_errors("creating the volume"):
+            with engine_errors("creating the volume"):
                 self.api.create_volume(
                     fill.name,
                     driver=fill.driver,
@@ -411,16 +415,8 @@ class DockerBackend:
             raise
         return f"volume {fill.name!r} {'filled' if existed else 'created and filled'}"
 
-    def _volume_exists(self, name: str) -> bool:
-        try:
-            with _engine_errors("inspecting the volume"):
-                self.api.inspect_volume(name)
-        except NotFound:
-            return False
-        return True
-
     def health(self) -> Health:
-        with _engine_errors("checking the engine"):
+        with engine_errors("checking the engine"):
             version = self.api.version()
         return Health(
             backend=self.name,
@@ -434,7 +430,7 @@ class DockerBackend:
 
     def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
         filters = {"label": f"{MANAGED}=true"} if managed_only else None
-        with _engine_errors("listing containers"):
+        with engine_errors("listing containers"):
             found = self.api.containers(all=all_states, filters=filters)
         return [
             ContainerInfo(
@@ -448,7 +444,7 @@ class DockerBackend:
         ]
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
-        with _engine_errors("listing images"):
+        with engine_errors("listing images"):
             found = self.api.images(name=reference)
         return [
             ImageInfo(id=item["Id"], tags=item.get("RepoTags") or [], size=item.get("Size", 0))
@@ -465,7 +461,7 @@ class DockerBackend:
             return float(labels.get(DEADLINE, "inf")) < now
 
         removed = 0
-        with _engine_errors("reaping leftovers"):
+        with engine_errors("reaping leftovers"):
             for item in self.api.containers(all=True, filters={"label": f"{MANAGED}=true"}):
                 if orphaned(item.get("Labels")):
                     self._remove(item["Id"], None)
@@ -496,154 +492,3 @@ def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         phases[name] = round(time.perf_counter() - started, 4)
-
-
-@contextmanager
-def _engine_errors(action: str, translate: Translate | None = None) -> Iterator[None]:
-    """The one boundary where docker-py's and requests' exceptions become `RunnerError`s."""
-    try:
-        yield
-    except RunnerError:
-        raise
-    except docker.errors.APIError as exc:
-        message = _explanation(exc)
-        specific = translate(message) if translate else None
-        if specific is not None:
-            raise specific from exc
-        status = exc.status_code or 500
-        if status == 404:
-            raise NotFound(f"{action}: {message}") from exc
-        if status == 409:
-            raise Conflict(f"{action}: {message}") from exc
-        raise RunnerError(f"the Docker engine failed while {action}: {message}") from exc
-    except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
-        raise BackendUnavailable(
-            f"cannot reach the Docker engine while {action} ({type(exc).__name__}); check that "
-            "dockerd runs and DOCKER_HOST points at it"
-        ) from exc
-
-
-def _explanation(exc: docker.errors.APIError) -> str:
-    explanation = exc.explanation
-    if isinstance(explanation, bytes):
-        explanation = explanation.decode("utf-8", "replace")
-    return str(explanation or exc)
-
-
-_AUTH_WORDS = (
-    "unauthorized",
-    "authentication required",
-    "no basic auth credentials",
-    "incorrect username or password",
-    "access denied",
-)
-_UNREACHABLE_WORDS = (
-    "no such host",
-    "connection refused",
-    "i/o timeout",
-    "dial tcp",
-    "timeout",
-    "tls:",
-    "server gave http response",
-    "network is unreachable",
-)
-
-
-def _pull_failure(message: str, image: str, *, with_auth: bool) -> RunnerError:
-    """One clear error per way a registry says no; the credentials are never part of it."""
-    low = message.lower()
-    if "pull access denied" in low or "repository does not exist" in low:
-        if with_auth:
-            return RegistryAuthFailed(
-                f"auth_config: the registry refused access to {image!r}: the credentials were "
-                "rejected or the image does not exist; check the image name and the credentials",
-                field="auth_config",
-            )
-        return ImageNotFound(
-            f"image: {image!r} was not found, or is private: check the name, or pass "
-            "auth_config with credentials for its registry",
-            field="image",
-        )
-    if any(word in low for word in _AUTH_WORDS):
-        if with_auth:
-            return RegistryAuthFailed(
-                f"auth_config: the registry rejected the credentials for {image!r}; check "
-                "auth_config.username and auth_config.password (and serveraddress)",
-                field="auth_config",
-            )
-        return RegistryAuthFailed(
-            f"auth_config: the registry of {image!r} requires credentials; pass auth_config "
-            "with a username and password",
-            field="auth_config",
-        )
-    if "manifest unknown" in low or "not found" in low or "manifest for" in low:
-        return ImageNotFound(
-            f"image: {image!r} was not found in its registry; check the name and tag",
-            field="image",
-        )
-    if any(word in low for word in _UNREACHABLE_WORDS):
-        return RegistryUnavailable(
-            f"image: the registry of {image!r} could not be reached ({message}); check the "
-            "registry address, or use a local image with pull_policy 'missing' or 'never'",
-            field="image",
-        )
-    if "invalid reference format" in low:
-        return InvalidRequest(f"image: {image!r} is not a valid image reference", field="image")
-    return RegistryUnavailable(f"image: pulling {image!r} failed: {message}", field="image")
-
-
-def _content_refused(message: str) -> RunnerError | None:
-    return InvalidRequest(
-        f"volumes: the engine refused the content ({message}); check the archives' paths",
-        field="volumes",
-    )
-
-
-def _missing_network(message: str) -> RunnerError | None:
-    low = message.lower()
-    if "network" in low and "not found" in low:
-        return NotFound(f"network: {message}; name an existing network", field="network")
-    return None
-
-
-def _create_refused(message: str) -> RunnerError | None:
-    low = message.lower()
-    if network_error := _missing_network(message):
-        return network_error
-    if "bind source path does not exist" in low:
-        return InvalidRequest(
-            f"volumes: {message}; host_path must exist on the engine's host", field="volumes"
-        )
-    if "invalid reference format" in low:
-        return InvalidRequest(f"image: {message}", field="image")
-    return None
-
-
-def _start_refused(spec: RunSpec) -> Translate:
-    argv_field = "entrypoint" if spec.entrypoint else "command"
-
-    def translate(message: str) -> RunnerError | None:
-        low = message.lower()
-        if network_error := _missing_network(message):
-            return network_error
-        if "unable to find user" in low or "no matching entries in passwd" in low:
-            return InvalidRequest(
-                f"user: {spec.user!r} does not exist in the image ({message}); use a numeric "
-                "uid[:gid] or a user the image defines",
-                field="user",
-            )
-        if "executable file not found" in low or "no such file or directory" in low:
-            return InvalidRequest(
-                f"{argv_field}: the program to run was not found in the image ({message}); "
-                "check the path, or give an absolute one",
-                field=argv_field,
-            )
-        if "permission denied" in low:
-            return InvalidRequest(
-                f"{argv_field}: the program could not be executed ({message}); a script "
-                'needs mode "0755" and a shebang line',
-                field=argv_field,
-            )
-        return InvalidRequest(f"the container could not start: {message}")
-
-    return translate
