@@ -34,6 +34,7 @@ Argv = Annotated[
     Field(
         description="A list of arguments (exec form), or one string split like a shell would "
         "(no shell is involved).",
+        examples=[["sh", "-c", "echo hello"]],
     ),
 ]
 
@@ -47,11 +48,13 @@ class StrictModel(BaseModel):
 class AuthConfig(StrictModel):
     """Registry credentials, used for this run's pull only: never logged, stored or returned."""
 
-    username: str = Field(min_length=1, examples=["robot"])
-    password: SecretStr = Field(description="Password or access token.")
-    email: str | None = None
+    username: str = Field(min_length=1, description="Registry user.", examples=["robot"])
+    password: SecretStr = Field(description="Password or access token.", examples=["s3cret"])
+    email: str | None = Field(None, description="Rarely needed.", examples=["me@example.com"])
     serveraddress: str | None = Field(
-        None, description="Registry host, e.g. registry.example.com. Defaults to the image's."
+        None,
+        description="Registry host. Defaults to the image's.",
+        examples=["registry.example.com"],
     )
 
 
@@ -61,19 +64,26 @@ class VolumeSpec(StrictModel):
     type: VolumeType = Field(
         description="file: `content` is the base64 of one file. directory: `content` is the "
         "base64 of a tar.gz extracted at the path (omit for an empty directory). volume: mount "
-        "the named volume `name`. host: bind `host_path` (only prefixes the operator allows)."
+        "the named volume `name`. host: bind `host_path` (only prefixes the operator allows).",
+        examples=["file"],
     )
-    content: str | None = Field(None, description="Base64 content (file or directory).")
+    content: str | None = Field(
+        None, description="Base64 content (file or directory).", examples=["aGVsbG8K"]
+    )
     mode: str | None = Field(
         None,
         description='Octal permissions of a file, e.g. "0755". Default "0644".',
         examples=["0755"],
     )
     response: bool = Field(
-        False, description="Return this file or directory's content after the run."
+        False,
+        description="Return this file or directory's content after the run.",
+        examples=[True],
     )
-    name: str | None = Field(None, description="Volume name, for type volume.")
-    host_path: str | None = Field(None, description="Absolute host path, for type host.")
+    name: str | None = Field(None, description="Volume name, for type volume.", examples=["cache"])
+    host_path: str | None = Field(
+        None, description="Absolute host path, for type host.", examples=["/srv/shared"]
+    )
 
     @field_validator("mode")
     @classmethod
@@ -159,27 +169,41 @@ class RunRequest(StrictModel):
         description="Environment variables; int and bool values are sent as text.",
         examples=[{"GREETING": "hi", "DEBUG": True}],
     )
-    working_dir: str | None = Field(None, description="Absolute working directory.")
+    working_dir: str | None = Field(
+        None, description="Absolute working directory.", examples=["/app"]
+    )
     user: str | None = Field(
         None, description='User to run as: "name", "uid" or "uid:gid".', examples=["1000:1000"]
     )
     pull_policy: PullPolicy = Field(
-        "always", description="always: pull first; missing: pull if absent; never: local only."
+        "always",
+        description="always: pull first; missing: pull if absent; never: local only.",
+        examples=["missing"],
     )
-    auth_config: AuthConfig | None = Field(None, description="Private registry credentials.")
+    auth_config: AuthConfig | None = Field(
+        None,
+        description="Private registry credentials.",
+        examples=[{"username": "robot", "password": "s3cret"}],
+    )
     volumes: dict[str, VolumeSpec] = Field(
         default_factory=dict,
         description='Map of "<absolute container path>[:ro|:rw]" to what goes there.',
+        examples=[{"/app/data": {"type": "directory", "response": True}}],
     )
     timeout_seconds: float | None = Field(
-        None, gt=0, description="Kill the container after this long (operator default/max)."
+        None,
+        gt=0,
+        description="Kill the container after this long (operator default/max).",
+        examples=[30],
     )
     memory: str | None = Field(
         None, pattern=SIZE_PATTERN, description="Memory limit, e.g. 256m or 1g.", examples=["256m"]
     )
-    cpus: float | None = Field(None, gt=0, description="CPU limit, e.g. 0.5.")
+    cpus: float | None = Field(None, gt=0, description="CPU limit.", examples=[0.5])
     network: str | None = Field(
-        None, description='"none" or a network name; the operator default applies when absent.'
+        None,
+        description='"none" or a network name; the operator default applies when absent.',
+        examples=["none"],
     )
 
     @field_validator("command", "entrypoint")
@@ -245,7 +269,9 @@ class RunResult(BaseModel):
 
     run_id: str
     status: str = Field(description='"success", "error: <exit code>" or "timeout".')
-    exit_code: int | None = Field(description="The container's exit code (None if killed).")
+    exit_code: int | None = Field(
+        description="The container's exit code (137 after a timeout kill)."
+    )
     stdout: str
     stderr: str
     stdout_truncated: bool = Field(description="stdout exceeded the output cap and was cut.")
@@ -261,17 +287,28 @@ class RunResult(BaseModel):
 class CreateVolumeRequest(StrictModel):
     """A named volume, optionally filled from a tar.gz (`tar czf x.tar.gz target_dir`)."""
 
-    name: str = Field(pattern=VOLUME_NAME_PATTERN, examples=["my-data"])
+    name: str = Field(
+        pattern=VOLUME_NAME_PATTERN, description="Docker volume name.", examples=["my-data"]
+    )
     content: str | None = Field(
         None,
         description="Base64 of a tar.gz. The contents of a single top-level folder shared by "
         "every member land at the volume's root; otherwise the archive is extracted as it is.",
+        examples=["H4sIAAAAAAAAA+3OMQ6AIAwF0M5cBg..."],
     )
-    driver: str | None = Field(None, description="Volume driver (engine default: local).")
-    driver_opts: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    driver: str | None = Field(
+        None, description="Volume driver (engine default: local).", examples=["local"]
+    )
+    driver_opts: dict[str, str] = Field(
+        default_factory=dict, description="Driver options.", examples=[{"type": "tmpfs"}]
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels for the volume.", examples=[{"team": "ci"}]
+    )
     reuse_existing: bool = Field(
-        False, description="Fill an existing volume of that name instead of answering 409."
+        False,
+        description="Fill an existing volume of that name instead of answering 409.",
+        examples=[False],
     )
 
 

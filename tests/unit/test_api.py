@@ -87,7 +87,9 @@ def test_openapi_documents_every_request_field_with_a_description(api):
         "cpus",
         "network",
     }
-    assert all("description" in field for field in run_fields.values())
+    for model in ("RunRequest", "VolumeSpec", "AuthConfig", "CreateVolumeRequest"):
+        for name, field in schema[model]["properties"].items():
+            assert "description" in field and "examples" in field, (model, name)
     assert schema["RunRequest"]["examples"]
     assert api.get("/docs").status_code == 200
 
