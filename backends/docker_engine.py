@@ -10,10 +10,12 @@ and nothing depends on the runner's filesystem. docker-py's exceptions become `R
 
 from __future__ import annotations
 
+import codecs
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import docker
@@ -41,7 +43,7 @@ from runner.errors import (
 )
 from runner.models import ContainerInfo, Health, ImageInfo
 from runner.settings import Settings
-from runner.spec import MountSpec, Outcome, RegistryAuth, RunSpec, VolumeFill
+from runner.spec import EventSink, MountSpec, Outcome, RegistryAuth, RunSpec, VolumeFill
 
 log = logging.getLogger("oneoff_runner.docker")
 
@@ -49,6 +51,7 @@ CARRIER_IMAGE = "oneoff-runner/carrier"
 CARRIER_TAG = "1"
 CLEANUP_GRACE_SECONDS = 300
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
+FOLLOW_GRACE_SECONDS = 60
 
 
 class DockerBackend:
@@ -59,6 +62,9 @@ class DockerBackend:
         self._lock = threading.Lock()
         self._client: docker.APIClient | None = None
         self._carrier_ready = False
+        self._followers = ThreadPoolExecutor(
+            max_workers=settings.max_concurrent_runs * 2, thread_name_prefix="oneoff-output"
+        )
 
     @property
     def api(self) -> docker.APIClient:
@@ -78,6 +84,7 @@ class DockerBackend:
         )
 
     def close(self) -> None:
+        self._followers.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             if self._client is not None:
                 self._client.close()
@@ -99,9 +106,12 @@ class DockerBackend:
             with _timed(phases, "create"):
                 container = self._create(spec, mounts, labels)
             with _timed(phases, "run"):
-                exit_code, timed_out = self._start_and_wait(spec, container)
+                self._start(spec, container)
+                live = self._follow_output(spec, container)
+                exit_code, timed_out = self._wait(spec, container)
             with _timed(phases, "collect"):
-                outcome = self._collect(spec, container, exit_code, timed_out)
+                spec.emit("phase", "collecting output")
+                outcome = self._collect(spec, container, exit_code, timed_out, live)
         finally:
             with _timed(phases, "cleanup"):
                 self._remove(container, volume)
@@ -137,7 +147,8 @@ class DockerBackend:
                 "pull it first or use pull_policy 'missing'",
                 field="image",
             )
-        self._pull(spec.image, spec.auth)
+        spec.emit("phase", f"pulling {spec.image}")
+        self._pull(spec.image, spec.auth, spec.emit)
 
     def _exists(self, what: str, inspect: Callable[[str], object], name: str) -> bool:
         try:
@@ -147,7 +158,7 @@ class DockerBackend:
             return False
         return True
 
-    def _pull(self, image: str, auth: RegistryAuth | None) -> None:
+    def _pull(self, image: str, auth: RegistryAuth | None, emit: EventSink) -> None:
         auth_config = None
         if auth is not None:
             auth_config = {key: value for key, value in vars(auth).items() if value is not None}
@@ -162,6 +173,8 @@ class DockerBackend:
             for event in events:
                 if "error" in event:
                     raise translate(str(event["error"]))
+                if "status" in event and not event.get("progressDetail"):
+                    emit("phase", f"pull: {event['status']} {event.get('id', '')}".strip())
 
     def _content_volume(self, spec: RunSpec, labels: dict[str, str]) -> str | None:
         """Create and fill the run's volume with every file and directory mount's content.
@@ -271,18 +284,21 @@ class DockerBackend:
             )
         return str(created["Id"])
 
-    def _start_and_wait(self, spec: RunSpec, container: str) -> tuple[int | None, bool]:
-        """Start and wait until exit or the deadline; returns (exit code, timed out).
-
-        `wait(timeout=)` is an HTTP read timeout, not a deadline: on expiry we kill, then wait
-        again for the exit status.
-        """
+    def _start(self, spec: RunSpec, container: str) -> None:
         if spec.cancelled.is_set():
             raise Cancelled("the run was cancelled before it started")
         with engine_errors("starting the container", start_refused(spec)):
             self.api.start(container)
         if spec.cancelled.is_set():
             self._kill(container)
+        spec.emit("phase", "running")
+
+    def _wait(self, spec: RunSpec, container: str) -> tuple[int | None, bool]:
+        """Wait until exit or the deadline; returns (exit code, timed out).
+
+        `wait(timeout=)` is an HTTP read timeout, not a deadline: on expiry we kill, then wait
+        again for the exit status.
+        """
         started = time.monotonic()
         try:
             with engine_errors("waiting for the container"):
@@ -291,6 +307,7 @@ class DockerBackend:
         except BackendUnavailable:
             if time.monotonic() - started < spec.timeout_seconds:
                 raise
+        spec.emit("phase", f"timed out after {spec.timeout_seconds:g}s: killing")
         self._kill(container)
         with engine_errors("waiting for the killed container"):
             status = self.api.wait(container, timeout=30)
@@ -304,12 +321,22 @@ class DockerBackend:
             pass  # already stopped or gone: nothing left to kill
 
     def _collect(
-        self, spec: RunSpec, container: str, exit_code: int | None, timed_out: bool
+        self,
+        spec: RunSpec,
+        container: str,
+        exit_code: int | None,
+        timed_out: bool,
+        live: dict[str, Future[tuple[bytes, bool]]] | None,
     ) -> Outcome:
         if spec.cancelled.is_set():
             raise Cancelled("the run was cancelled")
-        stdout, stdout_cut = self._output(container, "stdout", spec.max_output_bytes)
-        stderr, stderr_cut = self._output(container, "stderr", spec.max_output_bytes)
+        cap = spec.max_output_bytes
+        if live is not None:
+            stdout, stdout_cut = live["stdout"].result(timeout=FOLLOW_GRACE_SECONDS)
+            stderr, stderr_cut = live["stderr"].result(timeout=FOLLOW_GRACE_SECONDS)
+        else:
+            stdout, stdout_cut = self._output(container, "stdout", cap)
+            stderr, stderr_cut = self._output(container, "stderr", cap)
         with engine_errors("inspecting the container"):
             state = self.api.inspect_container(container)["State"]
         return Outcome(
@@ -323,14 +350,42 @@ class DockerBackend:
             returned=self._returned(spec, container),
         )
 
-    def _output(self, container: str, stream: str, cap: int) -> tuple[bytes, bool]:
-        """At most `cap` bytes of one stream; the rest is never read, so memory stays bounded."""
+    def _follow_output(
+        self, spec: RunSpec, container: str
+    ) -> dict[str, Future[tuple[bytes, bool]]] | None:
+        """When someone listens, capture each stream live (forwarding it as it arrives);
+        otherwise it is read once the container has exited."""
+        if spec.on_event is None:
+            return None
+        return {
+            stream: self._followers.submit(
+                self._output, container, stream, spec.max_output_bytes, _forward(spec, stream)
+            )
+            for stream in ("stdout", "stderr")
+        }
+
+    def _output(
+        self,
+        container: str,
+        stream: str,
+        cap: int,
+        forward: Callable[[bytes], None] | None = None,
+    ) -> tuple[bytes, bool]:
+        """At most `cap` bytes of one stream; the rest is never read, so memory stays bounded.
+
+        With `forward`, the stream is followed while the container runs and every kept chunk
+        is handed on as it arrives; the stream ends when the container exits.
+        """
         with engine_errors(f"reading the container's {stream}"):
             chunks = self.api.logs(
-                container, stdout=stream == "stdout", stderr=stream == "stderr", stream=True
+                container,
+                stdout=stream == "stdout",
+                stderr=stream == "stderr",
+                stream=True,
+                follow=forward is not None,
             )
             try:
-                return _read_capped(chunks, cap)
+                return _read_capped(chunks, cap, forward)
             finally:
                 # docker-py's own close() shuts the socket under a live response (and fails
                 # over SSH); closing the HTTP response releases it cleanly on every transport.
@@ -474,15 +529,24 @@ class DockerBackend:
         return removed
 
 
-def _read_capped(chunks: Iterator[bytes], cap: int) -> tuple[bytes, bool]:
+def _read_capped(
+    chunks: Iterator[bytes], cap: int, forward: Callable[[bytes], None] | None = None
+) -> tuple[bytes, bool]:
     buffer = bytearray()
     for chunk in chunks:
-        room = cap - len(buffer)
-        if len(chunk) > room:
-            buffer += chunk[:room]
+        kept = chunk[: cap - len(buffer)]
+        buffer += kept
+        if forward is not None and kept:
+            forward(kept)
+        if len(kept) < len(chunk):
             return bytes(buffer), True
-        buffer += chunk
     return bytes(buffer), False
+
+
+def _forward(spec: RunSpec, stream: str) -> Callable[[bytes], None]:
+    """Bytes to text for the listener, never splitting a UTF-8 sequence across events."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return lambda chunk: spec.emit(stream, decoder.decode(chunk))
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from runner.models import (
 )
 from runner.policy import build_run_spec, build_volume_fill
 from runner.settings import Settings
-from runner.spec import Outcome, RunSpec
+from runner.spec import EventSink, Outcome, RunSpec
 
 log = logging.getLogger("oneoff_runner")
 
@@ -92,12 +92,15 @@ class RunnerService:
                 await self._reaper
         await self._call(self.backend.close)
 
-    async def run(self, request: RunRequest) -> RunResult:
+    async def run(self, request: RunRequest, listener: EventSink | None = None) -> RunResult:
+        """Run `request` to its end. `listener` gets (kind, text) events on the event loop: the
+        phases of the run and its output as it arrives."""
         started = time.perf_counter()
         run_id = uuid.uuid4().hex[:16]
         try:
             async with self.admission.slot():
                 spec = await self._call(build_run_spec, request, self.settings, run_id)
+                spec.on_event = _on_this_loop(listener) if listener else None
                 outcome = await self._execute(spec)
         except RunnerError as exc:
             log.info("run %s image=%s refused: %s %s", run_id, request.image, exc.code, exc.message)
@@ -181,6 +184,16 @@ class RunnerService:
     async def _call(function: Callable[..., T], *args: object) -> T:
         """Blocking work (SDK calls, decoding) goes to a worker thread, never the event loop."""
         return await anyio.to_thread.run_sync(function, *args)
+
+
+def _on_this_loop(listener: EventSink) -> EventSink:
+    """A sink worker threads may call: each event is handed to `listener` on this event loop."""
+    loop = asyncio.get_running_loop()
+
+    def sink(kind: str, text: str) -> None:
+        loop.call_soon_threadsafe(listener, kind, text)
+
+    return sink
 
 
 def _result(run_id: str, outcome: Outcome, elapsed: float) -> RunResult:

@@ -6,9 +6,14 @@ Backends see only these: limits are numbers, content is decoded and checked, def
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runner.models import PullPolicy, VolumeType
+
+EventSink = Callable[[str, str], None]
+"""Receives (kind, text) while a run goes on: kind "phase" (what the run is doing now), or
+"stdout" / "stderr" (output as it arrives). Called from worker threads; must not block."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,11 @@ class RunSpec:
     max_output_bytes: int
     max_response_bytes: int
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    on_event: EventSink | None = field(default=None, repr=False)
+
+    def emit(self, kind: str, text: str) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, text)
 
 
 @dataclass
