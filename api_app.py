@@ -16,10 +16,10 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from backends import get_backend
 from backends.base import Backend
 from runner import __version__
-from runner.errors import Busy, Cancelled, RunnerError
+from runner.auth import BearerTokenAuth
+from runner.errors import Busy, Cancelled, InvalidRequest, RunnerError
 from runner.models import (
     ContainerInfo,
     CreateVolumeRequest,
@@ -29,10 +29,11 @@ from runner.models import (
     RunRequest,
     RunResult,
 )
-from runner.service import RunnerService
+from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
 
 log = logging.getLogger("oneoff_runner.api")
+OPEN_PATHS = frozenset({"/health"})
 T = TypeVar("T")
 
 DESCRIPTION = """Run one-off containers: send an image, a command, environment variables and
@@ -146,36 +147,9 @@ def _runner_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status_code, content=exc.to_dict(), headers=headers)
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    """422 whose message names the first bad field; `detail` lists all, without their input."""
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": _field_name(error["loc"]), "message": _clean(error["msg"]), "type": error["type"]}
-        for error in exc.errors()
-    ]
-    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
-    body = {
-        "error": "invalid_request",
-        "message": f"{first['field']}: {first['message']}",
-        "field": first["field"],
-        "detail": errors,
-    }
-    return JSONResponse(status_code=422, content=body)
-
-
-def _field_name(loc: tuple[int | str, ...] | list[int | str]) -> str:
-    parts = list(loc)[1:] if loc and loc[0] == "body" else list(loc)
-    name = ""
-    for part in parts:
-        if isinstance(part, int) or "/" in part or ":" in part:
-            name += f"[{part!r}]"
-        else:
-            name += f".{part}" if name else part
-    return name or "body"
-
-
-def _clean(message: str) -> str:
-    return message.removeprefix("Value error, ")
+    return _runner_error(request, InvalidRequest.from_validation(exc.errors()))
 
 
 def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
@@ -186,19 +160,20 @@ def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
-    """The REST app; its lifespan builds the service once and reaps leftovers at startup."""
+def create_app(
+    settings: Settings | None = None,
+    backend: Backend | None = None,
+    service: RunnerService | None = None,
+) -> FastAPI:
+    """The REST app. Given a `service` (shared with MCP in `serve`) it uses it; otherwise its
+    lifespan builds its own, which reaps leftovers at startup."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = RunnerService(settings, backend or get_backend(settings))
-        app.state.service = service
-        await service.start()
-        try:
+        async with service_scope(settings, backend, service) as running:
+            app.state.service = running
             yield
-        finally:
-            await service.stop()
 
     app = FastAPI(
         title="oneoff-runner",
@@ -207,6 +182,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         lifespan=lifespan,
         max_body_size=settings.max_request_bytes,
     )
+    app.add_middleware(BearerTokenAuth, tokens=settings.tokens(), open_paths=OPEN_PATHS)
     app.add_exception_handler(RunnerError, _runner_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

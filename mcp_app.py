@@ -1,0 +1,367 @@
+"""The MCP front door: every runner capability as a tool, over Streamable HTTP and stdio.
+
+Tool input schemas are generated from the shared models (`runner.models`); the arguments are
+validated by those same models, so a bad call gets the same field-naming message as on REST,
+as an `isError` result the model can act on. While a run goes on, its phases arrive as progress
+notifications (when the client sent a progress token) and its output as log messages.
+
+The HTTP app is stateless (any replica can answer any request) and speaks plain JSON or SSE as
+the client's `Accept` header asks. `create_app(settings)` builds it; `app = create_app()` is what
+`uvicorn mcp_app:app` serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.types import CallToolResult, TextContent
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from backends.base import Backend
+from runner import __version__
+from runner.auth import BearerTokenAuth
+from runner.errors import InvalidRequest, RunnerError
+from runner.models import (
+    ContainerList,
+    CreateVolumeRequest,
+    CreateVolumeResult,
+    Health,
+    ImageList,
+    RunRequest,
+    RunResult,
+)
+from runner.service import RunnerService, service_scope
+from runner.settings import Settings, get_settings
+
+log = logging.getLogger("oneoff_runner.mcp")
+
+# Output reaches clients as log messages, which protocol 2026-07-28 deprecates (SEP-2577) but
+# older clients rely on; modern clients get them only when they opt in with a log level.
+warnings.filterwarnings(
+    "ignore", message="The logging capability is deprecated", category=MCPDeprecationWarning
+)
+
+LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+MAX_TEXT_OUTPUT = 64 * 1024
+
+INSTRUCTIONS = """Runs one-off containers: call run_container with an image and a command to execute
+code in isolation and get its exit code and output back. Files go in and out as base64 in
+`volumes`; create_volume keeps files between runs; docker_health, list_containers and
+list_images inspect the engine."""
+
+RUN_CONTAINER = """Run a command in a fresh container and return its exit code, stdout and stderr.
+
+Use it to execute code or tools in isolation: the container gets the image, command,
+environment and files you give, runs under time and memory limits, and is removed afterwards.
+A non-zero exit code is a normal result (read stderr); an error result means the run could not
+happen, and its message says which argument to fix.
+
+Files: `volumes` maps an absolute container path (optionally ending in :ro) to
+{"type": "file", "content": <base64>} or {"type": "directory", "content": <base64 tar.gz>};
+add "response": true to get that path's content back after the run.
+
+Example: {"image": "python:3.12-slim", "command": ["python", "-c", "print(2 + 2)"]}
+"""
+
+CREATE_VOLUME = """Create a named Docker volume, optionally filled from a base64 tar.gz.
+
+Use it to keep files between runs: mount it in run_container with
+{"type": "volume", "name": <name>}. A single top-level folder in the archive is stripped.
+
+Example: {"name": "project-cache"}
+"""
+
+DOCKER_HEALTH = """Check that the container engine is reachable; returns its version.
+
+Use it when runs fail with "backend unavailable", or before a first run.
+
+Example: {}
+"""
+
+LIST_CONTAINERS = """List containers on the engine: by default the runner's own runs in progress.
+
+Example: {"all": true, "managed_only": false, "status": "running"}
+"""
+
+LIST_IMAGES = """List images present on the engine (so pull_policy "never" or "missing" can use
+them), optionally filtered by reference.
+
+Example: {"reference": "python"}
+"""
+
+
+def _fields_as_parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
+    """Keyword parameters carrying `model`'s fields: their types, constraints, descriptions
+    and examples make the tool's input schema; validation is skipped here and left to `model`
+    itself, so the messages are the ones REST gives."""
+    parameters = []
+    for name, field in model.model_fields.items():
+        documented = Field(description=field.description, examples=field.examples)
+        metadata = (*field.metadata, SkipValidation, documented)
+        annotation = Annotated[(field.annotation, *metadata)]  # type: ignore[name-defined]
+        default = (
+            inspect.Parameter.empty
+            if field.is_required()
+            else field.get_default(call_default_factory=True)
+        )
+        parameters.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+            )
+        )
+    return parameters
+
+
+def _model_tool(
+    model: type[BaseModel],
+    output: type[BaseModel],
+    body: Callable[[Any, Context], Awaitable[CallToolResult]],
+) -> Callable[..., Awaitable[CallToolResult]]:
+    """A tool function whose arguments are `model`'s fields and whose result is `output`."""
+
+    async def tool(ctx: Context, **arguments: Any) -> CallToolResult:
+        try:
+            request = model.model_validate(arguments)
+        except ValidationError as exc:
+            return _error(InvalidRequest.from_validation(exc.errors()))
+        try:
+            return await body(request, ctx)
+        except RunnerError as exc:
+            return _error(exc)
+
+    context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
+    tool.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [context, *_fields_as_parameters(model)],
+        return_annotation=Annotated[CallToolResult, output],
+    )
+    return tool
+
+
+def _closed(tool: Tool) -> Tool:
+    """Refuse unknown arguments (a misspelt field must not be silently dropped) and say so in
+    the schema; the refusal names the field, never its value."""
+    base = tool.fn_metadata.arg_model
+    config = ConfigDict(**base.model_config, extra="forbid", hide_input_in_errors=True)
+    closed: type[BaseModel] = type(base.__name__, (base,), {"model_config": config})
+    tool.fn_metadata.arg_model = closed  # type: ignore[assignment]
+    tool.parameters = closed.model_json_schema(by_alias=True)
+    return tool
+
+
+def _error(exc: RunnerError) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=exc.message)], is_error=True)
+
+
+def _structured(model: BaseModel, text: str) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content=model.model_dump(mode="json"),
+    )
+
+
+def run_summary(result: RunResult) -> str:
+    """What a model reads first: the exit code, then the output, then what came back."""
+    lines = [f"exit code {result.exit_code} ({result.status}) in {result.execution_time:.2f}s"]
+    if result.timed_out:
+        lines.append("the run hit its timeout and was killed")
+    if result.oom_killed:
+        lines.append("the container ran out of memory (raise `memory`)")
+    for name, text, cut in (
+        ("stdout", result.stdout, result.stdout_truncated),
+        ("stderr", result.stderr, result.stderr_truncated),
+    ):
+        if text:
+            shown = text[:MAX_TEXT_OUTPUT]
+            more = cut or len(text) > len(shown)
+            lines.append(f"--- {name}{' (truncated)' if more else ''} ---\n{shown}")
+    for path, volume in result.volumes.items():
+        lines.append(
+            f"returned {volume.type} {path}: {len(volume.content)} base64 characters in "
+            "structuredContent.volumes"
+        )
+    return "\n".join(lines)
+
+
+class RunProgress:
+    """Turns run events into MCP notifications, in order, without blocking the run."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.send, self.receive = anyio.create_memory_object_stream[tuple[str, str]](
+            max_buffer_size=1024
+        )
+        self.step = 0
+
+    def __call__(self, kind: str, text: str) -> None:
+        try:
+            self.send.send_nowait((kind, text))
+        except anyio.WouldBlock:
+            pass  # a client that cannot keep up loses live lines, never the result
+
+    async def pump(self) -> None:
+        async with self.receive:
+            async for kind, text in self.receive:
+                if kind == "phase":
+                    self.step += 1
+                    await self.ctx.report_progress(self.step, message=text)
+                else:
+                    await self.ctx.log("info", text, logger_name=kind)
+
+
+def build_server(service: Callable[[], RunnerService]) -> MCPServer:
+    """The MCP server and its tools; `service` gives the running `RunnerService`."""
+
+    async def run_container(request: RunRequest, ctx: Context) -> CallToolResult:
+        progress = RunProgress(ctx)
+        pump = asyncio.ensure_future(progress.pump())
+        try:
+            result = await service().run(request, progress)
+        finally:
+            progress.send.close()
+            await asyncio.gather(pump, return_exceptions=True)
+        return _structured(result, run_summary(result))
+
+    async def create_volume(request: CreateVolumeRequest, ctx: Context) -> CallToolResult:
+        result = await service().create_volume(request)
+        return _structured(result, result.detail)
+
+    model_tools = [
+        Tool.from_function(
+            _model_tool(RunRequest, RunResult, run_container),
+            name="run_container",
+            description=RUN_CONTAINER,
+        ),
+        Tool.from_function(
+            _model_tool(CreateVolumeRequest, CreateVolumeResult, create_volume),
+            name="create_volume",
+            description=CREATE_VOLUME,
+        ),
+    ]
+    server = MCPServer(
+        "oneoff-runner",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        log_level="WARNING",
+        tools=[_closed(tool) for tool in model_tools],
+    )
+
+    @server.tool(description=DOCKER_HEALTH)
+    async def docker_health() -> Annotated[CallToolResult, Health]:
+        try:
+            health = await service().health()
+        except RunnerError as exc:
+            return _error(exc)
+        return _structured(health, f"{health.backend} {health.version}: ok")
+
+    @server.tool(description=LIST_CONTAINERS)
+    async def list_containers(
+        all: Annotated[bool, Field(description="Include stopped containers.")] = False,
+        managed_only: Annotated[bool, Field(description="Only the runner's own.")] = True,
+        status: Annotated[str | None, Field(description="e.g. running, exited")] = None,
+    ) -> Annotated[CallToolResult, ContainerList]:
+        try:
+            found = await service().list_containers(all_states=all, managed_only=managed_only)
+        except RunnerError as exc:
+            return _error(exc)
+        if status:
+            found = [item for item in found if item.status.lower().startswith(status.lower())]
+        listing = ContainerList(containers=found)
+        return _structured(listing, f"{len(found)} container(s)")
+
+    @server.tool(description=LIST_IMAGES)
+    async def list_images(
+        reference: Annotated[str | None, Field(description="e.g. python or python:3.12")] = None,
+    ) -> Annotated[CallToolResult, ImageList]:
+        try:
+            found = await service().list_images(reference=reference)
+        except RunnerError as exc:
+            return _error(exc)
+        tags = ", ".join(tag for image in found for tag in image.tags) or "none tagged"
+        return _structured(ImageList(images=found), f"{len(found)} image(s): {tags}")
+
+    return server
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection: loopback names always, plus the operator's real hostnames.
+
+    Bound beyond loopback with no hostnames configured, the Host check is off (a remote
+    deployment is reached by names we cannot guess); Origin is still checked when sent.
+    """
+    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=loopback or bool(settings.mcp_allowed_hosts),
+        allowed_hosts=[*LOOPBACK_HOSTS, *settings.mcp_allowed_hosts],
+        allowed_origins=[*LOOPBACK_ORIGINS, *settings.mcp_allowed_origins],
+    )
+
+
+class _ByAccept:
+    """Sends each request to the JSON or the SSE transport, as its `Accept` header asks."""
+
+    def __init__(self, json_app: Starlette, sse_app: Starlette) -> None:
+        self.json_app = json_app
+        self.sse_app = sse_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        accept = Headers(scope=scope).get("accept", "").lower()
+        wants_sse = "text/event-stream" in accept or "*/*" in accept
+        await (self.sse_app if wants_sse else self.json_app)(scope, receive, send)
+
+
+def create_app(
+    settings: Settings | None = None,
+    backend: Backend | None = None,
+    service: RunnerService | None = None,
+) -> Starlette:
+    """The Streamable HTTP app at `/mcp`. Given a `service` (shared with REST in `serve`), it
+    uses it; otherwise its lifespan builds and stops its own."""
+    settings = settings or get_settings()
+    running: list[RunnerService] = []
+    server = build_server(lambda: running[0])
+    security = transport_security(settings)
+    transports = [
+        server.streamable_http_app(
+            stateless_http=True, json_response=json_mode, transport_security=security
+        )
+        for json_mode in (True, False)
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            running[:] = [
+                await stack.enter_async_context(service_scope(settings, backend, service))
+            ]
+            for transport in transports:
+                await stack.enter_async_context(transport.router.lifespan_context(transport))
+            yield
+
+    app = Starlette(routes=[Route("/mcp", _ByAccept(*transports))], lifespan=lifespan)
+    app.add_middleware(BearerTokenAuth, tokens=settings.tokens(), open_paths=frozenset())
+    return app
+
+
+async def serve_stdio(settings: Settings) -> None:
+    """MCP over stdin/stdout, for clients that launch a command (Claude Desktop, Cursor)."""
+    async with service_scope(settings) as service:
+        await build_server(lambda: service).run_stdio_async()
+
+
+app = create_app()

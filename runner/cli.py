@@ -1,38 +1,97 @@
-"""The `oneoff-runner` command: `serve` starts the service."""
+"""The `oneoff-runner` command: `serve` (REST and MCP), `mcp` (MCP alone, HTTP or stdio)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import sys
+from collections.abc import Sequence
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from runner.settings import Settings, get_settings
 
 log = logging.getLogger("oneoff_runner")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="oneoff-runner", description="Run one-off containers through a REST API."
+        prog="oneoff-runner",
+        description="Run one-off containers through a REST API and an MCP server. "
+        "Settings come from RUNNER_* environment variables or a .env file.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="start the REST API (settings: RUNNER_* env vars)")
-    serve.add_argument("--host", help="bind address (default: RUNNER_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="REST port (default: RUNNER_PORT or 8000)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve = commands.add_parser("serve", help="start the REST API and the MCP server")
+    mcp = commands.add_parser("mcp", help="start the MCP server alone")
+    mcp.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout")
+    for command in (serve, mcp):
+        command.add_argument("--host", help="bind address (default: RUNNER_HOST, 127.0.0.1)")
+        command.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument("--port", type=int, help="REST port (default: RUNNER_PORT, 8000)")
+    for command in (serve, mcp):
+        command.add_argument("--mcp-port", type=int, help="MCP port (default: RUNNER_MCP_PORT)")
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
-    if args.command == "serve":
-        _serve(get_settings(), args.host, args.port, args.log_level)
+    overrides = {
+        key: value
+        for key, value in {
+            "host": args.host,
+            "port": getattr(args, "port", None),
+            "mcp_port": args.mcp_port,
+        }.items()
+        if value is not None
+    }
+    settings = get_settings().model_copy(update=overrides)
+    if args.command == "mcp" and args.stdio:
+        from mcp_app import serve_stdio
+
+        asyncio.run(serve_stdio(settings))
+        return
+    _refuse_open_exposure(settings)
+    asyncio.run(_serve(settings, rest=args.command == "serve", log_level=args.log_level))
 
 
-def _serve(settings: Settings, host: str | None, port: int | None, log_level: str) -> None:
-    from api_app import create_app
+def _refuse_open_exposure(settings: Settings) -> None:
+    """Without API tokens the service listens on loopback only, unless the operator insists."""
+    if settings.tokens():
+        return
+    if settings.host not in LOOPBACK and not settings.allow_unauthenticated_remote:
+        sys.exit(
+            f"refusing to listen on {settings.host} without API tokens: anyone who can reach it "
+            "could run containers. Set RUNNER_API_TOKENS, or RUNNER_ALLOW_UNAUTHENTICATED_REMOTE"
+            "=true if something else guards the network."
+        )
+    log.warning("no API tokens configured (RUNNER_API_TOKENS): requests are not authenticated")
 
-    host = host or settings.host
-    port = port or settings.port
-    log.info("REST API on http://%s:%d (docs at /docs), backend %s", host, port, settings.backend)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+async def _serve(settings: Settings, *, rest: bool, log_level: str) -> None:
+    """One service shared by both front doors: one concurrency limit, one reaper."""
+    import api_app
+    import mcp_app
+    from runner.service import service_scope
+
+    async with service_scope(settings) as service:
+        apps: list[tuple[ASGIApp, int, str]] = [
+            (mcp_app.create_app(settings, service=service), settings.mcp_port, "MCP at /mcp")
+        ]
+        if rest:
+            rest_app = api_app.create_app(settings, service=service)
+            apps.append((rest_app, settings.port, "REST API (docs at /docs)"))
+        for _, port, what in apps:
+            log.info("%s on http://%s:%d", what, settings.host, port)
+        servers = [
+            uvicorn.Server(uvicorn.Config(app, host=settings.host, port=port, log_level=log_level))
+            for app, port, _ in apps
+        ]
+        await asyncio.gather(*(server.serve() for server in servers))
+
+
+if __name__ == "__main__":
+    main()

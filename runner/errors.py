@@ -22,6 +22,9 @@ Backends translate their SDK's exceptions into this tree at exactly one boundary
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 
 class RunnerError(Exception):
     """Base of every error the runner reports to a caller."""
@@ -34,9 +37,9 @@ class RunnerError(Exception):
         self.message = message
         self.field = field
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         """The body REST returns and the text MCP shows: stable keys for programs and people."""
-        body = {"error": self.code, "message": self.message}
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
         if self.field is not None:
             body["field"] = self.field
         return body
@@ -45,6 +48,45 @@ class RunnerError(Exception):
 class InvalidRequest(RunnerError):
     status_code = 422
     code = "invalid_request"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, detail: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.detail = detail
+
+    @classmethod
+    def from_validation(cls, errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
+        """From pydantic's errors: the message names the first bad field; `detail` lists every
+        one. The rejected values are left out: they may hold credentials."""
+        detail = [
+            {
+                "field": _field_name(error["loc"]),
+                "message": str(error["msg"]).removeprefix("Value error, "),
+                "type": str(error["type"]),
+            }
+            for error in errors
+        ]
+        first = detail[0] if detail else {"field": "body", "message": "invalid request"}
+        return cls(f"{first['field']}: {first['message']}", field=first["field"], detail=detail)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        if self.detail is not None:
+            body["detail"] = self.detail
+        return body
+
+
+def _field_name(loc: Sequence[int | str]) -> str:
+    """`volumes['/app:ro'].content` style: dots for names, brackets for keys and indexes."""
+    parts = list(loc)[1:] if loc and loc[0] == "body" else list(loc)
+    name = ""
+    for part in parts:
+        if isinstance(part, int) or "/" in part or ":" in part:
+            name += f"[{part!r}]"
+        else:
+            name += f".{part}" if name else part
+    return name or "body"
 
 
 class PolicyRefused(RunnerError):

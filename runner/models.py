@@ -337,3 +337,11 @@ class ImageInfo(BaseModel):
     id: str
     tags: list[str]
     size: int
+
+
+class ContainerList(BaseModel):
+    containers: list[ContainerInfo]
+
+
+class ImageList(BaseModel):
+    images: list[ImageInfo]

@@ -186,6 +186,25 @@ class RunnerService:
         return await anyio.to_thread.run_sync(function, *args)
 
 
+@contextlib.asynccontextmanager
+async def service_scope(
+    settings: Settings, backend: Backend | None = None, service: RunnerService | None = None
+) -> AsyncIterator[RunnerService]:
+    """The service an app uses: the one given (shared by REST and MCP in `serve`), or its own,
+    started and stopped with the app."""
+    if service is not None:
+        yield service
+        return
+    from backends import get_backend
+
+    own = RunnerService(settings, backend or get_backend(settings))
+    await own.start()
+    try:
+        yield own
+    finally:
+        await own.stop()
+
+
 def _on_this_loop(listener: EventSink) -> EventSink:
     """A sink worker threads may call: each event is handed to `listener` on this event loop."""
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -37,6 +38,29 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the REST and MCP servers bind to.")
     port: int = Field(8000, ge=1, le=65535, description="REST API port.")
+    api_tokens: StrList = Field(
+        default_factory=list,
+        description="Bearer tokens accepted on every endpoint but /health (comma-separated). "
+        "Empty: no authentication.",
+    )
+    api_tokens_file: Path | None = Field(
+        None, description="File with more bearer tokens, one per line (e.g. a mounted Secret)."
+    )
+    allow_unauthenticated_remote: bool = Field(
+        False,
+        description="Allow binding to a non-loopback address without API tokens.",
+    )
+    mcp_port: int = Field(8001, ge=1, le=65535, description="MCP (Streamable HTTP) port.")
+    mcp_allowed_hosts: StrList = Field(
+        default_factory=list,
+        description="Host headers the MCP endpoint accepts besides loopback names "
+        "(DNS-rebinding protection), e.g. runner.example.com:8001. Comma-separated.",
+    )
+    mcp_allowed_origins: StrList = Field(
+        default_factory=list,
+        description="Origin headers the MCP endpoint accepts besides loopback origins, e.g. "
+        "https://runner.example.com. Comma-separated.",
+    )
     instance_id: str = Field(
         default_factory=socket.gethostname,
         description="Names this runner on shared engines; leftovers of the same id are "
@@ -106,7 +130,14 @@ class Settings(BaseSettings):
         120, gt=0, description="Timeout of one Docker API call (not of a run)."
     )
 
-    @field_validator("allowed_networks", "allowed_host_paths", mode="before")
+    @field_validator(
+        "allowed_networks",
+        "allowed_host_paths",
+        "api_tokens",
+        "mcp_allowed_hosts",
+        "mcp_allowed_origins",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -128,6 +159,14 @@ class Settings(BaseSettings):
         if self.default_cpus > self.max_cpus:
             raise ValueError("default_cpus exceeds max_cpus")
         return self
+
+    def tokens(self) -> list[str]:
+        """Every accepted API token: from the setting and from the tokens file."""
+        tokens = list(self.api_tokens)
+        if self.api_tokens_file is not None:
+            lines = self.api_tokens_file.read_text().splitlines()
+            tokens += [line.strip() for line in lines if line.strip()]
+        return tokens
 
     def docker_environment(self) -> dict[str, str]:
         """The DOCKER_* variables docker-py understands, from these settings (env or .env)."""

@@ -2,20 +2,100 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import uuid
+from collections.abc import Iterator
 
+import docker
 import pytest
+import uvicorn
+from starlette.types import ASGIApp
 
+from backends.base import LABEL_PREFIX, MANAGED
 from runner.settings import Settings
+from tests.helpers import TEST_IMAGE
+
+ENGINE_SUITES = ("/tests/docker/", "/tests/mcp/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(suite in str(item.path) for suite in ENGINE_SUITES):
+            item.add_marker(pytest.mark.docker)
+
+
+def _settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {"instance_id": f"test-{uuid.uuid4().hex[:8]}"}
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def make_module_settings():  # type: ignore[no-untyped-def]
+    return _settings
 
 
 @pytest.fixture
 def make_settings():
     """Settings for a test app: its own instance id, so its startup reaping touches only it."""
+    return _settings
 
-    def make(**overrides: object) -> Settings:
-        values: dict[str, object] = {"instance_id": f"test-{uuid.uuid4().hex[:8]}"}
-        values.update(overrides)
-        return Settings(**values)  # type: ignore[arg-type]
 
-    return make
+@contextlib.contextmanager
+def serving(app: ASGIApp) -> Iterator[int]:
+    """Serve `app` with uvicorn on a loopback port; yields the port, already listening (the
+    socket is bound before the server starts, so requests queue until it is up)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(
+            f"no Docker engine reachable ({exc}); run scripts/ci-provision.sh or start dockerd",
+            pytrace=False,
+        )
+    try:
+        client.images.get(TEST_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"test image {TEST_IMAGE} missing; run scripts/ci-provision.sh", pytrace=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaks(engine: docker.DockerClient) -> Iterator[None]:
+    """After the whole suite, nothing with the runner's labels may remain."""
+    yield
+    containers = engine.containers.list(all=True, filters={"label": MANAGED})
+    volumes = engine.volumes.list(filters={"label": MANAGED})
+    api_volumes = engine.volumes.list(filters={"label": f"{LABEL_PREFIX}.created-by"})
+    leaked = [c.name for c in containers] + [v.name for v in volumes + api_volumes]
+    for container in containers:
+        container.remove(force=True)
+    for volume in volumes + api_volumes:
+        volume.remove(force=True)
+    assert not leaked, f"the runner leaked: {leaked}"
+
+
+def managed_objects(engine: docker.DockerClient, instance_id: str) -> list[str]:
+    label = f"{LABEL_PREFIX}.instance={instance_id}"
+    containers = engine.containers.list(all=True, filters={"label": label})
+    volumes = engine.volumes.list(filters={"label": label})
+    return [c.name for c in containers] + [v.name for v in volumes]

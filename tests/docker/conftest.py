@@ -9,55 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api_app import create_app
-from backends.base import LABEL_PREFIX, MANAGED
 from runner.settings import Settings
-from tests.helpers import TEST_IMAGE
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "/tests/docker/" in str(item.path):
-            item.add_marker(pytest.mark.docker)
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[docker.DockerClient]:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(
-            f"no Docker engine reachable ({exc}); run scripts/ci-provision.sh or start dockerd",
-            pytrace=False,
-        )
-    try:
-        client.images.get(TEST_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"test image {TEST_IMAGE} missing; run scripts/ci-provision.sh", pytrace=False)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_leaks(engine: docker.DockerClient) -> Iterator[None]:
-    """After the whole suite, nothing with the runner's labels may remain."""
-    yield
-    containers = engine.containers.list(all=True, filters={"label": MANAGED})
-    volumes = engine.volumes.list(filters={"label": MANAGED})
-    api_volumes = engine.volumes.list(filters={"label": f"{LABEL_PREFIX}.created-by"})
-    leaked = [c.name for c in containers] + [v.name for v in volumes + api_volumes]
-    for container in containers:
-        container.remove(force=True)
-    for volume in volumes + api_volumes:
-        volume.remove(force=True)
-    assert not leaked, f"the runner leaked: {leaked}"
-
-
-def managed_objects(engine: docker.DockerClient, instance_id: str) -> list[str]:
-    label = f"{LABEL_PREFIX}.instance={instance_id}"
-    containers = engine.containers.list(all=True, filters={"label": label})
-    volumes = engine.volumes.list(filters={"label": label})
-    return [c.name for c in containers] + [v.name for v in volumes]
+@pytest.fixture(autouse=True)
+def _leak_check(no_leaks: None) -> None:
+    """Every test here counts towards the end-of-session leak check."""
 
 
 @pytest.fixture(scope="module")

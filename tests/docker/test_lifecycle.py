@@ -5,16 +5,14 @@ from __future__ import annotations
 import gc
 import json
 import socket
-import threading
 import time
 import uuid
 
 import pytest
-import uvicorn
 
 from api_app import create_app
 from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
-from tests.docker.conftest import managed_objects
+from tests.conftest import managed_objects, serving
 from tests.helpers import PUBLIC_REGISTRY, TEST_IMAGE, b64, run_body, tar_gz
 
 CONTENT = {"/in.txt": {"type": "file", "content": b64(b"x")}, "/out": {"type": "directory"}}
@@ -109,18 +107,9 @@ def test_startup_reaps_this_instances_leftovers_and_expired_ones_only(
 
 @pytest.fixture
 def live_server(make_settings):
-    """A real uvicorn server on a loopback port, already listening when the fixture returns."""
     settings = make_settings()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    yield settings, sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(30)
-    sock.close()
+    with serving(create_app(settings)) as port:
+        yield settings, port
 
 
 def test_client_disconnect_mid_run_kills_and_removes_everything(live_server, engine):

@@ -1,0 +1,33 @@
+"""An MCP server on a real loopback port over the real Docker engine, and SDK clients for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from mcp import Client
+
+from mcp_app import create_app
+from tests.conftest import serving
+
+
+@pytest.fixture(autouse=True)
+def _leak_check(no_leaks: None) -> None:
+    """Every test here counts towards the end-of-session leak check."""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def mcp_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    with serving(create_app(make_module_settings())) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
+
+
+@pytest.fixture
+async def client(mcp_url: str) -> AsyncIterator[Client]:
+    async with Client(mcp_url) as connected:
+        yield connected

@@ -1,0 +1,168 @@
+"""Every tool through the SDK's own client, over real HTTP, against the real Docker engine."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from mcp import Client
+from mcp_types import LATEST_PROTOCOL_VERSION
+
+from runner.models import CreateVolumeRequest, RunRequest, RunResult, VolumeSpec
+from tests.helpers import TEST_IMAGE, b64, run_body, untar_gz
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = {"run_container", "create_volume", "docker_health", "list_containers", "list_images"}
+
+
+async def tools_by_name(client: Client) -> dict:
+    return {tool.name: tool for tool in (await client.list_tools()).tools}
+
+
+async def test_the_latest_protocol_is_negotiated(client):
+    assert client.protocol_version == LATEST_PROTOCOL_VERSION
+
+
+async def test_every_tool_is_listed_with_a_description_and_an_example(client):
+    tools = await tools_by_name(client)
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert tool.description and "Example" in tool.description, tool.name
+        assert tool.output_schema, tool.name
+
+
+async def test_input_schemas_carry_every_field_of_the_models(client):
+    tools = await tools_by_name(client)
+    run_schema = tools["run_container"].input_schema
+    assert set(run_schema["properties"]) == set(RunRequest.model_fields)
+    assert run_schema["required"] == ["image"]
+    assert set(run_schema["$defs"]["VolumeSpec"]["properties"]) == set(VolumeSpec.model_fields)
+    for name, field in run_schema["properties"].items():
+        assert field.get("description"), name
+    volume_schema = tools["create_volume"].input_schema
+    assert set(volume_schema["properties"]) == set(CreateVolumeRequest.model_fields)
+
+
+async def test_run_output_schema_is_the_run_result(client):
+    schema = (await tools_by_name(client))["run_container"].output_schema
+    assert set(schema["properties"]) == set(RunResult.model_fields)
+
+
+async def test_run_with_input_and_response_volumes(client):
+    script = b"#!/bin/sh\necho from-script > /out/result.txt\n"
+    body = run_body(
+        "/in/job.sh",
+        volumes={
+            "/in/job.sh:ro": {"type": "file", "content": b64(script), "mode": "0755"},
+            "/out": {"type": "directory", "response": True},
+        },
+    )
+    result = await client.call_tool("run_container", body)
+    assert result.is_error is False
+    structured = result.structured_content
+    assert structured["status"] == "success"
+    content = base64.b64decode(structured["volumes"]["/out"]["content"])
+    assert untar_gz(content) == {"result.txt": b"from-script\n"}
+    assert "returned directory /out" in result.content[0].text
+
+
+async def test_a_failing_command_is_a_result_that_leads_with_its_exit_code(client):
+    result = await client.call_tool("run_container", run_body("sh", "-c", "echo oops >&2; exit 4"))
+    assert result.is_error is False
+    assert result.structured_content["exit_code"] == 4
+    text = result.content[0].text
+    assert text.startswith("exit code 4")
+    assert "oops" in text
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        ({"command": ["true"]}, "image"),
+        (run_body("true", volumes={"/x:zz": {"type": "directory"}}), ":ro or :rw"),
+        (run_body("true", timeout_seconds=-1), "timeout_seconds"),
+        (run_body("true", memory="lots"), "memory"),
+        (run_body("true", volumes={"/f": {"type": "file", "content": "@@"}}), "base64"),
+        (run_body("true", bogus=1), "bogus"),
+    ],
+)
+async def test_bad_input_is_a_tool_error_naming_the_field(client, arguments, words):
+    result = await client.call_tool("run_container", arguments)
+    assert result.is_error is True
+    assert words in result.content[0].text
+
+
+async def test_a_run_that_cannot_happen_is_a_tool_error_saying_what_to_do(client):
+    arguments = {"image": "oneoff-test/absent:1", "pull_policy": "never"}
+    result = await client.call_tool("run_container", arguments)
+    assert result.is_error is True
+    assert "pull_policy" in result.content[0].text
+
+
+async def test_passwords_never_come_back_in_tool_errors(client):
+    arguments = run_body("true", auth_config={"username": "u", "password": "pw-9876", "x": 1})
+    result = await client.call_tool("run_container", arguments)
+    assert result.is_error is True
+    assert "pw-9876" not in result.content[0].text
+
+
+async def test_a_long_run_reports_progress_and_streams_its_output(mcp_url):
+    done = False
+    progress: list[str | None] = []
+    lines: list[tuple[str, str, bool]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+
+    async def on_log(params) -> None:  # type: ignore[no-untyped-def]
+        lines.append((params.logger, params.data, done))
+
+    body = run_body("sh", "-c", "echo first; sleep 2; echo second >&2")
+    async with Client(mcp_url, logging_callback=on_log, log_level="info") as client:
+        result = await client.call_tool("run_container", body, progress_callback=on_progress)
+        done = True
+    assert result.structured_content["stdout"] == "first\n"
+    assert "running" in progress and "collecting output" in progress
+    assert ("stdout", "first\n", False) in lines
+    assert ("stderr", "second\n", False) in lines
+
+
+async def test_create_volume_then_use_it(client, engine):
+    name = "oneoff-test-mcp-volume"
+    archive = b64(__import__("tests.helpers").helpers.tar_gz({"top/a.txt": b"A"}))
+    try:
+        created = await client.call_tool("create_volume", {"name": name, "content": archive})
+        assert created.is_error is False
+        assert created.structured_content["status"] == "success"
+        again = await client.call_tool("create_volume", {"name": name})
+        assert again.is_error is True and "reuse_existing" in again.content[0].text
+        body = run_body("cat", "/v/a.txt", volumes={"/v": {"type": "volume", "name": name}})
+        ran = await client.call_tool("run_container", body)
+        assert ran.structured_content["stdout"] == "A"
+    finally:
+        engine.volumes.get(name).remove(force=True)
+
+
+async def test_docker_health_reports_the_engine(client, engine):
+    result = await client.call_tool("docker_health", {})
+    assert result.is_error is False
+    assert result.structured_content["version"] == engine.version()["Version"]
+
+
+async def test_list_images_finds_the_test_image(client):
+    result = await client.call_tool("list_images", {"reference": TEST_IMAGE.split(":")[0]})
+    tags = [tag for image in result.structured_content["images"] for tag in image["tags"]]
+    assert TEST_IMAGE in tags
+
+
+async def test_list_containers_returns_a_structured_list(client, engine):
+    container = engine.containers.create(TEST_IMAGE, ["true"], labels={"test": "mcp"})
+    try:
+        result = await client.call_tool("list_containers", {"all": True, "managed_only": False})
+        ids = [item["id"] for item in result.structured_content["containers"]]
+        assert container.id[:12] in ids
+        managed = await client.call_tool("list_containers", {"all": True})
+        assert container.id[:12] not in [c["id"] for c in managed.structured_content["containers"]]
+    finally:
+        container.remove(force=True)
