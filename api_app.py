@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from backends.base import Backend
 from runner import __version__
@@ -24,10 +26,12 @@ from runner.models import (
     ContainerInfo,
     CreateVolumeRequest,
     CreateVolumeResult,
+    ErrorBody,
     Health,
     ImageInfo,
     RunRequest,
     RunResult,
+    Unavailable,
 )
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
@@ -52,9 +56,9 @@ Service = Annotated[RunnerService, Depends(get_service)]
 router = APIRouter()
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text}
+    code: {"description": text, "model": ErrorBody}
     for code, text in {
-        401: "The registry refused the credentials.",
+        401: "Missing or wrong API token, or the registry refused the credentials.",
         403: "The operator's policy refused the request.",
         404: "Image or volume not found.",
         409: "The volume exists.",
@@ -62,19 +66,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         422: "A field is invalid; `field` names it.",
         429: "All run slots and the queue are full; see Retry-After.",
         502: "The image registry could not be reached.",
-        503: "The container engine is unreachable.",
+        499: "The client went away; the run was cancelled.",
+        503: "The container engine is unreachable, or the runner is shutting down.",
     }.items()
 }
 
 
 @router.post("/run", response_model=RunResult, responses=ERRORS, summary="Run a container")
-async def run(body: RunRequest, service: Service, request: Request) -> RunResult:
+async def run(body: RunRequest, service: Service, request: Request) -> Response:
     """Pull, run to completion, return output and `response: true` volumes, remove everything.
 
     200 whenever the container ran, whatever its exit code (see `status` and `exit_code`). If
     the client disconnects, the container is killed and removed.
     """
-    return await _cancel_on_disconnect(request, service.run(body))
+    result = await _cancel_on_disconnect(request, service.run(body))
+    # Returned content can be tens of MiB of base64: serialised once, by orjson (4x pydantic's).
+    return Response(orjson.dumps(result.model_dump()), media_type="application/json")
 
 
 @router.post(
@@ -89,7 +96,11 @@ async def create_volume(body: CreateVolumeRequest, service: Service) -> CreateVo
     return await service.create_volume(body)
 
 
-@router.get("/health", response_model=Health, responses={503: {"description": "Backend down."}})
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"description": "Backend unreachable.", "model": Unavailable}},
+)
 async def health(service: Service) -> Health | JSONResponse:
     """200 with the engine's version when the backend answers; 503 with the reason otherwise."""
     try:
@@ -99,6 +110,17 @@ async def health(service: Service) -> Health | JSONResponse:
             status_code=503,
             content={"status": "unavailable", "backend": service.backend.name, **exc.to_dict()},
         )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+)
+async def metrics(service: Service) -> Response:
+    """Runs by outcome, phase durations, runs in flight and queued, in Prometheus format."""
+    return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/containers", response_model=list[ContainerInfo], responses=ERRORS)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 import docker
 import requests
-from docker.types import LogConfig, Mount
+from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
 from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
@@ -62,6 +62,7 @@ class DockerBackend:
         self._lock = threading.Lock()
         self._client: docker.APIClient | None = None
         self._carrier_ready = False
+        self._deferred: set[tuple[str | None, str | None]] = set()
         self._followers = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_runs * 2, thread_name_prefix="oneoff-output"
         )
@@ -134,19 +135,13 @@ class DockerBackend:
         }
 
     def _ensure_image(self, spec: RunSpec) -> None:
-        """Pull per policy. With credentials the pull always happens, so they are checked."""
-        if (
-            spec.pull_policy != "always"
-            and spec.auth is None
-            and self._exists("image", self.api.inspect_image, spec.image)
-        ):
-            return
-        if spec.pull_policy == "never":
-            raise ImageNotFound(
-                f"image: {spec.image!r} is not on the engine and pull_policy is 'never'; "
-                "pull it first or use pull_policy 'missing'",
-                field="image",
-            )
+        """Pull up front when the policy says always, or when credentials came (so they are
+        checked: a cached private image is never handed to a caller without them). Otherwise
+        creating the container tells whether the image is there: one engine call fewer."""
+        if _pulls_first(spec):
+            self._pull_for(spec)
+
+    def _pull_for(self, spec: RunSpec) -> None:
         spec.emit("phase", f"pulling {spec.image}")
         self._pull(spec.image, spec.auth, spec.emit)
 
@@ -258,6 +253,9 @@ class DockerBackend:
             )
 
     def _create(self, spec: RunSpec, mounts: list[Mount], labels: dict[str, str]) -> str:
+        """The container, hardened: no new privileges, a small capability set, limits on
+        memory (no extra swap), CPU, processes and open files; never privileged."""
+        nofile = self._settings.nofile_limit
         host_config = self.api.create_host_config(
             mounts=mounts,
             mem_limit=spec.memory_bytes,
@@ -265,10 +263,31 @@ class DockerBackend:
             nano_cpus=spec.nano_cpus,
             pids_limit=spec.pids_limit,
             security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+            cap_add=self._settings.cap_add,
+            ulimits=[Ulimit(name="nofile", soft=nofile, hard=nofile)],
             network_mode=spec.network,
             privileged=False,
+            runtime=self._settings.runtime,
             log_config=LogConfig(type=LogConfig.types.JSON),
         )
+        try:
+            return self._create_container(spec, host_config, labels)
+        except ImageNotFound:
+            if spec.pull_policy == "never":
+                raise ImageNotFound(
+                    f"image: {spec.image!r} is not on the engine and pull_policy is 'never'; "
+                    "pull it first or use pull_policy 'missing'",
+                    field="image",
+                ) from None
+            if _pulls_first(spec):
+                raise
+        self._pull_for(spec)
+        return self._create_container(spec, host_config, labels)
+
+    def _create_container(
+        self, spec: RunSpec, host_config: dict[str, object], labels: dict[str, str]
+    ) -> str:
         with engine_errors("creating the container", create_refused):
             created = self.api.create_container(
                 spec.image,
@@ -421,7 +440,9 @@ class DockerBackend:
         container until the stream ends; so the request is made here, on the client's session.
         """
         url = f"{self.api.base_url}/v{self.api.api_version}/containers/{container}/archive"
-        response = self.api.get(url, params={"path": path}, stream=True)
+        # identity: otherwise the engine gzips the stream (slowly) only for us to inflate it
+        headers = {"Accept-Encoding": "identity"}
+        response = self.api.get(url, params={"path": path}, stream=True, headers=headers)
         try:
             try:
                 response.raise_for_status()
@@ -431,16 +452,27 @@ class DockerBackend:
         finally:
             response.close()
 
-    def _remove(self, container: str | None, volume: str | None) -> None:
-        """Best effort: what cannot be removed now (engine gone) the reaper removes later."""
+    def _remove(self, container: str | None, volume: str | None) -> bool:
+        """Best effort: what cannot be removed now (engine gone) is retried by the reaper."""
         try:
             with engine_errors("removing the run's container and volume"):
                 if container is not None:
-                    self.api.remove_container(container, force=True, v=True)
+                    self._ignore_missing(self.api.remove_container, container, force=True, v=True)
                 if volume is not None:
-                    self.api.remove_volume(volume, force=True)
+                    self._ignore_missing(self.api.remove_volume, volume, force=True)
         except RunnerError as exc:
             log.warning("cleanup deferred to the reaper: %s", exc.message)
+            with self._lock:
+                self._deferred.add((container, volume))
+            return False
+        return True
+
+    @staticmethod
+    def _ignore_missing(remove: Callable[..., object], name: str, **options: object) -> None:
+        try:
+            remove(name, **options)
+        except docker.errors.NotFound:
+            pass  # already gone
 
     # ---- volumes, health, listings, reaping ----------------------------------------------------
 
@@ -507,6 +539,9 @@ class DockerBackend:
         ]
 
     def reap_orphans(self, *, startup: bool) -> int:
+        with self._lock:
+            deferred, self._deferred = self._deferred, set()
+        removed = sum(self._remove(container, volume) for container, volume in deferred)
         now = time.time()
 
         def orphaned(labels: dict[str, str] | None) -> bool:
@@ -515,7 +550,6 @@ class DockerBackend:
                 return True
             return float(labels.get(DEADLINE, "inf")) < now
 
-        removed = 0
         with engine_errors("reaping leftovers"):
             for item in self.api.containers(all=True, filters={"label": f"{MANAGED}=true"}):
                 if orphaned(item.get("Labels")):
@@ -527,6 +561,10 @@ class DockerBackend:
                     self._remove(None, item["Name"])
                     removed += 1
         return removed
+
+
+def _pulls_first(spec: RunSpec) -> bool:
+    return spec.pull_policy == "always" or spec.auth is not None
 
 
 def _read_capped(

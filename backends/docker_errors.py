@@ -144,6 +144,8 @@ def create_refused(message: str) -> RunnerError | None:
         )
     if "invalid reference format" in low:
         return InvalidRequest(f"image: {message}", field="image")
+    if "no such image" in low:
+        return ImageNotFound(f"image: {message}", field="image")
     return None
 
 

@@ -1,5 +1,8 @@
 """Base64, tar and gzip in and out: the one place that touches archive bytes.
 
+Base64 goes through pybase64 and gzip through ISA-L (`isal`): the same formats as the standard
+library's, several times faster, which is most of the cost of moving files through JSON.
+
 Input archives are checked member by member before any of their bytes reach an engine: absolute
 names, `..`, device nodes, FIFOs, hard links out of the tree and writes through a symlink the
 archive itself made are refused, and the unpacked size and member count are bounded by a
@@ -9,17 +12,29 @@ of decompression. Output archives are streamed: never more than the limit is hel
 
 from __future__ import annotations
 
-import base64
 import binascii
-import gzip
 import io
 import posixpath
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
+
+import pybase64
+from isal import igzip
+from isal.igzip_lib import IsalError
 
 from runner.errors import InvalidRequest, PayloadTooLarge
+
+UNREADABLE: tuple[type[Exception], ...] = (
+    tarfile.TarError,
+    EOFError,
+    cast(type[Exception], IsalError),
+    zlib.error,
+    OSError,
+)
+GZIP_LEVEL = 1  # returned archives: speed over size (most of what runs produce is small)
 
 
 @dataclass
@@ -55,7 +70,7 @@ def decode_base64(text: str, field: str, max_bytes: int) -> bytes:
             field=field,
         )
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        return pybase64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
         raise InvalidRequest(
             f"{field}: not valid base64; encode the bytes with standard base64 "
@@ -65,7 +80,7 @@ def decode_base64(text: str, field: str, max_bytes: int) -> bytes:
 
 
 def encode_base64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return pybase64.b64encode(data).decode("ascii")
 
 
 def check_tar_gz(data: bytes, field: str, budget: Budget) -> list[str]:
@@ -73,11 +88,11 @@ def check_tar_gz(data: bytes, field: str, budget: Budget) -> list[str]:
     names: list[str] = []
     symlinks: set[str] = set()
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as archive:
+        with tarfile.open(fileobj=_gunzip(data), mode="r|") as archive:
             for member in archive:
                 budget.spend(max(member.size, 0), field)
                 names.append(_check_member(member, field, symlinks))
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+    except UNREADABLE as exc:
         raise InvalidRequest(
             f"{field}: not a readable tar.gz ({exc}); make it with `tar czf x.tar.gz DIR` "
             "and send its base64",
@@ -116,6 +131,11 @@ def _unsafe(field: str, name: str, why: str) -> InvalidRequest:
     )
 
 
+def _gunzip(data: bytes) -> igzip.IGzipFile:
+    """A reader of the gzip stream in `data`."""
+    return igzip.IGzipFile(fileobj=io.BytesIO(data), mode="rb")
+
+
 def single_top_folder(names: list[str]) -> str | None:
     """The one top-level folder every member sits in (`tar czf x.tar.gz dir`), if there is one."""
     tops = {name.split("/", 1)[0] for name in names}
@@ -129,7 +149,7 @@ def strip_top_folder(data: bytes, top: str) -> bytes:
     """Re-pack a checked tar.gz as a plain tar with `top/` removed from every name."""
     out = io.BytesIO()
     with (
-        tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as source,
+        tarfile.open(fileobj=_gunzip(data), mode="r|") as source,
         tarfile.open(fileobj=out, mode="w|") as target,
     ):
         _repack(source, target, top)
@@ -220,8 +240,9 @@ def directory_tar_gz_from_stream(reader: io.RawIOBase, dirname: str) -> bytes:
     """
     out = io.BytesIO()
     with (
+        igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as packed,
         tarfile.open(fileobj=reader, mode="r|") as source,
-        tarfile.open(fileobj=out, mode="w|gz") as target,
+        tarfile.open(fileobj=packed, mode="w|") as target,
     ):
         _repack(source, target, dirname)
     return out.getvalue()

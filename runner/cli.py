@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 import uvicorn
+from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp
 
 from runner.settings import Settings, get_settings
@@ -34,11 +35,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for command in (serve, mcp):
         command.add_argument("--mcp-port", type=int, help="MCP port (default: RUNNER_MCP_PORT)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    settings = get_settings()
+    _configure_logging(settings, args.log_level)
     overrides = {
         key: value
         for key, value in {
@@ -48,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         }.items()
         if value is not None
     }
-    settings = get_settings().model_copy(update=overrides)
+    settings = settings.model_copy(update=overrides)
     if args.command == "mcp" and args.stdio:
         from mcp_app import serve_stdio
 
@@ -56,6 +54,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     _refuse_open_exposure(settings)
     asyncio.run(_serve(settings, rest=args.command == "serve", log_level=args.log_level))
+
+
+def _configure_logging(settings: Settings, level: str) -> None:
+    """Logs go to stderr (stdout carries the protocol under `mcp --stdio`); with
+    RUNNER_LOG_FORMAT=json each line is one JSON object with the run's fields."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def _refuse_open_exposure(settings: Settings) -> None:
@@ -87,7 +96,15 @@ async def _serve(settings: Settings, *, rest: bool, log_level: str) -> None:
         for _, port, what in apps:
             log.info("%s on http://%s:%d", what, settings.host, port)
         servers = [
-            uvicorn.Server(uvicorn.Config(app, host=settings.host, port=port, log_level=log_level))
+            uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host=settings.host,
+                    port=port,
+                    log_level=log_level,
+                    timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+                )
+            )
             for app, port, _ in apps
         ]
         await asyncio.gather(*(server.serve() for server in servers))

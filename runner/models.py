@@ -325,6 +325,14 @@ class Health(BaseModel):
     details: dict[str, str] = Field(default_factory=dict)
 
 
+class Unavailable(BaseModel):
+    status: Literal["unavailable"] = "unavailable"
+    backend: str
+    error: str
+    message: str = Field(description="Why the backend cannot be reached.")
+    field: str | None = None
+
+
 class ContainerInfo(BaseModel):
     id: str
     name: str
@@ -345,3 +353,18 @@ class ContainerList(BaseModel):
 
 class ImageList(BaseModel):
     images: list[ImageInfo]
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable code, what went wrong and what to do, the field at fault."""
+
+    error: str = Field(description="Stable code, e.g. invalid_request, image_not_found.")
+    message: str = Field(description="What went wrong and how to fix the request.")
+    field: str | None = Field(None, description="The request field at fault, if one is.")
+    detail: list[ErrorDetail] | None = Field(None, description="Every invalid field (422).")

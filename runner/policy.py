@@ -6,6 +6,7 @@ CPU work: the service calls it off the event loop.
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 
 from runner.archives import Budget, check_tar_gz, decode_base64, single_top_folder, strip_top_folder
@@ -15,9 +16,13 @@ from runner.settings import Settings
 from runner.sizes import parse_size
 from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill
 
+NEVER_NETWORKS = ("host",)
+SOCKET_PATHS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock")
+
 
 def build_run_spec(request: RunRequest, settings: Settings, run_id: str) -> RunSpec:
     """The backend's instructions for `request`, or the error that refuses it."""
+    _allowed_image(request.image, settings)
     budget = Budget(settings.max_extracted_bytes, settings.max_archive_members)
     return RunSpec(
         run_id=run_id,
@@ -90,8 +95,38 @@ def _within(field: str, asked: float | None, default: float, maximum: float, env
     return asked
 
 
+def _allowed_image(image: str, settings: Settings) -> None:
+    """Glob patterns match the reference as written and as the engine reads it
+    (`python:3` is `docker.io/library/python:3`); a pattern ending in / is a registry prefix."""
+    candidates = {image, _qualified(image)}
+    for pattern in settings.allowed_images:
+        for candidate in candidates:
+            if pattern.endswith("/") and candidate.startswith(pattern):
+                return
+            if fnmatch.fnmatchcase(candidate, pattern):
+                return
+    raise PolicyRefused(
+        f"image: {image!r} is not allowed by the operator (RUNNER_ALLOWED_IMAGES: "
+        f"{', '.join(settings.allowed_images) or 'none'})",
+        field="image",
+    )
+
+
+def _qualified(image: str) -> str:
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if rest else f"docker.io/library/{image}"
+
+
 def _network(asked: str | None, settings: Settings) -> str:
     network = asked or settings.default_network
+    if network in NEVER_NETWORKS or network.startswith("container:"):
+        raise PolicyRefused(
+            f"network: {network!r} would share a namespace with the host or another "
+            "container; that is never allowed",
+            field="network",
+        )
     if asked not in (None, "none") and network not in settings.allowed_networks:
         raise PolicyRefused(
             f"network: {network!r} is not allowed by the operator (RUNNER_ALLOWED_NETWORKS: "
@@ -140,12 +175,26 @@ def _mount(key: str, spec: VolumeSpec, settings: Settings, budget: Budget) -> Mo
 
 def _allowed_host_path(key: str, host_path: str, settings: Settings) -> None:
     normal = posixpath.normpath(host_path)
+    field = f"volumes[{key!r}].host_path"
+    engine_sockets = [*SOCKET_PATHS, *_unix_socket(settings.docker_host)]
+    if any(path == normal or path.startswith(normal.rstrip("/") + "/") for path in engine_sockets):
+        raise PolicyRefused(
+            f"{field}: {host_path!r} is or holds the container engine's socket; a run with it "
+            "would control the host, so it is never mounted",
+            field=field,
+        )
     for prefix in settings.allowed_host_paths:
         root = posixpath.normpath(prefix)
         if normal == root or normal.startswith(root.rstrip("/") + "/"):
             return
     raise PolicyRefused(
-        f"volumes[{key!r}].host_path: {host_path!r} is not under a host path the operator "
-        "allows (RUNNER_ALLOWED_HOST_PATHS); use a file, directory or named volume instead",
-        field=f"volumes[{key!r}].host_path",
+        f"{field}: {host_path!r} is not under a host path the operator allows "
+        "(RUNNER_ALLOWED_HOST_PATHS); use a file, directory or named volume instead",
+        field=field,
     )
+
+
+def _unix_socket(docker_host: str | None) -> list[str]:
+    if docker_host and docker_host.startswith("unix://"):
+        return [posixpath.normpath(docker_host.removeprefix("unix://"))]
+    return []

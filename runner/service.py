@@ -21,7 +21,8 @@ import anyio
 
 from backends.base import Backend
 from runner.archives import encode_base64
-from runner.errors import Busy, RunnerError
+from runner.errors import BackendUnavailable, Busy, RunnerError
+from runner.metrics import Metrics
 from runner.models import (
     ContainerInfo,
     CreateVolumeRequest,
@@ -40,6 +41,8 @@ log = logging.getLogger("oneoff_runner")
 
 T = TypeVar("T")
 CANCEL_CLEANUP_WAIT_SECONDS = 120
+HEALTH_FRESH_SECONDS = 1.0
+HEALTH_STALE_SECONDS = 10.0
 
 
 class Admission:
@@ -79,6 +82,16 @@ class RunnerService:
         self.admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs)
         self._run_threads = anyio.CapacityLimiter(settings.max_concurrent_runs)
         self._reaper: asyncio.Task[None] | None = None
+        self._in_flight: dict[str, RunSpec] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+        self.metrics = Metrics(
+            running=lambda: self.admission.running, waiting=lambda: self.admission.waiting
+        )
+        self._health: Health | RunnerError | None = None
+        self._health_at = 0.0
+        self._health_refresh: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Reap what a previous life of this instance left, then keep reaping in the background."""
@@ -86,6 +99,16 @@ class RunnerService:
         self._reaper = asyncio.create_task(self._reap_forever())
 
     async def stop(self) -> None:
+        """Refuse new runs, give those in flight `shutdown_grace_seconds` to finish, then kill
+        and remove what is left."""
+        self._closing = True
+        with anyio.move_on_after(self.settings.shutdown_grace_seconds):
+            await self._idle.wait()
+        for spec in list(self._in_flight.values()):
+            spec.cancelled.set()
+            await self._call(self._cancel_quietly, spec.run_id)
+        with anyio.move_on_after(CANCEL_CLEANUP_WAIT_SECONDS):
+            await self._idle.wait()
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -98,14 +121,24 @@ class RunnerService:
         started = time.perf_counter()
         run_id = uuid.uuid4().hex[:16]
         try:
+            if self._closing:
+                raise BackendUnavailable("the runner is shutting down; retry on another replica")
             async with self.admission.slot():
                 spec = await self._call(build_run_spec, request, self.settings, run_id)
                 spec.on_event = _on_this_loop(listener) if listener else None
                 outcome = await self._execute(spec)
         except RunnerError as exc:
-            log.info("run %s image=%s refused: %s %s", run_id, request.image, exc.code, exc.message)
+            self.metrics.record(exc.code, {})
+            log.info(
+                "run %s refused: %s",
+                run_id,
+                exc.message,
+                extra={"run_id": run_id, "image": request.image, "outcome": exc.code},
+            )
             raise
         result = _result(run_id, outcome, time.perf_counter() - started)
+        outcome_name = "timeout" if result.timed_out else result.status.split(":")[0]
+        self.metrics.record(outcome_name, outcome.phases)
         log.info(
             "run %s image=%s status=%r exit_code=%s time=%.3fs phases=%s",
             run_id,
@@ -114,6 +147,14 @@ class RunnerService:
             result.exit_code,
             result.execution_time,
             ",".join(f"{name}:{seconds}" for name, seconds in outcome.phases.items()),
+            extra={
+                "run_id": run_id,
+                "image": request.image,
+                "outcome": outcome_name,
+                "exit_code": result.exit_code,
+                "execution_time": result.execution_time,
+                "phases": outcome.phases,
+            },
         )
         return result
 
@@ -123,7 +164,35 @@ class RunnerService:
         return CreateVolumeResult(name=request.name, detail=detail)
 
     async def health(self) -> Health:
-        return await self._call(self.backend.health)
+        """The backend's health, at most a second old when it is asked often.
+
+        Under load the engine answers slowly, and a load balancer's probe must not queue behind
+        it: a recent answer is served at once while one refresh runs in the background; an
+        answer older than `HEALTH_STALE_SECONDS` is never served.
+        """
+        age = time.monotonic() - self._health_at
+        if self._health is None or age > HEALTH_STALE_SECONDS:
+            await self._refresh_health()
+        elif age > HEALTH_FRESH_SECONDS and (
+            self._health_refresh is None or self._health_refresh.done()
+        ):
+            self._health_refresh = asyncio.create_task(self._refresh_health())
+        assert self._health is not None
+        if isinstance(self._health, RunnerError):
+            raise self._health
+        return self._health
+
+    def _refreshing(self) -> bool:
+        return self._health_refresh is not None and not self._health_refresh.done()
+
+    async def _refresh_health(self) -> None:
+        try:
+            self._health = await self._call(self.backend.health)
+        except RunnerError as exc:
+            # Kept without its chain: the SDK's exception would keep its sockets alive.
+            exc.__cause__ = exc.__context__ = None
+            self._health = exc.with_traceback(None)
+        self._health_at = time.monotonic()
 
     async def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
         return await self._call(
@@ -146,6 +215,8 @@ class RunnerService:
             finally:
                 finished.set()
 
+        self._in_flight[spec.run_id] = spec
+        self._idle.clear()
         try:
             return await anyio.to_thread.run_sync(
                 work, abandon_on_cancel=True, limiter=self._run_threads
@@ -155,12 +226,19 @@ class RunnerService:
                 spec.cancelled.set()
                 await self._call(self._cancel_and_wait, spec.run_id, finished)
             raise
+        finally:
+            del self._in_flight[spec.run_id]
+            if not self._in_flight:
+                self._idle.set()
 
-    def _cancel_and_wait(self, run_id: str, finished: threading.Event) -> None:
+    def _cancel_quietly(self, run_id: str) -> None:
         try:
             self.backend.cancel(run_id)
         except RunnerError as exc:
             log.warning("run %s: cancelling failed: %s", run_id, exc.message)
+
+    def _cancel_and_wait(self, run_id: str, finished: threading.Event) -> None:
+        self._cancel_quietly(run_id)
         if not finished.wait(CANCEL_CLEANUP_WAIT_SECONDS):
             log.warning("run %s: cleanup outlasted the cancel; the reaper will finish it", run_id)
         log.info("run %s cancelled: the caller went away", run_id)

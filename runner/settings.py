@@ -21,6 +21,10 @@ MiB = 1024 * 1024
 
 StrList = Annotated[list[str], NoDecode]
 
+DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID")
+"""What package managers and servers dropping root commonly need; Docker's default set also
+grants NET_RAW, MKNOD, SYS_CHROOT, SETFCAP, SETPCAP, NET_BIND_SERVICE and AUDIT_WRITE."""
+
 
 class Settings(BaseSettings):
     """Every knob an operator has; the README's configuration table mirrors this class."""
@@ -91,6 +95,21 @@ class Settings(BaseSettings):
     default_cpus: float = Field(1.0, gt=0, description="CPU limit when none given.")
     max_cpus: float = Field(4.0, gt=0, description="Largest CPU limit a run may ask.")
     pids_limit: int = Field(512, ge=16, description="Process limit inside every container.")
+    nofile_limit: int = Field(
+        4096, ge=64, description="Open-files limit (ulimit nofile) inside every container."
+    )
+    cap_add: StrList = Field(
+        default_factory=lambda: list(DEFAULT_CAPABILITIES),
+        description="Capabilities a container keeps; all others are dropped (comma-separated).",
+    )
+    runtime: str | None = Field(
+        None, description="OCI runtime for runs, e.g. runsc (gVisor). Default: the engine's."
+    )
+    allowed_images: StrList = Field(
+        default_factory=lambda: ["*"],
+        description="Images a run may use: glob patterns or registry prefixes ending in / "
+        "(comma-separated), e.g. docker.io/library/*,registry.example.com/.",
+    )
     default_network: str = Field("none", description="Network of a run that names none.")
     allowed_networks: StrList = Field(
         default_factory=lambda: ["none", "bridge"],
@@ -123,6 +142,12 @@ class Settings(BaseSettings):
 
     max_concurrent_runs: int = Field(8, ge=1, description="Runs executing at once.")
     max_queued_runs: int = Field(32, ge=0, description="Runs waiting for a slot; past: 429.")
+    shutdown_grace_seconds: float = Field(
+        30, ge=0, description="On SIGTERM, how long runs in flight may finish before being killed."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text for people, json for log pipelines (one object per line)."
+    )
     reap_interval_seconds: float = Field(
         60, gt=0, description="How often leftovers past their deadline are removed."
     )
@@ -133,6 +158,8 @@ class Settings(BaseSettings):
     @field_validator(
         "allowed_networks",
         "allowed_host_paths",
+        "allowed_images",
+        "cap_add",
         "api_tokens",
         "mcp_allowed_hosts",
         "mcp_allowed_origins",

@@ -79,7 +79,7 @@ def engine() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def no_leaks(engine: docker.DockerClient) -> Iterator[None]:
     """After the whole suite, nothing with the runner's labels may remain."""
     yield

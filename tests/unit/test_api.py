@@ -129,3 +129,32 @@ def test_health_answers_while_every_run_slot_is_busy_and_extra_runs_get_429(make
             thread.join(10)
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_metrics_count_runs_by_outcome_in_prometheus_format(api, fake):
+    api.post("/run", json=run_body("true"))
+    api.post("/run", json=run_body("true", timeout_seconds=10_000))
+    body = api.get("/metrics").text
+    assert 'oneoff_runner_runs_total{outcome="success"} 1.0' in body
+    assert 'oneoff_runner_runs_total{outcome="invalid_request"} 1.0' in body
+    assert "oneoff_runner_runs_in_flight 0.0" in body
+    assert "oneoff_runner_phase_seconds_bucket" in body or "oneoff_runner_runs_queued" in body
+
+
+def test_a_service_that_is_shutting_down_refuses_new_runs_with_503(make_settings):
+    import asyncio
+
+    from runner.models import RunRequest
+    from runner.service import RunnerService
+
+    async def scenario() -> None:
+        service = RunnerService(make_settings(shutdown_grace_seconds=0), FakeBackend())
+        await service.stop()
+        try:
+            await service.run(RunRequest(image="img"))
+        except BackendUnavailable as exc:
+            assert "shutting down" in exc.message
+        else:
+            raise AssertionError("a closing service accepted a run")
+
+    asyncio.run(scenario())

@@ -117,7 +117,7 @@ def test_invalid_json_is_422(api):
 
 
 def test_network_outside_the_allowed_list_is_403(api):
-    error = refused(api, run_body("true", network="host"), status=403)
+    error = refused(api, run_body("true", network="my-net"), status=403)
     assert error["field"] == "network"
     assert "RUNNER_ALLOWED_NETWORKS" in error["message"]
 

@@ -1,0 +1,75 @@
+"""Runs the scenarios, checks them against the targets of issue 5, prints and saves them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from bench import scenarios
+from bench.harness import machine, runner_process
+
+RESULTS = Path(__file__).with_name("results.json")
+CAP = 1024 * 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    args = parser.parse_args()
+    rounds = 6 if args.quick else 30
+    api = docker.APIClient(version="auto")
+    results: dict[str, Any] = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M")}
+    with runner_process(max_concurrent_runs="16", max_queued_runs="64") as runner:
+        results["sequential"] = scenarios.sequential(runner, api, rounds)
+        results["concurrency"] = {
+            str(clients): scenarios.concurrency(runner, api, clients, 2 if args.quick else 8)
+            for clients in (1, 4, 16)
+        }
+        results["health_under_load"] = scenarios.health_under_load(runner, 16, 200)
+        results["big_output"] = scenarios.big_output(runner, 200, CAP)
+        results["files"] = scenarios.files(runner, api, 20, max(3, rounds // 3))
+        results["mcp"] = scenarios.mcp_vs_rest(runner, rounds)
+    results["targets"] = targets(results)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    sequential = results["sequential"]
+    checks = {
+        "sequential p50 <= 1.10 x bare SDK": (sequential["ratio_vs_sdk"], 1.10),
+        "sequential p50 below docker run --rm": (sequential["ratio_vs_cli"], 1.0),
+        "16 clients: runs/s >= 0.9 x bare SDK": (
+            0.9 / results["concurrency"]["16"]["throughput_ratio"],
+            1.0,
+        ),
+        "/health p99 under load <= 50 ms": (results["health_under_load"]["health_p99_ms"], 50),
+        "big output: RSS growth < 3 x cap": (results["big_output"]["growth_per_cap"], 3),
+        "files <= 1.5 x bare archive calls": (results["files"]["ratio_vs_sdk"], 1.5),
+        "MCP <= 1.2 x REST": (results["mcp"]["ratio_vs_rest"], 1.2),
+    }
+    return {
+        name: {"value": round(value, 3), "limit": limit, "met": value <= limit}
+        for name, (value, limit) in checks.items()
+    }
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """A report for people: the figures, then each target met or missed."""
+    figures = {k: v for k, v in results.items() if k not in ("machine", "targets")}
+    lines = [f"machine: {results['machine']}", json.dumps(figures, indent=1)]
+    width = max(len(name) for name in results["targets"])
+    for name, target in results["targets"].items():
+        mark = "ok  " if target["met"] else "MISS"
+        lines.append(f"{mark} {name:<{width}}  {target['value']:>8} (limit {target['limit']})")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The scenarios of issue 5, each measuring the runner and its baseline in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import docker
+import httpx
+from mcp import Client
+
+from bench.baseline import IMAGE, cli_run, directory_tar, sdk_run
+from bench.harness import Runner, Samples, interleaved, timed
+
+ECHO = ["echo", "hi"]
+JSON_HEADERS = {"content-type": "application/json"}
+Result = dict[str, Any]
+
+
+def run_body(command: list[str], **fields: object) -> dict[str, object]:
+    return {"image": IMAGE, "pull_policy": "never", "command": command, **fields}
+
+
+def post_run(http: httpx.Client, runner: Runner, body: dict[str, object] | bytes) -> dict[str, Any]:
+    """POST /run; a body given as bytes is sent as it is (a client holding its payload)."""
+    if isinstance(body, bytes):
+        response = http.post(f"{runner.rest}/run", content=body, headers=JSON_HEADERS, timeout=600)
+    else:
+        response = http.post(f"{runner.rest}/run", json=body, timeout=600)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _summary(samples: dict[str, Samples], subject: str, baselines: list[str]) -> Result:
+    figures: Result = {
+        name: {"p50_ms": round(s.median * 1000, 1), "p95_ms": round(s.p(0.95) * 1000, 1)}
+        for name, s in samples.items()
+    }
+    for baseline in baselines:
+        figures[f"ratio_vs_{baseline}"] = round(
+            samples[subject].median / samples[baseline].median, 3
+        )
+    return figures
+
+
+def sequential(runner: Runner, api: docker.APIClient, rounds: int) -> Result:
+    with httpx.Client() as http:
+        samples = interleaved(
+            {
+                "runner": lambda: post_run(http, runner, run_body(ECHO)),
+                "sdk": lambda: sdk_run(api, ECHO),
+                "cli": lambda: cli_run(ECHO),
+            },
+            rounds,
+        )
+    return _summary(samples, "runner", ["sdk", "cli"])
+
+
+def concurrency(runner: Runner, api: docker.APIClient, clients: int, per_client: int) -> Result:
+    def runner_call() -> None:
+        with httpx.Client() as http:
+            post_run(http, runner, run_body(ECHO))
+
+    figures: Result = {}
+    for name, call in (("runner", runner_call), ("sdk", lambda: sdk_run(api, ECHO))):
+        figures[name] = _load(call, clients, per_client)
+    figures["throughput_ratio"] = round(
+        figures["runner"]["runs_per_s"] / figures["sdk"]["runs_per_s"], 3
+    )
+    return figures
+
+
+def _load(call: Callable[[], object], clients: int, per_client: int) -> Result:
+    call()  # warm-up
+    samples = Samples()
+    lock = threading.Lock()
+
+    def client() -> None:
+        for _ in range(per_client):
+            seconds = timed(call)
+            with lock:
+                samples.seconds.append(seconds)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    wall = time.perf_counter() - started
+    return {
+        "runs_per_s": round(clients * per_client / wall, 2),
+        "p95_ms": round(samples.p(0.95) * 1000, 1),
+    }
+
+
+def health_under_load(runner: Runner, in_flight: int, probes: int) -> Result:
+    """/health latency while `in_flight` runs occupy the runner."""
+    body = run_body(["sleep", "3"])
+    pool = ThreadPoolExecutor(in_flight)
+
+    def one_run() -> None:
+        with httpx.Client() as http:
+            post_run(http, runner, body)
+
+    runs = [pool.submit(one_run) for _ in range(in_flight)]
+    samples = Samples()
+    with httpx.Client() as http:
+        _wait_for_running(http, runner, in_flight)
+        for _ in range(probes):
+            samples.seconds.append(
+                timed(lambda: http.get(f"{runner.rest}/health").raise_for_status())
+            )
+    for run in runs:
+        run.result()
+    pool.shutdown()
+    return {
+        "health_p50_ms": round(samples.median * 1000, 2),
+        "health_p99_ms": round(samples.p(0.99) * 1000, 2),
+        "runs_in_flight": in_flight,
+    }
+
+
+def _wait_for_running(http: httpx.Client, runner: Runner, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = http.get(f"{runner.rest}/containers").json()
+        if len([item for item in found if item["status"].startswith("Up")]) >= count:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("runs did not start")
+
+
+def big_output(runner: Runner, mebibytes: int, cap: int) -> Result:
+    command = [
+        "sh",
+        "-c",
+        f"yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU "
+        f"| head -c {mebibytes * 2**20}",
+    ]
+    with httpx.Client() as http:
+        post_run(http, runner, run_body(["true"]))
+        before = runner.rss()
+        runner.reset_peak()
+        started = time.perf_counter()
+        result = post_run(http, runner, run_body(command, timeout_seconds=600))
+        wall = time.perf_counter() - started
+        growth = runner.peak() - before
+    assert result["stdout_truncated"], "the output cap did not apply"
+    return {
+        "output_mib": mebibytes,
+        "wall_s": round(wall, 2),
+        "peak_rss_growth_mib": round(growth / 2**20, 2),
+        "cap_mib": round(cap / 2**20, 2),
+        "growth_per_cap": round(growth / cap, 2),
+    }
+
+
+def files(runner: Runner, api: docker.APIClient, mebibytes: int, rounds: int) -> Result:
+    tar = directory_tar(mebibytes * 2**20)
+    content = base64.b64encode(gzip.compress(_inner(tar), compresslevel=1)).decode()
+    body = run_body(
+        ["true"], volumes={"/data": {"type": "directory", "content": content, "response": True}}
+    )
+    with httpx.Client() as http:
+        samples = interleaved(
+            {
+                "runner": lambda: post_run(http, runner, body),
+                "sdk": lambda: sdk_run(api, ["true"], data=tar),
+            },
+            rounds,
+            warmup=1,
+        )
+    return {**_summary(samples, "runner", ["sdk"]), "mib": mebibytes}
+
+
+def _inner(tar: bytes) -> bytes:
+    """The same bytes as the SDK's tar, but relative to /data, as a `directory` volume wants."""
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(tar)) as source,
+        tarfile.open(fileobj=out, mode="w") as target,
+    ):
+        for member in source:
+            if member.name == "data":
+                continue
+            member.name = member.name.removeprefix("data/")
+            target.addfile(member, source.extractfile(member))
+    return out.getvalue()
+
+
+def mcp_vs_rest(runner: Runner, rounds: int) -> Result:
+    async def measure() -> dict[str, Samples]:
+        async with Client(runner.mcp) as client, httpx.AsyncClient() as http:
+
+            async def via_mcp() -> None:
+                result = await client.call_tool("run_container", run_body(ECHO))
+                assert not result.is_error
+
+            async def via_rest() -> None:
+                response = await http.post(f"{runner.rest}/run", json=run_body(ECHO), timeout=600)
+                response.raise_for_status()
+
+            actions = {"mcp": via_mcp, "rest": via_rest}
+            for action in actions.values():
+                await action()
+            samples = {name: Samples() for name in actions}
+            for _ in range(rounds):
+                for name, action in actions.items():
+                    started = time.perf_counter()
+                    await action()
+                    samples[name].seconds.append(time.perf_counter() - started)
+            return samples
+
+    return _summary(asyncio.run(measure()), "mcp", ["rest"])

@@ -1,0 +1,190 @@
+"""Faults against the real engine: the engine gone mid-run, the runner killed or stopped
+mid-run, a container that ignores SIGTERM. Nothing is lost and nothing is left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from backends.base import INSTANCE, ROLE
+from tests.conftest import managed_objects
+from tests.faults import EngineProxy
+from tests.helpers import run_body
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Events:
+    """The engine's container events for one runner instance, read as they happen."""
+
+    def __init__(self, engine, instance: str, seconds: int = 60) -> None:  # type: ignore[no-untyped-def]
+        self.instance = instance
+        self.stream = engine.api.events(
+            decode=True, until=int(time.time()) + seconds, filters={"type": "container"}
+        )
+
+    def wait(self, action: str, role: str = "run") -> dict:
+        for event in self.stream:
+            attributes = event.get("Actor", {}).get("Attributes", {})
+            if attributes.get(INSTANCE) != self.instance or attributes.get(ROLE) != role:
+                continue
+            if event["Action"] == action:
+                return event
+        pytest.fail(f"no {action!r} event for instance {self.instance}")
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def in_background(call):  # type: ignore[no-untyped-def]
+    """Run `call` in a thread; returns a function that joins it and gives its result."""
+    box: list[object] = []
+    thread = threading.Thread(target=lambda: box.append(call()), daemon=True)
+    thread.start()
+
+    def result() -> object:
+        thread.join(120)
+        return box[0] if box else None
+
+    return result
+
+
+def test_a_container_ignoring_sigterm_is_stopped_at_its_timeout(client):
+    body = run_body("sh", "-c", "trap '' TERM; sleep 60", timeout_seconds=1)
+    result = client.post("/run", json=body).json()
+    assert result["timed_out"] is True
+    assert result["execution_time"] < 20
+
+
+def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
+    app_client, engine, tmp_path
+):
+    proxy = EngineProxy(tmp_path / "engine.sock")
+    proxy.start()
+    client = app_client(docker_host=proxy.docker_host, reap_interval_seconds=0.2)
+    instance = client.app.state.service.settings.instance_id
+    events = Events(engine, instance)
+    try:
+        pending = in_background(lambda: client.post("/run", json=run_body("sleep", "30")))
+        events.wait("start")
+        proxy.cut()
+        failed = pending()
+        assert failed.status_code == 503
+        assert "Docker engine" in failed.json()["message"]
+        assert client.get("/health").status_code == 503
+        proxy.start()
+        again = client.post("/run", json=run_body("echo", "back"))
+        assert again.status_code == 200 and again.json()["stdout"] == "back\n"
+        events.wait("destroy")
+    finally:
+        events.close()
+        proxy.cut()
+    assert managed_objects(engine, instance) == []
+
+
+def start_runner(instance: str, port: int, **settings: str) -> subprocess.Popen[bytes]:
+    environment = {
+        **os.environ,
+        "RUNNER_INSTANCE_ID": instance,
+        "RUNNER_PORT": str(port),
+        "RUNNER_MCP_PORT": str(_free_port()),
+        **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "serve", "--log-level", "warning"],
+        cwd=ROOT,
+        env=environment,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail("the runner did not start")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def post_run(port: int, body: dict[str, object]):  # type: ignore[no-untyped-def]
+    def call():  # type: ignore[no-untyped-def]
+        try:
+            return httpx.post(f"http://127.0.0.1:{port}/run", json=body, timeout=120)
+        except httpx.HTTPError as exc:
+            return exc
+
+    return in_background(call)
+
+
+def test_a_killed_runner_reaps_its_leftovers_when_it_restarts(engine):
+    instance, port = f"test-kill-{uuid.uuid4().hex[:6]}", _free_port()
+    events = Events(engine, instance, seconds=90)
+    first = start_runner(instance, port)
+    try:
+        pending = post_run(port, run_body("sleep", "60", volumes={"/in": {"type": "directory"}}))
+        events.wait("start")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        assert isinstance(pending(), httpx.HTTPError)
+        assert managed_objects(engine, instance), "the kill should have left the run behind"
+        second = start_runner(instance, port)
+        events.wait("destroy")
+        second.terminate()
+        second.wait(30)
+    finally:
+        events.close()
+        first.kill()
+    assert managed_objects(engine, instance) == []
+
+
+def test_sigterm_lets_a_run_in_flight_finish_within_the_grace(engine):
+    instance, port = f"test-term-{uuid.uuid4().hex[:6]}", _free_port()
+    events = Events(engine, instance)
+    runner = start_runner(instance, port, shutdown_grace_seconds="30")
+    try:
+        pending = post_run(port, run_body("sh", "-c", "sleep 2; echo finished"))
+        events.wait("start")
+        runner.send_signal(signal.SIGTERM)
+        response = pending()
+        assert isinstance(response, httpx.Response) and response.status_code == 200
+        assert response.json()["stdout"] == "finished\n"
+        assert runner.wait(30) == 0
+    finally:
+        events.close()
+        runner.kill()
+    assert managed_objects(engine, instance) == []
+
+
+def test_sigterm_kills_and_removes_a_run_that_outlasts_the_grace(engine):
+    instance, port = f"test-grace-{uuid.uuid4().hex[:6]}", _free_port()
+    events = Events(engine, instance)
+    runner = start_runner(instance, port, shutdown_grace_seconds="1")
+    try:
+        pending = post_run(port, run_body("sleep", "60", volumes={"/in": {"type": "directory"}}))
+        events.wait("start")
+        started = time.monotonic()
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(40)
+        events.wait("destroy")
+        assert time.monotonic() - started < 40
+        pending()
+    finally:
+        events.close()
+        runner.kill()
+    assert managed_objects(engine, instance) == []

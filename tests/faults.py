@@ -1,0 +1,78 @@
+"""Fault injection for the engine connection: a unix-socket proxy to the real Docker socket that
+a test can cut (every open connection dies, new ones are refused) and restore."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import threading
+from pathlib import Path
+
+ENGINE_SOCKET = "/var/run/docker.sock"
+
+
+class EngineProxy:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._listener: socket.socket | None = None
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.path}"
+
+    def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.path))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """The engine is gone: the socket disappears and every open connection is reset."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+            connections, self._connections = self._connections, []
+        if listener is not None:
+            listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(ENGINE_SOCKET)
+            with self._lock:
+                self._connections += [client, upstream]
+            threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
+
+
+def _pipe(one: socket.socket, other: socket.socket) -> None:
+    peers = {one: other, other: one}
+    try:
+        while True:
+            readable, _, _ = select.select(list(peers), [], [])
+            for source in readable:
+                data = source.recv(65536)
+                if not data:
+                    return
+                peers[source].sendall(data)
+    except (OSError, ValueError):
+        return
+    finally:
+        for end in (one, other):
+            with contextlib.suppress(OSError):
+                end.close()
