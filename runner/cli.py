@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 from pythonjsonlogger.json import JsonFormatter
@@ -96,7 +98,7 @@ async def _serve(settings: Settings, *, rest: bool, log_level: str) -> None:
         for _, port, what in apps:
             log.info("%s on http://%s:%d", what, settings.host, port)
         servers = [
-            uvicorn.Server(
+            _Server(
                 uvicorn.Config(
                     app,
                     host=settings.host,
@@ -107,7 +109,25 @@ async def _serve(settings: Settings, *, rest: bool, log_level: str) -> None:
             )
             for app, port, _ in apps
         ]
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, _stop, servers)
         await asyncio.gather(*(server.serve() for server in servers))
+
+
+def _stop(servers: list[_Server]) -> None:
+    """SIGTERM/SIGINT: every server stops accepting, lets requests in flight finish (up to the
+    grace), then the shared service kills and removes what is left, and the process exits 0."""
+    for server in servers:
+        server.should_exit = True
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Signals are handled once for all servers (`_stop`): uvicorn's own handling re-raises
+        the signal when a server ends, which would kill the process before the cleanup."""
+        yield
 
 
 if __name__ == "__main__":

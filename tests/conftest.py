@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 import threading
 import uuid
@@ -24,6 +25,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(suite in str(item.path) for suite in ENGINE_SUITES):
             item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture
+def collect_garbage() -> Iterator[None]:
+    yield
+    gc.collect()
 
 
 def _settings(**overrides: object) -> Settings:

@@ -16,7 +16,7 @@ import pytest
 
 from backends.base import INSTANCE, ROLE
 from tests.conftest import managed_objects
-from tests.faults import EngineProxy
+from tests.faults import EngineProxy, engine_fault
 from tests.helpers import run_body
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,6 +64,7 @@ def test_a_container_ignoring_sigterm_is_stopped_at_its_timeout(client):
     assert result["execution_time"] < 20
 
 
+@engine_fault
 def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
     app_client, engine, tmp_path
 ):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import socket
 import time
@@ -13,6 +12,7 @@ import pytest
 from api_app import create_app
 from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
 from tests.conftest import managed_objects, serving
+from tests.faults import engine_fault
 from tests.helpers import PUBLIC_REGISTRY, TEST_IMAGE, b64, run_body, tar_gz
 
 CONTENT = {"/in.txt": {"type": "file", "content": b64(b"x")}, "/out": {"type": "directory"}}
@@ -47,10 +47,7 @@ def test_every_way_a_run_ends_leaves_nothing(app_client, engine, body, status):
     assert managed_objects(engine, instance) == []
 
 
-# docker-py's unix-socket connection does not close its socket when connect() fails; the
-# warning is about that library's socket, collected here so it cannot land on another test.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@engine_fault
 def test_engine_down_is_503_and_the_service_keeps_serving(app_client, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/oneoff-no-such-docker.sock")
     client = app_client()
@@ -62,7 +59,6 @@ def test_engine_down_is_503_and_the_service_keeps_serving(app_client, monkeypatc
     assert run.status_code == 503
     assert run.json()["error"] == "backend_unavailable"
     assert client.get("/health").status_code == 503
-    gc.collect()
 
 
 def test_health_reports_the_engine_version(client, engine):
