@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -51,7 +52,9 @@ CARRIER_IMAGE = "oneoff-runner/carrier"
 CARRIER_TAG = "1"
 CLEANUP_GRACE_SECONDS = 300
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
-FOLLOW_GRACE_SECONDS = 60
+FOLLOW_GRACE_SECONDS = 5
+FORWARD_BYTES = 16 * 1024
+FORWARD_SECONDS = 0.1
 
 
 class DockerBackend:
@@ -64,7 +67,7 @@ class DockerBackend:
         self._carrier_ready = False
         self._deferred: set[tuple[str | None, str | None]] = set()
         self._followers = ThreadPoolExecutor(
-            max_workers=settings.max_concurrent_runs * 2, thread_name_prefix="oneoff-output"
+            max_workers=settings.max_concurrent_runs * 2 + 4, thread_name_prefix="oneoff-output"
         )
 
     @property
@@ -345,17 +348,18 @@ class DockerBackend:
         container: str,
         exit_code: int | None,
         timed_out: bool,
-        live: dict[str, Future[tuple[bytes, bool]]] | None,
+        live: list[Future[tuple[bytes, bool]]] | None,
     ) -> Outcome:
+        """The result is read once the container has exited, whether or not someone listened:
+        a follower can start after a short-lived container's log was closed, and miss it. Live
+        forwarding gets a moment to finish first, so its events precede the result."""
         if spec.cancelled.is_set():
             raise Cancelled("the run was cancelled")
         cap = spec.max_output_bytes
         if live is not None:
-            stdout, stdout_cut = live["stdout"].result(timeout=FOLLOW_GRACE_SECONDS)
-            stderr, stderr_cut = live["stderr"].result(timeout=FOLLOW_GRACE_SECONDS)
-        else:
-            stdout, stdout_cut = self._output(container, "stdout", cap)
-            stderr, stderr_cut = self._output(container, "stderr", cap)
+            futures.wait(live, timeout=FOLLOW_GRACE_SECONDS)
+        stdout, stdout_cut = self._output(container, "stdout", cap)
+        stderr, stderr_cut = self._output(container, "stderr", cap)
         with engine_errors("inspecting the container"):
             state = self.api.inspect_container(container)["State"]
         return Outcome(
@@ -371,24 +375,23 @@ class DockerBackend:
 
     def _follow_output(
         self, spec: RunSpec, container: str
-    ) -> dict[str, Future[tuple[bytes, bool]]] | None:
-        """When someone listens, capture each stream live (forwarding it as it arrives);
-        otherwise it is read once the container has exited."""
+    ) -> list[Future[tuple[bytes, bool]]] | None:
+        """When someone listens, forward each stream as it arrives (up to the cap)."""
         if spec.on_event is None:
             return None
-        return {
-            stream: self._followers.submit(
-                self._output, container, stream, spec.max_output_bytes, _forward(spec, stream)
+        return [
+            self._followers.submit(
+                self._output, container, stream, spec.max_output_bytes, _Forward(spec, stream)
             )
             for stream in ("stdout", "stderr")
-        }
+        ]
 
     def _output(
         self,
         container: str,
         stream: str,
         cap: int,
-        forward: Callable[[bytes], None] | None = None,
+        forward: _Forward | None = None,
     ) -> tuple[bytes, bool]:
         """At most `cap` bytes of one stream; the rest is never read, so memory stays bounded.
 
@@ -406,6 +409,8 @@ class DockerBackend:
             try:
                 return _read_capped(chunks, cap, forward)
             finally:
+                if forward is not None:
+                    forward.flush()
                 # docker-py's own close() shuts the socket under a live response (and fails
                 # over SSH); closing the HTTP response releases it cleanly on every transport.
                 chunks._response.close()  # type: ignore[attr-defined]
@@ -581,10 +586,29 @@ def _read_capped(
     return bytes(buffer), False
 
 
-def _forward(spec: RunSpec, stream: str) -> Callable[[bytes], None]:
-    """Bytes to text for the listener, never splitting a UTF-8 sequence across events."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    return lambda chunk: spec.emit(stream, decoder.decode(chunk))
+class _Forward:
+    """Output for the listener: decoded without splitting a UTF-8 sequence across events, and
+    gathered into events of up to `FORWARD_BYTES` or `FORWARD_SECONDS` (a program printing
+    short lines must not become one event per line)."""
+
+    def __init__(self, spec: RunSpec, stream: str) -> None:
+        self.spec = spec
+        self.stream = stream
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = bytearray()
+        self.since = time.monotonic()
+
+    def __call__(self, chunk: bytes) -> None:
+        self.pending += chunk
+        if len(self.pending) >= FORWARD_BYTES or time.monotonic() - self.since >= FORWARD_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        text = self.decoder.decode(bytes(self.pending))
+        self.pending.clear()
+        self.since = time.monotonic()
+        if text:
+            self.spec.emit(self.stream, text)
 
 
 @contextmanager

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
+import httpx
 import pytest
 import uvicorn
 from starlette.types import ASGIApp
@@ -106,3 +112,39 @@ def managed_objects(engine: docker.DockerClient, instance_id: str) -> list[str]:
     containers = engine.containers.list(all=True, filters={"label": label})
     volumes = engine.volumes.list(filters={"label": label})
     return [c.name for c in containers] + [v.name for v in volumes]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_runner(
+    instance: str, port: int, mcp_port: int | None = None, **settings: str
+) -> subprocess.Popen[bytes]:
+    """`oneoff-runner serve` as its own process, as users run it; returns once it is healthy."""
+    environment = {
+        **os.environ,
+        "RUNNER_INSTANCE_ID": instance,
+        "RUNNER_PORT": str(port),
+        "RUNNER_MCP_PORT": str(mcp_port or free_port()),
+        **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "serve", "--log-level", "warning"],
+        cwd=ROOT,
+        env=environment,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)  # polling a process that is starting: nothing to wait on instead
+    process.kill()
+    pytest.fail("the runner did not start")

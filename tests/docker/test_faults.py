@@ -3,10 +3,7 @@ mid-run, a container that ignores SIGTERM. Nothing is lost and nothing is left b
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -15,11 +12,9 @@ import httpx
 import pytest
 
 from backends.base import INSTANCE, ROLE
-from tests.conftest import managed_objects
+from tests.conftest import free_port, managed_objects, start_runner
 from tests.faults import EngineProxy, engine_fault
 from tests.helpers import run_body
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Events:
@@ -91,38 +86,6 @@ def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
     assert managed_objects(engine, instance) == []
 
 
-def start_runner(instance: str, port: int, **settings: str) -> subprocess.Popen[bytes]:
-    environment = {
-        **os.environ,
-        "RUNNER_INSTANCE_ID": instance,
-        "RUNNER_PORT": str(port),
-        "RUNNER_MCP_PORT": str(_free_port()),
-        **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "serve", "--log-level", "warning"],
-        cwd=ROOT,
-        env=environment,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail("the runner did not start")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def post_run(port: int, body: dict[str, object]):  # type: ignore[no-untyped-def]
     def call():  # type: ignore[no-untyped-def]
         try:
@@ -134,7 +97,7 @@ def post_run(port: int, body: dict[str, object]):  # type: ignore[no-untyped-def
 
 
 def test_a_killed_runner_reaps_its_leftovers_when_it_restarts(engine):
-    instance, port = f"test-kill-{uuid.uuid4().hex[:6]}", _free_port()
+    instance, port = f"test-kill-{uuid.uuid4().hex[:6]}", free_port()
     events = Events(engine, instance, seconds=90)
     first = start_runner(instance, port)
     try:
@@ -155,7 +118,7 @@ def test_a_killed_runner_reaps_its_leftovers_when_it_restarts(engine):
 
 
 def test_sigterm_lets_a_run_in_flight_finish_within_the_grace(engine):
-    instance, port = f"test-term-{uuid.uuid4().hex[:6]}", _free_port()
+    instance, port = f"test-term-{uuid.uuid4().hex[:6]}", free_port()
     events = Events(engine, instance)
     runner = start_runner(instance, port, shutdown_grace_seconds="30")
     try:
@@ -173,7 +136,7 @@ def test_sigterm_lets_a_run_in_flight_finish_within_the_grace(engine):
 
 
 def test_sigterm_kills_and_removes_a_run_that_outlasts_the_grace(engine):
-    instance, port = f"test-grace-{uuid.uuid4().hex[:6]}", _free_port()
+    instance, port = f"test-grace-{uuid.uuid4().hex[:6]}", free_port()
     events = Events(engine, instance)
     runner = start_runner(instance, port, shutdown_grace_seconds="1")
     try:

@@ -147,3 +147,29 @@ def test_default_network_is_none(client):
 def test_an_allowed_network_can_be_chosen(client):
     body = run_body("sh", "-c", "ls /sys/class/net", network="bridge")
     assert "eth0" in client.post("/run", json=body).json()["stdout"].split()
+
+
+def test_capabilities_are_dropped_to_the_small_set(client):
+    body = run_body("sh", "-c", "grep CapEff /proc/self/status")
+    effective = int(client.post("/run", json=body).json()["stdout"].split()[1], 16)
+    granted = {
+        0: "CHOWN",
+        1: "DAC_OVERRIDE",
+        3: "FOWNER",
+        4: "FSETID",
+        5: "KILL",
+        6: "SETGID",
+        7: "SETUID",
+    }
+    assert effective == sum(1 << bit for bit in granted)
+
+
+def test_open_files_are_limited(client):
+    assert client.post("/run", json=run_body("sh", "-c", "ulimit -n")).json()["stdout"] == "4096\n"
+
+
+def test_a_root_process_cannot_reach_the_host_through_raw_sockets_or_devices(client):
+    body = run_body("sh", "-c", "mknod /tmp/sda b 8 0 && echo made-device")
+    result = client.post("/run", json=body).json()
+    assert "made-device" not in result["stdout"]
+    assert result["exit_code"] != 0
