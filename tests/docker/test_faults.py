@@ -3,6 +3,7 @@ mid-run, a container that ignores SIGTERM. Nothing is lost and nothing is left b
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -117,38 +118,37 @@ def test_a_killed_runner_reaps_its_leftovers_when_it_restarts(engine):
     assert managed_objects(engine, instance) == []
 
 
-def test_sigterm_lets_a_run_in_flight_finish_within_the_grace(engine):
-    instance, port = f"test-term-{uuid.uuid4().hex[:6]}", free_port()
+@contextlib.contextmanager
+def running_in_a_runner(engine, body, **settings: str):  # type: ignore[no-untyped-def]
+    """A runner process with one run started in it; afterwards nothing of it may remain."""
+    instance, port = f"test-signal-{uuid.uuid4().hex[:6]}", free_port()
     events = Events(engine, instance)
-    runner = start_runner(instance, port, shutdown_grace_seconds="30")
+    runner = start_runner(instance, port, **settings)
     try:
-        pending = post_run(port, run_body("sh", "-c", "sleep 2; echo finished"))
+        pending = post_run(port, body)
         events.wait("start")
+        yield runner, pending, events
+    finally:
+        events.close()
+        runner.kill()
+    assert managed_objects(engine, instance) == []
+
+
+def test_sigterm_lets_a_run_in_flight_finish_within_the_grace(engine):
+    body = run_body("sh", "-c", "sleep 2; echo finished")
+    with running_in_a_runner(engine, body, shutdown_grace_seconds="30") as (runner, pending, _):
         runner.send_signal(signal.SIGTERM)
         response = pending()
         assert isinstance(response, httpx.Response) and response.status_code == 200
         assert response.json()["stdout"] == "finished\n"
         assert runner.wait(30) == 0
-    finally:
-        events.close()
-        runner.kill()
-    assert managed_objects(engine, instance) == []
 
 
 def test_sigterm_kills_and_removes_a_run_that_outlasts_the_grace(engine):
-    instance, port = f"test-grace-{uuid.uuid4().hex[:6]}", free_port()
-    events = Events(engine, instance)
-    runner = start_runner(instance, port, shutdown_grace_seconds="1")
-    try:
-        pending = post_run(port, run_body("sleep", "60", volumes={"/in": {"type": "directory"}}))
-        events.wait("start")
+    body = run_body("sleep", "60", volumes={"/in": {"type": "directory"}})
+    with running_in_a_runner(engine, body, shutdown_grace_seconds="1") as (runner, _, events):
         started = time.monotonic()
         runner.send_signal(signal.SIGTERM)
-        runner.wait(40)
+        assert runner.wait(40) == 0
         events.wait("destroy")
         assert time.monotonic() - started < 40
-        pending()
-    finally:
-        events.close()
-        runner.kill()
-    assert managed_objects(engine, instance) == []

@@ -158,3 +158,36 @@ def test_a_service_that_is_shutting_down_refuses_new_runs_with_503(make_settings
             raise AssertionError("a closing service accepted a run")
 
     asyncio.run(scenario())
+
+
+def test_api_tokens_never_reach_the_logs(make_settings, caplog):
+    settings = make_settings(api_tokens=["token-right-1"])
+    with caplog.at_level("DEBUG"), TestClient(create_app(settings, backend=FakeBackend())) as api:
+        denied = api.post("/run", json=run_body("x"), headers={"Authorization": "Bearer guess-2"})
+        allowed = api.post(
+            "/run", json=run_body("x"), headers={"Authorization": "Bearer token-right-1"}
+        )
+    assert (denied.status_code, allowed.status_code) == (401, 200)
+    assert caplog.records
+    assert "token-right-1" not in caplog.text and "guess-2" not in caplog.text
+    assert "token-right-1" not in denied.text
+
+
+def test_runs_log_one_json_line_each_with_their_fields(make_settings, capsys):
+    import json
+    import logging
+
+    from runner.cli import _configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    _configure_logging(make_settings(log_format="json"), "info")
+    try:
+        with TestClient(create_app(make_settings(), backend=FakeBackend())) as api:
+            api.post("/run", json=run_body("true"))
+    finally:
+        root.handlers[:], root.level = saved
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    runs = [line for line in lines if line.get("outcome") == "success"]
+    assert len(runs) == 1
+    assert {"run_id", "image", "exit_code", "phases", "execution_time"} <= set(runs[0])
