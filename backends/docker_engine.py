@@ -265,7 +265,7 @@ class DockerBackend:
             memswap_limit=spec.memory_bytes,
             nano_cpus=spec.nano_cpus,
             pids_limit=spec.pids_limit,
-            security_opt=["no-new-privileges"],
+            security_opt=["no-new-privileges"] if self._settings.no_new_privileges else [],
             cap_drop=["ALL"],
             cap_add=self._settings.cap_add,
             ulimits=[Ulimit(name="nofile", soft=nofile, hard=nofile)],

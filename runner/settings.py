@@ -102,6 +102,9 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_CAPABILITIES),
         description="Capabilities a container keeps; all others are dropped (comma-separated).",
     )
+    no_new_privileges: bool = Field(
+        True, description="Forbid setuid binaries from gaining privileges inside containers."
+    )
     runtime: str | None = Field(
         None, description="OCI runtime for runs, e.g. runsc (gVisor). Default: the engine's."
     )
