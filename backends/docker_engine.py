@@ -15,9 +15,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import docker
 import requests
@@ -52,7 +53,7 @@ CARRIER_IMAGE = "oneoff-runner/carrier"
 CARRIER_TAG = "1"
 CLEANUP_GRACE_SECONDS = 300
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
-FOLLOW_GRACE_SECONDS = 5
+OUTPUT_GRACE_SECONDS = 30
 FORWARD_BYTES = 16 * 1024
 FORWARD_SECONDS = 0.1
 
@@ -64,10 +65,11 @@ class DockerBackend:
         self._settings = settings
         self._lock = threading.Lock()
         self._client: docker.APIClient | None = None
+        self._stream_client: docker.APIClient | None = None
         self._carrier_ready = False
         self._deferred: set[tuple[str | None, str | None]] = set()
-        self._followers = ThreadPoolExecutor(
-            max_workers=settings.max_concurrent_runs * 2 + 4, thread_name_prefix="oneoff-output"
+        self._readers = ThreadPoolExecutor(
+            max_workers=settings.max_concurrent_runs + 4, thread_name_prefix="oneoff-output"
         )
 
     @property
@@ -76,23 +78,36 @@ class DockerBackend:
         with self._lock:
             if self._client is None:
                 with engine_errors("connecting to the Docker engine"):
-                    self._client = self._connect()
+                    self._client = self._connect(self._settings.docker_api_timeout_seconds)
             return self._client
 
-    def _connect(self) -> docker.APIClient:
+    @property
+    def streams(self) -> docker.APIClient:
+        """The client for attached output, whose read timeout outlasts the longest run: a run
+        may print nothing for longer than any one API call may take."""
+        settings = self._settings
+        with self._lock:
+            if self._stream_client is None:
+                with engine_errors("connecting to the Docker engine"):
+                    timeout = settings.max_timeout_seconds + settings.docker_api_timeout_seconds
+                    self._stream_client = self._connect(timeout)
+            return self._stream_client
+
+    def _connect(self, timeout: float) -> docker.APIClient:
         return docker.APIClient(
             version="auto",
-            timeout=int(self._settings.docker_api_timeout_seconds),
+            timeout=int(timeout),
             max_pool_size=self._settings.max_concurrent_runs * 2 + 8,
             **kwargs_from_env(environment=self._settings.docker_environment()),
         )
 
     def close(self) -> None:
-        self._followers.shutdown(wait=False, cancel_futures=True)
+        self._readers.shutdown(wait=False, cancel_futures=True)
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            for client in (self._client, self._stream_client):
+                if client is not None:
+                    client.close()
+            self._client = self._stream_client = None
 
     # ---- runs -------------------------------------------------------------------------------
 
@@ -110,12 +125,12 @@ class DockerBackend:
             with _timed(phases, "create"):
                 container = self._create(spec, mounts, labels)
             with _timed(phases, "run"):
+                output = self._capture(spec, container)
                 self._start(spec, container)
-                live = self._follow_output(spec, container)
                 exit_code, timed_out = self._wait(spec, container)
             with _timed(phases, "collect"):
                 spec.emit("phase", "collecting output")
-                outcome = self._collect(spec, container, exit_code, timed_out, live)
+                outcome = self._collect(spec, container, exit_code, timed_out, output)
         finally:
             with _timed(phases, "cleanup"):
                 self._remove(container, volume)
@@ -272,7 +287,7 @@ class DockerBackend:
             network_mode=spec.network,
             privileged=False,
             runtime=self._settings.runtime,
-            log_config=LogConfig(type=LogConfig.types.JSON),
+            log_config=LogConfig(type=LogConfig.types.NONE),
         )
         try:
             return self._create_container(spec, host_config, labels)
@@ -348,72 +363,36 @@ class DockerBackend:
         container: str,
         exit_code: int | None,
         timed_out: bool,
-        live: list[Future[tuple[bytes, bool]]] | None,
+        output: Future[Captured],
     ) -> Outcome:
-        """The result is read once the container has exited, whether or not someone listened:
-        a follower can start after a short-lived container's log was closed, and miss it. Live
-        forwarding gets a moment to finish first, so its events precede the result."""
         if spec.cancelled.is_set():
             raise Cancelled("the run was cancelled")
-        cap = spec.max_output_bytes
-        if live is not None:
-            futures.wait(live, timeout=FOLLOW_GRACE_SECONDS)
-        stdout, stdout_cut = self._output(container, "stdout", cap)
-        stderr, stderr_cut = self._output(container, "stderr", cap)
-        with engine_errors("inspecting the container"):
+        with engine_errors("reading the container's output"):
+            captured = output.result(timeout=OUTPUT_GRACE_SECONDS)
             state = self.api.inspect_container(container)["State"]
         return Outcome(
             exit_code=exit_code,
-            stdout=stdout,
-            stderr=stderr,
-            stdout_truncated=stdout_cut,
-            stderr_truncated=stderr_cut,
+            stdout=bytes(captured.kept["stdout"]),
+            stderr=bytes(captured.kept["stderr"]),
+            stdout_truncated=captured.cut["stdout"],
+            stderr_truncated=captured.cut["stderr"],
             timed_out=timed_out,
             oom_killed=bool(state.get("OOMKilled")),
             returned=self._returned(spec, container),
         )
 
-    def _follow_output(
-        self, spec: RunSpec, container: str
-    ) -> list[Future[tuple[bytes, bool]]] | None:
-        """When someone listens, forward each stream as it arrives (up to the cap)."""
-        if spec.on_event is None:
-            return None
-        return [
-            self._followers.submit(
-                self._output, container, stream, spec.max_output_bytes, _Forward(spec, stream)
-            )
-            for stream in ("stdout", "stderr")
-        ]
+    def _capture(self, spec: RunSpec, container: str) -> Future[Captured]:
+        """Attach before the start, so nothing is missed, and read both streams in a worker.
 
-    def _output(
-        self,
-        container: str,
-        stream: str,
-        cap: int,
-        forward: _Forward | None = None,
-    ) -> tuple[bytes, bool]:
-        """At most `cap` bytes of one stream; the rest is never read, so memory stays bounded.
-
-        With `forward`, the stream is followed while the container runs and every kept chunk
-        is handed on as it arrives; the stream ends when the container exits.
+        The engine keeps no log of a run (log driver none): output cannot fill its disk, and
+        nothing is read twice. What passes the cap is read and dropped, so the container never
+        blocks on a full pipe; what is kept is forwarded to a listener as it arrives.
         """
-        with engine_errors(f"reading the container's {stream}"):
-            chunks = self.api.logs(
-                container,
-                stdout=stream == "stdout",
-                stderr=stream == "stderr",
-                stream=True,
-                follow=forward is not None,
+        with engine_errors("attaching to the container"):
+            frames = self.streams.attach(
+                container, stdout=True, stderr=True, stream=True, logs=False, demux=True
             )
-            try:
-                return _read_capped(chunks, cap, forward)
-            finally:
-                if forward is not None:
-                    forward.flush()
-                # docker-py's own close() shuts the socket under a live response (and fails
-                # over SSH); closing the HTTP response releases it cleanly on every transport.
-                chunks._response.close()  # type: ignore[attr-defined]
+        return self._readers.submit(_read_frames, frames, spec)
 
     def _returned(self, spec: RunSpec, container: str) -> dict[str, tuple[str, bytes]]:
         returned: dict[str, tuple[str, bytes]] = {}
@@ -572,18 +551,35 @@ def _pulls_first(spec: RunSpec) -> bool:
     return spec.pull_policy == "always" or spec.auth is not None
 
 
-def _read_capped(
-    chunks: Iterator[bytes], cap: int, forward: Callable[[bytes], None] | None = None
-) -> tuple[bytes, bool]:
-    buffer = bytearray()
-    for chunk in chunks:
-        kept = chunk[: cap - len(buffer)]
-        buffer += kept
-        if forward is not None and kept:
-            forward(kept)
-        if len(kept) < len(chunk):
-            return bytes(buffer), True
-    return bytes(buffer), False
+@dataclass
+class Captured:
+    kept: dict[str, bytearray]
+    cut: dict[str, bool]
+
+
+def _read_frames(frames: Any, spec: RunSpec) -> Captured:
+    captured = Captured(
+        kept={"stdout": bytearray(), "stderr": bytearray()},
+        cut={"stdout": False, "stderr": False},
+    )
+    forward = {name: _Forward(spec, name) for name in captured.kept} if spec.on_event else {}
+    cap = spec.max_output_bytes
+    try:
+        for frame in frames:
+            for name, data in zip(("stdout", "stderr"), frame, strict=True):
+                if not data:
+                    continue
+                buffer = captured.kept[name]
+                kept = data[: cap - len(buffer)]
+                buffer += kept
+                captured.cut[name] |= len(kept) < len(data)
+                if kept and name in forward:
+                    forward[name](kept)
+    finally:
+        frames._response.close()  # docker-py's own close() fails over SSH
+        for sink in forward.values():
+            sink.flush()
+    return captured
 
 
 class _Forward:
