@@ -10,15 +10,12 @@ and nothing depends on the runner's filesystem. docker-py's exceptions become `R
 
 from __future__ import annotations
 
-import codecs
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import docker
 import requests
@@ -33,6 +30,7 @@ from backends.docker_errors import (
     pull_failure,
     start_refused,
 )
+from backends.docker_output import Captured, read_frames
 from runner import archives
 from runner.errors import (
     BackendUnavailable,
@@ -54,8 +52,6 @@ CARRIER_TAG = "1"
 CLEANUP_GRACE_SECONDS = 300
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
 OUTPUT_GRACE_SECONDS = 30
-FORWARD_BYTES = 16 * 1024
-FORWARD_SECONDS = 0.1
 
 
 class DockerBackend:
@@ -392,7 +388,7 @@ class DockerBackend:
             frames = self.streams.attach(
                 container, stdout=True, stderr=True, stream=True, logs=False, demux=True
             )
-        return self._readers.submit(_read_frames, frames, spec)
+        return self._readers.submit(read_frames, frames, spec)
 
     def _returned(self, spec: RunSpec, container: str) -> dict[str, tuple[str, bytes]]:
         returned: dict[str, tuple[str, bytes]] = {}
@@ -549,62 +545,6 @@ class DockerBackend:
 
 def _pulls_first(spec: RunSpec) -> bool:
     return spec.pull_policy == "always" or spec.auth is not None
-
-
-@dataclass
-class Captured:
-    kept: dict[str, bytearray]
-    cut: dict[str, bool]
-
-
-def _read_frames(frames: Any, spec: RunSpec) -> Captured:
-    captured = Captured(
-        kept={"stdout": bytearray(), "stderr": bytearray()},
-        cut={"stdout": False, "stderr": False},
-    )
-    forward = {name: _Forward(spec, name) for name in captured.kept} if spec.on_event else {}
-    cap = spec.max_output_bytes
-    try:
-        for frame in frames:
-            for name, data in zip(("stdout", "stderr"), frame, strict=True):
-                if not data:
-                    continue
-                buffer = captured.kept[name]
-                kept = data[: cap - len(buffer)]
-                buffer += kept
-                captured.cut[name] |= len(kept) < len(data)
-                if kept and name in forward:
-                    forward[name](kept)
-    finally:
-        frames._response.close()  # docker-py's own close() fails over SSH
-        for sink in forward.values():
-            sink.flush()
-    return captured
-
-
-class _Forward:
-    """Output for the listener: decoded without splitting a UTF-8 sequence across events, and
-    gathered into events of up to `FORWARD_BYTES` or `FORWARD_SECONDS` (a program printing
-    short lines must not become one event per line)."""
-
-    def __init__(self, spec: RunSpec, stream: str) -> None:
-        self.spec = spec
-        self.stream = stream
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.pending = bytearray()
-        self.since = time.monotonic()
-
-    def __call__(self, chunk: bytes) -> None:
-        self.pending += chunk
-        if len(self.pending) >= FORWARD_BYTES or time.monotonic() - self.since >= FORWARD_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        text = self.decoder.decode(bytes(self.pending))
-        self.pending.clear()
-        self.since = time.monotonic()
-        if text:
-            self.spec.emit(self.stream, text)
 
 
 @contextmanager

@@ -1,0 +1,71 @@
+"""A run's output as the Docker engine streams it: both streams read from one attach, the first
+`max_output_bytes` of each kept, the rest drained (so the container never blocks on a full
+pipe), and what is kept forwarded to a listener in batches as it arrives."""
+
+from __future__ import annotations
+
+import codecs
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from runner.spec import RunSpec
+
+FORWARD_BYTES = 16 * 1024
+FORWARD_SECONDS = 0.1
+
+
+@dataclass
+class Captured:
+    kept: dict[str, bytearray]
+    cut: dict[str, bool]
+
+
+def read_frames(frames: Any, spec: RunSpec) -> Captured:
+    captured = Captured(
+        kept={"stdout": bytearray(), "stderr": bytearray()},
+        cut={"stdout": False, "stderr": False},
+    )
+    forward = {name: Forward(spec, name) for name in captured.kept} if spec.on_event else {}
+    cap = spec.max_output_bytes
+    try:
+        for frame in frames:
+            for name, data in zip(("stdout", "stderr"), frame, strict=True):
+                if not data:
+                    continue
+                buffer = captured.kept[name]
+                kept = data[: cap - len(buffer)]
+                buffer += kept
+                captured.cut[name] |= len(kept) < len(data)
+                if kept and name in forward:
+                    forward[name](kept)
+    finally:
+        frames._response.close()  # docker-py's own close() fails over SSH
+        for sink in forward.values():
+            sink.flush()
+    return captured
+
+
+class Forward:
+    """Output for the listener: decoded without splitting a UTF-8 sequence across events, and
+    gathered into events of up to `FORWARD_BYTES` or `FORWARD_SECONDS` (a program printing
+    short lines must not become one event per line)."""
+
+    def __init__(self, spec: RunSpec, stream: str) -> None:
+        self.spec = spec
+        self.stream = stream
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = bytearray()
+        self.since = time.monotonic()
+
+    def __call__(self, chunk: bytes) -> None:
+        self.pending += chunk
+        if len(self.pending) >= FORWARD_BYTES or time.monotonic() - self.since >= FORWARD_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        text = self.decoder.decode(bytes(self.pending))
+        self.pending.clear()
+        self.since = time.monotonic()
+        if text:
+            self.spec.emit(self.stream, text)
