@@ -1,11 +1,9 @@
 """The Docker engine backend, local or remote (`DOCKER_HOST`), through docker-py's low-level API.
 
-One run: pull per policy → a run volume filled through a never-started carrier container → create
-→ start → wait until the deadline → read capped logs → copy response paths out → remove, with the
-removal in `finally` so that every way out cleans up. File and directory content reach the run as
-bind mounts of paths inside that volume (the engine resolves them on its own host), so `:ro` holds
-and nothing depends on the runner's filesystem. docker-py's exceptions become `RunnerError`s in
-`docker_errors.engine_errors` and nowhere else.
+One run: pull per policy → content into a run volume (`docker_content`) → create → attach (output,
+`docker_output`) → start → wait until the deadline → copy response paths out → remove, with the
+removal in `finally` so that every way out cleans up, and what cannot be removed retried by the
+reaper. docker-py's exceptions become `RunnerError`s in `docker_errors.engine_errors` only.
 """
 
 from __future__ import annotations
@@ -18,20 +16,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import docker
-import requests
 from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
 from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
+from backends.docker_content import ContentCopier
 from backends.docker_errors import (
-    content_refused,
     create_refused,
     engine_errors,
     pull_failure,
     start_refused,
 )
 from backends.docker_output import Captured, read_frames
-from runner import archives
 from runner.errors import (
     BackendUnavailable,
     Cancelled,
@@ -47,10 +43,7 @@ from runner.spec import EventSink, MountSpec, Outcome, RegistryAuth, RunSpec, Vo
 
 log = logging.getLogger("oneoff_runner.docker")
 
-CARRIER_IMAGE = "oneoff-runner/carrier"
-CARRIER_TAG = "1"
 CLEANUP_GRACE_SECONDS = 300
-ARCHIVE_CHUNK_BYTES = 1024 * 1024
 OUTPUT_GRACE_SECONDS = 30
 
 
@@ -62,7 +55,7 @@ class DockerBackend:
         self._lock = threading.Lock()
         self._client: docker.APIClient | None = None
         self._stream_client: docker.APIClient | None = None
-        self._carrier_ready = False
+        self._content = ContentCopier(lambda: self.api)
         self._deferred: set[tuple[str | None, str | None]] = set()
         self._readers = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_runs + 4, thread_name_prefix="oneoff-output"
@@ -116,7 +109,7 @@ class DockerBackend:
         container: str | None = None
         try:
             with _timed(phases, "prepare"):
-                volume = self._content_volume(spec, labels)
+                volume = self._content.volume_for(spec, labels)
                 mounts = self._mounts(spec, volume)
             with _timed(phases, "create"):
                 container = self._create(spec, mounts, labels)
@@ -184,63 +177,6 @@ class DockerBackend:
                     raise translate(str(event["error"]))
                 if "status" in event and not event.get("progressDetail"):
                     emit("phase", f"pull: {event['status']} {event.get('id', '')}".strip())
-
-    def _content_volume(self, spec: RunSpec, labels: dict[str, str]) -> str | None:
-        """Create and fill the run's volume with every file and directory mount's content.
-
-        Entry `<n>` of the volume holds mount `n`: a file, or a directory the tar.gz unpacks into.
-        """
-        entries: list[tuple[str, bytes | None, int]] = []
-        unpack: list[tuple[str, bytes]] = []
-        empty_dir_mode = 0o777 if spec.user not in (None, "", "root", "0", "0:0") else 0o755
-        for index, mount in enumerate(spec.mounts):
-            if mount.kind == "file":
-                entries.append((str(index), mount.content or b"", mount.mode))
-            elif mount.kind == "directory":
-                entries.append((str(index), None, empty_dir_mode))
-                if mount.content:
-                    unpack.append((str(index), mount.content))
-        if not entries:
-            return None
-        name = f"oneoff-{spec.run_id}"
-        with engine_errors("creating the run's volume"):
-            self.api.create_volume(name, driver="local", labels=labels)
-        self._fill_volume(name, [("", archives.tar_of(entries)), *unpack], labels)
-        return name
-
-    def _fill_volume(
-        self, volume: str, parts: list[tuple[str, bytes]], labels: dict[str, str]
-    ) -> None:
-        """Unpack tars into `volume` through a container that is created but never started."""
-        self._ensure_carrier_image()
-        with engine_errors("copying content into the volume", content_refused):
-            carrier = self.api.create_container(
-                f"{CARRIER_IMAGE}:{CARRIER_TAG}",
-                command=["/carrier-is-never-started"],
-                labels={**labels, ROLE: "carrier"},
-                network_disabled=True,
-                use_config_proxy=False,
-                host_config=self.api.create_host_config(
-                    mounts=[Mount(target="/v", source=volume, type="volume")]
-                ),
-            )["Id"]
-            try:
-                for subpath, data in parts:
-                    self.api.put_archive(carrier, f"/v/{subpath}".rstrip("/"), data)
-            finally:
-                self.api.remove_container(carrier, force=True)
-
-    def _ensure_carrier_image(self) -> None:
-        """Import, once, the tiny local image carriers are made from: no registry needed."""
-        if self._carrier_ready:
-            return
-        with engine_errors("preparing the carrier image"):
-            try:
-                self.api.inspect_image(f"{CARRIER_IMAGE}:{CARRIER_TAG}")
-            except docker.errors.ImageNotFound:
-                data = archives.tar_of([("v", None, 0o755)])
-                self.api.import_image_from_data(data, repository=CARRIER_IMAGE, tag=CARRIER_TAG)
-        self._carrier_ready = True
 
     def _mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]:
         root = None
@@ -374,7 +310,7 @@ class DockerBackend:
             stderr_truncated=captured.cut["stderr"],
             timed_out=timed_out,
             oom_killed=bool(state.get("OOMKilled")),
-            returned=self._returned(spec, container),
+            returned=self._content.returned(spec, container),
         )
 
     def _capture(self, spec: RunSpec, container: str) -> Future[Captured]:
@@ -389,48 +325,6 @@ class DockerBackend:
                 container, stdout=True, stderr=True, stream=True, logs=False, demux=True
             )
         return self._readers.submit(read_frames, frames, spec)
-
-    def _returned(self, spec: RunSpec, container: str) -> dict[str, tuple[str, bytes]]:
-        returned: dict[str, tuple[str, bytes]] = {}
-        budget = spec.max_response_bytes
-        for mount in spec.mounts:
-            if not mount.response:
-                continue
-            field = f"volumes[{mount.key!r}]"
-            with (
-                engine_errors(f"copying {mount.path} out of the container"),
-                self._archive(container, mount.path) as chunks,
-            ):
-                reader = archives.ChunkReader(chunks, budget, field)
-                if mount.kind == "file":
-                    content = archives.file_from_tar_stream(reader)
-                else:
-                    dirname = mount.path.rsplit("/", 1)[-1]
-                    content = archives.directory_tar_gz_from_stream(reader, dirname)
-            budget -= len(content)
-            returned[mount.path] = (mount.kind, content)
-        return returned
-
-    @contextmanager
-    def _archive(self, container: str, path: str) -> Iterator[Iterator[bytes]]:
-        """The engine's tar of `path`, as chunks; the HTTP response is closed on exit.
-
-        docker-py's `get_archive` hands out a generator that leaves the response open when it
-        is not drained (we stop at the size limit), and the engine then will not remove the
-        container until the stream ends; so the request is made here, on the client's session.
-        """
-        url = f"{self.api.base_url}/v{self.api.api_version}/containers/{container}/archive"
-        # identity: otherwise the engine gzips the stream (slowly) only for us to inflate it
-        headers = {"Accept-Encoding": "identity"}
-        response = self.api.get(url, params={"path": path}, stream=True, headers=headers)
-        try:
-            try:
-                response.raise_for_status()
-            except requests.exceptions.HTTPError as exc:
-                raise docker.errors.create_api_error_from_http_exception(exc) from exc
-            yield response.iter_content(ARCHIVE_CHUNK_BYTES)
-        finally:
-            response.close()
 
     def _remove(self, container: str | None, volume: str | None) -> bool:
         """Best effort: what cannot be removed now (engine gone) is retried by the reaper."""
@@ -475,7 +369,9 @@ class DockerBackend:
         if fill.tar is None:
             return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"
         try:
-            self._fill_volume(fill.name, [("", fill.tar)], self._labels("volume", "carrier", 60))
+            self._content.fill_volume(
+                fill.name, [("", fill.tar)], self._labels("volume", "carrier", 60)
+            )
         except RunnerError:
             if not existed:
                 self._remove(None, fill.name)

@@ -1,0 +1,130 @@
+"""Content in and out of runs through the engine's archive API, never through host paths.
+
+In: every file and directory mount's content goes into one volume per run, unpacked there by a
+container that is created but never started (from a tiny image imported locally once, so no
+registry is needed); the run then gets bind mounts of that volume's paths, so `:ro` holds.
+Out: `response: true` paths are copied from the stopped container and re-packed as tar.gz.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import docker
+import requests
+from docker.types import Mount
+
+from backends.base import ROLE
+from backends.docker_errors import content_refused, engine_errors
+from runner import archives
+from runner.spec import RunSpec
+
+CARRIER_IMAGE = "oneoff-runner/carrier"
+CARRIER_TAG = "1"
+ARCHIVE_CHUNK_BYTES = 1024 * 1024
+
+
+class ContentCopier:
+    def __init__(self, api: Callable[[], docker.APIClient]) -> None:
+        self.api = api
+        self._carrier_ready = False
+
+    def volume_for(self, spec: RunSpec, labels: dict[str, str]) -> str | None:
+        """Create and fill the run's volume with every file and directory mount's content.
+
+        Entry `<n>` of the volume holds mount `n`: a file, or a directory the tar.gz unpacks into.
+        """
+        entries: list[tuple[str, bytes | None, int]] = []
+        unpack: list[tuple[str, bytes]] = []
+        empty_dir_mode = 0o777 if spec.user not in (None, "", "root", "0", "0:0") else 0o755
+        for index, mount in enumerate(spec.mounts):
+            if mount.kind == "file":
+                entries.append((str(index), mount.content or b"", mount.mode))
+            elif mount.kind == "directory":
+                entries.append((str(index), None, empty_dir_mode))
+                if mount.content:
+                    unpack.append((str(index), mount.content))
+        if not entries:
+            return None
+        name = f"oneoff-{spec.run_id}"
+        with engine_errors("creating the run's volume"):
+            self.api().create_volume(name, driver="local", labels=labels)
+        self.fill_volume(name, [("", archives.tar_of(entries)), *unpack], labels)
+        return name
+
+    def fill_volume(
+        self, volume: str, parts: list[tuple[str, bytes]], labels: dict[str, str]
+    ) -> None:
+        """Unpack tars into `volume` through a container that is created but never started."""
+        self._ensure_carrier_image()
+        with engine_errors("copying content into the volume", content_refused):
+            carrier = self.api().create_container(
+                f"{CARRIER_IMAGE}:{CARRIER_TAG}",
+                command=["/carrier-is-never-started"],
+                labels={**labels, ROLE: "carrier"},
+                network_disabled=True,
+                use_config_proxy=False,
+                host_config=self.api().create_host_config(
+                    mounts=[Mount(target="/v", source=volume, type="volume")]
+                ),
+            )["Id"]
+            try:
+                for subpath, data in parts:
+                    self.api().put_archive(carrier, f"/v/{subpath}".rstrip("/"), data)
+            finally:
+                self.api().remove_container(carrier, force=True)
+
+    def _ensure_carrier_image(self) -> None:
+        """Import, once, the tiny local image carriers are made from: no registry needed."""
+        if self._carrier_ready:
+            return
+        with engine_errors("preparing the carrier image"):
+            try:
+                self.api().inspect_image(f"{CARRIER_IMAGE}:{CARRIER_TAG}")
+            except docker.errors.ImageNotFound:
+                data = archives.tar_of([("v", None, 0o755)])
+                self.api().import_image_from_data(data, repository=CARRIER_IMAGE, tag=CARRIER_TAG)
+        self._carrier_ready = True
+
+    def returned(self, spec: RunSpec, container: str) -> dict[str, tuple[str, bytes]]:
+        returned: dict[str, tuple[str, bytes]] = {}
+        budget = spec.max_response_bytes
+        for mount in spec.mounts:
+            if not mount.response:
+                continue
+            field = f"volumes[{mount.key!r}]"
+            with (
+                engine_errors(f"copying {mount.path} out of the container"),
+                self._archive(container, mount.path) as chunks,
+            ):
+                reader = archives.ChunkReader(chunks, budget, field)
+                if mount.kind == "file":
+                    content = archives.file_from_tar_stream(reader)
+                else:
+                    dirname = mount.path.rsplit("/", 1)[-1]
+                    content = archives.directory_tar_gz_from_stream(reader, dirname)
+            budget -= len(content)
+            returned[mount.path] = (mount.kind, content)
+        return returned
+
+    @contextmanager
+    def _archive(self, container: str, path: str) -> Iterator[Iterator[bytes]]:
+        """The engine's tar of `path`, as chunks; the HTTP response is closed on exit.
+
+        docker-py's `get_archive` hands out a generator that leaves the response open when it
+        is not drained (we stop at the size limit), and the engine then will not remove the
+        container until the stream ends; so the request is made here, on the client's session.
+        """
+        url = f"{self.api().base_url}/v{self.api().api_version}/containers/{container}/archive"
+        # identity: otherwise the engine gzips the stream (slowly) only for us to inflate it
+        headers = {"Accept-Encoding": "identity"}
+        response = self.api().get(url, params={"path": path}, stream=True, headers=headers)
+        try:
+            try:
+                response.raise_for_status()
+            except requests.exceptions.HTTPError as exc:
+                raise docker.errors.create_api_error_from_http_exception(exc) from exc
+            yield response.iter_content(ARCHIVE_CHUNK_BYTES)
+        finally:
+            response.close()
