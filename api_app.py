@@ -13,9 +13,10 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from backends.base import Backend
@@ -33,6 +34,7 @@ from runner.models import (
     RunResult,
     Unavailable,
 )
+from runner.run_status import RunAccepted, RunList, RunState, RunStatus
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
 
@@ -60,7 +62,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         401: "Missing or wrong API token, or the registry refused the credentials.",
         403: "The operator's policy refused the request.",
-        404: "Image or volume not found.",
+        404: "Image, volume or run not found.",
         409: "The volume exists.",
         413: "Content or returned content over the operator's size limits.",
         422: "A field is invalid; `field` names it.",
@@ -140,6 +142,92 @@ async def list_images(
 ) -> list[ImageInfo]:
     """Images present on the engine, optionally filtered by reference."""
     return await service.list_images(reference=reference)
+
+
+RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="From POST /runs.")]
+
+
+async def known_run(run_id: RunId, service: Service) -> str:
+    """404 before a stream starts, for a run nobody knows."""
+    await service.runs.require(run_id)
+    return run_id
+
+
+@router.post(
+    "/runs",
+    response_model=RunAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=ERRORS,
+    summary="Start a run, return at once",
+)
+async def start_run(
+    body: RunRequest,
+    service: Service,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=255, description="A repeated key returns the run it started."),
+    ] = None,
+) -> RunAccepted:
+    """Same body as POST /run. The run goes on after this answers, and after the client goes
+    away; follow it with the returned URLs, cancel it with DELETE."""
+    started = await service.runs.start(body, idempotency_key)
+    status_url = str(request.url_for("get_run", run_id=started.run_id))
+    response.headers["Location"] = status_url
+    return RunAccepted(
+        run_id=started.run_id,
+        state=started.state,
+        status_url=status_url,
+        logs_url=str(request.url_for("run_logs", run_id=started.run_id)),
+    )
+
+
+@router.get("/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="A run's state")
+async def get_run(run_id: RunId, service: Service) -> Response:
+    """State and times; once finished, `result` holds what POST /run would have returned."""
+    found = await service.runs.status(run_id)
+    return Response(orjson.dumps(found.model_dump(mode="json")), media_type="application/json")
+
+
+@router.get(
+    "/runs/{run_id}/logs",
+    response_class=EventSourceResponse,
+    responses=ERRORS,
+    summary="Follow a run's output (Server-Sent Events)",
+)
+async def run_logs(
+    run_id: Annotated[str, Depends(known_run)], service: Service
+) -> AsyncIterator[ServerSentEvent]:
+    """Events `stdout` and `stderr` (data: a JSON string) from the run's first byte, so a late
+    subscriber misses nothing; `phase` and `pull` (layer progress) while it starts; then one
+    `exit` event whose data is the final state with the result, as GET /runs/{id} gives it."""
+    async for kind, text in service.runs.events(run_id):
+        if kind in ("exit", "pull"):
+            yield ServerSentEvent(event=kind, raw_data=text)
+        else:
+            yield ServerSentEvent(event=kind, data=text)
+
+
+@router.delete("/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="Cancel")
+async def cancel_run(run_id: RunId, service: Service) -> RunStatus:
+    """Kill the run and remove its container; its state becomes `cancelled`. A finished run is
+    left as it is."""
+    return await service.runs.cancel(run_id)
+
+
+@router.get("/runs", response_model=RunList, responses=ERRORS, summary="List runs")
+async def list_runs(
+    service: Service,
+    state: Annotated[RunState | None, Query(description="Only runs in this state.")] = None,
+    image: Annotated[str | None, Query(description="Only runs of this image.")] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="Newest first, at most this many.")
+    ] = 100,
+) -> RunList:
+    """Async runs the backend still keeps (finished ones for `result_ttl_seconds`), without
+    their results."""
+    return await service.runs.list_runs(state, image, limit)
 
 
 async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:

@@ -6,10 +6,11 @@ in worker threads, never on the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 from runner.models import ContainerInfo, Health, ImageInfo
-from runner.spec import Outcome, RunSpec, VolumeFill
+from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill
 
 LABEL_PREFIX = "oneoff-runner"
 MANAGED = f"{LABEL_PREFIX}.managed"
@@ -17,6 +18,15 @@ RUN_ID = f"{LABEL_PREFIX}.run-id"
 INSTANCE = f"{LABEL_PREFIX}.instance"
 DEADLINE = f"{LABEL_PREFIX}.deadline"
 ROLE = f"{LABEL_PREFIX}.role"
+
+
+class OutputStream(Protocol):
+    """(stream name, bytes) pairs, released when iterated to the end; `stop`, from another
+    thread, makes the iteration end."""
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]: ...
+
+    def stop(self) -> None: ...
 
 
 class Backend(Protocol):
@@ -32,6 +42,37 @@ class Backend(Protocol):
 
     def cancel(self, run_id: str) -> None:
         """Kill the run's container if it is running; `run` then cleans up and returns."""
+        ...
+
+    # ---- async runs: state kept in the backend, so any runner on it answers for them ----------
+
+    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+        """Pull, prepare and start the run, then return, leaving it running; a failure removes
+        what was made and raises a `RunnerError`."""
+        ...
+
+    def wait_run(self, run_id: str) -> None:
+        """Block until the run stops, killing it when its timeout passes."""
+        ...
+
+    def find_runs(self, *, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
+        """Async runs the backend still keeps (running, finished, or recorded), oldest first."""
+        ...
+
+    def run_output(self, run_id: str, *, follow: bool) -> OutputStream:
+        """The run's output from its start; with `follow`, until it stops."""
+        ...
+
+    def collect_run(self, run_id: str) -> Outcome:
+        """A finished run's result (output up to the caps, response paths)."""
+        ...
+
+    def discard_run(self, run_id: str) -> None:
+        """Kill the run if it runs, and remove everything made for it."""
+        ...
+
+    def record_run(self, record: RunRecord) -> None:
+        """Keep the end of a run that has nothing else left (cancelled, failed to start)."""
         ...
 
     def create_volume(self, fill: VolumeFill) -> str:

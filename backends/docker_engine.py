@@ -8,12 +8,14 @@ reaper. docker-py's exceptions become `RunnerError`s in `docker_errors.engine_er
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import docker
 from docker.types import LogConfig, Mount, Ulimit
@@ -28,6 +30,7 @@ from backends.docker_errors import (
     start_refused,
 )
 from backends.docker_output import Captured, read_frames
+from backends.docker_runs import ASYNC_ROLE, RECORD_ROLE, DetachedRuns, OutputStream
 from runner.errors import (
     BackendUnavailable,
     Cancelled,
@@ -39,7 +42,15 @@ from runner.errors import (
 )
 from runner.models import ContainerInfo, Health, ImageInfo
 from runner.settings import Settings
-from runner.spec import EventSink, MountSpec, Outcome, RegistryAuth, RunSpec, VolumeFill
+from runner.spec import (
+    EventSink,
+    MountSpec,
+    Outcome,
+    RegistryAuth,
+    RunRecord,
+    RunSpec,
+    VolumeFill,
+)
 
 log = logging.getLogger("oneoff_runner.docker")
 
@@ -51,11 +62,12 @@ class DockerBackend:
     name = "docker"
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        self.settings = settings
         self._lock = threading.Lock()
         self._client: docker.APIClient | None = None
         self._stream_client: docker.APIClient | None = None
-        self._content = ContentCopier(lambda: self.api)
+        self.content = ContentCopier(lambda: self.api)
+        self.detached = DetachedRuns(self)
         self._deferred: set[tuple[str | None, str | None]] = set()
         self._readers = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_runs + 4, thread_name_prefix="oneoff-output"
@@ -67,14 +79,14 @@ class DockerBackend:
         with self._lock:
             if self._client is None:
                 with engine_errors("connecting to the Docker engine"):
-                    self._client = self._connect(self._settings.docker_api_timeout_seconds)
+                    self._client = self._connect(self.settings.docker_api_timeout_seconds)
             return self._client
 
     @property
     def streams(self) -> docker.APIClient:
         """The client for attached output, whose read timeout outlasts the longest run: a run
         may print nothing for longer than any one API call may take."""
-        settings = self._settings
+        settings = self.settings
         with self._lock:
             if self._stream_client is None:
                 with engine_errors("connecting to the Docker engine"):
@@ -86,8 +98,8 @@ class DockerBackend:
         return docker.APIClient(
             version="auto",
             timeout=int(timeout),
-            max_pool_size=self._settings.max_concurrent_runs * 2 + 8,
-            **kwargs_from_env(environment=self._settings.docker_environment()),
+            max_pool_size=self.settings.max_concurrent_runs * 2 + 8,
+            **kwargs_from_env(environment=self.settings.docker_environment()),
         )
 
     def close(self) -> None:
@@ -103,45 +115,68 @@ class DockerBackend:
     def run(self, spec: RunSpec) -> Outcome:
         phases: dict[str, float] = {}
         with _timed(phases, "pull"):
-            self._ensure_image(spec)
+            self.ensure_image(spec)
         labels = self._labels(spec.run_id, "run", spec.timeout_seconds)
         volume: str | None = None
         container: str | None = None
         try:
             with _timed(phases, "prepare"):
-                volume = self._content.volume_for(spec, labels)
-                mounts = self._mounts(spec, volume)
+                volume = self.content.volume_for(spec, labels)
+                mounts = self.mounts(spec, volume)
             with _timed(phases, "create"):
-                container = self._create(spec, mounts, labels)
+                container = self.create(spec, mounts, labels)
             with _timed(phases, "run"):
                 output = self._capture(spec, container)
-                self._start(spec, container)
+                self.start(spec, container)
                 exit_code, timed_out = self._wait(spec, container)
             with _timed(phases, "collect"):
                 spec.emit("phase", "collecting output")
                 outcome = self._collect(spec, container, exit_code, timed_out, output)
         finally:
             with _timed(phases, "cleanup"):
-                self._remove(container, volume)
+                self.remove(container, volume)
         outcome.phases = phases
         return outcome
 
     def cancel(self, run_id: str) -> None:
         with engine_errors("cancelling the run"):
             for found in self.api.containers(filters={"label": f"{RUN_ID}={run_id}"}):
-                self._kill(found["Id"])
+                self.kill(found["Id"])
+
+    # ---- async runs (docker_runs) -----------------------------------------------------------
+
+    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+        self.detached.launch(spec, idempotency_key)
+
+    def wait_run(self, run_id: str) -> None:
+        self.detached.wait(run_id)
+
+    def find_runs(self, *, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
+        return self.detached.find(run_id, idempotency_key)
+
+    def run_output(self, run_id: str, *, follow: bool) -> OutputStream:
+        return self.detached.output(run_id, follow=follow)
+
+    def collect_run(self, run_id: str) -> Outcome:
+        return self.detached.collect(run_id)
+
+    def discard_run(self, run_id: str) -> None:
+        self.detached.discard(run_id)
+
+    def record_run(self, record: RunRecord) -> None:
+        self.detached.mark(record)
 
     def _labels(self, run_id: str, role: str, timeout: float) -> dict[str, str]:
         deadline = int(time.time() + timeout + CLEANUP_GRACE_SECONDS)
         return {
             MANAGED: "true",
             RUN_ID: run_id,
-            INSTANCE: self._settings.instance_id,
+            INSTANCE: self.settings.instance_id,
             DEADLINE: str(deadline),
             ROLE: role,
         }
 
-    def _ensure_image(self, spec: RunSpec) -> None:
+    def ensure_image(self, spec: RunSpec) -> None:
         """Pull up front when the policy says always, or when credentials came (so they are
         checked: a cached private image is never handed to a caller without them). Otherwise
         creating the container tells whether the image is there: one engine call fewer."""
@@ -175,10 +210,9 @@ class DockerBackend:
             for event in events:
                 if "error" in event:
                     raise translate(str(event["error"]))
-                if "status" in event and not event.get("progressDetail"):
-                    emit("phase", f"pull: {event['status']} {event.get('id', '')}".strip())
+                _forward_pull_event(event, emit)
 
-    def _mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]:
+    def mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]:
         root = None
         if volume is not None:
             with engine_errors("inspecting the run's volume"):
@@ -202,24 +236,31 @@ class DockerBackend:
                 field=f"volumes[{mount.key!r}].name",
             )
 
-    def _create(self, spec: RunSpec, mounts: list[Mount], labels: dict[str, str]) -> str:
+    def create(
+        self,
+        spec: RunSpec,
+        mounts: list[Mount],
+        labels: dict[str, str],
+        logs: LogConfig | None = None,
+    ) -> str:
         """The container, hardened: no new privileges, a small capability set, limits on
-        memory (no extra swap), CPU, processes and open files; never privileged."""
-        nofile = self._settings.nofile_limit
+        memory (no extra swap), CPU, processes and open files; never privileged. By default the
+        engine keeps no log: output is read from the attach."""
+        nofile = self.settings.nofile_limit
         host_config = self.api.create_host_config(
             mounts=mounts,
             mem_limit=spec.memory_bytes,
             memswap_limit=spec.memory_bytes,
             nano_cpus=spec.nano_cpus,
             pids_limit=spec.pids_limit,
-            security_opt=["no-new-privileges"] if self._settings.no_new_privileges else [],
+            security_opt=["no-new-privileges"] if self.settings.no_new_privileges else [],
             cap_drop=["ALL"],
-            cap_add=self._settings.cap_add,
+            cap_add=self.settings.cap_add,
             ulimits=[Ulimit(name="nofile", soft=nofile, hard=nofile)],
             network_mode=spec.network,
             privileged=False,
-            runtime=self._settings.runtime,
-            log_config=LogConfig(type=LogConfig.types.NONE),
+            runtime=self.settings.runtime,
+            log_config=logs or LogConfig(type=LogConfig.types.NONE),
         )
         try:
             return self._create_container(spec, host_config, labels)
@@ -253,13 +294,13 @@ class DockerBackend:
             )
         return str(created["Id"])
 
-    def _start(self, spec: RunSpec, container: str) -> None:
+    def start(self, spec: RunSpec, container: str) -> None:
         if spec.cancelled.is_set():
             raise Cancelled("the run was cancelled before it started")
         with engine_errors("starting the container", start_refused(spec)):
             self.api.start(container)
         if spec.cancelled.is_set():
-            self._kill(container)
+            self.kill(container)
         spec.emit("phase", "running")
 
     def _wait(self, spec: RunSpec, container: str) -> tuple[int | None, bool]:
@@ -277,12 +318,12 @@ class DockerBackend:
             if time.monotonic() - started < spec.timeout_seconds:
                 raise
         spec.emit("phase", f"timed out after {spec.timeout_seconds:g}s: killing")
-        self._kill(container)
+        self.kill(container)
         with engine_errors("waiting for the killed container"):
             status = self.api.wait(container, timeout=30)
         return status.get("StatusCode"), True
 
-    def _kill(self, container: str) -> None:
+    def kill(self, container: str) -> None:
         try:
             with engine_errors("killing the container"):
                 self.api.kill(container)
@@ -310,7 +351,7 @@ class DockerBackend:
             stderr_truncated=captured.cut["stderr"],
             timed_out=timed_out,
             oom_killed=bool(state.get("OOMKilled")),
-            returned=self._content.returned(spec, container),
+            returned=self.content.returned(spec, container),
         )
 
     def _capture(self, spec: RunSpec, container: str) -> Future[Captured]:
@@ -324,9 +365,11 @@ class DockerBackend:
             frames = self.streams.attach(
                 container, stdout=True, stderr=True, stream=True, logs=False, demux=True
             )
-        return self._readers.submit(read_frames, frames, spec)
+        # docker-py's own close() fails over SSH: close the response
+        close = frames._response.close  # type: ignore[attr-defined]
+        return self._readers.submit(read_frames, frames, spec, close)
 
-    def _remove(self, container: str | None, volume: str | None) -> bool:
+    def remove(self, container: str | None, volume: str | None) -> bool:
         """Best effort: what cannot be removed now (engine gone) is retried by the reaper."""
         try:
             with engine_errors("removing the run's container and volume"):
@@ -369,12 +412,12 @@ class DockerBackend:
         if fill.tar is None:
             return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"
         try:
-            self._content.fill_volume(
+            self.content.fill_volume(
                 fill.name, [("", fill.tar)], self._labels("volume", "carrier", 60)
             )
         except RunnerError:
             if not existed:
-                self._remove(None, fill.name)
+                self.remove(None, fill.name)
             raise
         return f"volume {fill.name!r} {'filled' if existed else 'created and filled'}"
 
@@ -417,26 +460,47 @@ class DockerBackend:
     def reap_orphans(self, *, startup: bool) -> int:
         with self._lock:
             deferred, self._deferred = self._deferred, set()
-        removed = sum(self._remove(container, volume) for container, volume in deferred)
+        removed = sum(self.remove(container, volume) for container, volume in deferred)
         now = time.time()
 
         def orphaned(labels: dict[str, str] | None) -> bool:
+            """Past its deadline; or, at startup, this instance's: its runs died with it (async
+            runs did not: they are expired by their own rules)."""
             labels = labels or {}
-            if startup and labels.get(INSTANCE) == self._settings.instance_id:
+            mine = labels.get(INSTANCE) == self.settings.instance_id
+            if startup and mine and labels.get(ROLE) not in (ASYNC_ROLE, RECORD_ROLE):
                 return True
             return float(labels.get(DEADLINE, "inf")) < now
 
+        removed += self.detached.expire()
         with engine_errors("reaping leftovers"):
             for item in self.api.containers(all=True, filters={"label": f"{MANAGED}=true"}):
                 if orphaned(item.get("Labels")):
-                    self._remove(item["Id"], None)
+                    self.remove(item["Id"], None)
                     removed += 1
             volumes = self.api.volumes(filters={"label": f"{MANAGED}=true"}).get("Volumes") or []
             for item in volumes:
                 if orphaned(item.get("Labels")):
-                    self._remove(None, item["Name"])
+                    self.remove(None, item["Name"])
                     removed += 1
         return removed
+
+
+def _forward_pull_event(event: dict[str, Any], emit: EventSink) -> None:
+    """Layer progress as "pull" events (for progress bars), other statuses as phases."""
+    if "status" not in event:
+        return
+    detail = event.get("progressDetail") or {}
+    if detail.get("total"):
+        progress = {
+            "id": event.get("id", ""),
+            "status": event["status"],
+            "current": detail.get("current", 0),
+            "total": detail["total"],
+        }
+        emit("pull", json.dumps(progress))
+    elif not detail:
+        emit("phase", f"pull: {event['status']} {event.get('id', '')}".strip())
 
 
 def _pulls_first(spec: RunSpec) -> bool:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import codecs
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from runner.spec import RunSpec
 
@@ -21,7 +21,10 @@ class Captured:
     cut: dict[str, bool]
 
 
-def read_frames(frames: Any, spec: RunSpec) -> Captured:
+def read_frames(
+    frames: Iterable[tuple[bytes | None, bytes | None]], spec: RunSpec, close: Callable[[], None]
+) -> Captured:
+    """Read (stdout, stderr) pairs to their end; `close` releases the stream on every way out."""
     captured = Captured(
         kept={"stdout": bytearray(), "stderr": bytearray()},
         cut={"stdout": False, "stderr": False},
@@ -40,7 +43,7 @@ def read_frames(frames: Any, spec: RunSpec) -> Captured:
                 if kept and name in forward:
                     forward[name](kept)
     finally:
-        frames._response.close()  # docker-py's own close() fails over SSH
+        close()
         for sink in forward.values():
             sink.flush()
     return captured

@@ -20,7 +20,6 @@ from typing import TypeVar
 import anyio
 
 from backends.base import Backend
-from runner.archives import encode_base64
 from runner.errors import BackendUnavailable, Busy, RunnerError
 from runner.metrics import Metrics
 from runner.models import (
@@ -29,11 +28,11 @@ from runner.models import (
     CreateVolumeResult,
     Health,
     ImageInfo,
-    ReturnedVolume,
     RunRequest,
     RunResult,
 )
 from runner.policy import build_run_spec, build_volume_fill
+from runner.runs import AsyncRuns
 from runner.settings import Settings
 from runner.spec import EventSink, Outcome, RunSpec
 
@@ -54,8 +53,8 @@ class Admission:
         self.waiting = 0
         self.running = 0
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def reserve(self) -> Ticket:
+        """A place in the queue now (or Busy now), for a run that takes its slot later."""
         if self._slots.locked() and self.waiting >= self._queue_limit:
             raise Busy(
                 f"all {self.running} run slots are busy and {self.waiting} runs are queued; "
@@ -63,16 +62,33 @@ class Admission:
                 retry_after=2,
             )
         self.waiting += 1
+        return Ticket(self)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, ticket: Ticket | None = None) -> AsyncIterator[None]:
+        ticket = ticket or self.reserve()
         try:
             await self._slots.acquire()
         finally:
-            self.waiting -= 1
+            ticket.release()
         self.running += 1
         try:
             yield
         finally:
             self.running -= 1
             self._slots.release()
+
+
+class Ticket:
+    """A queue place; released once, when its run gets a slot or will never ask for one."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission: Admission | None = admission
+
+    def release(self) -> None:
+        if self._admission is not None:
+            self._admission.waiting -= 1
+            self._admission = None
 
 
 class RunnerService:
@@ -92,28 +108,34 @@ class RunnerService:
         self._health: Health | RunnerError | None = None
         self._health_at = 0.0
         self._health_refresh: asyncio.Task[None] | None = None
+        self.runs = AsyncRuns(self)
 
     async def start(self) -> None:
         """Reap what a previous life of this instance left, then keep reaping in the background."""
         await self._reap(startup=True)
+        try:
+            await self.runs.resume()
+        except RunnerError as exc:
+            log.warning("async runs left running could not be resumed: %s", exc.message)
         self._reaper = asyncio.create_task(self._reap_forever())
 
     async def stop(self) -> None:
         """Refuse new runs, give those in flight `shutdown_grace_seconds` to finish, then kill
         and remove what is left."""
         self._closing = True
+        await self.runs.stop()
         with anyio.move_on_after(self.settings.shutdown_grace_seconds):
             await self._idle.wait()
         for spec in list(self._in_flight.values()):
             spec.cancelled.set()
-            await self._call(self._cancel_quietly, spec.run_id)
+            await self.call(self._cancel_quietly, spec.run_id)
         with anyio.move_on_after(CANCEL_CLEANUP_WAIT_SECONDS):
             await self._idle.wait()
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        await self._call(self.backend.close)
+        await self.call(self.backend.close)
 
     async def run(self, request: RunRequest, listener: EventSink | None = None) -> RunResult:
         """Run `request` to its end. `listener` gets (kind, text) events on the event loop: the
@@ -124,7 +146,7 @@ class RunnerService:
             if self._closing:
                 raise BackendUnavailable("the runner is shutting down; retry on another replica")
             async with self.admission.slot():
-                spec = await self._call(build_run_spec, request, self.settings, run_id)
+                spec = await self.call(build_run_spec, request, self.settings, run_id)
                 spec.on_event = _on_this_loop(listener) if listener else None
                 outcome = await self._execute(spec)
         except RunnerError as exc:
@@ -136,7 +158,7 @@ class RunnerService:
                 extra={"run_id": run_id, "image": request.image, "outcome": exc.code},
             )
             raise
-        result = _result(run_id, outcome, time.perf_counter() - started)
+        result = outcome.result(run_id, time.perf_counter() - started)
         outcome_name = "timeout" if result.timed_out else result.status.split(":")[0]
         self.metrics.record(outcome_name, outcome.phases)
         log.info(
@@ -159,8 +181,8 @@ class RunnerService:
         return result
 
     async def create_volume(self, request: CreateVolumeRequest) -> CreateVolumeResult:
-        fill = await self._call(build_volume_fill, request, self.settings)
-        detail = await self._call(self.backend.create_volume, fill)
+        fill = await self.call(build_volume_fill, request, self.settings)
+        detail = await self.call(self.backend.create_volume, fill)
         return CreateVolumeResult(name=request.name, detail=detail)
 
     async def health(self) -> Health:
@@ -187,7 +209,7 @@ class RunnerService:
 
     async def _refresh_health(self) -> None:
         try:
-            self._health = await self._call(self.backend.health)
+            self._health = await self.call(self.backend.health)
         except RunnerError as exc:
             # Kept without its chain: the SDK's exception would keep its sockets alive.
             exc.__cause__ = exc.__context__ = None
@@ -195,14 +217,14 @@ class RunnerService:
         self._health_at = time.monotonic()
 
     async def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
-        return await self._call(
+        return await self.call(
             functools.partial(
                 self.backend.list_containers, all_states=all_states, managed_only=managed_only
             )
         )
 
     async def list_images(self, *, reference: str | None = None) -> list[ImageInfo]:
-        return await self._call(functools.partial(self.backend.list_images, reference=reference))
+        return await self.call(functools.partial(self.backend.list_images, reference=reference))
 
     async def _execute(self, spec: RunSpec) -> Outcome:
         """Run in a worker thread; if this request is cancelled, kill the container and wait
@@ -224,7 +246,7 @@ class RunnerService:
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 spec.cancelled.set()
-                await self._call(self._cancel_and_wait, spec.run_id, finished)
+                await self.call(self._cancel_and_wait, spec.run_id, finished)
             raise
         finally:
             del self._in_flight[spec.run_id]
@@ -246,7 +268,7 @@ class RunnerService:
     async def _reap(self, *, startup: bool) -> None:
         try:
             reap = functools.partial(self.backend.reap_orphans, startup=startup)
-            removed = await self._call(reap)
+            removed = await self.call(reap)
         except RunnerError as exc:
             log.warning("reaping leftovers failed: %s", exc.message)
             return
@@ -259,7 +281,7 @@ class RunnerService:
             await self._reap(startup=False)
 
     @staticmethod
-    async def _call(function: Callable[..., T], *args: object) -> T:
+    async def call(function: Callable[..., T], *args: object) -> T:
         """Blocking work (SDK calls, decoding) goes to a worker thread, never the event loop."""
         return await anyio.to_thread.run_sync(function, *args)
 
@@ -291,28 +313,3 @@ def _on_this_loop(listener: EventSink) -> EventSink:
         loop.call_soon_threadsafe(listener, kind, text)
 
     return sink
-
-
-def _result(run_id: str, outcome: Outcome, elapsed: float) -> RunResult:
-    if outcome.timed_out:
-        status = "timeout"
-    elif outcome.exit_code == 0:
-        status = "success"
-    else:
-        status = f"error: {outcome.exit_code}"
-    return RunResult(
-        run_id=run_id,
-        status=status,
-        exit_code=outcome.exit_code,
-        stdout=outcome.stdout.decode("utf-8", "replace"),
-        stderr=outcome.stderr.decode("utf-8", "replace"),
-        stdout_truncated=outcome.stdout_truncated,
-        stderr_truncated=outcome.stderr_truncated,
-        timed_out=outcome.timed_out,
-        oom_killed=outcome.oom_killed,
-        volumes={
-            path: ReturnedVolume(type=kind, content=encode_base64(content))
-            for path, (kind, content) in outcome.returned.items()
-        },
-        execution_time=round(elapsed, 4),
-    )

@@ -154,6 +154,18 @@ class Settings(BaseSettings):
     reap_interval_seconds: float = Field(
         60, gt=0, description="How often leftovers past their deadline are removed."
     )
+    result_ttl_seconds: float = Field(
+        3600,
+        ge=0,
+        description="How long a finished async run (POST /runs) keeps its result, output and "
+        "container before they are removed.",
+    )
+    run_log_max_bytes: int = Field(
+        64 * MiB,
+        ge=1 * MiB,
+        description="Engine log kept per async run (local log driver); past it the oldest "
+        "output is dropped.",
+    )
     docker_api_timeout_seconds: float = Field(
         120, gt=0, description="Timeout of one Docker API call (not of a run)."
     )

@@ -9,11 +9,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runner.models import PullPolicy, VolumeType
+from runner.archives import encode_base64
+from runner.models import PullPolicy, ReturnedVolume, RunResult, VolumeType
 
 EventSink = Callable[[str, str], None]
-"""Receives (kind, text) while a run goes on: kind "phase" (what the run is doing now), or
-"stdout" / "stderr" (output as it arrives). Called from worker threads; must not block."""
+"""Receives (kind, text) while a run goes on: kind "phase" (what the run is doing now), "pull"
+(a JSON object: one layer's pull progress, `id`, `status`, `current`, `total`), or "stdout" /
+"stderr" (output as it arrives). Called from worker threads; must not block."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,48 @@ class RunSpec:
         if self.on_event is not None:
             self.on_event(kind, text)
 
+    @classmethod
+    def stored(
+        cls, run_id: str, responses: list[MountSpec], max_output: int, max_response: int
+    ) -> RunSpec:
+        """What collecting a finished async run needs of its request, as the backend kept it."""
+        return cls(
+            run_id=run_id,
+            image="",
+            command=None,
+            entrypoint=None,
+            env={},
+            working_dir=None,
+            user=None,
+            pull_policy="never",
+            auth=None,
+            mounts=responses,
+            timeout_seconds=0,
+            memory_bytes=0,
+            nano_cpus=0,
+            pids_limit=0,
+            network="none",
+            max_output_bytes=max_output,
+            max_response_bytes=max_response,
+        )
+
+
+@dataclass
+class RunRecord:
+    """Where an async run is, as the backend can tell from what it keeps (labels, state), so
+    that any runner on the same engine or cluster answers the same. Times are Unix seconds."""
+
+    run_id: str
+    state: str
+    image: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    oom_killed: bool = False
+    error: str | None = None
+
 
 @dataclass
 class VolumeFill:
@@ -93,3 +137,28 @@ class Outcome:
     oom_killed: bool
     returned: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
+
+    def result(self, run_id: str, elapsed: float) -> RunResult:
+        """The wire result; `elapsed`: seconds from request to result."""
+        if self.timed_out:
+            status = "timeout"
+        elif self.exit_code == 0:
+            status = "success"
+        else:
+            status = f"error: {self.exit_code}"
+        return RunResult(
+            run_id=run_id,
+            status=status,
+            exit_code=self.exit_code,
+            stdout=self.stdout.decode("utf-8", "replace"),
+            stderr=self.stderr.decode("utf-8", "replace"),
+            stdout_truncated=self.stdout_truncated,
+            stderr_truncated=self.stderr_truncated,
+            timed_out=self.timed_out,
+            oom_killed=self.oom_killed,
+            volumes={
+                path: ReturnedVolume(type=kind, content=encode_base64(content))
+                for path, (kind, content) in self.returned.items()
+            },
+            execution_time=round(elapsed, 4),
+        )

@@ -7,10 +7,12 @@ backend is the real code. Behaviour of the Docker backend itself is tested only 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
+from runner.errors import NotFound
 from runner.models import ContainerInfo, Health, ImageInfo
-from runner.spec import Outcome, RunSpec, VolumeFill
+from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill
 
 
 def outcome(
@@ -29,6 +31,17 @@ def outcome(
     return Outcome(**values)  # type: ignore[arg-type]
 
 
+class FakeOutput:
+    def __init__(self, chunks: list[tuple[str, bytes]]) -> None:
+        self.chunks = [(kind, data) for kind, data in chunks if data]
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        return iter(self.chunks)
+
+    def stop(self) -> None:
+        pass
+
+
 class FakeBackend:
     name = "fake"
 
@@ -38,6 +51,8 @@ class FakeBackend:
         self.cancelled: list[str] = []
         self.fills: list[VolumeFill] = []
         self.cancel_called = threading.Event()
+        self.launched: dict[str, tuple[str | None, Outcome, float]] = {}
+        self.recorded: dict[str, RunRecord] = {}
 
     def run(self, spec: RunSpec) -> Outcome:
         self.specs.append(spec)
@@ -46,6 +61,49 @@ class FakeBackend:
     def cancel(self, run_id: str) -> None:
         self.cancelled.append(run_id)
         self.cancel_called.set()
+
+    # async runs: finished as soon as launched, kept in memory
+
+    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+        self.specs.append(spec)
+        result = self.handler(spec)
+        self.launched[spec.run_id] = (idempotency_key, result, time.time())
+
+    def wait_run(self, run_id: str) -> None:
+        pass
+
+    def find_runs(self, *, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
+        found = [
+            RunRecord(
+                run_id=ran,
+                state="succeeded" if result.exit_code == 0 else "failed",
+                image="fake",
+                created_at=at,
+                started_at=at,
+                finished_at=at,
+                exit_code=result.exit_code,
+            )
+            for ran, (key, result, at) in self.launched.items()
+            if run_id in (None, ran) and idempotency_key in (None, key)
+        ]
+        if idempotency_key is None:
+            found += [record for ran, record in self.recorded.items() if run_id in (None, ran)]
+        return found
+
+    def run_output(self, run_id: str, *, follow: bool) -> FakeOutput:
+        if run_id not in self.launched:
+            raise NotFound(f"no container for {run_id}")
+        result = self.launched[run_id][1]
+        return FakeOutput([("stdout", result.stdout), ("stderr", result.stderr)])
+
+    def collect_run(self, run_id: str) -> Outcome:
+        return self.launched[run_id][1]
+
+    def discard_run(self, run_id: str) -> None:
+        self.launched.pop(run_id, None)
+
+    def record_run(self, record: RunRecord) -> None:
+        self.recorded[record.run_id] = record
 
     def create_volume(self, fill: VolumeFill) -> str:
         self.fills.append(fill)

@@ -1,0 +1,304 @@
+"""Async runs on Docker: containers that outlive the request that started them, and the runner.
+
+Everything a later question needs is kept on the engine, so a restarted runner, or another one
+on the same engine, answers for a run: the container's labels carry what the request asked
+(timeout, output caps, response paths, idempotency key), its state carries how it went (running,
+exit code, OOM, times), the `local` log driver keeps its output, and the stopped container keeps
+its files until the result's TTL passes. A run that ends without a container (cancelled, or
+failed before it started) leaves a record: an empty volume whose labels hold its state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import docker
+import requests
+import urllib3
+from docker.types import LogConfig
+
+from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
+from backends.docker_errors import engine_errors
+from backends.docker_output import Captured, read_frames
+from runner.errors import BackendUnavailable, NotFound
+from runner.spec import MountSpec, Outcome, RunRecord, RunSpec
+
+if TYPE_CHECKING:
+    from backends.docker_engine import DockerBackend
+
+ASYNC_ROLE = "async-run"
+RECORD_ROLE = "run-record"
+TIMEOUT_AT = f"{LABEL_PREFIX}.timeout-at"
+CREATED = f"{LABEL_PREFIX}.created"
+KEY = f"{LABEL_PREFIX}.idempotency-key"
+OUTPUT = f"{LABEL_PREFIX}.output"
+RECORD = f"{LABEL_PREFIX}.record"
+TTL = f"{LABEL_PREFIX}.ttl"
+CLEANUP_GRACE_SECONDS = 300
+LOG_FILES = 4
+FRAME_HEADER = struct.Struct(">BxxxL")
+STREAMS = {1: "stdout", 2: "stderr"}
+
+
+def key_label(idempotency_key: str) -> str:
+    """Keys are stored hashed: a caller's key may be anything, labels are shown to anyone."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+class OutputStream:
+    """A run's output from its first byte, as the engine's log has it: (stream, bytes) pairs;
+    with `follow`, until the container stops. Iterating closes the response at its end; `stop`
+    ends it from another thread (closing the response there would wait on the reader's lock)."""
+
+    def __init__(self, response: requests.Response, connection: Any) -> None:
+        self._response = response
+        self._socket = getattr(connection, "_sock", connection)
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        raw = self._response.raw
+        try:
+            while header := raw.read(FRAME_HEADER.size):
+                kind, length = FRAME_HEADER.unpack(header)
+                data = raw.read(length) if length else b""
+                if kind in STREAMS and data:
+                    yield STREAMS[kind], data
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError):
+            return  # stopped under us: the caller stopped listening
+        finally:
+            self._response.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            self._socket.shutdown(socket.SHUT_RDWR)
+
+
+class DetachedRuns:
+    def __init__(self, engine: DockerBackend) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+
+    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+        """Pull, prepare content, create and start; returns once the container runs."""
+        engine = self.engine
+        engine.ensure_image(spec)
+        labels = self._labels(spec, idempotency_key)
+        volume: str | None = None
+        container: str | None = None
+        try:
+            volume = engine.content.volume_for(spec, labels)
+            mounts = engine.mounts(spec, volume)
+            size = max(self.settings.run_log_max_bytes // LOG_FILES, 1)
+            logs = LogConfig(type="local", config={"max-size": str(size), "max-file": "4"})
+            container = engine.create(spec, mounts, labels, logs)
+            engine.start(spec, container)
+        except BaseException:
+            engine.remove(container, volume)
+            raise
+
+    def _labels(self, spec: RunSpec, idempotency_key: str | None) -> dict[str, str]:
+        now = time.time()
+        ttl = self.settings.result_ttl_seconds
+        labels = {
+            MANAGED: "true",
+            RUN_ID: spec.run_id,
+            INSTANCE: self.settings.instance_id,
+            ROLE: ASYNC_ROLE,
+            DEADLINE: str(int(now + spec.timeout_seconds + ttl + CLEANUP_GRACE_SECONDS)),
+            CREATED: repr(now),
+            TIMEOUT_AT: repr(now + spec.timeout_seconds),
+            TTL: repr(ttl),
+            OUTPUT: json.dumps(
+                {
+                    "max_output": spec.max_output_bytes,
+                    "max_response": spec.max_response_bytes,
+                    "response": [[m.key, m.path, m.kind] for m in spec.mounts if m.response],
+                }
+            ),
+        }
+        if idempotency_key is not None:
+            labels[KEY] = key_label(idempotency_key)
+        return labels
+
+    def wait(self, run_id: str) -> None:
+        """Block until the run's container stops, killing it when its timeout passes."""
+        container = self._container(run_id)
+        if container is None or container["State"] != "running":
+            return
+        remaining = float(container["Labels"][TIMEOUT_AT]) - time.time()
+        try:
+            if remaining > 0:
+                with engine_errors("waiting for the container"):
+                    self.engine.streams.wait(container["Id"], timeout=remaining)  # type: ignore[arg-type]
+                return
+        except NotFound:
+            return
+        except BackendUnavailable:
+            if float(container["Labels"][TIMEOUT_AT]) > time.time():
+                raise
+        self.engine.kill(container["Id"])
+
+    def find(self, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
+        label = [f"{MANAGED}=true"]
+        if run_id is not None:
+            label.append(f"{RUN_ID}={run_id}")
+        if idempotency_key is not None:
+            label.append(f"{KEY}={key_label(idempotency_key)}")
+        api = self.engine.api
+        with engine_errors("listing runs"):
+            containers = api.containers(
+                all=True, filters={"label": [*label, f"{ROLE}={ASYNC_ROLE}"]}
+            )
+            records = [self._record(api.inspect_container(item["Id"])) for item in containers]
+            if idempotency_key is None:
+                found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
+                records += [_stored(item["Labels"]) for item in found.get("Volumes") or []]
+        return sorted(records, key=lambda record: record.created_at)
+
+    def _record(self, inspected: dict[str, Any]) -> RunRecord:
+        labels = inspected["Config"]["Labels"]
+        state = inspected["State"]
+        record = RunRecord(
+            run_id=labels[RUN_ID],
+            state="running",
+            image=inspected["Config"]["Image"],
+            created_at=float(labels[CREATED]),
+            started_at=_timestamp(state.get("StartedAt")),
+            finished_at=_timestamp(state.get("FinishedAt")),
+        )
+        if state["Status"] == "created":
+            record.state = "pulling"
+        elif state["Status"] in ("exited", "dead"):
+            record.exit_code = state.get("ExitCode")
+            record.oom_killed = bool(state.get("OOMKilled"))
+            finished = record.finished_at or time.time()
+            record.timed_out = record.exit_code != 0 and finished >= float(labels[TIMEOUT_AT])
+            record.state = _finished_state(record)
+        return record
+
+    def output(self, run_id: str, *, follow: bool) -> OutputStream:
+        container = self._require(run_id)
+        client = self.engine.streams if follow else self.engine.api
+        url = f"{client.base_url}/v{client.api_version}/containers/{container['Id']}/logs"
+        params = {"stdout": 1, "stderr": 1, "follow": int(follow)}
+        with engine_errors("reading the run's output"):
+            response = client.get(url, params=params, stream=True)
+            try:
+                response.raise_for_status()
+            except requests.exceptions.HTTPError as exc:
+                response.close()
+                raise docker.errors.create_api_error_from_http_exception(exc) from exc
+        # docker-py knows where each transport keeps the socket (unix, tcp, tls, ssh)
+        return OutputStream(response, client._get_raw_response_socket(response))  # type: ignore[attr-defined]
+
+    def collect(self, run_id: str) -> Outcome:
+        """The finished run's result: the first `max_output` bytes of each stream, and its
+        `response: true` paths, read from the stopped container."""
+        container = self._require(run_id)
+        record = self._record(self.engine.api.inspect_container(container["Id"]))
+        spec = _stored_spec(run_id, container["Labels"])
+        stream = self.output(run_id, follow=False)
+        pairs = ((data, None) if kind == "stdout" else (None, data) for kind, data in stream)
+        captured: Captured = read_frames(pairs, spec, pairs.close)
+        return Outcome(
+            exit_code=record.exit_code,
+            stdout=bytes(captured.kept["stdout"]),
+            stderr=bytes(captured.kept["stderr"]),
+            stdout_truncated=captured.cut["stdout"],
+            stderr_truncated=captured.cut["stderr"],
+            timed_out=record.timed_out,
+            oom_killed=record.oom_killed,
+            returned=self.engine.content.returned(spec, container["Id"]),
+        )
+
+    def discard(self, run_id: str) -> None:
+        """Kill and remove the run's container and volume, if they are still there."""
+        container = self._container(run_id)
+        if container is not None:
+            self.engine.kill(container["Id"])
+        self.engine.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+
+    def mark(self, record: RunRecord) -> None:
+        """Keep a run's end where a restarted runner finds it, for the result's TTL."""
+        labels = {
+            MANAGED: "true",
+            RUN_ID: record.run_id,
+            INSTANCE: self.settings.instance_id,
+            ROLE: RECORD_ROLE,
+            DEADLINE: str(int(time.time() + self.settings.result_ttl_seconds)),
+            RECORD: json.dumps(vars(record)),
+        }
+        with engine_errors("recording the run's end"):
+            self.engine.api.create_volume(f"oneoff-{record.run_id}-record", labels=labels)
+
+    def expire(self) -> int:
+        """Kill runs past their timeout (nobody was watching them) and remove finished runs
+        past their TTL. Returns how many runs were removed."""
+        removed = 0
+        now = time.time()
+        with engine_errors("expiring async runs"):
+            found = self.engine.api.containers(
+                all=True, filters={"label": [f"{MANAGED}=true", f"{ROLE}={ASYNC_ROLE}"]}
+            )
+        for item in found:
+            labels = item["Labels"]
+            if item["State"] == "running" and float(labels[TIMEOUT_AT]) < now:
+                self.engine.kill(item["Id"])
+            elif item["State"] in ("exited", "dead"):
+                record = self._record(self.engine.api.inspect_container(item["Id"]))
+                if (record.finished_at or now) + float(labels[TTL]) <= now:
+                    self.discard(record.run_id)
+                    removed += 1
+        return removed
+
+    def _container(self, run_id: str) -> dict[str, Any] | None:
+        filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}
+        with engine_errors("finding the run's container"):
+            found = self.engine.api.containers(all=True, filters=filters)
+        return found[0] if found else None
+
+    def _require(self, run_id: str) -> dict[str, Any]:
+        container = self._container(run_id)
+        if container is None:
+            raise NotFound(
+                f"run {run_id!r} has no container: it was cancelled, failed to start, or its "
+                "result expired",
+                field="run_id",
+            )
+        return container
+
+
+def _finished_state(record: RunRecord) -> str:
+    if record.timed_out:
+        return "timeout"
+    return "succeeded" if record.exit_code == 0 else "failed"
+
+
+def _stored(labels: dict[str, str]) -> RunRecord:
+    return RunRecord(**json.loads(labels[RECORD]))
+
+
+def _stored_spec(run_id: str, labels: dict[str, str]) -> RunSpec:
+    """What collecting needs of the original request, as its labels kept it."""
+    output = json.loads(labels[OUTPUT])
+    mounts = [
+        MountSpec(key=key, path=path, read_only=False, kind=kind, response=True)
+        for key, path, kind in output["response"]
+    ]
+    return RunSpec.stored(run_id, mounts, output["max_output"], output["max_response"])
+
+
+def _timestamp(value: str | None) -> float | None:
+    """The engine's RFC 3339 time (nanoseconds, 'Z'), or None for its zero time."""
+    if not value or value.startswith("0001-"):
+        return None
+    head, _, fraction = value.rstrip("Z").partition(".")
+    seconds = datetime.fromisoformat(head + "+00:00").timestamp()
+    return seconds + float(f"0.{fraction or 0}")

@@ -1,0 +1,388 @@
+"""Async runs: started by one request, followed, collected or cancelled by later ones.
+
+The backend keeps each run's state (`Backend.launch` and friends), so a restarted runner, or
+another replica on the same engine or cluster, answers for it. Only a run's life before its
+container exists is kept here, in memory: waiting for a slot (`queued`), then pulling and
+preparing (`pulling`), with the phase and pull-progress events its log subscribers replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from backends.base import OutputStream
+from runner.errors import NotFound, RunnerError
+from runner.models import RunRequest, RunResult
+from runner.policy import build_run_spec
+from runner.run_status import FINISHED_STATES, RunList, RunLogs, RunState, RunStatus
+from runner.spec import RunRecord, RunSpec
+
+if TYPE_CHECKING:
+    from runner.service import RunnerService, Ticket
+
+log = logging.getLogger("oneoff_runner.runs")
+
+
+@dataclass
+class Pending:
+    """A run whose container does not exist yet."""
+
+    spec: RunSpec
+    image: str
+    created_at: float
+    key: str | None
+    ticket: Ticket
+    state: str = "queued"
+    cancelled: bool = False
+    events: list[tuple[str, str]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def add(self, kind: str, text: str) -> None:
+        self.events.append((kind, text))
+        self._notify()
+
+    def move(self, state: str) -> None:
+        self.state = state
+        self._notify()
+
+    def _notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def record(self, state: str, error: str | None = None) -> RunRecord:
+        return RunRecord(
+            run_id=self.spec.run_id,
+            state=state,
+            image=self.image,
+            created_at=self.created_at,
+            finished_at=time.time(),
+            error=error,
+        )
+
+
+class AsyncRuns:
+    def __init__(self, service: RunnerService) -> None:
+        self.service = service
+        self.backend = service.backend
+        self._pending: dict[str, Pending] = {}
+        self._keys: dict[str, str] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    async def resume(self) -> None:
+        """Watch the runs a previous life of the runner (or another replica) left running, so
+        their timeouts hold."""
+        for record in await self._find(None):
+            if record.state == "running":
+                self._spawn(self._watch(record.run_id))
+
+    async def stop(self) -> None:
+        """Leave running runs running (their state is in the backend); runs not yet started
+        end as failed, with a message saying to start them again."""
+        for pending in list(self._pending.values()):
+            pending.spec.cancelled.set()
+            if pending.task is not None:
+                pending.task.cancel()
+            record = pending.record(
+                "failed", "the runner shut down before the run started; start it again"
+            )
+            await self._record_quietly(record)
+        for task in list(self._watchers):
+            task.cancel()
+
+    # ---- start ----------------------------------------------------------------------------
+
+    async def start(self, request: RunRequest, idempotency_key: str | None) -> RunStatus:
+        if idempotency_key is not None:
+            existing = await self._by_key(idempotency_key)
+            if existing is not None:
+                return existing
+        ticket = self.service.admission.reserve()
+        run_id = uuid.uuid4().hex[:16]
+        try:
+            spec = await self._call(build_run_spec, request, self.service.settings, run_id)
+        except BaseException:
+            ticket.release()
+            raise
+        pending = Pending(spec, request.image, time.time(), idempotency_key, ticket)
+        spec.on_event = _threadsafe(pending.add)
+        self._pending[run_id] = pending
+        if idempotency_key is not None:
+            self._keys[idempotency_key] = run_id
+        pending.task = self._spawn(self._run(pending))
+        pending.task.add_done_callback(lambda _: ticket.release())
+        log.info("run %s accepted: image=%s", run_id, request.image, extra={"run_id": run_id})
+        return _pending_status(pending)
+
+    async def _by_key(self, key: str) -> RunStatus | None:
+        run_id = self._keys.get(key)
+        if run_id is not None and run_id in self._pending:
+            return _pending_status(self._pending[run_id])
+        found = await self._call(lambda: self.backend.find_runs(run_id=None, idempotency_key=key))
+        return await self.status(found[-1].run_id) if found else None
+
+    async def _run(self, pending: Pending) -> None:
+        spec = pending.spec
+        try:
+            async with self.service.admission.slot(pending.ticket):
+                pending.move("pulling")
+                await self._call(self.backend.launch, spec, pending.key)
+                self._forget(pending)
+                if pending.cancelled:
+                    await self._call(self.backend.discard_run, spec.run_id)
+                    return
+                await self._watch(spec.run_id)
+        except RunnerError as exc:
+            if not pending.cancelled:
+                log.info("run %s failed to start: %s", spec.run_id, exc.message)
+                await self._record_quietly(pending.record("failed", exc.message))
+        finally:
+            self._forget(pending)
+
+    async def _watch(self, run_id: str) -> None:
+        try:
+            await self._call(self.backend.wait_run, run_id)
+        except RunnerError as exc:
+            log.warning(
+                "run %s: watching failed (the reaper enforces its timeout): %s", run_id, exc.message
+            )
+            return
+        log.info("run %s finished", run_id, extra={"run_id": run_id})
+
+    def _forget(self, pending: Pending) -> None:
+        if self._pending.pop(pending.spec.run_id, None) is not None:
+            pending.move("running")
+        if pending.key is not None:
+            self._keys.pop(pending.key, None)
+
+    # ---- answer ---------------------------------------------------------------------------
+
+    async def status(self, run_id: str, *, with_result: bool = True) -> RunStatus:
+        pending = self._pending.get(run_id)
+        if pending is not None:
+            return _pending_status(pending)
+        record = await self._record(run_id)
+        result = None
+        if with_result and record.state in FINISHED_STATES and record.state != "cancelled":
+            if record.error is None:
+                outcome = await self._call(self.backend.collect_run, run_id)
+                elapsed = (record.finished_at or time.time()) - record.created_at
+                result = outcome.result(run_id, elapsed)
+        return _status(record, result)
+
+    async def list_runs(self, state: str | None, image: str | None, limit: int) -> RunList:
+        statuses = [_pending_status(pending) for pending in self._pending.values()]
+        statuses += [_status(record, None) for record in await self._find(None)]
+        chosen = [
+            item
+            for item in statuses
+            if (state is None or item.state == state) and (image is None or item.image == image)
+        ]
+        chosen.sort(key=lambda item: item.created_at, reverse=True)
+        return RunList(runs=chosen[:limit])
+
+    async def cancel(self, run_id: str) -> RunStatus:
+        pending = self._pending.get(run_id)
+        if pending is not None:
+            pending.cancelled = True
+            pending.spec.cancelled.set()
+            if pending.state == "queued" and pending.task is not None:
+                pending.task.cancel()
+            record = pending.record("cancelled")
+        else:
+            record = await self._record(run_id)
+            if record.state in FINISHED_STATES:
+                return await self.status(run_id)
+            await self._call(self.backend.discard_run, run_id)
+            record.state, record.finished_at = "cancelled", time.time()
+        await self._call(self.backend.record_run, record)
+        if pending is not None:
+            self._forget(pending)
+        log.info("run %s cancelled", run_id, extra={"run_id": run_id})
+        return _status(record, None)
+
+    async def output(self, run_id: str, stdout_offset: int, stderr_offset: int) -> RunLogs:
+        """Output after the given byte offsets, at most `max_output_bytes` of each stream."""
+        status = await self.status(run_id, with_result=False)
+        kept = {"stdout": b"", "stderr": b""}
+        if status.state not in ("queued", "pulling"):
+            with contextlib.suppress(NotFound):
+                kept = await self._call(_read_all, self.backend, run_id)
+        cap = self.service.settings.max_output_bytes
+        out = kept["stdout"][stdout_offset : stdout_offset + cap]
+        err = kept["stderr"][stderr_offset : stderr_offset + cap]
+        return RunLogs(
+            run_id=run_id,
+            state=status.state,
+            stdout=out.decode("utf-8", "replace"),
+            stderr=err.decode("utf-8", "replace"),
+            stdout_offset=stdout_offset + len(out),
+            stderr_offset=stderr_offset + len(err),
+            finished=status.finished,
+        )
+
+    async def events(self, run_id: str) -> AsyncIterator[tuple[str, str]]:
+        """(kind, text): phase and pull events while it starts (from this replica), its output
+        from the first byte as it arrives, then ("exit", the final status as JSON)."""
+        pending = self._pending.get(run_id)
+        if pending is not None:
+            async for event in _replay(pending):
+                yield event
+        with contextlib.suppress(NotFound):
+            stream = await self._call(lambda: self.backend.run_output(run_id, follow=True))
+            async for event in _follow(stream):
+                yield event
+        with contextlib.suppress(RunnerError):
+            await self._call(self.backend.wait_run, run_id)
+        yield "exit", (await self.status(run_id)).model_dump_json()
+
+    async def require(self, run_id: str) -> None:
+        """Raise NotFound now (before a stream starts) for a run nobody knows."""
+        if run_id not in self._pending:
+            await self._record(run_id)
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    async def _record(self, run_id: str) -> RunRecord:
+        found = await self._find(run_id)
+        if not found:
+            ttl = self.service.settings.result_ttl_seconds
+            raise NotFound(
+                f"run_id: no run {run_id!r}: it never existed here, or it finished more than "
+                f"result_ttl_seconds ({ttl:g}) ago and was removed",
+                field="run_id",
+            )
+        return found[-1]
+
+    async def _find(self, run_id: str | None) -> list[RunRecord]:
+        found: list[RunRecord] = await self._call(
+            lambda: self.backend.find_runs(run_id=run_id, idempotency_key=None)
+        )
+        return found
+
+    async def _record_quietly(self, record: RunRecord) -> None:
+        try:
+            await self._call(self.backend.record_run, record)
+        except RunnerError as exc:
+            log.warning("run %s: its end could not be recorded: %s", record.run_id, exc.message)
+
+    def _spawn(self, work: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+        return task
+
+    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await self.service.call(function, *args)
+
+
+async def _replay(pending: Pending) -> AsyncIterator[tuple[str, str]]:
+    seen = 0
+    while True:
+        changed = pending.changed
+        for event in pending.events[seen:]:
+            yield event
+        seen = len(pending.events)
+        if pending.state not in ("queued", "pulling") or pending.cancelled:
+            return
+        await changed.wait()
+
+
+async def _follow(stream: OutputStream) -> AsyncIterator[tuple[str, str]]:
+    """The stream read in its own thread (not the shared pool: a follower lasts as long as its
+    run), decoded, consecutive chunks of one stream joined into one event."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for item in stream:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=pump, name="oneoff-follow", daemon=True).start()
+    decoders = {name: codecs.getincrementaldecoder("utf-8")("replace") for name in STREAMS}
+    try:
+        ended = False
+        while not ended and (item := await queue.get()) is not None:
+            batch = [item]
+            while not queue.empty():
+                following = queue.get_nowait()
+                if following is None:
+                    ended = True
+                    break
+                batch.append(following)
+            for kind, data in _joined(batch):
+                if text := decoders[kind].decode(data):
+                    yield kind, text
+    finally:
+        stream.stop()
+
+
+def _joined(batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Consecutive chunks of one stream as one: a program printing short lines must not become
+    one event per line."""
+    joined: list[tuple[str, bytes]] = []
+    for kind, data in batch:
+        if joined and joined[-1][0] == kind:
+            joined[-1] = (kind, joined[-1][1] + data)
+        else:
+            joined.append((kind, data))
+    return joined
+
+
+STREAMS = ("stdout", "stderr")
+
+
+def _read_all(backend: Any, run_id: str) -> dict[str, bytes]:
+    kept = {name: bytearray() for name in STREAMS}
+    for kind, data in backend.run_output(run_id, follow=False):
+        kept[kind] += data
+    return {name: bytes(value) for name, value in kept.items()}
+
+
+def _threadsafe(listener: Callable[[str, str], None]) -> Callable[[str, str], None]:
+    loop = asyncio.get_running_loop()
+
+    def sink(kind: str, text: str) -> None:
+        loop.call_soon_threadsafe(listener, kind, text)
+
+    return sink
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _pending_status(pending: Pending) -> RunStatus:
+    state: RunState = "cancelled" if pending.cancelled else pending.state  # type: ignore[assignment]
+    return RunStatus(
+        run_id=pending.spec.run_id,
+        state=state,
+        image=pending.image,
+        created_at=datetime.fromtimestamp(pending.created_at, UTC),
+    )
+
+
+def _status(record: RunRecord, result: RunResult | None) -> RunStatus:
+    return RunStatus(
+        run_id=record.run_id,
+        state=record.state,
+        image=record.image,
+        created_at=datetime.fromtimestamp(record.created_at, UTC),
+        started_at=_time(record.started_at),
+        finished_at=_time(record.finished_at),
+        error=record.error,
+        result=result,
+    )

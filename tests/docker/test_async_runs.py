@@ -1,0 +1,216 @@
+"""Async runs on the real engine: started by one request, followed, cancelled, collected by later
+ones, also after the runner restarts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+
+import docker
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from api_app import create_app
+from backends.base import RUN_ID
+from backends.docker_engine import DockerBackend
+from tests.conftest import managed_objects, serving
+from tests.helpers import TEST_IMAGE, run_body
+
+COUNTDOWN = "for i in $(seq 1 12); do echo line $i; sleep 0.25; done; echo done >&2"
+
+Server = Callable[..., contextlib.AbstractContextManager[httpx.Client]]
+
+
+@pytest.fixture
+def instance(engine: docker.DockerClient) -> Iterator[str]:
+    """An instance id of its own; whatever its runs keep is removed after the test."""
+    instance_id = f"test-async-{uuid.uuid4().hex[:8]}"
+    yield instance_id
+    for container in engine.containers.list(
+        all=True, filters={"label": f"oneoff-runner.instance={instance_id}"}
+    ):
+        container.remove(force=True, v=True)
+    for volume in engine.volumes.list(filters={"label": f"oneoff-runner.instance={instance_id}"}):
+        volume.remove(force=True)
+
+
+@pytest.fixture
+def server(instance: str, make_settings) -> Server:  # type: ignore[no-untyped-def]
+    """`with server(**settings) as client:` a runner served by uvicorn, stopped on exit."""
+
+    @contextlib.contextmanager
+    def serve(**overrides: object) -> Iterator[httpx.Client]:
+        app = create_app(make_settings(instance_id=instance, **overrides))
+        with serving(app) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            yield client
+
+    return serve
+
+
+def events(client: httpx.Client, run_id: str) -> Iterator[tuple[str, str]]:
+    with connect_sse(client, "GET", f"/runs/{run_id}/logs", timeout=60) as source:
+        assert source.response.status_code == 200
+        for event in source.iter_sse():
+            yield event.event, event.data
+
+
+def follow_to_exit(client: httpx.Client, run_id: str) -> tuple[list[tuple[str, str]], dict]:  # type: ignore[type-arg]
+    seen = list(events(client, run_id))
+    kind, data = seen[-1]
+    assert kind == "exit"
+    return seen[:-1], json.loads(data)
+
+
+def output_of(seen: list[tuple[str, str]], stream: str) -> str:
+    return "".join(json.loads(data) for kind, data in seen if kind == stream)
+
+
+def start(client: httpx.Client, *command: str, **fields: object) -> str:
+    response = client.post("/runs", json=run_body(*command, **fields))
+    assert response.status_code == 202, response.text
+    return str(response.json()["run_id"])
+
+
+def test_start_answers_202_with_urls_and_the_status_holds_the_result(server: Server) -> None:
+    with server() as client:
+        response = client.post("/runs", json=run_body("sh", "-c", "echo out; echo err >&2"))
+        assert response.status_code == 202
+        accepted = response.json()
+        run_id = accepted["run_id"]
+        assert accepted["status_url"].endswith(f"/runs/{run_id}")
+        assert accepted["logs_url"].endswith(f"/runs/{run_id}/logs")
+        assert response.headers["location"] == accepted["status_url"]
+        follow_to_exit(client, run_id)
+        status = client.get(accepted["status_url"]).json()
+    assert status["state"] == "succeeded"
+    assert status["started_at"] and status["finished_at"]
+    assert (status["result"]["stdout"], status["result"]["stderr"]) == ("out\n", "err\n")
+    assert status["result"]["exit_code"] == 0
+
+
+def test_a_late_subscriber_receives_every_line_in_order(server: Server) -> None:
+    with server() as client:
+        run_id = start(client, "sh", "-c", COUNTDOWN)
+        wait_for_output(client, run_id, "line 3")
+        late, status = follow_to_exit(client, run_id)
+    expected = "".join(f"line {i}\n" for i in range(1, 13))
+    assert output_of(late, "stdout") == expected
+    assert output_of(late, "stderr") == "done\n"
+    assert status["state"] == "succeeded"
+    assert status["result"]["stdout"] == expected
+
+
+def test_cancel_kills_the_run_and_removes_its_container(
+    server: Server, engine: docker.DockerClient
+) -> None:
+    with server() as client:
+        run_id = start(client, "sh", "-c", "echo ready; sleep 300")
+        wait_for_output(client, run_id, "ready")
+        cancelled = client.delete(f"/runs/{run_id}")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["state"] == "cancelled"
+        assert engine.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
+        assert client.get(f"/runs/{run_id}").json()["state"] == "cancelled"
+
+
+def wait_for_output(client: httpx.Client, run_id: str, text: str) -> None:
+    for kind, data in events(client, run_id):
+        if kind == "stdout" and text in json.loads(data):
+            return
+    raise AssertionError(f"the run ended without printing {text!r}")
+
+
+def test_a_restarted_runner_answers_for_a_run_started_before(server: Server) -> None:
+    with server() as client:
+        run_id = start(client, "sh", "-c", COUNTDOWN)
+        wait_for_output(client, run_id, "line 1")
+    with server() as client:
+        seen, status = follow_to_exit(client, run_id)
+    assert status["state"] == "succeeded"
+    assert status["result"]["stdout"].endswith("line 12\n")
+    assert output_of(seen, "stdout") == status["result"]["stdout"]
+
+
+def test_a_restarted_runner_still_enforces_the_timeout(server: Server) -> None:
+    with server() as client:
+        run_id = start(client, "sh", "-c", "echo started; sleep 300", timeout_seconds=2)
+        wait_for_output(client, run_id, "started")
+    with server() as client:
+        _, status = follow_to_exit(client, run_id)
+    assert status["state"] == "timeout"
+    assert status["result"]["timed_out"] is True
+
+
+def test_a_repeated_idempotency_key_returns_the_same_run(server: Server) -> None:
+    key = {"Idempotency-Key": f"build-{uuid.uuid4()}"}
+    body = run_body("echo", "once")
+    with server() as client:
+        first = client.post("/runs", json=body, headers=key).json()["run_id"]
+        again = client.post("/runs", json=body, headers=key).json()["run_id"]
+        follow_to_exit(client, first)
+    with server() as client:
+        after_restart = client.post("/runs", json=body, headers=key).json()["run_id"]
+        other = client.post("/runs", json=body).json()["run_id"]
+        follow_to_exit(client, other)
+    assert first == again == after_restart
+    assert other != first
+
+
+def test_a_finished_run_is_removed_after_its_ttl(
+    server: Server, engine: docker.DockerClient, instance: str, make_settings
+) -> None:
+    settings = make_settings(instance_id=instance, result_ttl_seconds=0)
+    with server(result_ttl_seconds=0) as client:
+        run_id = start(client, "echo", "hi")
+        follow_to_exit(client, run_id)
+        reaper = DockerBackend(settings)  # what any runner's periodic reaper does
+        try:
+            assert reaper.reap_orphans(startup=False) >= 1
+        finally:
+            reaper.close()
+        response = client.get(f"/runs/{run_id}")
+    assert response.status_code == 404
+    assert "result_ttl_seconds" in response.json()["message"]
+    assert managed_objects(engine, instance) == []
+
+
+def test_a_run_that_times_out_ends_in_state_timeout(server: Server) -> None:
+    with server() as client:
+        run_id = start(client, "sh", "-c", "echo started; sleep 300", timeout_seconds=1)
+        _, status = follow_to_exit(client, run_id)
+    assert status["state"] == "timeout"
+    assert status["result"]["stdout"] == "started\n"
+
+
+def test_a_run_whose_image_is_missing_fails_with_the_reason(server: Server) -> None:
+    with server() as client:
+        run_id = start(client, "true", image="oneoff-test/not-there:1", pull_policy="never")
+        _, status = follow_to_exit(client, run_id)
+    assert status["state"] == "failed"
+    assert "not-there" in status["error"]
+    assert status["result"] is None
+
+
+def test_files_come_back_from_an_async_run(server: Server) -> None:
+    body = run_body("sh", "-c", "echo made > /out/result.txt")
+    body["volumes"] = {"/out": {"type": "directory", "response": True}}
+    with server() as client:
+        run_id = client.post("/runs", json=body).json()["run_id"]
+        _, status = follow_to_exit(client, run_id)
+    assert status["state"] == "succeeded"
+    assert status["result"]["volumes"]["/out"]["type"] == "directory"
+
+
+def test_runs_are_listed_with_filters(server: Server) -> None:
+    with server() as client:
+        done = start(client, "true")
+        failed = start(client, "false")
+        follow_to_exit(client, done)
+        follow_to_exit(client, failed)
+        succeeded = client.get("/runs", params={"state": "succeeded"}).json()["runs"]
+        everything = client.get("/runs", params={"image": TEST_IMAGE}).json()["runs"]
+    assert [run["run_id"] for run in succeeded] == [done]
+    assert {run["run_id"] for run in everything} == {done, failed}
