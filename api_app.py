@@ -197,12 +197,14 @@ async def get_run(run_id: RunId, service: Service) -> Response:
     summary="Follow a run's output (Server-Sent Events)",
 )
 async def run_logs(
-    run_id: Annotated[str, Depends(known_run)], service: Service
+    run_id: Annotated[str, Depends(known_run)],
+    service: Service,
+    follow: Annotated[bool, Query(description="false: the output so far, then exit.")] = True,
 ) -> AsyncIterator[ServerSentEvent]:
     """Events `stdout` and `stderr` (data: a JSON string) from the run's first byte, so a late
     subscriber misses nothing; `phase` and `pull` (layer progress) while it starts; then one
     `exit` event whose data is the final state with the result, as GET /runs/{id} gives it."""
-    async for kind, text in service.runs.events(run_id):
+    async for kind, text in service.runs.events(run_id, follow=follow):
         if kind in ("exit", "pull"):
             yield ServerSentEvent(event=kind, raw_data=text)
         else:

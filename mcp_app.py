@@ -45,6 +45,7 @@ from runner.models import (
     RunRequest,
     RunResult,
 )
+from runner.run_status import RunLogs, RunStatus
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
 
@@ -61,7 +62,8 @@ LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"
 MAX_TEXT_OUTPUT = 64 * 1024
 
 INSTRUCTIONS = """Runs one-off containers: call run_container with an image and a command to execute
-code in isolation and get its exit code and output back. Files go in and out as base64 in
+code in isolation and get its exit code and output back. For long runs, start_run returns at
+once; get_run_logs, get_run and cancel_run follow it. Files go in and out as base64 in
 `volumes`; create_volume keeps files between runs; docker_health, list_containers and
 list_images inspect the engine."""
 
@@ -104,6 +106,44 @@ them), optionally filtered by reference.
 
 Example: {"reference": "python"}
 """
+
+
+START_RUN = """Start a long run and return at once with its run_id; the run goes on without you.
+
+Use it instead of run_container for builds, test suites or anything that may outlast a tool
+call. Same arguments as run_container. Then call get_run_logs to read output as it comes,
+get_run for the state and, once finished, the full result, and cancel_run to stop it.
+
+Example: {"image": "python:3.12-slim", "command": ["python", "-m", "pytest"]}
+"""
+
+GET_RUN = """State of a run started with start_run (queued, pulling, running, succeeded, failed,
+timeout, cancelled) and, once finished, the same result run_container returns.
+
+Example: {"run_id": "3f9c0a1b2c3d4e5f"}
+"""
+
+GET_RUN_LOGS = """Output of a run so far. Pass back the offsets of the previous answer to get only
+newer output; `finished` says no more will come.
+
+Example: {"run_id": "3f9c0a1b2c3d4e5f", "stdout_offset": 0, "stderr_offset": 0}
+"""
+
+CANCEL_RUN = """Cancel a run: its container is killed and removed, its state becomes cancelled.
+
+Example: {"run_id": "3f9c0a1b2c3d4e5f"}
+"""
+
+RunIdArgument = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$", description="From start_run.")]
+Offset = Annotated[int, Field(ge=0, description="Bytes already read, from the last answer.")]
+
+
+def status_summary(status: RunStatus) -> str:
+    """The state first; the result's summary once there is one."""
+    line = f"run {status.run_id}: {status.state}"
+    if status.error:
+        line += f": {status.error}"
+    return line if status.result is None else f"{line}\n{run_summary(status.result)}"
 
 
 def _fields_as_parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
@@ -220,7 +260,7 @@ class RunProgress:
                 if kind == "phase":
                     self.step += 1
                     await self.ctx.report_progress(self.step, message=text)
-                else:
+                elif kind in ("stdout", "stderr"):
                     await self.ctx.log("info", text, logger_name=kind)
 
 
@@ -241,7 +281,14 @@ def build_server(service: Callable[[], RunnerService]) -> MCPServer:
         result = await service().create_volume(request)
         return _structured(result, result.detail)
 
+    async def start_run(request: RunRequest, ctx: Context) -> CallToolResult:
+        status = await service().runs.start(request, None)
+        return _structured(status, f"{status_summary(status)}; follow it with get_run_logs")
+
     model_tools = [
+        Tool.from_function(
+            _model_tool(RunRequest, RunStatus, start_run), name="start_run", description=START_RUN
+        ),
         Tool.from_function(
             _model_tool(RunRequest, RunResult, run_container),
             name="run_container",
@@ -260,6 +307,35 @@ def build_server(service: Callable[[], RunnerService]) -> MCPServer:
         log_level="WARNING",
         tools=[_closed(tool) for tool in model_tools],
     )
+
+    @server.tool(description=GET_RUN)
+    async def get_run(run_id: RunIdArgument) -> Annotated[CallToolResult, RunStatus]:
+        try:
+            status = await service().runs.status(run_id)
+        except RunnerError as exc:
+            return _error(exc)
+        return _structured(status, status_summary(status))
+
+    @server.tool(description=GET_RUN_LOGS)
+    async def get_run_logs(
+        run_id: RunIdArgument, stdout_offset: Offset = 0, stderr_offset: Offset = 0
+    ) -> Annotated[CallToolResult, RunLogs]:
+        try:
+            logs = await service().runs.output(run_id, stdout_offset, stderr_offset)
+        except RunnerError as exc:
+            return _error(exc)
+        text = f"run {run_id}: {logs.state}\n{logs.stdout}"
+        if logs.stderr:
+            text += f"\n--- stderr ---\n{logs.stderr}"
+        return _structured(logs, text)
+
+    @server.tool(description=CANCEL_RUN)
+    async def cancel_run(run_id: RunIdArgument) -> Annotated[CallToolResult, RunStatus]:
+        try:
+            status = await service().runs.cancel(run_id)
+        except RunnerError as exc:
+            return _error(exc)
+        return _structured(status, status_summary(status))
 
     @server.tool(description=DOCKER_HEALTH)
     async def docker_health() -> Annotated[CallToolResult, Health]:

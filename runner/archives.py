@@ -19,6 +19,7 @@ import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import pybase64
@@ -246,3 +247,23 @@ def directory_tar_gz_from_stream(reader: io.RawIOBase, dirname: str) -> bytes:
     ):
         _repack(source, target, dirname)
     return out.getvalue()
+
+
+def pack_directory(path: Path) -> bytes:
+    """A local directory as tar.gz with names relative to it: `directory` content for a run."""
+    out = io.BytesIO()
+    with (
+        igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as packed,
+        tarfile.open(fileobj=packed, mode="w|") as target,
+    ):
+        for child in sorted(path.iterdir()):
+            target.add(child, arcname=child.name)
+    return out.getvalue()
+
+
+def unpack_directory(data: bytes, target: Path) -> None:
+    """Unpack a returned directory locally; tarfile's `data` filter refuses absolute names,
+    `..`, links out of `target` and device files."""
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=_gunzip(data), mode="r|") as archive:
+        archive.extractall(target, filter="data")

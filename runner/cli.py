@@ -1,4 +1,5 @@
-"""The `oneoff-runner` command: `serve` (REST and MCP), `mcp` (MCP alone, HTTP or stdio)."""
+"""The `oneoff-runner` command: `serve` (REST and MCP), `mcp` (MCP alone, HTTP or stdio), and
+the client commands `run`, `runs`, `logs`, `cancel` (`runner.console`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import uvicorn
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp
 
+from runner import console
 from runner.settings import Settings, get_settings
 
 log = logging.getLogger("oneoff_runner")
@@ -36,7 +38,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve.add_argument("--port", type=int, help="REST port (default: RUNNER_PORT, 8000)")
     for command in (serve, mcp):
         command.add_argument("--mcp-port", type=int, help="MCP port (default: RUNNER_MCP_PORT)")
+    console.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command not in ("serve", "mcp"):
+        _configure_logging(get_settings(), "warning")
+        sys.exit(console.main(args))
     settings = get_settings()
     _configure_logging(settings, args.log_level)
     overrides = {

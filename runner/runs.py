@@ -231,19 +231,22 @@ class AsyncRuns:
             finished=status.finished,
         )
 
-    async def events(self, run_id: str) -> AsyncIterator[tuple[str, str]]:
+    async def events(self, run_id: str, *, follow: bool = True) -> AsyncIterator[tuple[str, str]]:
         """(kind, text): phase and pull events while it starts (from this replica), its output
-        from the first byte as it arrives, then ("exit", the final status as JSON)."""
+        from the first byte as it arrives, then ("exit", the status as JSON). Without `follow`,
+        the output so far and the status now."""
         pending = self._pending.get(run_id)
-        if pending is not None:
+        if pending is not None and follow:
             async for event in _replay(pending):
                 yield event
-        with contextlib.suppress(NotFound):
-            stream = await self._call(lambda: self.backend.run_output(run_id, follow=True))
-            async for event in _follow(stream):
-                yield event
-        with contextlib.suppress(RunnerError):
-            await self._call(self.backend.wait_run, run_id)
+        if pending is None or follow:
+            with contextlib.suppress(NotFound):
+                stream = await self._call(lambda: self.backend.run_output(run_id, follow=follow))
+                async for event in _follow(stream):
+                    yield event
+        if follow:
+            with contextlib.suppress(RunnerError):
+                await self._call(self.backend.wait_run, run_id)
         yield "exit", (await self.status(run_id)).model_dump_json()
 
     async def require(self, run_id: str) -> None:

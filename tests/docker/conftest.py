@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
 
 import docker
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
+from tests.conftest import serving
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +45,32 @@ def app_client(engine: docker.DockerClient, make_settings):  # type: ignore[no-u
     yield make
     for test_client in clients:
         test_client.__exit__(None, None, None)
+
+
+Server = Callable[..., contextlib.AbstractContextManager[httpx.Client]]
+
+
+@pytest.fixture
+def instance(engine: docker.DockerClient) -> Iterator[str]:
+    """An instance id of its own; whatever its runs keep is removed after the test."""
+    instance_id = f"test-async-{uuid.uuid4().hex[:8]}"
+    yield instance_id
+    for container in engine.containers.list(
+        all=True, filters={"label": f"oneoff-runner.instance={instance_id}"}
+    ):
+        container.remove(force=True, v=True)
+    for volume in engine.volumes.list(filters={"label": f"oneoff-runner.instance={instance_id}"}):
+        volume.remove(force=True)
+
+
+@pytest.fixture
+def server(instance: str, make_settings) -> Server:  # type: ignore[no-untyped-def]
+    """`with server(**settings) as client:` a runner served by uvicorn, stopped on exit."""
+
+    @contextlib.contextmanager
+    def serve(**overrides: object) -> Iterator[httpx.Client]:
+        app = create_app(make_settings(instance_id=instance, **overrides))
+        with serving(app) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            yield client
+
+    return serve

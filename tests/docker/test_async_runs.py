@@ -3,51 +3,21 @@ ones, also after the runner restarts."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import docker
 import httpx
-import pytest
 from httpx_sse import connect_sse
 
-from api_app import create_app
 from backends.base import RUN_ID
 from backends.docker_engine import DockerBackend
-from tests.conftest import managed_objects, serving
+from tests.conftest import managed_objects
+from tests.docker.conftest import Server
 from tests.helpers import TEST_IMAGE, run_body
 
 COUNTDOWN = "for i in $(seq 1 12); do echo line $i; sleep 0.25; done; echo done >&2"
-
-Server = Callable[..., contextlib.AbstractContextManager[httpx.Client]]
-
-
-@pytest.fixture
-def instance(engine: docker.DockerClient) -> Iterator[str]:
-    """An instance id of its own; whatever its runs keep is removed after the test."""
-    instance_id = f"test-async-{uuid.uuid4().hex[:8]}"
-    yield instance_id
-    for container in engine.containers.list(
-        all=True, filters={"label": f"oneoff-runner.instance={instance_id}"}
-    ):
-        container.remove(force=True, v=True)
-    for volume in engine.volumes.list(filters={"label": f"oneoff-runner.instance={instance_id}"}):
-        volume.remove(force=True)
-
-
-@pytest.fixture
-def server(instance: str, make_settings) -> Server:  # type: ignore[no-untyped-def]
-    """`with server(**settings) as client:` a runner served by uvicorn, stopped on exit."""
-
-    @contextlib.contextmanager
-    def serve(**overrides: object) -> Iterator[httpx.Client]:
-        app = create_app(make_settings(instance_id=instance, **overrides))
-        with serving(app) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            yield client
-
-    return serve
 
 
 def events(client: httpx.Client, run_id: str) -> Iterator[tuple[str, str]]:

@@ -13,7 +13,17 @@ from tests.helpers import TEST_IMAGE, b64, run_body, untar_gz
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"run_container", "create_volume", "docker_health", "list_containers", "list_images"}
+TOOLS = {
+    "run_container",
+    "create_volume",
+    "docker_health",
+    "list_containers",
+    "list_images",
+    "start_run",
+    "get_run",
+    "get_run_logs",
+    "cancel_run",
+}
 
 
 async def tools_by_name(client: Client) -> dict:

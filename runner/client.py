@@ -1,0 +1,168 @@
+"""Where the command line's runs happen: a runner's REST API (`--server`), or this machine's
+engine through the same service the server uses.
+
+Both give a run as one stream of events, (kind, text): "phase", "pull" (layer progress, JSON),
+"stdout", "stderr", then "exit" with the final state as JSON, as `GET /runs/{id}/logs` sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from runner.errors import RunnerError
+from runner.models import RunRequest
+from runner.service import RunnerService
+from runner.settings import Settings
+
+Event = tuple[str, str]
+TEXT_EVENTS = ("stdout", "stderr", "phase")
+
+
+class ClientError(Exception):
+    """The run could not happen: the message says why (the runner's own message when it sent
+    one)."""
+
+
+class Runs(Protocol):
+    def run(self, body: dict[str, Any]) -> AsyncIterator[Event]: ...
+
+    def events(self, run_id: str, *, follow: bool) -> AsyncIterator[Event]: ...
+
+    async def list(self, state: str | None) -> list[dict[str, Any]]: ...
+
+    async def cancel(self, run_id: str) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class RemoteRuns:
+    """A runner's REST API. A run is started with POST /runs, so it outlives this process."""
+
+    def __init__(self, server: str, token: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        timeout = httpx.Timeout(60, read=None)  # a followed run may be quiet for hours
+        self.http = httpx.AsyncClient(base_url=server, headers=headers, timeout=timeout)
+        self.started: str | None = None
+
+    async def run(self, body: dict[str, Any]) -> AsyncIterator[Event]:
+        response = await self._send("POST", "/runs", json=body)
+        self.started = response["run_id"]
+        async for event in self.events(response["run_id"], follow=True):
+            yield event
+
+    async def events(self, run_id: str, *, follow: bool) -> AsyncIterator[Event]:
+        url = f"/runs/{run_id}/logs"
+        async with aconnect_sse(self.http, "GET", url, params={"follow": follow}) as source:
+            if source.response.status_code != 200:
+                await source.response.aread()
+                raise ClientError(_message(source.response))
+            async for sse in source.aiter_sse():
+                data = json.loads(sse.data) if sse.event in TEXT_EVENTS else sse.data
+                yield sse.event, data
+
+    async def list(self, state: str | None) -> list[dict[str, Any]]:
+        params = {"state": state} if state else {}
+        runs: list[dict[str, Any]] = (await self._send("GET", "/runs", params=params))["runs"]
+        return runs
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        return await self._send("DELETE", f"/runs/{run_id}")
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def _send(self, method: str, url: str, **options: Any) -> dict[str, Any]:
+        try:
+            response = await self.http.request(method, url, **options)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the runner at {self.http.base_url}: {exc}") from exc
+        if response.is_error:
+            raise ClientError(_message(response))
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
+class LocalRuns:
+    """This machine's engine, through the service the server uses. `run` is a plain run: its
+    container goes when the run ends or this process is interrupted."""
+
+    def __init__(self, settings: Settings) -> None:
+        from backends import get_backend
+
+        # its own instance id: a server on this host must not take the CLI's runs for its own
+        instance = f"{settings.instance_id}-cli-{os.getpid()}"
+        settings = settings.model_copy(update={"instance_id": instance})
+        self.service = RunnerService(settings, get_backend(settings))
+
+    async def run(self, body: dict[str, Any]) -> AsyncIterator[Event]:
+        try:
+            request = RunRequest.model_validate(body)
+        except ValueError as exc:
+            raise ClientError(str(exc)) from exc
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        work = asyncio.ensure_future(
+            self.service.run(request, lambda kind, text: queue.put_nowait((kind, text)))
+        )
+        try:
+            while not work.done() or not queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            result = _local_result(work)
+        finally:
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+        yield "exit", result
+
+    async def events(self, run_id: str, *, follow: bool) -> AsyncIterator[Event]:
+        await self._guard(self.service.runs.require(run_id))
+        async for event in self.service.runs.events(run_id, follow=follow):
+            yield event
+
+    async def list(self, state: str | None) -> list[dict[str, Any]]:
+        found = await self._guard(self.service.runs.list_runs(state, None, 1000))
+        return [status.model_dump(mode="json") for status in found.runs]
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        status = await self._guard(self.service.runs.cancel(run_id))
+        answer: dict[str, Any] = status.model_dump(mode="json")
+        return answer
+
+    async def close(self) -> None:
+        await self.service.stop()
+
+    @staticmethod
+    async def _guard(work: Any) -> Any:
+        try:
+            return await work
+        except RunnerError as exc:
+            raise ClientError(exc.message) from exc
+
+
+def _local_result(work: asyncio.Future[Any]) -> str:
+    """The final state of a plain run, shaped as an async run's `exit` event."""
+    try:
+        result = work.result()
+    except RunnerError as exc:
+        raise ClientError(exc.message) from exc
+    state = "timeout" if result.timed_out else "succeeded" if result.exit_code == 0 else "failed"
+    status = {"run_id": result.run_id, "state": state, "result": result.model_dump(mode="json")}
+    return json.dumps(status)
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return str(body.get("message") or body)
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"

@@ -1,0 +1,148 @@
+"""`oneoff-runner run | runs | logs | cancel` driven as a user drives them: a subprocess, its
+output piped (not a terminal), its exit code; against the local engine and a served runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+from tests.docker.conftest import Server
+from tests.helpers import TEST_IMAGE, run_body
+
+TOKEN = "cli-test-token"
+
+
+def cli(*arguments: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runner.cli", *arguments],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_local_run_prints_its_output_and_exits_with_its_code(instance: str) -> None:
+    done = cli(
+        "run",
+        "-e",
+        "WHO=cli",
+        TEST_IMAGE,
+        "--",
+        "sh",
+        "-c",
+        "echo hi $WHO; echo oops >&2; exit 3",
+        RUNNER_INSTANCE_ID=instance,
+    )
+    assert done.returncode == 3
+    assert done.stdout == "hi cli\n"  # piped: the program's output alone, no progress display
+    assert done.stderr == "oops\n"
+
+
+def test_a_directory_goes_in_with_v_and_comes_back_with_out(tmp_path: Path, instance: str) -> None:
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "data.txt").write_text("payload\n")
+    script = "cp -r /src/sub /out/ && echo copied > /out/note.txt"
+    done = cli(
+        "run",
+        "-v",
+        f"{source}:/src:ro",
+        "--out",
+        "/out:./result",
+        TEST_IMAGE,
+        "--",
+        "sh",
+        "-c",
+        script,
+        cwd=tmp_path,
+        RUNNER_INSTANCE_ID=instance,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "result" / "sub" / "data.txt").read_text() == "payload\n"
+    assert (tmp_path / "result" / "note.txt").read_text() == "copied\n"
+
+
+def test_a_run_that_cannot_start_exits_125_and_says_why(instance: str) -> None:
+    done = cli("run", "--pull", "never", "oneoff-test/absent:1", RUNNER_INSTANCE_ID=instance)
+    assert done.returncode == 125
+    assert "oneoff-test/absent:1" in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_timeout_exits_124(instance: str) -> None:
+    done = cli(
+        "run", "--timeout", "1", TEST_IMAGE, "--", "sleep", "60", RUNNER_INSTANCE_ID=instance
+    )
+    assert done.returncode == 124
+
+
+def test_a_remote_run_with_a_token_prints_output_and_exit_code(server: Server) -> None:
+    with server(api_tokens=[TOKEN]) as client:
+        url = str(client.base_url)
+        done = cli(
+            "run",
+            "--server",
+            url,
+            "--token",
+            TOKEN,
+            TEST_IMAGE,
+            "--",
+            "sh",
+            "-c",
+            "echo remote; exit 7",
+        )
+        refused = cli("run", "--server", url, "--token", "wrong", TEST_IMAGE, "--", "true")
+    assert (done.returncode, done.stdout) == (7, "remote\n")
+    assert refused.returncode == 125
+    assert "token" in refused.stderr.lower()
+
+
+def test_json_output_is_the_final_status(server: Server) -> None:
+    with server() as client:
+        done = cli(
+            "run", "--json", "--server", str(client.base_url), TEST_IMAGE, "--", "echo", "quiet"
+        )
+    status = json.loads(done.stdout)
+    assert status["state"] == "succeeded"
+    assert status["result"]["stdout"] == "quiet\n"
+    assert done.returncode == 0
+
+
+def test_runs_logs_and_cancel_manage_a_server_run(server: Server) -> None:
+    with server() as client:
+        url = str(client.base_url)
+        run_id = client.post("/runs", json=run_body("sh", "-c", "echo begun; sleep 300")).json()[
+            "run_id"
+        ]
+        with client.stream("GET", f"/runs/{run_id}/logs") as stream:
+            next(line for line in stream.iter_lines() if "begun" in line)
+        listed = json.loads(cli("runs", "--json", "--server", url).stdout)
+        so_far = cli("logs", run_id, "--server", url)
+        cancelled = cli("cancel", run_id, "--server", url)
+        followed = cli("logs", "-f", run_id, "--server", url)
+        unknown = cli("logs", "0123456789abcdef", "--server", url)
+    assert [run["run_id"] for run in listed] == [run_id]
+    assert listed[0]["state"] == "running"
+    assert (so_far.returncode, so_far.stdout) == (0, "begun\n")
+    assert cancelled.stdout == f"{run_id}: cancelled\n"
+    assert followed.returncode == 130
+    assert unknown.returncode == 125
+    assert "run_id" in unknown.stderr
+
+
+def test_the_cli_refuses_a_bad_env_argument_naming_it() -> None:
+    done = cli("run", "-e", "UNSET_VARIABLE_FOR_TEST", TEST_IMAGE)
+    assert done.returncode == 125
+    assert "-e UNSET_VARIABLE_FOR_TEST" in done.stderr
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    done = cli("runs", "--server", "http://127.0.0.1:9")
+    assert done.returncode == 125
+    assert "cannot reach the runner" in done.stderr
