@@ -1,0 +1,75 @@
+"""The async-run endpoints' own behaviour over a FakeBackend: refusals, queue limits, keys."""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi.testclient import TestClient
+
+from api_app import create_app
+from tests.fakes import FakeBackend, outcome
+from tests.helpers import run_body
+
+
+def test_an_unknown_run_is_404_naming_run_id_and_the_ttl(make_settings):
+    with TestClient(create_app(make_settings(), backend=FakeBackend())) as api:
+        response = api.get("/runs/0123456789abcdef")
+        logs = api.get("/runs/0123456789abcdef/logs")
+    assert response.status_code == 404
+    assert response.json()["field"] == "run_id"
+    assert "result_ttl_seconds" in response.json()["message"]
+    assert logs.status_code == 404
+
+
+def test_a_malformed_run_id_is_422(make_settings):
+    with TestClient(create_app(make_settings(), backend=FakeBackend())) as api:
+        response = api.delete("/runs/not-a-run")
+    assert response.status_code == 422
+    assert response.json()["field"] == "path.run_id"
+
+
+def test_a_bad_body_is_refused_before_anything_starts(make_settings):
+    backend = FakeBackend()
+    with TestClient(create_app(make_settings(), backend=backend)) as api:
+        response = api.post("/runs", json=run_body("true", memory="lots"))
+    assert response.status_code == 422
+    assert response.json()["field"] == "memory"
+    assert backend.specs == []
+
+
+def test_past_the_queue_limit_a_start_is_429(make_settings):
+    release = threading.Event()
+
+    def slow(spec):  # type: ignore[no-untyped-def]
+        release.wait(30)
+        return outcome()
+
+    settings = make_settings(max_concurrent_runs=1, max_queued_runs=0)
+    with TestClient(create_app(settings, backend=FakeBackend(slow))) as api:
+        first = api.post("/runs", json=run_body("true"))
+        second = api.post("/runs", json=run_body("true"))
+        release.set()
+    assert first.status_code == 202
+    assert second.status_code == 429
+    assert second.headers["retry-after"]
+
+
+def test_the_same_idempotency_key_starts_one_run(make_settings):
+    backend = FakeBackend()
+    key = {"Idempotency-Key": "deploy-42"}
+    with TestClient(create_app(make_settings(), backend=backend)) as api:
+        first = api.post("/runs", json=run_body("true"), headers=key).json()
+        again = api.post("/runs", json=run_body("true"), headers=key).json()
+    assert first["run_id"] == again["run_id"]
+    assert len(backend.specs) == 1
+
+
+def test_cancelling_a_finished_run_leaves_its_result(make_settings):
+    backend = FakeBackend(lambda spec: outcome(stdout=b"done\n"))
+    with TestClient(create_app(make_settings(), backend=backend)) as api:
+        run_id = api.post("/runs", json=run_body("true")).json()["run_id"]
+        with api.stream("GET", f"/runs/{run_id}/logs") as stream:
+            assert any(line.startswith("event: exit") for line in stream.iter_lines())
+        response = api.delete(f"/runs/{run_id}")
+    assert response.json()["state"] == "succeeded"
+    assert response.json()["result"]["stdout"] == "done\n"
