@@ -144,6 +144,14 @@ async def list_images(
     return await service.list_images(reference=reference)
 
 
+# errors are JSON even where the success is an event stream
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": value["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for code, value in ERRORS.items()
+}
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="From POST /runs.")]
 
 
@@ -193,7 +201,7 @@ async def get_run(run_id: RunId, service: Service) -> Response:
 @router.get(
     "/runs/{run_id}/logs",
     response_class=EventSourceResponse,
-    responses=ERRORS,
+    responses=JSON_ERRORS,
     summary="Follow a run's output (Server-Sent Events)",
 )
 async def run_logs(

@@ -36,6 +36,7 @@ from backends.base import Backend
 from runner import __version__
 from runner.auth import BearerTokenAuth
 from runner.errors import InvalidRequest, RunnerError
+from runner.mcp_tasks import RunTasks, TasksServer
 from runner.models import (
     ContainerList,
     CreateVolumeRequest,
@@ -144,6 +145,14 @@ def status_summary(status: RunStatus) -> str:
     if status.error:
         line += f": {status.error}"
     return line if status.result is None else f"{line}\n{run_summary(status.result)}"
+
+
+def task_result(status: RunStatus) -> CallToolResult:
+    """What a run_container task ends with: the call's own result, or why there is none."""
+    if status.result is not None:
+        return _structured(status.result, run_summary(status.result))
+    reason = status.error or f"the run ended {status.state} without a result"
+    return CallToolResult(content=[TextContent(type="text", text=reason)], is_error=True)
 
 
 def _fields_as_parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
@@ -300,12 +309,13 @@ def build_server(service: Callable[[], RunnerService]) -> MCPServer:
             description=CREATE_VOLUME,
         ),
     ]
-    server = MCPServer(
+    server = TasksServer(
         "oneoff-runner",
         version=__version__,
         instructions=INSTRUCTIONS,
         log_level="WARNING",
         tools=[_closed(tool) for tool in model_tools],
+        middleware=[RunTasks(service, task_result)],
     )
 
     @server.tool(description=GET_RUN)

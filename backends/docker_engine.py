@@ -185,7 +185,7 @@ class DockerBackend:
 
     def _pull_for(self, spec: RunSpec) -> None:
         spec.emit("phase", f"pulling {spec.image}")
-        self._pull(spec.image, spec.auth, spec.emit)
+        self._pull(spec.image, spec.auth, spec.emit, spec.cancelled)
 
     def _exists(self, what: str, inspect: Callable[[str], object], name: str) -> bool:
         try:
@@ -195,7 +195,13 @@ class DockerBackend:
             return False
         return True
 
-    def _pull(self, image: str, auth: RegistryAuth | None, emit: EventSink) -> None:
+    def _pull(
+        self,
+        image: str,
+        auth: RegistryAuth | None,
+        emit: EventSink,
+        cancelled: threading.Event,
+    ) -> None:
         auth_config = None
         if auth is not None:
             auth_config = {key: value for key, value in vars(auth).items() if value is not None}
@@ -208,6 +214,9 @@ class DockerBackend:
         with engine_errors(f"pulling {image!r}", translate):
             events = self.api.pull(image, stream=True, decode=True, auth_config=auth_config)
             for event in events:
+                if cancelled.is_set():
+                    events.close()
+                    raise Cancelled("the run was cancelled while its image was pulled")
                 if "error" in event:
                     raise translate(str(event["error"]))
                 _forward_pull_event(event, emit)

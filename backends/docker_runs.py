@@ -160,7 +160,8 @@ class DetachedRuns:
             if idempotency_key is None:
                 found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
                 records += [_stored(item["Labels"]) for item in found.get("Volumes") or []]
-        return sorted(records, key=lambda record: record.created_at)
+        by_run = {record.run_id: record for record in records}  # a record outranks a container
+        return sorted(by_run.values(), key=lambda record: record.created_at)
 
     def _record(self, inspected: dict[str, Any]) -> RunRecord:
         labels = inspected["Config"]["Labels"]

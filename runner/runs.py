@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from runner.service import RunnerService, Ticket
 
 log = logging.getLogger("oneoff_runner.runs")
+CANCEL_WAIT_SECONDS = 120
 
 
 @dataclass
@@ -181,8 +182,13 @@ class AsyncRuns:
         return _status(record, result)
 
     async def list_runs(self, state: str | None, image: str | None, limit: int) -> RunList:
-        statuses = [_pending_status(pending) for pending in self._pending.values()]
-        statuses += [_status(record, None) for record in await self._find(None)]
+        statuses = [_status(record, None) for record in await self._find(None)]
+        known = {status.run_id for status in statuses}
+        statuses += [
+            _pending_status(pending)
+            for run_id, pending in self._pending.items()
+            if run_id not in known
+        ]
         chosen = [
             item
             for item in statuses
@@ -192,12 +198,10 @@ class AsyncRuns:
         return RunList(runs=chosen[:limit])
 
     async def cancel(self, run_id: str) -> RunStatus:
+        """Kill and remove the run; once this answers, its container is gone."""
         pending = self._pending.get(run_id)
         if pending is not None:
-            pending.cancelled = True
-            pending.spec.cancelled.set()
-            if pending.state == "queued" and pending.task is not None:
-                pending.task.cancel()
+            await self._stop_pending(pending)
             record = pending.record("cancelled")
         else:
             record = await self._record(run_id)
@@ -206,10 +210,20 @@ class AsyncRuns:
             await self._call(self.backend.discard_run, run_id)
             record.state, record.finished_at = "cancelled", time.time()
         await self._call(self.backend.record_run, record)
-        if pending is not None:
-            self._forget(pending)
         log.info("run %s cancelled", run_id, extra={"run_id": run_id})
         return _status(record, None)
+
+    async def _stop_pending(self, pending: Pending) -> None:
+        """A queued run leaves the queue; a starting one stops at its next step (the pull
+        checks between layers) and removes what it made."""
+        pending.cancelled = True
+        pending.spec.cancelled.set()
+        pending.move(pending.state)
+        if pending.task is None:
+            return
+        if pending.state == "queued":
+            pending.task.cancel()
+        await asyncio.wait({pending.task}, timeout=CANCEL_WAIT_SECONDS)
 
     async def output(self, run_id: str, stdout_offset: int, stderr_offset: int) -> RunLogs:
         """Output after the given byte offsets, at most `max_output_bytes` of each stream."""
@@ -248,6 +262,16 @@ class AsyncRuns:
             with contextlib.suppress(RunnerError):
                 await self._call(self.backend.wait_run, run_id)
         yield "exit", (await self.status(run_id)).model_dump_json()
+
+    async def wait(self, run_id: str) -> RunStatus:
+        """The run's status once it has finished (with its result)."""
+        pending = self._pending.get(run_id)
+        if pending is not None:
+            async for _ in _replay(pending):
+                pass
+        with contextlib.suppress(NotFound):
+            await self._call(self.backend.wait_run, run_id)
+        return await self.status(run_id)
 
     async def require(self, run_id: str) -> None:
         """Raise NotFound now (before a stream starts) for a run nobody knows."""

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from mcp import Client
 
+from backends.docker_engine import DockerBackend
 from mcp_app import create_app
 from tests.conftest import serving
 
@@ -25,6 +26,17 @@ def anyio_backend() -> str:
 def mcp_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     with serving(create_app(make_module_settings())) as port:
         yield f"http://127.0.0.1:{port}/mcp"
+
+
+@pytest.fixture(scope="module")
+def runs_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A server whose finished runs expire at once; the reaper clears them after the module."""
+    settings = make_module_settings(result_ttl_seconds=0)
+    with serving(create_app(settings)) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
+    reaper = DockerBackend(settings)
+    reaper.reap_orphans(startup=False)
+    reaper.close()
 
 
 @pytest.fixture

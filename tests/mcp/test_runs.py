@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import docker
 import pytest
 from mcp import Client
 
 from backends.base import RUN_ID
-from backends.docker_engine import DockerBackend
-from mcp_app import create_app
-from tests.conftest import serving
 from tests.helpers import run_body
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def runs_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A server whose finished runs expire at once; the reaper clears them after the module."""
-    settings = make_module_settings(result_ttl_seconds=0)
-    with serving(create_app(settings)) as port:
-        yield f"http://127.0.0.1:{port}/mcp"
-    reaper = DockerBackend(settings)
-    reaper.reap_orphans(startup=False)
-    reaper.close()
 
 
 @pytest.fixture
