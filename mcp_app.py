@@ -13,6 +13,7 @@ the client's `Accept` header asks. `create_app(settings)` builds it; `app = crea
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import warnings
@@ -213,6 +214,21 @@ def _closed(tool: Tool) -> Tool:
     return tool
 
 
+def _reporting(
+    tool: Callable[..., Awaitable[CallToolResult]],
+) -> Callable[..., Awaitable[CallToolResult]]:
+    """A tool whose `RunnerError`s become `isError` results the model can act on."""
+
+    @functools.wraps(tool)
+    async def reported(*args: Any, **kwargs: Any) -> CallToolResult:
+        try:
+            return await tool(*args, **kwargs)
+        except RunnerError as exc:
+            return _error(exc)
+
+    return reported
+
+
 def _error(exc: RunnerError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=exc.message)], is_error=True)
 
@@ -319,65 +335,53 @@ def build_server(service: Callable[[], RunnerService]) -> MCPServer:
     )
 
     @server.tool(description=GET_RUN)
+    @_reporting
     async def get_run(run_id: RunIdArgument) -> Annotated[CallToolResult, RunStatus]:
-        try:
-            status = await service().runs.status(run_id)
-        except RunnerError as exc:
-            return _error(exc)
+        status = await service().runs.status(run_id)
         return _structured(status, status_summary(status))
 
     @server.tool(description=GET_RUN_LOGS)
+    @_reporting
     async def get_run_logs(
         run_id: RunIdArgument, stdout_offset: Offset = 0, stderr_offset: Offset = 0
     ) -> Annotated[CallToolResult, RunLogs]:
-        try:
-            logs = await service().runs.output(run_id, stdout_offset, stderr_offset)
-        except RunnerError as exc:
-            return _error(exc)
+        logs = await service().runs.output(run_id, stdout_offset, stderr_offset)
         text = f"run {run_id}: {logs.state}\n{logs.stdout}"
         if logs.stderr:
             text += f"\n--- stderr ---\n{logs.stderr}"
         return _structured(logs, text)
 
     @server.tool(description=CANCEL_RUN)
+    @_reporting
     async def cancel_run(run_id: RunIdArgument) -> Annotated[CallToolResult, RunStatus]:
-        try:
-            status = await service().runs.cancel(run_id)
-        except RunnerError as exc:
-            return _error(exc)
+        status = await service().runs.cancel(run_id)
         return _structured(status, status_summary(status))
 
     @server.tool(description=DOCKER_HEALTH)
+    @_reporting
     async def docker_health() -> Annotated[CallToolResult, Health]:
-        try:
-            health = await service().health()
-        except RunnerError as exc:
-            return _error(exc)
+        health = await service().health()
         return _structured(health, f"{health.backend} {health.version}: ok")
 
     @server.tool(description=LIST_CONTAINERS)
+    @_reporting
     async def list_containers(
         all: Annotated[bool, Field(description="Include stopped containers.")] = False,
         managed_only: Annotated[bool, Field(description="Only the runner's own.")] = True,
         status: Annotated[str | None, Field(description="e.g. running, exited")] = None,
     ) -> Annotated[CallToolResult, ContainerList]:
-        try:
-            found = await service().list_containers(all_states=all, managed_only=managed_only)
-        except RunnerError as exc:
-            return _error(exc)
+        found = await service().list_containers(all_states=all, managed_only=managed_only)
         if status:
             found = [item for item in found if item.status.lower().startswith(status.lower())]
         listing = ContainerList(containers=found)
         return _structured(listing, f"{len(found)} container(s)")
 
     @server.tool(description=LIST_IMAGES)
+    @_reporting
     async def list_images(
         reference: Annotated[str | None, Field(description="e.g. python or python:3.12")] = None,
     ) -> Annotated[CallToolResult, ImageList]:
-        try:
-            found = await service().list_images(reference=reference)
-        except RunnerError as exc:
-            return _error(exc)
+        found = await service().list_images(reference=reference)
         tags = ", ".join(tag for image in found for tag in image.tags) or "none tagged"
         return _structured(ImageList(images=found), f"{len(found)} image(s): {tags}")
 
