@@ -67,6 +67,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "Content or returned content over the operator's size limits.",
         422: "A field is invalid; `field` names it.",
         429: "All run slots and the queue are full; see Retry-After.",
+        501: "The backend cannot do this (e.g. list images on Kubernetes).",
         502: "The image registry could not be reached.",
         499: "The client went away; the run was cancelled.",
         503: "The container engine is unreachable, or the runner is shutting down.",

@@ -11,6 +11,6 @@ def get_backend(settings: Settings) -> Backend:
         from backends.docker_engine import DockerBackend
 
         return DockerBackend(settings)
-    raise NotImplementedError(
-        f"backend {settings.backend!r} is not available yet; use RUNNER_BACKEND=docker"
-    )
+    from backends.kubernetes_jobs import KubernetesBackend
+
+    return KubernetesBackend(settings)

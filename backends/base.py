@@ -6,7 +6,9 @@ in worker threads, never on the event loop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from runner.models import ContainerInfo, Health, ImageInfo
@@ -93,3 +95,13 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@contextmanager
+def timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Seconds the block took, into `phases[name]` (the run's phase timings)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = round(time.perf_counter() - started, 4)

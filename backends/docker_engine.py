@@ -12,16 +12,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import docker
 from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
-from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
+from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID, timed
 from backends.docker_content import ContentCopier
 from backends.docker_errors import (
     create_refused,
@@ -114,26 +113,26 @@ class DockerBackend:
 
     def run(self, spec: RunSpec) -> Outcome:
         phases: dict[str, float] = {}
-        with _timed(phases, "pull"):
+        with timed(phases, "pull"):
             self.ensure_image(spec)
         labels = self._labels(spec.run_id, "run", spec.timeout_seconds)
         volume: str | None = None
         container: str | None = None
         try:
-            with _timed(phases, "prepare"):
+            with timed(phases, "prepare"):
                 volume = self.content.volume_for(spec, labels)
                 mounts = self.mounts(spec, volume)
-            with _timed(phases, "create"):
+            with timed(phases, "create"):
                 container = self.create(spec, mounts, labels)
-            with _timed(phases, "run"):
+            with timed(phases, "run"):
                 output = self._capture(spec, container)
                 self.start(spec, container)
                 exit_code, timed_out = self._wait(spec, container)
-            with _timed(phases, "collect"):
+            with timed(phases, "collect"):
                 spec.emit("phase", "collecting output")
                 outcome = self._collect(spec, container, exit_code, timed_out, output)
         finally:
-            with _timed(phases, "cleanup"):
+            with timed(phases, "cleanup"):
                 self.remove(container, volume)
         outcome.phases = phases
         return outcome
@@ -514,12 +513,3 @@ def _forward_pull_event(event: dict[str, Any], emit: EventSink) -> None:
 
 def _pulls_first(spec: RunSpec) -> bool:
     return spec.pull_policy == "always" or spec.auth is not None
-
-
-@contextmanager
-def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        phases[name] = round(time.perf_counter() - started, 4)

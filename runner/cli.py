@@ -39,7 +39,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     for command in (serve, mcp):
         command.add_argument("--mcp-port", type=int, help="MCP port (default: RUNNER_MCP_PORT)")
     console.add_commands(commands)
+    helper = commands.add_parser("pod-helper", help="(inside Kubernetes run pods)")
+    helper.add_argument("step", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    if args.command == "pod-helper":
+        from runner import pod_helper
+
+        sys.exit(pod_helper.main(args.step))
     if args.command not in ("serve", "mcp"):
         _configure_logging(get_settings(), "warning")
         sys.exit(console.main(args))

@@ -16,6 +16,7 @@ Backends translate their SDK's exceptions into this tree at exactly one boundary
     ├── PayloadTooLarge (413)         archive, file or returned content over a size limit
     ├── Busy (429)                    concurrency and queue are full; carries Retry-After
     ├── Cancelled (499)               the caller went away or cancelled the run
+    ├── Unsupported (501)             the backend cannot do this (e.g. list images on Kubernetes)
     ├── RegistryUnavailable (502)     the registry could not be reached
     └── BackendUnavailable (503)      the engine / API server is unreachable
 """
@@ -139,6 +140,11 @@ class Cancelled(RunnerError):
 class RegistryUnavailable(RunnerError):
     status_code = 502
     code = "registry_unavailable"
+
+
+class Unsupported(RunnerError):
+    status_code = 501
+    code = "unsupported"
 
 
 class BackendUnavailable(RunnerError):

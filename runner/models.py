@@ -278,6 +278,11 @@ class RunResult(BaseModel):
     stderr_truncated: bool = Field(description="stderr exceeded the output cap and was cut.")
     timed_out: bool
     oom_killed: bool = Field(description="The container hit its memory limit.")
+    streams_merged: bool = Field(
+        False,
+        description="stdout and stderr came as one stream (Kubernetes pod logs): all the "
+        "output is in stdout, stderr is empty.",
+    )
     volumes: dict[str, ReturnedVolume] = Field(
         default_factory=dict, description="Each `response: true` path's content."
     )

@@ -169,6 +169,36 @@ class Settings(BaseSettings):
     docker_api_timeout_seconds: float = Field(
         120, gt=0, description="Timeout of one Docker API call (not of a run)."
     )
+    kube_namespace: str = Field("default", description="Namespace the run Jobs are made in.")
+    kubeconfig: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("RUNNER_KUBECONFIG", "KUBECONFIG"),
+        description="kubeconfig file (KUBECONFIG) outside a cluster. Default: ~/.kube/config.",
+    )
+    kube_context: str | None = Field(None, description="kubeconfig context (outside a cluster).")
+    kube_service_account: str | None = Field(
+        None, description="Service account of run pods (its token is never mounted)."
+    )
+    kube_job_ttl_seconds: int = Field(
+        600, ge=0, description="ttlSecondsAfterFinished of run Jobs: a safety net for cleanup."
+    )
+    kube_node_selector: dict[str, str] = Field(
+        default_factory=dict, description='nodeSelector of run pods, JSON: {"pool": "runs"}.'
+    )
+    kube_tolerations: list[dict[str, str | int]] = Field(
+        default_factory=list, description="Tolerations of run pods, JSON list."
+    )
+    kube_helper_image: str = Field(
+        "ghcr.io/oneoff-runner/oneoff-runner:0.1.0",
+        description="The runner's own image: unpacks content and returns response paths in "
+        "run pods.",
+    )
+    kube_run_as_user: int = Field(
+        65534, ge=1, description="uid of run pods when a request names no user (never root)."
+    )
+    kube_allow_root: bool = Field(
+        False, description="Let a request run as uid 0 on Kubernetes (user: 0)."
+    )
 
     @field_validator(
         "allowed_networks",

@@ -137,6 +137,7 @@ class Outcome:
     oom_killed: bool
     returned: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
+    streams_merged: bool = False
 
     def result(self, run_id: str, elapsed: float) -> RunResult:
         """The wire result; `elapsed`: seconds from request to result."""
@@ -156,6 +157,7 @@ class Outcome:
             stderr_truncated=self.stderr_truncated,
             timed_out=self.timed_out,
             oom_killed=self.oom_killed,
+            streams_merged=self.streams_merged,
             volumes={
                 path: ReturnedVolume(type=kind, content=encode_base64(content))
                 for path, (kind, content) in self.returned.items()

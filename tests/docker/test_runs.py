@@ -40,6 +40,7 @@ def test_result_has_every_documented_field(client):
         "stderr_truncated",
         "timed_out",
         "oom_killed",
+        "streams_merged",
         "volumes",
         "execution_time",
     }

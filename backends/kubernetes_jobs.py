@@ -1,0 +1,450 @@
+"""The Kubernetes backend: one run is one `batch/v1` Job, through the official `kubernetes` client.
+
+One run: the Job is created suspended → the Secrets it needs (content, pull credentials) are
+created owned by it → it is resumed → its pod is watched (never polled) until it ends, or a
+container cannot start (an image that cannot be pulled is an error at once, not a hang) → the
+run's log and returned paths are read → the Job is deleted with its pods and Secrets, in
+`finally`. Pod logs merge stdout and stderr; results say so (`streams_merged`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import threading
+import time
+from typing import Any
+
+import kubernetes
+from kubernetes import watch
+from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
+from kubernetes.config.config_exception import ConfigException
+
+from backends.base import DEADLINE, INSTANCE, MANAGED, RUN_ID, OutputStream, timed
+from backends.kubernetes_errors import api_errors, pod_refused
+from backends.kubernetes_manifests import (
+    COLLECT_CONTAINER,
+    RUN_CONTAINER,
+    content_secret,
+    job,
+    job_name,
+    labels,
+    pull_secret,
+)
+from runner.errors import (
+    Cancelled,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    RunnerError,
+    Unsupported,
+    VolumeNotFound,
+)
+from runner.models import ContainerInfo, Health, ImageInfo
+from runner.settings import Settings
+from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill
+
+CLEANUP_GRACE_SECONDS = 300
+START_GRACE_SECONDS = 120
+SECRET_LIMIT_BYTES = 1024 * 1024  # the API server's limit on one Secret
+BACKGROUND = "Background"
+
+# Exactly what this module calls, in the run namespace: the chart's Role grants this.
+PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("batch", "jobs"): ("create", "delete", "get", "list", "patch"),
+    ("", "pods"): ("get", "list", "watch"),
+    ("", "pods/log"): ("get",),
+    ("", "secrets"): ("create", "delete", "list"),
+    ("", "persistentvolumeclaims"): ("create", "get"),
+}
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.namespace = settings.kube_namespace
+        self._lock = threading.Lock()
+        self._client: ApiClient | None = None
+
+    @property
+    def client(self) -> ApiClient:
+        """In-cluster config inside a pod, else the kubeconfig; made on first use."""
+        with self._lock:
+            if self._client is None:
+                config = kubernetes.client.Configuration()
+                with api_errors("loading the Kubernetes configuration"):
+                    try:
+                        kubernetes.config.load_incluster_config(client_configuration=config)
+                    except ConfigException:
+                        kubernetes.config.load_kube_config(
+                            config_file=str(self.settings.kubeconfig or "~/.kube/config"),
+                            context=self.settings.kube_context,
+                            client_configuration=config,
+                        )
+                self._client = ApiClient(config)
+            return self._client
+
+    # The client's models make every field Optional; the wire is what the tests check, so
+    # the APIs are used untyped here.
+    @property
+    def batch(self) -> Any:
+        return BatchV1Api(self.client)
+
+    @property
+    def core(self) -> Any:
+        return CoreV1Api(self.client)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+
+    # ---- runs -------------------------------------------------------------------------------
+
+    def run(self, spec: RunSpec) -> Outcome:
+        phases: dict[str, float] = {}
+        name = job_name(spec.run_id)
+        try:
+            with timed(phases, "create"):
+                self._create(spec, name)
+            with timed(phases, "run"):
+                pod, timed_out = self._wait(spec)
+            with timed(phases, "collect"):
+                spec.emit("phase", "collecting output")
+                outcome = self._collect(spec, pod, timed_out)
+        finally:
+            with timed(phases, "cleanup"):
+                self._delete(name)
+        outcome.phases = phases
+        return outcome
+
+    def cancel(self, run_id: str) -> None:
+        self._delete(job_name(run_id))
+
+    def _create(self, spec: RunSpec, name: str) -> None:
+        """The Job, suspended; its Secrets, owned by it; then the Job resumed."""
+        for mount in spec.mounts:
+            if mount.kind == "volume":
+                self._require_claim(mount.key, str(mount.name))
+        deadline = int(time.time() + spec.timeout_seconds + CLEANUP_GRACE_SECONDS)
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": labels(spec.run_id, self.settings, deadline, "run"),
+        }
+        secrets = self._secrets(spec, name, meta)
+        manifest = job(
+            spec,
+            self.settings,
+            meta,
+            content_secret_name=f"{name}-content" if f"{name}-content" in secrets else None,
+            pull_secret_name=f"{name}-pull" if spec.auth else None,
+        )
+        spec.emit("phase", "creating the Job")
+        with api_errors("creating the Job"):
+            created = self.batch.create_namespaced_job(self.namespace, manifest)
+        owner = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": name,
+            "uid": created.metadata.uid,
+            "blockOwnerDeletion": True,
+        }
+        with api_errors("creating the run's Secrets"):
+            for secret in secrets.values():
+                secret["metadata"]["ownerReferences"] = [owner]
+                self.core.create_namespaced_secret(self.namespace, secret)
+        if spec.cancelled.is_set():
+            raise Cancelled("the run was cancelled before it started")
+        with api_errors("starting the Job"):
+            self.batch.patch_namespaced_job(name, self.namespace, {"spec": {"suspend": False}})
+        spec.emit("phase", "waiting for the pod")
+
+    def _secrets(self, spec: RunSpec, name: str, meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        secrets: dict[str, dict[str, Any]] = {}
+        content = content_secret(spec, {**meta, "name": f"{name}-content"})
+        if content is not None:
+            size = sum(len(value) for value in content["data"].values())
+            if size > SECRET_LIMIT_BYTES:
+                raise PayloadTooLarge(
+                    f"volumes: {size} bytes of content (base64) exceed what one Kubernetes "
+                    f"Secret holds ({SECRET_LIMIT_BYTES}); send less, or put it in a "
+                    "PersistentVolumeClaim and mount it as a volume",
+                    field="volumes",
+                )
+            secrets[f"{name}-content"] = content
+        if spec.auth is not None:
+            secrets[f"{name}-pull"] = pull_secret(
+                spec.auth, spec.image, {**meta, "name": f"{name}-pull"}
+            )
+        return secrets
+
+    def _require_claim(self, key: str, claim: str) -> None:
+        try:
+            with api_errors("reading the PersistentVolumeClaim"):
+                self.core.read_namespaced_persistent_volume_claim(claim, self.namespace)
+        except NotFound:
+            raise VolumeNotFound(
+                f"volumes[{key!r}].name: no PersistentVolumeClaim {claim!r} in namespace "
+                f"{self.namespace!r}; create it first (POST /volume)",
+                field=f"volumes[{key!r}].name",
+            ) from None
+
+    def _wait(self, spec: RunSpec) -> tuple[Any, bool]:
+        """Watch the run's pod until it ends; returns (pod, timed out).
+
+        The Job's activeDeadlineSeconds ends a run that outlives its timeout; a watch that
+        outlasts even that (and a start grace) gives up, and the Job is deleted.
+        """
+        give_up = time.monotonic() + spec.timeout_seconds + START_GRACE_SECONDS
+        selector = f"{RUN_ID}={spec.run_id}"
+        last: Any = None
+        while (remaining := give_up - time.monotonic()) > 0:
+            stream = watch.Watch().stream(
+                self.core.list_namespaced_pod,
+                self.namespace,
+                label_selector=selector,
+                timeout_seconds=max(1, int(remaining)),
+            )
+            # closing the generator releases its connection, also when we leave it early
+            with api_errors("watching the run's pod"), contextlib.closing(stream):
+                for event in stream:
+                    last = event["object"]
+                    if self._ended(spec, event["type"], last):
+                        return last, self._deadline_exceeded(spec.run_id, last)
+        return last, True
+
+    def _ended(self, spec: RunSpec, kind: str, pod: Any) -> bool:
+        if kind == "DELETED" or pod.metadata.deletion_timestamp is not None:
+            if spec.cancelled.is_set():
+                raise Cancelled("the run was cancelled")
+            return True
+        if pod.status.phase in ("Succeeded", "Failed"):
+            return True
+        for status in _all_statuses(pod):
+            waiting = status.state.waiting if status.state else None
+            if waiting is not None:
+                refused = pod_refused(waiting.reason or "", waiting.message or "", spec.image)
+                if refused is not None:
+                    raise refused
+            if status.name == RUN_CONTAINER and status.state and status.state.running:
+                spec.emit("phase", "running")
+        return False
+
+    def _deadline_exceeded(self, run_id: str, pod: Any) -> bool:
+        if pod is not None and pod.status.reason == "DeadlineExceeded":
+            return True
+        try:
+            with api_errors("reading the Job"):
+                found = self.batch.read_namespaced_job(job_name(run_id), self.namespace)
+        except NotFound:
+            return False
+        conditions = found.status.conditions or []
+        return any(condition.reason == "DeadlineExceeded" for condition in conditions)
+
+    def _collect(self, spec: RunSpec, pod: Any, timed_out: bool) -> Outcome:
+        terminated = _terminated(pod)
+        log, cut = self._log(pod, RUN_CONTAINER, spec.max_output_bytes) if pod else (b"", False)
+        return Outcome(
+            exit_code=terminated.exit_code if terminated else None,
+            stdout=log,
+            stderr=b"",
+            stdout_truncated=cut,
+            stderr_truncated=False,
+            timed_out=timed_out,
+            oom_killed=bool(terminated and terminated.reason == "OOMKilled"),
+            returned=self._returned(spec, pod),
+            streams_merged=True,
+        )
+
+    def _log(self, pod: Any, container: str, limit: int) -> tuple[bytes, bool]:
+        with api_errors(f"reading the {container} container's log"):
+            response = self.core.read_namespaced_pod_log(
+                pod.metadata.name,
+                self.namespace,
+                container=container,
+                limit_bytes=limit + 1,
+                _preload_content=False,
+            )
+            data = bytes(response.data)
+        return data[:limit], len(data) > limit
+
+    def _returned(self, spec: RunSpec, pod: Any) -> dict[str, tuple[str, bytes]]:
+        """The collect sidecar's log: one JSON line per returned path."""
+        if pod is None or not any(mount.response for mount in spec.mounts):
+            return {}
+        log, _ = self._log(pod, COLLECT_CONTAINER, spec.max_response_bytes * 2)
+        returned: dict[str, tuple[str, bytes]] = {}
+        for line in log.decode().splitlines():
+            item = json.loads(line)
+            if "error" in item:
+                raise PayloadTooLarge(
+                    "volumes: the returned content exceeds the operator's limit "
+                    "(RUNNER_MAX_RESPONSE_BYTES); return less, or write it to a volume",
+                    field="volumes",
+                )
+            returned[item["path"]] = (item["kind"], base64.b64decode(item["content"]))
+        return returned
+
+    def _delete(self, name: str) -> None:
+        """The Job with its pods; its Secrets go with it, and are deleted here too."""
+        for delete, target in (
+            (self.batch.delete_namespaced_job, name),
+            (self.core.delete_namespaced_secret, f"{name}-content"),
+            (self.core.delete_namespaced_secret, f"{name}-pull"),
+        ):
+            try:
+                with api_errors(f"deleting {target}"):
+                    delete(target, self.namespace, propagation_policy=BACKGROUND)
+            except NotFound:
+                pass  # already gone, or never made
+
+    # ---- async runs ---------------------------------------------------------------------
+
+    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+        raise _no_async()
+
+    def wait_run(self, run_id: str) -> None:
+        raise _no_async()
+
+    def find_runs(self, *, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
+        return []
+
+    def run_output(self, run_id: str, *, follow: bool) -> OutputStream:
+        raise _no_async()
+
+    def collect_run(self, run_id: str) -> Outcome:
+        raise _no_async()
+
+    def discard_run(self, run_id: str) -> None:
+        raise _no_async()
+
+    def record_run(self, record: RunRecord) -> None:
+        raise _no_async()
+
+    # ---- volumes, health, listings, reaping ----------------------------------------------
+
+    def create_volume(self, fill: VolumeFill) -> str:
+        """A PersistentVolumeClaim (`driver` is its storage class, `driver_opts.size` its
+        size, 1Gi by default)."""
+        if fill.tar is not None:
+            raise Unsupported(
+                "content: filling a volume is not available on Kubernetes; create it empty and "
+                "write to it from a run",
+                field="content",
+            )
+        spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": fill.driver_opts.get("size", "1Gi")}},
+        }
+        if fill.driver:
+            spec["storageClassName"] = fill.driver
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": fill.name, "labels": fill.labels},
+            "spec": spec,
+        }
+        try:
+            with api_errors("creating the PersistentVolumeClaim"):
+                self.core.create_namespaced_persistent_volume_claim(self.namespace, claim)
+        except Conflict:
+            if not fill.reuse_existing:
+                raise Conflict(
+                    f"name: a PersistentVolumeClaim named {fill.name!r} exists; choose another "
+                    "name or set reuse_existing: true",
+                    field="name",
+                ) from None
+            return f"volume {fill.name!r} exists"
+        return f"volume {fill.name!r} created (PersistentVolumeClaim)"
+
+    def health(self) -> Health:
+        """The API answers, and this service account may do everything a run needs."""
+        with api_errors("checking the API server"):
+            version = kubernetes.client.VersionApi(self.client).get_code()
+            authorization = kubernetes.client.AuthorizationV1Api(self.client)
+            for (group, resource), verbs in PERMISSIONS.items():
+                for verb in verbs:
+                    self._require_permission(authorization, group, resource, verb)
+        return Health(
+            backend=self.name,
+            version=str(version.git_version),
+            details={"namespace": self.namespace, "platform": str(version.platform)},
+        )
+
+    def _require_permission(self, api: Any, group: str, resource: str, verb: str) -> None:
+        kind, _, sub = resource.partition("/")
+        attributes = {"namespace": self.namespace, "verb": verb, "group": group, "resource": kind}
+        if sub:
+            attributes["subresource"] = sub
+        review = {"spec": {"resourceAttributes": attributes}}
+        answer = api.create_self_subject_access_review(review)
+        if not answer.status.allowed:
+            raise RunnerError(
+                f"the runner's service account may not {verb} {resource} in namespace "
+                f"{self.namespace!r}; install the chart's Role or grant it"
+            )
+
+    def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
+        selector = f"{MANAGED}=true" if managed_only else None
+        with api_errors("listing Jobs"):
+            found = self.batch.list_namespaced_job(self.namespace, label_selector=selector)
+        infos = [_job_info(item) for item in found.items]
+        return [info for info in infos if all_states or info.status == "active"]
+
+    def list_images(self, *, reference: str | None) -> list[ImageInfo]:
+        raise Unsupported(
+            "listing images is not available on Kubernetes: nodes' image caches are not visible "
+            "through the API; use pull_policy 'always' or 'missing'"
+        )
+
+    def reap_orphans(self, *, startup: bool) -> int:
+        now = time.time()
+        removed = 0
+        with api_errors("reaping leftovers"):
+            jobs = self.batch.list_namespaced_job(self.namespace, label_selector=f"{MANAGED}=true")
+        for item in jobs.items:
+            item_labels = item.metadata.labels or {}
+            mine = startup and item_labels.get(INSTANCE) == self.settings.instance_id
+            if mine or float(item_labels.get(DEADLINE, "inf")) < now:
+                self._delete(item.metadata.name)
+                removed += 1
+        return removed
+
+
+def _no_async() -> Unsupported:
+    return Unsupported(
+        "async runs (POST /runs, start_run) are not available on the Kubernetes backend yet; "
+        "use POST /run (run_container)"
+    )
+
+
+def _all_statuses(pod: Any) -> list[Any]:
+    status = pod.status
+    return [*(status.init_container_statuses or []), *(status.container_statuses or [])]
+
+
+def _terminated(pod: Any) -> Any:
+    if pod is None:
+        return None
+    for status in pod.status.container_statuses or []:
+        if status.name == RUN_CONTAINER and status.state and status.state.terminated:
+            return status.state.terminated
+    return None
+
+
+def _job_info(item: Any) -> ContainerInfo:
+    status = item.status
+    state = "active" if status.active else "succeeded" if status.succeeded else "failed"
+    containers = item.spec.template.spec.containers
+    return ContainerInfo(
+        id=str(item.metadata.uid)[:12],
+        name=item.metadata.name,
+        image=containers[0].image if containers else "",
+        status=state,
+        run_id=(item.metadata.labels or {}).get(RUN_ID),
+    )

@@ -1,0 +1,267 @@
+"""The objects one run becomes on Kubernetes, as plain manifests (dicts): a Job, a Secret with the
+run's content, and a pull Secret for its credentials. No API calls here, so every manifest can
+be checked against the Kubernetes schemas on its own.
+
+Content reaches the pod without relying on tools in the user's image: an init container of the
+runner's own image (`oneoff-runner pod-helper unpack`) unpacks the Secret into an `emptyDir`,
+which the run mounts (`subPath` per path, `readOnly` for `:ro`). `response: true` paths come
+back through a native sidecar of the same image (`pod-helper collect`): the kubelet stops it
+when the run's container has exited, and it then writes the paths to its own log.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from runner.errors import InvalidRequest, PolicyRefused
+from runner.settings import Settings
+from runner.spec import MountSpec, RegistryAuth, RunSpec
+
+RUN_CONTAINER = "run"
+UNPACK_CONTAINER = "unpack"
+COLLECT_CONTAINER = "collect"
+CONTENT_VOLUME = "content"
+SECRET_VOLUME = "input"
+CONTENT_ROOT = "/oneoff/content"
+SECRET_ROOT = "/oneoff/input"
+PULL_POLICIES = {"always": "Always", "missing": "IfNotPresent", "never": "Never"}
+
+
+def job_name(run_id: str) -> str:
+    return f"oneoff-{run_id}"
+
+
+def labels(run_id: str, settings: Settings, deadline: int, role: str) -> dict[str, str]:
+    return {
+        MANAGED: "true",
+        RUN_ID: run_id,
+        INSTANCE: settings.instance_id,
+        DEADLINE: str(deadline),
+        ROLE: role,
+    }
+
+
+def content_secret(spec: RunSpec, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's files and directory archives, one key per mount (`m<index>`)."""
+    data = {
+        f"m{index}": base64.b64encode(mount.content).decode()
+        for index, mount in enumerate(spec.mounts)
+        if mount.kind in ("file", "directory") and mount.content
+    }
+    if not data:
+        return None
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "data": data}
+
+
+def pull_secret(auth: RegistryAuth, image: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """A `kubernetes.io/dockerconfigjson` Secret for one pull, for the image's registry."""
+    server = auth.serveraddress or registry_of(image)
+    token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+    entry = {"username": auth.username, "password": auth.password, "auth": token}
+    if auth.email:
+        entry["email"] = auth.email
+    config = json.dumps({"auths": {server: entry}})
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": meta,
+        "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()},
+    }
+
+
+def registry_of(image: str) -> str:
+    first = image.split("/", 1)[0]
+    if "/" in image and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "https://index.docker.io/v1/"
+
+
+def job(
+    spec: RunSpec,
+    settings: Settings,
+    meta: dict[str, Any],
+    *,
+    content_secret_name: str | None,
+    pull_secret_name: str | None,
+) -> dict[str, Any]:
+    """The run's Job: suspended, so the Secrets it owns exist before its pod does."""
+    if spec.network != "none":
+        raise PolicyRefused(
+            f"network: {spec.network!r} is not available on Kubernetes; a run pod's network is "
+            "set by the chart's NetworkPolicy (networkPolicy.egress)",
+            field="network",
+        )
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(spec, settings),
+        "containers": [_run_container(spec)],
+        "volumes": _volumes(spec, content_secret_name),
+    }
+    helpers = _helpers(spec, settings, content_secret_name is not None)
+    if helpers:
+        pod_spec["initContainers"] = helpers
+    if settings.kube_service_account:
+        pod_spec["serviceAccountName"] = settings.kube_service_account
+    if settings.kube_node_selector:
+        pod_spec["nodeSelector"] = settings.kube_node_selector
+    if settings.kube_tolerations:
+        pod_spec["tolerations"] = settings.kube_tolerations
+    if pull_secret_name:
+        pod_spec["imagePullSecrets"] = [{"name": pull_secret_name}]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "suspend": True,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": max(1, math.ceil(spec.timeout_seconds)),
+            "ttlSecondsAfterFinished": settings.kube_job_ttl_seconds,
+            "template": {"metadata": {"labels": meta["labels"]}, "spec": pod_spec},
+        },
+    }
+
+
+def _pod_security(spec: RunSpec, settings: Settings) -> dict[str, Any]:
+    uid, gid = run_as(spec.user, settings)
+    context: dict[str, Any] = {
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "fsGroup": gid,
+        "runAsNonRoot": uid != 0,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    return context
+
+
+def run_as(user: str | None, settings: Settings) -> tuple[int, int]:
+    """A request's `user` as (uid, gid): Kubernetes takes numbers only."""
+    if user in (None, ""):
+        return settings.kube_run_as_user, settings.kube_run_as_user
+    uid_text, _, gid_text = str(user).partition(":")
+    if not uid_text.isdigit() or (gid_text and not gid_text.isdigit()):
+        raise InvalidRequest(
+            f"user: {user!r} is not numeric; on Kubernetes give uid or uid:gid, e.g. '1000:1000'",
+            field="user",
+        )
+    uid = int(uid_text)
+    if uid == 0 and not settings.kube_allow_root:
+        raise PolicyRefused(
+            "user: running as root (uid 0) is refused on this runner; use a non-root uid",
+            field="user",
+        )
+    return uid, int(gid_text) if gid_text else uid
+
+
+def _container_security() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def _run_container(spec: RunSpec) -> dict[str, Any]:
+    millicores = max(1, spec.nano_cpus // 1_000_000)
+    limits = {"cpu": f"{millicores}m", "memory": str(spec.memory_bytes)}
+    container: dict[str, Any] = {
+        "name": RUN_CONTAINER,
+        "image": spec.image,
+        "imagePullPolicy": "Always" if spec.auth else PULL_POLICIES[spec.pull_policy],
+        "env": [{"name": key, "value": value} for key, value in spec.env.items()],
+        "resources": {"limits": limits, "requests": dict(limits)},
+        "securityContext": _container_security(),
+        "volumeMounts": [_run_mount(index, mount) for index, mount in enumerate(spec.mounts)],
+    }
+    if spec.entrypoint is not None:
+        container["command"] = spec.entrypoint
+    if spec.command is not None:
+        container["args"] = spec.command
+    if spec.working_dir:
+        container["workingDir"] = spec.working_dir
+    return container
+
+
+def _run_mount(index: int, mount: MountSpec) -> dict[str, Any]:
+    if mount.kind in ("file", "directory"):
+        sub_path = f"{index}/file" if mount.kind == "file" else str(index)
+        return {
+            "name": CONTENT_VOLUME,
+            "mountPath": mount.path,
+            "subPath": sub_path,
+            "readOnly": mount.read_only,
+        }
+    return {"name": f"v{index}", "mountPath": mount.path, "readOnly": mount.read_only}
+
+
+def _volumes(spec: RunSpec, content_secret_name: str | None) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = []
+    if any(mount.kind in ("file", "directory") for mount in spec.mounts):
+        volumes.append({"name": CONTENT_VOLUME, "emptyDir": {}})
+    if content_secret_name:
+        volumes.append({"name": SECRET_VOLUME, "secret": {"secretName": content_secret_name}})
+    for index, mount in enumerate(spec.mounts):
+        if mount.kind == "volume":
+            claim = {"claimName": mount.name, "readOnly": mount.read_only}
+            volumes.append({"name": f"v{index}", "persistentVolumeClaim": claim})
+        elif mount.kind == "host":
+            host = {"path": mount.host_path, "type": "Directory"}
+            volumes.append({"name": f"v{index}", "hostPath": host})
+    return volumes
+
+
+def plan(spec: RunSpec) -> list[dict[str, Any]]:
+    """What the pod helper does per content path: its index, kind, mode, whether it has
+    content (in the Secret) and whether it goes back (`response`)."""
+    return [
+        {
+            "index": index,
+            "path": mount.path,
+            "kind": mount.kind,
+            "mode": mount.mode,
+            "content": bool(mount.content),
+            "writable": not mount.read_only,
+            "response": mount.response,
+        }
+        for index, mount in enumerate(spec.mounts)
+        if mount.kind in ("file", "directory")
+    ]
+
+
+def _helpers(spec: RunSpec, settings: Settings, has_secret: bool) -> list[dict[str, Any]]:
+    """The unpacking init container, and the collecting sidecar when paths go back."""
+    steps = plan(spec)
+    if not steps:
+        return []
+    mounts: list[dict[str, Any]] = [{"name": CONTENT_VOLUME, "mountPath": CONTENT_ROOT}]
+    if has_secret:
+        mounts.append({"name": SECRET_VOLUME, "mountPath": SECRET_ROOT, "readOnly": True})
+    helper = {
+        "image": settings.kube_helper_image,
+        "imagePullPolicy": "IfNotPresent",
+        "securityContext": _container_security(),
+        "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}},
+    }
+    containers = [
+        {
+            **helper,
+            "name": UNPACK_CONTAINER,
+            "command": ["oneoff-runner", "pod-helper", "unpack", json.dumps(steps)],
+            "volumeMounts": mounts,
+        }
+    ]
+    if any(step["response"] for step in steps):
+        limit = str(spec.max_response_bytes)
+        containers.append(
+            {
+                **helper,
+                "name": COLLECT_CONTAINER,
+                "restartPolicy": "Always",
+                "command": ["oneoff-runner", "pod-helper", "collect", json.dumps(steps), limit],
+                "volumeMounts": mounts[:1],
+            }
+        )
+    return containers

@@ -1,0 +1,73 @@
+"""`oneoff-runner pod-helper`: what the runner's own image does inside a Kubernetes run pod.
+
+`unpack` (init container): every file and directory path's content, from the run's Secret
+(mounted at /oneoff/input) into the shared `emptyDir` (/oneoff/content/<index>), unpacked with
+tarfile's `data` filter (no absolute names, `..`, links out or devices).
+`collect` (native sidecar): waits for SIGTERM, which the kubelet sends once the run's container
+has exited, then writes each `response: true` path to stdout as one JSON line
+(`{"path", "kind", "content": base64}`), where the runner reads it from the pod log.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from runner.archives import pack_directory, unpack_directory
+
+CONTENT = Path("/oneoff/content")
+INPUT = Path("/oneoff/input")
+
+
+def main(arguments: list[str]) -> int:
+    command, steps = arguments[0], json.loads(arguments[1])
+    if command == "unpack":
+        unpack(steps, INPUT, CONTENT)
+        return 0
+    limit = int(arguments[2])
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    stopped.wait()
+    return collect(steps, CONTENT, limit)
+
+
+def unpack(steps: list[dict[str, Any]], source: Path, target: Path) -> None:
+    for step in steps:
+        place = target / str(step["index"])
+        place.mkdir(parents=True, exist_ok=True)
+        data = (source / f"m{step['index']}").read_bytes() if step["content"] else None
+        if step["kind"] == "file":
+            file = place / "file"
+            file.write_bytes(data or b"")
+            file.chmod(step["mode"])
+        elif data is not None:
+            unpack_directory(data, place)
+        # the run's uid may differ from whoever writes here: writable paths are writable to it
+        place.chmod(0o777 if step["writable"] else 0o755)
+
+
+def collect(steps: list[dict[str, Any]], root: Path, limit: int) -> int:
+    """Returns 1 when the paths exceed `limit` bytes (nothing is written then)."""
+    lines = []
+    for step in steps:
+        if not step["response"]:
+            continue
+        place = root / str(step["index"])
+        if step["kind"] == "file":
+            content = (place / "file").read_bytes()
+        else:
+            content = pack_directory(place)
+        limit -= len(content)
+        if limit < 0:
+            sys.stdout.write(json.dumps({"error": "response over max_response_bytes"}) + "\n")
+            return 1
+        encoded = base64.b64encode(content).decode()
+        lines.append(json.dumps({"path": step["path"], "kind": step["kind"], "content": encoded}))
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,43 @@
+"""The Kubernetes backend against a fake API server that speaks the real wire protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api_app import create_app
+from runner.settings import Settings
+from tests.kubernetes.fake_api import FakeKubernetes, Script
+
+Scripted = Callable[[dict[str, Any]], Script]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeKubernetes]:
+    with FakeKubernetes() as server:
+        yield server
+    assert server.invalid == [], "the backend sent objects the Kubernetes schemas refuse"
+
+
+@pytest.fixture
+def kube_settings(fake: FakeKubernetes, tmp_path: Path) -> Settings:
+    return Settings(
+        backend="kubernetes",
+        instance_id="test-kube",
+        kubeconfig=fake.kubeconfig(tmp_path),
+        kube_namespace="runs",
+        max_output_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture
+def api(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[TestClient]:
+    """The REST app on the Kubernetes backend; set `fake.script` to play the run's pod."""
+    with TestClient(create_app(kube_settings)) as client:
+        yield client
+    leftovers = [name for kind in ("jobs", "secrets", "pods") for name in fake.named(kind)]
+    assert leftovers == [], f"left behind: {leftovers}"

@@ -1,0 +1,115 @@
+"""The Kubernetes backend's lifecycle: cancellation, reaping, listing, volumes."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from backends.kubernetes_jobs import KubernetesBackend
+from runner.errors import Cancelled, Conflict, Unsupported
+from runner.models import CreateVolumeRequest, RunRequest
+from runner.policy import build_run_spec, build_volume_fill
+from runner.settings import Settings
+from tests.helpers import b64, tar_gz
+from tests.kubernetes import fake_api
+from tests.kubernetes.fake_api import FakeKubernetes
+
+
+@pytest.fixture
+def backend(kube_settings: Settings):
+    made = KubernetesBackend(kube_settings)
+    yield made
+    made.close()
+
+
+def spec_for(settings: Settings, run_id: str = "0123456789abcdef", **fields: object):
+    request = RunRequest.model_validate({"image": "busybox:1.36", **fields})
+    return build_run_spec(request, settings, run_id)
+
+
+def test_cancel_deletes_the_job_and_the_run_ends_cancelled(
+    backend: KubernetesBackend, fake: FakeKubernetes, kube_settings: Settings
+):
+    fake.script = lambda job: fake_api.runs_until_deleted(b"working\n")
+    spec = spec_for(kube_settings)
+    running = threading.Event()
+    spec.on_event = lambda kind, text: running.set() if text == "running" else None
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            backend.run(spec)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert running.wait(30)
+    spec.cancelled.set()
+    backend.cancel(spec.run_id)
+    worker.join(30)
+    assert isinstance(outcome[0], Cancelled)
+    assert fake.named("jobs") == fake.named("pods") == fake.named("secrets") == []
+
+
+def test_startup_reaps_this_instance_s_jobs_and_keeps_others(
+    backend: KubernetesBackend, fake: FakeKubernetes, kube_settings: Settings
+):
+    fake.script = lambda job: fake_api.runs_until_deleted()
+    mine = {"metadata": {"name": "oneoff-mine", "labels": _labels("test-kube")}}
+    theirs = {"metadata": {"name": "oneoff-theirs", "labels": _labels("other")}}
+    for job in (mine, theirs):
+        fake.create("jobs", "runs", {**_job_shell(), **job})
+    assert backend.reap_orphans(startup=True) == 1
+    assert fake.named("jobs") == ["oneoff-theirs"]
+    assert backend.reap_orphans(startup=False) == 0
+    fake.delete("jobs", "runs", "oneoff-theirs")
+
+
+def test_list_containers_lists_the_runner_s_jobs(backend: KubernetesBackend, fake: FakeKubernetes):
+    fake.create(
+        "jobs", "runs", {**_job_shell(), "metadata": {"name": "oneoff-a", "labels": _labels("x")}}
+    )
+    found = backend.list_containers(all_states=True, managed_only=True)
+    assert [(item.name, item.run_id) for item in found] == [("oneoff-a", "a")]
+    fake.delete("jobs", "runs", "oneoff-a")
+
+
+def test_a_volume_is_a_persistent_volume_claim(
+    backend: KubernetesBackend, fake: FakeKubernetes, kube_settings: Settings
+):
+    request = CreateVolumeRequest(name="cache", driver_opts={"size": "2Gi"})
+    fill = build_volume_fill(request, kube_settings)
+    assert "created" in backend.create_volume(fill)
+    claim = fake.objects[("persistentvolumeclaims", "runs", "cache")]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    with pytest.raises(Conflict):
+        backend.create_volume(fill)
+    with_content = build_volume_fill(
+        CreateVolumeRequest(name="other", content=b64(tar_gz({"a.txt": b"a"}))),
+        kube_settings,
+    )
+    with pytest.raises(Unsupported):
+        backend.create_volume(with_content)
+
+
+def _labels(instance: str) -> dict[str, str]:
+    return {
+        "oneoff-runner.managed": "true",
+        "oneoff-runner.run-id": "a",
+        "oneoff-runner.instance": instance,
+        "oneoff-runner.deadline": "9999999999",
+    }
+
+
+def _job_shell() -> dict:  # type: ignore[type-arg]
+    container = {"name": "run", "image": "busybox"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            "suspend": True,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
+    }

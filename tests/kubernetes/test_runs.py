@@ -1,0 +1,195 @@
+"""Runs on the Kubernetes backend, wire-level: every behaviour, and nothing left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backends.kubernetes_jobs import PERMISSIONS
+from tests.helpers import b64, untar_gz
+from tests.kubernetes import fake_api
+from tests.kubernetes.fake_api import FakeKubernetes
+
+BODY = {"image": "busybox:1.36", "command": ["sh", "-c", "echo hi"]}
+
+
+def test_a_run_that_succeeds_returns_its_merged_output(api, fake: FakeKubernetes):
+    fake.script = lambda job: fake_api.succeeds(b"hi\nerr\n")
+    result = api.post("/run", json=BODY)
+    assert result.status_code == 200, result.text
+    body = result.json()
+    assert (body["status"], body["exit_code"]) == ("success", 0)
+    assert (body["stdout"], body["stderr"]) == ("hi\nerr\n", "")
+    assert body["streams_merged"] is True
+
+
+def test_the_job_is_shaped_from_the_request(api, fake: FakeKubernetes):
+    body = {
+        **BODY,
+        "entrypoint": ["/bin/sh"],
+        "command": ["-c", "echo $A"],
+        "env_vars": {"A": "1"},
+        "working_dir": "/tmp",
+        "user": "1000:2000",
+        "pull_policy": "missing",
+        "timeout_seconds": 30,
+        "memory": "256m",
+        "cpus": 0.5,
+    }
+    api.post("/run", json=body)
+    job = next(item for item in fake.received if item["kind"] == "Job")
+    spec = job["spec"]
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 30)
+    assert spec["ttlSecondsAfterFinished"] == 600
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    security = pod["securityContext"]
+    assert (security["runAsUser"], security["runAsGroup"], security["runAsNonRoot"]) == (
+        1000,
+        2000,
+        True,
+    )
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod["containers"][0]
+    assert (container["command"], container["args"]) == (["/bin/sh"], ["-c", "echo $A"])
+    assert container["env"] == [{"name": "A", "value": "1"}]
+    assert container["workingDir"] == "/tmp"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["resources"]["limits"] == {"cpu": "500m", "memory": str(256 * 1024 * 1024)}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert job["metadata"]["labels"]["oneoff-runner.managed"] == "true"
+
+
+def test_a_failing_command_reports_its_exit_code(api, fake: FakeKubernetes):
+    fake.script = lambda job: fake_api.fails(3, b"bad\n")
+    body = api.post("/run", json=BODY).json()
+    assert (body["status"], body["exit_code"], body["stdout"]) == ("error: 3", 3, "bad\n")
+
+
+def test_oom_killed_is_reported(api, fake: FakeKubernetes):
+    fake.script = lambda job: fake_api.fails(137, reason="OOMKilled")
+    body = api.post("/run", json=BODY).json()
+    assert body["oom_killed"] is True
+
+
+def test_deadline_exceeded_is_a_timeout(api, fake: FakeKubernetes):
+    fake.script = lambda job: fake_api.deadline_exceeded(b"started\n")
+    body = api.post("/run", json={**BODY, "timeout_seconds": 1}).json()
+    assert (body["status"], body["timed_out"]) == ("timeout", True)
+    assert body["stdout"] == "started\n"
+
+
+def test_an_image_that_cannot_be_pulled_is_a_404_at_once(api, fake: FakeKubernetes):
+    fake.script = lambda job: fake_api.cannot_pull(
+        "ImagePullBackOff", "manifest for busybox:nope not found"
+    )
+    response = api.post("/run", json={**BODY, "image": "busybox:nope"})
+    assert response.status_code == 404
+    assert response.json()["field"] == "image"
+    assert "busybox:nope" in response.json()["message"]
+
+
+def test_refused_credentials_are_a_401_and_the_pull_secret_goes_with_the_job(
+    api, fake: FakeKubernetes
+):
+    fake.script = lambda job: fake_api.cannot_pull(
+        "ErrImagePull", "unauthorized: authentication required"
+    )
+    body = {
+        **BODY,
+        "image": "registry.example/team/app:1",
+        "auth_config": {"username": "u", "password": "p"},
+    }
+    response = api.post("/run", json=body)
+    assert response.status_code == 401
+    assert "p" not in response.json()["message"].split()
+    secret = next(
+        item for item in fake.received if item.get("type") == "kubernetes.io/dockerconfigjson"
+    )
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "Job"
+    job = next(item for item in fake.received if item["kind"] == "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": secret["metadata"]["name"]}]
+    assert pod["containers"][0]["imagePullPolicy"] == "Always"
+
+
+def test_files_go_in_and_a_directory_comes_back(api, fake: FakeKubernetes):
+    def program(root: Path) -> None:
+        script = (root / "0" / "file").read_text()
+        (root / "1" / "result.txt").write_text(f"ran {script.strip()}\n")
+
+    fake.script = lambda job: fake_api.succeeds(program=program)
+    body = {
+        **BODY,
+        "volumes": {
+            "/job.sh:ro": {"type": "file", "content": b64(b"echo hi\n"), "mode": "0755"},
+            "/out": {"type": "directory", "response": True},
+        },
+    }
+    result = api.post("/run", json=body).json()
+    import base64
+
+    returned = result["volumes"]["/out"]
+    assert untar_gz(base64.b64decode(returned["content"])) == {"result.txt": b"ran echo hi\n"}
+    job = next(item for item in fake.received if item["kind"] == "Job")
+    mounts = job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert mounts[0] == {
+        "name": "content",
+        "mountPath": "/job.sh",
+        "subPath": "0/file",
+        "readOnly": True,
+    }
+    names = [c["name"] for c in job["spec"]["template"]["spec"]["initContainers"]]
+    assert names == ["unpack", "collect"]
+
+
+def test_content_over_the_secret_limit_is_413(api, fake: FakeKubernetes):
+    big = b64(b"x" * (900 * 1024))
+    body = {
+        **BODY,
+        "volumes": {"/a": {"type": "file", "content": big}, "/b": {"type": "file", "content": big}},
+    }
+    response = api.post("/run", json=body)
+    assert response.status_code == 413
+    assert "Secret" in response.json()["message"]
+
+
+def test_a_non_numeric_user_is_refused_naming_the_field(api):
+    response = api.post("/run", json={**BODY, "user": "nobody"})
+    assert response.status_code == 422
+    assert response.json()["field"] == "user"
+
+
+def test_root_is_refused_unless_allowed(api):
+    response = api.post("/run", json={**BODY, "user": "0"})
+    assert response.status_code == 403
+
+
+def test_a_missing_claim_is_404_before_anything_is_made(api, fake: FakeKubernetes):
+    body = {**BODY, "volumes": {"/data": {"type": "volume", "name": "cache"}}}
+    response = api.post("/run", json=body)
+    assert response.status_code == 404
+    assert fake.received == []
+
+
+def test_health_reports_the_api_server_and_missing_permissions(api, fake: FakeKubernetes):
+    assert api.get("/health").json()["version"] == "v1.33.0-fake"
+    fake.granted = {
+        (group, resource, verb)
+        for (group, resource), verbs in PERMISSIONS.items()
+        for verb in verbs
+        if resource != "pods/log"
+    }
+    api.app.state.service._health = None  # ask again now, not from the cache
+    response = api.get("/health")
+    assert response.status_code == 503
+    assert "may not get pods/log" in response.json()["message"]
+
+
+def test_list_images_says_it_is_not_available(api):
+    response = api.get("/images")
+    assert response.status_code == 501
+    assert "Kubernetes" in response.json()["message"]
