@@ -1,0 +1,210 @@
+"""The Helm chart, rendered by the real Helm engine (helm-python-sdk bundles Helm's Go library),
+with the default values and several others; every object checked against the Kubernetes
+schemas, the Role checked against what the backend calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from backends.kubernetes_jobs import PERMISSIONS
+from runner.settings import Settings
+from tests.conftest import ROOT
+
+CHART = ROOT / "deploy" / "helm" / "oneoff-runner"
+SCHEMA_VERSIONS = ("1.29.0", "1.37.0")
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "tokens-ingress-egress": {
+        "auth": {"tokens": ["t1", "t2"]},
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "host": "runner.example.com",
+            "tls": [{"hosts": ["runner.example.com"], "secretName": "runner-tls"}],
+        },
+        "networkPolicy": {"egress": {"enabled": True, "cidrs": ["10.0.0.0/8"]}},
+        "replicaCount": 3,
+    },
+    "own-namespace-and-scheduling": {
+        "auth": {"existingSecret": "my-tokens", "tokensKey": "list"},
+        "runs": {
+            "namespace": "sandbox",
+            "serviceAccount": "runs",
+            "nodeSelector": {"pool": "runs"},
+            "tolerations": [{"key": "runs", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+        "config": {"max_concurrent_runs": 32, "allowed_images": ["python:*", "busybox:*"]},
+        "serviceAccount": {"create": False, "name": "runner"},
+    },
+    "docker-mode": {"docker": {"enabled": True}, "networkPolicy": {"enabled": False}},
+}
+
+
+def render(values: dict[str, Any]) -> dict[str, str]:
+    with helm.Chart.load(CHART) as chart:
+        return chart.render(values, name="demo", namespace="tools")
+
+
+def objects(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        item
+        for path, text in render(values).items()
+        if not path.endswith("NOTES.txt")
+        for item in yaml.safe_load_all(text)
+        if item
+    ]
+
+
+def find(items: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [item for item in items if item["kind"] == kind]
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_every_rendered_object_is_valid_kubernetes(name: str) -> None:
+    for item in objects(VALUE_SETS[name]):
+        for version in SCHEMA_VERSIONS:
+            kubernetes_validate.validate(item, version, strict=True)
+
+
+def test_the_role_grants_exactly_what_the_backend_calls_and_nothing_cluster_wide() -> None:
+    items = objects({})
+    (role,) = find(items, "Role")
+    granted = {
+        (group, resource): tuple(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert granted == PERMISSIONS
+    assert find(items, "ClusterRole") == find(items, "ClusterRoleBinding") == []
+    (binding,) = find(items, "RoleBinding")
+    assert binding["subjects"][0]["name"] == find(items, "ServiceAccount")[0]["metadata"]["name"]
+
+
+def test_runs_go_to_their_own_namespace_with_the_role_there() -> None:
+    items = objects(VALUE_SETS["own-namespace-and-scheduling"])
+    assert find(items, "Role")[0]["metadata"]["namespace"] == "sandbox"
+    assert find(items, "NetworkPolicy")[0]["metadata"]["namespace"] == "sandbox"
+    env = container_env(items)
+    assert env["RUNNER_KUBE_NAMESPACE"] == "sandbox"
+    assert env["RUNNER_KUBE_NODE_SELECTOR"] == '{"pool":"runs"}'
+
+
+def container_env(items: list[dict[str, Any]]) -> dict[str, str]:
+    (deployment,) = find(items, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {item["name"]: item.get("value", "") for item in container["env"]}
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_the_environment_the_chart_gives_is_valid_runner_settings(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = objects(VALUE_SETS[name])
+    (config,) = find(items, "ConfigMap")
+    env = {**config["data"], **container_env(items)}
+    env["RUNNER_INSTANCE_ID"] = "demo-oneoff-runner-abc12"  # the pod's name, in a cluster
+    tokens = tmp_path / "tokens"
+    tokens.write_text("t\n")
+    env["RUNNER_API_TOKENS_FILE"] = str(tokens)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)
+    assert settings.backend == ("docker" if name == "docker-mode" else "kubernetes")
+    assert settings.host == "0.0.0.0"
+
+
+def test_values_carry_every_runner_setting() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    items = objects({})
+    (config,) = find(items, "ConfigMap")
+    covered = {
+        key.removeprefix("RUNNER_").lower() for key in [*config["data"], *container_env(items)]
+    }
+    covered |= {
+        "docker_host",
+        "docker_tls_verify",
+        "docker_cert_path",
+        "kubeconfig",
+        "kube_context",
+    }
+    covered |= {"api_tokens", "allow_unauthenticated_remote"}  # tokens come from a Secret file
+    covered |= set(values["config"]) | {"kube_service_account"}  # runs.serviceAccount
+    assert set(Settings.model_fields) - covered == set()
+    assert set(values["config"]) <= set(Settings.model_fields)
+
+
+def test_the_deployment_serves_both_ports_with_health_probes_and_runs_unprivileged() -> None:
+    items = objects({})
+    (deployment,) = find(items, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert {port["containerPort"] for port in container["ports"]} == {8000, 8001}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert not any("hostPath" in volume for volume in pod["volumes"])
+    (service,) = find(items, "Service")
+    assert {port["port"] for port in service["spec"]["ports"]} == {8000, 8001}
+
+
+def test_run_pods_get_no_ingress_and_no_egress_by_default() -> None:
+    (policy,) = find(objects({}), "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"oneoff-runner.managed": "true"}
+    assert policy["spec"]["ingress"] == policy["spec"]["egress"] == []
+    (opened,) = find(objects(VALUE_SETS["tokens-ingress-egress"]), "NetworkPolicy")
+    assert opened["spec"]["egress"] == [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]
+
+
+def test_api_tokens_come_from_a_secret() -> None:
+    items = objects(VALUE_SETS["tokens-ingress-egress"])
+    (secret,) = find(items, "Secret")
+    assert secret["stringData"]["tokens"].split() == ["t1", "t2"]
+    generated = find(objects({}), "Secret")[0]["stringData"]["tokens"].split()
+    assert len(generated) == 1 and len(generated[0]) == 40
+    assert find(objects(VALUE_SETS["own-namespace-and-scheduling"]), "Secret") == []
+
+
+def test_docker_mode_mounts_the_socket_and_drops_the_kubernetes_rbac() -> None:
+    items = objects(VALUE_SETS["docker-mode"])
+    pod = find(items, "Deployment")[0]["spec"]["template"]["spec"]
+    assert {
+        "name": "docker-socket",
+        "hostPath": {"path": "/var/run/docker.sock", "type": "Socket"},
+    } in pod["volumes"]
+    assert container_env(items)["RUNNER_BACKEND"] == "docker"
+    assert find(items, "Role") == []
+    values_text = (CHART / "values.yaml").read_text()
+    assert "WARNING: Docker mode" in values_text
+
+
+def test_the_ingress_routes_mcp_and_rest() -> None:
+    (ingress,) = find(objects(VALUE_SETS["tokens-ingress-egress"]), "Ingress")
+    paths = {
+        path["path"]: path["backend"]["service"]["port"]["name"]
+        for path in ingress["spec"]["rules"][0]["http"]["paths"]
+    }
+    assert paths == {"/mcp": "mcp", "/": "http"}
+
+
+def test_notes_tell_how_to_reach_both_endpoints() -> None:
+    notes = render({})["oneoff-runner/templates/NOTES.txt"]
+    assert "http://127.0.0.1:8000/" in notes and "http://127.0.0.1:8001/mcp" in notes
+    with_ingress = render(VALUE_SETS["tokens-ingress-egress"])["oneoff-runner/templates/NOTES.txt"]
+    assert "https://runner.example.com/mcp" in with_ingress
+
+
+def test_the_dockerfile_builds_a_non_root_image_from_the_lock_file() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "uv sync --frozen --no-dev" in text
+    assert "USER 10001" in text
+    assert "EXPOSE 8000 8001" in text
+    assert "HEALTHCHECK" in text and 'CMD ["oneoff-runner", "serve"]' in text
