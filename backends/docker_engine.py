@@ -29,7 +29,8 @@ from backends.docker_errors import (
     start_refused,
 )
 from backends.docker_output import Captured, read_frames
-from backends.docker_runs import ASYNC_ROLE, RECORD_ROLE, DetachedRuns, OutputStream
+from backends.docker_runs import DetachedRuns, OutputStream
+from backends.run_labels import ASYNC_ROLE, RECORD_ROLE
 from runner.errors import (
     BackendUnavailable,
     Cancelled,

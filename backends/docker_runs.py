@@ -11,8 +11,6 @@ failed before it started) leaves a record: an empty volume whose labels hold its
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import socket
 import struct
 import time
@@ -25,32 +23,35 @@ import requests
 import urllib3
 from docker.types import LogConfig
 
-from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
+from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
 from backends.docker_errors import engine_errors
 from backends.docker_output import Captured, read_frames
+from backends.run_labels import (
+    ASYNC_ROLE,
+    CLEANUP_GRACE_SECONDS,
+    CREATED,
+    KEY,
+    OUTPUT,
+    RECORD,
+    RECORD_ROLE,
+    TIMEOUT_AT,
+    TTL,
+    finished_state,
+    key_label,
+    output_label,
+    record_label,
+    stored_record,
+    stored_spec,
+)
 from runner.errors import BackendUnavailable, NotFound
-from runner.spec import MountSpec, Outcome, RunRecord, RunSpec
+from runner.spec import Outcome, RunRecord, RunSpec
 
 if TYPE_CHECKING:
     from backends.docker_engine import DockerBackend
 
-ASYNC_ROLE = "async-run"
-RECORD_ROLE = "run-record"
-TIMEOUT_AT = f"{LABEL_PREFIX}.timeout-at"
-CREATED = f"{LABEL_PREFIX}.created"
-KEY = f"{LABEL_PREFIX}.idempotency-key"
-OUTPUT = f"{LABEL_PREFIX}.output"
-RECORD = f"{LABEL_PREFIX}.record"
-TTL = f"{LABEL_PREFIX}.ttl"
-CLEANUP_GRACE_SECONDS = 300
 LOG_FILES = 4
 FRAME_HEADER = struct.Struct(">BxxxL")
 STREAMS = {1: "stdout", 2: "stderr"}
-
-
-def key_label(idempotency_key: str) -> str:
-    """Keys are stored hashed: a caller's key may be anything, labels are shown to anyone."""
-    return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
 class OutputStream:
@@ -115,13 +116,7 @@ class DetachedRuns:
             CREATED: repr(now),
             TIMEOUT_AT: repr(now + spec.timeout_seconds),
             TTL: repr(ttl),
-            OUTPUT: json.dumps(
-                {
-                    "max_output": spec.max_output_bytes,
-                    "max_response": spec.max_response_bytes,
-                    "response": [[m.key, m.path, m.kind] for m in spec.mounts if m.response],
-                }
-            ),
+            OUTPUT: output_label(spec),
         }
         if idempotency_key is not None:
             labels[KEY] = key_label(idempotency_key)
@@ -159,7 +154,9 @@ class DetachedRuns:
             records = [self._record(api.inspect_container(item["Id"])) for item in containers]
             if idempotency_key is None:
                 found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
-                records += [_stored(item["Labels"]) for item in found.get("Volumes") or []]
+                records += [
+                    stored_record(item["Labels"][RECORD]) for item in found.get("Volumes") or []
+                ]
         by_run = {record.run_id: record for record in records}  # a record outranks a container
         return sorted(by_run.values(), key=lambda record: record.created_at)
 
@@ -181,7 +178,7 @@ class DetachedRuns:
             record.oom_killed = bool(state.get("OOMKilled"))
             finished = record.finished_at or time.time()
             record.timed_out = record.exit_code != 0 and finished >= float(labels[TIMEOUT_AT])
-            record.state = _finished_state(record)
+            record.state = finished_state(record)
         return record
 
     def output(self, run_id: str, *, follow: bool) -> OutputStream:
@@ -204,7 +201,7 @@ class DetachedRuns:
         `response: true` paths, read from the stopped container."""
         container = self._require(run_id)
         record = self._record(self.engine.api.inspect_container(container["Id"]))
-        spec = _stored_spec(run_id, container["Labels"])
+        spec = stored_spec(run_id, container["Labels"][OUTPUT])
         stream = self.output(run_id, follow=False)
         pairs = ((data, None) if kind == "stdout" else (None, data) for kind, data in stream)
         captured: Captured = read_frames(pairs, spec, pairs.close)
@@ -234,7 +231,7 @@ class DetachedRuns:
             INSTANCE: self.settings.instance_id,
             ROLE: RECORD_ROLE,
             DEADLINE: str(int(time.time() + self.settings.result_ttl_seconds)),
-            RECORD: json.dumps(vars(record)),
+            RECORD: record_label(record),
         }
         with engine_errors("recording the run's end"):
             self.engine.api.create_volume(f"oneoff-{record.run_id}-record", labels=labels)
@@ -274,26 +271,6 @@ class DetachedRuns:
                 field="run_id",
             )
         return container
-
-
-def _finished_state(record: RunRecord) -> str:
-    if record.timed_out:
-        return "timeout"
-    return "succeeded" if record.exit_code == 0 else "failed"
-
-
-def _stored(labels: dict[str, str]) -> RunRecord:
-    return RunRecord(**json.loads(labels[RECORD]))
-
-
-def _stored_spec(run_id: str, labels: dict[str, str]) -> RunSpec:
-    """What collecting needs of the original request, as its labels kept it."""
-    output = json.loads(labels[OUTPUT])
-    mounts = [
-        MountSpec(key=key, path=path, read_only=False, kind=kind, response=True)
-        for key, path, kind in output["response"]
-    ]
-    return RunSpec.stored(run_id, mounts, output["max_output"], output["max_response"])
 
 
 def _timestamp(value: str | None) -> float | None:

@@ -21,7 +21,7 @@ from kubernetes import watch
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 from kubernetes.config.config_exception import ConfigException
 
-from backends.base import DEADLINE, INSTANCE, MANAGED, RUN_ID, OutputStream, timed
+from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, OutputStream, timed
 from backends.kubernetes_errors import api_errors, pod_refused
 from backends.kubernetes_manifests import (
     COLLECT_CONTAINER,
@@ -32,6 +32,8 @@ from backends.kubernetes_manifests import (
     labels,
     pull_secret,
 )
+from backends.kubernetes_runs import JobRuns
+from backends.run_labels import RECORD_ROLE
 from runner.errors import (
     Cancelled,
     Conflict,
@@ -53,7 +55,7 @@ BACKGROUND = "Background"
 # Exactly what this module calls, in the run namespace: the chart's Role grants this.
 PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("batch", "jobs"): ("create", "delete", "get", "list", "patch"),
-    ("", "pods"): ("get", "list", "watch"),
+    ("", "pods"): ("list", "watch"),
     ("", "pods/log"): ("get",),
     ("", "secrets"): ("create", "delete", "list"),
     ("", "persistentvolumeclaims"): ("create", "get"),
@@ -68,6 +70,7 @@ class KubernetesBackend:
         self.namespace = settings.kube_namespace
         self._lock = threading.Lock()
         self._client: ApiClient | None = None
+        self.jobs = JobRuns(self)
 
     @property
     def client(self) -> ApiClient:
@@ -110,39 +113,45 @@ class KubernetesBackend:
         name = job_name(spec.run_id)
         try:
             with timed(phases, "create"):
-                self._create(spec, name)
+                deadline = int(time.time() + spec.timeout_seconds + CLEANUP_GRACE_SECONDS)
+                meta = self.meta(name, labels(spec.run_id, self.settings, deadline, "run"))
+                self.create_job(spec, meta, self.settings.kube_job_ttl_seconds)
             with timed(phases, "run"):
-                pod, timed_out = self._wait(spec)
+                pod, timed_out = self.wait_pod(spec)
             with timed(phases, "collect"):
                 spec.emit("phase", "collecting output")
-                outcome = self._collect(spec, pod, timed_out)
+                outcome = self.collect(spec, pod, timed_out)
         finally:
             with timed(phases, "cleanup"):
-                self._delete(name)
+                self.delete(name)
         outcome.phases = phases
         return outcome
 
     def cancel(self, run_id: str) -> None:
-        self._delete(job_name(run_id))
+        self.delete(job_name(run_id))
 
-    def _create(self, spec: RunSpec, name: str) -> None:
+    def meta(
+        self, name: str, kept: dict[str, str], annotations: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name, "namespace": self.namespace, "labels": kept}
+        if annotations:
+            meta["annotations"] = annotations
+        return meta
+
+    def create_job(self, spec: RunSpec, meta: dict[str, Any], ttl: int) -> None:
         """The Job, suspended; its Secrets, owned by it; then the Job resumed."""
         for mount in spec.mounts:
             if mount.kind == "volume":
                 self._require_claim(mount.key, str(mount.name))
-        deadline = int(time.time() + spec.timeout_seconds + CLEANUP_GRACE_SECONDS)
-        meta: dict[str, Any] = {
-            "name": name,
-            "namespace": self.namespace,
-            "labels": labels(spec.run_id, self.settings, deadline, "run"),
-        }
-        secrets = self._secrets(spec, name, meta)
+        name = meta["name"]
+        secrets = self._secrets(spec, name, {**meta, "annotations": {}})
         manifest = job(
             spec,
             self.settings,
             meta,
             content_secret_name=f"{name}-content" if f"{name}-content" in secrets else None,
             pull_secret_name=f"{name}-pull" if spec.auth else None,
+            ttl=ttl,
         )
         spec.emit("phase", "creating the Job")
         with api_errors("creating the Job"):
@@ -194,7 +203,7 @@ class KubernetesBackend:
                 field=f"volumes[{key!r}].name",
             ) from None
 
-    def _wait(self, spec: RunSpec) -> tuple[Any, bool]:
+    def wait_pod(self, spec: RunSpec, *, until_started: bool = False) -> tuple[Any, bool]:
         """Watch the run's pod until it ends; returns (pod, timed out).
 
         The Job's activeDeadlineSeconds ends a run that outlives its timeout; a watch that
@@ -216,6 +225,8 @@ class KubernetesBackend:
                     last = event["object"]
                     if self._ended(spec, event["type"], last):
                         return last, self._deadline_exceeded(spec.run_id, last)
+                    if until_started and _started(last):
+                        return last, False
         return last, True
 
     def _ended(self, spec: RunSpec, kind: str, pod: Any) -> bool:
@@ -246,7 +257,7 @@ class KubernetesBackend:
         conditions = found.status.conditions or []
         return any(condition.reason == "DeadlineExceeded" for condition in conditions)
 
-    def _collect(self, spec: RunSpec, pod: Any, timed_out: bool) -> Outcome:
+    def collect(self, spec: RunSpec, pod: Any, timed_out: bool) -> Outcome:
         terminated = _terminated(pod)
         log, cut = self._log(pod, RUN_CONTAINER, spec.max_output_bytes) if pod else (b"", False)
         return Outcome(
@@ -290,7 +301,7 @@ class KubernetesBackend:
             returned[item["path"]] = (item["kind"], base64.b64decode(item["content"]))
         return returned
 
-    def _delete(self, name: str) -> None:
+    def delete(self, name: str) -> None:
         """The Job with its pods; its Secrets go with it, and are deleted here too."""
         for delete, target in (
             (self.batch.delete_namespaced_job, name),
@@ -303,28 +314,28 @@ class KubernetesBackend:
             except NotFound:
                 pass  # already gone, or never made
 
-    # ---- async runs ---------------------------------------------------------------------
+    # ---- async runs (kubernetes_runs) ----------------------------------------------------
 
     def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
-        raise _no_async()
+        self.jobs.launch(spec, idempotency_key)
 
     def wait_run(self, run_id: str) -> None:
-        raise _no_async()
+        self.jobs.wait(run_id)
 
     def find_runs(self, *, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
-        return []
+        return self.jobs.find(run_id, idempotency_key)
 
     def run_output(self, run_id: str, *, follow: bool) -> OutputStream:
-        raise _no_async()
+        return self.jobs.output(run_id, follow=follow)
 
     def collect_run(self, run_id: str) -> Outcome:
-        raise _no_async()
+        return self.jobs.collect(run_id)
 
     def discard_run(self, run_id: str) -> None:
-        raise _no_async()
+        self.jobs.discard(run_id)
 
     def record_run(self, record: RunRecord) -> None:
-        raise _no_async()
+        self.jobs.mark(record)
 
     # ---- volumes, health, listings, reaping ----------------------------------------------
 
@@ -403,23 +414,44 @@ class KubernetesBackend:
         )
 
     def reap_orphans(self, *, startup: bool) -> int:
+        """Jobs past their deadline, or (at startup) this instance's plain runs; run records
+        past their TTL. Async runs end by their own deadline and TTL."""
         now = time.time()
-        removed = 0
+        selector = f"{MANAGED}=true"
         with api_errors("reaping leftovers"):
-            jobs = self.batch.list_namespaced_job(self.namespace, label_selector=f"{MANAGED}=true")
+            jobs = self.batch.list_namespaced_job(self.namespace, label_selector=selector)
+            records = self.core.list_namespaced_secret(
+                self.namespace, label_selector=f"{selector},{ROLE}={RECORD_ROLE}"
+            )
+        removed = 0
         for item in jobs.items:
-            item_labels = item.metadata.labels or {}
-            mine = startup and item_labels.get(INSTANCE) == self.settings.instance_id
-            if mine or float(item_labels.get(DEADLINE, "inf")) < now:
-                self._delete(item.metadata.name)
+            kept = item.metadata.labels or {}
+            mine = kept.get(INSTANCE) == self.settings.instance_id and kept.get(ROLE) == "run"
+            if (startup and mine) or _past(kept, now):
+                self.delete(item.metadata.name)
+                removed += 1
+        for item in records.items:
+            if _past(item.metadata.labels or {}, now):
+                self._delete_secret(item.metadata.name)
                 removed += 1
         return removed
 
+    def _delete_secret(self, name: str) -> None:
+        try:
+            with api_errors(f"deleting {name}"):
+                self.core.delete_namespaced_secret(name, self.namespace)
+        except NotFound:
+            pass
 
-def _no_async() -> Unsupported:
-    return Unsupported(
-        "async runs (POST /runs, start_run) are not available on the Kubernetes backend yet; "
-        "use POST /run (run_container)"
+
+def _past(kept: dict[str, str], now: float) -> bool:
+    return float(kept.get(DEADLINE, "inf")) < now
+
+
+def _started(pod: Any) -> bool:
+    return any(
+        status.name == RUN_CONTAINER and status.state is not None and status.state.running
+        for status in pod.status.container_statuses or []
     )
 
 

@@ -88,6 +88,7 @@ def job(
     *,
     content_secret_name: str | None,
     pull_secret_name: str | None,
+    ttl: int,
 ) -> dict[str, Any]:
     """The run's Job: suspended, so the Secrets it owns exist before its pod does."""
     if spec.network != "none":
@@ -123,7 +124,7 @@ def job(
             "suspend": True,
             "backoffLimit": 0,
             "activeDeadlineSeconds": max(1, math.ceil(spec.timeout_seconds)),
-            "ttlSecondsAfterFinished": settings.kube_job_ttl_seconds,
+            "ttlSecondsAfterFinished": ttl,
             "template": {"metadata": {"labels": meta["labels"]}, "spec": pod_spec},
         },
     }

@@ -26,6 +26,7 @@ from runner.models import RunRequest, RunResult
 from runner.policy import build_run_spec
 from runner.run_status import FINISHED_STATES, RunList, RunLogs, RunState, RunStatus
 from runner.spec import RunRecord, RunSpec
+from runner.threads import on_this_loop, own_thread, to_loop
 
 if TYPE_CHECKING:
     from runner.service import RunnerService, Ticket
@@ -116,7 +117,7 @@ class AsyncRuns:
             ticket.release()
             raise
         pending = Pending(spec, request.image, time.time(), idempotency_key, ticket)
-        spec.on_event = _threadsafe(pending.add)
+        spec.on_event = on_this_loop(pending.add)
         self._pending[run_id] = pending
         if idempotency_key is not None:
             self._keys[idempotency_key] = run_id
@@ -152,7 +153,7 @@ class AsyncRuns:
 
     async def _watch(self, run_id: str) -> None:
         try:
-            await self._call(self.backend.wait_run, run_id)
+            await own_thread(self.backend.wait_run, run_id)
         except RunnerError as exc:
             log.warning(
                 "run %s: watching failed (the reaper enforces its timeout): %s", run_id, exc.message
@@ -260,7 +261,7 @@ class AsyncRuns:
                     yield event
         if follow:
             with contextlib.suppress(RunnerError):
-                await self._call(self.backend.wait_run, run_id)
+                await own_thread(self.backend.wait_run, run_id)
         yield "exit", (await self.status(run_id)).model_dump_json()
 
     async def wait(self, run_id: str) -> RunStatus:
@@ -270,7 +271,7 @@ class AsyncRuns:
             async for _ in _replay(pending):
                 pass
         with contextlib.suppress(NotFound):
-            await self._call(self.backend.wait_run, run_id)
+            await own_thread(self.backend.wait_run, run_id)
         return await self.status(run_id)
 
     async def require(self, run_id: str) -> None:
@@ -334,9 +335,9 @@ async def _follow(stream: OutputStream) -> AsyncIterator[tuple[str, str]]:
     def pump() -> None:
         try:
             for item in stream:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+                to_loop(loop, queue.put_nowait, item)
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+            to_loop(loop, queue.put_nowait, None)
 
     threading.Thread(target=pump, name="oneoff-follow", daemon=True).start()
     decoders = {name: codecs.getincrementaldecoder("utf-8")("replace") for name in STREAMS}
@@ -377,15 +378,6 @@ def _read_all(backend: Any, run_id: str) -> dict[str, bytes]:
     for kind, data in backend.run_output(run_id, follow=False):
         kept[kind] += data
     return {name: bytes(value) for name, value in kept.items()}
-
-
-def _threadsafe(listener: Callable[[str, str], None]) -> Callable[[str, str], None]:
-    loop = asyncio.get_running_loop()
-
-    def sink(kind: str, text: str) -> None:
-        loop.call_soon_threadsafe(listener, kind, text)
-
-    return sink
 
 
 def _time(value: float | None) -> datetime | None:

@@ -35,6 +35,7 @@ from runner.policy import build_run_spec, build_volume_fill
 from runner.runs import AsyncRuns
 from runner.settings import Settings
 from runner.spec import EventSink, Outcome, RunSpec
+from runner.threads import on_this_loop
 
 log = logging.getLogger("oneoff_runner")
 
@@ -147,7 +148,7 @@ class RunnerService:
                 raise BackendUnavailable("the runner is shutting down; retry on another replica")
             async with self.admission.slot():
                 spec = await self.call(build_run_spec, request, self.settings, run_id)
-                spec.on_event = _on_this_loop(listener) if listener else None
+                spec.on_event = on_this_loop(listener) if listener else None
                 outcome = await self._execute(spec)
         except RunnerError as exc:
             self.metrics.record(exc.code, {})
@@ -303,13 +304,3 @@ async def service_scope(
         yield own
     finally:
         await own.stop()
-
-
-def _on_this_loop(listener: EventSink) -> EventSink:
-    """A sink worker threads may call: each event is handed to `listener` on this event loop."""
-    loop = asyncio.get_running_loop()
-
-    def sink(kind: str, text: str) -> None:
-        loop.call_soon_threadsafe(listener, kind, text)
-
-    return sink

@@ -132,6 +132,7 @@ class FakeKubernetes:
         self.received: list[dict[str, Any]] = []
         self.invalid: list[str] = []
         self.granted: set[tuple[str, str, str]] | None = None  # None: everything
+        self.calls: set[tuple[str, str, str]] = set()  # (group, resource, verb) clients used
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.changed = threading.Condition()
         self.closed = False
@@ -393,6 +394,7 @@ def _handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
             namespace, resource, name = rest[1], rest[2], (rest[3] if len(rest) > 3 else None)
             if (prefix, resource) not in RESOURCES:
                 return self._send(404, _status_body(404, "NotFound", url.path))
+            fake.calls.add(_permission(prefix, resource, name, rest, method, query))
             if len(rest) == 5 and rest[4] == "log":
                 return self._log(namespace, str(name), query)
             if name is None and method == "GET" and query.get("watch") in ("true", "True", "1"):
@@ -474,6 +476,24 @@ def _handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
     return Handler
+
+
+def _permission(
+    prefix: str,
+    resource: str,
+    name: str | None,
+    rest: list[str],
+    method: str,
+    query: dict[str, str],
+) -> tuple[str, str, str]:
+    """The RBAC (group, resource, verb) a request needs."""
+    group = "" if prefix == "api/v1" else prefix.split("/")[1]
+    if len(rest) == 5 and rest[4] == "log":
+        return group, f"{resource}/log", "get"
+    if method == "GET" and name is None:
+        return group, resource, "watch" if query.get("watch") in ("true", "True", "1") else "list"
+    verbs = {"GET": "get", "POST": "create", "PATCH": "patch", "DELETE": "delete"}
+    return group, resource, verbs[method]
 
 
 def _public(pod: dict[str, Any]) -> dict[str, Any]:

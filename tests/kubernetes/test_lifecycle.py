@@ -100,6 +100,7 @@ def _labels(instance: str) -> dict[str, str]:
         "oneoff-runner.run-id": "a",
         "oneoff-runner.instance": instance,
         "oneoff-runner.deadline": "9999999999",
+        "oneoff-runner.role": "run",
     }
 
 

@@ -73,3 +73,22 @@ def test_cancelling_a_finished_run_leaves_its_result(make_settings):
         response = api.delete(f"/runs/{run_id}")
     assert response.json()["state"] == "succeeded"
     assert response.json()["result"]["stdout"] == "done\n"
+
+
+def test_many_runs_being_watched_do_not_starve_the_worker_threads(make_settings):
+    """Each async run is watched for as long as it lasts; those waits must not hold the shared
+    worker threads (40 by default), or every other request would queue behind them."""
+    release = threading.Event()
+
+    class Waiting(FakeBackend):
+        def wait_run(self, run_id: str) -> None:
+            release.wait(60)
+
+    settings = make_settings(max_concurrent_runs=64, max_queued_runs=64)
+    with TestClient(create_app(settings, backend=Waiting())) as api:
+        for _ in range(45):
+            assert api.post("/runs", json=run_body("true")).status_code == 202
+        listed = api.get("/runs")
+        release.set()
+    assert listed.status_code == 200
+    assert len(listed.json()["runs"]) == 45

@@ -1,0 +1,258 @@
+"""Async runs on Kubernetes: Jobs that outlive the request that started them, and the runner.
+
+The Job carries what a later question needs: its labels the run id, role and hashed
+idempotency key; its annotations the creation time, timeout and what to collect; its pod's
+state the rest (phase, exit code, OOM, times); its pod's log the output. The Job's
+`ttlSecondsAfterFinished` is the result's TTL, so the cluster removes a finished run itself. A
+run that ends without a Job (cancelled, or failed to start) leaves a record: a Secret without
+data whose annotation holds its state, reaped after the TTL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import urllib3
+
+from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from backends.kubernetes_errors import api_errors
+from backends.kubernetes_manifests import RUN_CONTAINER, job_name, labels
+from backends.run_labels import (
+    ASYNC_ROLE,
+    CLEANUP_GRACE_SECONDS,
+    CREATED,
+    KEY,
+    OUTPUT,
+    RECORD,
+    RECORD_ROLE,
+    TIMEOUT_AT,
+    finished_state,
+    key_label,
+    output_label,
+    record_label,
+    stored_record,
+    stored_spec,
+)
+from runner.errors import Cancelled, NotFound, RunnerError
+from runner.spec import Outcome, RunRecord, RunSpec
+
+if TYPE_CHECKING:
+    from backends.kubernetes_jobs import KubernetesBackend
+
+LOG_CHUNK_BYTES = 64 * 1024
+
+
+class PodLogStream:
+    """A pod's log, from its first byte: ("stdout", bytes) pairs (the log merges both
+    streams); with `follow`, until the container ends. `stop` ends it from another thread."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        try:
+            for chunk in self._response.stream(LOG_CHUNK_BYTES, decode_content=False):
+                if chunk:
+                    yield "stdout", chunk
+        except (urllib3.exceptions.HTTPError, OSError, ValueError):
+            return  # stopped under us: the caller stopped listening
+        finally:
+            self._response.release_conn()
+
+    def stop(self) -> None:
+        # RuntimeError: the stream has already ended and given its connection back
+        with contextlib.suppress(OSError, RuntimeError):
+            self._response.shutdown()
+
+
+class JobRuns:
+    def __init__(self, engine: KubernetesBackend) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+
+    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+        now = time.time()
+        ttl = int(self.settings.result_ttl_seconds)
+        deadline = int(now + spec.timeout_seconds + ttl + CLEANUP_GRACE_SECONDS)
+        kept = labels(spec.run_id, self.settings, deadline, ASYNC_ROLE)
+        if idempotency_key is not None:
+            kept[KEY] = key_label(idempotency_key)
+        annotations = {
+            CREATED: repr(now),
+            TIMEOUT_AT: repr(now + spec.timeout_seconds),
+            OUTPUT: output_label(spec),
+        }
+        name = job_name(spec.run_id)
+        try:
+            self.engine.create_job(spec, self.engine.meta(name, kept, annotations), ttl)
+        except BaseException:
+            self.engine.delete(name)
+            raise
+
+    def wait(self, run_id: str) -> None:
+        """Until the pod ends; a pod that cannot start (image, config) ends the run as failed."""
+        found = self._job(run_id)
+        if found is None:
+            return
+        spec = self._spec(found)
+        try:
+            self.engine.wait_pod(spec)
+        except Cancelled:
+            return
+        except RunnerError as exc:
+            record = self._record(found)
+            record.state, record.error, record.finished_at = "failed", exc.message, time.time()
+            self.mark(record)
+            self.engine.delete(job_name(run_id))
+
+    def find(self, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
+        selector = [f"{MANAGED}=true"]
+        if run_id is not None:
+            selector.append(f"{RUN_ID}={run_id}")
+        if idempotency_key is not None:
+            selector.append(f"{KEY}={key_label(idempotency_key)}")
+        with api_errors("listing runs"):
+            jobs = self.engine.batch.list_namespaced_job(
+                self.engine.namespace, label_selector=",".join([*selector, f"{ROLE}={ASYNC_ROLE}"])
+            )
+            records = [self._record(item) for item in jobs.items]
+            if idempotency_key is None:
+                kept = self.engine.core.list_namespaced_secret(
+                    self.engine.namespace,
+                    label_selector=",".join([*selector, f"{ROLE}={RECORD_ROLE}"]),
+                )
+                records += [stored_record(item.metadata.annotations[RECORD]) for item in kept.items]
+        by_run = {record.run_id: record for record in records}  # a record outranks a Job
+        return sorted(by_run.values(), key=lambda record: record.created_at)
+
+    def output(self, run_id: str, *, follow: bool) -> PodLogStream:
+        pod = self._started_pod(run_id) if follow else self._pod(run_id)
+        if pod is None:
+            raise NotFound(f"run {run_id!r} has no pod yet, or no more", field="run_id")
+        with api_errors("reading the run's log"):
+            response = self.engine.core.read_namespaced_pod_log(
+                pod.metadata.name,
+                self.engine.namespace,
+                container=RUN_CONTAINER,
+                follow=follow,
+                _preload_content=False,
+            )
+        return PodLogStream(response)
+
+    def collect(self, run_id: str) -> Outcome:
+        found = self._job(run_id)
+        if found is None:
+            raise NotFound(
+                f"run {run_id!r}: its Job is gone (expired or cancelled)", field="run_id"
+            )
+        record = self._record(found)
+        return self.engine.collect(self._spec(found), self._pod(run_id), record.timed_out)
+
+    def discard(self, run_id: str) -> None:
+        self.engine.delete(job_name(run_id))
+
+    def mark(self, record: RunRecord) -> None:
+        """A Secret without data, whose annotation keeps the run's end for the TTL."""
+        deadline = int(time.time() + self.settings.result_ttl_seconds)
+        kept = {
+            MANAGED: "true",
+            RUN_ID: record.run_id,
+            INSTANCE: self.settings.instance_id,
+            ROLE: RECORD_ROLE,
+            DEADLINE: str(deadline),
+        }
+        name = f"{job_name(record.run_id)}-record"
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": self.engine.meta(name, kept, {RECORD: record_label(record)}),
+        }
+        with api_errors("recording the run's end"):
+            self.engine.core.create_namespaced_secret(self.engine.namespace, secret)
+
+    def _job(self, run_id: str) -> Any:
+        try:
+            with api_errors("reading the run's Job"):
+                return self.engine.batch.read_namespaced_job(
+                    job_name(run_id), self.engine.namespace
+                )
+        except NotFound:
+            return None
+
+    def _pod(self, run_id: str) -> Any:
+        with api_errors("finding the run's pod"):
+            found = self.engine.core.list_namespaced_pod(
+                self.engine.namespace, label_selector=f"{RUN_ID}={run_id}"
+            )
+        return found.items[0] if found.items else None
+
+    def _started_pod(self, run_id: str) -> Any:
+        """The pod once its container has started (a waiting container has no log yet)."""
+        found = self._job(run_id)
+        if found is None:
+            return None
+        spec = self._spec(found)
+        with contextlib.suppress(RunnerError):
+            self.engine.wait_pod(spec, until_started=True)
+        return self._pod(run_id)
+
+    def _spec(self, found: Any) -> RunSpec:
+        annotations = found.metadata.annotations or {}
+        run_id = found.metadata.labels[RUN_ID]
+        spec = stored_spec(run_id, annotations[OUTPUT])
+        spec.image = found.spec.template.spec.containers[0].image
+        spec.timeout_seconds = max(0.0, float(annotations[TIMEOUT_AT]) - time.time())
+        return spec
+
+    def _record(self, found: Any) -> RunRecord:
+        annotations = found.metadata.annotations or {}
+        run_id = found.metadata.labels[RUN_ID]
+        record = RunRecord(
+            run_id=run_id,
+            state="pulling",
+            image=found.spec.template.spec.containers[0].image,
+            created_at=float(annotations[CREATED]),
+        )
+        pod = self._pod(run_id)
+        terminated = _run_state(pod, "terminated")
+        running = _run_state(pod, "running")
+        if running is not None:
+            record.state, record.started_at = "running", _seconds(running.started_at)
+        if terminated is not None or _deadline(found, pod):
+            record.exit_code = terminated.exit_code if terminated else None
+            record.oom_killed = bool(terminated and terminated.reason == "OOMKilled")
+            record.timed_out = _deadline(found, pod)
+            if terminated is not None:
+                record.started_at = _seconds(terminated.started_at)
+                record.finished_at = _seconds(terminated.finished_at)
+            record.state = finished_state(record)
+        return record
+
+
+def _run_state(pod: Any, which: str) -> Any:
+    if pod is None:
+        return None
+    for status in pod.status.container_statuses or []:
+        if status.name == RUN_CONTAINER and status.state is not None:
+            return getattr(status.state, which)
+    return None
+
+
+def _deadline(found: Any, pod: Any) -> bool:
+    if pod is not None and pod.status.reason == "DeadlineExceeded":
+        return True
+    conditions = (found.status.conditions if found.status else None) or []
+    return any(condition.reason == "DeadlineExceeded" for condition in conditions)
+
+
+def _seconds(moment: datetime | str | None) -> float | None:
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return moment.timestamp()

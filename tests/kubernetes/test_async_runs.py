@@ -1,0 +1,130 @@
+"""Async runs (POST /runs) on the Kubernetes backend: state in the Job and its pod, so a new
+runner answers for a run; cancel; a pod that cannot start; idempotency."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi.testclient import TestClient
+
+from api_app import create_app
+from backends.kubernetes_jobs import PERMISSIONS
+from runner.settings import Settings
+from tests.kubernetes import fake_api
+from tests.kubernetes.fake_api import FakeKubernetes
+
+BODY = {"image": "busybox:1.36", "command": ["sh", "-c", "echo hi"]}
+
+
+def follow(api: TestClient, run_id: str) -> tuple[str, dict]:  # type: ignore[type-arg]
+    output, final = "", {}
+    with api.stream("GET", f"/runs/{run_id}/logs") as stream:
+        event = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event == "stdout":
+                output += json.loads(line.removeprefix("data: "))
+            elif line.startswith("data: ") and event == "exit":
+                final = json.loads(line.removeprefix("data: "))
+    return output, final
+
+
+def test_an_async_run_is_followed_and_collected(api: TestClient, fake: FakeKubernetes) -> None:
+    fake.script = lambda job: fake_api.succeeds(b"line 1\nline 2\n")
+    accepted = api.post("/runs", json=BODY)
+    assert accepted.status_code == 202
+    run_id = accepted.json()["run_id"]
+    output, final = follow(api, run_id)
+    assert output == "line 1\nline 2\n"
+    assert final["state"] == "succeeded"
+    assert final["result"]["stdout"] == "line 1\nline 2\n"
+    assert final["result"]["streams_merged"] is True
+    job = next(item for item in fake.received if item["kind"] == "Job")
+    assert job["metadata"]["labels"]["oneoff-runner.role"] == "async-run"
+    assert job["spec"]["ttlSecondsAfterFinished"] == 3600  # the result's TTL
+    api.delete(f"/runs/{run_id}")  # finished: left as it is
+    fake.delete("jobs", "runs", f"oneoff-{run_id}")  # as its TTL would
+
+
+def test_a_new_runner_answers_for_a_run_another_started(
+    api: TestClient, fake: FakeKubernetes, kube_settings: Settings
+) -> None:
+    fake.script = lambda job: fake_api.fails(2, b"broken\n")
+    run_id = api.post("/runs", json=BODY).json()["run_id"]
+    follow(api, run_id)
+    other = kube_settings.model_copy(update={"instance_id": "another-replica"})
+    with TestClient(create_app(other)) as second:
+        status = second.get(f"/runs/{run_id}").json()
+        listed = second.get("/runs").json()["runs"]
+    assert (status["state"], status["result"]["exit_code"]) == ("failed", 2)
+    assert [run["run_id"] for run in listed] == [run_id]
+    fake.delete("jobs", "runs", f"oneoff-{run_id}")
+
+
+def test_cancel_deletes_the_job_and_leaves_a_record(api: TestClient, fake: FakeKubernetes) -> None:
+    fake.script = lambda job: fake_api.runs_until_deleted(b"working\n")
+    run_id = api.post("/runs", json=BODY).json()["run_id"]
+    with api.stream("GET", f"/runs/{run_id}/logs") as stream:
+        next(line for line in stream.iter_lines() if "working" in line)
+    cancelled = api.delete(f"/runs/{run_id}").json()
+    assert cancelled["state"] == "cancelled"
+    assert fake.named("jobs") == fake.named("pods") == []
+    assert api.get(f"/runs/{run_id}").json()["state"] == "cancelled"
+    assert fake.named("secrets") == [f"oneoff-{run_id}-record"]
+    fake.delete("secrets", "runs", f"oneoff-{run_id}-record")
+
+
+def test_a_pod_that_cannot_pull_ends_the_run_failed(api: TestClient, fake: FakeKubernetes) -> None:
+    fake.script = lambda job: fake_api.cannot_pull("ImagePullBackOff", "not found")
+    run_id = api.post("/runs", json={**BODY, "image": "busybox:nope"}).json()["run_id"]
+    _, final = follow(api, run_id)
+    assert final["state"] == "failed"
+    assert "busybox:nope" in final["error"]
+    assert fake.named("jobs") == []
+    fake.delete("secrets", "runs", f"oneoff-{run_id}-record")
+
+
+def test_an_idempotency_key_finds_the_job(api: TestClient, fake: FakeKubernetes) -> None:
+    key = {"Idempotency-Key": "deploy-7"}
+    first = api.post("/runs", json=BODY, headers=key).json()["run_id"]
+    follow(api, first)
+    again = api.post("/runs", json=BODY, headers=key).json()["run_id"]
+    assert again == first
+    fake.delete("jobs", "runs", f"oneoff-{first}")
+
+
+def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
+    api: TestClient, fake: FakeKubernetes
+) -> None:
+    """Every kind of call, on one fake: plain and async runs with content, credentials and a
+    response path, a cancel, a claim, reaping; the calls made are the PERMISSIONS, no more."""
+    fake.script = lambda job: fake_api.succeeds(b"ok\n")
+    body = {
+        **BODY,
+        "image": "registry.example/app:1",
+        "auth_config": {"username": "u", "password": "p"},
+        "volumes": {
+            "/in.txt": {"type": "file", "content": "aGk="},
+            "/out": {"type": "directory", "response": True},
+        },
+    }
+    assert api.post("/run", json=body).status_code == 200
+    run_id = api.post("/runs", json=BODY).json()["run_id"]
+    follow(api, run_id)
+    fake.script = lambda job: fake_api.runs_until_deleted()
+    held = api.post("/runs", json=BODY).json()["run_id"]
+    api.delete(f"/runs/{held}")
+    fake.script = lambda job: fake_api.succeeds()
+    api.post("/volume", json={"name": "cache"})
+    api.post("/run", json={**BODY, "volumes": {"/c": {"type": "volume", "name": "cache"}}})
+    api.app.state.service.backend.reap_orphans(startup=False)
+    assert fake.calls == {
+        (group, resource, verb)
+        for (group, resource), verbs in PERMISSIONS.items()
+        for verb in verbs
+    }
+    for name in fake.named("jobs"):
+        fake.delete("jobs", "runs", name)
+    for name in fake.named("secrets"):
+        fake.delete("secrets", "runs", name)
