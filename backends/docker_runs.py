@@ -38,8 +38,11 @@ from backends.run_labels import (
     TTL,
     finished_state,
     key_label,
+    latest_per_run,
     output_label,
     record_label,
+    record_labels,
+    selector,
     stored_record,
     stored_spec,
 )
@@ -141,11 +144,7 @@ class DetachedRuns:
         self.engine.kill(container["Id"])
 
     def find(self, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
-        label = [f"{MANAGED}=true"]
-        if run_id is not None:
-            label.append(f"{RUN_ID}={run_id}")
-        if idempotency_key is not None:
-            label.append(f"{KEY}={key_label(idempotency_key)}")
+        label = selector(run_id, idempotency_key)
         api = self.engine.api
         with engine_errors("listing runs"):
             containers = api.containers(
@@ -157,8 +156,7 @@ class DetachedRuns:
                 records += [
                     stored_record(item["Labels"][RECORD]) for item in found.get("Volumes") or []
                 ]
-        by_run = {record.run_id: record for record in records}  # a record outranks a container
-        return sorted(by_run.values(), key=lambda record: record.created_at)
+        return latest_per_run(records)
 
     def _record(self, inspected: dict[str, Any]) -> RunRecord:
         labels = inspected["Config"]["Labels"]
@@ -225,14 +223,8 @@ class DetachedRuns:
 
     def mark(self, record: RunRecord) -> None:
         """Keep a run's end where a restarted runner finds it, for the result's TTL."""
-        labels = {
-            MANAGED: "true",
-            RUN_ID: record.run_id,
-            INSTANCE: self.settings.instance_id,
-            ROLE: RECORD_ROLE,
-            DEADLINE: str(int(time.time() + self.settings.result_ttl_seconds)),
-            RECORD: record_label(record),
-        }
+        labels = record_labels(record, self.settings.instance_id, self.settings.result_ttl_seconds)
+        labels[RECORD] = record_label(record)
         with engine_errors("recording the run's end"):
             self.engine.api.create_volume(f"oneoff-{record.run_id}-record", labels=labels)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import urllib3
 
-from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from backends.base import ROLE, RUN_ID
 from backends.kubernetes_errors import api_errors
 from backends.kubernetes_manifests import RUN_CONTAINER, job_name, labels
 from backends.run_labels import (
@@ -32,8 +32,11 @@ from backends.run_labels import (
     TIMEOUT_AT,
     finished_state,
     key_label,
+    latest_per_run,
     output_label,
     record_label,
+    record_labels,
+    selector,
     stored_record,
     stored_spec,
 )
@@ -110,24 +113,19 @@ class JobRuns:
             self.engine.delete(job_name(run_id))
 
     def find(self, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
-        selector = [f"{MANAGED}=true"]
-        if run_id is not None:
-            selector.append(f"{RUN_ID}={run_id}")
-        if idempotency_key is not None:
-            selector.append(f"{KEY}={key_label(idempotency_key)}")
+        terms = selector(run_id, idempotency_key)
         with api_errors("listing runs"):
             jobs = self.engine.batch.list_namespaced_job(
-                self.engine.namespace, label_selector=",".join([*selector, f"{ROLE}={ASYNC_ROLE}"])
+                self.engine.namespace, label_selector=",".join([*terms, f"{ROLE}={ASYNC_ROLE}"])
             )
             records = [self._record(item) for item in jobs.items]
             if idempotency_key is None:
                 kept = self.engine.core.list_namespaced_secret(
                     self.engine.namespace,
-                    label_selector=",".join([*selector, f"{ROLE}={RECORD_ROLE}"]),
+                    label_selector=",".join([*terms, f"{ROLE}={RECORD_ROLE}"]),
                 )
                 records += [stored_record(item.metadata.annotations[RECORD]) for item in kept.items]
-        by_run = {record.run_id: record for record in records}  # a record outranks a Job
-        return sorted(by_run.values(), key=lambda record: record.created_at)
+        return latest_per_run(records)
 
     def output(self, run_id: str, *, follow: bool) -> PodLogStream:
         pod = self._started_pod(run_id) if follow else self._pod(run_id)
@@ -157,14 +155,7 @@ class JobRuns:
 
     def mark(self, record: RunRecord) -> None:
         """A Secret without data, whose annotation keeps the run's end for the TTL."""
-        deadline = int(time.time() + self.settings.result_ttl_seconds)
-        kept = {
-            MANAGED: "true",
-            RUN_ID: record.run_id,
-            INSTANCE: self.settings.instance_id,
-            ROLE: RECORD_ROLE,
-            DEADLINE: str(deadline),
-        }
+        kept = record_labels(record, self.settings.instance_id, self.settings.result_ttl_seconds)
         name = f"{job_name(record.run_id)}-record"
         secret = {
             "apiVersion": "v1",

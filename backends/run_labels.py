@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
-from backends.base import LABEL_PREFIX
+from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
 from runner.spec import MountSpec, RunRecord, RunSpec
 
 ASYNC_ROLE = "async-run"
@@ -59,3 +60,31 @@ def finished_state(record: RunRecord) -> str:
     if record.timed_out:
         return "timeout"
     return "succeeded" if record.exit_code == 0 else "failed"
+
+
+def selector(run_id: str | None, idempotency_key: str | None) -> list[str]:
+    """`key=value` terms finding the runner's runs, one run, or a key's run."""
+    terms = [f"{MANAGED}=true"]
+    if run_id is not None:
+        terms.append(f"{RUN_ID}={run_id}")
+    if idempotency_key is not None:
+        terms.append(f"{KEY}={key_label(idempotency_key)}")
+    return terms
+
+
+def record_labels(record: RunRecord, instance: str, ttl: float) -> dict[str, str]:
+    """Labels of a run's record, which is reaped once the result's TTL has passed."""
+    return {
+        MANAGED: "true",
+        RUN_ID: record.run_id,
+        INSTANCE: instance,
+        ROLE: RECORD_ROLE,
+        DEADLINE: str(int(time.time() + ttl)),
+    }
+
+
+def latest_per_run(records: list[RunRecord]) -> list[RunRecord]:
+    """One record per run, oldest run first; a run's record outranks its container or Job
+    (it is written when the run ended without them)."""
+    by_run = {record.run_id: record for record in records}
+    return sorted(by_run.values(), key=lambda record: record.created_at)
