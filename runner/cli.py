@@ -22,7 +22,8 @@ log = logging.getLogger("oneoff_runner")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """Every command and its options."""
     parser = argparse.ArgumentParser(
         prog="oneoff-runner",
         description="Run one-off containers through a REST API and an MCP server. "
@@ -41,7 +42,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     console.add_commands(commands)
     helper = commands.add_parser("pod-helper", help="(inside Kubernetes run pods)")
     helper.add_argument("step", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     if args.command == "pod-helper":
         from runner import pod_helper
 

@@ -142,7 +142,7 @@ def _finish(status: dict[str, Any], args: argparse.Namespace, display: Display) 
 class Display:
     """Progress on stderr until the run starts, then the run's own output, unadorned."""
 
-    def __init__(self, *, live: bool, quiet: bool) -> None:
+    def __init__(self, *, live: bool, quiet: bool, console: Console | None = None) -> None:
         self.quiet = quiet
         self.progress: Progress | None = None
         self.layers: dict[str, TaskID] = {}
@@ -152,7 +152,7 @@ class Display:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 DownloadColumn(),
-                console=Console(stderr=True),
+                console=console or Console(stderr=True),
                 transient=True,
             )
             self.status = self.progress.add_task("waiting for the run", total=None)

@@ -146,3 +146,33 @@ def test_unreachable_server_is_a_clear_error() -> None:
     done = cli("runs", "--server", "http://127.0.0.1:9")
     assert done.returncode == 125
     assert "cannot reach the runner" in done.stderr
+
+
+def test_on_a_terminal_a_progress_display_runs_until_the_output_starts(instance: str) -> None:
+    """In a pseudo-terminal the live display (spinner, phases) draws on stderr, then steps
+    aside for the program's own output."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "run", TEST_IMAGE, "--", "echo", "from-a-tty"],
+        cwd=ROOT,
+        env={**os.environ, "RUNNER_INSTANCE_ID": instance, "TERM": "xterm", "COLUMNS": "100"},
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the terminal closed: the process is done with it
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert process.wait(60) == 0
+    assert b"from-a-tty" in seen
+    assert b"\x1b[?25l" in seen  # the live display hid the cursor while it drew
