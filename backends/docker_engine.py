@@ -8,27 +8,26 @@ reaper. docker-py's exceptions become `RunnerError`s in `docker_errors.engine_er
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import docker
 from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
+from backends import docker_inventory as inventory
 from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID, timed
 from backends.docker_content import ContentCopier
 from backends.docker_errors import (
     create_refused,
     engine_errors,
-    pull_failure,
     start_refused,
 )
 from backends.docker_output import Captured, read_frames
+from backends.docker_pull import pull, pulls_first
 from backends.docker_runs import DetachedRuns, OutputStream
 from backends.run_labels import ASYNC_ROLE, RECORD_ROLE
 from runner.errors import (
@@ -43,10 +42,8 @@ from runner.errors import (
 from runner.models import ContainerInfo, Health, ImageInfo
 from runner.settings import Settings
 from runner.spec import (
-    EventSink,
     MountSpec,
     Outcome,
-    RegistryAuth,
     RunRecord,
     RunSpec,
     VolumeFill,
@@ -180,12 +177,12 @@ class DockerBackend:
         """Pull up front when the policy says always, or when credentials came (so they are
         checked: a cached private image is never handed to a caller without them). Otherwise
         creating the container tells whether the image is there: one engine call fewer."""
-        if _pulls_first(spec):
+        if pulls_first(spec):
             self._pull_for(spec)
 
     def _pull_for(self, spec: RunSpec) -> None:
         spec.emit("phase", f"pulling {spec.image}")
-        self._pull(spec.image, spec.auth, spec.emit, spec.cancelled)
+        pull(self.api, spec, spec.emit)
 
     def _exists(self, what: str, inspect: Callable[[str], object], name: str) -> bool:
         try:
@@ -194,32 +191,6 @@ class DockerBackend:
         except NotFound:
             return False
         return True
-
-    def _pull(
-        self,
-        image: str,
-        auth: RegistryAuth | None,
-        emit: EventSink,
-        cancelled: threading.Event,
-    ) -> None:
-        auth_config = None
-        if auth is not None:
-            auth_config = {key: value for key, value in vars(auth).items() if value is not None}
-
-        def translate(message: str) -> RunnerError:
-            if auth is not None:
-                message = message.replace(auth.password, "***")
-            return pull_failure(message, image, with_auth=auth is not None)
-
-        with engine_errors(f"pulling {image!r}", translate):
-            events = self.api.pull(image, stream=True, decode=True, auth_config=auth_config)
-            for event in events:
-                if cancelled.is_set():
-                    events.close()
-                    raise Cancelled("the run was cancelled while its image was pulled")
-                if "error" in event:
-                    raise translate(str(event["error"]))
-                _forward_pull_event(event, emit)
 
     def mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]:
         root = None
@@ -280,7 +251,7 @@ class DockerBackend:
                     "pull it first or use pull_policy 'missing'",
                     field="image",
                 ) from None
-            if _pulls_first(spec):
+            if pulls_first(spec):
                 raise
         self._pull_for(spec)
         return self._create_container(spec, host_config, labels)
@@ -431,40 +402,13 @@ class DockerBackend:
         return f"volume {fill.name!r} {'filled' if existed else 'created and filled'}"
 
     def health(self) -> Health:
-        with engine_errors("checking the engine"):
-            version = self.api.version()
-        return Health(
-            backend=self.name,
-            version=str(version.get("Version")),
-            details={
-                "api_version": str(version.get("ApiVersion")),
-                "os": str(version.get("Os")),
-                "arch": str(version.get("Arch")),
-            },
-        )
+        return inventory.health(self.api)
 
     def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
-        filters = {"label": f"{MANAGED}=true"} if managed_only else None
-        with engine_errors("listing containers"):
-            found = self.api.containers(all=all_states, filters=filters)
-        return [
-            ContainerInfo(
-                id=item["Id"][:12],
-                name=(item.get("Names") or ["/"])[0].lstrip("/"),
-                image=item.get("Image", ""),
-                status=item.get("Status") or item.get("State", ""),
-                run_id=(item.get("Labels") or {}).get(RUN_ID),
-            )
-            for item in found
-        ]
+        return inventory.containers(self.api, all_states=all_states, managed_only=managed_only)
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
-        with engine_errors("listing images"):
-            found = self.api.images(name=reference)
-        return [
-            ImageInfo(id=item["Id"], tags=item.get("RepoTags") or [], size=item.get("Size", 0))
-            for item in found
-        ]
+        return inventory.images(self.api, reference)
 
     def reap_orphans(self, *, startup: bool) -> int:
         with self._lock:
@@ -493,24 +437,3 @@ class DockerBackend:
                     self.remove(None, item["Name"])
                     removed += 1
         return removed
-
-
-def _forward_pull_event(event: dict[str, Any], emit: EventSink) -> None:
-    """Layer progress as "pull" events (for progress bars), other statuses as phases."""
-    if "status" not in event:
-        return
-    detail = event.get("progressDetail") or {}
-    if detail.get("total"):
-        progress = {
-            "id": event.get("id", ""),
-            "status": event["status"],
-            "current": detail.get("current", 0),
-            "total": detail["total"],
-        }
-        emit("pull", json.dumps(progress))
-    elif not detail:
-        emit("phase", f"pull: {event['status']} {event.get('id', '')}".strip())
-
-
-def _pulls_first(spec: RunSpec) -> bool:
-    return spec.pull_policy == "always" or spec.auth is not None

@@ -21,11 +21,13 @@ from kubernetes import watch
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 from kubernetes.config.config_exception import ConfigException
 
+from backends import kubernetes_inventory as inventory
 from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, OutputStream, timed
 from backends.kubernetes_errors import api_errors, pod_refused
 from backends.kubernetes_manifests import (
     COLLECT_CONTAINER,
     RUN_CONTAINER,
+    claim,
     content_secret,
     job,
     job_name,
@@ -39,7 +41,6 @@ from runner.errors import (
     Conflict,
     NotFound,
     PayloadTooLarge,
-    RunnerError,
     Unsupported,
     VolumeNotFound,
 )
@@ -51,15 +52,6 @@ CLEANUP_GRACE_SECONDS = 300
 START_GRACE_SECONDS = 120
 SECRET_LIMIT_BYTES = 1024 * 1024  # the API server's limit on one Secret
 BACKGROUND = "Background"
-
-# Exactly what this module calls, in the run namespace: the chart's Role grants this.
-PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("batch", "jobs"): ("create", "delete", "get", "list", "patch"),
-    ("", "pods"): ("list", "watch"),
-    ("", "pods/log"): ("get",),
-    ("", "secrets"): ("create", "delete", "list"),
-    ("", "persistentvolumeclaims"): ("create", "get"),
-}
 
 
 class KubernetesBackend:
@@ -348,21 +340,9 @@ class KubernetesBackend:
                 "write to it from a run",
                 field="content",
             )
-        spec: dict[str, Any] = {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": fill.driver_opts.get("size", "1Gi")}},
-        }
-        if fill.driver:
-            spec["storageClassName"] = fill.driver
-        claim = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": fill.name, "labels": fill.labels},
-            "spec": spec,
-        }
         try:
             with api_errors("creating the PersistentVolumeClaim"):
-                self.core.create_namespaced_persistent_volume_claim(self.namespace, claim)
+                self.core.create_namespaced_persistent_volume_claim(self.namespace, claim(fill))
         except Conflict:
             if not fill.reuse_existing:
                 raise Conflict(
@@ -374,38 +354,10 @@ class KubernetesBackend:
         return f"volume {fill.name!r} created (PersistentVolumeClaim)"
 
     def health(self) -> Health:
-        """The API answers, and this service account may do everything a run needs."""
-        with api_errors("checking the API server"):
-            version = kubernetes.client.VersionApi(self.client).get_code()
-            authorization = kubernetes.client.AuthorizationV1Api(self.client)
-            for (group, resource), verbs in PERMISSIONS.items():
-                for verb in verbs:
-                    self._require_permission(authorization, group, resource, verb)
-        return Health(
-            backend=self.name,
-            version=str(version.git_version),
-            details={"namespace": self.namespace, "platform": str(version.platform)},
-        )
-
-    def _require_permission(self, api: Any, group: str, resource: str, verb: str) -> None:
-        kind, _, sub = resource.partition("/")
-        attributes = {"namespace": self.namespace, "verb": verb, "group": group, "resource": kind}
-        if sub:
-            attributes["subresource"] = sub
-        review = {"spec": {"resourceAttributes": attributes}}
-        answer = api.create_self_subject_access_review(review)
-        if not answer.status.allowed:
-            raise RunnerError(
-                f"the runner's service account may not {verb} {resource} in namespace "
-                f"{self.namespace!r}; install the chart's Role or grant it"
-            )
+        return inventory.health(self.client, self.namespace)
 
     def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
-        selector = f"{MANAGED}=true" if managed_only else None
-        with api_errors("listing Jobs"):
-            found = self.batch.list_namespaced_job(self.namespace, label_selector=selector)
-        infos = [_job_info(item) for item in found.items]
-        return [info for info in infos if all_states or info.status == "active"]
+        return inventory.jobs(self.batch, self.namespace, all_states, managed_only)
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         raise Unsupported(
@@ -467,16 +419,3 @@ def _terminated(pod: Any) -> Any:
         if status.name == RUN_CONTAINER and status.state and status.state.terminated:
             return status.state.terminated
     return None
-
-
-def _job_info(item: Any) -> ContainerInfo:
-    status = item.status
-    state = "active" if status.active else "succeeded" if status.succeeded else "failed"
-    containers = item.spec.template.spec.containers
-    return ContainerInfo(
-        id=str(item.metadata.uid)[:12],
-        name=item.metadata.name,
-        image=containers[0].image if containers else "",
-        status=state,
-        run_id=(item.metadata.labels or {}).get(RUN_ID),
-    )

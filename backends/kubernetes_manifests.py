@@ -19,7 +19,7 @@ from typing import Any
 from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
 from runner.errors import InvalidRequest, PolicyRefused
 from runner.settings import Settings
-from runner.spec import MountSpec, RegistryAuth, RunSpec
+from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill
 
 RUN_CONTAINER = "run"
 UNPACK_CONTAINER = "unpack"
@@ -266,3 +266,20 @@ def _helpers(spec: RunSpec, settings: Settings, has_secret: bool) -> list[dict[s
             }
         )
     return containers
+
+
+def claim(fill: VolumeFill) -> dict[str, Any]:
+    """A named volume as a PersistentVolumeClaim: `driver` is its storage class,
+    `driver_opts.size` its size (1Gi by default)."""
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": fill.driver_opts.get("size", "1Gi")}},
+    }
+    if fill.driver:
+        spec["storageClassName"] = fill.driver
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": fill.name, "labels": fill.labels},
+        "spec": spec,
+    }

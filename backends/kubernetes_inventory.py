@@ -1,0 +1,73 @@
+"""What the Kubernetes backend may do and what it has made: permissions (the chart's Role is
+`PERMISSIONS`), the API server's health, the runner's Jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiClient
+
+from backends.base import MANAGED, RUN_ID
+from backends.kubernetes_errors import api_errors
+from runner.errors import RunnerError
+from runner.models import ContainerInfo, Health
+
+# Exactly what the Kubernetes backend calls, in the run namespace: the chart's Role grants
+# this (tests check both ways).
+PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("batch", "jobs"): ("create", "delete", "get", "list", "patch"),
+    ("", "pods"): ("list", "watch"),
+    ("", "pods/log"): ("get",),
+    ("", "secrets"): ("create", "delete", "list"),
+    ("", "persistentvolumeclaims"): ("create", "get"),
+}
+
+
+def health(client: ApiClient, namespace: str) -> Health:
+    """The API answers, and this service account may do everything a run needs."""
+    with api_errors("checking the API server"):
+        version = kubernetes.client.VersionApi(client).get_code()
+        authorization = kubernetes.client.AuthorizationV1Api(client)
+        for (group, resource), verbs in PERMISSIONS.items():
+            for verb in verbs:
+                _require(authorization, namespace, group, resource, verb)
+    return Health(
+        backend="kubernetes",
+        version=str(version.git_version),
+        details={"namespace": namespace, "platform": str(version.platform)},
+    )
+
+
+def _require(api: Any, namespace: str, group: str, resource: str, verb: str) -> None:
+    kind, _, sub = resource.partition("/")
+    attributes = {"namespace": namespace, "verb": verb, "group": group, "resource": kind}
+    if sub:
+        attributes["subresource"] = sub
+    answer = api.create_self_subject_access_review({"spec": {"resourceAttributes": attributes}})
+    if not answer.status.allowed:
+        raise RunnerError(
+            f"the runner's service account may not {verb} {resource} in namespace "
+            f"{namespace!r}; install the chart's Role or grant it"
+        )
+
+
+def jobs(batch: Any, namespace: str, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
+    selector = f"{MANAGED}=true" if managed_only else None
+    with api_errors("listing Jobs"):
+        found = batch.list_namespaced_job(namespace, label_selector=selector)
+    infos = [_job_info(item) for item in found.items]
+    return [info for info in infos if all_states or info.status == "active"]
+
+
+def _job_info(item: Any) -> ContainerInfo:
+    status = item.status
+    state = "active" if status.active else "succeeded" if status.succeeded else "failed"
+    containers = item.spec.template.spec.containers
+    return ContainerInfo(
+        id=str(item.metadata.uid)[:12],
+        name=item.metadata.name,
+        image=containers[0].image if containers else "",
+        status=state,
+        run_id=(item.metadata.labels or {}).get(RUN_ID),
+    )
