@@ -1,9 +1,14 @@
-"""MCP tasks (protocol 2025-11-25) backed by async runs.
+"""MCP tasks backed by async runs, on both wires that define them.
 
-A client that augments a `run_container` call with `task` gets a task at once instead of waiting:
-the run starts as `POST /runs` would start it and its run id is the task id. `tasks/get`,
-`tasks/result`, `tasks/cancel` and `tasks/list` answer from the run's state, which the backend
-keeps, so any replica answers and a restart loses nothing.
+2025-11-25 (core, experimental): a client that augments a `run_container` call with `task` gets a
+task at once; `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/list` follow it.
+2026-07-28 (the `io.modelcontextprotocol/tasks` extension, SEP-2663): a client that declares the
+extension gets a task for `run_container`; `tasks/get` (the result inlined once completed),
+`tasks/update`, `tasks/cancel` follow it.
+
+Either way the run starts as `POST /runs` would start it, its run id is the task id, and every
+answer comes from the run's state, which the backend keeps: any replica answers, a restart loses
+nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import mcp_types as types
 from mcp.server.context import CallNext, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
 
 from runner.errors import InvalidRequest, NotFound, RunnerError
@@ -24,6 +30,8 @@ from runner.run_status import RunStatus
 from runner.service import RunnerService
 
 TASKS_VERSION = "2025-11-25"
+EXTENSION = "io.modelcontextprotocol/tasks"
+EXTENSION_METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
 TASK_TOOLS = frozenset({"run_container"})
 POLL_MILLISECONDS = 1000
 RELATED_TASK = "io.modelcontextprotocol/related-task"
@@ -50,27 +58,76 @@ class RunTasks:
         params = dict(ctx.params or {})
         if ctx.method == "initialize":
             return _with_tasks_capability(await call_next(ctx))
-        if ctx.protocol_version != TASKS_VERSION:
-            return await call_next(ctx)
-        if ctx.method == "tools/call" and params.get("task") is not None:
-            if params.get("name") in TASK_TOOLS:
-                return _wire(await self._start(params.get("arguments") or {}))
-        if ctx.method in self.methods:
-            try:
-                return _wire(await self.methods[ctx.method](params))
-            except RunnerError as exc:
-                raise _protocol_error(exc) from exc
-        return await call_next(ctx)
+        if ctx.method == "server/discover":
+            return _with_tasks_extension(await call_next(ctx))
+        try:
+            if ctx.protocol_version == TASKS_VERSION:
+                answer = await self._core(ctx.method, params)
+            elif ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                answer = await self._extension(ctx.method, params)
+            else:
+                answer = None
+        except RunnerError as exc:
+            raise _protocol_error(exc) from exc
+        return answer if answer is not None else await call_next(ctx)
 
-    async def _start(self, arguments: dict[str, Any]) -> BaseModel:
+    async def _core(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """2025-11-25; None: not ours to answer."""
+        if method == "tools/call" and params.get("task") is not None:
+            if params.get("name") in TASK_TOOLS:
+                started = await self._start(params.get("arguments") or {})
+                if isinstance(started, RunStatus):
+                    return _wire(types.CreateTaskResult(task=self._task(started)))
+                return _wire(started)
+        if method in self.methods:
+            return _wire(await self.methods[method](params))
+        return None
+
+    async def _extension(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """2026-07-28, for clients that declare the extension; None: not ours to answer."""
+        if method == "tools/call" and params.get("name") in TASK_TOOLS and _declares(params):
+            started = await self._start(params.get("arguments") or {})
+            if isinstance(started, RunStatus):
+                return {"resultType": "task", **self._extension_task(started)}
+            return {"resultType": "complete", **_wire(started)}
+        if method not in EXTENSION_METHODS:
+            return None
+        if not _declares(params):
+            raise MCPError(
+                code=types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+                message="Missing required client capability",
+                data={"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
+            )
+        runs = self.service().runs
+        if method == "tasks/cancel":
+            await runs.cancel(_task_id(params))
+            return {"resultType": "complete"}
+        status = await runs.status(_task_id(params), with_result=False)
+        if method == "tasks/update":  # no run ever asks for input: nothing to take
+            return {"resultType": "complete"}
+        task = self._extension_task(status)
+        if task["status"] == "completed":
+            task["result"] = _wire(self.result_of(await runs.status(status.run_id)))
+        return {"resultType": "complete", **task}
+
+    def _extension_task(self, status: RunStatus) -> dict[str, Any]:
+        """The 2026 shape: a run that never ran completed with a tool error (`failed` is for
+        JSON-RPC errors only)."""
+        task = _wire(self._task(status))
+        task["ttlMs"], task["pollIntervalMs"] = task.pop("ttl"), task.pop("pollInterval")
+        if task["status"] == "failed":
+            task["status"] = "completed"  # its result is the tool error
+        return task
+
+    async def _start(self, arguments: dict[str, Any]) -> RunStatus | types.CallToolResult:
+        """The started run, or the tool error saying why it could not start."""
         try:
             request = RunRequest.model_validate(arguments)
-            status = await self.service().runs.start(request, None)
+            return await self.service().runs.start(request, None)
         except ValidationError as exc:
             return _tool_error(InvalidRequest.from_validation(exc.errors()))
         except RunnerError as exc:
             return _tool_error(exc)
-        return types.CreateTaskResult(task=self._task(status))
 
     async def _get(self, params: dict[str, Any]) -> BaseModel:
         status = await self.service().runs.status(_task_id(params), with_result=False)
@@ -124,6 +181,20 @@ def _with_tasks_capability(result: Any) -> Any:
         capabilities = result.setdefault("capabilities", {})
         capabilities["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
     return result
+
+
+def _with_tasks_extension(result: Any) -> Any:
+    if isinstance(result, dict):
+        capabilities = result.setdefault("capabilities", {})
+        capabilities.setdefault("extensions", {})[EXTENSION] = {}
+    return result
+
+
+def _declares(params: dict[str, Any]) -> bool:
+    """The request's own client capabilities name the extension (2026: per request)."""
+    meta = params.get("_meta") or {}
+    capabilities = meta.get(types.CLIENT_CAPABILITIES_META_KEY) or {}
+    return EXTENSION in (capabilities.get("extensions") or {})
 
 
 def _task_id(params: dict[str, Any]) -> str:
