@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oneoff_runner.runs")
 CANCEL_WAIT_SECONDS = 120
+OUTCOMES = {"succeeded": "success", "failed": "error"}
 
 
 @dataclass
@@ -102,6 +103,10 @@ class AsyncRuns:
         for task in list(self._watchers):
             task.cancel()
 
+    async def settled(self) -> None:
+        """Until every run this process watches has ended and been counted."""
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+
     # ---- start ----------------------------------------------------------------------------
 
     async def start(self, request: RunRequest, idempotency_key: str | None) -> RunStatus:
@@ -144,9 +149,11 @@ class AsyncRuns:
                     await self._call(self.backend.discard_run, spec.run_id)
                     return
                 await self._watch(spec.run_id)
+                await self._count(spec.run_id)
         except RunnerError as exc:
             if not pending.cancelled:
                 log.info("run %s failed to start: %s", spec.run_id, exc.message)
+                self.service.metrics.record(exc.code, {})
                 await self._record_quietly(pending.record("failed", exc.message))
         finally:
             self._forget(pending)
@@ -160,6 +167,12 @@ class AsyncRuns:
             )
             return
         log.info("run %s finished", run_id, extra={"run_id": run_id})
+
+    async def _count(self, run_id: str) -> None:
+        """The run's outcome in the metrics, named as /run's are."""
+        with contextlib.suppress(RunnerError):
+            state = (await self.status(run_id, with_result=False)).state
+            self.service.metrics.record(OUTCOMES.get(state, state), {})
 
     def _forget(self, pending: Pending) -> None:
         if self._pending.pop(pending.spec.run_id, None) is not None:

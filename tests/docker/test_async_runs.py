@@ -184,3 +184,19 @@ def test_runs_are_listed_with_filters(server: Server) -> None:
         everything = client.get("/runs", params={"image": TEST_IMAGE}).json()["runs"]
     assert [run["run_id"] for run in succeeded] == [done]
     assert {run["run_id"] for run in everything} == {done, failed}
+
+
+def test_a_subscriber_that_goes_away_leaves_no_reader_behind(server: Server) -> None:
+    """The engine log stream a subscriber was following is closed when it disconnects, though
+    its run goes on."""
+    import threading
+
+    with server() as client:
+        run_id = start(client, "sh", "-c", "echo ready; sleep 300")
+        wait_for_output(client, run_id, "ready")  # opens, reads, then drops the connection
+        followers = [t for t in threading.enumerate() if t.name == "oneoff-follow"]
+        for follower in followers:
+            follower.join(30)
+        assert not any(follower.is_alive() for follower in followers)
+        assert client.get(f"/runs/{run_id}").json()["state"] == "running"
+        client.delete(f"/runs/{run_id}")

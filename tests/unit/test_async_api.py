@@ -92,3 +92,13 @@ def test_many_runs_being_watched_do_not_starve_the_worker_threads(make_settings)
         release.set()
     assert listed.status_code == 200
     assert len(listed.json()["runs"]) == 45
+
+
+def test_async_outcomes_are_counted_in_the_metrics(make_settings):
+    backend = FakeBackend(lambda spec: outcome(exit_code=1))
+    with TestClient(create_app(make_settings(), backend=backend)) as api:
+        run_id = api.post("/runs", json=run_body("true")).json()["run_id"]
+        api.portal.call(api.app.state.service.runs.settled)
+        metrics = api.get("/metrics").text
+        assert api.get(f"/runs/{run_id}").json()["state"] == "failed"
+    assert 'oneoff_runner_runs_total{outcome="error"} 1.0' in metrics
