@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -181,7 +182,7 @@ async def start_run(
 ) -> RunAccepted:
     """Same body as POST /run. The run goes on after this answers, and after the client goes
     away; follow it with the returned URLs, cancel it with DELETE."""
-    started = await service.runs.start(body, idempotency_key)
+    started = await service.runs.start(body, _caller_scoped(request, idempotency_key))
     status_url = str(request.url_for("get_run", run_id=started.run_id))
     response.headers["Location"] = status_url
     return RunAccepted(
@@ -239,6 +240,15 @@ async def list_runs(
     """Async runs the backend still keeps (finished ones for `result_ttl_seconds`), without
     their results."""
     return await service.runs.list_runs(state, image, limit)
+
+
+def _caller_scoped(request: Request, key: str | None) -> str | None:
+    """An idempotency key belongs to its caller: the same key from another API token is another
+    run, never a way to reach someone else's result."""
+    if key is None:
+        return None
+    caller = request.headers.get("authorization", "")
+    return f"{hashlib.sha256(caller.encode()).hexdigest()[:16]}:{key}"
 
 
 async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:

@@ -102,3 +102,16 @@ def test_async_outcomes_are_counted_in_the_metrics(make_settings):
         metrics = api.get("/metrics").text
         assert api.get(f"/runs/{run_id}").json()["state"] == "failed"
     assert 'oneoff_runner_runs_total{outcome="error"} 1.0' in metrics
+
+
+def test_an_idempotency_key_belongs_to_the_caller_s_token(make_settings):
+    settings = make_settings(api_tokens=["alice-token", "bob-token"])
+    key = {"Idempotency-Key": "nightly"}
+    with TestClient(create_app(settings, backend=FakeBackend())) as api:
+        alice = {**key, "Authorization": "Bearer alice-token"}
+        bob = {**key, "Authorization": "Bearer bob-token"}
+        first = api.post("/runs", json=run_body("true"), headers=alice).json()["run_id"]
+        again = api.post("/runs", json=run_body("true"), headers=alice).json()["run_id"]
+        other = api.post("/runs", json=run_body("true"), headers=bob).json()["run_id"]
+    assert first == again
+    assert other != first
