@@ -35,6 +35,7 @@ def main() -> None:
         results["big_output"] = scenarios.big_output(runner, 200, CAP)
         results["files"] = scenarios.files(runner, api, 20, max(3, rounds // 3))
         results["mcp"] = scenarios.mcp_vs_rest(runner, rounds)
+        results["async"] = scenarios.async_vs_sync(runner, api, rounds)
     results["targets"] = targets(results)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
@@ -53,6 +54,7 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "big output: RSS growth < 3 x cap": (results["big_output"]["growth_per_cap"], 3),
         "files <= 1.5 x bare archive calls": (results["files"]["ratio_vs_sdk"], 1.5),
         "MCP <= 1.2 x REST": (results["mcp"]["ratio_vs_rest"], 1.2),
+        "POST /runs + SSE <= 1.3 x POST /run": (results["async"]["ratio_vs_run"], 1.3),
     }
     return {
         name: {"value": round(value, 3), "limit": limit, "met": value <= limit}

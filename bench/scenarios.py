@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 
 import docker
 import httpx
+from httpx_sse import connect_sse
 from mcp import Client
 
 from bench.baseline import IMAGE, cli_run, directory_tar, sdk_run
@@ -221,3 +223,29 @@ def mcp_vs_rest(runner: Runner, rounds: int) -> Result:
             return samples
 
     return _summary(asyncio.run(measure()), "mcp", ["rest"])
+
+
+def async_vs_sync(runner: Runner, api: docker.APIClient, rounds: int) -> Result:
+    """`echo hi` started with POST /runs and followed over SSE to its exit event, against the
+    same run through POST /run: what keeping the state on the engine costs."""
+
+    def via_runs(http: httpx.Client) -> None:
+        started = http.post(f"{runner.rest}/runs", json=run_body(ECHO), timeout=600)
+        started.raise_for_status()
+        with connect_sse(http, "GET", started.json()["logs_url"], timeout=600) as source:
+            for event in source.iter_sse():
+                if event.event == "exit":
+                    assert json.loads(event.data)["state"] == "succeeded"
+
+    with httpx.Client() as http:
+        samples = interleaved(
+            {
+                "runs": lambda: via_runs(http),
+                "run": lambda: post_run(http, runner, run_body(ECHO)),
+            },
+            rounds,
+        )
+    # finished async runs are kept for their TTL; the benchmark's go now
+    for container in api.containers(all=True, filters={"label": "oneoff-runner.role=async-run"}):
+        api.remove_container(container["Id"], force=True, v=True)
+    return _summary(samples, "runs", ["run"])
