@@ -109,83 +109,59 @@ def modern(url: str, method: str, params: dict, *, name: str | None = None, capa
     return reply  # errors come with a 4xx status on this wire
 
 
+def call_as_task(url: str, arguments: dict, *, capabilities=EXTENSION) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    params = {"name": "run_container", "arguments": arguments}
+    reply: dict = modern(url, "tools/call", params, name="run_container", capabilities=capabilities)  # type: ignore[type-arg]
+    return reply["result"]  # type: ignore[no-any-return]
+
+
+def on_task(url: str, method: str, task_id: str) -> dict:  # type: ignore[type-arg]
+    reply: dict = modern(url, method, {"taskId": task_id}, name=task_id, capabilities=EXTENSION)  # type: ignore[type-arg]
+    return reply
+
+
+def poll(url: str, task_id: str) -> dict:  # type: ignore[type-arg]
+    """tasks/get until the task leaves `working`, as a client polls."""
+    for _ in range(10_000):
+        task: dict = on_task(url, "tasks/get", task_id)["result"]  # type: ignore[type-arg]
+        if task["status"] != "working":
+            return task
+    raise AssertionError("the task never ended")
+
+
 def test_discovery_advertises_the_tasks_extension(runs_url):
     result = modern(runs_url, "server/discover", {})["result"]
     assert result["capabilities"]["extensions"]["io.modelcontextprotocol/tasks"] == {}
 
 
 def test_a_declaring_client_gets_a_task_and_polls_it_to_the_inlined_result(runs_url):
-    arguments = run_body("sh", "-c", "echo modern; exit 5")
-    created = modern(
-        runs_url,
-        "tools/call",
-        {"name": "run_container", "arguments": arguments},
-        name="run_container",
-        capabilities=EXTENSION,
-    )["result"]
+    created = call_as_task(runs_url, run_body("sh", "-c", "echo modern; exit 5"))
     assert created["resultType"] == "task"
     assert created["status"] == "working" and created["pollIntervalMs"] > 0
-    task_id = created["taskId"]
-    for _ in range(10_000):
-        got = modern(
-            runs_url, "tasks/get", {"taskId": task_id}, name=task_id, capabilities=EXTENSION
-        )
-        if got["result"]["status"] != "working":
-            break
-    task = got["result"]
+    task = poll(runs_url, created["taskId"])
     assert (task["resultType"], task["status"]) == ("complete", "completed")
     assert task["result"]["structuredContent"]["exit_code"] == 5
     assert task["result"]["structuredContent"]["stdout"] == "modern\n"
 
 
 def test_a_client_that_does_not_declare_the_extension_gets_the_plain_result(runs_url):
-    plain = modern(
-        runs_url,
-        "tools/call",
-        {"name": "run_container", "arguments": run_body("echo", "plain")},
-        name="run_container",
-    )["result"]
+    plain = call_as_task(runs_url, run_body("echo", "plain"), capabilities={})
     assert plain["structuredContent"]["stdout"] == "plain\n"
     refused = modern(runs_url, "tasks/get", {"taskId": "0123456789abcdef"}, name="0123456789abcdef")
     assert refused["error"]["code"] == -32021
 
 
 def test_cancel_through_the_extension(runs_url, engine: docker.DockerClient):
-    created = modern(
-        runs_url,
-        "tools/call",
-        {"name": "run_container", "arguments": run_body("sleep", "300")},
-        name="run_container",
-        capabilities=EXTENSION,
-    )["result"]
-    task_id = created["taskId"]
-    ack = modern(
-        runs_url, "tasks/cancel", {"taskId": task_id}, name=task_id, capabilities=EXTENSION
-    )
-    assert ack["result"] == {"resultType": "complete"}
-    got = modern(runs_url, "tasks/get", {"taskId": task_id}, name=task_id, capabilities=EXTENSION)
-    assert got["result"]["status"] == "cancelled"
+    task_id = call_as_task(runs_url, run_body("sleep", "300"))["taskId"]
+    assert on_task(runs_url, "tasks/cancel", task_id)["result"] == {"resultType": "complete"}
+    assert on_task(runs_url, "tasks/get", task_id)["result"]["status"] == "cancelled"
     label = f"{RUN_ID}={task_id}"
     assert engine.containers.list(all=True, filters={"label": label}) == []
 
 
 def test_a_run_that_cannot_start_completes_with_the_tool_error(runs_url):
-    arguments = run_body("true", image="oneoff-test/absent:1")
-    created = modern(
-        runs_url,
-        "tools/call",
-        {"name": "run_container", "arguments": arguments},
-        name="run_container",
-        capabilities=EXTENSION,
-    )["result"]
-    task_id = created["taskId"]
-    for _ in range(10_000):
-        got = modern(
-            runs_url, "tasks/get", {"taskId": task_id}, name=task_id, capabilities=EXTENSION
-        )
-        if got["result"]["status"] != "working":
-            break
-    task = got["result"]
+    created = call_as_task(runs_url, run_body("true", image="oneoff-test/absent:1"))
+    task = poll(runs_url, created["taskId"])
     assert task["status"] == "completed"
     assert task["result"]["isError"] is True
     assert "oneoff-test/absent:1" in task["result"]["content"][0]["text"]
