@@ -1,7 +1,7 @@
 # The oneoff-runner service image: REST on 8000, MCP on 8001, `oneoff-runner serve`.
 # Also the helper image of Kubernetes run pods (`oneoff-runner pod-helper`).
 FROM python:3.11-slim AS build
-RUN pip install --no-cache-dir uv==0.9.*
+RUN pip install --no-cache-dir "uv>=0.9,<1"
 WORKDIR /app
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 # dependencies first, from the lock file, so code changes do not rebuild them

@@ -28,6 +28,7 @@ CONTENT_VOLUME = "content"
 SECRET_VOLUME = "input"
 CONTENT_ROOT = "/oneoff/content"
 SECRET_ROOT = "/oneoff/input"
+COLLECT_READY = ".collect-ready"
 PULL_POLICIES = {"always": "Always", "missing": "IfNotPresent", "never": "Never"}
 
 
@@ -263,6 +264,12 @@ def _helpers(spec: RunSpec, settings: Settings, has_secret: bool) -> list[dict[s
                 "restartPolicy": "Always",
                 "command": ["oneoff-runner", "pod-helper", "collect", json.dumps(steps), limit],
                 "volumeMounts": mounts[:1],
+                # the run's container starts only once the collector awaits its SIGTERM
+                "startupProbe": {
+                    "exec": {"command": ["test", "-f", f"{CONTENT_ROOT}/{COLLECT_READY}"]},
+                    "periodSeconds": 1,
+                    "failureThreshold": 60,
+                },
             }
         )
     return containers

@@ -3,37 +3,41 @@
 `unpack` (init container): every file and directory path's content, from the run's Secret
 (mounted at /oneoff/input) into the shared `emptyDir` (/oneoff/content/<index>), unpacked with
 tarfile's `data` filter (no absolute names, `..`, links out or devices).
-`collect` (native sidecar): waits for SIGTERM, which the kubelet sends once the run's container
-has exited, then writes each `response: true` path to stdout as one JSON line
-(`{"path", "kind", "content": base64}`), where the runner reads it from the pod log.
+`collect` (native sidecar): blocks SIGTERM, says it is ready (the file its startupProbe looks
+for, so the run's container starts only then and a SIGTERM can never come before it is
+awaited), waits for the SIGTERM the kubelet sends once the run's container has exited, then
+writes each `response: true` path to stdout as one JSON line (`{"path", "kind", "content":
+base64}`), where the runner reads it from the pod log.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from runner.archives import pack_directory, unpack_directory
 
-CONTENT = Path("/oneoff/content")
-INPUT = Path("/oneoff/input")
+ROOT = Path(os.environ.get("ONEOFF_POD_ROOT", "/oneoff"))
+READY = ".collect-ready"
 
 
 def main(arguments: list[str]) -> int:
     command, steps = arguments[0], json.loads(arguments[1])
+    content, source = ROOT / "content", ROOT / "input"
     if command == "unpack":
-        unpack(steps, INPUT, CONTENT)
+        unpack(steps, source, content)
         return 0
-    limit = int(arguments[2])
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    stopped.wait()
-    return collect(steps, CONTENT, limit)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    (content / READY).touch()
+    sys.stderr.write("collect: ready; the response paths go out on SIGTERM\n")
+    sys.stderr.flush()
+    signal.sigwait({signal.SIGTERM})
+    return collect(steps, content, int(arguments[2]))
 
 
 def unpack(steps: list[dict[str, Any]], source: Path, target: Path) -> None:

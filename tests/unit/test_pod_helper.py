@@ -1,0 +1,79 @@
+"""The pod helper as the kubelet drives it: a process that collects on SIGTERM."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from runner import pod_helper
+from tests.conftest import ROOT
+from tests.helpers import untar_gz
+
+STEPS = [
+    {
+        "index": 0,
+        "path": "/in.txt",
+        "kind": "file",
+        "mode": 0o600,
+        "content": True,
+        "writable": False,
+        "response": False,
+    },
+    {
+        "index": 1,
+        "path": "/out",
+        "kind": "directory",
+        "mode": 0o644,
+        "content": False,
+        "writable": True,
+        "response": True,
+    },
+]
+
+
+def helper(root: Path, *arguments: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "pod-helper", *arguments],
+        cwd=ROOT,
+        env={**os.environ, "ONEOFF_POD_ROOT": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_unpack_then_collect_on_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "m0").write_bytes(b"secret\n")
+    unpacked = helper(tmp_path, "unpack", json.dumps(STEPS))
+    unpacked.communicate(timeout=60)
+    assert unpacked.returncode == 0
+    content = tmp_path / "content"
+    assert (content / "0" / "file").read_bytes() == b"secret\n"
+    assert (content / "0" / "file").stat().st_mode & 0o777 == 0o600
+    assert (content / "1").stat().st_mode & 0o777 == 0o777  # writable for the run's uid
+    (content / "1" / "made.txt").write_text("by the run\n")
+
+    collector = helper(tmp_path, "collect", json.dumps(STEPS), "100000")
+    assert collector.stderr is not None
+    assert "ready" in collector.stderr.readline()  # SIGTERM is awaited from here on
+    assert (content / pod_helper.READY).exists()  # what the startupProbe looks for
+    collector.send_signal(signal.SIGTERM)
+    output, _ = collector.communicate(timeout=60)
+    assert collector.returncode == 0
+    (line,) = output.splitlines()
+    returned = json.loads(line)
+    assert (returned["path"], returned["kind"]) == ("/out", "directory")
+    assert untar_gz(base64.b64decode(returned["content"])) == {"made.txt": b"by the run\n"}
+
+
+def test_collect_refuses_paths_over_the_limit(tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    (content / "1").mkdir(parents=True)
+    (content / "1" / "big.bin").write_bytes(os.urandom(4096))
+    assert pod_helper.collect(STEPS, content, 100) == 1
