@@ -245,7 +245,7 @@ def _helpers(spec: RunSpec, settings: Settings, has_secret: bool) -> list[dict[s
         "image": settings.kube_helper_image,
         "imagePullPolicy": "IfNotPresent",
         "securityContext": _container_security(),
-        "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}},
+        "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},  # packs paths in memory
     }
     containers = [
         {
