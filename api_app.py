@@ -20,9 +20,10 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from backends.base import Backend
+from backends import get_backend
 from runner import __version__
 from runner.auth import BearerTokenAuth
+from runner.backend import Backend
 from runner.errors import Busy, Cancelled, InvalidRequest, RunnerError
 from runner.models import (
     ContainerInfo,
@@ -302,7 +303,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service_scope(settings, backend, service) as running:
+        async with service_scope(
+            settings, lambda: backend or get_backend(settings), service
+        ) as running:
             app.state.service = running
             yield
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from backends.base import Backend
+from runner.backend import Backend
 from runner.settings import Settings
 
 
 def get_backend(settings: Settings) -> Backend:
     if settings.backend == "docker":
-        from backends.docker_engine import DockerBackend
+        from backends.docker.engine import DockerBackend
 
         return DockerBackend(settings)
-    from backends.kubernetes_jobs import KubernetesBackend
+    from backends.kubernetes.jobs import KubernetesBackend
 
     return KubernetesBackend(settings)

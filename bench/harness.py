@@ -98,7 +98,7 @@ def runner_process(**settings: str) -> Iterator[Runner]:
         **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "serve", "--log-level", "warning"],
+        [sys.executable, "-m", "runner.cli.main", "serve", "--log-level", "warning"],
         cwd=ROOT,
         env=environment,
         stderr=subprocess.DEVNULL,

@@ -18,18 +18,18 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from backends.base import OutputStream
+from runner.admission import Admission, Ticket
+from runner.backend import Backend, OutputStream
 from runner.errors import NotFound, RunnerError
+from runner.metrics import Metrics
 from runner.models import RunRequest, RunResult
 from runner.policy import build_run_spec
 from runner.run_status import FINISHED_STATES, RunList, RunLogs, RunState, RunStatus
+from runner.settings import Settings
 from runner.spec import RunRecord, RunSpec
-from runner.threads import on_this_loop, own_thread, to_loop
-
-if TYPE_CHECKING:
-    from runner.service import RunnerService, Ticket
+from runner.threads import in_worker, on_this_loop, own_thread, to_loop
 
 log = logging.getLogger("oneoff_runner.runs")
 CANCEL_WAIT_SECONDS = 120
@@ -75,9 +75,13 @@ class Pending:
 
 
 class AsyncRuns:
-    def __init__(self, service: RunnerService) -> None:
-        self.service = service
-        self.backend = service.backend
+    def __init__(
+        self, settings: Settings, backend: Backend, admission: Admission, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.admission = admission
+        self.metrics = metrics
         self._pending: dict[str, Pending] = {}
         self._keys: dict[str, str] = {}
         self._watchers: set[asyncio.Task[None]] = set()
@@ -114,10 +118,10 @@ class AsyncRuns:
             existing = await self._by_key(idempotency_key)
             if existing is not None:
                 return existing
-        ticket = self.service.admission.reserve()
+        ticket = self.admission.reserve()
         run_id = uuid.uuid4().hex[:16]
         try:
-            spec = await self._call(build_run_spec, request, self.service.settings, run_id)
+            spec = await self._call(build_run_spec, request, self.settings, run_id)
         except BaseException:
             ticket.release()
             raise
@@ -141,7 +145,7 @@ class AsyncRuns:
     async def _run(self, pending: Pending) -> None:
         spec = pending.spec
         try:
-            async with self.service.admission.slot(pending.ticket):
+            async with self.admission.slot(pending.ticket):
                 pending.move("pulling")
                 await self._call(self.backend.launch, spec, pending.key)
                 self._forget(pending)
@@ -153,7 +157,7 @@ class AsyncRuns:
         except RunnerError as exc:
             if not pending.cancelled:
                 log.info("run %s failed to start: %s", spec.run_id, exc.message)
-                self.service.metrics.record(exc.code, {})
+                self.metrics.record(exc.code, {})
                 await self._record_quietly(pending.record("failed", exc.message))
         finally:
             self._forget(pending)
@@ -172,7 +176,7 @@ class AsyncRuns:
         """The run's outcome in the metrics, named as /run's are."""
         with contextlib.suppress(RunnerError):
             state = (await self.status(run_id, with_result=False)).state
-            self.service.metrics.record(OUTCOMES.get(state, state), {})
+            self.metrics.record(OUTCOMES.get(state, state), {})
 
     def _forget(self, pending: Pending) -> None:
         if self._pending.pop(pending.spec.run_id, None) is not None:
@@ -246,7 +250,7 @@ class AsyncRuns:
         if status.state not in ("queued", "pulling"):
             with contextlib.suppress(NotFound):
                 kept = await self._call(_read_all, self.backend, run_id)
-        cap = self.service.settings.max_output_bytes
+        cap = self.settings.max_output_bytes
         out = kept["stdout"][stdout_offset : stdout_offset + cap]
         err = kept["stderr"][stderr_offset : stderr_offset + cap]
         return RunLogs(
@@ -297,7 +301,7 @@ class AsyncRuns:
     async def _record(self, run_id: str) -> RunRecord:
         found = await self._find(run_id)
         if not found:
-            ttl = self.service.settings.result_ttl_seconds
+            ttl = self.settings.result_ttl_seconds
             raise NotFound(
                 f"run_id: no run {run_id!r}: it never existed here, or it finished more than "
                 f"result_ttl_seconds ({ttl:g}) ago and was removed",
@@ -324,7 +328,7 @@ class AsyncRuns:
         return task
 
     async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await self.service.call(function, *args)
+        return await in_worker(function, *args)
 
 
 async def _replay(pending: Pending) -> AsyncIterator[tuple[str, str]]:

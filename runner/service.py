@@ -19,8 +19,9 @@ from typing import TypeVar
 
 import anyio
 
-from backends.base import Backend
-from runner.errors import BackendUnavailable, Busy, RunnerError
+from runner.admission import Admission
+from runner.backend import Backend
+from runner.errors import BackendUnavailable, RunnerError
 from runner.metrics import Metrics
 from runner.models import (
     ContainerInfo,
@@ -35,7 +36,7 @@ from runner.policy import build_run_spec, build_volume_fill
 from runner.runs import AsyncRuns
 from runner.settings import Settings
 from runner.spec import EventSink, Outcome, RunSpec
-from runner.threads import on_this_loop
+from runner.threads import in_worker, on_this_loop
 
 log = logging.getLogger("oneoff_runner")
 
@@ -43,53 +44,6 @@ T = TypeVar("T")
 CANCEL_CLEANUP_WAIT_SECONDS = 120
 HEALTH_FRESH_SECONDS = 1.0
 HEALTH_STALE_SECONDS = 10.0
-
-
-class Admission:
-    """At most `running` runs at once and `queued` waiting; past that, `Busy` at once."""
-
-    def __init__(self, running: int, queued: int) -> None:
-        self._slots = asyncio.Semaphore(running)
-        self._queue_limit = queued
-        self.waiting = 0
-        self.running = 0
-
-    def reserve(self) -> Ticket:
-        """A place in the queue now (or Busy now), for a run that takes its slot later."""
-        if self._slots.locked() and self.waiting >= self._queue_limit:
-            raise Busy(
-                f"all {self.running} run slots are busy and {self.waiting} runs are queued; "
-                "retry shortly",
-                retry_after=2,
-            )
-        self.waiting += 1
-        return Ticket(self)
-
-    @contextlib.asynccontextmanager
-    async def slot(self, ticket: Ticket | None = None) -> AsyncIterator[None]:
-        ticket = ticket or self.reserve()
-        try:
-            await self._slots.acquire()
-        finally:
-            ticket.release()
-        self.running += 1
-        try:
-            yield
-        finally:
-            self.running -= 1
-            self._slots.release()
-
-
-class Ticket:
-    """A queue place; released once, when its run gets a slot or will never ask for one."""
-
-    def __init__(self, admission: Admission) -> None:
-        self._admission: Admission | None = admission
-
-    def release(self) -> None:
-        if self._admission is not None:
-            self._admission.waiting -= 1
-            self._admission = None
 
 
 class RunnerService:
@@ -109,7 +63,7 @@ class RunnerService:
         self._health: Health | RunnerError | None = None
         self._health_at = 0.0
         self._health_refresh: asyncio.Task[None] | None = None
-        self.runs = AsyncRuns(self)
+        self.runs = AsyncRuns(settings, backend, self.admission, self.metrics)
 
     async def start(self) -> None:
         """Reap what a previous life of this instance left, then keep reaping in the background."""
@@ -284,21 +238,21 @@ class RunnerService:
     @staticmethod
     async def call(function: Callable[..., T], *args: object) -> T:
         """Blocking work (SDK calls, decoding) goes to a worker thread, never the event loop."""
-        return await anyio.to_thread.run_sync(function, *args)
+        return await in_worker(function, *args)
 
 
 @contextlib.asynccontextmanager
 async def service_scope(
-    settings: Settings, backend: Backend | None = None, service: RunnerService | None = None
+    settings: Settings,
+    make_backend: Callable[[], Backend],
+    service: RunnerService | None = None,
 ) -> AsyncIterator[RunnerService]:
-    """The service an app uses: the one given (shared by REST and MCP in `serve`), or its own,
-    started and stopped with the app."""
+    """The service an app uses: the one given (shared by REST and MCP in `serve`), or its own
+    over the backend the app chose, started and stopped with the app."""
     if service is not None:
         yield service
         return
-    from backends import get_backend
-
-    own = RunnerService(settings, backend or get_backend(settings))
+    own = RunnerService(settings, make_backend())
     await own.start()
     try:
         yield own

@@ -10,9 +10,13 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
 
 from runner.spec import EventSink
+
+T = TypeVar("T")
 
 
 def to_loop(loop: asyncio.AbstractEventLoop, callback: Callable[..., Any], *args: Any) -> None:
@@ -28,6 +32,11 @@ def on_this_loop(listener: EventSink) -> EventSink:
         to_loop(loop, listener, kind, text)
 
     return sink
+
+
+async def in_worker(function: Callable[..., T], *args: object) -> T:
+    """Blocking work (SDK calls, decoding) goes to a shared worker thread, never the loop."""
+    return await anyio.to_thread.run_sync(function, *args)
 
 
 async def own_thread(function: Callable[..., Any], *args: Any) -> Any:

@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-from backends.base import LABEL_PREFIX, MANAGED
+from runner.backend import LABEL_PREFIX, MANAGED
 from runner.settings import Settings
 from tests.helpers import TEST_IMAGE
 
@@ -135,7 +135,7 @@ def start_runner(
         **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "serve", "--log-level", "warning"],
+        [sys.executable, "-m", "runner.cli.main", "serve", "--log-level", "warning"],
         cwd=ROOT,
         env=environment,
     )

@@ -11,8 +11,8 @@ import docker
 import httpx
 from httpx_sse import connect_sse
 
-from backends.base import RUN_ID
-from backends.docker_engine import DockerBackend
+from backends.docker.engine import DockerBackend
+from runner.backend import RUN_ID
 from tests.conftest import managed_objects
 from tests.docker.conftest import Server
 from tests.helpers import TEST_IMAGE, run_body

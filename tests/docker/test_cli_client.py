@@ -18,7 +18,7 @@ TOKEN = "cli-test-token"
 
 def cli(*arguments: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "runner.cli", *arguments],
+        [sys.executable, "-m", "runner.cli.main", *arguments],
         cwd=cwd,
         env={**os.environ, **env},
         capture_output=True,
@@ -155,7 +155,7 @@ def test_on_a_terminal_a_progress_display_runs_until_the_output_starts(instance:
 
     primary, secondary = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "run", TEST_IMAGE, "--", "echo", "from-a-tty"],
+        [sys.executable, "-m", "runner.cli.main", "run", TEST_IMAGE, "--", "echo", "from-a-tty"],
         cwd=ROOT,
         env={**os.environ, "RUNNER_INSTANCE_ID": instance, "TERM": "xterm", "COLUMNS": "100"},
         stdin=secondary,

@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 
-from backends.base import INSTANCE, ROLE
+from runner.backend import INSTANCE, ROLE
 from tests.conftest import free_port, managed_objects, start_runner
 from tests.faults import EngineProxy, engine_fault
 from tests.helpers import run_body

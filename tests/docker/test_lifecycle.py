@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from api_app import create_app
-from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
 from tests.conftest import managed_objects, serving
 from tests.faults import engine_fault
 from tests.helpers import PUBLIC_REGISTRY, TEST_IMAGE, b64, run_body, tar_gz

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from backends.kubernetes_inventory import PERMISSIONS
+from backends.kubernetes.inventory import PERMISSIONS
 from runner.settings import Settings
 from tests.conftest import ROOT
 

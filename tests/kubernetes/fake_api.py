@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlparse
 
 import kubernetes_validate
 
-from runner import pod_helper
+from backends.kubernetes import pod_helper
 
 SCHEMA_VERSIONS = ("1.29.0", "1.37.0")  # the oldest with native sidecars, and the newest
 STEP_SECONDS = 0.02

@@ -8,7 +8,7 @@ import json
 from fastapi.testclient import TestClient
 
 from api_app import create_app
-from backends.kubernetes_inventory import PERMISSIONS
+from backends.kubernetes.inventory import PERMISSIONS
 from runner.settings import Settings
 from tests.kubernetes import fake_api
 from tests.kubernetes.fake_api import FakeKubernetes

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from backends.kubernetes_jobs import KubernetesBackend
+from backends.kubernetes.jobs import KubernetesBackend
 from runner.errors import Cancelled, Conflict, Unsupported
 from runner.models import CreateVolumeRequest, RunRequest
 from runner.policy import build_run_spec, build_volume_fill

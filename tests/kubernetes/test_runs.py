@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backends.kubernetes_inventory import PERMISSIONS
+from backends.kubernetes.inventory import PERMISSIONS
 from tests.helpers import b64, untar_gz
 from tests.kubernetes import fake_api
 from tests.kubernetes.fake_api import FakeKubernetes

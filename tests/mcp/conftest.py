@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from mcp import Client
 
-from backends.docker_engine import DockerBackend
+from backends.docker.engine import DockerBackend
 from mcp_app import create_app
 from tests.conftest import serving
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import docker
 import httpx
 
-from backends.base import RUN_ID
+from runner.backend import RUN_ID
 from tests.helpers import run_body
 from tests.mcp.test_wire import message, rpc
 

@@ -177,7 +177,7 @@ def test_runs_log_one_json_line_each_with_their_fields(make_settings, capsys):
     import json
     import logging
 
-    from runner.cli import _configure_logging
+    from runner.cli.main import _configure_logging
 
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 COMMAND = Path(sys.executable).with_name("oneoff-runner")
 

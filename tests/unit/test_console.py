@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from runner.cli import parser
-from runner.client import ClientError
-from runner.console import Display, request_body
+from runner.cli.client import ClientError
+from runner.cli.console import Display, request_body
+from runner.cli.main import parser
 
 
 def parsed(*argv: str) -> argparse.Namespace:

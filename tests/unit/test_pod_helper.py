@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner import pod_helper
+from backends.kubernetes import pod_helper
 from tests.conftest import ROOT
 from tests.helpers import untar_gz
 
@@ -38,7 +38,7 @@ STEPS = [
 
 def helper(root: Path, *arguments: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "pod-helper", *arguments],
+        [sys.executable, "-m", "runner.cli.main", "pod-helper", *arguments],
         cwd=ROOT,
         env={**os.environ, "ONEOFF_POD_ROOT": str(root)},
         stdout=subprocess.PIPE,

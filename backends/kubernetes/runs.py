@@ -14,14 +14,13 @@ import contextlib
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import urllib3
 
-from backends.base import ROLE, RUN_ID
-from backends.kubernetes_errors import api_errors
-from backends.kubernetes_manifests import RUN_CONTAINER, job_name, labels
-from backends.run_labels import (
+from backends.kubernetes.errors import api_errors
+from backends.kubernetes.manifests import RUN_CONTAINER, job_name, labels
+from backends.labels import (
     ASYNC_ROLE,
     CLEANUP_GRACE_SECONDS,
     CREATED,
@@ -40,11 +39,10 @@ from backends.run_labels import (
     stored_record,
     stored_spec,
 )
+from runner.backend import ROLE, RUN_ID
 from runner.errors import Cancelled, NotFound, RunnerError
+from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec
-
-if TYPE_CHECKING:
-    from backends.kubernetes_jobs import KubernetesBackend
 
 LOG_CHUNK_BYTES = 64 * 1024
 
@@ -72,8 +70,34 @@ class PodLogStream:
             self._response.shutdown()
 
 
+class Cluster(Protocol):
+    """What async runs use of the Kubernetes backend (`KubernetesBackend`): the same steps a
+    synchronous run takes, so both make their Jobs one way."""
+
+    settings: Settings
+    namespace: str
+
+    @property
+    def batch(self) -> Any: ...
+
+    @property
+    def core(self) -> Any: ...
+
+    def meta(
+        self, name: str, kept: dict[str, str], annotations: dict[str, str] | None = None
+    ) -> dict[str, Any]: ...
+
+    def create_job(self, spec: RunSpec, meta: dict[str, Any], ttl: int) -> None: ...
+
+    def wait_pod(self, spec: RunSpec, *, until_started: bool = False) -> tuple[Any, bool]: ...
+
+    def collect(self, spec: RunSpec, pod: Any, timed_out: bool) -> Outcome: ...
+
+    def delete(self, name: str) -> None: ...
+
+
 class JobRuns:
-    def __init__(self, engine: KubernetesBackend) -> None:
+    def __init__(self, engine: Cluster) -> None:
         self.engine = engine
         self.settings = engine.settings
 

@@ -8,8 +8,8 @@ from typing import Any
 import kubernetes
 from kubernetes.client import ApiClient
 
-from backends.base import MANAGED, RUN_ID
-from backends.kubernetes_errors import api_errors
+from backends.kubernetes.errors import api_errors
+from runner.backend import MANAGED, RUN_ID
 from runner.errors import RunnerError
 from runner.models import ContainerInfo, Health
 

@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any
 
-from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
 from runner.errors import InvalidRequest, PolicyRefused
 from runner.settings import Settings
 from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill

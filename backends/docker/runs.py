@@ -16,17 +16,17 @@ import struct
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import docker
 import requests
 import urllib3
-from docker.types import LogConfig
+from docker.types import LogConfig, Mount
 
-from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
-from backends.docker_errors import engine_errors
-from backends.docker_output import Captured, read_frames
-from backends.run_labels import (
+from backends.docker.content import ContentCopier
+from backends.docker.errors import engine_errors
+from backends.docker.output import Captured, read_frames
+from backends.labels import (
     ASYNC_ROLE,
     CLEANUP_GRACE_SECONDS,
     CREATED,
@@ -46,11 +46,10 @@ from backends.run_labels import (
     stored_record,
     stored_spec,
 )
+from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
 from runner.errors import BackendUnavailable, NotFound
+from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec
-
-if TYPE_CHECKING:
-    from backends.docker_engine import DockerBackend
 
 LOG_FILES = 4
 FRAME_HEADER = struct.Struct(">BxxxL")
@@ -84,8 +83,36 @@ class OutputStream:
             self._socket.shutdown(socket.SHUT_RDWR)
 
 
+class Engine(Protocol):
+    """What async runs use of the engine backend (`DockerBackend`): the same steps a
+    synchronous run takes, so both make their containers one way."""
+
+    settings: Settings
+    content: ContentCopier
+
+    @property
+    def api(self) -> docker.APIClient: ...
+
+    @property
+    def streams(self) -> docker.APIClient: ...
+
+    def ensure_image(self, spec: RunSpec) -> None: ...
+
+    def mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]: ...
+
+    def create(
+        self, spec: RunSpec, mounts: list[Mount], labels: dict[str, str], logs: LogConfig | None
+    ) -> str: ...
+
+    def start(self, spec: RunSpec, container: str) -> None: ...
+
+    def kill(self, container: str) -> None: ...
+
+    def remove(self, container: str | None, volume: str | None) -> bool: ...
+
+
 class DetachedRuns:
-    def __init__(self, engine: DockerBackend) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.settings = engine.settings
 

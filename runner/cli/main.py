@@ -1,5 +1,5 @@
 """The `oneoff-runner` command: `serve` (REST and MCP), `mcp` (MCP alone, HTTP or stdio), and
-the client commands `run`, `runs`, `logs`, `cancel` (`runner.console`)."""
+the client commands `run`, `runs`, `logs`, `cancel` (`runner.cli.console`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import uvicorn
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp
 
-from runner import console
+from runner.cli import console
 from runner.settings import Settings, get_settings
 
 log = logging.getLogger("oneoff_runner")
@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.command == "pod-helper":
-        from runner import pod_helper
+        from backends.kubernetes import pod_helper
 
         sys.exit(pod_helper.main(args.step))
     if args.command not in ("serve", "mcp"):
@@ -103,9 +103,10 @@ async def _serve(settings: Settings, *, rest: bool, log_level: str) -> None:
     """One service shared by both front doors: one concurrency limit, one reaper."""
     import api_app
     import mcp_app
+    from backends import get_backend
     from runner.service import service_scope
 
-    async with service_scope(settings) as service:
+    async with service_scope(settings, lambda: get_backend(settings)) as service:
         apps: list[tuple[ASGIApp, int, str]] = [
             (mcp_app.create_app(settings, service=service), settings.mcp_port, "MCP at /mcp")
         ]

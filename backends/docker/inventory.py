@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import docker
 
-from backends.base import MANAGED, RUN_ID
-from backends.docker_errors import engine_errors
+from backends.docker.errors import engine_errors
+from runner.backend import MANAGED, RUN_ID
 from runner.models import ContainerInfo, Health, ImageInfo
 
 

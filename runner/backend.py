@@ -1,7 +1,9 @@
-"""The interface every backend implements, and the labels everything it creates carries.
+"""What the core needs from a backend: the `Backend` protocol, and the labels everything a
+backend creates carries (the core reserves their namespace; callers can never set them).
 
-Synchronous on purpose: both SDKs (docker, kubernetes) block. The service calls these methods
-in worker threads, never on the event loop.
+The core defines this and never imports `backends/`; each backend implements it, and the apps
+choose one (`backends.get_backend`). Synchronous on purpose: both SDKs (docker, kubernetes)
+block. The service calls these methods in worker threads, never on the event loop.
 """
 
 from __future__ import annotations

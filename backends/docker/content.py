@@ -15,9 +15,9 @@ import docker
 import requests
 from docker.types import Mount
 
-from backends.base import ROLE
-from backends.docker_errors import content_refused, engine_errors
+from backends.docker.errors import content_refused, engine_errors
 from runner import archives
+from runner.backend import ROLE
 from runner.spec import RunSpec
 
 CARRIER_IMAGE = "oneoff-runner/carrier"

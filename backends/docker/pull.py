@@ -9,7 +9,7 @@ from typing import Any
 
 import docker
 
-from backends.docker_errors import engine_errors, pull_failure
+from backends.docker.errors import engine_errors, pull_failure
 from runner.errors import Cancelled, RunnerError
 from runner.spec import EventSink, RunSpec
 

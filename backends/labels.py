@@ -7,7 +7,7 @@ import hashlib
 import json
 import time
 
-from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
+from runner.backend import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
 from runner.spec import MountSpec, RunRecord, RunSpec
 
 ASYNC_ROLE = "async-run"

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, Ta
 from rich.table import Table
 
 from runner.archives import pack_directory, unpack_directory
-from runner.client import ClientError, LocalRuns, RemoteRuns, Runs
+from runner.cli.client import ClientError, LocalRuns, RemoteRuns, Runs
 from runner.settings import get_settings
 
 EXIT_TIMEOUT = 124

@@ -21,10 +21,9 @@ from kubernetes import watch
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 from kubernetes.config.config_exception import ConfigException
 
-from backends import kubernetes_inventory as inventory
-from backends.base import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, OutputStream, timed
-from backends.kubernetes_errors import api_errors, pod_refused
-from backends.kubernetes_manifests import (
+from backends.kubernetes import inventory
+from backends.kubernetes.errors import api_errors, pod_refused
+from backends.kubernetes.manifests import (
     COLLECT_CONTAINER,
     RUN_CONTAINER,
     claim,
@@ -34,8 +33,9 @@ from backends.kubernetes_manifests import (
     labels,
     pull_secret,
 )
-from backends.kubernetes_runs import JobRuns
-from backends.run_labels import RECORD_ROLE
+from backends.kubernetes.runs import JobRuns
+from backends.labels import RECORD_ROLE
+from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, OutputStream, timed
 from runner.errors import (
     Cancelled,
     Conflict,

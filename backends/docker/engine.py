@@ -1,6 +1,6 @@
 """The Docker engine backend, local or remote (`DOCKER_HOST`), through docker-py's low-level API.
 
-One run: pull per policy → content into a run volume (`docker_content`) → create → attach (output,
+One run: pull per policy → content into a run volume (`content`) → create → attach (output,
 `docker_output`) → start → wait until the deadline → copy response paths out → remove, with the
 removal in `finally` so that every way out cleans up, and what cannot be removed retried by the
 reaper. docker-py's exceptions become `RunnerError`s in `docker_errors.engine_errors` only.
@@ -18,18 +18,18 @@ import docker
 from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
-from backends import docker_inventory as inventory
-from backends.base import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID, timed
-from backends.docker_content import ContentCopier
-from backends.docker_errors import (
+from backends.docker import inventory
+from backends.docker.content import ContentCopier
+from backends.docker.errors import (
     create_refused,
     engine_errors,
     start_refused,
 )
-from backends.docker_output import Captured, read_frames
-from backends.docker_pull import pull, pulls_first
-from backends.docker_runs import DetachedRuns, OutputStream
-from backends.run_labels import ASYNC_ROLE, RECORD_ROLE
+from backends.docker.output import Captured, read_frames
+from backends.docker.pull import pull, pulls_first
+from backends.docker.runs import DetachedRuns, OutputStream
+from backends.labels import ASYNC_ROLE, RECORD_ROLE
+from runner.backend import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID, timed
 from runner.errors import (
     BackendUnavailable,
     Cancelled,
@@ -140,7 +140,7 @@ class DockerBackend:
             for found in self.api.containers(filters={"label": f"{RUN_ID}={run_id}"}):
                 self.kill(found["Id"])
 
-    # ---- async runs (docker_runs) -----------------------------------------------------------
+    # ---- async runs (`runs`) -----------------------------------------------------------
 
     def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
         self.detached.launch(spec, idempotency_key)
