@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +17,13 @@ import docker
 import httpx
 import pytest
 import uvicorn
+from docker.models.containers import Container
+from docker.models.volumes import Volume
 from starlette.types import ASGIApp
 
-from runner.backend import LABEL_PREFIX, MANAGED
+from runner.backend import INSTANCE
 from runner.settings import Settings
-from tests.helpers import TEST_IMAGE
+from tests.helpers import SUITE_ID, TEST_IMAGE, instance_id
 
 ENGINE_SUITES = ("/tests/docker/", "/tests/mcp/")
 
@@ -40,7 +41,7 @@ def collect_garbage() -> Iterator[None]:
 
 
 def _settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {"instance_id": f"test-{uuid.uuid4().hex[:8]}"}
+    values: dict[str, object] = {"instance_id": instance_id()}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -92,23 +93,38 @@ def engine() -> Iterator[docker.DockerClient]:
     client.close()
 
 
+def _suite_objects(
+    engine: docker.DockerClient,
+) -> tuple[list[Container], list[Volume]]:
+    """Containers and volumes made by runners of this copy of the suite (never another's)."""
+
+    def ours(labels: dict[str, str] | None) -> bool:
+        return (labels or {}).get(INSTANCE, "").startswith(f"{SUITE_ID}-")
+
+    containers = engine.containers.list(all=True, filters={"label": INSTANCE})
+    volumes = engine.volumes.list(filters={"label": INSTANCE})
+    return (
+        [item for item in containers if ours(item.labels)],
+        [item for item in volumes if ours(item.attrs.get("Labels"))],
+    )
+
+
 @pytest.fixture(scope="session")
 def no_leaks(engine: docker.DockerClient) -> Iterator[None]:
-    """After the whole suite, nothing with the runner's labels may remain."""
+    """After the whole suite, nothing its runners made may remain; what did is removed, and
+    nothing else on the (shared) engine is looked at or touched."""
     yield
-    containers = engine.containers.list(all=True, filters={"label": MANAGED})
-    volumes = engine.volumes.list(filters={"label": MANAGED})
-    api_volumes = engine.volumes.list(filters={"label": f"{LABEL_PREFIX}.created-by"})
-    leaked = [c.name for c in containers] + [v.name for v in volumes + api_volumes]
+    containers, volumes = _suite_objects(engine)
+    leaked = [c.name for c in containers] + [v.name for v in volumes]
     for container in containers:
         container.remove(force=True)
-    for volume in volumes + api_volumes:
+    for volume in volumes:
         volume.remove(force=True)
     assert not leaked, f"the runner leaked: {leaked}"
 
 
-def managed_objects(engine: docker.DockerClient, instance_id: str) -> list[str]:
-    label = f"{LABEL_PREFIX}.instance={instance_id}"
+def managed_objects(engine: docker.DockerClient, instance: str) -> list[str]:
+    label = f"{INSTANCE}={instance}"
     containers = engine.containers.list(all=True, filters={"label": label})
     volumes = engine.volumes.list(filters={"label": label})
     return [c.name for c in containers] + [v.name for v in volumes]

@@ -6,6 +6,7 @@ import base64
 import io
 import os
 import tarfile
+import uuid
 
 TEST_IMAGE = os.environ.get("RUNNER_TEST_IMAGE", "oneoff-test/busybox:latest")
 PUBLIC_REGISTRY = os.environ.get("RUNNER_TEST_PUBLIC_REGISTRY", "127.0.0.1:5001")
@@ -14,6 +15,15 @@ REGISTRY_USER = os.environ.get("RUNNER_TEST_REGISTRY_USER", "tester")
 REGISTRY_PASSWORD = os.environ.get("RUNNER_TEST_REGISTRY_PASSWORD", "s3cret-pass")
 PUBLIC_IMAGE = f"{PUBLIC_REGISTRY}/oneoff-test/busybox:latest"
 PRIVATE_IMAGE = f"{PRIVATE_REGISTRY}/oneoff-test/private-busybox:latest"
+
+# This copy of the suite: every runner it starts has an instance id under it, so the suite finds,
+# removes and checks only its own engine objects while other runners and suites share the engine.
+SUITE_ID = f"suite-{uuid.uuid4().hex[:8]}"
+
+
+def instance_id(kind: str = "test") -> str:
+    """A runner instance id of this suite's own, new at each call."""
+    return f"{SUITE_ID}-{kind}-{uuid.uuid4().hex[:6]}"
 
 
 def b64(data: bytes) -> str:

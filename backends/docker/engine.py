@@ -387,7 +387,11 @@ class DockerBackend:
                     fill.name,
                     driver=fill.driver,
                     driver_opts=fill.driver_opts or None,
-                    labels={**fill.labels, f"{LABEL_PREFIX}.created-by": "volume-api"},
+                    labels={
+                        **fill.labels,
+                        f"{LABEL_PREFIX}.created-by": "volume-api",
+                        INSTANCE: self.settings.instance_id,
+                    },
                 )
         if fill.tar is None:
             return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Callable, Iterator
 
 import docker
@@ -12,8 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api_app import create_app
+from runner.backend import INSTANCE
 from runner.settings import Settings
 from tests.conftest import serving
+from tests.helpers import instance_id
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +24,7 @@ def _leak_check(no_leaks: None) -> None:
 
 @pytest.fixture(scope="module")
 def module_settings() -> Settings:
-    return Settings(instance_id="test-docker-suite", max_output_bytes=64 * 1024)
+    return Settings(instance_id=instance_id("docker"), max_output_bytes=64 * 1024)
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +54,11 @@ Server = Callable[..., contextlib.AbstractContextManager[httpx.Client]]
 @pytest.fixture
 def instance(engine: docker.DockerClient) -> Iterator[str]:
     """An instance id of its own; whatever its runs keep is removed after the test."""
-    instance_id = f"test-async-{uuid.uuid4().hex[:8]}"
-    yield instance_id
-    for container in engine.containers.list(
-        all=True, filters={"label": f"oneoff-runner.instance={instance_id}"}
-    ):
+    made = instance_id("async")
+    yield made
+    for container in engine.containers.list(all=True, filters={"label": f"{INSTANCE}={made}"}):
         container.remove(force=True, v=True)
-    for volume in engine.volumes.list(filters={"label": f"oneoff-runner.instance={instance_id}"}):
+    for volume in engine.volumes.list(filters={"label": f"{INSTANCE}={made}"}):
         volume.remove(force=True)
 
 

@@ -7,7 +7,6 @@ import contextlib
 import signal
 import threading
 import time
-import uuid
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from runner.backend import INSTANCE, ROLE
 from tests.conftest import free_port, managed_objects, start_runner
 from tests.faults import EngineProxy, engine_fault
-from tests.helpers import run_body
+from tests.helpers import instance_id, run_body
 
 
 class Events:
@@ -98,7 +97,7 @@ def post_run(port: int, body: dict[str, object]):  # type: ignore[no-untyped-def
 
 
 def test_a_killed_runner_reaps_its_leftovers_when_it_restarts(engine):
-    instance, port = f"test-kill-{uuid.uuid4().hex[:6]}", free_port()
+    instance, port = instance_id("kill"), free_port()
     events = Events(engine, instance, seconds=90)
     first = start_runner(instance, port)
     try:
@@ -121,7 +120,7 @@ def test_a_killed_runner_reaps_its_leftovers_when_it_restarts(engine):
 @contextlib.contextmanager
 def running_in_a_runner(engine, body, **settings: str):  # type: ignore[no-untyped-def]
     """A runner process with one run started in it; afterwards nothing of it may remain."""
-    instance, port = f"test-signal-{uuid.uuid4().hex[:6]}", free_port()
+    instance, port = instance_id("signal"), free_port()
     events = Events(engine, instance)
     runner = start_runner(instance, port, **settings)
     try:

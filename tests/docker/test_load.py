@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import uuid
 from collections import Counter
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 from mcp import Client
 
 from tests.conftest import free_port, managed_objects, start_runner
-from tests.helpers import b64, run_body
+from tests.helpers import b64, instance_id, run_body
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +43,7 @@ def anyio_backend() -> str:
 
 
 async def test_two_hundred_mixed_runs_through_rest_and_mcp(engine):
-    instance, rest_port, mcp_port = f"test-load-{uuid.uuid4().hex[:6]}", free_port(), free_port()
+    instance, rest_port, mcp_port = instance_id("load"), free_port(), free_port()
     runner = start_runner(
         instance,
         rest_port,

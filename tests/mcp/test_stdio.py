@@ -9,14 +9,14 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, get_default_environment
 
-from tests.helpers import run_body
+from tests.helpers import instance_id, run_body
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_stdio_server_runs_a_container(tmp_path):
     command = Path(sys.executable).with_name("oneoff-runner")
-    environment = {**get_default_environment(), "RUNNER_INSTANCE_ID": "test-stdio"}
+    environment = {**get_default_environment(), "RUNNER_INSTANCE_ID": instance_id("stdio")}
     server = StdioServerParameters(
         command=str(command), args=["mcp", "--stdio"], env=environment, cwd=str(tmp_path)
     )
