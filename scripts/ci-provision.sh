@@ -3,7 +3,8 @@
 #   - uv, a running Docker engine,
 #   - a local test image built from Debian's busybox-static (no public registry is reachable),
 #   - a private registry on 127.0.0.1:5000 with an htpasswd user, holding that image,
-#   - an anonymous registry on 127.0.0.1:5001 holding it too (the "public registry" of the tests).
+#   - an anonymous registry on 127.0.0.1:5001 holding it too (the "public registry" of the tests),
+#   - gVisor (Debian's runsc) registered as the engine runtime `runsc`, reloaded with SIGHUP.
 # Every step checks first, so running it twice is cheap.
 set -euo pipefail
 
@@ -128,9 +129,32 @@ ensure_registries() {
   push_once "$PUBLIC_REGISTRY_ADDR" oneoff-test/busybox
 }
 
+DAEMON_JSON="${RUNNER_DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
+RUNSC_RUNTIME='{"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=ptrace", "--network=none"]}'
+
+runsc_registered() {
+  docker info --format '{{json .Runtimes}}' 2>/dev/null | jq -e 'has("runsc")' >/dev/null
+}
+
+ensure_runsc() {
+  apt_install runsc jq
+  runsc_registered && return 0
+  mkdir -p "$(dirname "$DAEMON_JSON")"
+  local current='{}' merged
+  [ -s "$DAEMON_JSON" ] && current=$(cat "$DAEMON_JSON")
+  # Merge into whatever the engine's configuration holds; other keys are kept as they are.
+  merged=$(jq --argjson runsc "$RUNSC_RUNTIME" '.runtimes.runsc = $runsc' <<<"$current")
+  printf '%s\n' "$merged" >"$DAEMON_JSON.tmp" && mv "$DAEMON_JSON.tmp" "$DAEMON_JSON"
+  # A reload, never a restart: the engine may be serving other runs right now.
+  log "registering runsc with the engine (SIGHUP)"
+  kill -HUP "$(cat "${DOCKER_PIDFILE:-/var/run/docker.pid}")"
+  wait_for "the engine to list the runsc runtime" 30 runsc_registered
+}
+
 apt_install curl ca-certificates
 ensure_uv
 ensure_docker
 ensure_test_image
 ensure_registries
+ensure_runsc
 log "ready: engine $(docker version -f '{{.Server.Version}}'), image $TEST_IMAGE, registries $REGISTRY_ADDR (auth), $PUBLIC_REGISTRY_ADDR"
