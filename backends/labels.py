@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import time
+from collections.abc import Callable, Mapping
+from typing import TypeVar, get_args
+
+from pydantic import TypeAdapter, ValidationError
 
 from runner.backend import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
+from runner.run_status import RunState
 from runner.spec import MountSpec, RunRecord, RunSpec
+
+log = logging.getLogger("oneoff_runner.labels")
+T = TypeVar("T")
 
 ASYNC_ROLE = "async-run"
 RECORD_ROLE = "run-record"
@@ -52,8 +62,51 @@ def record_label(record: RunRecord) -> str:
     return json.dumps(vars(record))
 
 
-def stored_record(text: str) -> RunRecord:
-    return RunRecord(**json.loads(text))
+_RECORD = TypeAdapter(RunRecord)
+_STATES = frozenset(get_args(RunState))
+LATEST = 2.0**34
+"""Unix seconds past any real record's times (year 2514), inside what datetime can hold."""
+UNREADABLE = (KeyError, ValueError, TypeError, AttributeError, ValidationError)
+"""What reading labels the runner did not write can raise (json's errors are ValueErrors)."""
+
+
+def readable(what: str, read: Callable[[], T]) -> T | None:
+    """`read()`, or None, logged, when what the engine holds is not what the runner wrote.
+
+    Anyone with access to the engine or cluster can make objects carrying the runner's labels;
+    a malformed one is skipped, so it can never fail a listing for everyone or a startup.
+    """
+    try:
+        return read()
+    except UNREADABLE as exc:
+        log.warning("skipped %s: its labels are not the runner's (%s)", what, exc)
+        return None
+
+
+def stored_record(text: str | None, run_id: str | None) -> RunRecord | None:
+    """The record `record_label` wrote for `run_id` (its object's run-id label), or None,
+    logged, for anything else."""
+    return readable(f"the record of run {run_id!r}", lambda: _checked(text, run_id))
+
+
+def _checked(text: str | None, run_id: str | None) -> RunRecord:
+    if text is None:
+        raise ValueError("it holds no record")
+    record = _RECORD.validate_json(text)
+    times = (record.created_at, record.started_at, record.finished_at)
+    if record.run_id != run_id:
+        raise ValueError(f"it names run {record.run_id!r}")
+    if record.state not in _STATES:
+        raise ValueError(f"unknown state {record.state!r}")
+    if not all(0 <= moment < LATEST for moment in times if moment is not None):
+        raise ValueError("a time is not a Unix time")
+    return record
+
+
+def deadline_of(labels: Mapping[str, str]) -> float:
+    """When an object may be reaped; never, for a deadline that is not a number."""
+    value = readable("an object's deadline", lambda: float(labels.get(DEADLINE, "inf")))
+    return math.inf if value is None or math.isnan(value) else value
 
 
 def finished_state(record: RunRecord) -> str:

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from runner.models import ContainerInfo, Health, ImageInfo
+from runner.models import RESERVED_LABEL_PREFIX, ContainerInfo, Health, ImageInfo
 from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill
 
-LABEL_PREFIX = "oneoff-runner"
+LABEL_PREFIX = RESERVED_LABEL_PREFIX
 MANAGED = f"{LABEL_PREFIX}.managed"
 RUN_ID = f"{LABEL_PREFIX}.run-id"
 INSTANCE = f"{LABEL_PREFIX}.instance"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -21,12 +21,17 @@ from pydantic import (
     model_validator,
 )
 
-from runner.sizes import SIZE_PATTERN
+from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_TIMEOUT_SECONDS
+from runner.sizes import SIZE_PATTERN, parse_size
 
 VolumeType = Literal["file", "directory", "volume", "host"]
 PullPolicy = Literal["always", "missing", "never"]
 
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
+RESERVED_LABEL_PREFIX = "oneoff-runner"
+"""The runner's own labels (`oneoff-runner.*`, `runner.backend.LABEL_PREFIX`): what it reads
+back to find and judge its runs, so callers can never set them."""
+IMAGE_NAME_MAX = 255
 _MODE = re.compile(r"^0?[0-7]{3}$")
 
 Argv = Annotated[
@@ -40,9 +45,36 @@ Argv = Annotated[
 
 
 class StrictModel(BaseModel):
-    """Unknown fields are refused, so a typo is a 422 naming it instead of a silent no-op."""
+    """Unknown fields are refused, so a typo is a 422 naming it instead of a silent no-op.
+
+    No text may hold a NUL byte: every string reaches the engine or the kernel (arguments,
+    environment, paths, labels), where NUL ends a C string or is refused with a host path in
+    the message. Nested models check their own fields.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _holds_nul(value):
+            raise ValueError(
+                "contains a NUL byte (\\x00), which no argument, variable, path or "
+                "label can hold; remove it"
+            )
+        return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 class AuthConfig(StrictModel):
@@ -192,19 +224,44 @@ class RunRequest(StrictModel):
     )
     timeout_seconds: float | None = Field(
         None,
-        gt=0,
-        description="Kill the container after this long (operator default/max).",
+        ge=MIN_TIMEOUT_SECONDS,
+        allow_inf_nan=False,
+        description=f"Kill the container after this long: at least {MIN_TIMEOUT_SECONDS} s "
+        "(operator default and maximum).",
         examples=[30],
     )
     memory: str | None = Field(
-        None, pattern=SIZE_PATTERN, description="Memory limit, e.g. 256m or 1g.", examples=["256m"]
+        None,
+        pattern=SIZE_PATTERN,
+        description="Memory limit, e.g. 256m or 1g; at least 6m.",
+        examples=["256m"],
     )
-    cpus: float | None = Field(None, gt=0, description="CPU limit.", examples=[0.5])
+    cpus: float | None = Field(
+        None,
+        ge=MIN_CPUS,
+        allow_inf_nan=False,
+        description=f"CPU limit, at least {MIN_CPUS}.",
+        examples=[0.5],
+    )
     network: str | None = Field(
         None,
         description='"none" or a network name; the operator default applies when absent.',
         examples=["none"],
     )
+
+    @field_validator("image")
+    @classmethod
+    def _image_name_length(cls, value: str) -> str:
+        name = value.partition("@")[0]
+        slash = name.rfind("/")
+        if ":" in name[slash + 1 :]:
+            name = name[: name.rindex(":")]
+        if len(name) > IMAGE_NAME_MAX:
+            raise ValueError(
+                f"the repository name is {len(name)} characters; an image reference's name "
+                f"(before the tag or digest) has at most {IMAGE_NAME_MAX}"
+            )
+        return value
 
     @field_validator("command", "entrypoint")
     @classmethod
@@ -214,6 +271,26 @@ class RunRequest(StrictModel):
                 shlex.split(value)
             except ValueError as exc:
                 raise ValueError(f"cannot split {value!r} into arguments: {exc}") from None
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: list[str] | str | None) -> list[str] | str | None:
+        if value is not None and not (shlex.split(value) if isinstance(value, str) else value):
+            raise ValueError(
+                "is empty; give at least one argument, or leave `command` out to run the "
+                "image's CMD"
+            )
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_floor(cls, value: str | None) -> str | None:
+        if value is not None and parse_size(value) < MIN_MEMORY_BYTES:
+            raise ValueError(
+                f"{value!r} is below the minimum of 6m ({MIN_MEMORY_BYTES} bytes); the engine "
+                "cannot run a container in less"
+            )
         return value
 
     @field_validator("env_vars")
@@ -308,13 +385,32 @@ class CreateVolumeRequest(StrictModel):
         default_factory=dict, description="Driver options.", examples=[{"type": "tmpfs"}]
     )
     labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels for the volume.", examples=[{"team": "ci"}]
+        default_factory=dict,
+        description=f"Labels for the volume; `{RESERVED_LABEL_PREFIX}.*` is the runner's own.",
+        examples=[{"team": "ci"}],
     )
     reuse_existing: bool = Field(
         False,
         description="Fill an existing volume of that name instead of answering 409.",
         examples=[False],
     )
+
+    @field_validator("labels")
+    @classmethod
+    def _unreserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for label in value:
+            if is_reserved_label(label):
+                raise ValueError(
+                    f"label {label!r} is in the runner's reserved namespace "
+                    f"({RESERVED_LABEL_PREFIX}.*); choose a name outside it"
+                )
+        return value
+
+
+def is_reserved_label(label: str) -> bool:
+    """Whether `label` is the runner's (any case: what reads labels back must never be
+    confused by a near-copy)."""
+    return label.strip().lower().startswith(RESERVED_LABEL_PREFIX)
 
 
 class CreateVolumeResult(BaseModel):

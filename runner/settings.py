@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_TIMEOUT_SECONDS
 from runner.sizes import parse_size
 
 MiB = 1024 * 1024
@@ -88,12 +89,16 @@ class Settings(BaseSettings):
         description="Folder with ca.pem, cert.pem, key.pem (DOCKER_CERT_PATH).",
     )
 
-    default_timeout_seconds: float = Field(60, gt=0, description="Run timeout when none given.")
-    max_timeout_seconds: float = Field(3600, gt=0, description="Largest timeout a run may ask.")
+    default_timeout_seconds: float = Field(
+        60, ge=MIN_TIMEOUT_SECONDS, description="Run timeout when none given."
+    )
+    max_timeout_seconds: float = Field(
+        3600, ge=MIN_TIMEOUT_SECONDS, description="Largest timeout a run may ask."
+    )
     default_memory: str = Field("512m", description="Memory limit when none given.")
     max_memory: str = Field("4g", description="Largest memory limit a run may ask.")
-    default_cpus: float = Field(1.0, gt=0, description="CPU limit when none given.")
-    max_cpus: float = Field(4.0, gt=0, description="Largest CPU limit a run may ask.")
+    default_cpus: float = Field(1.0, ge=MIN_CPUS, description="CPU limit when none given.")
+    max_cpus: float = Field(4.0, ge=MIN_CPUS, description="Largest CPU limit a run may ask.")
     pids_limit: int = Field(512, ge=16, description="Process limit inside every container.")
     nofile_limit: int = Field(
         4096, ge=64, description="Open-files limit (ulimit nofile) inside every container."
@@ -219,7 +224,8 @@ class Settings(BaseSettings):
     @field_validator("default_memory", "max_memory")
     @classmethod
     def _valid_size(cls, value: str) -> str:
-        parse_size(value)
+        if parse_size(value) < MIN_MEMORY_BYTES:
+            raise ValueError(f"{value!r} is below the engine's minimum of 6m; 0 is not unlimited")
         return value
 
     @model_validator(mode="after")

@@ -28,7 +28,7 @@ from backends.docker.errors import (
 from backends.docker.output import Captured, read_frames
 from backends.docker.pull import pull, pulls_first
 from backends.docker.runs import DetachedRuns, OutputStream
-from backends.labels import ASYNC_ROLE, RECORD_ROLE
+from backends.labels import ASYNC_ROLE, RECORD_ROLE, deadline_of
 from runner.backend import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID, timed
 from runner.errors import (
     BackendUnavailable,
@@ -427,7 +427,7 @@ class DockerBackend:
             mine = labels.get(INSTANCE) == self.settings.instance_id
             if startup and mine and labels.get(ROLE) not in (ASYNC_ROLE, RECORD_ROLE):
                 return True
-            return float(labels.get(DEADLINE, "inf")) < now
+            return deadline_of(labels) < now
 
         removed += self.detached.expire()
         with engine_errors("reaping leftovers"):

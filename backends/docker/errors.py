@@ -5,6 +5,7 @@ backend's one translation boundary, and the phase-specific readings of the engin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -55,7 +56,36 @@ def _explanation(exc: docker.errors.APIError) -> str:
     explanation = exc.explanation
     if isinstance(explanation, bytes):
         explanation = explanation.decode("utf-8", "replace")
-    return str(explanation or exc)
+    return scrub(str(explanation or exc))
+
+
+_PATH = re.compile(r"/[^\s\"'(),]+")
+_ENGINE_ROOTS = (
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/run/docker",
+    "/run/docker",
+    "/var/run/containerd",
+    "/run/containerd",
+    "/run/runc",
+    "/proc/",
+)
+_ENGINE_LAYOUT = ("/_data", "/overlay2/", "/merged", "/volumes/", "/containers/", "/runtime-")
+ENGINE_PATH = "<engine path>"
+
+
+def scrub(message: str) -> str:
+    """`message` without the engine's host paths (its data root, runtime state, the runc
+    process's file descriptors): they tell a caller about the host and help no one fix a
+    request. Container paths, which the caller wrote, stay."""
+
+    def replace(match: re.Match[str]) -> str:
+        path = match.group(0)
+        if path.startswith(_ENGINE_ROOTS) or any(part in path for part in _ENGINE_LAYOUT):
+            return ENGINE_PATH
+        return path
+
+    return _PATH.sub(replace, message)
 
 
 _AUTH_WORDS = (
@@ -115,8 +145,10 @@ def pull_failure(message: str, image: str, *, with_auth: bool) -> RunnerError:
             "registry address, or use a local image with pull_policy 'missing' or 'never'",
             field="image",
         )
-    if "invalid reference format" in low:
-        return InvalidRequest(f"image: {image!r} is not a valid image reference", field="image")
+    if "invalid reference format" in low or "repository name must" in low:
+        return InvalidRequest(
+            f"image: {image!r} is not a valid image reference ({message})", field="image"
+        )
     return RegistryUnavailable(f"image: pulling {image!r} failed: {message}", field="image")
 
 
@@ -142,10 +174,23 @@ def create_refused(message: str) -> RunnerError | None:
         return InvalidRequest(
             f"volumes: {message}; host_path must exist on the engine's host", field="volumes"
         )
-    if "invalid reference format" in low:
-        return InvalidRequest(f"image: {message}", field="image")
+    if "invalid reference format" in low or "repository name must" in low:
+        return InvalidRequest(f"image: {message}; check the image reference", field="image")
     if "no such image" in low:
         return ImageNotFound(f"image: {message}", field="image")
+    if "no command specified" in low:
+        return InvalidRequest(
+            "command: the image has no CMD or ENTRYPOINT, so there is nothing to run; give "
+            "`command` (or `entrypoint`)",
+            field="command",
+        )
+    if "minimum memory limit" in low:
+        return InvalidRequest(f"memory: {message}; ask for at least 6m", field="memory")
+    if "cannot mkdir" in low:
+        return InvalidRequest(
+            f"working_dir: {message}; name a directory, or a path that does not exist yet",
+            field="working_dir",
+        )
     return None
 
 
@@ -161,6 +206,13 @@ def start_refused(spec: RunSpec) -> Translate:
                 f"user: {spec.user!r} does not exist in the image ({message}); use a numeric "
                 "uid[:gid] or a user the image defines",
                 field="user",
+            )
+        if "error mounting" in low or "mount" in low and "rootfs" in low:
+            return InvalidRequest(
+                f"volumes: a path could not be mounted ({message}); a file cannot go where the "
+                "image has a directory, nor a directory where it has a file: choose another "
+                "container path",
+                field="volumes",
             )
         if "executable file not found" in low or "no such file or directory" in low:
             return InvalidRequest(

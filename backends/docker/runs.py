@@ -11,6 +11,7 @@ failed before it started) leaves a record: an empty volume whose labels hold its
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import struct
 import time
@@ -40,6 +41,7 @@ from backends.labels import (
     key_label,
     latest_per_run,
     output_label,
+    readable,
     record_label,
     record_labels,
     selector,
@@ -177,13 +179,16 @@ class DetachedRuns:
             containers = api.containers(
                 all=True, filters={"label": [*label, f"{ROLE}={ASYNC_ROLE}"]}
             )
-            records = [self._record(api.inspect_container(item["Id"])) for item in containers]
+            records = [self._readable(api.inspect_container(item["Id"])) for item in containers]
             if idempotency_key is None:
                 found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
-                records += [
-                    stored_record(item["Labels"][RECORD]) for item in found.get("Volumes") or []
-                ]
-        return latest_per_run(records)
+                for item in found.get("Volumes") or []:
+                    kept = item.get("Labels") or {}
+                    records.append(stored_record(kept.get(RECORD), kept.get(RUN_ID)))
+        return latest_per_run([record for record in records if record is not None])
+
+    def _readable(self, inspected: dict[str, Any]) -> RunRecord | None:
+        return readable(f"container {inspected['Id'][:12]}", lambda: self._record(inspected))
 
     def _record(self, inspected: dict[str, Any]) -> RunRecord:
         labels = inspected["Config"]["Labels"]
@@ -265,15 +270,20 @@ class DetachedRuns:
                 all=True, filters={"label": [f"{MANAGED}=true", f"{ROLE}={ASYNC_ROLE}"]}
             )
         for item in found:
-            labels = item["Labels"]
-            if item["State"] == "running" and float(labels[TIMEOUT_AT]) < now:
-                self.engine.kill(item["Id"])
-            elif item["State"] in ("exited", "dead"):
-                record = self._record(self.engine.api.inspect_container(item["Id"]))
-                if (record.finished_at or now) + float(labels[TTL]) <= now:
-                    self.discard(record.run_id)
-                    removed += 1
+            expire = functools.partial(self._expired, item, now)
+            removed += bool(readable(f"container {item['Id'][:12]}", expire))
         return removed
+
+    def _expired(self, item: dict[str, Any], now: float) -> bool:
+        labels = item["Labels"]
+        if item["State"] == "running" and float(labels[TIMEOUT_AT]) < now:
+            self.engine.kill(item["Id"])
+        elif item["State"] in ("exited", "dead"):
+            record = self._record(self.engine.api.inspect_container(item["Id"]))
+            if (record.finished_at or now) + float(labels[TTL]) <= now:
+                self.discard(record.run_id)
+                return True
+        return False
 
     def _container(self, run_id: str) -> dict[str, Any] | None:
         filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}

@@ -34,8 +34,8 @@ from backends.kubernetes.manifests import (
     pull_secret,
 )
 from backends.kubernetes.runs import JobRuns
-from backends.labels import RECORD_ROLE
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, OutputStream, timed
+from backends.labels import RECORD_ROLE, deadline_of
+from runner.backend import INSTANCE, MANAGED, ROLE, RUN_ID, OutputStream, timed
 from runner.errors import (
     Cancelled,
     Conflict,
@@ -397,7 +397,7 @@ class KubernetesBackend:
 
 
 def _past(kept: dict[str, str], now: float) -> bool:
-    return float(kept.get(DEADLINE, "inf")) < now
+    return deadline_of(kept) < now
 
 
 def _started(pod: Any) -> bool:

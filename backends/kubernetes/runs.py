@@ -33,6 +33,7 @@ from backends.labels import (
     key_label,
     latest_per_run,
     output_label,
+    readable,
     record_label,
     record_labels,
     selector,
@@ -142,14 +143,22 @@ class JobRuns:
             jobs = self.engine.batch.list_namespaced_job(
                 self.engine.namespace, label_selector=",".join([*terms, f"{ROLE}={ASYNC_ROLE}"])
             )
-            records = [self._record(item) for item in jobs.items]
+            records = [self._readable(item) for item in jobs.items]
             if idempotency_key is None:
                 kept = self.engine.core.list_namespaced_secret(
                     self.engine.namespace,
                     label_selector=",".join([*terms, f"{ROLE}={RECORD_ROLE}"]),
                 )
-                records += [stored_record(item.metadata.annotations[RECORD]) for item in kept.items]
-        return latest_per_run(records)
+                for item in kept.items:
+                    annotations, labels = (
+                        item.metadata.annotations or {},
+                        item.metadata.labels or {},
+                    )
+                    records.append(stored_record(annotations.get(RECORD), labels.get(RUN_ID)))
+        return latest_per_run([record for record in records if record is not None])
+
+    def _readable(self, found: Any) -> RunRecord | None:
+        return readable(f"Job {found.metadata.name}", lambda: self._record(found))
 
     def output(self, run_id: str, *, follow: bool) -> PodLogStream:
         pod = self._started_pod(run_id) if follow else self._pod(run_id)

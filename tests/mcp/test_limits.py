@@ -1,0 +1,25 @@
+"""Limit floors through MCP: the same refusals as REST, as tool errors naming field and minimum."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import run_body
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("tool", ["run_container", "start_run"])
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"memory": "0"}, "memory"),
+        ({"cpus": 1e-10}, "0.01"),
+        ({"timeout_seconds": 1e-9}, "0.1"),
+    ],
+)
+async def test_a_limit_below_its_floor_is_a_tool_error(client, tool, fields, words):  # type: ignore[no-untyped-def]
+    result = await client.call_tool(tool, run_body("true", **fields))
+    assert result.is_error is True
+    text = result.content[0].text
+    assert words in text and next(iter(fields)) in text, text
