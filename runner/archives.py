@@ -5,9 +5,10 @@ library's, several times faster, which is most of the cost of moving files throu
 
 Input archives are checked member by member before any of their bytes reach an engine: absolute
 names, `..`, device nodes, FIFOs, hard links out of the tree and writes through a symlink the
-archive itself made are refused, and the unpacked size and member count are bounded by a
-`Budget` shared by the whole request, so a gzip bomb is stopped after at most the budget's worth
-of decompression. Output archives are streamed: never more than the limit is held.
+archive itself made (or through a hard link to one) are refused, and the unpacked size and
+member count are bounded by a `Budget` shared by the whole request, so a gzip bomb is stopped
+after at most the budget's worth of decompression. Output archives are streamed: never more
+than the limit is held.
 """
 
 from __future__ import annotations
@@ -111,17 +112,25 @@ def _check_member(member: tarfile.TarInfo, field: str, symlinks: set[str]) -> st
         raise _unsafe(field, name, "climbs out of the target directory with '..'")
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
         raise _unsafe(field, name, "is a device node or FIFO")
+    if _through_symlink(normal, symlinks):
+        raise _unsafe(field, name, "would be written through a symlink the archive made")
     if member.islnk():
         target = posixpath.normpath(member.linkname)
         if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
             raise _unsafe(field, name, "is a hard link out of the archive's tree")
-    parts = normal.split("/")
-    for depth in range(1, len(parts)):
-        if "/".join(parts[:depth]) in symlinks:
-            raise _unsafe(field, name, "would be written through a symlink the archive made")
+        if _through_symlink(target, symlinks):
+            raise _unsafe(field, name, "is a hard link through a symlink the archive made")
+        if target in symlinks:  # a hard link to a symlink is that symlink under a second name
+            symlinks.add(normal)
     if member.issym():
         symlinks.add(normal)
     return normal
+
+
+def _through_symlink(normal: str, symlinks: set[str]) -> bool:
+    """Whether a parent of `normal` is a symlink (or a hard link to one) the archive made."""
+    parts = normal.split("/")
+    return any("/".join(parts[:depth]) in symlinks for depth in range(1, len(parts)))
 
 
 def _unsafe(field: str, name: str, why: str) -> InvalidRequest:

@@ -1,8 +1,9 @@
 """`oneoff-runner pod-helper`: what the runner's own image does inside a Kubernetes run pod.
 
 `unpack` (init container): every file and directory path's content, from the run's Secret
-(mounted at /oneoff/input) into the shared `emptyDir` (/oneoff/content/<index>), unpacked with
-tarfile's `data` filter (no absolute names, `..`, links out or devices).
+(mounted at /oneoff/input) into the shared `emptyDir` (/oneoff/content/<index>). Archives are
+judged by the same rule as the runner's (`runner.archives.check_tar_gz`: whatever version of
+Python the image has), then unpacked with tarfile's `data` filter as a second line.
 `collect` (native sidecar): blocks SIGTERM, says it is ready (the file its startupProbe looks
 for, so the run's container starts only then and a SIGTERM can never come before it is
 awaited), waits for the SIGTERM the kubelet sends once the run's container has exited, then
@@ -20,7 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.archives import pack_directory, unpack_directory
+from runner.archives import Budget, check_tar_gz, pack_directory, unpack_directory
+from runner.errors import InvalidRequest
 
 ROOT = Path(os.environ.get("ONEOFF_POD_ROOT", "/oneoff"))
 READY = ".collect-ready"
@@ -30,7 +32,11 @@ def main(arguments: list[str]) -> int:
     command, steps = arguments[0], json.loads(arguments[1])
     content, source = ROOT / "content", ROOT / "input"
     if command == "unpack":
-        unpack(steps, source, content)
+        try:
+            unpack(steps, source, content)
+        except InvalidRequest as exc:
+            sys.stderr.write(f"unpack: refused: {exc.message}\n")
+            return 1
         return 0
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     (content / READY).touch()
@@ -50,6 +56,8 @@ def unpack(steps: list[dict[str, Any]], source: Path, target: Path) -> None:
             file.write_bytes(data or b"")
             file.chmod(step["mode"])
         elif data is not None:
+            # the runner checked and bounded it already; a second check costs one read
+            check_tar_gz(data, f"volumes[{step['path']!r}].content", Budget(2**62, 2**62))
             unpack_directory(data, place)
         # the run's uid may differ from whoever writes here: writable paths are writable to it
         place.chmod(0o777 if step["writable"] else 0o755)

@@ -167,3 +167,21 @@ def test_returned_content_over_the_limit_is_too_large():
     reader = ChunkReader(iter([b"x" * 600, b"y" * 600]), 1000, "volumes['/out']")
     with pytest.raises(PayloadTooLarge, match="RUNNER_MAX_RESPONSE_BYTES"):
         reader.read()
+
+
+def test_writing_through_a_hard_link_to_a_symlink_is_refused():
+    extra = [member("s", tarfile.SYMTYPE, "/elsewhere"), member("h", tarfile.LNKTYPE, "s")]
+    through = member("h/evil")
+    with pytest.raises(InvalidRequest, match="'h/evil' would be written through a symlink"):
+        check_tar_gz(tar_gz({}, extra=[*extra, through]), "f", budget())
+
+
+def test_a_hard_link_through_a_symlink_is_refused():
+    extra = [member("s", tarfile.SYMTYPE, "/etc"), member("h", tarfile.LNKTYPE, "s/shadow")]
+    with pytest.raises(InvalidRequest, match="hard link through a symlink"):
+        check_tar_gz(tar_gz({}, extra=extra), "f", budget())
+
+
+def test_a_hard_link_to_a_symlink_alone_is_allowed():
+    extra = [member("s", tarfile.SYMTYPE, "target"), member("h", tarfile.LNKTYPE, "s")]
+    assert check_tar_gz(tar_gz({}, extra=extra), "f", budget()) == ["s", "h"]

@@ -8,11 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from backends.kubernetes import pod_helper
 from tests.conftest import ROOT
-from tests.helpers import untar_gz
+from tests.helpers import tar_gz, untar_gz
 
 STEPS = [
     {
@@ -77,3 +78,19 @@ def test_collect_refuses_paths_over_the_limit(tmp_path: Path) -> None:
     (content / "1").mkdir(parents=True)
     (content / "1" / "big.bin").write_bytes(os.urandom(4096))
     assert pod_helper.collect(STEPS, content, 100) == 1
+
+
+def test_unpack_refuses_writing_through_a_hard_link_to_a_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    links = [tarfile.TarInfo("s"), tarfile.TarInfo("h"), tarfile.TarInfo("h/evil")]
+    links[0].type, links[0].linkname = tarfile.SYMTYPE, str(outside)
+    links[1].type, links[1].linkname = tarfile.LNKTYPE, "s"
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "m1").write_bytes(tar_gz({}, extra=links))
+    steps = [{**STEPS[1], "content": True}]
+    unpacked = helper(tmp_path, "unpack", json.dumps(steps))
+    _, errors = unpacked.communicate(timeout=60)
+    assert unpacked.returncode == 1
+    assert "'h/evil' would be written through a symlink" in errors
+    assert list(outside.iterdir()) == []
