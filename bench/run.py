@@ -15,17 +15,26 @@ from bench import scenarios
 from bench.harness import machine, runner_process
 
 RESULTS = Path(__file__).with_name("results.json")
+RUNTIMES = "runsc,runc"
 CAP = 1024 * 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    parser.add_argument(
+        "--only-runsc", action="store_true", help="only gVisor against runc (updates its entry)"
+    )
     args = parser.parse_args()
     rounds = 6 if args.quick else 30
+    if args.only_runsc:
+        gvisor_only(rounds)
+        return
     api = docker.APIClient(version="auto")
     results: dict[str, Any] = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M")}
-    with runner_process(max_concurrent_runs="16", max_queued_runs="64") as runner:
+    with runner_process(
+        max_concurrent_runs="16", max_queued_runs="64", allowed_runtimes=RUNTIMES
+    ) as runner:
         results["sequential"] = scenarios.sequential(runner, api, rounds)
         results["concurrency"] = {
             str(clients): scenarios.concurrency(runner, api, clients, 2 if args.quick else 8)
@@ -36,9 +45,22 @@ def main() -> None:
         results["files"] = scenarios.files(runner, api, 20, max(3, rounds // 3))
         results["mcp"] = scenarios.mcp_vs_rest(runner, rounds)
         results["async"] = scenarios.async_vs_sync(runner, api, rounds)
+        results["runsc"] = scenarios.runsc_vs_runc(runner, rounds)
     results["targets"] = targets(results)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
+
+
+def gvisor_only(rounds: int) -> None:
+    """The gVisor comparison alone (needs runsc registered: scripts/ci-provision.sh), written
+    into the last results, with the machine and time of this measurement."""
+    with runner_process(allowed_runtimes=RUNTIMES) as runner:
+        figures = scenarios.runsc_vs_runc(runner, rounds)
+    figures |= {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M")}
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["runsc"] = figures
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    sys.stdout.write(json.dumps(figures, indent=1) + "\n")
 
 
 def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:

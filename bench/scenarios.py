@@ -249,3 +249,17 @@ def async_vs_sync(runner: Runner, api: docker.APIClient, rounds: int) -> Result:
     for container in api.containers(all=True, filters={"label": "oneoff-runner.role=async-run"}):
         api.remove_container(container["Id"], force=True, v=True)
     return _summary(samples, "runs", ["run"])
+
+
+def runsc_vs_runc(runner: Runner, rounds: int) -> Result:
+    """`echo hi` under gVisor (`runtime: runsc`) against the engine's runc, both through the
+    runner: what the sandbox costs a short run."""
+    with httpx.Client() as http:
+        samples = interleaved(
+            {
+                "runsc": lambda: post_run(http, runner, run_body(ECHO, runtime="runsc")),
+                "runc": lambda: post_run(http, runner, run_body(ECHO, runtime="runc")),
+            },
+            rounds,
+        )
+    return _summary(samples, "runsc", ["runc"])

@@ -248,6 +248,13 @@ class RunRequest(StrictModel):
         description='"none" or a network name; the operator default applies when absent.',
         examples=["none"],
     )
+    runtime: str | None = Field(
+        None,
+        min_length=1,
+        description="OCI runtime to run under, e.g. runsc (gVisor): one the operator allows "
+        "(RUNNER_ALLOWED_RUNTIMES). Default: the operator's (RUNNER_RUNTIME).",
+        examples=["runsc"],
+    )
 
     @field_validator("image")
     @classmethod

@@ -61,6 +61,7 @@ def build_run_spec(request: RunRequest, settings: Settings, run_id: str) -> RunS
         network=_network(request.network, settings),
         max_output_bytes=settings.max_output_bytes,
         max_response_bytes=settings.max_response_bytes,
+        runtime=_runtime(request.runtime, settings),
     )
 
 
@@ -134,6 +135,18 @@ def _network(asked: str | None, settings: Settings) -> str:
             field="network",
         )
     return network
+
+
+def _runtime(asked: str | None, settings: Settings) -> str | None:
+    """The operator's runtime, or one the operator lets requests choose."""
+    if asked is None or asked == settings.runtime or asked in settings.allowed_runtimes:
+        return asked or settings.runtime
+    allowed = [name for name in (settings.runtime, *settings.allowed_runtimes) if name]
+    raise PolicyRefused(
+        f"runtime: {asked!r} is not allowed by the operator (RUNNER_ALLOWED_RUNTIMES: "
+        f"{', '.join(allowed) or 'none'}); leave runtime out to use the default",
+        field="runtime",
+    )
 
 
 def _auth(request: RunRequest) -> RegistryAuth | None:

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     runtime: str | None = Field(
         None, description="OCI runtime for runs, e.g. runsc (gVisor). Default: the engine's."
     )
+    allowed_runtimes: StrList = Field(
+        default_factory=list,
+        description="Runtimes a request may choose with `runtime` besides RUNNER_RUNTIME "
+        "(comma-separated), e.g. runsc,runc. Empty: requests use RUNNER_RUNTIME.",
+    )
     allowed_images: StrList = Field(
         default_factory=lambda: ["*"],
         description="Images a run may use: glob patterns or registry prefixes ending in / "
@@ -209,6 +214,7 @@ class Settings(BaseSettings):
         "allowed_networks",
         "allowed_host_paths",
         "allowed_images",
+        "allowed_runtimes",
         "cap_add",
         "api_tokens",
         "mcp_allowed_hosts",

@@ -62,6 +62,8 @@ class RunSpec:
     network: str
     max_output_bytes: int
     max_response_bytes: int
+    runtime: str | None = None
+    """The OCI runtime (Docker) or RuntimeClass (Kubernetes); None: the engine's default."""
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     on_event: EventSink | None = field(default=None, repr=False)
 

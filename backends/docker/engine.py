@@ -239,7 +239,7 @@ class DockerBackend:
             ulimits=[Ulimit(name="nofile", soft=nofile, hard=nofile)],
             network_mode=spec.network,
             privileged=False,
-            runtime=self.settings.runtime,
+            runtime=spec.runtime,
             log_config=logs or LogConfig(type=LogConfig.types.NONE),
         )
         try:

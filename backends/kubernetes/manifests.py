@@ -109,6 +109,8 @@ def job(
     helpers = _helpers(spec, settings, content_secret_name is not None)
     if helpers:
         pod_spec["initContainers"] = helpers
+    if spec.runtime:
+        pod_spec["runtimeClassName"] = spec.runtime
     if settings.kube_service_account:
         pod_spec["serviceAccountName"] = settings.kube_service_account
     if settings.kube_node_selector:

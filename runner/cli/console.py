@@ -50,6 +50,7 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--timeout", type=float, metavar="SECONDS")
     run.add_argument("--memory", metavar="SIZE", help="e.g. 512m")
     run.add_argument("--cpus", type=float)
+    run.add_argument("--runtime", help="as docker run, e.g. runsc (one the operator allows)")
     run.add_argument("--entrypoint")
     run.add_argument("-w", "--workdir")
     run.add_argument("-u", "--user")
@@ -200,6 +201,7 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         "timeout_seconds": args.timeout,
         "memory": args.memory,
         "cpus": args.cpus,
+        "runtime": args.runtime,
     }
     body.update({key: value for key, value in options.items() if value is not None})
     if args.env:

@@ -1,4 +1,5 @@
-"""Limit floors through MCP: the same refusals as REST, as tool errors naming field and minimum."""
+"""Limits and runtimes through MCP: the same refusals as REST, as tool errors naming the field
+and the fix."""
 
 from __future__ import annotations
 
@@ -23,3 +24,9 @@ async def test_a_limit_below_its_floor_is_a_tool_error(client, tool, fields, wor
     assert result.is_error is True
     text = result.content[0].text
     assert words in text and next(iter(fields)) in text, text
+
+
+async def test_a_runtime_the_operator_did_not_allow_is_a_tool_error(client):  # type: ignore[no-untyped-def]
+    result = await client.call_tool("run_container", run_body("true", runtime="runsc"))
+    assert result.is_error is True
+    assert "RUNNER_ALLOWED_RUNTIMES" in result.content[0].text

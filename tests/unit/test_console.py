@@ -65,6 +65,11 @@ def test_arguments_become_the_request(tmp_path: Path) -> None:
     assert volumes["/out"] == {"type": "directory", "response": True}
 
 
+def test_the_runtime_is_chosen_as_with_docker_run() -> None:
+    assert request_body(parsed("--runtime", "runsc", "img:1"))["runtime"] == "runsc"
+    assert "runtime" not in request_body(parsed("img:1"))
+
+
 def test_the_default_pull_policy_is_docker_run_s() -> None:
     assert request_body(parsed("img"))["pull_policy"] == "missing"
 
