@@ -68,7 +68,7 @@ _ENGINE_ROOTS = (
     "/var/run/containerd",
     "/run/containerd",
     "/run/runc",
-    "/proc/",
+    "/proc/self/",
 )
 _ENGINE_LAYOUT = ("/_data", "/overlay2/", "/merged", "/volumes/", "/containers/", "/runtime-")
 ENGINE_PATH = "<engine path>"
@@ -80,10 +80,11 @@ def scrub(message: str) -> str:
     request. Container paths, which the caller wrote, stay."""
 
     def replace(match: re.Match[str]) -> str:
-        path = match.group(0)
+        path = match.group(0).rstrip(":.;")
+        punctuation = match.group(0)[len(path) :]
         if path.startswith(_ENGINE_ROOTS) or any(part in path for part in _ENGINE_LAYOUT):
-            return ENGINE_PATH
-        return path
+            return ENGINE_PATH + punctuation
+        return match.group(0)
 
     return _PATH.sub(replace, message)
 
@@ -186,7 +187,7 @@ def create_refused(message: str) -> RunnerError | None:
         )
     if "minimum memory limit" in low:
         return InvalidRequest(f"memory: {message}; ask for at least 6m", field="memory")
-    if "cannot mkdir" in low:
+    if "cannot mkdir" in low or "file name too long" in low:
         return InvalidRequest(
             f"working_dir: {message}; name a directory, or a path that does not exist yet",
             field="working_dir",
@@ -201,6 +202,12 @@ def start_refused(spec: RunSpec) -> Translate:
         low = message.lower()
         if network_error := _missing_network(message):
             return network_error
+        if "uids and gids must be in range" in low:
+            return InvalidRequest(
+                f"user: {spec.user!r} is out of range ({message}); use a uid and gid from 0 to "
+                "2147483647",
+                field="user",
+            )
         if "unable to find user" in low or "no matching entries in passwd" in low:
             return InvalidRequest(
                 f"user: {spec.user!r} does not exist in the image ({message}); use a numeric "

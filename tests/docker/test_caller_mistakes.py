@@ -74,10 +74,19 @@ def test_a_working_dir_that_is_a_file(client: TestClient) -> None:
     refused(client, run_body("true", working_dir="/bin/sh"), "working_dir", "directory")
 
 
+def test_a_working_dir_too_long_for_the_kernel(client: TestClient) -> None:
+    refused(client, run_body("true", working_dir="/" + "a" * 5000), "working_dir", "too long")
+
+
+@pytest.mark.parametrize("user", ["99999999999", "-1"])
+def test_a_user_out_of_range(client: TestClient, user: str) -> None:
+    refused(client, run_body("true", user=user), "user", "2147483647")
+
+
 def test_a_file_mounted_over_a_directory_names_no_engine_path(client: TestClient) -> None:
     body = run_body("true", volumes={"/etc": {"type": "file", "content": b64(b"x")}})
     message = refused(client, body, "volumes", "container path")
-    assert "/etc" in message
+    assert '"/etc"' in message
 
 
 def test_nul_bytes_in_volume_labels(client: TestClient) -> None:
