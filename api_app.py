@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -39,6 +38,7 @@ from runner.models import (
 from runner.run_status import RunAccepted, RunList, RunState, RunStatus
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
+from runner.tenancy import Tenant, tenant_of
 
 log = logging.getLogger("oneoff_runner.api")
 OPEN_PATHS = frozenset({"/health"})
@@ -56,7 +56,13 @@ def get_service(request: Request) -> RunnerService:
     return service
 
 
+def get_tenant(request: Request) -> Tenant:
+    """The tenant the auth middleware found for this request's token."""
+    return tenant_of(request.scope)
+
+
 Service = Annotated[RunnerService, Depends(get_service)]
+Caller = Annotated[Tenant, Depends(get_tenant)]
 router = APIRouter()
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -78,13 +84,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/run", response_model=RunResult, responses=ERRORS, summary="Run a container")
-async def run(body: RunRequest, service: Service, request: Request) -> Response:
+async def run(body: RunRequest, service: Service, caller: Caller, request: Request) -> Response:
     """Pull, run to completion, return output and `response: true` volumes, remove everything.
 
     200 whenever the container ran, whatever its exit code (see `status` and `exit_code`). If
     the client disconnects, the container is killed and removed.
     """
-    result = await _cancel_on_disconnect(request, service.run(body))
+    result = await _cancel_on_disconnect(request, service.run(body, caller))
     # Returned content can be tens of MiB of base64: serialised once, by orjson (4x pydantic's).
     return Response(orjson.dumps(result.model_dump()), media_type="application/json")
 
@@ -96,9 +102,12 @@ async def run(body: RunRequest, service: Service, request: Request) -> Response:
     responses=ERRORS,
     summary="Create a named volume",
 )
-async def create_volume(body: CreateVolumeRequest, service: Service) -> CreateVolumeResult:
-    """Create a named volume and fill it from a base64 tar.gz; no image from a registry needed."""
-    return await service.create_volume(body)
+async def create_volume(
+    body: CreateVolumeRequest, service: Service, caller: Caller
+) -> CreateVolumeResult:
+    """Create a named volume and fill it from a base64 tar.gz; no image from a registry needed.
+    Runs of the same tenant may mount it."""
+    return await service.create_volume(body, caller)
 
 
 @router.get(
@@ -131,11 +140,12 @@ async def metrics(service: Service) -> Response:
 @router.get("/containers", response_model=list[ContainerInfo], responses=ERRORS)
 async def list_containers(
     service: Service,
+    caller: Caller,
     all_states: Annotated[bool, Query(alias="all", description="Include stopped ones.")] = False,
     managed_only: Annotated[bool, Query(description="Only the runner's own.")] = True,
 ) -> list[ContainerInfo]:
-    """Containers on the engine: by default the runner's own runs in progress."""
-    return await service.list_containers(all_states=all_states, managed_only=managed_only)
+    """Containers on the engine: by default your own runs in progress."""
+    return await service.list_containers(caller, all_states=all_states, managed_only=managed_only)
 
 
 @router.get("/images", response_model=list[ImageInfo], responses=ERRORS)
@@ -158,9 +168,9 @@ JSON_ERRORS: dict[int | str, dict[str, Any]] = {
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="From POST /runs.")]
 
 
-async def known_run(run_id: RunId, service: Service) -> str:
-    """404 before a stream starts, for a run nobody knows."""
-    await service.runs.require(run_id)
+async def known_run(run_id: RunId, service: Service, caller: Caller) -> str:
+    """404 before a stream starts, for a run the caller does not have."""
+    await service.runs.require(caller, run_id)
     return run_id
 
 
@@ -174,16 +184,20 @@ async def known_run(run_id: RunId, service: Service) -> str:
 async def start_run(
     body: RunRequest,
     service: Service,
+    caller: Caller,
     request: Request,
     response: Response,
     idempotency_key: Annotated[
         str | None,
-        Header(max_length=255, description="A repeated key returns the run it started."),
+        Header(
+            max_length=255,
+            description="A repeated key returns the run it started (keys are per API token).",
+        ),
     ] = None,
 ) -> RunAccepted:
     """Same body as POST /run. The run goes on after this answers, and after the client goes
     away; follow it with the returned URLs, cancel it with DELETE."""
-    started = await service.runs.start(body, _caller_scoped(request, idempotency_key))
+    started = await service.runs.start(body, caller, idempotency_key)
     status_url = str(request.url_for("get_run", run_id=started.run_id))
     response.headers["Location"] = status_url
     return RunAccepted(
@@ -195,9 +209,9 @@ async def start_run(
 
 
 @router.get("/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="A run's state")
-async def get_run(run_id: RunId, service: Service) -> Response:
+async def get_run(run_id: RunId, service: Service, caller: Caller) -> Response:
     """State and times; once finished, `result` holds what POST /run would have returned."""
-    found = await service.runs.status(run_id)
+    found = await service.runs.status(caller, run_id)
     return Response(orjson.dumps(found.model_dump(mode="json")), media_type="application/json")
 
 
@@ -210,12 +224,13 @@ async def get_run(run_id: RunId, service: Service) -> Response:
 async def run_logs(
     run_id: Annotated[str, Depends(known_run)],
     service: Service,
+    caller: Caller,
     follow: Annotated[bool, Query(description="false: the output so far, then exit.")] = True,
 ) -> AsyncIterator[ServerSentEvent]:
     """Events `stdout` and `stderr` (data: a JSON string) from the run's first byte, so a late
     subscriber misses nothing; `phase` and `pull` (layer progress) while it starts; then one
     `exit` event whose data is the final state with the result, as GET /runs/{id} gives it."""
-    async for kind, text in service.runs.events(run_id, follow=follow):
+    async for kind, text in service.runs.events(caller, run_id, follow=follow):
         if kind in ("exit", "pull"):
             yield ServerSentEvent(event=kind, raw_data=text)
         else:
@@ -223,15 +238,16 @@ async def run_logs(
 
 
 @router.delete("/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="Cancel")
-async def cancel_run(run_id: RunId, service: Service) -> RunStatus:
+async def cancel_run(run_id: RunId, service: Service, caller: Caller) -> RunStatus:
     """Kill the run and remove its container; its state becomes `cancelled`. A finished run is
     left as it is."""
-    return await service.runs.cancel(run_id)
+    return await service.runs.cancel(caller, run_id)
 
 
 @router.get("/runs", response_model=RunList, responses=ERRORS, summary="List runs")
 async def list_runs(
     service: Service,
+    caller: Caller,
     state: Annotated[RunState | None, Query(description="Only runs in this state.")] = None,
     image: Annotated[str | None, Query(description="Only runs of this image.")] = None,
     limit: Annotated[
@@ -240,16 +256,7 @@ async def list_runs(
 ) -> RunList:
     """Async runs the backend still keeps (finished ones for `result_ttl_seconds`), without
     their results."""
-    return await service.runs.list_runs(state, image, limit)
-
-
-def _caller_scoped(request: Request, key: str | None) -> str | None:
-    """An idempotency key belongs to its caller: the same key from another API token is another
-    run, never a way to reach someone else's result."""
-    if key is None:
-        return None
-    caller = request.headers.get("authorization", "")
-    return f"{hashlib.sha256(caller.encode()).hexdigest()[:16]}:{key}"
+    return await service.runs.list_runs(caller, state, image, limit)
 
 
 async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:

@@ -13,7 +13,7 @@ from typing import TypeVar, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
-from runner.backend import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID
+from runner.backend import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID, TENANT
 from runner.run_status import RunState
 from runner.spec import MountSpec, RunRecord, RunSpec
 
@@ -115,9 +115,12 @@ def finished_state(record: RunRecord) -> str:
     return "succeeded" if record.exit_code == 0 else "failed"
 
 
-def selector(run_id: str | None, idempotency_key: str | None) -> list[str]:
-    """`key=value` terms finding the runner's runs, one run, or a key's run."""
+def selector(tenant: str | None, run_id: str | None, idempotency_key: str | None) -> list[str]:
+    """`key=value` terms finding the runner's runs, one run, or a key's run: the tenant's only,
+    unless `tenant` is None (every tenant's, for the runner itself)."""
     terms = [f"{MANAGED}=true"]
+    if tenant is not None:
+        terms.append(f"{TENANT}={tenant}")
     if run_id is not None:
         terms.append(f"{RUN_ID}={run_id}")
     if idempotency_key is not None:
@@ -132,6 +135,7 @@ def record_labels(record: RunRecord, instance: str, ttl: float) -> dict[str, str
         RUN_ID: record.run_id,
         INSTANCE: instance,
         ROLE: RECORD_ROLE,
+        TENANT: record.tenant,
         DEADLINE: str(int(time.time() + ttl)),
     }
 

@@ -2,8 +2,10 @@
 
 Tokens come from settings (`RUNNER_API_TOKENS`, `RUNNER_API_TOKENS_FILE`). Every presented token
 is compared with every configured one in constant time, so timing tells nothing about how much
-of a token was right. Without configured tokens the middleware lets everything through (the
-service then binds to loopback unless the operator says otherwise).
+of a token was right. The token that matched names the request's tenant (`runner.tenancy`),
+which the middleware leaves on the ASGI scope for the front doors to pass to the service.
+Without configured tokens every request is the local tenant (the service then binds to loopback
+unless the operator says otherwise).
 """
 
 from __future__ import annotations
@@ -14,18 +16,26 @@ import json
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from runner.tenancy import LOCAL, Tenant, remember
+
 
 class BearerTokenAuth:
-    def __init__(self, app: ASGIApp, tokens: list[str], open_paths: frozenset[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, tokens: list[tuple[str, Tenant]], open_paths: frozenset[str]
+    ) -> None:
         self.app = app
-        self.tokens = [token.encode() for token in tokens]
+        self.tokens = [(token.encode(), tenant) for token, tenant in tokens]
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.tokens:
+            remember(scope, LOCAL)
         if scope["type"] != "http" or not self.tokens or scope["path"] in self.open_paths:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send)  # open paths act for no tenant
             return
-        if self._authorized(Headers(scope=scope).get("authorization", "")):
+        tenant = self._tenant(Headers(scope=scope).get("authorization", ""))
+        if tenant is not None:
+            remember(scope, tenant)
             await self.app(scope, receive, send)
             return
         body = json.dumps(
@@ -48,10 +58,11 @@ class BearerTokenAuth:
         )
         await send({"type": "http.response.body", "body": body})
 
-    def _authorized(self, header: str) -> bool:
+    def _tenant(self, header: str) -> Tenant | None:
+        """The tenant whose token was presented; every token is compared, matching or not."""
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented:
-            return False
+            return None
         candidate = presented.strip().encode()
-        matches = [hmac.compare_digest(candidate, token) for token in self.tokens]
-        return any(matches)
+        matches = [tenant for token, tenant in self.tokens if hmac.compare_digest(candidate, token)]
+        return matches[0] if matches else None

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from runner.models import RESERVED_LABEL_PREFIX, ContainerInfo, Health, ImageInfo
-from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill
+from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
 
 LABEL_PREFIX = RESERVED_LABEL_PREFIX
 MANAGED = f"{LABEL_PREFIX}.managed"
@@ -22,6 +22,11 @@ RUN_ID = f"{LABEL_PREFIX}.run-id"
 INSTANCE = f"{LABEL_PREFIX}.instance"
 DEADLINE = f"{LABEL_PREFIX}.deadline"
 ROLE = f"{LABEL_PREFIX}.role"
+TENANT = f"{LABEL_PREFIX}.tenant"
+"""The tenant's label (`runner.tenancy`): the keyed hash, never the token."""
+CREATED_BY = f"{LABEL_PREFIX}.created-by"
+VOLUME_API = "volume-api"
+"""`CREATED_BY` of volumes made through POST /volume: the only ones a tenant owns."""
 
 
 class OutputStream(Protocol):
@@ -59,8 +64,11 @@ class Backend(Protocol):
         """Block until the run stops, killing it when its timeout passes."""
         ...
 
-    def find_runs(self, *, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
-        """Async runs the backend still keeps (running, finished, or recorded), oldest first."""
+    def find_runs(
+        self, *, tenant: str | None, run_id: str | None, idempotency_key: str | None
+    ) -> list[RunRecord]:
+        """Async runs the backend still keeps (running, finished, or recorded), oldest first;
+        only the tenant's (by its label), or every tenant's for None."""
         ...
 
     def run_output(self, run_id: str, *, follow: bool) -> OutputStream:
@@ -83,9 +91,17 @@ class Backend(Protocol):
         """Create (or reuse) a named volume and fill it; returns a sentence for the caller."""
         ...
 
+    def volume_state(self, name: str) -> VolumeState | None:
+        """Who owns the named volume and what it binds; None when there is none."""
+        ...
+
     def health(self) -> Health: ...
 
-    def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]: ...
+    def list_containers(
+        self, *, tenant: str, all_states: bool, managed_only: bool
+    ) -> list[ContainerInfo]:
+        """The tenant's runs (by its label); with `managed_only` false, everything there."""
+        ...
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]: ...
 

@@ -17,8 +17,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.runs = Counter(
             "oneoff_runner_runs",
-            "Runs by outcome: success, error (non-zero exit), timeout, or the refusal's code.",
-            ["outcome"],
+            "Runs by tenant (its name) and outcome: success, error (non-zero exit), timeout, or "
+            "the refusal's code.",
+            ["tenant", "outcome"],
             registry=self.registry,
         )
         self.phases = Histogram(
@@ -37,8 +38,8 @@ class Metrics:
         )
         queued.set_function(waiting)
 
-    def record(self, outcome: str, phases: dict[str, float]) -> None:
-        self.runs.labels(outcome=outcome).inc()
+    def record(self, tenant: str, outcome: str, phases: dict[str, float]) -> None:
+        self.runs.labels(tenant=tenant, outcome=outcome).inc()
         for phase, seconds in phases.items():
             self.phases.labels(phase=phase).observe(seconds)
 

@@ -1,31 +1,58 @@
-"""Requests resolved against the operator's settings: defaults, maxima, allow-lists, content.
+"""Requests resolved against the operator's settings and the caller's tenant: defaults, maxima,
+allow-lists, content, named volumes.
 
-The one place that decides what a request may do. It decodes and checks content too, so it is
-CPU work: the service calls it off the event loop.
+The one place that decides what a request may do. It decodes and checks content, and asks the
+backend about named volumes, so it is blocking work: the service calls it off the event loop.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import posixpath
+from collections.abc import Callable
 
 from runner.archives import Budget, check_tar_gz, decode_base64, single_top_folder, strip_top_folder
-from runner.errors import InvalidRequest, PolicyRefused
+from runner.errors import Conflict, InvalidRequest, PolicyRefused
 from runner.models import CreateVolumeRequest, MountPoint, RunRequest, VolumeSpec
 from runner.settings import Settings
 from runner.sizes import parse_size
-from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill
+from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill, VolumeState
+from runner.tenancy import Tenant
 
 NEVER_NETWORKS = ("host",)
-SOCKET_PATHS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock")
+NEVER_HOST_PATHS = (
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/run/docker",
+    "/var/run/docker",
+    "/run/containerd",
+    "/var/run/containerd",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/proc",
+    "/sys",
+    "/dev",
+)
+"""The engine's sockets and state (every tenant's volumes), and the kernel's views of the host
+(`/proc/1/root` is the host's root): never mounted, whatever the operator allows."""
+
+VolumeLookup = Callable[[str], VolumeState | None]
+"""The backend's answer about a named volume (`Backend.volume_state`)."""
 
 
-def build_run_spec(request: RunRequest, settings: Settings, run_id: str) -> RunSpec:
-    """The backend's instructions for `request`, or the error that refuses it."""
+def build_run_spec(
+    request: RunRequest, settings: Settings, run_id: str, tenant: Tenant, volumes: VolumeLookup
+) -> RunSpec:
+    """The backend's instructions for `request` made by `tenant`, or the error that refuses it."""
     _allowed_image(request.image, settings)
     budget = Budget(settings.max_extracted_bytes, settings.max_archive_members)
+    mounts = [_mount(key, spec, settings, budget) for key, spec in request.volumes.items()]
+    for mount in mounts:
+        if mount.kind == "volume":
+            _allowed_named_volume(mount, tenant, volumes(str(mount.name)), settings)
     return RunSpec(
         run_id=run_id,
+        tenant=tenant.label,
         image=request.image,
         command=request.argv("command"),
         entrypoint=request.argv("entrypoint"),
@@ -34,7 +61,7 @@ def build_run_spec(request: RunRequest, settings: Settings, run_id: str) -> RunS
         user=request.user,
         pull_policy=request.pull_policy,
         auth=_auth(request),
-        mounts=[_mount(key, spec, settings, budget) for key, spec in request.volumes.items()],
+        mounts=mounts,
         timeout_seconds=_within(
             "timeout_seconds",
             request.timeout_seconds,
@@ -65,8 +92,19 @@ def build_run_spec(request: RunRequest, settings: Settings, run_id: str) -> RunS
     )
 
 
-def build_volume_fill(request: CreateVolumeRequest, settings: Settings) -> VolumeFill:
-    """Decode and check `/volume` content; strip a single top-level folder as documented."""
+def build_volume_fill(
+    request: CreateVolumeRequest, settings: Settings, tenant: Tenant, volumes: VolumeLookup
+) -> VolumeFill:
+    """Check the driver and its options, and that an existing volume of that name is the
+    tenant's; decode and check the content, stripping a single top-level folder as documented."""
+    _allowed_driver(request, settings)
+    existing = volumes(request.name)
+    if existing is not None and existing.tenant != tenant.label:
+        raise Conflict(
+            f"name: a volume named {request.name!r} exists and is not one you created; "
+            "choose another name",
+            field="name",
+        )
     tar = None
     if request.content:
         data = decode_base64(request.content, "content", settings.max_archive_bytes)
@@ -81,7 +119,60 @@ def build_volume_fill(request: CreateVolumeRequest, settings: Settings) -> Volum
         driver_opts=request.driver_opts,
         labels=request.labels,
         reuse_existing=request.reuse_existing,
+        tenant=tenant.label,
     )
+
+
+def _allowed_driver(request: CreateVolumeRequest, settings: Settings) -> None:
+    """Drivers and options from the operator's lists only; options that bind a host path are
+    refused whatever the lists say (a "named volume" would then be a host mount)."""
+    if request.driver is not None and request.driver not in settings.allowed_volume_drivers:
+        raise PolicyRefused(
+            f"driver: {request.driver!r} is not allowed by the operator "
+            f"(RUNNER_ALLOWED_VOLUME_DRIVERS: {', '.join(settings.allowed_volume_drivers)})",
+            field="driver",
+        )
+    if _binds(request.driver_opts):
+        raise PolicyRefused(
+            "driver_opts: a volume that binds a host path (type none, o bind, device) is "
+            "never created; use host volumes, which the operator controls",
+            field="driver_opts",
+        )
+    for option, value in request.driver_opts.items():
+        field = f"driver_opts.{option}"
+        if value not in settings.allowed_volume_options.get(option, []):
+            raise PolicyRefused(
+                f"{field}: {value!r} is not allowed by the operator "
+                "(RUNNER_ALLOWED_VOLUME_OPTIONS)",
+                field=field,
+            )
+
+
+def _binds(options: dict[str, str]) -> bool:
+    return (
+        options.get("type") in ("none", "bind")
+        or "bind" in options.get("o", "")
+        or options.get("device", "").startswith("/")
+    )
+
+
+def _allowed_named_volume(
+    mount: MountSpec, tenant: Tenant, state: VolumeState | None, settings: Settings
+) -> None:
+    """A tenant's own volumes (made through POST /volume) and the operator's allowed names,
+    and never one that binds the engine's socket or state. The refusal is the same whether the
+    volume exists or not, and whoever owns it: it confirms nothing."""
+    field = f"volumes[{mount.key!r}].name"
+    name = str(mount.name)
+    own = state is not None and state.tenant == tenant.label
+    if not own and not any(fnmatch.fnmatchcase(name, p) for p in settings.allowed_volumes):
+        raise PolicyRefused(
+            f"{field}: {name!r} is not a volume you created (POST /volume) nor one the operator "
+            "allows (RUNNER_ALLOWED_VOLUMES); create your own with POST /volume",
+            field=field,
+        )
+    if state is not None and state.host_path is not None:
+        _refuse_never_paths(field, state.host_path, settings)
 
 
 def _within(field: str, asked: float | None, default: float, maximum: float, env: str) -> float:
@@ -182,23 +273,16 @@ def _mount(key: str, spec: VolumeSpec, settings: Settings, budget: Budget) -> Mo
         mode=int(spec.mode, 8) if spec.mode else 0o644,
         response=spec.response,
         name=spec.name,
-        host_path=posixpath.normpath(spec.host_path) if spec.host_path else None,
+        host_path=_normal(spec.host_path) if spec.host_path else None,
     )
 
 
 def _allowed_host_path(key: str, host_path: str, settings: Settings) -> None:
-    normal = posixpath.normpath(host_path)
+    normal = _normal(host_path)
     field = f"volumes[{key!r}].host_path"
-    engine_sockets = [*SOCKET_PATHS, *_unix_socket(settings.docker_host)]
-    if any(path == normal or path.startswith(normal.rstrip("/") + "/") for path in engine_sockets):
-        raise PolicyRefused(
-            f"{field}: {host_path!r} is or holds the container engine's socket; a run with it "
-            "would control the host, so it is never mounted",
-            field=field,
-        )
+    _refuse_never_paths(field, host_path, settings)
     for prefix in settings.allowed_host_paths:
-        root = posixpath.normpath(prefix)
-        if normal == root or normal.startswith(root.rstrip("/") + "/"):
+        if _within_path(normal, _normal(prefix)):
             return
     raise PolicyRefused(
         f"{field}: {host_path!r} is not under a host path the operator allows "
@@ -207,7 +291,29 @@ def _allowed_host_path(key: str, host_path: str, settings: Settings) -> None:
     )
 
 
+def _refuse_never_paths(field: str, host_path: str, settings: Settings) -> None:
+    """A path that is, holds or lies in the engine's socket or state, or the kernel's views."""
+    normal = _normal(host_path)
+    for never in [*NEVER_HOST_PATHS, *_unix_socket(settings.docker_host)]:
+        if _within_path(never, normal) or _within_path(normal, never):
+            raise PolicyRefused(
+                f"{field}: {host_path!r} is, holds or lies in {never}, the container engine's "
+                "socket or state or the kernel's view of the host: a run with it could control "
+                "the host, so it is never mounted",
+                field=field,
+            )
+
+
+def _normal(path: str) -> str:
+    """Normalised, with one leading slash (POSIX keeps `//`, which the engine reads as `/`)."""
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
+def _within_path(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def _unix_socket(docker_host: str | None) -> list[str]:
     if docker_host and docker_host.startswith("unix://"):
-        return [posixpath.normpath(docker_host.removeprefix("unix://"))]
+        return [_normal(docker_host.removeprefix("unix://"))]
     return []

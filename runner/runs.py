@@ -4,6 +4,9 @@ The backend keeps each run's state (`Backend.launch` and friends), so a restarte
 another replica on the same engine or cluster, answers for it. Only a run's life before its
 container exists is kept here, in memory: waiting for a slot (`queued`), then pulling and
 preparing (`pulling`), with the phase and pull-progress events its log subscribers replay.
+
+Every question names its tenant: a run, its output, its key and its record exist only for the
+tenant that started it; for any other the answer is the 404 of a run that never existed.
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ from runner.backend import Backend, OutputStream
 from runner.errors import NotFound, RunnerError
 from runner.metrics import Metrics
 from runner.models import RunRequest, RunResult
-from runner.policy import build_run_spec
 from runner.run_status import FINISHED_STATES, RunList, RunLogs, RunState, RunStatus
 from runner.settings import Settings
 from runner.spec import RunRecord, RunSpec
+from runner.tenancy import Tenant
 from runner.threads import in_worker, on_this_loop, own_thread, to_loop
 
 log = logging.getLogger("oneoff_runner.runs")
 CANCEL_WAIT_SECONDS = 120
 OUTCOMES = {"succeeded": "success", "failed": "error"}
+
+Resolve = Callable[[RunRequest, str, Tenant], RunSpec]
+"""The service's policy step: (request, run id, tenant) to the backend's instructions."""
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Pending:
     created_at: float
     key: str | None
     ticket: Ticket
+    tenant: Tenant
     state: str = "queued"
     cancelled: bool = False
     events: list[tuple[str, str]] = field(default_factory=list)
@@ -71,25 +78,32 @@ class Pending:
             created_at=self.created_at,
             finished_at=time.time(),
             error=error,
+            tenant=self.tenant.label,
         )
 
 
 class AsyncRuns:
     def __init__(
-        self, settings: Settings, backend: Backend, admission: Admission, metrics: Metrics
+        self,
+        settings: Settings,
+        backend: Backend,
+        admission: Admission,
+        metrics: Metrics,
+        resolve: Resolve,
     ) -> None:
         self.settings = settings
         self.backend = backend
         self.admission = admission
         self.metrics = metrics
+        self.resolve = resolve
         self._pending: dict[str, Pending] = {}
-        self._keys: dict[str, str] = {}
+        self._keys: dict[tuple[str, str], str] = {}
         self._watchers: set[asyncio.Task[None]] = set()
 
     async def resume(self) -> None:
         """Watch the runs a previous life of the runner (or another replica) left running, so
         their timeouts hold."""
-        for record in await self._find(None):
+        for record in await self._find(None, None):
             if record.state == "running":
                 self._spawn(self._watch(record.run_id))
 
@@ -113,34 +127,45 @@ class AsyncRuns:
 
     # ---- start ----------------------------------------------------------------------------
 
-    async def start(self, request: RunRequest, idempotency_key: str | None) -> RunStatus:
+    async def start(
+        self, request: RunRequest, tenant: Tenant, idempotency_key: str | None
+    ) -> RunStatus:
+        """Start a run for `tenant`; a key the tenant used before returns that run."""
         if idempotency_key is not None:
-            existing = await self._by_key(idempotency_key)
+            existing = await self._by_key(tenant, idempotency_key)
             if existing is not None:
                 return existing
         ticket = self.admission.reserve()
         run_id = uuid.uuid4().hex[:16]
         try:
-            spec = await self._call(build_run_spec, request, self.settings, run_id)
+            spec = await self._call(self.resolve, request, run_id, tenant)
         except BaseException:
             ticket.release()
             raise
-        pending = Pending(spec, request.image, time.time(), idempotency_key, ticket)
+        pending = Pending(spec, request.image, time.time(), idempotency_key, ticket, tenant)
         spec.on_event = on_this_loop(pending.add)
         self._pending[run_id] = pending
         if idempotency_key is not None:
-            self._keys[idempotency_key] = run_id
+            self._keys[tenant.label, idempotency_key] = run_id
         pending.task = self._spawn(self._run(pending))
         pending.task.add_done_callback(lambda _: ticket.release())
-        log.info("run %s accepted: image=%s", run_id, request.image, extra={"run_id": run_id})
+        log.info(
+            "run %s accepted: tenant=%s image=%s",
+            run_id,
+            tenant.name,
+            request.image,
+            extra={"run_id": run_id, "tenant": tenant.name},
+        )
         return _pending_status(pending)
 
-    async def _by_key(self, key: str) -> RunStatus | None:
-        run_id = self._keys.get(key)
+    async def _by_key(self, tenant: Tenant, key: str) -> RunStatus | None:
+        run_id = self._keys.get((tenant.label, key))
         if run_id is not None and run_id in self._pending:
             return _pending_status(self._pending[run_id])
-        found = await self._call(lambda: self.backend.find_runs(run_id=None, idempotency_key=key))
-        return await self.status(found[-1].run_id) if found else None
+        found = await self._call(
+            lambda: self.backend.find_runs(tenant=tenant.label, run_id=None, idempotency_key=key)
+        )
+        return await self.status(tenant, found[-1].run_id) if found else None
 
     async def _run(self, pending: Pending) -> None:
         spec = pending.spec
@@ -153,11 +178,11 @@ class AsyncRuns:
                     await self._call(self.backend.discard_run, spec.run_id)
                     return
                 await self._watch(spec.run_id)
-                await self._count(spec.run_id)
+                await self._count(pending.tenant, spec.run_id)
         except RunnerError as exc:
             if not pending.cancelled:
                 log.info("run %s failed to start: %s", spec.run_id, exc.message)
-                self.metrics.record(exc.code, {})
+                self.metrics.record(pending.tenant.name, exc.code, {})
                 await self._record_quietly(pending.record("failed", exc.message))
         finally:
             self._forget(pending)
@@ -172,25 +197,25 @@ class AsyncRuns:
             return
         log.info("run %s finished", run_id, extra={"run_id": run_id})
 
-    async def _count(self, run_id: str) -> None:
+    async def _count(self, tenant: Tenant, run_id: str) -> None:
         """The run's outcome in the metrics, named as /run's are."""
         with contextlib.suppress(RunnerError):
-            state = (await self.status(run_id, with_result=False)).state
-            self.metrics.record(OUTCOMES.get(state, state), {})
+            state = (await self.status(tenant, run_id, with_result=False)).state
+            self.metrics.record(tenant.name, OUTCOMES.get(state, state), {})
 
     def _forget(self, pending: Pending) -> None:
         if self._pending.pop(pending.spec.run_id, None) is not None:
             pending.move("running")
         if pending.key is not None:
-            self._keys.pop(pending.key, None)
+            self._keys.pop((pending.tenant.label, pending.key), None)
 
     # ---- answer ---------------------------------------------------------------------------
 
-    async def status(self, run_id: str, *, with_result: bool = True) -> RunStatus:
-        pending = self._pending.get(run_id)
+    async def status(self, tenant: Tenant, run_id: str, *, with_result: bool = True) -> RunStatus:
+        pending = self._pending_of(tenant, run_id)
         if pending is not None:
             return _pending_status(pending)
-        record = await self._record(run_id)
+        record = await self._record(tenant, run_id)
         result = None
         if with_result and record.state in FINISHED_STATES and record.state != "cancelled":
             if record.error is None:
@@ -199,13 +224,15 @@ class AsyncRuns:
                 result = outcome.result(run_id, elapsed)
         return _status(record, result)
 
-    async def list_runs(self, state: str | None, image: str | None, limit: int) -> RunList:
-        statuses = [_status(record, None) for record in await self._find(None)]
+    async def list_runs(
+        self, tenant: Tenant, state: str | None, image: str | None, limit: int
+    ) -> RunList:
+        statuses = [_status(record, None) for record in await self._find(tenant, None)]
         known = {status.run_id for status in statuses}
         statuses += [
             _pending_status(pending)
             for run_id, pending in self._pending.items()
-            if run_id not in known
+            if run_id not in known and pending.tenant == tenant
         ]
         chosen = [
             item
@@ -215,20 +242,20 @@ class AsyncRuns:
         chosen.sort(key=lambda item: item.created_at, reverse=True)
         return RunList(runs=chosen[:limit])
 
-    async def cancel(self, run_id: str) -> RunStatus:
+    async def cancel(self, tenant: Tenant, run_id: str) -> RunStatus:
         """Kill and remove the run; once this answers, its container is gone."""
-        pending = self._pending.get(run_id)
+        pending = self._pending_of(tenant, run_id)
         if pending is not None:
             await self._stop_pending(pending)
             record = pending.record("cancelled")
         else:
-            record = await self._record(run_id)
+            record = await self._record(tenant, run_id)
             if record.state in FINISHED_STATES:
-                return await self.status(run_id)
+                return await self.status(tenant, run_id)
             await self._call(self.backend.discard_run, run_id)
             record.state, record.finished_at = "cancelled", time.time()
         await self._call(self.backend.record_run, record)
-        log.info("run %s cancelled", run_id, extra={"run_id": run_id})
+        log.info("run %s cancelled by tenant=%s", run_id, tenant.name, extra={"run_id": run_id})
         return _status(record, None)
 
     async def _stop_pending(self, pending: Pending) -> None:
@@ -243,9 +270,11 @@ class AsyncRuns:
             pending.task.cancel()
         await asyncio.wait({pending.task}, timeout=CANCEL_WAIT_SECONDS)
 
-    async def output(self, run_id: str, stdout_offset: int, stderr_offset: int) -> RunLogs:
+    async def output(
+        self, tenant: Tenant, run_id: str, stdout_offset: int, stderr_offset: int
+    ) -> RunLogs:
         """Output after the given byte offsets, at most `max_output_bytes` of each stream."""
-        status = await self.status(run_id, with_result=False)
+        status = await self.status(tenant, run_id, with_result=False)
         kept = {"stdout": b"", "stderr": b""}
         if status.state not in ("queued", "pulling"):
             with contextlib.suppress(NotFound):
@@ -263,11 +292,14 @@ class AsyncRuns:
             finished=status.finished,
         )
 
-    async def events(self, run_id: str, *, follow: bool = True) -> AsyncIterator[tuple[str, str]]:
+    async def events(
+        self, tenant: Tenant, run_id: str, *, follow: bool = True
+    ) -> AsyncIterator[tuple[str, str]]:
         """(kind, text): phase and pull events while it starts (from this replica), its output
         from the first byte as it arrives, then ("exit", the status as JSON). Without `follow`,
         the output so far and the status now."""
-        pending = self._pending.get(run_id)
+        await self.require(tenant, run_id)
+        pending = self._pending_of(tenant, run_id)
         if pending is not None and follow:
             async for event in _replay(pending):
                 yield event
@@ -279,27 +311,32 @@ class AsyncRuns:
         if follow:
             with contextlib.suppress(RunnerError):
                 await own_thread(self.backend.wait_run, run_id)
-        yield "exit", (await self.status(run_id)).model_dump_json()
+        yield "exit", (await self.status(tenant, run_id)).model_dump_json()
 
-    async def wait(self, run_id: str) -> RunStatus:
+    async def wait(self, tenant: Tenant, run_id: str) -> RunStatus:
         """The run's status once it has finished (with its result)."""
-        pending = self._pending.get(run_id)
+        await self.require(tenant, run_id)
+        pending = self._pending_of(tenant, run_id)
         if pending is not None:
             async for _ in _replay(pending):
                 pass
         with contextlib.suppress(NotFound):
             await own_thread(self.backend.wait_run, run_id)
-        return await self.status(run_id)
+        return await self.status(tenant, run_id)
 
-    async def require(self, run_id: str) -> None:
-        """Raise NotFound now (before a stream starts) for a run nobody knows."""
-        if run_id not in self._pending:
-            await self._record(run_id)
+    async def require(self, tenant: Tenant, run_id: str) -> None:
+        """Raise NotFound now (before a stream starts) for a run the tenant does not have."""
+        if self._pending_of(tenant, run_id) is None:
+            await self._record(tenant, run_id)
 
     # ---- helpers --------------------------------------------------------------------------
 
-    async def _record(self, run_id: str) -> RunRecord:
-        found = await self._find(run_id)
+    def _pending_of(self, tenant: Tenant, run_id: str) -> Pending | None:
+        pending = self._pending.get(run_id)
+        return pending if pending is not None and pending.tenant == tenant else None
+
+    async def _record(self, tenant: Tenant, run_id: str) -> RunRecord:
+        found = await self._find(tenant, run_id)
         if not found:
             ttl = self.settings.result_ttl_seconds
             raise NotFound(
@@ -309,9 +346,11 @@ class AsyncRuns:
             )
         return found[-1]
 
-    async def _find(self, run_id: str | None) -> list[RunRecord]:
+    async def _find(self, tenant: Tenant | None, run_id: str | None) -> list[RunRecord]:
+        """The tenant's runs, or (None) every tenant's: only the runner itself asks for those."""
+        label = None if tenant is None else tenant.label
         found: list[RunRecord] = await self._call(
-            lambda: self.backend.find_runs(run_id=run_id, idempotency_key=None)
+            lambda: self.backend.find_runs(tenant=label, run_id=run_id, idempotency_key=None)
         )
         return found
 

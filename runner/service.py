@@ -21,7 +21,7 @@ import anyio
 
 from runner.admission import Admission
 from runner.backend import Backend
-from runner.errors import BackendUnavailable, RunnerError
+from runner.errors import BackendUnavailable, PolicyRefused, RunnerError
 from runner.metrics import Metrics
 from runner.models import (
     ContainerInfo,
@@ -36,6 +36,7 @@ from runner.policy import build_run_spec, build_volume_fill
 from runner.runs import AsyncRuns
 from runner.settings import Settings
 from runner.spec import EventSink, Outcome, RunSpec
+from runner.tenancy import LOCAL, Tenant
 from runner.threads import in_worker, on_this_loop
 
 log = logging.getLogger("oneoff_runner")
@@ -63,7 +64,7 @@ class RunnerService:
         self._health: Health | RunnerError | None = None
         self._health_at = 0.0
         self._health_refresh: asyncio.Task[None] | None = None
-        self.runs = AsyncRuns(settings, backend, self.admission, self.metrics)
+        self.runs = AsyncRuns(settings, backend, self.admission, self.metrics, self.resolve)
 
     async def start(self) -> None:
         """Reap what a previous life of this instance left, then keep reaping in the background."""
@@ -92,33 +93,42 @@ class RunnerService:
                 await self._reaper
         await self.call(self.backend.close)
 
-    async def run(self, request: RunRequest, listener: EventSink | None = None) -> RunResult:
-        """Run `request` to its end. `listener` gets (kind, text) events on the event loop: the
-        phases of the run and its output as it arrives."""
+    async def run(
+        self, request: RunRequest, tenant: Tenant, listener: EventSink | None = None
+    ) -> RunResult:
+        """Run `request` for `tenant` to its end. `listener` gets (kind, text) events on the
+        event loop: the phases of the run and its output as it arrives."""
         started = time.perf_counter()
         run_id = uuid.uuid4().hex[:16]
         try:
             if self._closing:
                 raise BackendUnavailable("the runner is shutting down; retry on another replica")
             async with self.admission.slot():
-                spec = await self.call(build_run_spec, request, self.settings, run_id)
+                spec = await self.call(self.resolve, request, run_id, tenant)
                 spec.on_event = on_this_loop(listener) if listener else None
                 outcome = await self._execute(spec)
         except RunnerError as exc:
-            self.metrics.record(exc.code, {})
+            self.metrics.record(tenant.name, exc.code, {})
             log.info(
-                "run %s refused: %s",
+                "run %s refused: tenant=%s %s",
                 run_id,
+                tenant.name,
                 exc.message,
-                extra={"run_id": run_id, "image": request.image, "outcome": exc.code},
+                extra={
+                    "run_id": run_id,
+                    "tenant": tenant.name,
+                    "image": request.image,
+                    "outcome": exc.code,
+                },
             )
             raise
         result = outcome.result(run_id, time.perf_counter() - started)
         outcome_name = "timeout" if result.timed_out else result.status.split(":")[0]
-        self.metrics.record(outcome_name, outcome.phases)
+        self.metrics.record(tenant.name, outcome_name, outcome.phases)
         log.info(
-            "run %s image=%s status=%r exit_code=%s time=%.3fs phases=%s",
+            "run %s tenant=%s image=%s status=%r exit_code=%s time=%.3fs phases=%s",
             run_id,
+            tenant.name,
             request.image,
             result.status,
             result.exit_code,
@@ -126,6 +136,7 @@ class RunnerService:
             ",".join(f"{name}:{seconds}" for name, seconds in outcome.phases.items()),
             extra={
                 "run_id": run_id,
+                "tenant": tenant.name,
                 "image": request.image,
                 "outcome": outcome_name,
                 "exit_code": result.exit_code,
@@ -135,9 +146,18 @@ class RunnerService:
         )
         return result
 
-    async def create_volume(self, request: CreateVolumeRequest) -> CreateVolumeResult:
-        fill = await self.call(build_volume_fill, request, self.settings)
+    def resolve(self, request: RunRequest, run_id: str, tenant: Tenant) -> RunSpec:
+        """The request against the policy, for `tenant` (blocking: call it in a worker)."""
+        return build_run_spec(request, self.settings, run_id, tenant, self.backend.volume_state)
+
+    async def create_volume(
+        self, request: CreateVolumeRequest, tenant: Tenant
+    ) -> CreateVolumeResult:
+        fill = await self.call(
+            build_volume_fill, request, self.settings, tenant, self.backend.volume_state
+        )
         detail = await self.call(self.backend.create_volume, fill)
+        log.info("volume %r: %s (tenant=%s)", request.name, detail, tenant.name)
         return CreateVolumeResult(name=request.name, detail=detail)
 
     async def health(self) -> Health:
@@ -171,12 +191,24 @@ class RunnerService:
             self._health = exc.with_traceback(None)
         self._health_at = time.monotonic()
 
-    async def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
-        return await self.call(
-            functools.partial(
-                self.backend.list_containers, all_states=all_states, managed_only=managed_only
+    async def list_containers(
+        self, tenant: Tenant, *, all_states: bool, managed_only: bool
+    ) -> list[ContainerInfo]:
+        """The tenant's runs; everything on the engine (`managed_only` false) only in
+        single-user mode: other containers belong to no tenant."""
+        if not managed_only and tenant != LOCAL:
+            raise PolicyRefused(
+                "managed_only: false would list containers that belong to no tenant; it is "
+                "available only without API tokens (RUNNER_API_TOKENS)",
+                field="managed_only",
             )
+        listing = functools.partial(
+            self.backend.list_containers,
+            tenant=tenant.label,
+            all_states=all_states,
+            managed_only=managed_only,
         )
+        return await self.call(listing)
 
     async def list_images(self, *, reference: str | None = None) -> list[ImageInfo]:
         return await self.call(functools.partial(self.backend.list_images, reference=reference))

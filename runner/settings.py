@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_TIMEOUT_SECONDS
 from runner.sizes import parse_size
+from runner.tenancy import Tenant, parse_token
 
 MiB = 1024 * 1024
 
@@ -45,11 +46,14 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="REST API port.")
     api_tokens: StrList = Field(
         default_factory=list,
-        description="Bearer tokens accepted on every endpoint but /health (comma-separated). "
-        "Empty: no authentication.",
+        description="Bearer tokens accepted on every endpoint but /health (comma-separated); "
+        "each is a tenant. `name:token` names the tenant in logs and metrics. "
+        "Empty: no authentication, one tenant.",
     )
     api_tokens_file: Path | None = Field(
-        None, description="File with more bearer tokens, one per line (e.g. a mounted Secret)."
+        None,
+        description="File with more bearer tokens (`token` or `name:token`), one per line "
+        "(e.g. a mounted Secret).",
     )
     allow_unauthenticated_remote: bool = Field(
         False,
@@ -133,6 +137,22 @@ class Settings(BaseSettings):
         description="Host path prefixes that `host` volumes may bind (comma-separated). "
         "Empty: `host` volumes are refused.",
     )
+    allowed_volumes: StrList = Field(
+        default_factory=list,
+        description="Named volumes a run may mount besides those its tenant created through "
+        "the API: glob patterns (comma-separated), e.g. shared-cache-*. Empty: none.",
+    )
+    allowed_volume_drivers: StrList = Field(
+        default_factory=lambda: ["local"],
+        description="Drivers POST /volume may name (comma-separated; on Kubernetes: storage "
+        "classes). A request naming none gets the engine's default.",
+    )
+    allowed_volume_options: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="driver_opts POST /volume may set, JSON: each option to the exact values "
+        'allowed, e.g. {"type": ["tmpfs"], "device": ["tmpfs"], "o": ["size=64m"]}. '
+        "Empty: no options.",
+    )
 
     max_output_bytes: int = Field(
         1 * MiB, ge=1024, description="Cap on captured stdout, and separately on stderr."
@@ -215,6 +235,8 @@ class Settings(BaseSettings):
         "allowed_host_paths",
         "allowed_images",
         "allowed_runtimes",
+        "allowed_volumes",
+        "allowed_volume_drivers",
         "cap_add",
         "api_tokens",
         "mcp_allowed_hosts",
@@ -244,13 +266,13 @@ class Settings(BaseSettings):
             raise ValueError("default_cpus exceeds max_cpus")
         return self
 
-    def tokens(self) -> list[str]:
-        """Every accepted API token: from the setting and from the tokens file."""
-        tokens = list(self.api_tokens)
+    def tokens(self) -> list[tuple[str, Tenant]]:
+        """Every accepted API token and its tenant: from the setting and from the tokens file."""
+        entries = list(self.api_tokens)
         if self.api_tokens_file is not None:
             lines = self.api_tokens_file.read_text().splitlines()
-            tokens += [line.strip() for line in lines if line.strip()]
-        return tokens
+            entries += [line.strip() for line in lines if line.strip()]
+        return [parse_token(entry) for entry in entries]
 
     def docker_environment(self) -> dict[str, str]:
         """The DOCKER_* variables docker-py understands, from these settings (env or .env)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from runner.archives import encode_base64
 from runner.models import PullPolicy, ReturnedVolume, RunResult, VolumeType
+from runner.tenancy import LOCAL
 
 EventSink = Callable[[str, str], None]
 """Receives (kind, text) while a run goes on: kind "phase" (what the run is doing now), "pull"
@@ -64,6 +65,7 @@ class RunSpec:
     max_response_bytes: int
     runtime: str | None = None
     """The OCI runtime (Docker) or RuntimeClass (Kubernetes); None: the engine's default."""
+    tenant: str = LOCAL.label
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     on_event: EventSink | None = field(default=None, repr=False)
 
@@ -112,6 +114,7 @@ class RunRecord:
     timed_out: bool = False
     oom_killed: bool = False
     error: str | None = None
+    tenant: str = LOCAL.label
 
 
 @dataclass
@@ -124,6 +127,16 @@ class VolumeFill:
     driver_opts: dict[str, str]
     labels: dict[str, str]
     reuse_existing: bool
+    tenant: str = LOCAL.label
+
+
+@dataclass(frozen=True)
+class VolumeState:
+    """A named volume as policy needs to see it: `tenant`, the label of the tenant that created
+    it through the API (None: not created so); `host_path`, the host path it binds, if any."""
+
+    tenant: str | None
+    host_path: str | None = None
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 from runner.errors import NotFound
 from runner.models import ContainerInfo, Health, ImageInfo
-from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill
+from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
 
 
 def outcome(
@@ -53,6 +53,8 @@ class FakeBackend:
         self.cancel_called = threading.Event()
         self.launched: dict[str, tuple[str | None, Outcome, float]] = {}
         self.recorded: dict[str, RunRecord] = {}
+        self.tenants: dict[str, str] = {}
+        self.volumes: dict[str, VolumeState] = {}
 
     def run(self, spec: RunSpec) -> Outcome:
         self.specs.append(spec)
@@ -68,11 +70,14 @@ class FakeBackend:
         self.specs.append(spec)
         result = self.handler(spec)
         self.launched[spec.run_id] = (idempotency_key, result, time.time())
+        self.tenants[spec.run_id] = spec.tenant
 
     def wait_run(self, run_id: str) -> None:
         pass
 
-    def find_runs(self, *, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
+    def find_runs(
+        self, *, tenant: str | None, run_id: str | None, idempotency_key: str | None
+    ) -> list[RunRecord]:
         found = [
             RunRecord(
                 run_id=ran,
@@ -82,13 +87,14 @@ class FakeBackend:
                 started_at=at,
                 finished_at=at,
                 exit_code=result.exit_code,
+                tenant=self.tenants[ran],
             )
             for ran, (key, result, at) in self.launched.items()
             if run_id in (None, ran) and idempotency_key in (None, key)
         ]
         if idempotency_key is None:
             found += [record for ran, record in self.recorded.items() if run_id in (None, ran)]
-        return found
+        return [record for record in found if tenant in (None, record.tenant)]
 
     def run_output(self, run_id: str, *, follow: bool) -> FakeOutput:
         if run_id not in self.launched:
@@ -107,12 +113,18 @@ class FakeBackend:
 
     def create_volume(self, fill: VolumeFill) -> str:
         self.fills.append(fill)
+        self.volumes[fill.name] = VolumeState(tenant=fill.tenant)
         return f"volume {fill.name!r} created"
+
+    def volume_state(self, name: str) -> VolumeState | None:
+        return self.volumes.get(name)
 
     def health(self) -> Health:
         return Health(backend=self.name, version="0")
 
-    def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
+    def list_containers(
+        self, *, tenant: str, all_states: bool, managed_only: bool
+    ) -> list[ContainerInfo]:
         return []
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:

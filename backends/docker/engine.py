@@ -29,7 +29,17 @@ from backends.docker.output import Captured, read_frames
 from backends.docker.pull import pull, pulls_first
 from backends.docker.runs import DetachedRuns, OutputStream
 from backends.labels import ASYNC_ROLE, RECORD_ROLE, deadline_of
-from runner.backend import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID, timed
+from runner.backend import (
+    CREATED_BY,
+    DEADLINE,
+    INSTANCE,
+    MANAGED,
+    ROLE,
+    RUN_ID,
+    TENANT,
+    VOLUME_API,
+    timed,
+)
 from runner.errors import (
     BackendUnavailable,
     Cancelled,
@@ -47,6 +57,7 @@ from runner.spec import (
     RunRecord,
     RunSpec,
     VolumeFill,
+    VolumeState,
 )
 
 log = logging.getLogger("oneoff_runner.docker")
@@ -113,7 +124,7 @@ class DockerBackend:
         phases: dict[str, float] = {}
         with timed(phases, "pull"):
             self.ensure_image(spec)
-        labels = self._labels(spec.run_id, "run", spec.timeout_seconds)
+        labels = self._labels(spec.run_id, "run", spec.timeout_seconds, spec.tenant)
         volume: str | None = None
         container: str | None = None
         try:
@@ -148,8 +159,10 @@ class DockerBackend:
     def wait_run(self, run_id: str) -> None:
         self.detached.wait(run_id)
 
-    def find_runs(self, *, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
-        return self.detached.find(run_id, idempotency_key)
+    def find_runs(
+        self, *, tenant: str | None, run_id: str | None, idempotency_key: str | None
+    ) -> list[RunRecord]:
+        return self.detached.find(tenant, run_id, idempotency_key)
 
     def run_output(self, run_id: str, *, follow: bool) -> OutputStream:
         return self.detached.output(run_id, follow=follow)
@@ -163,7 +176,7 @@ class DockerBackend:
     def record_run(self, record: RunRecord) -> None:
         self.detached.mark(record)
 
-    def _labels(self, run_id: str, role: str, timeout: float) -> dict[str, str]:
+    def _labels(self, run_id: str, role: str, timeout: float, tenant: str) -> dict[str, str]:
         deadline = int(time.time() + timeout + CLEANUP_GRACE_SECONDS)
         return {
             MANAGED: "true",
@@ -171,6 +184,7 @@ class DockerBackend:
             INSTANCE: self.settings.instance_id,
             DEADLINE: str(deadline),
             ROLE: role,
+            TENANT: tenant,
         }
 
     def ensure_image(self, spec: RunSpec) -> None:
@@ -389,15 +403,16 @@ class DockerBackend:
                     driver_opts=fill.driver_opts or None,
                     labels={
                         **fill.labels,
-                        f"{LABEL_PREFIX}.created-by": "volume-api",
+                        CREATED_BY: VOLUME_API,
                         INSTANCE: self.settings.instance_id,
+                        TENANT: fill.tenant,
                     },
                 )
         if fill.tar is None:
             return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"
         try:
             self.content.fill_volume(
-                fill.name, [("", fill.tar)], self._labels("volume", "carrier", 60)
+                fill.name, [("", fill.tar)], self._labels("volume", "carrier", 60, fill.tenant)
             )
         except RunnerError:
             if not existed:
@@ -405,11 +420,18 @@ class DockerBackend:
             raise
         return f"volume {fill.name!r} {'filled' if existed else 'created and filled'}"
 
+    def volume_state(self, name: str) -> VolumeState | None:
+        return inventory.volume_state(self.api, name)
+
     def health(self) -> Health:
         return inventory.health(self.api)
 
-    def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
-        return inventory.containers(self.api, all_states=all_states, managed_only=managed_only)
+    def list_containers(
+        self, *, tenant: str, all_states: bool, managed_only: bool
+    ) -> list[ContainerInfo]:
+        return inventory.containers(
+            self.api, tenant=tenant, all_states=all_states, managed_only=managed_only
+        )
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         return inventory.images(self.api, reference)

@@ -1,12 +1,14 @@
-"""What is on the Docker engine: its version, containers and images."""
+"""What is on the Docker engine: its version, containers, images and named volumes."""
 
 from __future__ import annotations
 
 import docker
 
 from backends.docker.errors import engine_errors
-from runner.backend import MANAGED, RUN_ID
+from runner.backend import CREATED_BY, MANAGED, RUN_ID, TENANT, VOLUME_API
+from runner.errors import NotFound
 from runner.models import ContainerInfo, Health, ImageInfo
+from runner.spec import VolumeState
 
 
 def health(api: docker.APIClient) -> Health:
@@ -24,9 +26,9 @@ def health(api: docker.APIClient) -> Health:
 
 
 def containers(
-    api: docker.APIClient, *, all_states: bool, managed_only: bool
+    api: docker.APIClient, *, tenant: str, all_states: bool, managed_only: bool
 ) -> list[ContainerInfo]:
-    filters = {"label": f"{MANAGED}=true"} if managed_only else None
+    filters = {"label": [f"{MANAGED}=true", f"{TENANT}={tenant}"]} if managed_only else None
     with engine_errors("listing containers"):
         found = api.containers(all=all_states, filters=filters)
     return [
@@ -48,3 +50,20 @@ def images(api: docker.APIClient, reference: str | None) -> list[ImageInfo]:
         ImageInfo(id=item["Id"], tags=item.get("RepoTags") or [], size=item.get("Size", 0))
         for item in found
     ]
+
+
+def volume_state(api: docker.APIClient, name: str) -> VolumeState | None:
+    """The tenant that created the volume through the API, and the host path a `local` volume
+    with the `bind` option mounts (the engine resolves that path on the host)."""
+    try:
+        with engine_errors("inspecting the named volume"):
+            found = api.inspect_volume(name)
+    except NotFound:
+        return None
+    labels = found.get("Labels") or {}
+    options = found.get("Options") or {}
+    binds = "bind" in str(options.get("o", "")) or options.get("type") == "none"
+    return VolumeState(
+        tenant=labels.get(TENANT) if labels.get(CREATED_BY) == VOLUME_API else None,
+        host_path=str(options.get("device", "")) if binds else None,
+    )

@@ -48,7 +48,7 @@ from backends.labels import (
     stored_record,
     stored_spec,
 )
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from runner.errors import BackendUnavailable, NotFound
 from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec
@@ -149,6 +149,7 @@ class DetachedRuns:
             TIMEOUT_AT: repr(now + spec.timeout_seconds),
             TTL: repr(ttl),
             OUTPUT: output_label(spec),
+            TENANT: spec.tenant,
         }
         if idempotency_key is not None:
             labels[KEY] = key_label(idempotency_key)
@@ -172,8 +173,10 @@ class DetachedRuns:
                 raise
         self.engine.kill(container["Id"])
 
-    def find(self, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
-        label = selector(run_id, idempotency_key)
+    def find(
+        self, tenant: str | None, run_id: str | None, idempotency_key: str | None
+    ) -> list[RunRecord]:
+        label = selector(tenant, run_id, idempotency_key)
         api = self.engine.api
         with engine_errors("listing runs"):
             containers = api.containers(
@@ -200,6 +203,7 @@ class DetachedRuns:
             created_at=float(labels[CREATED]),
             started_at=_timestamp(state.get("StartedAt")),
             finished_at=_timestamp(state.get("FinishedAt")),
+            tenant=labels.get(TENANT, ""),
         )
         if state["Status"] == "created":
             record.state = "pulling"

@@ -9,7 +9,7 @@ import kubernetes
 from kubernetes.client import ApiClient
 
 from backends.kubernetes.errors import api_errors
-from runner.backend import MANAGED, RUN_ID
+from runner.backend import MANAGED, RUN_ID, TENANT
 from runner.errors import RunnerError
 from runner.models import ContainerInfo, Health
 
@@ -52,8 +52,10 @@ def _require(api: Any, namespace: str, group: str, resource: str, verb: str) -> 
         )
 
 
-def jobs(batch: Any, namespace: str, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
-    selector = f"{MANAGED}=true" if managed_only else None
+def jobs(
+    batch: Any, namespace: str, tenant: str, all_states: bool, managed_only: bool
+) -> list[ContainerInfo]:
+    selector = f"{MANAGED}=true,{TENANT}={tenant}" if managed_only else None
     with api_errors("listing Jobs"):
         found = batch.list_namespaced_job(namespace, label_selector=selector)
     infos = [_job_info(item) for item in found.items]

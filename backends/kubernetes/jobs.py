@@ -35,7 +35,17 @@ from backends.kubernetes.manifests import (
 )
 from backends.kubernetes.runs import JobRuns
 from backends.labels import RECORD_ROLE, deadline_of
-from runner.backend import INSTANCE, MANAGED, ROLE, RUN_ID, OutputStream, timed
+from runner.backend import (
+    CREATED_BY,
+    INSTANCE,
+    MANAGED,
+    ROLE,
+    RUN_ID,
+    TENANT,
+    VOLUME_API,
+    OutputStream,
+    timed,
+)
 from runner.errors import (
     Cancelled,
     Conflict,
@@ -46,7 +56,7 @@ from runner.errors import (
 )
 from runner.models import ContainerInfo, Health, ImageInfo
 from runner.settings import Settings
-from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill
+from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
 
 CLEANUP_GRACE_SECONDS = 300
 START_GRACE_SECONDS = 120
@@ -106,7 +116,9 @@ class KubernetesBackend:
         try:
             with timed(phases, "create"):
                 deadline = int(time.time() + spec.timeout_seconds + CLEANUP_GRACE_SECONDS)
-                meta = self.meta(name, labels(spec.run_id, self.settings, deadline, "run"))
+                meta = self.meta(
+                    name, labels(spec.run_id, self.settings, deadline, "run", spec.tenant)
+                )
                 self.create_job(spec, meta, self.settings.kube_job_ttl_seconds)
             with timed(phases, "run"):
                 pod, timed_out = self.wait_pod(spec)
@@ -314,8 +326,10 @@ class KubernetesBackend:
     def wait_run(self, run_id: str) -> None:
         self.jobs.wait(run_id)
 
-    def find_runs(self, *, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
-        return self.jobs.find(run_id, idempotency_key)
+    def find_runs(
+        self, *, tenant: str | None, run_id: str | None, idempotency_key: str | None
+    ) -> list[RunRecord]:
+        return self.jobs.find(tenant, run_id, idempotency_key)
 
     def run_output(self, run_id: str, *, follow: bool) -> OutputStream:
         return self.jobs.output(run_id, follow=follow)
@@ -342,7 +356,9 @@ class KubernetesBackend:
             )
         try:
             with api_errors("creating the PersistentVolumeClaim"):
-                self.core.create_namespaced_persistent_volume_claim(self.namespace, claim(fill))
+                self.core.create_namespaced_persistent_volume_claim(
+                    self.namespace, claim(fill, self.settings.instance_id)
+                )
         except Conflict:
             if not fill.reuse_existing:
                 raise Conflict(
@@ -353,11 +369,24 @@ class KubernetesBackend:
             return f"volume {fill.name!r} exists"
         return f"volume {fill.name!r} created (PersistentVolumeClaim)"
 
+    def volume_state(self, name: str) -> VolumeState | None:
+        """A PersistentVolumeClaim binds no host path the runner can see (that is the
+        cluster's storage class's business)."""
+        try:
+            with api_errors("reading the PersistentVolumeClaim"):
+                found = self.core.read_namespaced_persistent_volume_claim(name, self.namespace)
+        except NotFound:
+            return None
+        kept = found.metadata.labels or {}
+        return VolumeState(tenant=kept.get(TENANT) if kept.get(CREATED_BY) == VOLUME_API else None)
+
     def health(self) -> Health:
         return inventory.health(self.client, self.namespace)
 
-    def list_containers(self, *, all_states: bool, managed_only: bool) -> list[ContainerInfo]:
-        return inventory.jobs(self.batch, self.namespace, all_states, managed_only)
+    def list_containers(
+        self, *, tenant: str, all_states: bool, managed_only: bool
+    ) -> list[ContainerInfo]:
+        return inventory.jobs(self.batch, self.namespace, tenant, all_states, managed_only)
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         raise Unsupported(

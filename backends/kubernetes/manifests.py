@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any
 
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from runner.backend import CREATED_BY, DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, VOLUME_API
 from runner.errors import InvalidRequest, PolicyRefused
 from runner.settings import Settings
 from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill
@@ -36,13 +36,16 @@ def job_name(run_id: str) -> str:
     return f"oneoff-{run_id}"
 
 
-def labels(run_id: str, settings: Settings, deadline: int, role: str) -> dict[str, str]:
+def labels(
+    run_id: str, settings: Settings, deadline: int, role: str, tenant: str
+) -> dict[str, str]:
     return {
         MANAGED: "true",
         RUN_ID: run_id,
         INSTANCE: settings.instance_id,
         DEADLINE: str(deadline),
         ROLE: role,
+        TENANT: tenant,
     }
 
 
@@ -277,9 +280,10 @@ def _helpers(spec: RunSpec, settings: Settings, has_secret: bool) -> list[dict[s
     return containers
 
 
-def claim(fill: VolumeFill) -> dict[str, Any]:
+def claim(fill: VolumeFill, instance: str) -> dict[str, Any]:
     """A named volume as a PersistentVolumeClaim: `driver` is its storage class,
-    `driver_opts.size` its size (1Gi by default)."""
+    `driver_opts.size` its size (1Gi by default). Labelled as made through the API, for the
+    tenant that asked."""
     spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": fill.driver_opts.get("size", "1Gi")}},
@@ -289,6 +293,14 @@ def claim(fill: VolumeFill) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": fill.name, "labels": fill.labels},
+        "metadata": {
+            "name": fill.name,
+            "labels": {
+                **fill.labels,
+                CREATED_BY: VOLUME_API,
+                INSTANCE: instance,
+                TENANT: fill.tenant,
+            },
+        },
         "spec": spec,
     }

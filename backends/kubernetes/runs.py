@@ -40,7 +40,7 @@ from backends.labels import (
     stored_record,
     stored_spec,
 )
-from runner.backend import ROLE, RUN_ID
+from runner.backend import ROLE, RUN_ID, TENANT
 from runner.errors import Cancelled, NotFound, RunnerError
 from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec
@@ -106,7 +106,7 @@ class JobRuns:
         now = time.time()
         ttl = int(self.settings.result_ttl_seconds)
         deadline = int(now + spec.timeout_seconds + ttl + CLEANUP_GRACE_SECONDS)
-        kept = labels(spec.run_id, self.settings, deadline, ASYNC_ROLE)
+        kept = labels(spec.run_id, self.settings, deadline, ASYNC_ROLE, spec.tenant)
         if idempotency_key is not None:
             kept[KEY] = key_label(idempotency_key)
         annotations = {
@@ -137,8 +137,10 @@ class JobRuns:
             self.mark(record)
             self.engine.delete(job_name(run_id))
 
-    def find(self, run_id: str | None, idempotency_key: str | None) -> list[RunRecord]:
-        terms = selector(run_id, idempotency_key)
+    def find(
+        self, tenant: str | None, run_id: str | None, idempotency_key: str | None
+    ) -> list[RunRecord]:
+        terms = selector(tenant, run_id, idempotency_key)
         with api_errors("listing runs"):
             jobs = self.engine.batch.list_namespaced_job(
                 self.engine.namespace, label_selector=",".join([*terms, f"{ROLE}={ASYNC_ROLE}"])
@@ -241,6 +243,7 @@ class JobRuns:
             state="pulling",
             image=found.spec.template.spec.containers[0].image,
             created_at=float(annotations[CREATED]),
+            tenant=found.metadata.labels.get(TENANT, ""),
         )
         pod = self._pod(run_id)
         terminated = _run_state(pod, "terminated")

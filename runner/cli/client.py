@@ -20,6 +20,7 @@ from runner.errors import RunnerError
 from runner.models import RunRequest
 from runner.service import RunnerService
 from runner.settings import Settings
+from runner.tenancy import LOCAL
 
 Event = tuple[str, str]
 TEXT_EVENTS = ("stdout", "stderr", "phase")
@@ -108,7 +109,7 @@ class LocalRuns:
             raise ClientError(str(exc)) from exc
         queue: asyncio.Queue[Event] = asyncio.Queue()
         work = asyncio.ensure_future(
-            self.service.run(request, lambda kind, text: queue.put_nowait((kind, text)))
+            self.service.run(request, LOCAL, lambda kind, text: queue.put_nowait((kind, text)))
         )
         try:
             while not work.done() or not queue.empty():
@@ -125,16 +126,16 @@ class LocalRuns:
         yield "exit", result
 
     async def events(self, run_id: str, *, follow: bool) -> AsyncIterator[Event]:
-        await self._guard(self.service.runs.require(run_id))
-        async for event in self.service.runs.events(run_id, follow=follow):
+        await self._guard(self.service.runs.require(LOCAL, run_id))
+        async for event in self.service.runs.events(LOCAL, run_id, follow=follow):
             yield event
 
     async def list(self, state: str | None) -> list[dict[str, Any]]:
-        found = await self._guard(self.service.runs.list_runs(state, None, 1000))
+        found = await self._guard(self.service.runs.list_runs(LOCAL, state, None, 1000))
         return [status.model_dump(mode="json") for status in found.runs]
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
-        status = await self._guard(self.service.runs.cancel(run_id))
+        status = await self._guard(self.service.runs.cancel(LOCAL, run_id))
         answer: dict[str, Any] = status.model_dump(mode="json")
         return answer
 

@@ -8,7 +8,7 @@ extension gets a task for `run_container`; `tasks/get` (the result inlined once 
 
 Either way the run starts as `POST /runs` would start it, its run id is the task id, and every
 answer comes from the run's state, which the backend keeps: any replica answers, a restart loses
-nothing.
+nothing. Tasks belong to the tenant whose token started them; for another they do not exist.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from runner.errors import InvalidRequest, NotFound, RunnerError
 from runner.models import RunRequest
 from runner.run_status import RunStatus
 from runner.service import RunnerService
+from runner.tenancy import Tenant, tenant_of
 
 TASKS_VERSION = "2025-11-25"
 EXTENSION = "io.modelcontextprotocol/tasks"
@@ -39,6 +40,11 @@ RELATED_TASK = "io.modelcontextprotocol/related-task"
 ResultOf = Callable[[RunStatus], types.CallToolResult]
 
 
+def caller(request: Any) -> Tenant:
+    """The tenant of an MCP request: its HTTP request's (stdio has none: the local user)."""
+    return tenant_of(getattr(request, "scope", None))
+
+
 class RunTasks:
     """Server middleware: it answers task-augmented calls and the `tasks/*` methods itself (the
     SDK validates a `tools/call` result as a CallToolResult and serves no `tasks/*`), and adds
@@ -47,7 +53,7 @@ class RunTasks:
     def __init__(self, service: Callable[[], RunnerService], result_of: ResultOf) -> None:
         self.service = service
         self.result_of = result_of
-        self.methods: dict[str, Callable[[dict[str, Any]], Awaitable[BaseModel]]] = {
+        self.methods: dict[str, Callable[[dict[str, Any], Tenant], Awaitable[BaseModel]]] = {
             "tasks/get": self._get,
             "tasks/result": self._result,
             "tasks/cancel": self._cancel,
@@ -56,37 +62,42 @@ class RunTasks:
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
         params = dict(ctx.params or {})
+        tenant = caller(ctx.request)
         if ctx.method == "initialize":
             return _with_tasks_capability(await call_next(ctx))
         if ctx.method == "server/discover":
             return _with_tasks_extension(await call_next(ctx))
         try:
             if ctx.protocol_version == TASKS_VERSION:
-                answer = await self._core(ctx.method, params)
+                answer = await self._core(ctx.method, params, tenant)
             elif ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-                answer = await self._extension(ctx.method, params)
+                answer = await self._extension(ctx.method, params, tenant)
             else:
                 answer = None
         except RunnerError as exc:
             raise _protocol_error(exc) from exc
         return answer if answer is not None else await call_next(ctx)
 
-    async def _core(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    async def _core(
+        self, method: str, params: dict[str, Any], tenant: Tenant
+    ) -> dict[str, Any] | None:
         """2025-11-25; None: not ours to answer."""
         if method == "tools/call" and params.get("task") is not None:
             if params.get("name") in TASK_TOOLS:
-                started = await self._start(params.get("arguments") or {})
+                started = await self._start(params, tenant)
                 if isinstance(started, RunStatus):
                     return _wire(types.CreateTaskResult(task=self._task(started)))
                 return _wire(started)
         if method in self.methods:
-            return _wire(await self.methods[method](params))
+            return _wire(await self.methods[method](params, tenant))
         return None
 
-    async def _extension(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    async def _extension(
+        self, method: str, params: dict[str, Any], tenant: Tenant
+    ) -> dict[str, Any] | None:
         """2026-07-28, for clients that declare the extension; None: not ours to answer."""
         if method == "tools/call" and params.get("name") in TASK_TOOLS and _declares(params):
-            started = await self._start(params.get("arguments") or {})
+            started = await self._start(params, tenant)
             if isinstance(started, RunStatus):
                 return {"resultType": "task", **self._extension_task(started)}
             return {"resultType": "complete", **_wire(started)}
@@ -100,14 +111,14 @@ class RunTasks:
             )
         runs = self.service().runs
         if method == "tasks/cancel":
-            await runs.cancel(_task_id(params))
+            await runs.cancel(tenant, _task_id(params))
             return {"resultType": "complete"}
-        status = await runs.status(_task_id(params), with_result=False)
+        status = await runs.status(tenant, _task_id(params), with_result=False)
         if method == "tasks/update":  # no run ever asks for input: nothing to take
             return {"resultType": "complete"}
         task = self._extension_task(status)
         if task["status"] == "completed":
-            task["result"] = _wire(self.result_of(await runs.status(status.run_id)))
+            task["result"] = _wire(self.result_of(await runs.status(tenant, status.run_id)))
         return {"resultType": "complete", **task}
 
     def _extension_task(self, status: RunStatus) -> dict[str, Any]:
@@ -119,33 +130,36 @@ class RunTasks:
             task["status"] = "completed"  # its result is the tool error
         return task
 
-    async def _start(self, arguments: dict[str, Any]) -> RunStatus | types.CallToolResult:
+    async def _start(
+        self, params: dict[str, Any], tenant: Tenant
+    ) -> RunStatus | types.CallToolResult:
         """The started run, or the tool error saying why it could not start."""
         try:
-            request = RunRequest.model_validate(arguments)
-            return await self.service().runs.start(request, None)
+            request = RunRequest.model_validate(params.get("arguments") or {})
+            return await self.service().runs.start(request, tenant, None)
         except ValidationError as exc:
             return _tool_error(InvalidRequest.from_validation(exc.errors()))
         except RunnerError as exc:
             return _tool_error(exc)
 
-    async def _get(self, params: dict[str, Any]) -> BaseModel:
-        status = await self.service().runs.status(_task_id(params), with_result=False)
+    async def _get(self, params: dict[str, Any], tenant: Tenant) -> BaseModel:
+        runs = self.service().runs
+        status = await runs.status(tenant, _task_id(params), with_result=False)
         return types.GetTaskResult(**self._task(status).model_dump())
 
-    async def _result(self, params: dict[str, Any]) -> BaseModel:
+    async def _result(self, params: dict[str, Any], tenant: Tenant) -> BaseModel:
         """Blocks until the run ends, as the protocol asks of `tasks/result`."""
         task_id = _task_id(params)
-        result = self.result_of(await self.service().runs.wait(task_id))
+        result = self.result_of(await self.service().runs.wait(tenant, task_id))
         result.meta = {**(result.meta or {}), RELATED_TASK: {"taskId": task_id}}
         return result
 
-    async def _cancel(self, params: dict[str, Any]) -> BaseModel:
-        status = await self.service().runs.cancel(_task_id(params))
+    async def _cancel(self, params: dict[str, Any], tenant: Tenant) -> BaseModel:
+        status = await self.service().runs.cancel(tenant, _task_id(params))
         return types.CancelTaskResult(**self._task(status).model_dump())
 
-    async def _list(self, params: dict[str, Any]) -> BaseModel:
-        found = await self.service().runs.list_runs(None, None, 1000)
+    async def _list(self, params: dict[str, Any], tenant: Tenant) -> BaseModel:
+        found = await self.service().runs.list_runs(tenant, None, None, 1000)
         return types.ListTasksResult(tasks=[self._task(status) for status in found.runs])
 
     def _task(self, status: RunStatus) -> types.Task:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationErr
 
 from runner import __version__
 from runner.errors import InvalidRequest, RunnerError
-from runner.mcp.tasks import RunTasks, TasksServer
+from runner.mcp.tasks import RunTasks, TasksServer, caller
 from runner.mcp.text import (
     CANCEL_RUN,
     CREATE_VOLUME,
@@ -43,6 +43,7 @@ from runner.models import (
 )
 from runner.run_status import RunLogs, RunStatus
 from runner.service import RunnerService
+from runner.tenancy import Tenant
 
 MAX_TEXT_OUTPUT = 64 * 1024
 
@@ -139,6 +140,10 @@ def _reporting(
     return reported
 
 
+def _tenant(ctx: Context) -> Tenant:
+    return caller(ctx.request_context.request)
+
+
 def _error(exc: RunnerError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=exc.message)], is_error=True)
 
@@ -221,18 +226,18 @@ def _model_tools(service: Callable[[], RunnerService]) -> list[Tool]:
         progress = RunProgress(ctx)
         pump = asyncio.ensure_future(progress.pump())
         try:
-            result = await service().run(request, progress)
+            result = await service().run(request, _tenant(ctx), progress)
         finally:
             progress.send.close()
             await asyncio.gather(pump, return_exceptions=True)
         return _structured(result, run_summary(result))
 
     async def create_volume(request: CreateVolumeRequest, ctx: Context) -> CallToolResult:
-        result = await service().create_volume(request)
+        result = await service().create_volume(request, _tenant(ctx))
         return _structured(result, result.detail)
 
     async def start_run(request: RunRequest, ctx: Context) -> CallToolResult:
-        status = await service().runs.start(request, None)
+        status = await service().runs.start(request, _tenant(ctx), None)
         return _structured(status, f"{status_summary(status)}; follow it with get_run_logs")
 
     return [
@@ -257,16 +262,16 @@ def _add_run_queries(server: MCPServer, service: Callable[[], RunnerService]) ->
 
     @server.tool(description=GET_RUN)
     @_reporting
-    async def get_run(run_id: RunIdArgument) -> Annotated[CallToolResult, RunStatus]:
-        status = await service().runs.status(run_id)
+    async def get_run(run_id: RunIdArgument, ctx: Context) -> Annotated[CallToolResult, RunStatus]:
+        status = await service().runs.status(_tenant(ctx), run_id)
         return _structured(status, status_summary(status))
 
     @server.tool(description=GET_RUN_LOGS)
     @_reporting
     async def get_run_logs(
-        run_id: RunIdArgument, stdout_offset: Offset = 0, stderr_offset: Offset = 0
+        run_id: RunIdArgument, ctx: Context, stdout_offset: Offset = 0, stderr_offset: Offset = 0
     ) -> Annotated[CallToolResult, RunLogs]:
-        logs = await service().runs.output(run_id, stdout_offset, stderr_offset)
+        logs = await service().runs.output(_tenant(ctx), run_id, stdout_offset, stderr_offset)
         text = f"run {run_id}: {logs.state}\n{logs.stdout}"
         if logs.stderr:
             text += f"\n--- stderr ---\n{logs.stderr}"
@@ -274,8 +279,10 @@ def _add_run_queries(server: MCPServer, service: Callable[[], RunnerService]) ->
 
     @server.tool(description=CANCEL_RUN)
     @_reporting
-    async def cancel_run(run_id: RunIdArgument) -> Annotated[CallToolResult, RunStatus]:
-        status = await service().runs.cancel(run_id)
+    async def cancel_run(
+        run_id: RunIdArgument, ctx: Context
+    ) -> Annotated[CallToolResult, RunStatus]:
+        status = await service().runs.cancel(_tenant(ctx), run_id)
         return _structured(status, status_summary(status))
 
 
@@ -291,11 +298,14 @@ def _add_engine_queries(server: MCPServer, service: Callable[[], RunnerService])
     @server.tool(description=LIST_CONTAINERS)
     @_reporting
     async def list_containers(
+        ctx: Context,
         all: Annotated[bool, Field(description="Include stopped containers.")] = False,
         managed_only: Annotated[bool, Field(description="Only the runner's own.")] = True,
         status: Annotated[str | None, Field(description="e.g. running, exited")] = None,
     ) -> Annotated[CallToolResult, ContainerList]:
-        found = await service().list_containers(all_states=all, managed_only=managed_only)
+        found = await service().list_containers(
+            _tenant(ctx), all_states=all, managed_only=managed_only
+        )
         if status:
             found = [item for item in found if item.status.lower().startswith(status.lower())]
         listing = ContainerList(containers=found)

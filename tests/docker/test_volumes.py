@@ -134,8 +134,9 @@ def test_named_volume_persists_between_runs(client, volume_name):
     assert run(client, "cat", "/v/f", volumes=volumes)["stdout"] == "persisted\n"
 
 
-def test_missing_named_volume_is_404_not_silently_created(client, engine):
+def test_missing_allowed_named_volume_is_404_not_silently_created(app_client, engine):
     name = f"oneoff-test-missing-{uuid.uuid4().hex[:8]}"
+    client = app_client(allowed_volumes=["oneoff-test-missing-*"])
     body = run_body("true", volumes={"/v": {"type": "volume", "name": name}})
     response = client.post("/run", json=body)
     assert response.status_code == 404

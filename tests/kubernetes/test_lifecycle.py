@@ -11,6 +11,7 @@ from runner.errors import Cancelled, Conflict, Unsupported
 from runner.models import CreateVolumeRequest, RunRequest
 from runner.policy import build_run_spec, build_volume_fill
 from runner.settings import Settings
+from runner.tenancy import LOCAL
 from tests.helpers import b64, tar_gz
 from tests.kubernetes import fake_api
 from tests.kubernetes.fake_api import FakeKubernetes
@@ -25,7 +26,7 @@ def backend(kube_settings: Settings):
 
 def spec_for(settings: Settings, run_id: str = "0123456789abcdef", **fields: object):
     request = RunRequest.model_validate({"image": "busybox:1.36", **fields})
-    return build_run_spec(request, settings, run_id)
+    return build_run_spec(request, settings, run_id, LOCAL, lambda name: None)
 
 
 def test_cancel_deletes_the_job_and_the_run_ends_cancelled(
@@ -71,7 +72,7 @@ def test_list_containers_lists_the_runner_s_jobs(backend: KubernetesBackend, fak
     fake.create(
         "jobs", "runs", {**_job_shell(), "metadata": {"name": "oneoff-a", "labels": _labels("x")}}
     )
-    found = backend.list_containers(all_states=True, managed_only=True)
+    found = backend.list_containers(tenant=LOCAL.label, all_states=True, managed_only=True)
     assert [(item.name, item.run_id) for item in found] == [("oneoff-a", "a")]
     fake.delete("jobs", "runs", "oneoff-a")
 
@@ -80,7 +81,8 @@ def test_a_volume_is_a_persistent_volume_claim(
     backend: KubernetesBackend, fake: FakeKubernetes, kube_settings: Settings
 ):
     request = CreateVolumeRequest(name="cache", driver_opts={"size": "2Gi"})
-    fill = build_volume_fill(request, kube_settings)
+    settings = kube_settings.model_copy(update={"allowed_volume_options": {"size": ["2Gi"]}})
+    fill = build_volume_fill(request, settings, LOCAL, lambda name: None)
     assert "created" in backend.create_volume(fill)
     claim = fake.objects[("persistentvolumeclaims", "runs", "cache")]
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
@@ -89,6 +91,8 @@ def test_a_volume_is_a_persistent_volume_claim(
     with_content = build_volume_fill(
         CreateVolumeRequest(name="other", content=b64(tar_gz({"a.txt": b"a"}))),
         kube_settings,
+        LOCAL,
+        lambda name: None,
     )
     with pytest.raises(Unsupported):
         backend.create_volume(with_content)
@@ -98,6 +102,7 @@ def _labels(instance: str) -> dict[str, str]:
     return {
         "oneoff-runner.managed": "true",
         "oneoff-runner.run-id": "a",
+        "oneoff-runner.tenant": "local",
         "oneoff-runner.instance": instance,
         "oneoff-runner.deadline": "9999999999",
         "oneoff-runner.role": "run",

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi.testclient import TestClient
+
+from api_app import create_app
 from backends.kubernetes.inventory import PERMISSIONS
+from runner.settings import Settings
 from tests.helpers import b64, untar_gz
 from tests.kubernetes import fake_api
 from tests.kubernetes.fake_api import FakeKubernetes
@@ -168,11 +172,25 @@ def test_root_is_refused_unless_allowed(api):
     assert response.status_code == 403
 
 
-def test_a_missing_claim_is_404_before_anything_is_made(api, fake: FakeKubernetes):
+def test_a_claim_not_made_through_the_api_is_refused_before_anything_is_made(
+    api, fake: FakeKubernetes
+):
     body = {**BODY, "volumes": {"/data": {"type": "volume", "name": "cache"}}}
     response = api.post("/run", json=body)
-    assert response.status_code == 404
+    assert response.status_code == 403
+    assert "RUNNER_ALLOWED_VOLUMES" in response.json()["message"]
     assert fake.received == []
+
+
+def test_a_missing_allowed_claim_is_404_before_anything_is_made(
+    fake: FakeKubernetes, kube_settings: Settings
+):
+    settings = kube_settings.model_copy(update={"allowed_volumes": ["cache"]})
+    with TestClient(create_app(settings)) as client:
+        body = {**BODY, "volumes": {"/data": {"type": "volume", "name": "cache"}}}
+        response = client.post("/run", json=body)
+    assert response.status_code == 404
+    assert fake.named("jobs") == []
 
 
 def test_health_reports_the_api_server_and_missing_permissions(api, fake: FakeKubernetes):

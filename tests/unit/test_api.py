@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.errors import BackendUnavailable, Busy, RegistryAuthFailed
+from runner.tenancy import LOCAL
 from tests.fakes import FakeBackend, outcome
 from tests.helpers import run_body
 
@@ -135,8 +136,8 @@ def test_metrics_count_runs_by_outcome_in_prometheus_format(api, fake):
     api.post("/run", json=run_body("true"))
     api.post("/run", json=run_body("true", timeout_seconds=10_000))
     body = api.get("/metrics").text
-    assert 'oneoff_runner_runs_total{outcome="success"} 1.0' in body
-    assert 'oneoff_runner_runs_total{outcome="invalid_request"} 1.0' in body
+    assert 'oneoff_runner_runs_total{outcome="success",tenant="local"} 1.0' in body
+    assert 'oneoff_runner_runs_total{outcome="invalid_request",tenant="local"} 1.0' in body
     assert "oneoff_runner_runs_in_flight 0.0" in body
     assert "oneoff_runner_phase_seconds_bucket" in body or "oneoff_runner_runs_queued" in body
 
@@ -151,7 +152,7 @@ def test_a_service_that_is_shutting_down_refuses_new_runs_with_503(make_settings
         service = RunnerService(make_settings(shutdown_grace_seconds=0), FakeBackend())
         await service.stop()
         try:
-            await service.run(RunRequest(image="img"))
+            await service.run(RunRequest(image="img"), LOCAL)
         except BackendUnavailable as exc:
             assert "shutting down" in exc.message
         else:

@@ -101,7 +101,7 @@ def test_async_outcomes_are_counted_in_the_metrics(make_settings):
         api.portal.call(api.app.state.service.runs.settled)
         metrics = api.get("/metrics").text
         assert api.get(f"/runs/{run_id}").json()["state"] == "failed"
-    assert 'oneoff_runner_runs_total{outcome="error"} 1.0' in metrics
+    assert 'oneoff_runner_runs_total{outcome="error",tenant="local"} 1.0' in metrics
 
 
 def test_an_idempotency_key_belongs_to_the_caller_s_token(make_settings):

@@ -7,10 +7,12 @@ import pytest
 from runner.errors import PolicyRefused
 from runner.models import RunRequest
 from runner.policy import build_run_spec
+from runner.tenancy import LOCAL
 
 
 def spec_for(settings, **fields):  # type: ignore[no-untyped-def]
-    return build_run_spec(RunRequest(**{"image": "busybox", **fields}), settings, "run-1")
+    request = RunRequest(**{"image": "busybox", **fields})
+    return build_run_spec(request, settings, "run-1", LOCAL, lambda name: None)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pytest
 from runner.errors import Busy, ImageNotFound
 from runner.models import RunRequest
 from runner.service import RunnerService
+from runner.tenancy import LOCAL
 from tests.fakes import FakeBackend, outcome
 
 pytestmark = pytest.mark.anyio
@@ -39,13 +40,13 @@ async def test_runs_beyond_slots_and_queue_are_refused_busy(make_settings):
     service = RunnerService(
         make_settings(max_concurrent_runs=1, max_queued_runs=1), FakeBackend(gate)
     )
-    first = asyncio.create_task(service.run(REQUEST))
+    first = asyncio.create_task(service.run(REQUEST, LOCAL))
     await gate.wait_entered()
-    second = asyncio.create_task(service.run(REQUEST))
+    second = asyncio.create_task(service.run(REQUEST, LOCAL))
     while service.admission.waiting == 0:
         await asyncio.sleep(0)
     with pytest.raises(Busy) as caught:
-        await service.run(REQUEST)
+        await service.run(REQUEST, LOCAL)
     assert caught.value.retry_after >= 1
     gate.release.set()
     results = await asyncio.gather(first, second)
@@ -66,7 +67,7 @@ async def test_cancelling_a_run_kills_it_and_waits_for_cleanup(make_settings):
     gate = Gate()
     backend = FakeBackend(handler)
     service = RunnerService(make_settings(), backend)
-    task = asyncio.create_task(service.run(REQUEST))
+    task = asyncio.create_task(service.run(REQUEST, LOCAL))
     await gate.wait_entered()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -84,19 +85,19 @@ async def test_status_reflects_exit_code_and_timeout(make_settings):
         "slow": outcome(137, timed_out=True),
     }.items():
         service = RunnerService(make_settings(), FakeBackend(lambda spec, made=made: made))
-        results[name] = (await service.run(REQUEST)).status
+        results[name] = (await service.run(REQUEST, LOCAL)).status
     assert results == {"ok": "success", "fail": "error: 2", "slow": "timeout"}
 
 
 async def test_invalid_utf8_output_is_replaced_not_raised(make_settings):
     service = RunnerService(make_settings(), FakeBackend(lambda spec: outcome(stdout=b"a\xffb")))
-    assert (await service.run(REQUEST)).stdout == "a\ufffdb"
+    assert (await service.run(REQUEST, LOCAL)).stdout == "a\ufffdb"
 
 
 async def test_returned_content_is_base64(make_settings):
     made = outcome(returned={"/out": ("file", b"\x00bytes")})
     service = RunnerService(make_settings(), FakeBackend(lambda spec: made))
-    returned = (await service.run(REQUEST)).volumes["/out"]
+    returned = (await service.run(REQUEST, LOCAL)).volumes["/out"]
     assert (returned.type, returned.content) == ("file", "AGJ5dGVz")
 
 
@@ -105,8 +106,8 @@ async def test_defaults_and_request_limits_reach_the_backend(make_settings):
     service = RunnerService(
         make_settings(default_timeout_seconds=30, default_memory="256m"), backend
     )
-    await service.run(REQUEST)
-    await service.run(RunRequest(image="img", timeout_seconds=5, memory="64m", cpus=0.5))
+    await service.run(REQUEST, LOCAL)
+    await service.run(RunRequest(image="img", timeout_seconds=5, memory="64m", cpus=0.5), LOCAL)
     first, second = backend.specs
     assert (first.timeout_seconds, first.memory_bytes, first.network) == (30, 256 * 2**20, "none")
     assert (second.timeout_seconds, second.memory_bytes, second.nano_cpus) == (5, 64 * 2**20, 5e8)
@@ -118,5 +119,5 @@ async def test_backend_errors_pass_through_unchanged(make_settings):
 
     service = RunnerService(make_settings(), FakeBackend(missing))
     with pytest.raises(ImageNotFound):
-        await service.run(REQUEST)
+        await service.run(REQUEST, LOCAL)
     assert service.admission.running == 0
