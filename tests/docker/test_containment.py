@@ -1,0 +1,166 @@
+"""A run reaches its own containers and nothing else: no host path, no engine socket, no volume
+it was not given, through any volume form, even under the most permissive configuration."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from runner.backend import INSTANCE
+from tests.conftest import managed_objects
+from tests.helpers import b64, instance_id, run_body, tar_gz
+
+HOST_BIND = {"type": "none", "o": "bind", "device": "/"}
+PERMISSIVE = {
+    "allowed_host_paths": ["/"],
+    "allowed_volumes": ["*"],
+    "allowed_volume_options": {"type": ["none", "tmpfs"], "o": ["bind"], "device": ["/"]},
+}
+
+
+@pytest.fixture
+def outside_volume(engine: docker.DockerClient) -> Iterator[str]:
+    """A volume someone else made on the engine: a bind of the host's root."""
+    name = f"oneoff-test-outside-{uuid.uuid4().hex[:8]}"
+    engine.volumes.create(
+        name, driver="local", driver_opts=HOST_BIND, labels={INSTANCE: instance_id("outside")}
+    )
+    yield name
+    engine.volumes.get(name).remove(force=True)
+
+
+@pytest.fixture
+def plain_volume(engine: docker.DockerClient) -> Iterator[str]:
+    """Another application's data volume, holding a secret."""
+    name = f"oneoff-test-app-data-{uuid.uuid4().hex[:8]}"
+    engine.volumes.create(name, labels={INSTANCE: instance_id("outside")})
+    engine.containers.run(
+        "oneoff-test/busybox:latest",
+        ["sh", "-c", "echo app-secret > /v/secret"],
+        volumes={name: {"bind": "/v", "mode": "rw"}},
+        network_mode="none",
+        remove=True,
+    )
+    yield name
+    engine.volumes.get(name).remove(force=True)
+
+
+@pytest.mark.parametrize(
+    ("driver", "options"),
+    [
+        (None, HOST_BIND),
+        ("local", {"type": "none", "o": "bind", "device": "/var/run"}),
+        (None, {"o": "rbind", "device": "/"}),
+        (None, {"type": "nfs", "o": "addr=127.0.0.1", "device": ":/export"}),
+        ("vieux/sshfs", {}),
+    ],
+)
+def test_create_volume_refuses_drivers_and_options_the_operator_did_not_allow(
+    client, engine, driver, options
+):
+    name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+    body = {"name": name, "driver": driver, "driver_opts": options}
+    response = client.post("/volume", json=body)
+    assert response.status_code == 403, response.text
+    assert response.json()["field"].startswith(("driver", "driver_opts"))
+    assert (
+        "RUNNER_ALLOWED_VOLUME" in response.json()["message"]
+        or "never" in (response.json()["message"])
+    )
+    assert engine.volumes.list(filters={"name": name}) == []
+
+
+def test_a_host_bind_volume_is_refused_even_when_its_options_are_allowed(app_client, engine):
+    client = app_client(**PERMISSIVE)
+    name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+    response = client.post("/volume", json={"name": name, "driver_opts": HOST_BIND})
+    assert response.status_code == 403
+    assert response.json()["field"] == "driver_opts"
+    assert engine.volumes.list(filters={"name": name}) == []
+
+
+def test_allowed_tmpfs_volumes_are_created_and_mounted(app_client, engine):
+    options = {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}
+    client = app_client(allowed_volume_options={key: [value] for key, value in options.items()})
+    name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+    try:
+        assert (
+            client.post("/volume", json={"name": name, "driver_opts": options}).status_code == 201
+        )
+        body = run_body(
+            "grep", " /v ", "/proc/mounts", volumes={"/v": {"type": "volume", "name": name}}
+        )
+        result = client.post("/run", json=body).json()
+        assert result["stdout"].startswith("tmpfs /v tmpfs"), result
+    finally:
+        engine.volumes.get(name).remove(force=True)
+
+
+def test_a_volume_the_runner_did_not_make_is_refused(client, plain_volume, engine):
+    body = run_body("cat", "/v/secret", volumes={"/v": {"type": "volume", "name": plain_volume}})
+    response = client.post("/run", json=body)
+    assert response.status_code == 403
+    assert "RUNNER_ALLOWED_VOLUMES" in response.json()["message"]
+    missing = run_body("true", volumes={"/v": {"type": "volume", "name": "oneoff-test-nothing"}})
+    refused = client.post("/run", json=missing)
+    assert refused.status_code == 403  # the same answer: it confirms nothing
+
+
+def test_a_volume_the_operator_allows_by_name_is_mounted(app_client, plain_volume):
+    client = app_client(allowed_volumes=["oneoff-test-app-data-*"])
+    body = run_body("cat", "/v/secret", volumes={"/v:ro": {"type": "volume", "name": plain_volume}})
+    assert client.post("/run", json=body).json()["stdout"] == "app-secret\n"
+
+
+def test_an_own_volume_is_mounted(client, engine):
+    name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+    archive = tar_gz({"a.txt": b"mine"})
+    try:
+        assert (
+            client.post("/volume", json={"name": name, "content": b64(archive)}).status_code == 201
+        )
+        body = run_body("cat", "/v/a.txt", volumes={"/v": {"type": "volume", "name": name}})
+        assert client.post("/run", json=body).json()["stdout"] == "mine"
+    finally:
+        engine.volumes.get(name).remove(force=True)
+
+
+@pytest.mark.parametrize(
+    "volume",
+    [
+        {"type": "host", "host_path": "/"},
+        {"type": "host", "host_path": "/var/run/docker.sock"},
+        {"type": "host", "host_path": "//var/run/docker.sock"},
+        {"type": "host", "host_path": "/run/../var/./run"},
+        {"type": "host", "host_path": "/proc/1/root"},
+        {"type": "host", "host_path": "/var/lib/docker/volumes"},
+        {"type": "host", "host_path": "/sys/fs/cgroup"},
+        {"type": "host", "host_path": "/dev"},
+        {"type": "volume", "name": "OUTSIDE"},
+    ],
+)
+def test_no_volume_form_reaches_the_host_even_when_the_operator_allows_everything(
+    app_client, engine, outside_volume, volume
+):
+    client = app_client(**PERMISSIVE)
+    if volume.get("name") == "OUTSIDE":
+        volume = {**volume, "name": outside_volume}
+    body = run_body("ls", "/h", volumes={"/h": volume})
+    response = client.post("/run", json=body)
+    assert response.status_code == 403, response.text
+    assert "never mounted" in response.json()["message"]
+    instance = client.app.state.service.settings.instance_id
+    assert managed_objects(engine, instance) == []
+
+
+def test_the_host_bind_attack_is_refused_end_to_end(client, engine):
+    """The issue's attack: make a bind of / through the API, then mount it in a run."""
+    name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+    made = client.post("/volume", json={"name": name, "driver_opts": HOST_BIND})
+    assert made.status_code == 403
+    body = run_body("ls", "/host/var/run", volumes={"/host": {"type": "volume", "name": name}})
+    assert client.post("/run", json=body).status_code == 403
+    assert engine.volumes.list(filters={"name": name}) == []

@@ -1,0 +1,129 @@
+"""Two API tokens are two tenants: neither can see, read, cancel or reuse the other's runs,
+output, idempotency keys, volumes or containers; for each, the other's things do not exist."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import docker
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from runner.backend import RUN_ID, TENANT
+from runner.tenancy import tenant_for
+from tests.docker.conftest import Server
+from tests.helpers import run_body
+
+A = {"Authorization": "Bearer tok-alice"}
+B = {"Authorization": "Bearer tok-bob"}
+NOBODY = "0123456789abcdef"
+
+
+@pytest.fixture
+def tenants(server: Server) -> Iterator[httpx.Client]:
+    """A runner with two tokens: alice's (named) and bob's (unnamed)."""
+    with server(api_tokens=["alice:tok-alice", "tok-bob"]) as client:
+        yield client
+
+
+@pytest.fixture
+def alice_run(tenants: httpx.Client) -> Iterator[str]:
+    """Alice's async run, running (its first line printed) until cancelled, started with
+    idempotency key `k`."""
+    headers = {**A, "Idempotency-Key": "k"}
+    body = run_body("sh", "-c", "echo up; exec sleep 120")
+    started = tenants.post("/runs", json=body, headers=headers)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    logs = f"/runs/{run_id}/logs"
+    with connect_sse(tenants, "GET", logs, headers=A, timeout=60) as source:
+        assert next(e.data for e in source.iter_sse() if e.event == "stdout") == '"up\\n"'
+    yield run_id
+    tenants.delete(f"/runs/{run_id}", headers=A)
+
+
+def _not_found(response, run_id: str) -> str:  # type: ignore[no-untyped-def]
+    assert response.status_code == 404, response.text
+    return str(response.json()["message"]).replace(run_id, "<id>")
+
+
+def test_another_tenant_s_run_answers_exactly_as_a_run_that_never_existed(tenants, alice_run):
+    for method, path in [("GET", ""), ("GET", "/logs?follow=false"), ("DELETE", "")]:
+        theirs = tenants.request(method, f"/runs/{alice_run}{path}", headers=B)
+        nobody = tenants.request(method, f"/runs/{NOBODY}{path}", headers=B)
+        assert _not_found(theirs, alice_run) == _not_found(nobody, NOBODY)
+    assert alice_run not in [
+        run["run_id"] for run in tenants.get("/runs", headers=B).json()["runs"]
+    ]
+    assert tenants.get(f"/runs/{alice_run}", headers=A).json()["state"] in ("pulling", "running")
+    assert alice_run in [run["run_id"] for run in tenants.get("/runs", headers=A).json()["runs"]]
+
+
+def test_an_idempotency_key_belongs_to_its_tenant(tenants, alice_run):
+    again = tenants.post("/runs", json=run_body("true"), headers={**A, "Idempotency-Key": "k"})
+    assert again.json()["run_id"] == alice_run
+    bobs = tenants.post("/runs", json=run_body("true"), headers={**B, "Idempotency-Key": "k"})
+    assert bobs.status_code == 202
+    assert bobs.json()["run_id"] != alice_run
+    tenants.delete(f"/runs/{bobs.json()['run_id']}", headers=B)
+
+
+def test_containers_are_listed_to_their_tenant_only(tenants, alice_run, engine):
+    def listed(headers: dict[str, str]) -> list[str | None]:
+        return [
+            item["run_id"] for item in tenants.get("/containers?all=true", headers=headers).json()
+        ]
+
+    assert alice_run in listed(A)
+    assert alice_run not in listed(B)
+    everything = tenants.get("/containers?managed_only=false", headers=B)
+    assert everything.status_code == 403
+    assert everything.json()["field"] == "managed_only"
+
+
+def test_the_tenant_is_kept_as_a_keyed_hash_never_the_token(tenants, alice_run, engine):
+    (container,) = engine.containers.list(all=True, filters={"label": f"{RUN_ID}={alice_run}"})
+    label = container.labels[TENANT]
+    assert label == tenant_for("tok-alice").label
+    assert "tok-alice" not in str(container.labels)
+
+
+def test_another_tenant_s_volume_cannot_be_mounted_or_refilled(tenants, engine):
+    name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+    try:
+        assert tenants.post("/volume", json={"name": name}, headers=A).status_code == 201
+        mount = run_body("true", volumes={"/v": {"type": "volume", "name": name}})
+        refused = tenants.post("/run", json=mount, headers=B)
+        assert refused.status_code == 403
+        assert "RUNNER_ALLOWED_VOLUMES" in refused.json()["message"]
+        refill = {"name": name, "reuse_existing": True}
+        assert tenants.post("/volume", json=refill, headers=B).status_code == 409
+        assert tenants.post("/run", json=mount, headers=A).status_code == 200
+        assert tenants.post("/volume", json=refill, headers=A).status_code == 201
+    finally:
+        for volume in engine.volumes.list(filters={"name": name}):
+            volume.remove(force=True)
+
+
+def test_a_cancel_by_another_tenant_leaves_the_run_running(tenants, alice_run, engine):
+    assert tenants.delete(f"/runs/{alice_run}", headers=B).status_code == 404
+    (container,) = engine.containers.list(filters={"label": f"{RUN_ID}={alice_run}"})
+    assert container.status == "running"
+
+
+def test_a_sync_run_is_counted_for_its_named_tenant(tenants):
+    assert tenants.post("/run", json=run_body("true"), headers=A).status_code == 200
+    metrics = tenants.get("/metrics", headers=B).text
+    assert 'oneoff_runner_runs_total{outcome="success",tenant="alice"} 1.0' in metrics
+
+
+def test_a_wrong_token_is_401(tenants):
+    assert tenants.get("/runs", headers={"Authorization": "Bearer tok-eve"}).status_code == 401
+
+
+def test_no_engine_object_carries_a_token(engine: docker.DockerClient, tenants, alice_run):
+    tenants.post("/run", json=run_body("true"), headers=B)
+    for container in engine.containers.list(all=True, filters={"label": f"{RUN_ID}"}):
+        assert "tok-" not in str(container.labels)

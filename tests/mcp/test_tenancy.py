@@ -1,0 +1,158 @@
+"""Two API tokens over MCP, through the official Python SDK client on Streamable HTTP: neither
+tenant can see, read, follow or cancel the other's tasks and runs, list its containers or use its
+volumes; for each, the other's things do not exist."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import docker
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from mcp_app import create_app
+from runner.backend import INSTANCE
+from tests.conftest import serving
+from tests.helpers import instance_id, run_body
+from tests.mcp.test_wire import message, rpc
+
+pytestmark = pytest.mark.anyio
+TASKS_VERSION = "2025-11-25"
+NOBODY = "0123456789abcdef"
+TOKENS = {"alice": "tok-alice", "bob": "tok-bob"}
+
+
+@pytest.fixture(scope="module")
+def tenants_url(engine: docker.DockerClient, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    settings = make_module_settings(
+        instance_id=instance_id("mcp-tenants"), api_tokens=["alice:tok-alice", "tok-bob"]
+    )
+    with serving(create_app(settings)) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
+    label = f"{INSTANCE}={settings.instance_id}"
+    for container in engine.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True, v=True)
+    for volume in engine.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+
+
+def connect(url: str, who: str) -> Client:
+    """The SDK client, speaking 2025-11-25 (the tasks version) with `who`'s bearer token."""
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKENS[who]}"}, timeout=60)
+    return Client(streamable_http_client(url, http_client=http), mode="legacy")
+
+
+@pytest.fixture
+async def alice(tenants_url: str) -> AsyncIterator[Client]:
+    async with connect(tenants_url, "alice") as client:
+        yield client
+
+
+@pytest.fixture
+async def bob(tenants_url: str) -> AsyncIterator[Client]:
+    async with connect(tenants_url, "bob") as client:
+        yield client
+
+
+def start_task(url: str, who: str, *command: str) -> str:
+    """A task-augmented run_container call (the SDK client cannot make one: it validates the
+    answer as a tool result), with `who`'s token."""
+    params = {"name": "run_container", "arguments": run_body(*command), "task": {"ttl": 60000}}
+    headers = {"Authorization": f"Bearer {TOKENS[who]}"}
+    reply = message(
+        rpc(
+            url,
+            "tools/call",
+            params,
+            accept="application/json",
+            version=TASKS_VERSION,
+            headers=headers,
+        )
+    )
+    return str(reply["result"]["task"]["taskId"])
+
+
+async def task_error(client: Client, request: object, result: type) -> str:
+    with pytest.raises(MCPError) as caught:
+        await client.session.send_request(request, result)  # type: ignore[arg-type]
+    return str(caught.value).replace(NOBODY, "<id>")
+
+
+async def test_tasks_belong_to_the_tenant_that_started_them(tenants_url, alice, bob):
+    task_id = start_task(tenants_url, "alice", "sh", "-c", "echo alice-secret")
+    payload = types.GetTaskPayloadRequest(params=types.GetTaskPayloadRequestParams(task_id=task_id))
+    result = await alice.session.send_request(payload, types.CallToolResult)
+    assert result.structured_content["stdout"] == "alice-secret\n"
+
+    listed = await bob.session.send_request(types.ListTasksRequest(), types.ListTasksResult)
+    assert task_id not in [task.task_id for task in listed.tasks]
+    for make, params, answer in [
+        (types.GetTaskRequest, types.GetTaskRequestParams, types.GetTaskResult),
+        (types.GetTaskPayloadRequest, types.GetTaskPayloadRequestParams, types.CallToolResult),
+        (types.CancelTaskRequest, types.CancelTaskRequestParams, types.CancelTaskResult),
+    ]:
+        theirs = await task_error(bob, make(params=params(task_id=task_id)), answer)
+        nobody = await task_error(bob, make(params=params(task_id=NOBODY)), answer)
+        assert theirs.replace(task_id, "<id>") == nobody
+
+    mine = await alice.session.send_request(types.ListTasksRequest(), types.ListTasksResult)
+    assert task_id in [task.task_id for task in mine.tasks]
+    got = types.GetTaskRequest(params=types.GetTaskRequestParams(task_id=task_id))
+    assert (await alice.session.send_request(got, types.GetTaskResult)).status == "completed"
+
+
+async def test_run_tools_answer_only_for_the_tenant_s_own_runs(alice, bob):
+    started = await alice.call_tool(
+        "start_run", {**run_body("sh", "-c", "echo up; exec sleep 120")}
+    )
+    run_id = started.structured_content["run_id"]
+    try:
+        for tool, arguments in [
+            ("get_run", {"run_id": run_id}),
+            ("get_run_logs", {"run_id": run_id}),
+            ("cancel_run", {"run_id": run_id}),
+        ]:
+            theirs = await bob.call_tool(tool, arguments)
+            nobody = await bob.call_tool(tool, {**arguments, "run_id": NOBODY})
+            assert theirs.is_error and nobody.is_error
+            assert theirs.content[0].text.replace(run_id, "<id>") == nobody.content[0].text.replace(
+                NOBODY, "<id>"
+            )
+        state = (await alice.call_tool("get_run", {"run_id": run_id})).structured_content["state"]
+        assert state in ("queued", "pulling", "running")
+        listed = await bob.call_tool("list_containers", {"all": True})
+        assert run_id not in [item["run_id"] for item in listed.structured_content["containers"]]
+        everything = await bob.call_tool("list_containers", {"managed_only": False})
+        assert everything.is_error
+    finally:
+        cancelled = await alice.call_tool("cancel_run", {"run_id": run_id})
+        assert cancelled.structured_content["state"] == "cancelled"
+
+
+async def test_a_volume_made_by_one_tenant_is_refused_to_the_other(alice, bob, engine):
+    name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+    try:
+        made = await alice.call_tool("create_volume", {"name": name})
+        assert made.is_error is False, made.content
+        mount = run_body("true", volumes={"/v": {"type": "volume", "name": name}})
+        refused = await bob.call_tool("run_container", mount)
+        assert refused.is_error
+        assert "RUNNER_ALLOWED_VOLUMES" in refused.content[0].text
+        assert (await alice.call_tool("run_container", mount)).is_error is False
+    finally:
+        for volume in engine.volumes.list(filters={"name": name}):
+            volume.remove(force=True)
+
+
+async def test_a_host_bind_volume_is_refused(alice, engine):
+    name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+    attack = {"name": name, "driver_opts": {"type": "none", "o": "bind", "device": "/"}}
+    refused = await alice.call_tool("create_volume", attack)
+    assert refused.is_error
+    assert "driver_opts" in refused.content[0].text
+    assert engine.volumes.list(filters={"name": name}) == []
