@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from api_app import create_app
 from backends.kubernetes.inventory import PERMISSIONS
 from runner.settings import Settings
+from runner.tenancy import tenant_for
 from tests.kubernetes import fake_api
 from tests.kubernetes.fake_api import FakeKubernetes
 
@@ -128,3 +129,31 @@ def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
         fake.delete("jobs", "runs", name)
     for name in fake.named("secrets"):
         fake.delete("secrets", "runs", name)
+
+
+def test_tenants_see_only_their_own_runs_and_claims(
+    fake: FakeKubernetes, kube_settings: Settings
+) -> None:
+    """The tenant travels as a label on Jobs, record Secrets and claims; the fake API server
+    filters by it as the real one does."""
+    fake.script = lambda job: fake_api.succeeds(b"alice-secret\n")
+    alice, bob = {"Authorization": "Bearer tok-a"}, {"Authorization": "Bearer tok-b"}
+    settings = kube_settings.model_copy(update={"api_tokens": ["alice:tok-a", "tok-b"]})
+    with TestClient(create_app(settings)) as api:
+        run_id = api.post("/runs", json=BODY, headers=alice).json()["run_id"]
+        assert api.get(f"/runs/{run_id}", headers=alice).status_code == 200
+        for method in ("GET", "DELETE"):
+            assert api.request(method, f"/runs/{run_id}", headers=bob).status_code == 404
+        assert api.get("/runs", headers=bob).json()["runs"] == []
+        assert api.get("/containers?all=true", headers=bob).json() == []
+        assert [
+            item["run_id"] for item in api.get("/containers?all=true", headers=alice).json()
+        ] == [run_id]
+        assert api.post("/volume", json={"name": "alices"}, headers=alice).status_code == 201
+        mount = {**BODY, "volumes": {"/v": {"type": "volume", "name": "alices"}}}
+        assert api.post("/run", json=mount, headers=bob).status_code == 403
+        api.delete(f"/runs/{run_id}", headers=alice)
+    job = next(item for item in fake.received if item["kind"] == "Job")
+    assert job["metadata"]["labels"]["oneoff-runner.tenant"] == tenant_for("tok-a").label
+    fake.delete("jobs", "runs", f"oneoff-{run_id}")
+    fake.delete("persistentvolumeclaims", "runs", "alices")
