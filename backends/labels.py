@@ -13,9 +13,19 @@ from typing import TypeVar, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
-from runner.backend import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE, RUN_ID, TENANT
+from runner.backend import (
+    CREATED_BY,
+    DEADLINE,
+    INSTANCE,
+    LABEL_PREFIX,
+    MANAGED,
+    ROLE,
+    RUN_ID,
+    TENANT,
+    VOLUME_API,
+)
 from runner.run_status import RunState
-from runner.spec import MountSpec, RunRecord, RunSpec
+from runner.spec import MountSpec, RunRecord, RunSpec, VolumeFill
 
 log = logging.getLogger("oneoff_runner.labels")
 T = TypeVar("T")
@@ -138,6 +148,16 @@ def record_labels(record: RunRecord, instance: str, ttl: float) -> dict[str, str
         TENANT: record.tenant,
         DEADLINE: str(int(time.time() + ttl)),
     }
+
+
+def volume_labels(fill: VolumeFill, instance: str) -> dict[str, str]:
+    """Labels of a volume made through POST /volume: the caller's, then ours over them."""
+    return {**fill.labels, CREATED_BY: VOLUME_API, INSTANCE: instance, TENANT: fill.tenant}
+
+
+def volume_tenant(labels: dict[str, str]) -> str | None:
+    """The tenant owning a volume (or claim): only one made through the API has one."""
+    return labels.get(TENANT) if labels.get(CREATED_BY) == VOLUME_API else None
 
 
 def latest_per_run(records: list[RunRecord]) -> list[RunRecord]:

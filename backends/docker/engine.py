@@ -28,18 +28,8 @@ from backends.docker.errors import (
 from backends.docker.output import Captured, read_frames
 from backends.docker.pull import pull, pulls_first
 from backends.docker.runs import DetachedRuns, OutputStream
-from backends.labels import ASYNC_ROLE, RECORD_ROLE, deadline_of
-from runner.backend import (
-    CREATED_BY,
-    DEADLINE,
-    INSTANCE,
-    MANAGED,
-    ROLE,
-    RUN_ID,
-    TENANT,
-    VOLUME_API,
-    timed,
-)
+from backends.labels import ASYNC_ROLE, RECORD_ROLE, deadline_of, volume_labels
+from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, timed
 from runner.errors import (
     BackendUnavailable,
     Cancelled,
@@ -401,12 +391,7 @@ class DockerBackend:
                     fill.name,
                     driver=fill.driver,
                     driver_opts=fill.driver_opts or None,
-                    labels={
-                        **fill.labels,
-                        CREATED_BY: VOLUME_API,
-                        INSTANCE: self.settings.instance_id,
-                        TENANT: fill.tenant,
-                    },
+                    labels=volume_labels(fill, self.settings.instance_id),
                 )
         if fill.tar is None:
             return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import docker
 
 from backends.docker.errors import engine_errors
-from runner.backend import CREATED_BY, MANAGED, RUN_ID, TENANT, VOLUME_API
+from backends.labels import volume_tenant
+from runner.backend import MANAGED, RUN_ID, TENANT
 from runner.errors import NotFound
 from runner.models import ContainerInfo, Health, ImageInfo
 from runner.spec import VolumeState
@@ -64,6 +65,6 @@ def volume_state(api: docker.APIClient, name: str) -> VolumeState | None:
     options = found.get("Options") or {}
     binds = "bind" in str(options.get("o", "")) or options.get("type") == "none"
     return VolumeState(
-        tenant=labels.get(TENANT) if labels.get(CREATED_BY) == VOLUME_API else None,
+        tenant=volume_tenant(labels),
         host_path=str(options.get("device", "")) if binds else None,
     )

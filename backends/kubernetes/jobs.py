@@ -34,18 +34,8 @@ from backends.kubernetes.manifests import (
     pull_secret,
 )
 from backends.kubernetes.runs import JobRuns
-from backends.labels import RECORD_ROLE, deadline_of
-from runner.backend import (
-    CREATED_BY,
-    INSTANCE,
-    MANAGED,
-    ROLE,
-    RUN_ID,
-    TENANT,
-    VOLUME_API,
-    OutputStream,
-    timed,
-)
+from backends.labels import RECORD_ROLE, deadline_of, volume_tenant
+from runner.backend import INSTANCE, MANAGED, ROLE, RUN_ID, OutputStream, timed
 from runner.errors import (
     Cancelled,
     Conflict,
@@ -377,8 +367,7 @@ class KubernetesBackend:
                 found = self.core.read_namespaced_persistent_volume_claim(name, self.namespace)
         except NotFound:
             return None
-        kept = found.metadata.labels or {}
-        return VolumeState(tenant=kept.get(TENANT) if kept.get(CREATED_BY) == VOLUME_API else None)
+        return VolumeState(tenant=volume_tenant(found.metadata.labels or {}))
 
     def health(self) -> Health:
         return inventory.health(self.client, self.namespace)

@@ -16,7 +16,8 @@ import json
 import math
 from typing import Any
 
-from runner.backend import CREATED_BY, DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, VOLUME_API
+from backends.labels import volume_labels
+from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from runner.errors import InvalidRequest, PolicyRefused
 from runner.settings import Settings
 from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill
@@ -293,14 +294,6 @@ def claim(fill: VolumeFill, instance: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {
-            "name": fill.name,
-            "labels": {
-                **fill.labels,
-                CREATED_BY: VOLUME_API,
-                INSTANCE: instance,
-                TENANT: fill.tenant,
-            },
-        },
+        "metadata": {"name": fill.name, "labels": volume_labels(fill, instance)},
         "spec": spec,
     }

@@ -25,7 +25,9 @@ Example: {"image": "python:3.12-slim", "command": ["python", "-c", "print(2 + 2)
 CREATE_VOLUME = """Create a named Docker volume, optionally filled from a base64 tar.gz.
 
 Use it to keep files between runs: mount it in run_container with
-{"type": "volume", "name": <name>}. A single top-level folder in the archive is stripped.
+{"type": "volume", "name": <name>}. A single top-level folder in the archive is stripped. Only
+runs made with the same API token may mount it; `driver` and `driver_opts` must be on the
+operator's lists (default: the local driver, no options).
 
 Example: {"name": "project-cache"}
 """
@@ -37,9 +39,10 @@ Use it when runs fail with "backend unavailable", or before a first run.
 Example: {}
 """
 
-LIST_CONTAINERS = """List containers on the engine: by default the runner's own runs in progress.
+LIST_CONTAINERS = """List containers on the engine: by default your own runs in progress
+(`managed_only: false`, every container on the engine, only without API tokens).
 
-Example: {"all": true, "managed_only": false, "status": "running"}
+Example: {"all": true, "status": "running"}
 """
 
 LIST_IMAGES = """List images present on the engine (so pull_policy "never" or "missing" can use

@@ -40,7 +40,7 @@ CONTENT = {"/in.txt": {"type": "file", "content": b64(b"x")}, "/out": {"type": "
     ],
 )
 def test_every_way_a_run_ends_leaves_nothing(app_client, engine, body, status):
-    client = app_client(allowed_networks=["none", "no-such-network"])
+    client = app_client(allowed_networks=["none", "no-such-network"], allowed_volumes=["absent-v"])
     instance = client.app.state.service.settings.instance_id
     response = client.post("/run", json=body)
     assert response.status_code == status, response.text
