@@ -208,3 +208,11 @@ def test_the_dockerfile_builds_a_non_root_image_from_the_lock_file() -> None:
     assert "USER 10001" in text
     assert "EXPOSE 8000 8001" in text
     assert "HEALTHCHECK" in text and 'CMD ["oneoff-runner", "serve"]' in text
+
+
+def test_map_settings_reach_the_runner_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    options = {"size": ["1Gi", "10Gi"]}
+    (config,) = find(objects({"config": {"allowed_volume_options": options}}), "ConfigMap")
+    for name, value in config["data"].items():
+        monkeypatch.setenv(name, value)
+    assert Settings().allowed_volume_options == options
