@@ -11,7 +11,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from runner.backend import RUN_ID, TENANT
+from runner.backend import INSTANCE, RUN_ID, TENANT
 from runner.tenancy import tenant_for
 from tests.docker.conftest import Server
 from tests.helpers import run_body
@@ -123,7 +123,13 @@ def test_a_wrong_token_is_401(tenants):
     assert tenants.get("/runs", headers={"Authorization": "Bearer tok-eve"}).status_code == 401
 
 
-def test_no_engine_object_carries_a_token(engine: docker.DockerClient, tenants, alice_run):
+def test_no_engine_object_carries_a_token(
+    engine: docker.DockerClient, tenants, alice_run, instance
+):
     tenants.post("/run", json=run_body("true"), headers=B)
-    for container in engine.containers.list(all=True, filters={"label": f"{RUN_ID}"}):
-        assert "tok-" not in str(container.labels)
+    tenants.delete(f"/runs/{alice_run}", headers=A)  # leaves a record
+    label = {"label": f"{INSTANCE}={instance}"}
+    kept = [item.labels for item in engine.containers.list(all=True, filters=label)]
+    kept += [item.attrs["Labels"] for item in engine.volumes.list(filters=label)]
+    assert kept
+    assert all("tok-" not in str(labels) for labels in kept)
