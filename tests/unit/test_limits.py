@@ -13,6 +13,7 @@ from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_TIMEOUT_SECONDS
 from runner.models import CreateVolumeRequest, RunRequest
 from runner.policy import build_run_spec
 from runner.settings import Settings
+from runner.tenancy import LOCAL
 from tests.helpers import run_body
 
 SETTINGS = Settings(instance_id="limits", max_memory="64m", default_memory="32m")
@@ -55,7 +56,13 @@ def test_operator_limits_have_the_same_floors(overrides):
 
 def accepted(fields: dict[str, object]):  # type: ignore[no-untyped-def]
     try:
-        return build_run_spec(RunRequest.model_validate(run_body("true", **fields)), SETTINGS, "r")
+        return build_run_spec(
+            RunRequest.model_validate(run_body("true", **fields)),
+            SETTINGS,
+            "r",
+            LOCAL,
+            lambda name: None,
+        )
     except (ValidationError, InvalidRequest):
         return None
 
