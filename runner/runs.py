@@ -12,10 +12,8 @@ tenant that started it; for any other the answer is the 404 of a run that never 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import logging
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,15 +22,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.admission import Admission, Ticket
-from runner.backend import Backend, OutputStream
+from runner.backend import Backend
 from runner.errors import NotFound, RunnerError
 from runner.metrics import Metrics
 from runner.models import RunRequest, RunResult
+from runner.run_output import read_all, stream_events
 from runner.run_status import FINISHED_STATES, RunList, RunLogs, RunState, RunStatus
 from runner.settings import Settings
 from runner.spec import RunRecord, RunSpec
 from runner.tenancy import Tenant
-from runner.threads import in_worker, on_this_loop, own_thread, to_loop
+from runner.threads import in_worker, on_this_loop, own_thread
 
 log = logging.getLogger("oneoff_runner.runs")
 CANCEL_WAIT_SECONDS = 120
@@ -278,7 +277,7 @@ class AsyncRuns:
         kept = {"stdout": b"", "stderr": b""}
         if status.state not in ("queued", "pulling"):
             with contextlib.suppress(NotFound):
-                kept = await self._call(_read_all, self.backend, run_id)
+                kept = await self._call(read_all, self.backend, run_id)
         cap = self.settings.max_output_bytes
         out = kept["stdout"][stdout_offset : stdout_offset + cap]
         err = kept["stderr"][stderr_offset : stderr_offset + cap]
@@ -306,7 +305,7 @@ class AsyncRuns:
         if pending is None or follow:
             with contextlib.suppress(NotFound):
                 stream = await self._call(lambda: self.backend.run_output(run_id, follow=follow))
-                async for event in _follow(stream):
+                async for event in stream_events(stream):
                     yield event
         if follow:
             with contextlib.suppress(RunnerError):
@@ -380,60 +379,6 @@ async def _replay(pending: Pending) -> AsyncIterator[tuple[str, str]]:
         if pending.state not in ("queued", "pulling") or pending.cancelled:
             return
         await changed.wait()
-
-
-async def _follow(stream: OutputStream) -> AsyncIterator[tuple[str, str]]:
-    """The stream read in its own thread (not the shared pool: a follower lasts as long as its
-    run), decoded, consecutive chunks of one stream joined into one event."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
-
-    def pump() -> None:
-        try:
-            for item in stream:
-                to_loop(loop, queue.put_nowait, item)
-        finally:
-            to_loop(loop, queue.put_nowait, None)
-
-    threading.Thread(target=pump, name="oneoff-follow", daemon=True).start()
-    decoders = {name: codecs.getincrementaldecoder("utf-8")("replace") for name in STREAMS}
-    try:
-        ended = False
-        while not ended and (item := await queue.get()) is not None:
-            batch = [item]
-            while not queue.empty():
-                following = queue.get_nowait()
-                if following is None:
-                    ended = True
-                    break
-                batch.append(following)
-            for kind, data in _joined(batch):
-                if text := decoders[kind].decode(data):
-                    yield kind, text
-    finally:
-        stream.stop()
-
-
-def _joined(batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """Consecutive chunks of one stream as one: a program printing short lines must not become
-    one event per line."""
-    joined: list[tuple[str, bytes]] = []
-    for kind, data in batch:
-        if joined and joined[-1][0] == kind:
-            joined[-1] = (kind, joined[-1][1] + data)
-        else:
-            joined.append((kind, data))
-    return joined
-
-
-STREAMS = ("stdout", "stderr")
-
-
-def _read_all(backend: Any, run_id: str) -> dict[str, bytes]:
-    kept = {name: bytearray() for name in STREAMS}
-    for kind, data in backend.run_output(run_id, follow=False):
-        kept[kind] += data
-    return {name: bytes(value) for name, value in kept.items()}
 
 
 def _time(value: float | None) -> datetime | None:
