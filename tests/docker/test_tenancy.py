@@ -3,6 +3,8 @@ output, idempotency keys, volumes or containers; for each, the other's things do
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -113,10 +115,37 @@ def test_a_cancel_by_another_tenant_leaves_the_run_running(tenants, alice_run, e
     assert container.status == "running"
 
 
-def test_a_sync_run_is_counted_for_its_named_tenant(tenants):
+def test_a_sync_run_is_counted_and_logged_for_its_named_tenant_never_its_token(tenants, caplog):
+    caplog.set_level(logging.INFO, logger="oneoff_runner")
     assert tenants.post("/run", json=run_body("true"), headers=A).status_code == 200
     metrics = tenants.get("/metrics", headers=B).text
     assert 'oneoff_runner_runs_total{outcome="success",tenant="alice"} 1.0' in metrics
+    assert "tenant=alice" in caplog.text
+    assert "tok-alice" not in caplog.text
+
+
+def test_a_sync_run_is_listed_to_its_tenant_only(tenants, engine, instance):
+    def listed(headers: dict[str, str]) -> list[str | None]:
+        return [item["run_id"] for item in tenants.get("/containers", headers=headers).json()]
+
+    started = {"type": "container", "event": "start", "label": f"{INSTANCE}={instance}"}
+    events = engine.events(decode=True, filters=started)
+    answers: list[dict[str, object]] = []
+    body = run_body("sleep", "60")
+    worker = threading.Thread(
+        target=lambda: answers.append(tenants.post("/run", json=body, headers=A).json())
+    )
+    worker.start()
+    try:
+        event = next(iter(events))
+    finally:
+        events.close()
+    run_id = event["Actor"]["Attributes"][RUN_ID]
+    assert run_id in listed(A)
+    assert run_id not in listed(B)
+    engine.containers.get(event["id"]).kill()
+    worker.join(60)
+    assert answers[0]["exit_code"] == 137
 
 
 def test_a_wrong_token_is_401(tenants):
