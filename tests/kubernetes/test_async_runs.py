@@ -152,6 +152,7 @@ def test_tenants_see_only_their_own_runs_and_claims(
         assert api.post("/volume", json={"name": "alices"}, headers=alice).status_code == 201
         mount = {**BODY, "volumes": {"/v": {"type": "volume", "name": "alices"}}}
         assert api.post("/run", json=mount, headers=bob).status_code == 403
+        assert api.post("/run", json=mount, headers=alice).status_code == 200
         api.delete(f"/runs/{run_id}", headers=alice)
     job = next(item for item in fake.received if item["kind"] == "Job")
     assert job["metadata"]["labels"]["oneoff-runner.tenant"] == tenant_for("tok-a").label
