@@ -306,7 +306,7 @@ def _refuse_never_paths(field: str, host_path: str, settings: Settings) -> None:
 
 def _normal(path: str) -> str:
     """Normalised, with one leading slash (POSIX keeps `//`, which the engine reads as `/`)."""
-    return "/" + posixpath.normpath(path).lstrip("/")
+    return "/" + posixpath.normpath("/" + path).lstrip("/")
 
 
 def _within_path(path: str, root: str) -> bool:

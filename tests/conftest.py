@@ -101,10 +101,11 @@ def _suite_objects(
     def ours(labels: dict[str, str] | None) -> bool:
         return (labels or {}).get(INSTANCE, "").startswith(f"{SUITE_ID}-")
 
-    containers = engine.containers.list(all=True, filters={"label": INSTANCE})
+    # sparse: no inspect per container, which fails when another suite removes one meanwhile
+    containers = engine.containers.list(all=True, sparse=True, filters={"label": INSTANCE})
     volumes = engine.volumes.list(filters={"label": INSTANCE})
     return (
-        [item for item in containers if ours(item.labels)],
+        [item for item in containers if ours(item.attrs.get("Labels"))],
         [item for item in volumes if ours(item.attrs.get("Labels"))],
     )
 
@@ -115,7 +116,9 @@ def no_leaks(engine: docker.DockerClient) -> Iterator[None]:
     nothing else on the (shared) engine is looked at or touched."""
     yield
     containers, volumes = _suite_objects(engine)
-    leaked = [c.name for c in containers] + [v.name for v in volumes]
+    leaked = [str((c.attrs.get("Names") or [c.id])[0]) for c in containers] + [
+        v.name for v in volumes
+    ]
     for container in containers:
         container.remove(force=True)
     for volume in volumes:
