@@ -223,6 +223,16 @@ class Settings(BaseSettings):
         description="The runner's own image: unpacks content and returns response paths in "
         "run pods.",
     )
+    kube_image_pull_secrets: StrList = Field(
+        default_factory=list,
+        description="Pull Secrets (names, in the run namespace) of every run pod: for the "
+        "helper image and private run images (comma-separated).",
+    )
+    kube_scratch_size: str = Field(
+        "1Gi",
+        description="Disk one run pod may write: its containers' ephemeral-storage limit and "
+        "the sizeLimit of its content emptyDir (Kubernetes quantity).",
+    )
     kube_run_as_user: int = Field(
         65534, ge=1, description="uid of run pods when a request names no user (never root)."
     )
@@ -238,6 +248,7 @@ class Settings(BaseSettings):
         "allowed_volumes",
         "allowed_volume_drivers",
         "cap_add",
+        "kube_image_pull_secrets",
         "api_tokens",
         "mcp_allowed_hosts",
         "mcp_allowed_origins",

@@ -19,12 +19,22 @@ from runner.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    PolicyRefused,
     RegistryAuthFailed,
+    RegistryUnavailable,
     RunnerError,
 )
 
 PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
-CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+PULL_ATTEMPTS = 3
+RUN_CONTAINER_NAME = "run"
+AUTH_WORDS = ("unauthorized", "authentication", "denied", "401", "403 forbidden")
+MISSING_WORDS = ("not found", "manifest unknown", "does not exist", "name unknown", "404")
+
+
+class ApiUnreachable(BackendUnavailable):
+    """The API server could not be reached or failed (5xx): says nothing about the run, which
+    may well go on; never a reason to mark or delete it."""
 
 
 @contextmanager
@@ -36,7 +46,7 @@ def api_errors(action: str) -> Iterator[None]:
     except ApiException as exc:
         raise _translated(action, exc) from exc
     except (urllib3.exceptions.HTTPError, OSError, ConfigException) as exc:
-        raise BackendUnavailable(
+        raise ApiUnreachable(
             f"cannot reach the Kubernetes API while {action} ({type(exc).__name__}); check "
             "KUBECONFIG / RUNNER_KUBE_CONTEXT, or the in-cluster service account"
         ) from exc
@@ -61,7 +71,7 @@ def _translated(action: str, exc: ApiException) -> RunnerError:
         )
     if exc.status == 422:
         return InvalidRequest(f"Kubernetes refused the run's objects: {message}")
-    return BackendUnavailable(f"the Kubernetes API failed while {action}: {message}")
+    return ApiUnreachable(f"the Kubernetes API failed while {action}: {message}")
 
 
 def _message(exc: ApiException) -> str:
@@ -72,22 +82,79 @@ def _message(exc: ApiException) -> str:
     return str(body.get("message") or exc.reason)
 
 
-def pod_refused(reason: str, message: str, image: str) -> RunnerError | None:
-    """A waiting container's reason, as the error a caller can act on; None while it may still
-    start."""
-    lowered = message.lower()
-    if reason in PULL_FAILURES:
-        if any(word in lowered for word in ("unauthorized", "authentication", "denied", "401")):
+def never_created(message: str) -> RunnerError:
+    """A `FailedCreate` event of the run's Job: admission refused its pod."""
+    if "PodSecurity" in message:
+        return PolicyRefused(
+            f"the cluster's Pod Security admission refused the run's pod ({message}); the run "
+            "namespace's pod-security level must admit it, or change the request (user)"
+        )
+    return BackendUnavailable(
+        f"the cluster refused to create the run's pod ({message}); a ResourceQuota, LimitRange, "
+        "service account or admission webhook in the run namespace stops it"
+    )
+
+
+class PullJudge:
+    """A waiting container's reason, as the error a caller can act on, or None while it may
+    still start. A pull the registry refused as unknown or unauthorized is final at once; other
+    pull failures (rate limits, timeouts) are retried by the kubelet, and are final only after
+    `PULL_ATTEMPTS` of them. `CreateContainerError` is often transient (a name conflict after
+    a restart): the kubelet retries it, so it is waited on too."""
+
+    def __init__(self, image: str, helper_image: str) -> None:
+        self.image, self.helper_image = image, helper_image
+        self.last: dict[str, str] = {}
+        self.pull_failures = 0
+
+    def judge(self, container: str, reason: str, message: str) -> RunnerError | None:
+        if reason == "ErrImagePull" and self.last.get(container) != reason:
+            self.pull_failures += 1
+        self.last[container] = reason
+        if container != RUN_CONTAINER_NAME and (
+            reason in PULL_FAILURES or reason == "ErrImageNeverPull"
+        ):
+            return self._helper(reason, message)
+        if reason == "ErrImageNeverPull":
+            return ImageNotFound(
+                f"image: {self.image!r} is not on the node and pull_policy is 'never' "
+                "(ErrImageNeverPull); use pull_policy 'missing'",
+                field="image",
+            )
+        if reason in PULL_FAILURES:
+            return self._pull(reason, message)
+        if reason == "CreateContainerConfigError":
+            return InvalidRequest(f"the run's container could not be created: {message}")
+        return None
+
+    def _pull(self, reason: str, message: str) -> RunnerError | None:
+        lowered = message.lower()
+        if any(word in lowered for word in AUTH_WORDS):
             return RegistryAuthFailed(
-                f"auth_config: the registry refused to hand out {image!r} ({message}); check "
-                "the credentials",
+                f"auth_config: the registry refused to hand out {self.image!r} ({message}); "
+                "check the credentials",
                 field="auth_config",
             )
-        return ImageNotFound(
-            f"image: {image!r} could not be pulled ({reason}: {message}); check the name and "
-            "tag, and auth_config for a private registry",
-            field="image",
+        if reason == "InvalidImageName" or any(word in lowered for word in MISSING_WORDS):
+            return ImageNotFound(
+                f"image: {self.image!r} could not be pulled ({reason}: {message}); check the "
+                "name and tag, and auth_config for a private registry",
+                field="image",
+            )
+        if self.pull_failures >= PULL_ATTEMPTS:
+            return RegistryUnavailable(
+                f"image: pulling {self.image!r} failed {self.pull_failures} times ({message}); "
+                "the registry may be limiting or down, try again later",
+                field="image",
+            )
+        return None
+
+    def _helper(self, reason: str, message: str) -> RunnerError | None:
+        if reason == "ErrImagePull" and self.pull_failures < PULL_ATTEMPTS:
+            lowered = message.lower()
+            if not any(word in lowered for word in (*AUTH_WORDS, *MISSING_WORDS)):
+                return None
+        return BackendUnavailable(
+            f"the runner's helper image {self.helper_image!r} could not be pulled ({reason}: "
+            f"{message}); check RUNNER_KUBE_HELPER_IMAGE and RUNNER_KUBE_IMAGE_PULL_SECRETS"
         )
-    if reason in CONFIG_FAILURES:
-        return InvalidRequest(f"the run's container could not be created: {message}")
-    return None

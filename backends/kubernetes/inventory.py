@@ -17,11 +17,18 @@ from runner.models import ContainerInfo, Health
 # this (tests check both ways).
 PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("batch", "jobs"): ("create", "delete", "get", "list", "patch"),
-    ("", "pods"): ("list", "watch"),
+    ("", "pods"): ("list", "patch", "watch"),
+    ("", "events"): ("list",),
     ("", "pods/log"): ("get",),
     ("", "secrets"): ("create", "delete", "list"),
     ("", "persistentvolumeclaims"): ("create", "get"),
 }
+
+# Settings a pod spec has no field for: the node decides them.
+NOT_APPLIED = (
+    "RUNNER_PIDS_LIMIT, RUNNER_NOFILE_LIMIT: set per node on Kubernetes (the kubelet's "
+    "podPidsLimit, the container runtime's ulimits)"
+)
 
 
 def health(client: ApiClient, namespace: str) -> Health:
@@ -35,7 +42,11 @@ def health(client: ApiClient, namespace: str) -> Health:
     return Health(
         backend="kubernetes",
         version=str(version.git_version),
-        details={"namespace": namespace, "platform": str(version.platform)},
+        details={
+            "namespace": namespace,
+            "platform": str(version.platform),
+            "not_applied": NOT_APPLIED,
+        },
     )
 
 

@@ -12,20 +12,23 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
-from kubernetes import watch
+import urllib3
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 from kubernetes.config.config_exception import ConfigException
 
 from backends.kubernetes import inventory
-from backends.kubernetes.errors import api_errors, pod_refused
+from backends.kubernetes.errors import ApiUnreachable, PullJudge, api_errors
 from backends.kubernetes.manifests import (
     COLLECT_CONTAINER,
     RUN_CONTAINER,
+    START_GRACE_SECONDS,
     claim,
     content_secret,
     job,
@@ -34,9 +37,11 @@ from backends.kubernetes.manifests import (
     pull_secret,
 )
 from backends.kubernetes.runs import JobRuns
+from backends.kubernetes.watching import PodWatch, job_deadline_exceeded
 from backends.labels import RECORD_ROLE, deadline_of, volume_tenant
-from runner.backend import INSTANCE, MANAGED, ROLE, RUN_ID, OutputStream, timed
+from runner.backend import INSTANCE, MANAGED, ROLE, OutputStream, timed
 from runner.errors import (
+    BackendUnavailable,
     Cancelled,
     Conflict,
     NotFound,
@@ -49,9 +54,17 @@ from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
 
 CLEANUP_GRACE_SECONDS = 300
-START_GRACE_SECONDS = 120
+END_GRACE_SECONDS = 60  # past the timeout: the kubelet's kill, the helpers' collect
 SECRET_LIMIT_BYTES = 1024 * 1024  # the API server's limit on one Secret
 BACKGROUND = "Background"
+RETRIES = urllib3.Retry(
+    total=5,
+    backoff_factor=0.2,
+    status_forcelist=(429, 500, 502, 503, 504),
+    allowed_methods=frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"}),
+    respect_retry_after_header=True,
+    raise_on_status=False,
+)
 
 
 class KubernetesBackend:
@@ -66,7 +79,9 @@ class KubernetesBackend:
 
     @property
     def client(self) -> ApiClient:
-        """In-cluster config inside a pod, else the kubeconfig; made on first use."""
+        """In-cluster config inside a pod, else the kubeconfig; made on first use. Calls are
+        retried with backoff on connection errors and 429/5xx answers (creates only when the
+        request never reached the server), over TCP keepalive connections."""
         with self._lock:
             if self._client is None:
                 config = kubernetes.client.Configuration()
@@ -79,6 +94,8 @@ class KubernetesBackend:
                             context=self.settings.kube_context,
                             client_configuration=config,
                         )
+                config.retries = RETRIES
+                config.keep_alive = True  # a dead API server connection is noticed, not hung on
                 self._client = ApiClient(config)
             return self._client
 
@@ -198,32 +215,56 @@ class KubernetesBackend:
             ) from None
 
     def wait_pod(self, spec: RunSpec, *, until_started: bool = False) -> tuple[Any, bool]:
-        """Watch the run's pod until it ends; returns (pod, timed out).
+        """Follow the run's pod until it ends; returns (pod, timed out).
 
-        The Job's activeDeadlineSeconds ends a run that outlives its timeout; a watch that
-        outlasts even that (and a start grace) gives up, and the Job is deleted.
+        The run's clock starts when its container starts, as on Docker: scheduling and image
+        pulls get `START_GRACE_SECONDS` of their own. Once the container runs, the pod's
+        `activeDeadlineSeconds` is lowered so that the kubelet kills it `timeout` seconds after
+        that start; the pod stays, with its log, `Failed` for `DeadlineExceeded`.
         """
-        give_up = time.monotonic() + spec.timeout_seconds + START_GRACE_SECONDS
-        selector = f"{RUN_ID}={spec.run_id}"
-        last: Any = None
-        while (remaining := give_up - time.monotonic()) > 0:
-            stream = watch.Watch().stream(
-                self.core.list_namespaced_pod,
-                self.namespace,
-                label_selector=selector,
-                timeout_seconds=max(1, int(remaining)),
+        pods = PodWatch(self.core, self.namespace, spec.run_id, job_name(spec.run_id))
+        pods.give_up = time.monotonic() + START_GRACE_SECONDS
+        judge = PullJudge(spec.image, self.settings.kube_helper_image)
+        started, last = False, None
+        with contextlib.closing(pods.follow()) as events:
+            for kind, pod in events:
+                last = pod
+                if self._ended(spec, kind, pod, judge):
+                    return pod, self._deadline_exceeded(spec.run_id, pod)
+                begun = None if started else _run_started_at(pod)
+                if begun is not None:
+                    started = True
+                    spec.emit("phase", "running")
+                    self._start_clock(spec, pod, begun)
+                    left = begun.timestamp() + spec.timeout_seconds - time.time()
+                    pods.give_up = time.monotonic() + left + END_GRACE_SECONDS
+                    if until_started:
+                        return pod, False
+        if pods.failures:
+            raise ApiUnreachable(
+                "lost the Kubernetes API server while watching the run's pod; the run may still "
+                "be going (async runs keep it)"
             )
-            # closing the generator releases its connection, also when we leave it early
-            with api_errors("watching the run's pod"), contextlib.closing(stream):
-                for event in stream:
-                    last = event["object"]
-                    if self._ended(spec, event["type"], last):
-                        return last, self._deadline_exceeded(spec.run_id, last)
-                    if until_started and _started(last):
-                        return last, False
+        if not started:
+            raise BackendUnavailable(
+                f"the run's pod did not start within {START_GRACE_SECONDS} s "
+                f"({_why_pending(last)}); the cluster may lack capacity for its requests"
+            )
         return last, True
 
-    def _ended(self, spec: RunSpec, kind: str, pod: Any) -> bool:
+    def _start_clock(self, spec: RunSpec, pod: Any, begun: datetime) -> None:
+        """The pod's deadline, from its container's start (the kubelet counts from the pod's
+        `startTime`, which is earlier by the image pull)."""
+        offset = max(0.0, (begun - pod.status.start_time).total_seconds())
+        deadline = math.ceil(offset) + max(1, math.ceil(spec.timeout_seconds))
+        current = pod.spec.active_deadline_seconds
+        if current is not None and deadline >= current:
+            return
+        body = {"spec": {"activeDeadlineSeconds": deadline}}
+        with contextlib.suppress(NotFound), api_errors("starting the run's clock"):
+            self.core.patch_namespaced_pod(pod.metadata.name, self.namespace, body)
+
+    def _ended(self, spec: RunSpec, kind: str, pod: Any, judge: PullJudge) -> bool:
         if kind == "DELETED" or pod.metadata.deletion_timestamp is not None:
             if spec.cancelled.is_set():
                 raise Cancelled("the run was cancelled")
@@ -233,14 +274,14 @@ class KubernetesBackend:
         for status in _all_statuses(pod):
             waiting = status.state.waiting if status.state else None
             if waiting is not None:
-                refused = pod_refused(waiting.reason or "", waiting.message or "", spec.image)
+                refused = judge.judge(status.name, waiting.reason or "", waiting.message or "")
                 if refused is not None:
                     raise refused
-            if status.name == RUN_CONTAINER and status.state and status.state.running:
-                spec.emit("phase", "running")
         return False
 
     def _deadline_exceeded(self, run_id: str, pod: Any) -> bool:
+        """The kubelet marks a pod killed at its own deadline; the Job controller, at the Job's
+        (the backstop), deletes the pod and writes FailureTarget/Failed conditions."""
         if pod is not None and pod.status.reason == "DeadlineExceeded":
             return True
         try:
@@ -248,8 +289,7 @@ class KubernetesBackend:
                 found = self.batch.read_namespaced_job(job_name(run_id), self.namespace)
         except NotFound:
             return False
-        conditions = found.status.conditions or []
-        return any(condition.reason == "DeadlineExceeded" for condition in conditions)
+        return job_deadline_exceeded(found)
 
     def collect(self, spec: RunSpec, pod: Any, timed_out: bool) -> Outcome:
         terminated = _terminated(pod)
@@ -418,11 +458,25 @@ def _past(kept: dict[str, str], now: float) -> bool:
     return deadline_of(kept) < now
 
 
-def _started(pod: Any) -> bool:
-    return any(
-        status.name == RUN_CONTAINER and status.state is not None and status.state.running
-        for status in pod.status.container_statuses or []
-    )
+def _run_started_at(pod: Any) -> datetime | None:
+    for status in pod.status.container_statuses or []:
+        running = status.state.running if status.state else None
+        if status.name == RUN_CONTAINER and running is not None:
+            return running.started_at or datetime.now(UTC)
+    return None
+
+
+def _why_pending(pod: Any) -> str:
+    """What keeps a pod from starting, in the scheduler's or the kubelet's words."""
+    if pod is None:
+        return "no pod was made"
+    for condition in pod.status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return f"not scheduled: {condition.reason}: {condition.message}"
+    for status in _all_statuses(pod):
+        if status.state and status.state.waiting:
+            return f"{status.name}: {status.state.waiting.reason}: {status.state.waiting.message}"
+    return f"pod phase {pod.status.phase}"
 
 
 def _all_statuses(pod: Any) -> list[Any]:

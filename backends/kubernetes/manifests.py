@@ -31,6 +31,8 @@ CONTENT_ROOT = "/oneoff/content"
 SECRET_ROOT = "/oneoff/input"
 COLLECT_READY = ".collect-ready"
 PULL_POLICIES = {"always": "Always", "missing": "IfNotPresent", "never": "Never"}
+START_GRACE_SECONDS = 120  # scheduling and image pulls, before the run's clock starts
+JOB_BACKSTOP_SECONDS = 60  # the Job's deadline, past the pod's
 
 
 def job_name(run_id: str) -> str:
@@ -95,34 +97,13 @@ def job(
     pull_secret_name: str | None,
     ttl: int,
 ) -> dict[str, Any]:
-    """The run's Job: suspended, so the Secrets it owns exist before its pod does."""
-    if spec.network != "none":
-        raise PolicyRefused(
-            f"network: {spec.network!r} is not available on Kubernetes; a run pod's network is "
-            "set by the chart's NetworkPolicy (networkPolicy.egress)",
-            field="network",
-        )
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": _pod_security(spec, settings),
-        "containers": [_run_container(spec)],
-        "volumes": _volumes(spec, content_secret_name),
-    }
-    helpers = _helpers(spec, settings, content_secret_name is not None)
-    if helpers:
-        pod_spec["initContainers"] = helpers
-    if spec.runtime:
-        pod_spec["runtimeClassName"] = spec.runtime
-    if settings.kube_service_account:
-        pod_spec["serviceAccountName"] = settings.kube_service_account
-    if settings.kube_node_selector:
-        pod_spec["nodeSelector"] = settings.kube_node_selector
-    if settings.kube_tolerations:
-        pod_spec["tolerations"] = settings.kube_tolerations
-    if pull_secret_name:
-        pod_spec["imagePullSecrets"] = [{"name": pull_secret_name}]
+    """The run's Job: suspended, so the Secrets it owns exist before its pod does.
+
+    Two deadlines: the pod's own (`activeDeadlineSeconds` of the pod, counted by the kubelet
+    from the pod's start; the runner lowers it once the run's container starts, so the clock
+    runs from there) and the Job's, later, a backstop for a runner that is gone."""
+    _require_pod_network(spec)
+    timeout = max(1, math.ceil(spec.timeout_seconds))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -130,23 +111,68 @@ def job(
         "spec": {
             "suspend": True,
             "backoffLimit": 0,
-            "activeDeadlineSeconds": max(1, math.ceil(spec.timeout_seconds)),
+            "activeDeadlineSeconds": START_GRACE_SECONDS + timeout + JOB_BACKSTOP_SECONDS,
             "ttlSecondsAfterFinished": ttl,
-            "template": {"metadata": {"labels": meta["labels"]}, "spec": pod_spec},
+            "template": {
+                "metadata": {"labels": meta["labels"]},
+                "spec": pod_spec(spec, settings, content_secret_name, pull_secret_name),
+            },
         },
     }
 
 
+def _require_pod_network(spec: RunSpec) -> None:
+    if spec.network != "none":
+        raise PolicyRefused(
+            f"network: {spec.network!r} is not available on Kubernetes; a run pod's network is "
+            "set by the chart's NetworkPolicy (networkPolicy.egress)",
+            field="network",
+        )
+
+
+def pod_spec(
+    spec: RunSpec,
+    settings: Settings,
+    content_secret_name: str | None,
+    pull_secret_name: str | None,
+) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "activeDeadlineSeconds": START_GRACE_SECONDS + max(1, math.ceil(spec.timeout_seconds)),
+        "securityContext": _pod_security(spec, settings),
+        "containers": [_run_container(spec, settings)],
+        "volumes": _volumes(spec, settings, content_secret_name),
+    }
+    helpers = _helpers(spec, settings, content_secret_name is not None)
+    if helpers:
+        pod["initContainers"] = helpers
+    pull_secrets = [
+        *settings.kube_image_pull_secrets,
+        *([pull_secret_name] if pull_secret_name else []),
+    ]
+    optional = {
+        "serviceAccountName": settings.kube_service_account,
+        "nodeSelector": settings.kube_node_selector,
+        "tolerations": settings.kube_tolerations,
+        "runtimeClassName": spec.runtime,
+        "imagePullSecrets": [{"name": name} for name in pull_secrets],
+    }
+    pod.update({key: value for key, value in optional.items() if value})
+    return pod
+
+
 def _pod_security(spec: RunSpec, settings: Settings) -> dict[str, Any]:
     uid, gid = run_as(spec.user, settings)
-    context: dict[str, Any] = {
+    return {
         "runAsUser": uid,
         "runAsGroup": gid,
         "fsGroup": gid,
+        "fsGroupChangePolicy": "OnRootMismatch",
         "runAsNonRoot": uid != 0,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    return context
 
 
 def run_as(user: str | None, settings: Settings) -> tuple[int, int]:
@@ -168,20 +194,30 @@ def run_as(user: str | None, settings: Settings) -> tuple[int, int]:
     return uid, int(gid_text) if gid_text else uid
 
 
-def _container_security() -> dict[str, Any]:
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+def _container_security(kept: list[str] | None = None) -> dict[str, Any]:
+    capabilities: dict[str, Any] = {"drop": ["ALL"]}
+    if kept:
+        capabilities["add"] = kept
+    return {"allowPrivilegeEscalation": False, "capabilities": capabilities}
 
 
-def _run_container(spec: RunSpec) -> dict[str, Any]:
+def _run_container(spec: RunSpec, settings: Settings) -> dict[str, Any]:
+    """Capabilities (RUNNER_CAP_ADD) reach only a root process: a non-root one starts with
+    none in effect whatever the bounding set, so they are added for uid 0 only."""
     millicores = max(1, spec.nano_cpus // 1_000_000)
-    limits = {"cpu": f"{millicores}m", "memory": str(spec.memory_bytes)}
+    limits = {
+        "cpu": f"{millicores}m",
+        "memory": str(spec.memory_bytes),
+        "ephemeral-storage": settings.kube_scratch_size,
+    }
+    root = run_as(spec.user, settings)[0] == 0
     container: dict[str, Any] = {
         "name": RUN_CONTAINER,
         "image": spec.image,
         "imagePullPolicy": "Always" if spec.auth else PULL_POLICIES[spec.pull_policy],
         "env": [{"name": key, "value": value} for key, value in spec.env.items()],
         "resources": {"limits": limits, "requests": dict(limits)},
-        "securityContext": _container_security(),
+        "securityContext": _container_security(settings.cap_add if root else None),
         "volumeMounts": [_run_mount(index, mount) for index, mount in enumerate(spec.mounts)],
     }
     if spec.entrypoint is not None:
@@ -205,10 +241,13 @@ def _run_mount(index: int, mount: MountSpec) -> dict[str, Any]:
     return {"name": f"v{index}", "mountPath": mount.path, "readOnly": mount.read_only}
 
 
-def _volumes(spec: RunSpec, content_secret_name: str | None) -> list[dict[str, Any]]:
+def _volumes(
+    spec: RunSpec, settings: Settings, content_secret_name: str | None
+) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = []
     if any(mount.kind in ("file", "directory") for mount in spec.mounts):
-        volumes.append({"name": CONTENT_VOLUME, "emptyDir": {}})
+        scratch = {"sizeLimit": settings.kube_scratch_size}
+        volumes.append({"name": CONTENT_VOLUME, "emptyDir": scratch})
     if content_secret_name:
         volumes.append({"name": SECRET_VOLUME, "secret": {"secretName": content_secret_name}})
     for index, mount in enumerate(spec.mounts):

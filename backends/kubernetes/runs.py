@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 import urllib3
 
-from backends.kubernetes.errors import api_errors
+from backends.kubernetes.errors import ApiUnreachable, api_errors
 from backends.kubernetes.manifests import RUN_CONTAINER, job_name, labels
+from backends.kubernetes.watching import job_deadline_exceeded
 from backends.labels import (
     ASYNC_ROLE,
     CLEANUP_GRACE_SECONDS,
@@ -129,8 +130,8 @@ class JobRuns:
         spec = self._spec(found)
         try:
             self.engine.wait_pod(spec)
-        except Cancelled:
-            return
+        except (Cancelled, ApiUnreachable):
+            return  # cancelled: recorded by whoever cancelled; unreachable: the run goes on
         except RunnerError as exc:
             record = self._record(found)
             record.state, record.error, record.finished_at = "failed", exc.message, time.time()
@@ -232,7 +233,7 @@ class JobRuns:
         run_id = found.metadata.labels[RUN_ID]
         spec = stored_spec(run_id, annotations[OUTPUT])
         spec.image = found.spec.template.spec.containers[0].image
-        spec.timeout_seconds = max(0.0, float(annotations[TIMEOUT_AT]) - time.time())
+        spec.timeout_seconds = float(annotations[TIMEOUT_AT]) - float(annotations[CREATED])
         return spec
 
     def _record(self, found: Any) -> RunRecord:
@@ -250,7 +251,9 @@ class JobRuns:
         running = _run_state(pod, "running")
         if running is not None:
             record.state, record.started_at = "running", _seconds(running.started_at)
-        if terminated is not None or _deadline(found, pod):
+        # finished once the whole pod has: its collect sidecar writes after the run's container
+        collected = pod is None or pod.status.phase in ("Succeeded", "Failed")
+        if (terminated is not None and collected) or _deadline(found, pod):
             record.exit_code = terminated.exit_code if terminated else None
             record.oom_killed = bool(terminated and terminated.reason == "OOMKilled")
             record.timed_out = _deadline(found, pod)
@@ -271,10 +274,10 @@ def _run_state(pod: Any, which: str) -> Any:
 
 
 def _deadline(found: Any, pod: Any) -> bool:
+    """Killed at the pod's deadline (the kubelet says so on the pod), or at the Job's."""
     if pod is not None and pod.status.reason == "DeadlineExceeded":
         return True
-    conditions = (found.status.conditions if found.status else None) or []
-    return any(condition.reason == "DeadlineExceeded" for condition in conditions)
+    return job_deadline_exceeded(found)
 
 
 def _seconds(moment: datetime | str | None) -> float | None:

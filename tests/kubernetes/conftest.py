@@ -39,5 +39,6 @@ def api(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[TestClient]:
     """The REST app on the Kubernetes backend; set `fake.script` to play the run's pod."""
     with TestClient(create_app(kube_settings)) as client:
         yield client
+    fake.settle()
     leftovers = [name for kind in ("jobs", "secrets", "pods") for name in fake.named(kind)]
     assert leftovers == [], f"left behind: {leftovers}"

@@ -11,7 +11,7 @@ from api_app import create_app
 from backends.kubernetes.inventory import PERMISSIONS
 from runner.settings import Settings
 from runner.tenancy import tenant_for
-from tests.kubernetes import fake_api
+from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
 
 BODY = {"image": "busybox:1.36", "command": ["sh", "-c", "echo hi"]}
@@ -32,7 +32,7 @@ def follow(api: TestClient, run_id: str) -> tuple[str, dict]:  # type: ignore[ty
 
 
 def test_an_async_run_is_followed_and_collected(api: TestClient, fake: FakeKubernetes) -> None:
-    fake.script = lambda job: fake_api.succeeds(b"line 1\nline 2\n")
+    fake.script = lambda job: scripts.succeeds(b"line 1\nline 2\n")
     accepted = api.post("/runs", json=BODY)
     assert accepted.status_code == 202
     run_id = accepted.json()["run_id"]
@@ -51,7 +51,7 @@ def test_an_async_run_is_followed_and_collected(api: TestClient, fake: FakeKuber
 def test_a_new_runner_answers_for_a_run_another_started(
     api: TestClient, fake: FakeKubernetes, kube_settings: Settings
 ) -> None:
-    fake.script = lambda job: fake_api.fails(2, b"broken\n")
+    fake.script = lambda job: scripts.fails(2, b"broken\n")
     run_id = api.post("/runs", json=BODY).json()["run_id"]
     follow(api, run_id)
     other = kube_settings.model_copy(update={"instance_id": "another-replica"})
@@ -64,7 +64,7 @@ def test_a_new_runner_answers_for_a_run_another_started(
 
 
 def test_cancel_deletes_the_job_and_leaves_a_record(api: TestClient, fake: FakeKubernetes) -> None:
-    fake.script = lambda job: fake_api.runs_until_deleted(b"working\n")
+    fake.script = lambda job: scripts.runs_until_deleted(b"working\n")
     run_id = api.post("/runs", json=BODY).json()["run_id"]
     with api.stream("GET", f"/runs/{run_id}/logs") as stream:
         next(line for line in stream.iter_lines() if "working" in line)
@@ -77,7 +77,7 @@ def test_cancel_deletes_the_job_and_leaves_a_record(api: TestClient, fake: FakeK
 
 
 def test_a_pod_that_cannot_pull_ends_the_run_failed(api: TestClient, fake: FakeKubernetes) -> None:
-    fake.script = lambda job: fake_api.cannot_pull("ImagePullBackOff", "not found")
+    fake.script = lambda job: scripts.cannot_pull("ImagePullBackOff", "not found")
     run_id = api.post("/runs", json={**BODY, "image": "busybox:nope"}).json()["run_id"]
     _, final = follow(api, run_id)
     assert final["state"] == "failed"
@@ -100,7 +100,10 @@ def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
 ) -> None:
     """Every kind of call, on one fake: plain and async runs with content, credentials and a
     response path, a cancel, a claim, reaping; the calls made are the PERMISSIONS, no more."""
-    fake.script = lambda job: fake_api.succeeds(b"ok\n")
+    # a pod slow to start: its end is seen by a watch, not by the first list
+    fake.script = lambda job: scripts.Script(
+        [scripts.running(), scripts.finished(0)], {"run": b"ok\n"}, start_delay=0.5
+    )
     body = {
         **BODY,
         "image": "registry.example/app:1",
@@ -113,12 +116,14 @@ def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
     assert api.post("/run", json=body).status_code == 200
     run_id = api.post("/runs", json=BODY).json()["run_id"]
     follow(api, run_id)
-    fake.script = lambda job: fake_api.runs_until_deleted()
+    fake.script = lambda job: scripts.runs_until_deleted()
     held = api.post("/runs", json=BODY).json()["run_id"]
     api.delete(f"/runs/{held}")
-    fake.script = lambda job: fake_api.succeeds()
+    fake.script = lambda job: scripts.succeeds()
     api.post("/volume", json={"name": "cache"})
     api.post("/run", json={**BODY, "volumes": {"/c": {"type": "volume", "name": "cache"}}})
+    fake.refuse = lambda pod: "exceeded quota: compute"
+    assert api.post("/run", json=BODY).status_code == 503
     api.app.state.service.backend.reap_orphans(startup=False)
     assert fake.calls == {
         (group, resource, verb)
@@ -136,7 +141,7 @@ def test_tenants_see_only_their_own_runs_and_claims(
 ) -> None:
     """The tenant travels as a label on Jobs, record Secrets and claims; the fake API server
     filters by it as the real one does."""
-    fake.script = lambda job: fake_api.succeeds(b"alice-secret\n")
+    fake.script = lambda job: scripts.succeeds(b"alice-secret\n")
     alice, bob = {"Authorization": "Bearer tok-a"}, {"Authorization": "Bearer tok-b"}
     settings = kube_settings.model_copy(update={"api_tokens": ["alice:tok-a", "tok-b"]})
     with TestClient(create_app(settings)) as api:

@@ -66,3 +66,39 @@ def test_a_timeout_ends_the_job(cluster_api: TestClient) -> None:
 def test_a_missing_image_is_a_404(cluster_api: TestClient) -> None:
     body = {"image": "oneoff-runner/does-not-exist:0", "pull_policy": "always"}
     assert cluster_api.post("/run", json=body).status_code == 404
+
+
+def test_a_timeout_counts_from_the_container_s_start(cluster_api: TestClient) -> None:
+    """pull_policy always: the pull takes its time, the run still gets its 3 s."""
+    body = {
+        "image": IMAGE,
+        "pull_policy": "always",
+        "command": ["sh", "-c", "echo started; sleep 600"],
+        "timeout_seconds": 3,
+    }
+    result = cluster_api.post("/run", json=body).json()
+    assert (result["timed_out"], result["stdout"]) == (True, "started\n")
+
+
+def test_an_absent_image_with_pull_policy_never_is_a_404_at_once(cluster_api: TestClient) -> None:
+    body = {"image": "oneoff-runner/never-pulled:0", "pull_policy": "never"}
+    response = cluster_api.post("/run", json=body)
+    assert response.status_code == 404
+    assert "pull_policy" in response.json()["message"]
+
+
+def test_a_pod_refused_by_a_quota_is_a_503_at_once(cluster_api: TestClient) -> None:
+    """A ResourceQuota of no pods: the Job controller's FailedCreate event is the answer."""
+    from kubernetes import client, config
+
+    config.load_kube_config()
+    core = client.CoreV1Api()
+    namespace = os.environ.get("RUNNER_KUBE_NAMESPACE", "default")
+    quota = {"metadata": {"name": "oneoff-cluster-test"}, "spec": {"hard": {"pods": "0"}}}
+    core.create_namespaced_resource_quota(namespace, quota)
+    try:
+        response = cluster_api.post("/run", json={"image": IMAGE, "timeout_seconds": 600})
+    finally:
+        core.delete_namespaced_resource_quota("oneoff-cluster-test", namespace)
+    assert response.status_code == 503
+    assert "exceeded quota" in response.json()["message"]

@@ -13,7 +13,7 @@ from runner.policy import build_run_spec, build_volume_fill
 from runner.settings import Settings
 from runner.tenancy import LOCAL
 from tests.helpers import b64, tar_gz
-from tests.kubernetes import fake_api
+from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
 
 
@@ -32,7 +32,7 @@ def spec_for(settings: Settings, run_id: str = "0123456789abcdef", **fields: obj
 def test_cancel_deletes_the_job_and_the_run_ends_cancelled(
     backend: KubernetesBackend, fake: FakeKubernetes, kube_settings: Settings
 ):
-    fake.script = lambda job: fake_api.runs_until_deleted(b"working\n")
+    fake.script = lambda job: scripts.runs_until_deleted(b"working\n")
     spec = spec_for(kube_settings)
     running = threading.Event()
     spec.on_event = lambda kind, text: running.set() if text == "running" else None
@@ -57,7 +57,7 @@ def test_cancel_deletes_the_job_and_the_run_ends_cancelled(
 def test_startup_reaps_this_instance_s_jobs_and_keeps_others(
     backend: KubernetesBackend, fake: FakeKubernetes, kube_settings: Settings
 ):
-    fake.script = lambda job: fake_api.runs_until_deleted()
+    fake.script = lambda job: scripts.runs_until_deleted()
     mine = {"metadata": {"name": "oneoff-mine", "labels": _labels("test-kube")}}
     theirs = {"metadata": {"name": "oneoff-theirs", "labels": _labels("other")}}
     for job in (mine, theirs):

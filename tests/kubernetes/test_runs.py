@@ -10,14 +10,14 @@ from api_app import create_app
 from backends.kubernetes.inventory import PERMISSIONS
 from runner.settings import Settings
 from tests.helpers import b64, untar_gz
-from tests.kubernetes import fake_api
+from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
 
 BODY = {"image": "busybox:1.36", "command": ["sh", "-c", "echo hi"]}
 
 
 def test_a_run_that_succeeds_returns_its_merged_output(api, fake: FakeKubernetes):
-    fake.script = lambda job: fake_api.succeeds(b"hi\nerr\n")
+    fake.script = lambda job: scripts.succeeds(b"hi\nerr\n")
     result = api.post("/run", json=BODY)
     assert result.status_code == 200, result.text
     body = result.json()
@@ -42,9 +42,12 @@ def test_the_job_is_shaped_from_the_request(api, fake: FakeKubernetes):
     api.post("/run", json=body)
     job = next(item for item in fake.received if item["kind"] == "Job")
     spec = job["spec"]
-    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 30)
-    assert spec["ttlSecondsAfterFinished"] == 600
     pod = spec["template"]["spec"]
+    # the pod's deadline leaves room to start (the runner lowers it once the run starts);
+    # the Job's is a backstop past it
+    assert (spec["backoffLimit"], pod["activeDeadlineSeconds"]) == (0, 120 + 30)
+    assert spec["activeDeadlineSeconds"] > pod["activeDeadlineSeconds"]
+    assert spec["ttlSecondsAfterFinished"] == 600
     assert pod["restartPolicy"] == "Never"
     assert pod["automountServiceAccountToken"] is False
     security = pod["securityContext"]
@@ -54,12 +57,17 @@ def test_the_job_is_shaped_from_the_request(api, fake: FakeKubernetes):
         True,
     )
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["fsGroupChangePolicy"] == "OnRootMismatch"
     container = pod["containers"][0]
     assert (container["command"], container["args"]) == (["/bin/sh"], ["-c", "echo $A"])
     assert container["env"] == [{"name": "A", "value": "1"}]
     assert container["workingDir"] == "/tmp"
     assert container["imagePullPolicy"] == "IfNotPresent"
-    assert container["resources"]["limits"] == {"cpu": "500m", "memory": str(256 * 1024 * 1024)}
+    assert container["resources"]["limits"] == {
+        "cpu": "500m",
+        "memory": str(256 * 1024 * 1024),
+        "ephemeral-storage": "1Gi",
+    }
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -68,26 +76,36 @@ def test_the_job_is_shaped_from_the_request(api, fake: FakeKubernetes):
 
 
 def test_a_failing_command_reports_its_exit_code(api, fake: FakeKubernetes):
-    fake.script = lambda job: fake_api.fails(3, b"bad\n")
+    fake.script = lambda job: scripts.fails(3, b"bad\n")
     body = api.post("/run", json=BODY).json()
     assert (body["status"], body["exit_code"], body["stdout"]) == ("error: 3", 3, "bad\n")
 
 
 def test_oom_killed_is_reported(api, fake: FakeKubernetes):
-    fake.script = lambda job: fake_api.fails(137, reason="OOMKilled")
+    fake.script = lambda job: scripts.fails(137, reason="OOMKilled")
     body = api.post("/run", json=BODY).json()
     assert body["oom_killed"] is True
 
 
-def test_deadline_exceeded_is_a_timeout(api, fake: FakeKubernetes):
-    fake.script = lambda job: fake_api.deadline_exceeded(b"started\n")
+def test_a_run_killed_at_its_deadline_is_a_timeout_with_its_output(api, fake: FakeKubernetes):
+    fake.script = lambda job: scripts.runs_until_deleted(b"started\n")
     body = api.post("/run", json={**BODY, "timeout_seconds": 1}).json()
     assert (body["status"], body["timed_out"]) == ("timeout", True)
     assert body["stdout"] == "started\n"
 
 
+def test_the_run_s_clock_starts_when_its_container_starts(api, fake: FakeKubernetes):
+    """A slow image pull does not eat the run's timeout: the pod's deadline is lowered to
+    `timeout` past the container's start once it runs, not counted from the Job's."""
+    fake.script = lambda job: scripts.runs_until_deleted(b"started\n", start_delay=2)
+    body = api.post("/run", json={**BODY, "timeout_seconds": 1}).json()
+    assert (body["status"], body["stdout"]) == ("timeout", "started\n")
+    patch = next(patch for resource, _, patch in fake.patches if resource == "pods")
+    assert patch["spec"]["activeDeadlineSeconds"] in (3, 4)  # the pull's 2 s, then 1 s
+
+
 def test_an_image_that_cannot_be_pulled_is_a_404_at_once(api, fake: FakeKubernetes):
-    fake.script = lambda job: fake_api.cannot_pull(
+    fake.script = lambda job: scripts.cannot_pull(
         "ImagePullBackOff", "manifest for busybox:nope not found"
     )
     response = api.post("/run", json={**BODY, "image": "busybox:nope"})
@@ -99,7 +117,7 @@ def test_an_image_that_cannot_be_pulled_is_a_404_at_once(api, fake: FakeKubernet
 def test_refused_credentials_are_a_401_and_the_pull_secret_goes_with_the_job(
     api, fake: FakeKubernetes
 ):
-    fake.script = lambda job: fake_api.cannot_pull(
+    fake.script = lambda job: scripts.cannot_pull(
         "ErrImagePull", "unauthorized: authentication required"
     )
     body = {
@@ -125,7 +143,7 @@ def test_files_go_in_and_a_directory_comes_back(api, fake: FakeKubernetes):
         script = (root / "0" / "file").read_text()
         (root / "1" / "result.txt").write_text(f"ran {script.strip()}\n")
 
-    fake.script = lambda job: fake_api.succeeds(program=program)
+    fake.script = lambda job: scripts.succeeds(program=program)
     body = {
         **BODY,
         "volumes": {
@@ -194,7 +212,9 @@ def test_a_missing_allowed_claim_is_404_before_anything_is_made(
 
 
 def test_health_reports_the_api_server_and_missing_permissions(api, fake: FakeKubernetes):
-    assert api.get("/health").json()["version"] == "v1.33.0-fake"
+    health = api.get("/health").json()
+    assert health["version"] == "v1.33.0-fake"
+    assert "RUNNER_PIDS_LIMIT" in health["details"]["not_applied"]
     fake.granted = {
         (group, resource, verb)
         for (group, resource), verbs in PERMISSIONS.items()

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
-from tests.kubernetes import fake_api
+from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
 
 BODY = {"image": "busybox:1.36", "command": ["true"]}
@@ -15,7 +15,7 @@ BODY = {"image": "busybox:1.36", "command": ["true"]}
 def test_the_chosen_runtime_is_the_pods_runtime_class(
     fake: FakeKubernetes, kube_settings: Settings
 ) -> None:
-    fake.script = lambda job: fake_api.succeeds()
+    fake.script = lambda job: scripts.succeeds()
     settings = kube_settings.model_copy(update={"allowed_runtimes": ["gvisor"]})
     with TestClient(create_app(settings)) as client:
         chosen = client.post("/run", json={**BODY, "runtime": "gvisor"})

@@ -1,0 +1,337 @@
+"""What runs behind the fake API server: the Job controller, Pod Security admission, the
+kubelet and the garbage collector, as the real ones behave where the runner can tell.
+
+- Job controller: makes the pod only once the Job is not suspended; when admission refuses the
+  pod, records a `FailedCreate` Warning event on the Job (and no pod); writes the Job's
+  conditions as the real controller does (`SuccessCriteriaMet`/`Complete`,
+  `FailureTarget`/`Failed` with reason `BackoffLimitExceeded` or `DeadlineExceeded`); at the
+  Job's `activeDeadlineSeconds` (from its start) it deletes the pod, whose log goes with it.
+- Admission: Pod Security `restricted` (the namespace's level), plus `refuse(pod)` from the test
+  (quota, a missing service account).
+- Kubelet: plays the test's `Script`; runs the runner's helper containers for real; kills the
+  pod at the pod's own `activeDeadlineSeconds` (counted from `status.startTime`, which the
+  client may lower while the pod lives) leaving it `Failed` with reason `DeadlineExceeded`;
+  graceful deletion (`deletionTimestamp`, containers terminated, then gone).
+- Garbage collector: a Job's dependents (pods, owned Secrets) go a moment after the Job.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import io
+import json
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backends.kubernetes import pod_helper
+from tests.kubernetes.fake_scripts import Script, status
+
+if TYPE_CHECKING:
+    from tests.kubernetes.fake_api import FakeKubernetes
+
+STEP_SECONDS = 0.02
+GC_DELAY_SECONDS = 0.05
+SAFE_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "projected"}
+SAFE_VOLUMES |= {"persistentVolumeClaim", "secret"}
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_security_violations(spec: dict[str, Any]) -> list[str]:
+    """Pod Security Standards, `restricted` level: what the real admission names."""
+    problems = []
+    context = spec.get("securityContext") or {}
+    containers = [*spec.get("initContainers", []), *spec.get("containers", [])]
+    kinds = {kind for volume in spec.get("volumes", []) for kind in volume if kind != "name"}
+    if kinds - SAFE_VOLUMES:
+        problems.append(f"restricted volume types ({', '.join(sorted(kinds - SAFE_VOLUMES))})")
+    for item in containers:
+        own = item.get("securityContext") or {}
+        name = item["name"]
+        if own.get("allowPrivilegeEscalation") is not False:
+            problems.append(f'allowPrivilegeEscalation != false (container "{name}")')
+        capabilities = own.get("capabilities") or {}
+        if "ALL" not in capabilities.get("drop", []):
+            problems.append(f'unrestricted capabilities (container "{name}" must drop ALL)')
+        if set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f'unrestricted capabilities (container "{name}" adds some)')
+        if not own.get("runAsNonRoot", context.get("runAsNonRoot")):
+            problems.append(f'runAsNonRoot != true (container "{name}")')
+        if own.get("runAsUser", context.get("runAsUser")) == 0:
+            problems.append(f'runAsUser=0 (container "{name}")')
+        profile = own.get("seccompProfile", context.get("seccompProfile")) or {}
+        if profile.get("type") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f'seccompProfile (container "{name}")')
+    return problems
+
+
+class JobController:
+    def __init__(self, fake: FakeKubernetes) -> None:
+        self.fake = fake
+
+    def resumed(self, job: dict[str, Any]) -> None:
+        """The Job runs: stamp its start, make its pod (or say why not), mind its deadline."""
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        self.fake.patch("jobs", namespace, name, {"status": {"startTime": now()}}, internal=True)
+        self.fake.background(self._deadline, job)
+        pod = self._pod(job)
+        refused = pod_security_violations(pod["spec"])
+        reason = (
+            f'violates PodSecurity "restricted:latest": {"; ".join(refused)}' if refused else None
+        )
+        reason = reason or self.fake.refuse(pod)
+        if reason is not None:
+            self._event(
+                job,
+                "FailedCreate",
+                f'Error creating: pods "{pod["metadata"]["name"]}" is forbidden: {reason}',
+            )
+            return
+        self.fake.put("pods", namespace, pod, "ADDED")
+        self.fake.background(Kubelet(self.fake, pod, self.fake.script(job)).play)
+
+    def _pod(self, job: dict[str, Any]) -> dict[str, Any]:
+        template = job["spec"]["template"]
+        meta = job["metadata"]
+        labels = {**template["metadata"]["labels"], "job-name": meta["name"]}
+        owner = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{meta['name']}-{uuid.uuid4().hex[:5]}",
+                "namespace": meta["namespace"],
+                "labels": labels,
+                "uid": str(uuid.uuid4()),
+                "ownerReferences": [owner],
+            },
+            "spec": copy.deepcopy(template["spec"]),
+            "status": {"phase": "Pending"},
+        }
+
+    def _event(self, job: dict[str, Any], reason: str, message: str) -> None:
+        meta = job["metadata"]
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:8]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "source": {"component": "job-controller"},
+            "count": 1,
+            "firstTimestamp": now(),
+            "lastTimestamp": now(),
+        }
+        self.fake.put("events", meta["namespace"], event, "ADDED")
+
+    def pod_ended(self, pod: dict[str, Any]) -> None:
+        owner = pod["metadata"]["ownerReferences"][0]["name"]
+        namespace = pod["metadata"]["namespace"]
+        if pod["status"]["phase"] == "Succeeded":
+            self._conditions(
+                namespace,
+                owner,
+                "SuccessCriteriaMet",
+                "Complete",
+                "CompletionsReached",
+                {"succeeded": 1, "completionTime": now()},
+            )
+        else:
+            self._conditions(
+                namespace, owner, "FailureTarget", "Failed", "BackoffLimitExceeded", {"failed": 1}
+            )
+
+    def _conditions(
+        self,
+        namespace: str,
+        name: str,
+        target: str,
+        final: str,
+        reason: str,
+        counts: dict[str, Any],
+    ) -> None:
+        current = self.fake.get("jobs", namespace, name)
+        if current is None or current["status"].get("conditions"):
+            return
+        conditions = [
+            {
+                "type": kind,
+                "status": "True",
+                "reason": reason,
+                "message": reason,
+                "lastTransitionTime": now(),
+                "lastProbeTime": now(),
+            }
+            for kind in (target, final)
+        ]
+        self.fake.patch(
+            "jobs", namespace, name, {"status": {"conditions": conditions, **counts}}, internal=True
+        )
+
+    def _deadline(self, job: dict[str, Any]) -> None:
+        """The Job's activeDeadlineSeconds: FailureTarget, the pod deleted, then Failed."""
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        started = time.monotonic()
+        while True:
+            current = self.fake.get("jobs", namespace, name)
+            if current is None or current["status"].get("conditions"):
+                return
+            limit = current["spec"].get("activeDeadlineSeconds")
+            left = started + limit - time.monotonic() if limit else 1.0
+            if limit and left <= 0:
+                break
+            self.fake.wait(min(left, 0.2))
+        self._conditions(namespace, name, "FailureTarget", "Failed", "DeadlineExceeded", {})
+        for pod in self.fake.list("pods", namespace, f"job-name={name}"):
+            self.fake.delete("pods", namespace, pod["metadata"]["name"])
+
+
+class Kubelet:
+    """Plays one pod's `Script`."""
+
+    def __init__(self, fake: FakeKubernetes, pod: dict[str, Any], script: Script) -> None:
+        self.fake, self.script = fake, script
+        self.namespace, self.name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        self.started = time.monotonic()
+        self.logs: dict[str, bytes] = {}
+
+    def play(self) -> None:
+        self._set(
+            {
+                "phase": "Pending",
+                "startTime": now(),
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+            }
+        )
+        creating = {"waiting": {"reason": "ContainerCreating"}}
+        self._set({"containerStatuses": [status("run", creating)]})
+        if stopped := self._pause(self.script.start_delay):
+            return self._stop(stopped)
+        self.logs = {**self.script.logs, **self._helpers()}
+        for index, state in enumerate(self.script.states):
+            state = copy.deepcopy(state)
+            for item in state.get("containerStatuses", []):
+                if "running" in item["state"]:
+                    item["state"]["running"] = {"startedAt": now()}
+                    self.fake.set_logs(self.namespace, self.name, self.logs)
+            if "terminated" in json.dumps(state):
+                self.fake.set_logs(self.namespace, self.name, self.logs)
+            self._set(state)
+            if index == 0 and self.script.during is not None:
+                self.script.during(self.fake)
+            if stopped := self._pause(STEP_SECONDS):
+                return self._stop(stopped)
+        if self.script.hold:
+            return self._stop(self._pause(float("inf")))
+        pod = self.fake.get("pods", self.namespace, self.name)
+        if pod is not None and pod["status"].get("phase") in ("Succeeded", "Failed"):
+            self.fake.controller.pod_ended(pod)
+
+    def _set(self, status_patch: dict[str, Any]) -> None:
+        self.fake.patch("pods", self.namespace, self.name, {"status": status_patch}, internal=True)
+
+    def _pause(self, seconds: float) -> str | None:
+        """Wait; "deleted" when the pod is being deleted meanwhile, "killed" when its deadline
+        passed (the kubelet then killed it)."""
+        until = time.monotonic() + seconds
+        while True:
+            pod = self.fake.get("pods", self.namespace, self.name)
+            if pod is None or pod["metadata"].get("deletionTimestamp"):
+                return "deleted"
+            limit = pod["spec"].get("activeDeadlineSeconds")
+            deadline = self.started + limit if limit else float("inf")
+            if time.monotonic() >= deadline:
+                self._killed_at_deadline()
+                return "killed"
+            if time.monotonic() >= until:
+                return None
+            self.fake.wait(min(until, deadline) - time.monotonic())
+
+    def _stop(self, why: str | None) -> None:
+        if why == "deleted":
+            self._gone()
+
+    def _killed_at_deadline(self) -> None:
+        self.fake.set_logs(self.namespace, self.name, self.logs)
+        killed = {
+            "terminated": {
+                "exitCode": 137,
+                "reason": "Error",
+                "startedAt": now(),
+                "finishedAt": now(),
+            }
+        }
+        self._set(
+            {
+                "phase": "Failed",
+                "reason": "DeadlineExceeded",
+                "message": "Pod was active on the node longer than the specified deadline",
+                "containerStatuses": [status("run", killed)],
+            }
+        )
+        pod = self.fake.get("pods", self.namespace, self.name)
+        if pod is not None:
+            self.fake.controller.pod_ended(pod)
+
+    def _gone(self) -> None:
+        """Graceful deletion: the containers are stopped, then the pod object goes."""
+        pod = self.fake.get("pods", self.namespace, self.name)
+        if pod is None:
+            return
+        if pod["status"].get("phase") not in ("Succeeded", "Failed"):
+            stopped = {"terminated": {"exitCode": 143, "reason": "Error"}}
+            self._set({"phase": "Failed", "containerStatuses": [status("run", stopped)]})
+        self.fake.remove("pods", self.namespace, self.name)
+
+    def _helpers(self) -> dict[str, bytes]:
+        """What the runner's helper containers do in a real pod, really done."""
+        pod = self.fake.get("pods", self.namespace, self.name) or {}
+        helpers = {c["name"]: c for c in pod["spec"].get("initContainers", [])}
+        if "unpack" not in helpers:
+            return {}
+        steps = json.loads(helpers["unpack"]["command"][-1])
+        with tempfile.TemporaryDirectory() as scratch:
+            source, root = Path(scratch, "input"), Path(scratch, "content")
+            source.mkdir()
+            for volume in pod["spec"]["volumes"]:
+                if "secret" in volume:
+                    secret = self.fake.get(
+                        "secrets", self.namespace, volume["secret"]["secretName"]
+                    ) or {"data": {}}
+                    for item, value in secret["data"].items():
+                        (source / item).write_bytes(base64.b64decode(value))
+            pod_helper.unpack(steps, source, root)
+            if self.script.program is not None:
+                self.script.program(root)
+            if "collect" not in helpers:
+                return {}
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                pod_helper.collect(steps, root, int(helpers["collect"]["command"][-1]))
+            return {"collect": out.getvalue().encode()}

@@ -1,0 +1,162 @@
+"""What a real cluster does to runs, through the fake: admission refusing the pod, API-server
+blips, image pulls that fail for a while or for good, the helper image, settings that shape
+the pod."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api_app import create_app
+from runner.settings import Settings
+from tests.helpers import b64
+from tests.kubernetes import fake_scripts as scripts
+from tests.kubernetes.fake_api import FakeKubernetes
+
+BODY = {"image": "busybox:1.36", "command": ["sh", "-c", "echo hi"], "timeout_seconds": 1}
+QUOTA = "exceeded quota: compute, requested: limits.cpu=1, used: limits.cpu=4, limited: 4"
+
+
+@pytest.fixture
+def configured(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[type[TestClient]]:
+    """The REST app with some settings changed: `configured(**settings)`."""
+    made: list[TestClient] = []
+
+    def client(**changes: object) -> TestClient:
+        app = TestClient(create_app(kube_settings.model_copy(update=changes)))
+        made.append(app.__enter__())
+        return made[-1]
+
+    yield client  # type: ignore[misc]
+    for app in made:
+        app.__exit__(None, None, None)
+    fake.settle()
+    assert [name for kind in ("jobs", "pods") for name in fake.named(kind)] == []
+
+
+def final_state(api: TestClient, run_id: str) -> dict:  # type: ignore[type-arg]
+    with api.stream("GET", f"/runs/{run_id}/logs") as stream:
+        lines = list(stream.iter_lines())
+    exit_data = lines[lines.index("event: exit") + 1]
+    return json.loads(exit_data.removeprefix("data: "))  # type: ignore[no-any-return]
+
+
+# ---- pods that are never created ------------------------------------------------------------
+
+
+def test_a_pod_pod_security_refuses_is_a_403_with_its_reason(configured, fake: FakeKubernetes):
+    api = configured(kube_allow_root=True)
+    response = api.post("/run", json={**BODY, "user": "0"})
+    assert response.status_code == 403, response.text
+    message = response.json()["message"]
+    assert "PodSecurity" in message and "runAsNonRoot" in message
+    assert fake.named("pods") == []
+
+
+def test_a_quota_refusal_is_a_503_with_its_reason(api: TestClient, fake: FakeKubernetes):
+    fake.refuse = lambda pod: QUOTA
+    response = api.post("/run", json=BODY)
+    assert response.status_code == 503
+    assert "exceeded quota: compute" in response.json()["message"]
+
+
+def test_an_async_run_whose_pod_is_refused_fails_with_the_reason(
+    api: TestClient, fake: FakeKubernetes
+):
+    fake.refuse = lambda pod: 'error looking up service account runs/runner: "runner" not found'
+    run_id = api.post("/runs", json=BODY).json()["run_id"]
+    final = final_state(api, run_id)
+    assert final["state"] == "failed"
+    assert "service account" in final["error"]
+    fake.delete("configmaps", "runs", f"oneoff-{run_id}-record")
+    fake.delete("secrets", "runs", f"oneoff-{run_id}-record")
+
+
+# ---- API-server blips -----------------------------------------------------------------------
+
+
+def blipping(output: bytes) -> scripts.Script:
+    """Runs, and the API server restarts under it (watch dropped, history gone, 503s)."""
+    return scripts.Script(
+        [scripts.running(), scripts.finished(0)], {"run": output}, during=lambda f: f.blip()
+    )
+
+
+def test_a_run_survives_an_api_server_blip(api: TestClient, fake: FakeKubernetes):
+    fake.script = lambda job: blipping(b"through\n")
+    result = api.post("/run", json={**BODY, "timeout_seconds": 30})
+    assert result.status_code == 200, result.text
+    assert (result.json()["status"], result.json()["stdout"]) == ("success", "through\n")
+
+
+def test_an_async_run_survives_an_api_server_blip(api: TestClient, fake: FakeKubernetes):
+    fake.script = lambda job: blipping(b"through\n")
+    run_id = api.post("/runs", json={**BODY, "timeout_seconds": 30}).json()["run_id"]
+    final = final_state(api, run_id)
+    assert final["state"] == "succeeded", final
+    assert final["result"]["stdout"] == "through\n"
+    fake.delete("jobs", "runs", f"oneoff-{run_id}")
+
+
+# ---- images ---------------------------------------------------------------------------------
+
+
+def test_an_image_absent_with_pull_policy_never_is_a_404_at_once(api, fake: FakeKubernetes):
+    message = 'Container image "busybox:1.36" is not present with pull policy of Never'
+    fake.script = lambda job: scripts.Script(
+        [scripts.waiting("ErrImageNeverPull", message)], hold=True
+    )
+    response = api.post("/run", json={**BODY, "pull_policy": "never"})
+    assert response.status_code == 404
+    assert "pull_policy" in response.json()["message"]
+
+
+def test_a_rate_limited_pull_is_waited_on(api: TestClient, fake: FakeKubernetes):
+    limited = "toomanyrequests: You have reached your pull rate limit"
+    fake.script = lambda job: scripts.pull_fails_then_succeeds(limited, b"pulled\n")
+    result = api.post("/run", json={**BODY, "timeout_seconds": 30})
+    assert result.status_code == 200, result.text
+    assert result.json()["stdout"] == "pulled\n"
+
+
+def test_a_transient_create_container_error_is_waited_on(api: TestClient, fake: FakeKubernetes):
+    conflict = 'Error: failed to reserve container name "run_oneoff": name is reserved'
+    fake.script = lambda job: scripts.Script(
+        [scripts.waiting("CreateContainerError", conflict), scripts.running(), scripts.finished(0)],
+        {"run": b"made\n"},
+    )
+    assert api.post("/run", json=BODY).json()["stdout"] == "made\n"
+
+
+def test_a_helper_image_that_cannot_be_pulled_is_named_as_such(
+    api: TestClient, fake: FakeKubernetes
+):
+    fake.script = lambda job: scripts.cannot_pull(
+        "ImagePullBackOff", "manifest unknown", container="unpack"
+    )
+    body = {**BODY, "volumes": {"/in.txt": {"type": "file", "content": b64(b"x")}}}
+    response = api.post("/run", json=body)
+    assert response.status_code == 503
+    message = response.json()["message"]
+    assert "helper image" in message and "RUNNER_KUBE_HELPER_IMAGE" in message
+    assert "busybox" not in message
+
+
+# ---- settings that shape the pod --------------------------------------------------------------
+
+
+def test_pull_secrets_runtime_class_and_scratch_size_reach_the_pod(
+    configured, fake: FakeKubernetes
+):
+    api = configured(kube_image_pull_secrets=["regcred"], runtime="gvisor", kube_scratch_size="2Gi")
+    body = {**BODY, "volumes": {"/in.txt": {"type": "file", "content": b64(b"x")}}}
+    assert api.post("/run", json=body).status_code == 200
+    job = next(item for item in fake.received if item.get("kind") == "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["runtimeClassName"] == "gvisor"
+    assert pod["volumes"][0] == {"name": "content", "emptyDir": {"sizeLimit": "2Gi"}}
+    assert pod["containers"][0]["resources"]["limits"]["ephemeral-storage"] == "2Gi"
