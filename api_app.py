@@ -41,7 +41,7 @@ from runner.settings import Settings, get_settings
 from runner.tenancy import Tenant, tenant_of
 
 log = logging.getLogger("oneoff_runner.api")
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/livez"})
 T = TypeVar("T")
 
 DESCRIPTION = """Run one-off containers: send an image, a command, environment variables and
@@ -124,6 +124,14 @@ async def health(service: Service) -> Health | JSONResponse:
             status_code=503,
             content={"status": "unavailable", "backend": service.backend.name, **exc.to_dict()},
         )
+
+
+@router.get("/livez", responses={200: {"description": "The process serves requests."}})
+async def livez() -> dict[str, str]:
+    """Liveness: the process answers; never asks the backend, so an API-server or engine
+    outage does not restart every replica (and kill the runs in them). `/health` is for
+    readiness."""
+    return {"status": "alive"}
 
 
 @router.get(

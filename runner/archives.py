@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import BinaryIO, cast
 
 import pybase64
 from isal import igzip
@@ -261,13 +261,18 @@ def directory_tar_gz_from_stream(reader: io.RawIOBase, dirname: str) -> bytes:
 def pack_directory(path: Path) -> bytes:
     """A local directory as tar.gz with names relative to it: `directory` content for a run."""
     out = io.BytesIO()
+    pack_directory_into(path, out)
+    return out.getvalue()
+
+
+def pack_directory_into(path: Path, out: BinaryIO) -> None:
+    """`pack_directory`, streamed into `out` (memory stays small whatever the tree's size)."""
     with (
         igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as packed,
         tarfile.open(fileobj=packed, mode="w|") as target,
     ):
         for child in sorted(path.iterdir()):
             target.add(child, arcname=child.name)
-    return out.getvalue()
 
 
 def unpack_directory(data: bytes, target: Path) -> None:

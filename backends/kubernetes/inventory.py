@@ -20,7 +20,11 @@ PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("", "pods"): ("list", "patch", "watch"),
     ("", "events"): ("list",),
     ("", "pods/log"): ("get",),
-    ("", "secrets"): ("create", "delete", "list"),
+    ("", "secrets"): ("create", "delete"),
+    ("", "configmaps"): ("create", "delete", "list"),
+    # blockOwnerDeletion on the Secrets the Job owns, where OwnerReferencesPermissionEnforcement
+    # admission is on (OpenShift): the API server checks it, the runner never calls it
+    ("batch", "jobs/finalizers"): ("update",),
     ("", "persistentvolumeclaims"): ("create", "get"),
 }
 

@@ -9,9 +9,7 @@ run's log and returned paths are read → the Job is deleted with its pods and S
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import math
 import threading
 import time
@@ -36,7 +34,8 @@ from backends.kubernetes.manifests import (
     labels,
     pull_secret,
 )
-from backends.kubernetes.runs import JobRuns
+from backends.kubernetes.returned import log_bytes_for, read_returned, return_limit
+from backends.kubernetes.runs import LOG_CHUNK_BYTES, JobRuns
 from backends.kubernetes.watching import PodWatch, job_deadline_exceeded
 from backends.labels import RECORD_ROLE, deadline_of, volume_tenant
 from runner.backend import INSTANCE, MANAGED, ROLE, OutputStream, timed
@@ -319,21 +318,22 @@ class KubernetesBackend:
         return data[:limit], len(data) > limit
 
     def _returned(self, spec: RunSpec, pod: Any) -> dict[str, tuple[str, bytes]]:
-        """The collect sidecar's log: one JSON line per returned path."""
+        """The collect sidecar's log, read as it streams (`returned`)."""
         if pod is None or not any(mount.response for mount in spec.mounts):
             return {}
-        log, _ = self._log(pod, COLLECT_CONTAINER, spec.max_response_bytes * 2)
-        returned: dict[str, tuple[str, bytes]] = {}
-        for line in log.decode().splitlines():
-            item = json.loads(line)
-            if "error" in item:
-                raise PayloadTooLarge(
-                    "volumes: the returned content exceeds the operator's limit "
-                    "(RUNNER_MAX_RESPONSE_BYTES); return less, or write it to a volume",
-                    field="volumes",
-                )
-            returned[item["path"]] = (item["kind"], base64.b64decode(item["content"]))
-        return returned
+        limit = return_limit(spec.max_response_bytes)
+        with api_errors("reading the returned paths"):
+            response = self.core.read_namespaced_pod_log(
+                pod.metadata.name,
+                self.namespace,
+                container=COLLECT_CONTAINER,
+                limit_bytes=log_bytes_for(limit),
+                _preload_content=False,
+            )
+            try:
+                return read_returned(response.stream(LOG_CHUNK_BYTES), limit)
+            finally:
+                response.release_conn()
 
     def delete(self, name: str) -> None:
         """The Job with its pods; its Secrets go with it, and are deleted here too."""
@@ -430,7 +430,7 @@ class KubernetesBackend:
         selector = f"{MANAGED}=true"
         with api_errors("reaping leftovers"):
             jobs = self.batch.list_namespaced_job(self.namespace, label_selector=selector)
-            records = self.core.list_namespaced_secret(
+            records = self.core.list_namespaced_config_map(
                 self.namespace, label_selector=f"{selector},{ROLE}={RECORD_ROLE}"
             )
         removed = 0
@@ -442,14 +442,14 @@ class KubernetesBackend:
                 removed += 1
         for item in records.items:
             if _past(item.metadata.labels or {}, now):
-                self._delete_secret(item.metadata.name)
+                self._delete_record(item.metadata.name)
                 removed += 1
         return removed
 
-    def _delete_secret(self, name: str) -> None:
+    def _delete_record(self, name: str) -> None:
         try:
             with api_errors(f"deleting {name}"):
-                self.core.delete_namespaced_secret(name, self.namespace)
+                self.core.delete_namespaced_config_map(name, self.namespace)
         except NotFound:
             pass
 
@@ -459,10 +459,12 @@ def _past(kept: dict[str, str], now: float) -> bool:
 
 
 def _run_started_at(pod: Any) -> datetime | None:
+    """When the run's container started: it runs, or already ran."""
     for status in pod.status.container_statuses or []:
-        running = status.state.running if status.state else None
-        if status.name == RUN_CONTAINER and running is not None:
-            return running.started_at or datetime.now(UTC)
+        state = status.state
+        begun = state and (state.running or state.terminated)
+        if status.name == RUN_CONTAINER and begun:
+            return begun.started_at or datetime.now(UTC)
     return None
 
 

@@ -16,6 +16,7 @@ import json
 import math
 from typing import Any
 
+from backends.kubernetes.returned import return_limit
 from backends.labels import volume_labels
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from runner.errors import InvalidRequest, PolicyRefused
@@ -33,6 +34,12 @@ COLLECT_READY = ".collect-ready"
 PULL_POLICIES = {"always": "Always", "missing": "IfNotPresent", "never": "Never"}
 START_GRACE_SECONDS = 120  # scheduling and image pulls, before the run's clock starts
 JOB_BACKSTOP_SECONDS = 60  # the Job's deadline, past the pod's
+# The helpers stream (a Python process copying in 48 KiB chunks): a native sidecar's requests
+# add to the run's own for as long as the pod lives, so they ask for little.
+HELPER_RESOURCES = {
+    "requests": {"cpu": "10m", "memory": "48Mi"},
+    "limits": {"cpu": "500m", "memory": "128Mi"},
+}
 
 
 def job_name(run_id: str) -> str:
@@ -290,7 +297,7 @@ def _helpers(spec: RunSpec, settings: Settings, has_secret: bool) -> list[dict[s
         "image": settings.kube_helper_image,
         "imagePullPolicy": "IfNotPresent",
         "securityContext": _container_security(),
-        "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},  # packs paths in memory
+        "resources": HELPER_RESOURCES,
     }
     containers = [
         {
@@ -301,7 +308,7 @@ def _helpers(spec: RunSpec, settings: Settings, has_secret: bool) -> list[dict[s
         }
     ]
     if any(step["response"] for step in steps):
-        limit = str(spec.max_response_bytes)
+        limit = str(return_limit(spec.max_response_bytes))
         containers.append(
             {
                 **helper,

@@ -7,25 +7,31 @@ Python the image has), then unpacked with tarfile's `data` filter as a second li
 `collect` (native sidecar): blocks SIGTERM, says it is ready (the file its startupProbe looks
 for, so the run's container starts only then and a SIGTERM can never come before it is
 awaited), waits for the SIGTERM the kubelet sends once the run's container has exited, then
-writes each `response: true` path to stdout as one JSON line (`{"path", "kind", "content":
-base64}`), where the runner reads it from the pod log.
+writes the `response: true` paths to stdout as JSON records, one per line, where the runner
+reads them from the pod log as they stream: `{"begin": n}` first (a log rotated by the kubelet
+lacks it), per path `{"path", "kind"}` then `{"data": base64}` chunks of at most 48 KiB, and
+`{"done": true}` last (a log cut short lacks it); past the limit an `{"error"}` record ends it.
+Memory stays small whatever the size: directories are packed as a stream.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
-from runner.archives import Budget, check_tar_gz, pack_directory, unpack_directory
+from runner.archives import Budget, check_tar_gz, pack_directory_into, unpack_directory
 from runner.errors import InvalidRequest
 
 ROOT = Path(os.environ.get("ONEOFF_POD_ROOT", "/oneoff"))
 READY = ".collect-ready"
+CHUNK_BYTES = 48 * 1024  # 64 KiB of base64 per log line
 
 
 def main(arguments: list[str]) -> int:
@@ -63,23 +69,64 @@ def unpack(steps: list[dict[str, Any]], source: Path, target: Path) -> None:
         place.chmod(0o777 if step["writable"] else 0o755)
 
 
-def collect(steps: list[dict[str, Any]], root: Path, limit: int) -> int:
-    """Returns 1 when the paths exceed `limit` bytes (nothing is written then)."""
-    lines = []
-    for step in steps:
-        if not step["response"]:
-            continue
-        place = root / str(step["index"])
-        if step["kind"] == "file":
-            content = (place / "file").read_bytes()
-        else:
-            content = pack_directory(place)
-        limit -= len(content)
-        if limit < 0:
-            sys.stdout.write(json.dumps({"error": "response over max_response_bytes"}) + "\n")
-            return 1
-        encoded = base64.b64encode(content).decode()
-        lines.append(json.dumps({"path": step["path"], "kind": step["kind"], "content": encoded}))
-    sys.stdout.write("".join(line + "\n" for line in lines))
-    sys.stdout.flush()
+class OverLimit(Exception):
+    """The returned paths exceed their limit."""
+
+
+class Records(io.RawIOBase):
+    """Bytes written to it leave as `{"data": base64}` lines of at most `CHUNK_BYTES`, counted
+    against a budget: memory stays small, and no log line grows past what the kubelet keeps."""
+
+    def __init__(self, out: BinaryIO, budget: int) -> None:
+        super().__init__()
+        self.out, self.left = out, budget
+        self.pending = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        size = len(data)
+        self.left -= size
+        if self.left < 0:
+            raise OverLimit
+        self.pending += data
+        while len(self.pending) >= CHUNK_BYTES:
+            self.record(data=base64.b64encode(self.pending[:CHUNK_BYTES]).decode())
+            del self.pending[:CHUNK_BYTES]
+        return size
+
+    def drain(self) -> None:
+        if self.pending:
+            self.record(data=base64.b64encode(self.pending).decode())
+            self.pending.clear()
+
+    def record(self, **fields: Any) -> None:
+        self.out.write(json.dumps(fields).encode() + b"\n")
+
+
+def collect(
+    steps: list[dict[str, Any]], root: Path, limit: int, out: BinaryIO | None = None
+) -> int:
+    """Writes the records; returns 1 when the paths exceed `limit` bytes (an `error` record
+    then ends the log)."""
+    records = Records(out or sys.stdout.buffer, limit)
+    responses = [step for step in steps if step["response"]]
+    records.record(begin=len(responses))
+    try:
+        for step in responses:
+            place = root / str(step["index"])
+            records.record(path=step["path"], kind=step["kind"])
+            if step["kind"] == "file":
+                with (place / "file").open("rb") as source:
+                    shutil.copyfileobj(source, records, CHUNK_BYTES)
+            else:
+                pack_directory_into(place, cast(BinaryIO, records))
+            records.drain()
+    except OverLimit:
+        records.record(error="over the limit", limit=limit)
+        records.out.flush()
+        return 1
+    records.record(done=True)
+    records.out.flush()
     return 0

@@ -4,8 +4,9 @@ The Job carries what a later question needs: its labels the run id, role and has
 idempotency key; its annotations the creation time, timeout and what to collect; its pod's
 state the rest (phase, exit code, OOM, times); its pod's log the output. The Job's
 `ttlSecondsAfterFinished` is the result's TTL, so the cluster removes a finished run itself. A
-run that ends without a Job (cancelled, or failed to start) leaves a record: a Secret without
-data whose annotation holds its state, reaped after the TTL.
+run that ends without a Job (cancelled, or failed to start) leaves a record: a ConfigMap without
+data whose annotation holds its state, reaped after the TTL (a ConfigMap, so the runner needs
+no permission to list Secrets, which would let it read every Secret in the namespace).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class JobRuns:
             )
             records = [self._readable(item) for item in jobs.items]
             if idempotency_key is None:
-                kept = self.engine.core.list_namespaced_secret(
+                kept = self.engine.core.list_namespaced_config_map(
                     self.engine.namespace,
                     label_selector=",".join([*terms, f"{ROLE}={RECORD_ROLE}"]),
                 )
@@ -190,17 +191,16 @@ class JobRuns:
         self.engine.delete(job_name(run_id))
 
     def mark(self, record: RunRecord) -> None:
-        """A Secret without data, whose annotation keeps the run's end for the TTL."""
+        """A ConfigMap without data, whose annotation keeps the run's end for the TTL."""
         kept = record_labels(record, self.settings.instance_id, self.settings.result_ttl_seconds)
         name = f"{job_name(record.run_id)}-record"
-        secret = {
+        config_map = {
             "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
+            "kind": "ConfigMap",
             "metadata": self.engine.meta(name, kept, {RECORD: record_label(record)}),
         }
         with api_errors("recording the run's end"):
-            self.engine.core.create_namespaced_secret(self.engine.namespace, secret)
+            self.engine.core.create_namespaced_config_map(self.engine.namespace, config_map)
 
     def _job(self, run_id: str) -> Any:
         try:
@@ -249,8 +249,9 @@ class JobRuns:
         pod = self._pod(run_id)
         terminated = _run_state(pod, "terminated")
         running = _run_state(pod, "running")
-        if running is not None:
-            record.state, record.started_at = "running", _seconds(running.started_at)
+        begun = running or terminated  # exited, the pod may still collect its paths
+        if begun is not None:
+            record.state, record.started_at = "running", _seconds(begun.started_at)
         # finished once the whole pod has: its collect sidecar writes after the run's container
         collected = pod is None or pod.status.phase in ("Succeeded", "Failed")
         if (terminated is not None and collected) or _deadline(found, pod):

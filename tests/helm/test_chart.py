@@ -4,10 +4,13 @@ schemas, the Role checked against what the backend calls."""
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -39,6 +42,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "serviceAccount": "runs",
             "nodeSelector": {"pool": "runs"},
             "tolerations": [{"key": "runs", "operator": "Exists", "effect": "NoSchedule"}],
+            "createNamespace": True,
+            "imagePullSecrets": ["regcred"],
+            "runtimeClassName": "gvisor",
         },
         "config": {"max_concurrent_runs": 32, "allowed_images": ["python:*", "busybox:*"]},
         "serviceAccount": {"create": False, "name": "runner"},
@@ -148,7 +154,8 @@ def test_the_deployment_serves_both_ports_with_health_probes_and_runs_unprivileg
     (container,) = pod["containers"]
     assert {port["containerPort"] for port in container["ports"]} == {8000, 8001}
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"  # never the backend
+    assert pod["terminationGracePeriodSeconds"] > 30  # past RUNNER_SHUTDOWN_GRACE_SECONDS
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert not any("hostPath" in volume for volume in pod["volumes"])
@@ -161,7 +168,33 @@ def test_run_pods_get_no_ingress_and_no_egress_by_default() -> None:
     assert policy["spec"]["podSelector"]["matchLabels"] == {"oneoff-runner.managed": "true"}
     assert policy["spec"]["ingress"] == policy["spec"]["egress"] == []
     (opened,) = find(objects(VALUE_SETS["tokens-ingress-egress"]), "NetworkPolicy")
-    assert opened["spec"]["egress"] == [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]
+    dns, allowed = opened["spec"]["egress"]
+    assert allowed == {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}  # listed: opened on purpose
+    assert {port["port"] for port in dns["ports"]} == {53}
+
+
+def test_open_egress_leaves_out_metadata_and_private_ranges_and_allows_dns() -> None:
+    values = {"networkPolicy": {"egress": {"enabled": True}}}
+    (policy,) = find(objects(values), "NetworkPolicy")
+    dns, anywhere = policy["spec"]["egress"]
+    assert dns["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert {(port["protocol"], port["port"]) for port in dns["ports"]} == {
+        ("UDP", 53),
+        ("TCP", 53),
+    }
+    block = anywhere["to"][0]["ipBlock"]
+    assert block["cidr"] == "0.0.0.0/0"
+    assert {"169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(
+        block["except"]
+    )
+
+
+def test_the_chart_makes_and_labels_the_runs_namespace_when_asked() -> None:
+    values = {"runs": {"namespace": "sandbox", "createNamespace": True}}
+    (namespace,) = find(objects(values), "Namespace")
+    assert namespace["metadata"]["name"] == "sandbox"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert find(objects({"runs": {"namespace": "sandbox"}}), "Namespace") == []
 
 
 def test_api_tokens_come_from_a_secret() -> None:
@@ -216,3 +249,52 @@ def test_map_settings_reach_the_runner_as_json(monkeypatch: pytest.MonkeyPatch) 
     for name, value in config["data"].items():
         monkeypatch.setenv(name, value)
     assert Settings().allowed_volume_options == options
+
+
+def test_the_values_schema_takes_every_value_set_and_refuses_typos() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    for values in VALUE_SETS.values():
+        jsonschema.validate(_merged(copy.deepcopy(defaults), values), schema)
+    for wrong in ({"runs": {"namespce": "x"}}, {"replicaCount": "two"}, {"config": {"x": {}}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(_merged(copy.deepcopy(defaults), wrong), schema)
+
+
+def test_the_generated_token_and_a_checksum_that_rolls_the_pods() -> None:
+    (deployment,) = find(objects({}), "Deployment")
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/tokens" in annotations
+    secret_text = (CHART / "templates" / "secret.yaml").read_text()
+    assert 'lookup "v1" "Secret"' in secret_text  # an upgrade keeps the token it generated
+
+
+def test_a_disruption_budget_and_an_optional_service_monitor() -> None:
+    (budget,) = find(objects({}), "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert find(objects({}), "ServiceMonitor") == []
+    (monitor,) = find(objects({"serviceMonitor": {"enabled": True}}), "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert endpoint["authorization"]["credentials"]["key"] == "tokens"
+
+
+def test_run_pod_settings_reach_the_runner() -> None:
+    (deployment,) = find(objects(VALUE_SETS["own-namespace-and-scheduling"]), "Deployment")
+    env = {item["name"]: item.get("value") for item in _env(deployment)}
+    assert env["RUNNER_KUBE_IMAGE_PULL_SECRETS"] == "regcred"
+    assert env["RUNNER_RUNTIME"] == "gvisor"
+    assert env["RUNNER_KUBE_SCRATCH_SIZE"] == "1Gi"
+
+
+def _env(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return deployment["spec"]["template"]["spec"]["containers"][0]["env"]  # type: ignore[no-any-return]
+
+
+def _merged(target: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merged(target[key], value)
+        else:
+            target[key] = value
+    return target

@@ -40,5 +40,7 @@ def api(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(kube_settings)) as client:
         yield client
     fake.settle()
-    leftovers = [name for kind in ("jobs", "secrets", "pods") for name in fake.named(kind)]
+    leftovers = [
+        name for kind in ("jobs", "secrets", "configmaps", "pods") for name in fake.named(kind)
+    ]
     assert leftovers == [], f"left behind: {leftovers}"

@@ -19,6 +19,7 @@ import copy
 import json
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
@@ -107,6 +108,15 @@ class FakeKubernetes:
             while self.pending:
                 self.changed.wait(0.1)
 
+    def wait_for(self, condition: Callable[[], bool], seconds: float = 30) -> None:
+        """Until `condition()` holds, woken by every change to the store."""
+        until = time.monotonic() + seconds
+        with self.changed:
+            while not condition():
+                left = until - time.monotonic()
+                assert left > 0, "the fake cluster never got there"
+                self.changed.wait(left)
+
     def background(self, work: Callable[..., None], *args: Any) -> None:
         def run() -> None:
             try:
@@ -138,6 +148,10 @@ class FakeKubernetes:
         if problem:
             self.invalid.append(problem)
             return 422, status_body(422, "Invalid", problem)
+        owners = body["metadata"].get("ownerReferences") or []
+        if any(owner.get("blockOwnerDeletion") for owner in owners):
+            # OwnerReferencesPermissionEnforcement: may the client update the owner's finalizers?
+            self.calls.add(("batch", "jobs/finalizers", "update"))
         name = body["metadata"]["name"]
         if (resource, namespace, name) in self.objects:
             return 409, status_body(409, "AlreadyExists", f'{resource} "{name}" already exists')

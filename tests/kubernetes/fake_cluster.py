@@ -18,7 +18,6 @@ kubelet and the garbage collector, as the real ones behave where the runner can 
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import io
 import json
@@ -220,6 +219,7 @@ class Kubelet:
         self.namespace, self.name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         self.started = time.monotonic()
         self.logs: dict[str, bytes] = {}
+        self.run_started: str | None = None
 
     def play(self) -> None:
         self._set(
@@ -238,20 +238,31 @@ class Kubelet:
             state = copy.deepcopy(state)
             for item in state.get("containerStatuses", []):
                 if "running" in item["state"]:
-                    item["state"]["running"] = {"startedAt": now()}
-                    self.fake.set_logs(self.namespace, self.name, self.logs)
-            if "terminated" in json.dumps(state):
-                self.fake.set_logs(self.namespace, self.name, self.logs)
+                    self.run_started = now()
+                    item["state"]["running"] = {"startedAt": self.run_started}
+                if "terminated" in item["state"]:  # the kubelet stamps both times
+                    times = {"startedAt": self.run_started or now(), "finishedAt": now()}
+                    item["state"]["terminated"] = {**times, **item["state"]["terminated"]}
+            self._publish_logs(state)
             self._set(state)
             if index == 0 and self.script.during is not None:
                 self.script.during(self.fake)
-            if stopped := self._pause(STEP_SECONDS):
+            if stopped := self._pause(self.script.pauses.get(index, STEP_SECONDS)):
                 return self._stop(stopped)
         if self.script.hold:
             return self._stop(self._pause(float("inf")))
         pod = self.fake.get("pods", self.namespace, self.name)
         if pod is not None and pod["status"].get("phase") in ("Succeeded", "Failed"):
             self.fake.controller.pod_ended(pod)
+
+    def _publish_logs(self, state: dict[str, Any]) -> None:
+        """The run's log once it runs; the collect sidecar's once the pod has ended (it
+        writes after the run's container exits, and the pod ends when it has)."""
+        if state.get("phase") in ("Succeeded", "Failed"):
+            self.fake.set_logs(self.namespace, self.name, self.logs)
+        elif state.get("phase") == "Running":
+            early = {name: log for name, log in self.logs.items() if name != "collect"}
+            self.fake.set_logs(self.namespace, self.name, early)
 
     def _set(self, status_patch: dict[str, Any]) -> None:
         self.fake.patch("pods", self.namespace, self.name, {"status": status_patch}, internal=True)
@@ -331,7 +342,6 @@ class Kubelet:
                 self.script.program(root)
             if "collect" not in helpers:
                 return {}
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                pod_helper.collect(steps, root, int(helpers["collect"]["command"][-1]))
-            return {"collect": out.getvalue().encode()}
+            out = io.BytesIO()
+            pod_helper.collect(steps, root, int(helpers["collect"]["command"][-1]), out)
+            return {"collect": out.getvalue()[: self.script.collect_cut]}

@@ -26,6 +26,8 @@ class Script:
     hold: bool = False
     start_delay: float = 0.0
     during: Callable[[Any], None] | None = None
+    collect_cut: int | None = None  # the collect sidecar stopped after this many bytes
+    pauses: dict[int, float] = field(default_factory=dict)  # seconds in a state, by index
 
 
 def status(name: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -58,8 +60,20 @@ def waiting(reason: str, message: str, container: str = "run") -> dict[str, Any]
     return {"phase": "Pending", key: [status(container, state)]}
 
 
+def run_exited(exit_code: int) -> dict[str, Any]:
+    """The run's container has exited; the pod still runs while its sidecar collects."""
+    terminated = {"exitCode": exit_code, "reason": "Completed" if not exit_code else "Error"}
+    return {"phase": "Running", "containerStatuses": [status("run", {"terminated": terminated})]}
+
+
 def succeeds(output: bytes = b"", program: Callable[[Path], None] | None = None) -> Script:
     return Script([running(), finished(0)], {"run": output}, program)
+
+
+def collects(program: Callable[[Path], None], collecting: float = 0.3) -> Script:
+    """Succeeds, and its collect sidecar takes `collecting` seconds to write."""
+    states = [running(), run_exited(0), finished(0)]
+    return Script(states, {"run": b""}, program, pauses={1: collecting})
 
 
 def fails(exit_code: int, output: bytes = b"", reason: str | None = None) -> Script:

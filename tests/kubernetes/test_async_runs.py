@@ -72,8 +72,9 @@ def test_cancel_deletes_the_job_and_leaves_a_record(api: TestClient, fake: FakeK
     assert cancelled["state"] == "cancelled"
     assert fake.named("jobs") == fake.named("pods") == []
     assert api.get(f"/runs/{run_id}").json()["state"] == "cancelled"
-    assert fake.named("secrets") == [f"oneoff-{run_id}-record"]
-    fake.delete("secrets", "runs", f"oneoff-{run_id}-record")
+    assert fake.named("configmaps") == [f"oneoff-{run_id}-record"]
+    assert fake.named("secrets") == []
+    fake.delete("configmaps", "runs", f"oneoff-{run_id}-record")
 
 
 def test_a_pod_that_cannot_pull_ends_the_run_failed(api: TestClient, fake: FakeKubernetes) -> None:
@@ -83,7 +84,7 @@ def test_a_pod_that_cannot_pull_ends_the_run_failed(api: TestClient, fake: FakeK
     assert final["state"] == "failed"
     assert "busybox:nope" in final["error"]
     assert fake.named("jobs") == []
-    fake.delete("secrets", "runs", f"oneoff-{run_id}-record")
+    fake.delete("configmaps", "runs", f"oneoff-{run_id}-record")
 
 
 def test_an_idempotency_key_finds_the_job(api: TestClient, fake: FakeKubernetes) -> None:
@@ -124,7 +125,22 @@ def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
     api.post("/run", json={**BODY, "volumes": {"/c": {"type": "volume", "name": "cache"}}})
     fake.refuse = lambda pod: "exceeded quota: compute"
     assert api.post("/run", json=BODY).status_code == 503
+    expired = {
+        "oneoff-runner.managed": "true",
+        "oneoff-runner.role": "run-record",
+        "oneoff-runner.deadline": "1",
+    }
+    fake.create(
+        "configmaps",
+        "runs",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "old-record", "labels": expired},
+        },
+    )
     api.app.state.service.backend.reap_orphans(startup=False)
+    assert "old-record" not in fake.named("configmaps")
     assert fake.calls == {
         (group, resource, verb)
         for (group, resource), verbs in PERMISSIONS.items()
@@ -132,14 +148,14 @@ def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
     }
     for name in fake.named("jobs"):
         fake.delete("jobs", "runs", name)
-    for name in fake.named("secrets"):
-        fake.delete("secrets", "runs", name)
+    for name in fake.named("configmaps"):
+        fake.delete("configmaps", "runs", name)
 
 
 def test_tenants_see_only_their_own_runs_and_claims(
     fake: FakeKubernetes, kube_settings: Settings
 ) -> None:
-    """The tenant travels as a label on Jobs, record Secrets and claims; the fake API server
+    """The tenant travels as a label on Jobs, run records and claims; the fake API server
     filters by it as the real one does."""
     fake.script = lambda job: scripts.succeeds(b"alice-secret\n")
     alice, bob = {"Authorization": "Bearer tok-a"}, {"Authorization": "Bearer tok-b"}

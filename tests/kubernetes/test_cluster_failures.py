@@ -72,7 +72,6 @@ def test_an_async_run_whose_pod_is_refused_fails_with_the_reason(
     assert final["state"] == "failed"
     assert "service account" in final["error"]
     fake.delete("configmaps", "runs", f"oneoff-{run_id}-record")
-    fake.delete("secrets", "runs", f"oneoff-{run_id}-record")
 
 
 # ---- API-server blips -----------------------------------------------------------------------
@@ -127,6 +126,7 @@ def test_a_transient_create_container_error_is_waited_on(api: TestClient, fake: 
     fake.script = lambda job: scripts.Script(
         [scripts.waiting("CreateContainerError", conflict), scripts.running(), scripts.finished(0)],
         {"run": b"made\n"},
+        pauses={0: 0.5},  # long enough for any watch to see it
     )
     assert api.post("/run", json=BODY).json()["stdout"] == "made\n"
 

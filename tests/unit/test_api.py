@@ -70,6 +70,15 @@ def test_health_is_503_with_a_reason_when_the_backend_is_down(make_settings):
     assert response.json()["message"] == "engine gone"
 
 
+def test_livez_answers_without_asking_the_backend(make_settings):
+    """Liveness must not restart a replica (and its runs) because the backend is away."""
+    backend = FakeBackend()
+    backend.health = raising(BackendUnavailable("engine gone"))  # type: ignore[method-assign]
+    with TestClient(create_app(make_settings(), backend=backend)) as api:
+        response = api.get("/livez")
+    assert (response.status_code, response.json()) == (200, {"status": "alive"})
+
+
 def test_openapi_documents_every_request_field_with_a_description(api):
     schema = api.get("/openapi.json").json()["components"]["schemas"]
     run_fields = schema["RunRequest"]["properties"]

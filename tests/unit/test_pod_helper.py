@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import io
 import json
 import os
 import signal
@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 from backends.kubernetes import pod_helper
+from backends.kubernetes.returned import read_returned
 from tests.conftest import ROOT
 from tests.helpers import tar_gz, untar_gz
 
@@ -67,17 +68,31 @@ def test_unpack_then_collect_on_sigterm(tmp_path: Path) -> None:
     collector.send_signal(signal.SIGTERM)
     output, _ = collector.communicate(timeout=60)
     assert collector.returncode == 0
-    (line,) = output.splitlines()
-    returned = json.loads(line)
-    assert (returned["path"], returned["kind"]) == ("/out", "directory")
-    assert untar_gz(base64.b64decode(returned["content"])) == {"made.txt": b"by the run\n"}
+    returned = read_returned([output.encode()], 100000)
+    kind, data = returned["/out"]
+    assert kind == "directory"
+    assert untar_gz(data) == {"made.txt": b"by the run\n"}
+
+
+def test_collect_streams_in_bounded_records(tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    (content / "1").mkdir(parents=True)
+    (content / "1" / "big.bin").write_bytes(os.urandom(300 * 1024))
+    out = io.BytesIO()
+    assert pod_helper.collect(STEPS, content, 1024 * 1024, out) == 0
+    lines = out.getvalue().splitlines()
+    assert json.loads(lines[0]) == {"begin": 1} and json.loads(lines[-1]) == {"done": True}
+    assert max(len(line) for line in lines) <= 64 * 1024 + 16
+    assert untar_gz(read_returned([out.getvalue()], 1024 * 1024)["/out"][1])["big.bin"]
 
 
 def test_collect_refuses_paths_over_the_limit(tmp_path: Path) -> None:
     content = tmp_path / "content"
     (content / "1").mkdir(parents=True)
     (content / "1" / "big.bin").write_bytes(os.urandom(4096))
-    assert pod_helper.collect(STEPS, content, 100) == 1
+    out = io.BytesIO()
+    assert pod_helper.collect(STEPS, content, 100, out) == 1
+    assert json.loads(out.getvalue().splitlines()[-1])["error"]
 
 
 def test_unpack_refuses_writing_through_a_hard_link_to_a_symlink(tmp_path: Path) -> None:

@@ -1,0 +1,104 @@
+"""Returned paths, read from the collect sidecar's log as it streams (the records
+`pod_helper.collect` writes), within a bound and with a clear error for every way it can fail.
+
+The bound: the kubelet keeps one container log file of `containerLogMaxSize` (10 MiB by
+default) and the API serves only the newest, so the returned content (base64 in the log, a
+third larger) is held under `RETURN_LIMIT_BYTES` whatever `RUNNER_MAX_RESPONSE_BYTES` says. A log
+without its first record was rotated; one without its last was cut (the sidecar was killed).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from runner.errors import BackendUnavailable, PayloadTooLarge, RunnerError
+
+MiB = 1024 * 1024
+RETURN_LIMIT_BYTES = 7 * MiB
+LINE_LIMIT_BYTES = 128 * 1024
+
+
+def return_limit(max_response_bytes: int) -> int:
+    return min(max_response_bytes, RETURN_LIMIT_BYTES)
+
+
+def log_bytes_for(limit: int) -> int:
+    """How much of the sidecar's log holds `limit` bytes of content, with its records."""
+    return limit * 4 // 3 + (limit // (48 * 1024) + 64) * 64 + 4096
+
+
+def read_returned(chunks: Iterable[bytes], limit: int) -> dict[str, tuple[str, bytes]]:
+    records = (_record(line) for line in _lines(chunks))
+    first = next(records, None)
+    if first is None or "begin" not in first:
+        raise PayloadTooLarge(
+            "volumes: the returned content outgrew the collect sidecar's log, which the kubelet "
+            "rotated (containerLogMaxSize); return less, or write it to a volume",
+            field="volumes",
+        )
+    returned: dict[str, tuple[str, bytearray]] = {}
+    current, size = bytearray(), 0
+    for record in records:
+        if "error" in record:
+            raise _too_large(limit)
+        if record.get("done"):
+            return {path: (kind, bytes(data)) for path, (kind, data) in returned.items()}
+        if "path" in record:
+            current = bytearray()
+            returned[str(record["path"])] = (str(record["kind"]), current)
+        elif "data" in record:
+            chunk = _decoded(record["data"])
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            current += chunk
+    raise _cut()
+
+
+def _too_large(limit: int) -> RunnerError:
+    return PayloadTooLarge(
+        f"volumes: the returned content exceeds {limit} bytes, the limit on Kubernetes "
+        "(RUNNER_MAX_RESPONSE_BYTES, and at most 7 MiB: the kubelet's container log size); "
+        "return less, or write it to a volume",
+        field="volumes",
+    )
+
+
+def _cut() -> RunnerError:
+    return BackendUnavailable(
+        "the collect sidecar's log ends before its last record: the sidecar was stopped while "
+        "writing (evicted, or out of memory), and the returned paths are lost; run again"
+    )
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from lines
+        if len(pending) > LINE_LIMIT_BYTES:
+            raise _cut()
+    if pending:
+        yield pending
+
+
+def _record(line: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        raise _cut() from None
+    if not isinstance(record, dict):
+        raise _cut()
+    return record
+
+
+def _decoded(text: object) -> bytes:
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except (binascii.Error, ValueError):
+        raise _cut() from None

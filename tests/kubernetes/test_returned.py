@@ -1,0 +1,95 @@
+"""Returned paths on Kubernetes: streamed through the collect sidecar's log, bounded, and a
+clear answer when the kubelet rotated the log or the sidecar was cut short."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tests.helpers import untar_gz
+from tests.kubernetes import fake_scripts as scripts
+from tests.kubernetes.fake_api import FakeKubernetes
+
+MiB = 1024 * 1024
+BODY = {
+    "image": "busybox:1.36",
+    "command": ["sh", "-c", "make things"],
+    "volumes": {"/out": {"type": "directory", "response": True}},
+}
+
+
+def writes(size: int):  # type: ignore[no-untyped-def]
+    def program(root: Path) -> None:
+        (root / "0" / "data.bin").write_bytes(os.urandom(size))
+
+    return program
+
+
+def test_megabytes_come_back_through_the_log(api: TestClient, fake: FakeKubernetes):
+    fake.log_max_bytes = 10 * MiB  # the kubelet's default containerLogMaxSize
+    fake.script = lambda job: scripts.succeeds(program=writes(3 * MiB))
+    result = api.post("/run", json=BODY)
+    assert result.status_code == 200, result.text
+    content = base64.b64decode(result.json()["volumes"]["/out"]["content"])
+    assert len(untar_gz(content)["data.bin"]) == 3 * MiB
+
+
+def test_content_past_what_the_kubelet_keeps_is_a_413(api: TestClient, fake: FakeKubernetes):
+    """RUNNER_MAX_RESPONSE_BYTES is 64 MiB by default; the log holds 10 MiB: 7 MiB it is."""
+    fake.log_max_bytes = 10 * MiB
+    fake.script = lambda job: scripts.succeeds(program=writes(8 * MiB))
+    response = api.post("/run", json=BODY)
+    assert response.status_code == 413
+    assert response.json()["field"] == "volumes"
+    assert "7 MiB" in response.json()["message"]
+
+
+def test_a_rotated_collect_log_is_a_413_that_says_so(api: TestClient, fake: FakeKubernetes):
+    fake.log_max_bytes = 64 * 1024  # a cluster with a small containerLogMaxSize
+    fake.script = lambda job: scripts.succeeds(program=writes(200 * 1024))
+    response = api.post("/run", json=BODY)
+    assert response.status_code == 413
+    assert "rotated" in response.json()["message"]
+
+
+def test_a_collect_log_cut_short_is_a_clear_error(api: TestClient, fake: FakeKubernetes):
+    def cut(job: dict) -> scripts.Script:  # type: ignore[type-arg]
+        script = scripts.succeeds(program=writes(100 * 1024))
+        script.collect_cut = 70 * 1024
+        return script
+
+    fake.script = cut
+    response = api.post("/run", json=BODY)
+    assert response.status_code == 503
+    assert "collect sidecar" in response.json()["message"]
+
+
+def test_an_async_run_is_not_finished_while_its_paths_are_being_collected(
+    api: TestClient, fake: FakeKubernetes
+):
+    """The run's container has exited, its collect sidecar still writes: not finished yet,
+    so no result is read before the paths are there."""
+    exited = [scripts.running(), scripts.run_exited(0)]
+    fake.script = lambda job: scripts.Script(exited, program=writes(1024), hold=True)
+    run_id = api.post("/runs", json=BODY).json()["run_id"]
+    fake.wait_for(lambda: '"terminated"' in json.dumps(fake.list("pods", "runs", None)))
+    (record,) = api.app.state.service.backend.find_runs(run_id=run_id, idempotency_key=None)
+    assert record.state == "running"
+    api.delete(f"/runs/{run_id}")
+    fake.delete("configmaps", "runs", f"oneoff-{run_id}-record")
+
+
+def test_an_async_run_returns_its_paths_once_collected(api: TestClient, fake: FakeKubernetes):
+    fake.script = lambda job: scripts.collects(writes(1024))
+    run_id = api.post("/runs", json=BODY).json()["run_id"]
+    with api.stream("GET", f"/runs/{run_id}/logs") as stream:
+        lines = list(stream.iter_lines())
+    final = json.loads(lines[lines.index("event: exit") + 1].removeprefix("data: "))
+    assert final["state"] == "succeeded"
+    returned = base64.b64decode(final["result"]["volumes"]["/out"]["content"])
+    assert len(untar_gz(returned)["data.bin"]) == 1024
+    fake.delete("jobs", "runs", f"oneoff-{run_id}")
