@@ -256,7 +256,7 @@ def test_the_values_schema_takes_every_value_set_and_refuses_typos() -> None:
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     for values in VALUE_SETS.values():
         jsonschema.validate(_merged(copy.deepcopy(defaults), values), schema)
-    for wrong in ({"runs": {"namespce": "x"}}, {"replicaCount": "two"}, {"config": {"x": {}}}):
+    for wrong in ({"runs": {"namespce": "x"}}, {"replicaCount": "two"}, {"podDisruptionBudget": 1}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(_merged(copy.deepcopy(defaults), wrong), schema)
 

@@ -77,7 +77,9 @@ def test_an_async_run_is_not_finished_while_its_paths_are_being_collected(
     fake.script = lambda job: scripts.Script(exited, program=writes(1024), hold=True)
     run_id = api.post("/runs", json=BODY).json()["run_id"]
     fake.wait_for(lambda: '"terminated"' in json.dumps(fake.list("pods", "runs", None)))
-    (record,) = api.app.state.service.backend.find_runs(run_id=run_id, idempotency_key=None)
+    (record,) = api.app.state.service.backend.find_runs(
+        tenant=None, run_id=run_id, idempotency_key=None
+    )
     assert record.state == "running"
     api.delete(f"/runs/{run_id}")
     fake.delete("configmaps", "runs", f"oneoff-{run_id}-record")
