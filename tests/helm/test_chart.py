@@ -18,6 +18,7 @@ import yaml
 from backends.kubernetes.inventory import PERMISSIONS
 from runner.settings import Settings
 from tests.conftest import ROOT
+from tests.kubernetes.fake_objects import merged
 
 CHART = ROOT / "deploy" / "helm" / "oneoff-runner"
 SCHEMA_VERSIONS = ("1.29.0", "1.37.0")
@@ -255,10 +256,10 @@ def test_the_values_schema_takes_every_value_set_and_refuses_typos() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     for values in VALUE_SETS.values():
-        jsonschema.validate(_merged(copy.deepcopy(defaults), values), schema)
+        jsonschema.validate(merged(copy.deepcopy(defaults), values), schema)
     for wrong in ({"runs": {"namespce": "x"}}, {"replicaCount": "two"}, {"podDisruptionBudget": 1}):
         with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate(_merged(copy.deepcopy(defaults), wrong), schema)
+            jsonschema.validate(merged(copy.deepcopy(defaults), wrong), schema)
 
 
 def test_the_generated_token_and_a_checksum_that_rolls_the_pods() -> None:
@@ -289,12 +290,3 @@ def test_run_pod_settings_reach_the_runner() -> None:
 
 def _env(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     return deployment["spec"]["template"]["spec"]["containers"][0]["env"]  # type: ignore[no-any-return]
-
-
-def _merged(target: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    for key, value in values.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merged(target[key], value)
-        else:
-            target[key] = value
-    return target
