@@ -223,6 +223,12 @@ class Settings(BaseSettings):
         description="The runner's own image: unpacks content and returns response paths in "
         "run pods.",
     )
+    kube_start_timeout_seconds: float = Field(
+        120,
+        gt=0,
+        description="How long a run pod may take to be scheduled and pull its images before "
+        "the run's clock starts; past it the run is a 503 saying why it is still pending.",
+    )
     kube_image_pull_secrets: StrList = Field(
         default_factory=list,
         description="Pull Secrets (names, in the run namespace) of every run pod: for the "

@@ -26,13 +26,13 @@ from backends.kubernetes.errors import ApiUnreachable, PullJudge, api_errors
 from backends.kubernetes.manifests import (
     COLLECT_CONTAINER,
     RUN_CONTAINER,
-    START_GRACE_SECONDS,
     claim,
     content_secret,
     job,
     job_name,
     labels,
     pull_secret,
+    start_grace,
 )
 from backends.kubernetes.returned import log_bytes_for, read_returned, return_limit
 from backends.kubernetes.runs import LOG_CHUNK_BYTES, JobRuns
@@ -217,12 +217,12 @@ class KubernetesBackend:
         """Follow the run's pod until it ends; returns (pod, timed out).
 
         The run's clock starts when its container starts, as on Docker: scheduling and image
-        pulls get `START_GRACE_SECONDS` of their own. Once the container runs, the pod's
-        `activeDeadlineSeconds` is lowered so that the kubelet kills it `timeout` seconds after
-        that start; the pod stays, with its log, `Failed` for `DeadlineExceeded`.
+        pulls get `RUNNER_KUBE_START_TIMEOUT_SECONDS` of their own. Once the container runs,
+        the pod's `activeDeadlineSeconds` is lowered so that the kubelet kills it `timeout`
+        seconds after that start; the pod stays, with its log, `Failed` for `DeadlineExceeded`.
         """
         pods = PodWatch(self.core, self.namespace, spec.run_id, job_name(spec.run_id))
-        pods.give_up = time.monotonic() + START_GRACE_SECONDS
+        pods.give_up = time.monotonic() + start_grace(self.settings)
         judge = PullJudge(spec.image, self.settings.kube_helper_image)
         started, last = False, None
         with contextlib.closing(pods.follow()) as events:
@@ -246,7 +246,7 @@ class KubernetesBackend:
             )
         if not started:
             raise BackendUnavailable(
-                f"the run's pod did not start within {START_GRACE_SECONDS} s "
+                f"the run's pod did not start within {start_grace(self.settings)} s "
                 f"({_why_pending(last)}); the cluster may lack capacity for its requests"
             )
         return last, True

@@ -32,7 +32,6 @@ CONTENT_ROOT = "/oneoff/content"
 SECRET_ROOT = "/oneoff/input"
 COLLECT_READY = ".collect-ready"
 PULL_POLICIES = {"always": "Always", "missing": "IfNotPresent", "never": "Never"}
-START_GRACE_SECONDS = 120  # scheduling and image pulls, before the run's clock starts
 JOB_BACKSTOP_SECONDS = 60  # the Job's deadline, past the pod's
 # The helpers stream (a Python process copying in 48 KiB chunks): a native sidecar's requests
 # add to the run's own for as long as the pod lives, so they ask for little.
@@ -118,7 +117,7 @@ def job(
         "spec": {
             "suspend": True,
             "backoffLimit": 0,
-            "activeDeadlineSeconds": START_GRACE_SECONDS + timeout + JOB_BACKSTOP_SECONDS,
+            "activeDeadlineSeconds": start_grace(settings) + timeout + JOB_BACKSTOP_SECONDS,
             "ttlSecondsAfterFinished": ttl,
             "template": {
                 "metadata": {"labels": meta["labels"]},
@@ -126,6 +125,11 @@ def job(
             },
         },
     }
+
+
+def start_grace(settings: Settings) -> int:
+    """Seconds a pod has to be scheduled and pull its images before the run's clock starts."""
+    return math.ceil(settings.kube_start_timeout_seconds)
 
 
 def _require_pod_network(spec: RunSpec) -> None:
@@ -147,7 +151,7 @@ def pod_spec(
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "activeDeadlineSeconds": START_GRACE_SECONDS + max(1, math.ceil(spec.timeout_seconds)),
+        "activeDeadlineSeconds": start_grace(settings) + max(1, math.ceil(spec.timeout_seconds)),
         "securityContext": _pod_security(spec, settings),
         "containers": [_run_container(spec, settings)],
         "volumes": _volumes(spec, settings, content_secret_name),

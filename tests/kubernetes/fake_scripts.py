@@ -66,6 +66,13 @@ def run_exited(exit_code: int) -> dict[str, Any]:
     return {"phase": "Running", "containerStatuses": [status("run", {"terminated": terminated})]}
 
 
+def unschedulable(message: str) -> Script:
+    """No node can take the pod: the scheduler says why, and it stays Pending."""
+    condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+    state = {"phase": "Pending", "conditions": [{**condition, "message": message}]}
+    return Script([state], hold=True)
+
+
 def succeeds(output: bytes = b"", program: Callable[[Path], None] | None = None) -> Script:
     return Script([running(), finished(0)], {"run": output}, program)
 

@@ -74,6 +74,16 @@ def test_an_async_run_whose_pod_is_refused_fails_with_the_reason(
     fake.delete("configmaps", "runs", f"oneoff-{run_id}-record")
 
 
+def test_a_pod_no_node_can_take_is_a_503_with_the_scheduler_s_reason(
+    configured, fake: FakeKubernetes
+):
+    fake.script = lambda job: scripts.unschedulable("0/3 nodes are available: 3 Insufficient cpu.")
+    api = configured(kube_start_timeout_seconds=1)
+    response = api.post("/run", json={**BODY, "timeout_seconds": 600})
+    assert response.status_code == 503
+    assert "Insufficient cpu" in response.json()["message"]
+
+
 # ---- API-server blips -----------------------------------------------------------------------
 
 
