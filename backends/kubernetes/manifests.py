@@ -302,6 +302,7 @@ def _helpers(spec: RunSpec, settings: Settings, has_secret: bool) -> list[dict[s
         "imagePullPolicy": "IfNotPresent",
         "securityContext": _container_security(),
         "resources": HELPER_RESOURCES,
+        "terminationMessagePolicy": "FallbackToLogsOnError",  # its error, in the pod's status
     }
     containers = [
         {

@@ -220,6 +220,7 @@ class Kubelet:
         self.started = time.monotonic()
         self.logs: dict[str, bytes] = {}
         self.run_started: str | None = None
+        self.helper_names = [c["name"] for c in pod["spec"].get("initContainers", [])]
 
     def play(self) -> None:
         self._set(
@@ -234,15 +235,10 @@ class Kubelet:
         if stopped := self._pause(self.script.start_delay):
             return self._stop(stopped)
         self.logs = {**self.script.logs, **self._helpers()}
+        if self.script.unpack_fails is not None:
+            return self._unpack_failed(self.script.unpack_fails)
         for index, state in enumerate(self.script.states):
-            state = copy.deepcopy(state)
-            for item in state.get("containerStatuses", []):
-                if "running" in item["state"]:
-                    self.run_started = now()
-                    item["state"]["running"] = {"startedAt": self.run_started}
-                if "terminated" in item["state"]:  # the kubelet stamps both times
-                    times = {"startedAt": self.run_started or now(), "finishedAt": now()}
-                    item["state"]["terminated"] = {**times, **item["state"]["terminated"]}
+            state = self._stamped(state)
             self._publish_logs(state)
             self._set(state)
             if index == 0 and self.script.during is not None:
@@ -253,6 +249,45 @@ class Kubelet:
             return self._stop(self._pause(float("inf")))
         pod = self.fake.get("pods", self.namespace, self.name)
         if pod is not None and pod["status"].get("phase") in ("Succeeded", "Failed"):
+            self.fake.controller.pod_ended(pod)
+
+    def _stamped(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A scripted state as the kubelet writes it: container times, helper statuses."""
+        state = copy.deepcopy(state)
+        for item in state.get("containerStatuses", []):
+            if "running" in item["state"]:
+                self.run_started = now()
+                item["state"]["running"] = {"startedAt": self.run_started}
+            if "terminated" in item["state"]:
+                times = {"startedAt": self.run_started or now(), "finishedAt": now()}
+                item["state"]["terminated"] = {**times, **item["state"]["terminated"]}
+        if self.helper_names and "initContainerStatuses" not in state:
+            state["initContainerStatuses"] = self._helper_statuses(state.get("phase"))
+        return state
+
+    def _helper_statuses(self, phase: str | None) -> list[dict[str, Any]]:
+        """unpack has completed; the collect sidecar runs until the run's container has
+        exited and it has written (native sidecars stop after the main containers)."""
+        done = {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now()}}
+        statuses = [status("unpack", done)]
+        if "collect" in self.helper_names:
+            ended = phase in ("Succeeded", "Failed")
+            state = done if ended else {"running": {"startedAt": now()}}
+            statuses.append({**status("collect", state), "started": True})
+        return statuses
+
+    def _unpack_failed(self, message: str) -> None:
+        failed = {"terminated": {"exitCode": 1, "reason": "Error", "message": message}}
+        initializing = {"waiting": {"reason": "PodInitializing"}}
+        self._set(
+            {
+                "phase": "Failed",
+                "initContainerStatuses": [status("unpack", failed)],
+                "containerStatuses": [status("run", initializing)],
+            }
+        )
+        pod = self.fake.get("pods", self.namespace, self.name)
+        if pod is not None:
             self.fake.controller.pod_ended(pod)
 
     def _publish_logs(self, state: dict[str, Any]) -> None:

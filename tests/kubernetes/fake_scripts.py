@@ -28,6 +28,7 @@ class Script:
     during: Callable[[Any], None] | None = None
     collect_cut: int | None = None  # the collect sidecar stopped after this many bytes
     pauses: dict[int, float] = field(default_factory=dict)  # seconds in a state, by index
+    unpack_fails: str | None = None  # the unpack init container fails with this message
 
 
 def status(name: str, state: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ wire-level tests next to it."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Iterator
 
@@ -102,3 +103,29 @@ def test_a_pod_refused_by_a_quota_is_a_503_at_once(cluster_api: TestClient) -> N
         core.delete_namespaced_resource_quota("oneoff-cluster-test", namespace)
     assert response.status_code == 503
     assert "exceeded quota" in response.json()["message"]
+
+
+def test_returned_content_past_the_kubernetes_bound_is_a_413(cluster_api: TestClient) -> None:
+    body = {
+        "image": IMAGE,
+        "command": ["sh", "-c", "head -c 8388608 /dev/urandom > /out/big.bin"],
+        "volumes": {"/out": {"type": "directory", "response": True}},
+    }
+    response = cluster_api.post("/run", json=body)
+    assert response.status_code == 413
+    assert response.json()["field"] == "volumes"
+
+
+def test_an_async_run_returns_its_paths(cluster_api: TestClient) -> None:
+    body = {
+        "image": IMAGE,
+        "command": ["sh", "-c", "echo done > /out/r.txt"],
+        "volumes": {"/out": {"type": "directory", "response": True}},
+    }
+    run_id = cluster_api.post("/runs", json=body).json()["run_id"]
+    with cluster_api.stream("GET", f"/runs/{run_id}/logs") as stream:
+        lines = list(stream.iter_lines())
+    final = json.loads(lines[lines.index("event: exit") + 1].removeprefix("data: "))
+    content = base64.b64decode(final["result"]["volumes"]["/out"]["content"])
+    assert untar_gz(content) == {"r.txt": b"done\n"}
+    cluster_api.delete(f"/runs/{run_id}")

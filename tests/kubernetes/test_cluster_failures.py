@@ -170,3 +170,37 @@ def test_pull_secrets_runtime_class_and_scratch_size_reach_the_pod(
     assert pod["runtimeClassName"] == "gvisor"
     assert pod["volumes"][0] == {"name": "content", "emptyDir": {"sizeLimit": "2Gi"}}
     assert pod["containers"][0]["resources"]["limits"]["ephemeral-storage"] == "2Gi"
+
+
+# ---- the helper containers ------------------------------------------------------------------
+
+
+def test_content_that_cannot_be_unpacked_is_a_422_with_the_helper_s_words(
+    api: TestClient, fake: FakeKubernetes
+):
+    fake.script = lambda job: scripts.Script(
+        [], unpack_fails="OSError: [Errno 28] No space left on device"
+    )
+    body = {**BODY, "volumes": {"/in.txt": {"type": "file", "content": b64(b"x")}}}
+    response = api.post("/run", json=body)
+    assert response.status_code == 422
+    assert response.json()["field"] == "volumes"
+    assert "No space left on device" in response.json()["message"]
+
+
+def test_helper_statuses_follow_the_kubelet_s_order(api: TestClient, fake: FakeKubernetes):
+    """unpack completes first; the collect sidecar runs until the run's container has exited."""
+    seen: list[list[tuple[str, str]]] = []
+
+    def record(item: dict) -> None:  # type: ignore[type-arg]
+        statuses = item.get("status", {}).get("initContainerStatuses", [])
+        seen.append([(s["name"], next(iter(s["state"]))) for s in statuses])
+
+    fake.script = lambda job: scripts.collects(lambda root: None)
+    body = {**BODY, "volumes": {"/out": {"type": "directory", "response": True}}}
+    assert api.post("/run", json=body).status_code == 200
+    for _, kind, resource, item in fake.history:
+        if resource == "pods" and kind == "MODIFIED":
+            record(item)
+    assert [("unpack", "terminated"), ("collect", "running")] in seen
+    assert seen[-1] == [("unpack", "terminated"), ("collect", "terminated")]

@@ -1,0 +1,221 @@
+"""A run's pod, from start to result: followed until it ends (its clock started when its
+container starts), then read (the run's log, the returned paths). Used by `KubernetesBackend`
+for plain and async runs alike."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from backends.kubernetes.errors import ApiUnreachable, PullJudge, api_errors
+from backends.kubernetes.manifests import (
+    COLLECT_CONTAINER,
+    RUN_CONTAINER,
+    UNPACK_CONTAINER,
+    job_name,
+    start_grace,
+)
+from backends.kubernetes.returned import log_bytes_for, read_returned, return_limit
+from backends.kubernetes.runs import LOG_CHUNK_BYTES
+from backends.kubernetes.watching import PodWatch, job_deadline_exceeded
+from runner.errors import BackendUnavailable, Cancelled, InvalidRequest, NotFound
+from runner.settings import Settings
+from runner.spec import Outcome, RunSpec
+
+END_GRACE_SECONDS = 60  # past the timeout: the kubelet's kill, the helpers' collect
+
+
+class Cluster(Protocol):
+    settings: Settings
+    namespace: str
+
+    @property
+    def batch(self) -> Any: ...
+
+    @property
+    def core(self) -> Any: ...
+
+
+class RunPods:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def wait(self, spec: RunSpec, *, until_started: bool = False) -> tuple[Any, bool]:
+        """Follow the run's pod until it ends; returns (pod, timed out).
+
+        The run's clock starts when its container starts, as on Docker: scheduling and image
+        pulls get `RUNNER_KUBE_START_TIMEOUT_SECONDS` of their own. Once the container runs,
+        the pod's `activeDeadlineSeconds` is lowered so that the kubelet kills it `timeout`
+        seconds after that start; the pod stays, with its log, `Failed` for `DeadlineExceeded`.
+        """
+        pods = PodWatch(
+            self.cluster.core, self.cluster.namespace, spec.run_id, job_name(spec.run_id)
+        )
+        pods.give_up = time.monotonic() + start_grace(self.cluster.settings)
+        judge = PullJudge(spec.image, self.cluster.settings.kube_helper_image)
+        started, last = False, None
+        with contextlib.closing(pods.follow()) as events:
+            for kind, pod in events:
+                last = pod
+                if self._ended(spec, kind, pod, judge):
+                    return pod, self._deadline_exceeded(spec.run_id, pod)
+                begun = None if started else _run_started_at(pod)
+                if begun is not None:
+                    started = True
+                    spec.emit("phase", "running")
+                    self._start_clock(spec, pod, begun)
+                    left = begun.timestamp() + spec.timeout_seconds - time.time()
+                    pods.give_up = time.monotonic() + left + END_GRACE_SECONDS
+                    if until_started:
+                        return pod, False
+        if pods.failures:
+            raise ApiUnreachable(
+                "lost the Kubernetes API server while watching the run's pod; the run may still "
+                "be going (async runs keep it)"
+            )
+        if not started:
+            raise BackendUnavailable(
+                f"the run's pod did not start within {start_grace(self.cluster.settings)} s "
+                f"({_why_pending(last)}); the cluster may lack capacity for its requests"
+            )
+        return last, True
+
+    def _start_clock(self, spec: RunSpec, pod: Any, begun: datetime) -> None:
+        """The pod's deadline, from its container's start (the kubelet counts from the pod's
+        `startTime`, which is earlier by the image pull)."""
+        offset = max(0.0, (begun - pod.status.start_time).total_seconds())
+        deadline = math.ceil(offset) + max(1, math.ceil(spec.timeout_seconds))
+        current = pod.spec.active_deadline_seconds
+        if current is not None and deadline >= current:
+            return
+        body = {"spec": {"activeDeadlineSeconds": deadline}}
+        with contextlib.suppress(NotFound), api_errors("starting the run's clock"):
+            self.cluster.core.patch_namespaced_pod(pod.metadata.name, self.cluster.namespace, body)
+
+    def _ended(self, spec: RunSpec, kind: str, pod: Any, judge: PullJudge) -> bool:
+        if kind == "DELETED" or pod.metadata.deletion_timestamp is not None:
+            if spec.cancelled.is_set():
+                raise Cancelled("the run was cancelled")
+            return True
+        if pod.status.phase in ("Succeeded", "Failed"):
+            return True
+        for status in _all_statuses(pod):
+            waiting = status.state.waiting if status.state else None
+            if waiting is not None:
+                refused = judge.judge(status.name, waiting.reason or "", waiting.message or "")
+                if refused is not None:
+                    raise refused
+        return False
+
+    def _deadline_exceeded(self, run_id: str, pod: Any) -> bool:
+        """The kubelet marks a pod killed at its own deadline; the Job controller, at the Job's
+        (the backstop), deletes the pod and writes FailureTarget/Failed conditions."""
+        if pod is not None and pod.status.reason == "DeadlineExceeded":
+            return True
+        try:
+            with api_errors("reading the Job"):
+                found = self.cluster.batch.read_namespaced_job(
+                    job_name(run_id), self.cluster.namespace
+                )
+        except NotFound:
+            return False
+        return job_deadline_exceeded(found)
+
+    def collect(self, spec: RunSpec, pod: Any, timed_out: bool) -> Outcome:
+        _require_unpacked(pod)
+        terminated = _terminated(pod)
+        log, cut = self._log(pod, RUN_CONTAINER, spec.max_output_bytes) if pod else (b"", False)
+        return Outcome(
+            exit_code=terminated.exit_code if terminated else None,
+            stdout=log,
+            stderr=b"",
+            stdout_truncated=cut,
+            stderr_truncated=False,
+            timed_out=timed_out,
+            oom_killed=bool(terminated and terminated.reason == "OOMKilled"),
+            returned=self._returned(spec, pod),
+            streams_merged=True,
+        )
+
+    def _log(self, pod: Any, container: str, limit: int) -> tuple[bytes, bool]:
+        with api_errors(f"reading the {container} container's log"):
+            response = self.cluster.core.read_namespaced_pod_log(
+                pod.metadata.name,
+                self.cluster.namespace,
+                container=container,
+                limit_bytes=limit + 1,
+                _preload_content=False,
+            )
+            data = bytes(response.data)
+        return data[:limit], len(data) > limit
+
+    def _returned(self, spec: RunSpec, pod: Any) -> dict[str, tuple[str, bytes]]:
+        """The collect sidecar's log, read as it streams (`returned`)."""
+        if pod is None or not any(mount.response for mount in spec.mounts):
+            return {}
+        limit = return_limit(spec.max_response_bytes)
+        with api_errors("reading the returned paths"):
+            response = self.cluster.core.read_namespaced_pod_log(
+                pod.metadata.name,
+                self.cluster.namespace,
+                container=COLLECT_CONTAINER,
+                limit_bytes=log_bytes_for(limit),
+                _preload_content=False,
+            )
+            try:
+                return read_returned(response.stream(LOG_CHUNK_BYTES), limit)
+            finally:
+                response.release_conn()
+
+
+def _run_started_at(pod: Any) -> datetime | None:
+    """When the run's container started: it runs, or already ran."""
+    for status in pod.status.container_statuses or []:
+        state = status.state
+        begun = state and (state.running or state.terminated)
+        if status.name == RUN_CONTAINER and begun:
+            return begun.started_at or datetime.now(UTC)
+    return None
+
+
+def _why_pending(pod: Any) -> str:
+    """What keeps a pod from starting, in the scheduler's or the kubelet's words."""
+    if pod is None:
+        return "no pod was made"
+    for condition in pod.status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return f"not scheduled: {condition.reason}: {condition.message}"
+    for status in _all_statuses(pod):
+        if status.state and status.state.waiting:
+            return f"{status.name}: {status.state.waiting.reason}: {status.state.waiting.message}"
+    return f"pod phase {pod.status.phase}"
+
+
+def _require_unpacked(pod: Any) -> None:
+    """The unpack init container failed (the content outgrew the scratch space, say): the
+    run never started, and its message (FallbackToLogsOnError) says why."""
+    for status in (pod.status.init_container_statuses or []) if pod is not None else []:
+        ended = status.state.terminated if status.state else None
+        if status.name == UNPACK_CONTAINER and ended is not None and ended.exit_code:
+            raise InvalidRequest(
+                f"volumes: the content could not be unpacked in the pod ({ended.message}); "
+                "send less, or raise RUNNER_KUBE_SCRATCH_SIZE",
+                field="volumes",
+            )
+
+
+def _all_statuses(pod: Any) -> list[Any]:
+    status = pod.status
+    return [*(status.init_container_statuses or []), *(status.container_statuses or [])]
+
+
+def _terminated(pod: Any) -> Any:
+    if pod is None:
+        return None
+    for status in pod.status.container_statuses or []:
+        if status.name == RUN_CONTAINER and status.state and status.state.terminated:
+            return status.state.terminated
+    return None
