@@ -19,16 +19,18 @@ from backends.kubernetes.manifests import (
     start_grace,
 )
 from backends.kubernetes.returned import log_bytes_for, read_returned, return_limit
-from backends.kubernetes.runs import LOG_CHUNK_BYTES
 from backends.kubernetes.watching import PodWatch, job_deadline_exceeded
 from runner.errors import BackendUnavailable, Cancelled, InvalidRequest, NotFound
 from runner.settings import Settings
 from runner.spec import Outcome, RunSpec
 
 END_GRACE_SECONDS = 60  # past the timeout: the kubelet's kill, the helpers' collect
+LOG_CHUNK_BYTES = 64 * 1024
 
 
-class Cluster(Protocol):
+class ApiAccess(Protocol):
+    """The Kubernetes backend's settings and API handles."""
+
     settings: Settings
     namespace: str
 
@@ -40,7 +42,7 @@ class Cluster(Protocol):
 
 
 class RunPods:
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: ApiAccess) -> None:
         self.cluster = cluster
 
     def wait(self, spec: RunSpec, *, until_started: bool = False) -> tuple[Any, bool]:

@@ -21,6 +21,7 @@ import urllib3
 
 from backends.kubernetes.errors import ApiUnreachable, api_errors
 from backends.kubernetes.manifests import RUN_CONTAINER, job_name, labels
+from backends.kubernetes.pods import LOG_CHUNK_BYTES, ApiAccess
 from backends.kubernetes.watching import job_deadline_exceeded
 from backends.labels import (
     ASYNC_ROLE,
@@ -44,10 +45,7 @@ from backends.labels import (
 )
 from runner.backend import ROLE, RUN_ID, TENANT
 from runner.errors import Cancelled, NotFound, RunnerError
-from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec
-
-LOG_CHUNK_BYTES = 64 * 1024
 
 
 class PodLogStream:
@@ -73,18 +71,9 @@ class PodLogStream:
             self._response.shutdown()
 
 
-class Cluster(Protocol):
+class Cluster(ApiAccess, Protocol):
     """What async runs use of the Kubernetes backend (`KubernetesBackend`): the same steps a
     synchronous run takes, so both make their Jobs one way."""
-
-    settings: Settings
-    namespace: str
-
-    @property
-    def batch(self) -> Any: ...
-
-    @property
-    def core(self) -> Any: ...
 
     def meta(
         self, name: str, kept: dict[str, str], annotations: dict[str, str] | None = None

@@ -50,6 +50,8 @@ class FakeKubernetes:
         self.compacted = 0  # watches from an older resourceVersion get 410 Gone
         self.failures = 0  # the next requests answered 503
         self.watches: set[socket.socket] = set()
+        self.watch_queries: list[dict[str, str]] = []  # the query of every watch request
+        self.expired_watches = 0  # watches answered ERROR 410 Gone
         self.changed = threading.Condition()
         self.closed = False
         self.pending = 0

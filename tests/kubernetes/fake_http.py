@@ -136,6 +136,7 @@ def handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
             self._chunk(json.dumps({"type": kind, "object": item}).encode() + b"\n")
 
         def _watch(self, resource: str, namespace: str, query: dict[str, str]) -> None:
+            fake.watch_queries.append(dict(query))
             selector, fields = query.get("labelSelector"), query.get("fieldSelector")
             until = time.monotonic() + float(query.get("timeoutSeconds", "1800"))
             bookmarks = query.get("allowWatchBookmarks") in TRUE
@@ -149,6 +150,7 @@ def handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
             try:
                 if expired:
                     gone = status_body(410, "Expired", f"too old resource version: {since}")
+                    fake.expired_watches += 1
                     self._event("ERROR", gone)
                     return self.wfile.write(b"0\r\n\r\n") and None
                 for item in initial:

@@ -90,7 +90,11 @@ def test_a_pod_no_node_can_take_is_a_503_with_the_scheduler_s_reason(
 def blipping(output: bytes) -> scripts.Script:
     """Runs, and the API server restarts under it (watch dropped, history gone, 503s)."""
     return scripts.Script(
-        [scripts.running(), scripts.finished(0)], {"run": output}, during=lambda f: f.blip()
+        [scripts.running(), scripts.finished(0)],
+        {"run": output},
+        during=lambda f: f.blip(),
+        start_delay=0.5,  # the runner is watching when the restart comes
+        pauses={0: 0.5},  # and the run goes on after it
     )
 
 
@@ -99,6 +103,11 @@ def test_a_run_survives_an_api_server_blip(api: TestClient, fake: FakeKubernetes
     result = api.post("/run", json={**BODY, "timeout_seconds": 30})
     assert result.status_code == 200, result.text
     assert (result.json()["status"], result.json()["stdout"]) == ("success", "through\n")
+    # every watch asks for bookmarks and starts from a resourceVersion; the dropped one was
+    # resumed from where it was, the server had forgotten it (410), and a new list went on
+    assert all(query.get("allowWatchBookmarks") == "true" for query in fake.watch_queries)
+    assert all(query.get("resourceVersion") for query in fake.watch_queries)
+    assert len(fake.watch_queries) >= 2 and fake.expired_watches >= 1
 
 
 def test_an_async_run_survives_an_api_server_blip(api: TestClient, fake: FakeKubernetes):
