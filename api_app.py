@@ -31,10 +31,10 @@ from runner.models import (
     ErrorBody,
     Health,
     ImageInfo,
-    RunRequest,
     RunResult,
     Unavailable,
 )
+from runner.rest_bodies import REQUEST_BODY, RunBody, document_run_request, feeding, run_body
 from runner.run_status import RunAccepted, RunList, RunState, RunStatus
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
@@ -83,14 +83,25 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/run", response_model=RunResult, responses=ERRORS, summary="Run a container")
-async def run(body: RunRequest, service: Service, caller: Caller, request: Request) -> Response:
+@router.post(
+    "/run",
+    response_model=RunResult,
+    responses=ERRORS,
+    summary="Run a container",
+    openapi_extra=REQUEST_BODY,
+)
+async def run(service: Service, caller: Caller, request: Request) -> Response:
     """Pull, run to completion, return output and `response: true` volumes, remove everything.
 
-    200 whenever the container ran, whatever its exit code (see `status` and `exit_code`). If
-    the client disconnects, the container is killed and removed.
+    The body is the JSON run request, or `multipart/form-data`: the JSON in a part named
+    `request`, then each file or directory volume's content as raw bytes in a part named by its
+    volume key (a directory's as tar or tar.gz). 200 whenever the container ran, whatever its
+    exit code (see `status` and `exit_code`). If the client disconnects, the container is
+    killed and removed.
     """
-    result = await _cancel_on_disconnect(request, service.run(body, caller))
+    async with run_body(request, service) as body:
+        work = service.run(body.request, caller, uploads=body.uploads, ticket=body.ticket)
+        result = await _cancel_on_disconnect(request, work, body)
     # Returned content can be tens of MiB of base64: serialised once, by orjson (4x pydantic's).
     return Response(orjson.dumps(result.model_dump()), media_type="application/json")
 
@@ -190,7 +201,6 @@ async def known_run(run_id: RunId, service: Service, caller: Caller) -> str:
     summary="Start a run, return at once",
 )
 async def start_run(
-    body: RunRequest,
     service: Service,
     caller: Caller,
     request: Request,
@@ -204,8 +214,13 @@ async def start_run(
     ] = None,
 ) -> RunAccepted:
     """Same body as POST /run. The run goes on after this answers, and after the client goes
-    away; follow it with the returned URLs, cancel it with DELETE."""
-    started = await service.runs.start(body, caller, idempotency_key)
+    away; follow it with the returned URLs, cancel it with DELETE. A multipart request is
+    answered once its content is in (or the run failed to start: see its state)."""
+    async with run_body(request, service) as body:
+        started = await service.runs.start(
+            body.request, caller, idempotency_key, body.uploads, body.ticket
+        )
+        await feeding(body, asyncio.ensure_future(service.runs.launched(started.run_id)))
     status_url = str(request.url_for("get_run", run_id=started.run_id))
     response.headers["Location"] = status_url
     return RunAccepted(
@@ -267,14 +282,16 @@ async def list_runs(
     return await service.runs.list_runs(caller, state, image, limit)
 
 
-async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Await `work`, cancelling it if the client goes away (its container is then removed)."""
+async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T], body: RunBody) -> T:
+    """Await `work` (feeding it the body's content parts), cancelling it if the client goes
+    away (its container is then removed)."""
+    task = asyncio.ensure_future(work)
 
     async def disconnected() -> None:
+        await feeding(body, task)
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -336,6 +353,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(router)
+    document_run_request(app)
     return app
 
 

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,6 +28,8 @@ from runner.sizes import SIZE_PATTERN, parse_size
 VolumeType = Literal["file", "directory", "volume", "host"]
 PullPolicy = Literal["always", "missing", "never"]
 
+CONTENT_PARTS = "content_parts"
+"""Validation context key: the request is a multipart one, whose content may come as parts."""
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
 RESERVED_LABEL_PREFIX = "oneoff-runner"
 """The runner's own labels (`oneoff-runner.*`, `runner.backend.LABEL_PREFIX`): what it reads
@@ -125,9 +128,13 @@ class VolumeSpec(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _fields_for_type(self) -> VolumeSpec:
-        if self.type == "file" and self.content is None:
-            raise ValueError("a file volume needs `content` (the file's bytes in base64)")
+    def _fields_for_type(self, info: ValidationInfo) -> VolumeSpec:
+        parts = bool(info.context and info.context.get(CONTENT_PARTS))
+        if self.type == "file" and self.content is None and not parts:
+            raise ValueError(
+                "a file volume needs `content` (the file's bytes in base64), or, in a "
+                "multipart request, a part named by its volume key"
+            )
         if self.type == "volume" and not self.name:
             raise ValueError("a volume of type volume needs `name` (create it with /volume)")
         if self.type == "volume" and not re.match(VOLUME_NAME_PATTERN, self.name or ""):

@@ -18,6 +18,7 @@ from runner.settings import Settings
 from runner.sizes import parse_size
 from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill, VolumeState
 from runner.tenancy import Tenant
+from runner.uploads import Uploads, checked
 
 NEVER_NETWORKS = ("host",)
 NEVER_HOST_PATHS = (
@@ -41,16 +42,23 @@ VolumeLookup = Callable[[str], VolumeState | None]
 
 
 def build_run_spec(
-    request: RunRequest, settings: Settings, run_id: str, tenant: Tenant, volumes: VolumeLookup
+    request: RunRequest,
+    settings: Settings,
+    run_id: str,
+    tenant: Tenant,
+    volumes: VolumeLookup,
+    uploads: Uploads | None = None,
 ) -> RunSpec:
-    """The backend's instructions for `request` made by `tenant`, or the error that refuses it."""
+    """The backend's instructions for `request` made by `tenant`, or the error that refuses it.
+    `uploads`: content parts still to arrive, checked as the backend reads them, in the same
+    budget."""
     _allowed_image(request.image, settings)
     budget = Budget(settings.max_extracted_bytes, settings.max_archive_members)
     mounts = [_mount(key, spec, settings, budget) for key, spec in request.volumes.items()]
     for mount in mounts:
         if mount.kind == "volume":
             _allowed_named_volume(mount, tenant, volumes(str(mount.name)), settings)
-    return RunSpec(
+    spec = RunSpec(
         run_id=run_id,
         tenant=tenant.label,
         image=request.image,
@@ -90,6 +98,9 @@ def build_run_spec(
         max_response_bytes=settings.max_response_bytes,
         runtime=_runtime(request.runtime, settings),
     )
+    if uploads is not None:
+        spec.uploads = checked(uploads, spec.mounts, budget, settings.max_archive_bytes)
+    return spec
 
 
 def build_volume_fill(
@@ -256,7 +267,7 @@ def _mount(key: str, spec: VolumeSpec, settings: Settings, budget: Budget) -> Mo
     point = MountPoint.parse(key)
     field = f"volumes[{key!r}].content"
     content = None
-    if spec.content:
+    if spec.content or (spec.type == "file" and spec.content is not None):
         content = decode_base64(spec.content, field, settings.max_archive_bytes)
         if spec.type == "directory":
             check_tar_gz(content, field, budget)

@@ -32,13 +32,15 @@ from runner.settings import Settings
 from runner.spec import RunRecord, RunSpec
 from runner.tenancy import Tenant
 from runner.threads import in_worker, on_this_loop, own_thread
+from runner.uploads import Uploads
 
 log = logging.getLogger("oneoff_runner.runs")
 CANCEL_WAIT_SECONDS = 120
 OUTCOMES = {"succeeded": "success", "failed": "error"}
 
-Resolve = Callable[[RunRequest, str, Tenant], RunSpec]
-"""The service's policy step: (request, run id, tenant) to the backend's instructions."""
+Resolve = Callable[[RunRequest, str, Tenant, Uploads | None], RunSpec]
+"""The service's policy step: (request, run id, tenant, content parts still to arrive) to the
+backend's instructions."""
 
 
 @dataclass
@@ -127,17 +129,26 @@ class AsyncRuns:
     # ---- start ----------------------------------------------------------------------------
 
     async def start(
-        self, request: RunRequest, tenant: Tenant, idempotency_key: str | None
+        self,
+        request: RunRequest,
+        tenant: Tenant,
+        idempotency_key: str | None,
+        uploads: Uploads | None = None,
+        ticket: Ticket | None = None,
     ) -> RunStatus:
-        """Start a run for `tenant`; a key the tenant used before returns that run."""
+        """Start a run for `tenant`; a key the tenant used before returns that run. `uploads`:
+        its content parts still arriving; `ticket`: a queue place reserved before the request
+        body was read."""
         if idempotency_key is not None:
             existing = await self._by_key(tenant, idempotency_key)
             if existing is not None:
+                if ticket is not None:
+                    ticket.release()
                 return existing
-        ticket = self.admission.reserve()
+        ticket = ticket or self.admission.reserve()
         run_id = uuid.uuid4().hex[:16]
         try:
-            spec = await self._call(self.resolve, request, run_id, tenant)
+            spec = await self._call(self.resolve, request, run_id, tenant, uploads)
         except BaseException:
             ticket.release()
             raise
@@ -322,6 +333,11 @@ class AsyncRuns:
         with contextlib.suppress(NotFound):
             await own_thread(self.backend.wait_run, run_id)
         return await self.status(tenant, run_id)
+
+    async def launched(self, run_id: str) -> None:
+        """Until the run has left `queued` and `pulling`: started, or failed to."""
+        while (pending := self._pending.get(run_id)) is not None:
+            await pending.changed.wait()
 
     async def require(self, tenant: Tenant, run_id: str) -> None:
         """Raise NotFound now (before a stream starts) for a run the tenant does not have."""

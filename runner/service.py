@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import anyio
 
-from runner.admission import Admission
+from runner.admission import Admission, Ticket
 from runner.backend import Backend
 from runner.errors import BackendUnavailable, PolicyRefused, RunnerError
 from runner.metrics import Metrics
@@ -38,6 +38,7 @@ from runner.settings import Settings
 from runner.spec import EventSink, Outcome, RunSpec
 from runner.tenancy import LOCAL, Tenant
 from runner.threads import in_worker, on_this_loop
+from runner.uploads import Uploads
 
 log = logging.getLogger("oneoff_runner")
 
@@ -94,17 +95,24 @@ class RunnerService:
         await self.call(self.backend.close)
 
     async def run(
-        self, request: RunRequest, tenant: Tenant, listener: EventSink | None = None
+        self,
+        request: RunRequest,
+        tenant: Tenant,
+        listener: EventSink | None = None,
+        uploads: Uploads | None = None,
+        ticket: Ticket | None = None,
     ) -> RunResult:
         """Run `request` for `tenant` to its end. `listener` gets (kind, text) events on the
-        event loop: the phases of the run and its output as it arrives."""
+        event loop: the phases of the run and its output as it arrives. `uploads`: content
+        parts still arriving; `ticket`: a queue place reserved before the request body was
+        read."""
         started = time.perf_counter()
         run_id = uuid.uuid4().hex[:16]
         try:
             if self._closing:
                 raise BackendUnavailable("the runner is shutting down; retry on another replica")
-            async with self.admission.slot():
-                spec = await self.call(self.resolve, request, run_id, tenant)
+            async with self.admission.slot(ticket):
+                spec = await self.call(self.resolve, request, run_id, tenant, uploads)
                 spec.on_event = on_this_loop(listener) if listener else None
                 outcome = await self._execute(spec)
         except RunnerError as exc:
@@ -146,9 +154,13 @@ class RunnerService:
         )
         return result
 
-    def resolve(self, request: RunRequest, run_id: str, tenant: Tenant) -> RunSpec:
-        """The request against the policy, for `tenant` (blocking: call it in a worker)."""
-        return build_run_spec(request, self.settings, run_id, tenant, self.backend.volume_state)
+    def resolve(
+        self, request: RunRequest, run_id: str, tenant: Tenant, uploads: Uploads | None = None
+    ) -> RunSpec:
+        """The request against the policy, for `tenant` (blocking: call it in a worker);
+        `uploads`: its content parts still to arrive."""
+        volumes = self.backend.volume_state
+        return build_run_spec(request, self.settings, run_id, tenant, volumes, uploads)
 
     async def create_volume(
         self, request: CreateVolumeRequest, tenant: Tenant

@@ -6,7 +6,7 @@ Backends see only these: limits are numbers, content is decoded and checked, def
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from runner.archives import encode_base64
@@ -31,7 +31,8 @@ class RegistryAuth:
 
 @dataclass(frozen=True)
 class MountSpec:
-    """One path in the container. `content`: a file's bytes, or a checked tar.gz."""
+    """One path in the container. `content`: a file's bytes, or a checked tar.gz; None for a
+    file or directory whose content arrives as a part (`RunSpec.uploads`) or is empty."""
 
     key: str
     path: str
@@ -68,6 +69,9 @@ class RunSpec:
     tenant: str = LOCAL.label
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     on_event: EventSink | None = field(default=None, repr=False)
+    uploads: Iterator[tuple[str, Iterator[bytes]]] | None = field(default=None, repr=False)
+    """Content arriving as the run is prepared (the binary path): (entry of the run's volume,
+    a checked plain tar to unpack there), in arrival order; read once, in the worker thread."""
 
     def emit(self, kind: str, text: str) -> None:
         if self.on_event is not None:

@@ -8,7 +8,8 @@ Out: `response: true` paths are copied from the stopped container and re-packed 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import docker
@@ -23,6 +24,8 @@ from runner.spec import RunSpec
 CARRIER_IMAGE = "oneoff-runner/carrier"
 CARRIER_TAG = "1"
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
+Tar = bytes | Iterator[bytes]
+"""A tar for the archive API: whole, or as chunks streamed to the engine as they come."""
 
 
 class ContentCopier:
@@ -36,25 +39,26 @@ class ContentCopier:
         Entry `<n>` of the volume holds mount `n`: a file, or a directory the tar.gz unpacks into.
         """
         entries: list[tuple[str, bytes | None, int]] = []
-        unpack: list[tuple[str, bytes]] = []
+        unpack: list[tuple[str, Tar]] = []
         empty_dir_mode = 0o777 if spec.user not in (None, "", "root", "0", "0:0") else 0o755
         for index, mount in enumerate(spec.mounts):
-            if mount.kind == "file":
-                entries.append((str(index), mount.content or b"", mount.mode))
+            if mount.kind == "file" and mount.content is not None:
+                entries.append((str(index), mount.content, mount.mode))
             elif mount.kind == "directory":
                 entries.append((str(index), None, empty_dir_mode))
                 if mount.content:
                     unpack.append((str(index), mount.content))
-        if not entries:
+        if not entries and spec.uploads is None:
             return None
         name = f"oneoff-{spec.run_id}"
         with engine_errors("creating the run's volume"):
             self.api().create_volume(name, driver="local", labels=labels)
-        self.fill_volume(name, [("", archives.tar_of(entries)), *unpack], labels)
+        skeleton = ("", archives.tar_of(entries))
+        self.fill_volume(name, itertools.chain([skeleton], unpack, spec.uploads or ()), labels)
         return name
 
     def fill_volume(
-        self, volume: str, parts: list[tuple[str, bytes]], labels: dict[str, str]
+        self, volume: str, parts: Iterable[tuple[str, Tar]], labels: dict[str, str]
     ) -> None:
         """Unpack tars into `volume` through a container that is created but never started."""
         self._ensure_carrier_image()

@@ -110,6 +110,7 @@ class KubernetesBackend:
     # ---- runs -------------------------------------------------------------------------------
 
     def run(self, spec: RunSpec) -> Outcome:
+        _inline_content_only(spec)
         phases: dict[str, float] = {}
         name = job_name(spec.run_id)
         try:
@@ -228,6 +229,7 @@ class KubernetesBackend:
     # ---- async runs (kubernetes_runs) ----------------------------------------------------
 
     def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+        _inline_content_only(spec)
         self.jobs.launch(spec, idempotency_key)
 
     def wait_run(self, run_id: str) -> None:
@@ -333,3 +335,13 @@ class KubernetesBackend:
 
 def _past(kept: dict[str, str], now: float) -> bool:
     return deadline_of(kept) < now
+
+
+def _inline_content_only(spec: RunSpec) -> None:
+    """Content parts (multipart requests) stream into the Docker engine's archive API; this
+    backend takes content inline only."""
+    if spec.uploads is not None:
+        raise Unsupported(
+            "content parts (multipart/form-data) are not supported by the Kubernetes backend; "
+            "send the content as base64 in a JSON request"
+        )

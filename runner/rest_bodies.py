@@ -1,0 +1,119 @@
+"""Run request bodies for the REST door: JSON, or multipart with content parts.
+
+Admission comes first: a queue place is reserved before a byte of the body is read, so a full
+runner answers 429 without reading a large body. A JSON body is parsed once, from its bytes, by
+`model_validate_json` (no intermediate dicts: about its own size again in memory); a multipart
+body's content parts are streamed (`runner.multipart`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+
+from runner.admission import Ticket
+from runner.errors import InvalidRequest
+from runner.models import RunRequest
+from runner.multipart import FORM, feed, is_form, read_run_form
+from runner.service import RunnerService
+from runner.uploads import Uploads
+
+REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/RunRequest"}},
+            FORM: {
+                "schema": {
+                    "type": "object",
+                    "required": ["request"],
+                    "properties": {
+                        "request": {
+                            "$ref": "#/components/schemas/RunRequest",
+                            "description": "The run request (JSON), first. A file or "
+                            "directory volume whose content comes as a part leaves out "
+                            "`content`.",
+                        }
+                    },
+                    "additionalProperties": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "A part named by a volume key: a file's bytes, or a "
+                        "tar / tar.gz unpacked at a directory volume.",
+                    },
+                },
+                "encoding": {"request": {"contentType": "application/json"}},
+            },
+        },
+    }
+}
+"""OpenAPI for a route that reads its run request with `run_body`."""
+
+
+@dataclass
+class RunBody:
+    request: RunRequest
+    ticket: Ticket
+    uploads: Uploads | None = None
+    parts: AsyncIterator[Any] | None = None
+
+
+@contextlib.asynccontextmanager
+async def run_body(request: Request, service: RunnerService) -> AsyncIterator[RunBody]:
+    """The run request, with a queue place reserved before the body was read (released on
+    exit by an error; a run that takes it releases it when it gets its slot) and, for
+    multipart, the content parts still to come."""
+    ticket = service.admission.reserve()
+    try:
+        if is_form(request):
+            parsed, parts = await read_run_form(request, service.settings.max_request_bytes)
+            yield RunBody(parsed, ticket, Uploads(), parts)
+        else:
+            yield RunBody(_json_request(await request.body()), ticket)
+    except BaseException:
+        ticket.release()
+        raise
+
+
+def _json_request(raw: bytes) -> RunRequest:
+    try:
+        return RunRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidRequest.from_validation(exc.errors()) from None
+
+
+async def feeding(body: RunBody, work: asyncio.Future[Any]) -> None:
+    """Feed the content parts to `body.uploads` until they end or `work` does."""
+    if body.uploads is None or body.parts is None:
+        return
+    feeder = asyncio.ensure_future(feed(body.parts, body.uploads))
+    try:
+        await asyncio.wait({feeder, work}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+
+
+def document_run_request(app: FastAPI) -> None:
+    """Put `RunRequest` (read by `run_body`, not by a typed parameter) in the OpenAPI
+    components that `REQUEST_BODY` refers to."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            _, defs = models_json_schema(
+                [(RunRequest, "validation")], ref_template="#/components/schemas/{model}"
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
