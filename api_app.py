@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import posixpath
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
@@ -15,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -35,9 +36,18 @@ from runner.models import (
     Unavailable,
 )
 from runner.rest_bodies import REQUEST_BODY, RunBody, document_run_request, feeding, run_body
+from runner.rest_files import (
+    OCTETS,
+    TAR,
+    download_name,
+    media_type,
+    parts_answer,
+    wants_parts,
+)
 from runner.run_status import RunAccepted, RunList, RunState, RunStatus
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
+from runner.spec import ReturnedFile
 from runner.tenancy import Tenant, tenant_of
 
 log = logging.getLogger("oneoff_runner.api")
@@ -99,9 +109,14 @@ async def run(service: Service, caller: Caller, request: Request) -> Response:
     exit code (see `status` and `exit_code`). If the client disconnects, the container is
     killed and removed.
     """
+    files: dict[str, ReturnedFile] | None = {} if wants_parts(request) else None
     async with run_body(request, service) as body:
-        work = service.run(body.request, caller, uploads=body.uploads, ticket=body.ticket)
+        work = service.run(
+            body.request, caller, uploads=body.uploads, ticket=body.ticket, files=files
+        )
         result = await _cancel_on_disconnect(request, work, body)
+    if files is not None:
+        return parts_answer(result, files)
     # Returned content can be tens of MiB of base64: serialised once, by orjson (4x pydantic's).
     return Response(orjson.dumps(result.model_dump()), media_type="application/json")
 
@@ -258,6 +273,30 @@ async def run_logs(
             yield ServerSentEvent(event=kind, raw_data=text)
         else:
             yield ServerSentEvent(event=kind, data=text)
+
+
+@router.get(
+    "/runs/{run_id}/files/{path:path}",
+    response_class=StreamingResponse,
+    responses={**JSON_ERRORS, 200: {"content": {TAR: {}, OCTETS: {}}}},
+    summary="A returned path, as raw bytes",
+)
+async def run_file(
+    run_id: RunId,
+    path: Annotated[str, Path(description="A `response: true` container path, e.g. app/data.")],
+    service: Service,
+    caller: Caller,
+) -> StreamingResponse:
+    """A finished run's `response: true` path: a file's bytes (`application/octet-stream`), or
+    a plain tar of a directory with names relative to it (`application/x-tar`)."""
+    container_path = posixpath.normpath("/" + path)
+    kind, chunks = await service.run_file(caller, run_id, container_path)
+    name = download_name(container_path, kind)
+    return StreamingResponse(
+        chunks,
+        media_type=media_type(kind),
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.delete("/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="Cancel")

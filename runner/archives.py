@@ -17,9 +17,8 @@ import binascii
 import io
 import posixpath
 import tarfile
-import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -38,9 +37,6 @@ UNREADABLE: tuple[type[Exception], ...] = (
     OSError,
 )
 GZIP_LEVEL = 1  # returned archives: speed over size (most of what runs produce is small)
-STREAM_CHUNK_BYTES = 256 * 1024
-SPOOL_MEMORY_BYTES = 1024 * 1024
-TAR_END = b"\0" * (2 * tarfile.BLOCKSIZE)
 
 
 @dataclass
@@ -97,7 +93,7 @@ def check_tar_gz(data: bytes, field: str, budget: Budget) -> list[str]:
         with tarfile.open(fileobj=_gunzip(data), mode="r|") as archive:
             for member in archive:
                 budget.spend(max(member.size, 0), field)
-                names.append(_check_member(member, field, symlinks))
+                names.append(check_member(member, field, symlinks))
     except UNREADABLE as exc:
         raise InvalidRequest(
             f"{field}: not a readable tar.gz ({exc}); make it with `tar czf x.tar.gz DIR` "
@@ -107,23 +103,23 @@ def check_tar_gz(data: bytes, field: str, budget: Budget) -> list[str]:
     return names
 
 
-def _check_member(member: tarfile.TarInfo, field: str, symlinks: set[str]) -> str:
+def check_member(member: tarfile.TarInfo, field: str, symlinks: set[str]) -> str:
     name = member.name
     if name.startswith("/"):
-        raise _unsafe(field, name, "is an absolute path")
+        raise unsafe(field, name, "is an absolute path")
     normal = posixpath.normpath(name)
     if normal == ".." or normal.startswith("../"):
-        raise _unsafe(field, name, "climbs out of the target directory with '..'")
+        raise unsafe(field, name, "climbs out of the target directory with '..'")
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise _unsafe(field, name, "is a device node or FIFO")
+        raise unsafe(field, name, "is a device node or FIFO")
     if _through_symlink(normal, symlinks):
-        raise _unsafe(field, name, "would be written through a symlink the archive made")
+        raise unsafe(field, name, "would be written through a symlink the archive made")
     if member.islnk():
         target = posixpath.normpath(member.linkname)
         if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
-            raise _unsafe(field, name, "is a hard link out of the archive's tree")
+            raise unsafe(field, name, "is a hard link out of the archive's tree")
         if _through_symlink(target, symlinks):
-            raise _unsafe(field, name, "is a hard link through a symlink the archive made")
+            raise unsafe(field, name, "is a hard link through a symlink the archive made")
         if target in symlinks:  # a hard link to a symlink is that symlink under a second name
             symlinks.add(normal)
     if member.issym():
@@ -137,7 +133,7 @@ def _through_symlink(normal: str, symlinks: set[str]) -> bool:
     return any("/".join(parts[:depth]) in symlinks for depth in range(1, len(parts)))
 
 
-def _unsafe(field: str, name: str, why: str) -> InvalidRequest:
+def unsafe(field: str, name: str, why: str) -> InvalidRequest:
     return InvalidRequest(
         f"{field}: archive member {name!r} {why}; pack the files with paths relative to "
         "the directory",
@@ -203,115 +199,6 @@ def tar_of(entries: Iterable[tuple[str, bytes | None, int]]) -> bytes:
                 info.size = len(content)
                 archive.addfile(info, io.BytesIO(content))
     return out.getvalue()
-
-
-class ChunkReader(io.RawIOBase):
-    """A file object over an iterator of byte chunks, refusing to read past `limit` bytes
-    (`setting` names the operator's limit in the 413)."""
-
-    def __init__(
-        self,
-        chunks: Iterator[bytes],
-        limit: int,
-        field: str,
-        setting: str = "RUNNER_MAX_RESPONSE_BYTES",
-    ) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-        self._left = limit
-        self._field = field
-        self._setting = setting
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._left -= len(chunk)
-            if self._left < 0:
-                raise PayloadTooLarge(
-                    f"{self._field}: the content exceeds the operator's limit ({self._setting}); "
-                    "send or return less, or use a named volume",
-                    field=self._field,
-                )
-            self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
-def checked_tar_stream(reader: io.RawIOBase, field: str, budget: Budget) -> Iterator[bytes]:
-    """A caller's tar or tar.gz, read as it arrives, re-emitted as a plain tar of only the
-    members that passed `_check_member` and the budget: the engine never sees a byte of a
-    member before it is judged, and a gzip bomb stops at the budget. Never holds more than one
-    chunk."""
-    source = io.BufferedReader(reader, STREAM_CHUNK_BYTES)
-    inflated = igzip.IGzipFile(fileobj=source, mode="rb") if _is_gzip(source) else source
-    symlinks: set[str] = set()
-    try:
-        with tarfile.open(fileobj=inflated, mode="r|") as archive:
-            for member in archive:
-                budget.spend(max(member.size, 0), field)
-                _check_member(member, field, symlinks)
-                if member.issparse():
-                    raise _unsafe(field, member.name, "is a sparse file")
-                if not member.isfile():
-                    member.size = 0
-                yield member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-                if member.isfile():
-                    yield from _member_data(archive, member)
-        while source.read(STREAM_CHUNK_BYTES):
-            pass  # trailing padding: read (and counted against the limit), not unpacked
-    except UNREADABLE as exc:
-        raise InvalidRequest(
-            f"{field}: not a readable tar or tar.gz ({exc}); make it with `tar czf x.tar.gz "
-            "-C DIR .`",
-            field=field,
-        ) from None
-    yield TAR_END
-
-
-def _is_gzip(source: io.BufferedReader[io.RawIOBase]) -> bool:
-    return source.peek(2)[:2] == b"\x1f\x8b"
-
-
-def _member_data(archive: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:
-    data = archive.extractfile(member)
-    assert data is not None
-    left = member.size
-    while left > 0:
-        chunk = data.read(min(left, STREAM_CHUNK_BYTES))
-        if not chunk:
-            raise tarfile.ReadError("unexpected end of data")
-        left -= len(chunk)
-        yield chunk
-    if member.size % tarfile.BLOCKSIZE:
-        yield b"\0" * (tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
-
-
-def file_tar_stream(
-    reader: io.RawIOBase, name: str, mode: int, field: str, budget: Budget
-) -> Iterator[bytes]:
-    """One file arriving as raw bytes, as a plain tar holding it as `name`. A tar header needs
-    the size first, so the bytes are spooled (to disk past `SPOOL_MEMORY_BYTES`), never held."""
-    with tempfile.SpooledTemporaryFile(SPOOL_MEMORY_BYTES) as spool:
-        while chunk := reader.read(STREAM_CHUNK_BYTES):
-            spool.write(chunk)
-        info = tarfile.TarInfo(name)
-        info.size = spool.tell()
-        info.mode = mode
-        budget.spend(info.size, field)
-        spool.seek(0)
-        yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-        while chunk := spool.read(STREAM_CHUNK_BYTES):
-            yield chunk
-        if info.size % tarfile.BLOCKSIZE:
-            yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
-    yield TAR_END
 
 
 def file_from_tar_stream(reader: io.RawIOBase) -> bytes:

@@ -79,6 +79,11 @@ class Backend(Protocol):
         """A finished run's result (output up to the caps, response paths)."""
         ...
 
+    def run_file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
+        """A finished run's `response: true` path as (kind, stream): a file's bytes, or a
+        plain tar of a directory with names relative to it."""
+        ...
+
     def discard_run(self, run_id: str) -> None:
         """Kill the run if it runs, and remove everything made for it."""
         ...

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
 import anyio
@@ -35,7 +36,7 @@ from runner.models import (
 from runner.policy import build_run_spec, build_volume_fill
 from runner.runs import AsyncRuns
 from runner.settings import Settings
-from runner.spec import EventSink, Outcome, RunSpec
+from runner.spec import EventSink, Outcome, ReturnedFile, RunSpec
 from runner.tenancy import LOCAL, Tenant
 from runner.threads import in_worker, on_this_loop
 from runner.uploads import Uploads
@@ -101,11 +102,13 @@ class RunnerService:
         listener: EventSink | None = None,
         uploads: Uploads | None = None,
         ticket: Ticket | None = None,
+        files: dict[str, ReturnedFile] | None = None,
     ) -> RunResult:
         """Run `request` for `tenant` to its end. `listener` gets (kind, text) events on the
         event loop: the phases of the run and its output as it arrives. `uploads`: content
         parts still arriving; `ticket`: a queue place reserved before the request body was
-        read."""
+        read; `files`: filled with the returned paths as streams (the binary path) instead of
+        base64."""
         started = time.perf_counter()
         run_id = uuid.uuid4().hex[:16]
         try:
@@ -114,6 +117,7 @@ class RunnerService:
             async with self.admission.slot(ticket):
                 spec = await self.call(self.resolve, request, run_id, tenant, uploads)
                 spec.on_event = on_this_loop(listener) if listener else None
+                spec.raw_returned = files is not None
                 outcome = await self._execute(spec)
         except RunnerError as exc:
             self.metrics.record(tenant.name, exc.code, {})
@@ -131,6 +135,8 @@ class RunnerService:
             )
             raise
         result = outcome.result(run_id, time.perf_counter() - started)
+        if files is not None:
+            files.update(outcome.files)
         outcome_name = "timeout" if result.timed_out else result.status.split(":")[0]
         self.metrics.record(tenant.name, outcome_name, outcome.phases)
         log.info(
@@ -161,6 +167,15 @@ class RunnerService:
         `uploads`: its content parts still to arrive."""
         volumes = self.backend.volume_state
         return build_run_spec(request, self.settings, run_id, tenant, volumes, uploads)
+
+    async def run_file(self, tenant: Tenant, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
+        """A finished async run's `response: true` path as a stream, for the tenant that owns
+        the run; an error (unknown run or path, engine refusal) comes before its first byte,
+        so it can still be a 4xx."""
+        await self.runs.require(tenant, run_id)
+        kind, chunks = await self.call(self.backend.run_file, run_id, path)
+        first = await self.call(next, chunks, b"")
+        return kind, itertools.chain([first], chunks)
 
     async def create_volume(
         self, request: CreateVolumeRequest, tenant: Tenant

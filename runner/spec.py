@@ -8,11 +8,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import IO
 
 from runner.archives import encode_base64
 from runner.models import PullPolicy, ReturnedVolume, RunResult, VolumeType
 from runner.tenancy import LOCAL
 
+ReturnedFile = tuple[str, IO[bytes]]
+"""A returned path for the binary path: (kind, a spooled file's bytes or a plain tar), read
+from the start; whoever takes it closes it."""
 EventSink = Callable[[str, str], None]
 """Receives (kind, text) while a run goes on: kind "phase" (what the run is doing now), "pull"
 (a JSON object: one layer's pull progress, `id`, `status`, `current`, `total`), or "stdout" /
@@ -69,6 +73,8 @@ class RunSpec:
     tenant: str = LOCAL.label
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     on_event: EventSink | None = field(default=None, repr=False)
+    raw_returned: bool = False
+    """Return `response: true` paths as spooled streams (`Outcome.files`), not base64."""
     uploads: Iterator[tuple[str, Iterator[bytes]]] | None = field(default=None, repr=False)
     """Content arriving as the run is prepared (the binary path): (entry of the run's volume,
     a checked plain tar to unpack there), in arrival order; read once, in the worker thread."""
@@ -155,6 +161,7 @@ class Outcome:
     timed_out: bool
     oom_killed: bool
     returned: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    files: dict[str, ReturnedFile] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     streams_merged: bool = False
 

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from runner import archives
+from runner import archive_streams
 from runner.archives import Budget
 from runner.errors import InvalidRequest, RunnerError
 from runner.spec import MountSpec
@@ -96,11 +96,11 @@ def checked(
             )
         seen.add(key)
         index, mount = targets[key]
-        reader = archives.ChunkReader(chunks, max_bytes, field, "RUNNER_MAX_ARCHIVE_BYTES")
+        reader = archive_streams.ChunkReader(chunks, max_bytes, field, "RUNNER_MAX_ARCHIVE_BYTES")
         if mount.kind == "file":
-            yield "", archives.file_tar_stream(reader, str(index), mount.mode, field, budget)
+            yield "", archive_streams.file_tar_stream(reader, str(index), mount.mode, field, budget)
         else:
-            yield str(index), archives.checked_tar_stream(reader, field, budget)
+            yield str(index), archive_streams.checked_tar_stream(reader, field, budget)
     missing = [key for key, (_, mount) in targets.items() if mount.kind == "file"]
     missing = [key for key in missing if key not in seen]
     if missing:

@@ -17,9 +17,9 @@ import requests
 from docker.types import Mount
 
 from backends.docker.errors import content_refused, engine_errors
-from runner import archives
+from runner import archive_streams, archives
 from runner.backend import ROLE
-from runner.spec import RunSpec
+from runner.spec import MountSpec, ReturnedFile, RunSpec
 
 CARRIER_IMAGE = "oneoff-runner/carrier"
 CARRIER_TAG = "1"
@@ -102,7 +102,7 @@ class ContentCopier:
                 engine_errors(f"copying {mount.path} out of the container"),
                 self._archive(container, mount.path) as chunks,
             ):
-                reader = archives.ChunkReader(chunks, budget, field)
+                reader = archive_streams.ChunkReader(chunks, budget, field)
                 if mount.kind == "file":
                     content = archives.file_from_tar_stream(reader)
                 else:
@@ -111,6 +111,41 @@ class ContentCopier:
             budget -= len(content)
             returned[mount.path] = (mount.kind, content)
         return returned
+
+    def stream(self, container: str, mount: MountSpec, limit: int) -> Iterator[bytes]:
+        """A returned path as the engine hands it out: the file's bytes, or a plain tar with
+        names relative to the directory; past `limit` bytes, a 413."""
+        field = f"volumes[{mount.key!r}]"
+        with (
+            engine_errors(f"copying {mount.path} out of the container"),
+            self._archive(container, mount.path) as chunks,
+        ):
+            reader = archive_streams.ChunkReader(chunks, limit, field)
+            if mount.kind == "file":
+                yield from archive_streams.file_stream(reader)
+            else:
+                dirname = mount.path.rsplit("/", 1)[-1]
+                yield from archive_streams.relative_tar_stream(reader, dirname)
+
+    def spooled(self, spec: RunSpec, container: str) -> dict[str, ReturnedFile]:
+        """Every `response: true` path, spooled (to disk past a MiB) so that the container can
+        go before the caller has read them."""
+        spooled: dict[str, ReturnedFile] = {}
+        budget = spec.max_response_bytes
+        try:
+            for mount in spec.mounts:
+                if mount.response:
+                    spool = archive_streams.spool()
+                    spooled[mount.path] = (mount.kind, spool)
+                    for chunk in self.stream(container, mount, budget):
+                        spool.write(chunk)
+                    budget -= spool.tell()
+                    spool.seek(0)
+        except BaseException:
+            for _, spool in spooled.values():
+                spool.close()
+            raise
+        return spooled
 
     @contextmanager
     def _archive(self, container: str, path: str) -> Iterator[Iterator[bytes]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import docker
@@ -159,6 +159,9 @@ class DockerBackend:
 
     def collect_run(self, run_id: str) -> Outcome:
         return self.detached.collect(run_id)
+
+    def run_file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
+        return self.detached.file(run_id, path)
 
     def discard_run(self, run_id: str) -> None:
         self.detached.discard(run_id)
@@ -335,7 +338,8 @@ class DockerBackend:
             stderr_truncated=captured.cut["stderr"],
             timed_out=timed_out,
             oom_killed=bool(state.get("OOMKilled")),
-            returned=self.content.returned(spec, container),
+            returned={} if spec.raw_returned else self.content.returned(spec, container),
+            files=self.content.spooled(spec, container) if spec.raw_returned else {},
         )
 
     def _capture(self, spec: RunSpec, container: str) -> Future[Captured]:

@@ -49,7 +49,7 @@ from backends.labels import (
     stored_spec,
 )
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
-from runner.errors import BackendUnavailable, NotFound
+from runner.errors import BackendUnavailable, Conflict, NotFound
 from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec
 
@@ -249,6 +249,27 @@ class DetachedRuns:
             oom_killed=record.oom_killed,
             returned=self.engine.content.returned(spec, container["Id"]),
         )
+
+    def file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
+        """A finished run's `response: true` path, streamed out of its stopped container."""
+        container = self._require(run_id)
+        if container["State"] not in ("exited", "dead"):
+            raise Conflict(
+                f"path: run {run_id!r} is still {container['State']}; its files can be read "
+                "once it has finished",
+                field="path",
+            )
+        spec = stored_spec(run_id, container["Labels"][OUTPUT])
+        mount = next((mount for mount in spec.mounts if mount.path == path), None)
+        if mount is None:
+            returned = ", ".join(mount.path for mount in spec.mounts) or "nothing"
+            raise NotFound(
+                f"path: {path!r} is not a `response: true` path of run {run_id!r} (it returns: "
+                f"{returned})",
+                field="path",
+            )
+        limit = spec.max_response_bytes
+        return mount.kind, self.engine.content.stream(container["Id"], mount, limit)
 
     def discard(self, run_id: str) -> None:
         """Kill and remove the run's container and volume, if they are still there."""

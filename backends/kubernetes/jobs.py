@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
@@ -245,6 +246,12 @@ class KubernetesBackend:
 
     def collect_run(self, run_id: str) -> Outcome:
         return self.jobs.collect(run_id)
+
+    def run_file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
+        raise Unsupported(
+            "returned paths as raw streams are not supported by the Kubernetes backend; read "
+            "them from the run's result (GET /runs/{id}), as base64"
+        )
 
     def discard_run(self, run_id: str) -> None:
         self.jobs.discard(run_id)

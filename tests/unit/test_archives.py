@@ -8,9 +8,9 @@ import tarfile
 
 import pytest
 
+from runner.archive_streams import ChunkReader
 from runner.archives import (
     Budget,
-    ChunkReader,
     check_tar_gz,
     decode_base64,
     directory_tar_gz_from_stream,

@@ -1,0 +1,76 @@
+"""Returned paths as raw bytes for the REST door (the binary path out).
+
+`POST /run` with `Accept: multipart/mixed` answers with the JSON result in a first part named
+`result`, then each `response: true` path in a part named by its container path: a file's
+bytes, or a plain tar of a directory with names relative to it. The parts are read from spooled
+files (the run's container is already gone), a chunk at a time.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import secrets
+from collections.abc import Iterator
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from runner.models import RunResult
+from runner.spec import ReturnedFile
+
+MIXED = "multipart/mixed"
+CHUNK_BYTES = 256 * 1024
+TAR = "application/x-tar"
+OCTETS = "application/octet-stream"
+
+
+def wants_parts(request: Request) -> bool:
+    return MIXED in request.headers.get("accept", "").lower()
+
+
+def media_type(kind: str) -> str:
+    return TAR if kind == "directory" else OCTETS
+
+
+def download_name(path: str, kind: str) -> str:
+    """A file name for Content-Disposition: the path's last part, in safe characters."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", posixpath.basename(path)) or "content"
+    return f"{name}.tar" if kind == "directory" else name
+
+
+def parts_answer(result: RunResult, files: dict[str, ReturnedFile]) -> StreamingResponse:
+    boundary = secrets.token_hex(16)
+    return StreamingResponse(
+        _parts(boundary, result, files),
+        media_type=f'{MIXED}; boundary="{boundary}"',
+    )
+
+
+def _parts(boundary: str, result: RunResult, files: dict[str, ReturnedFile]) -> Iterator[bytes]:
+    try:
+        yield _head(boundary, "result", "application/json", None)
+        yield orjson.dumps(result.model_dump())
+        for path, (kind, spooled) in files.items():
+            yield _head(boundary, path, media_type(kind), download_name(path, kind))
+            while chunk := spooled.read(CHUNK_BYTES):
+                yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+    finally:
+        for _, spooled in files.values():
+            spooled.close()
+
+
+def _head(boundary: str, name: str, content_type: str, filename: str | None) -> bytes:
+    disposition = f'form-data; name="{_quoted(name)}"'
+    if filename is not None:
+        disposition += f'; filename="{_quoted(filename)}"'
+    return (
+        f"\r\n--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
