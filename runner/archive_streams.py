@@ -10,6 +10,7 @@ Every reader is a `ChunkReader`, which stops at its byte limit with a 413 naming
 from __future__ import annotations
 
 import io
+import posixpath
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -157,9 +158,10 @@ def relative_tar_stream(reader: io.RawIOBase, dirname: str) -> Iterator[bytes]:
     prefix = dirname + "/"
     with tarfile.open(fileobj=reader, mode="r|") as archive:
         for member in archive:
-            if member.name == dirname or not member.name.startswith(prefix):
+            name = posixpath.normpath(member.name)
+            if not name.startswith(prefix):
                 continue
-            member.name = member.name[len(prefix) :]
+            member.name = name[len(prefix) :]
             if member.islnk() and member.linkname.startswith(prefix):
                 member.linkname = member.linkname[len(prefix) :]
             if not member.isfile():

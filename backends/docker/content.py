@@ -54,7 +54,13 @@ class ContentCopier:
         with engine_errors("creating the run's volume"):
             self.api().create_volume(name, driver="local", labels=labels)
         skeleton = ("", archives.tar_of(entries))
-        self.fill_volume(name, itertools.chain([skeleton], unpack, spec.uploads or ()), labels)
+        try:
+            self.fill_volume(name, itertools.chain([skeleton], unpack, spec.uploads or ()), labels)
+        except BaseException:
+            # refused content (checked as it streams) fails here: the volume is not the run's yet
+            with engine_errors("removing the run's volume"):
+                self.api().remove_volume(name, force=True)
+            raise
         return name
 
     def fill_volume(

@@ -1,0 +1,84 @@
+"""Run request bodies: admission answers before a body is read, and a multipart request whose
+JSON part is bad is refused before its content parts are read."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.requests import Request
+
+from api_app import create_app
+from runner.errors import InvalidRequest
+from runner.multipart import read_run_form
+from tests.fakes import FakeBackend, outcome
+from tests.helpers import run_body
+
+
+class Body:
+    """A request body that notes how much of it the server asked for."""
+
+    def __init__(self, head: bytes, chunks: int) -> None:
+        self.head = head
+        self.chunks = chunks
+        self.served = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.head
+        for _ in range(self.chunks):
+            self.served += 1
+            yield b" " * 65536
+
+
+def test_a_full_runner_answers_429_before_reading_a_large_body(make_settings):
+    entered = threading.Event()
+    release = threading.Event()
+
+    def blocking(spec):  # type: ignore[no-untyped-def]
+        entered.set()
+        release.wait(10)
+        return outcome()
+
+    settings = make_settings(max_concurrent_runs=1, max_queued_runs=0)
+    with TestClient(create_app(settings, backend=FakeBackend(blocking))) as api:
+        busy = threading.Thread(target=api.post, args=("/run",), kwargs={"json": run_body("x")})
+        busy.start()
+        assert entered.wait(10)
+        body = Body(json.dumps(run_body("x")).encode(), chunks=64)
+        refused = api.post("/run", content=body, headers={"content-type": "application/json"})
+        release.set()
+        busy.join(10)
+    assert refused.status_code == 429
+    assert body.served < body.chunks
+
+
+@pytest.mark.anyio
+async def test_a_multipart_request_with_a_bad_json_part_is_422_before_its_content_is_read():
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="request"\r\n\r\n'
+        '{"image": "", "pull_policy": "never"}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="/d"\r\n\r\n'
+    ).encode()
+    body = iter(Body(head, chunks=64))
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": next(body), "more_body": True}
+
+    headers = [(b"content-type", f"multipart/form-data; boundary={boundary}".encode())]
+    request = Request({"type": "http", "method": "POST", "headers": headers}, receive)
+    with pytest.raises(InvalidRequest) as caught:
+        await read_run_form(request, 10**6)
+    assert caught.value.field == "image"
+    assert next(body) == b" " * 65536  # the content part was never asked for
+
+
+def test_the_openapi_document_describes_both_request_bodies(api):
+    content = api.get("/openapi.json").json()["paths"]["/run"]["post"]["requestBody"]["content"]
+    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/RunRequest"}
+    assert "request" in content["multipart/form-data"]["schema"]["properties"]
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    assert "RunRequest" in schemas and "VolumeSpec" in schemas
