@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import IO, BinaryIO, cast
 
 import pybase64
 from isal import igzip
@@ -245,8 +245,13 @@ def pack_directory_into(path: Path, out: BinaryIO) -> None:
 
 
 def unpack_directory(data: bytes, target: Path) -> None:
-    """Unpack a returned directory locally; tarfile's `data` filter refuses absolute names,
+    """Unpack a returned directory (tar.gz) locally."""
+    unpack_tar(io.BytesIO(data), target)
+
+
+def unpack_tar(source: IO[bytes], target: Path) -> None:
+    """Unpack a tar (plain or gzip) locally; tarfile's `data` filter refuses absolute names,
     `..`, links out of `target` and device files."""
     target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=_gunzip(data), mode="r|") as archive:
+    with tarfile.open(fileobj=source, mode="r|*") as archive:
         archive.extractall(target, filter="data")

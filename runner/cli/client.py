@@ -8,14 +8,19 @@ Both give a run as one stream of events, (kind, text): "phase", "pull" (layer pr
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 import httpx
 from httpx_sse import aconnect_sse
 
+from runner.archives import pack_directory, pack_directory_into, unpack_directory, unpack_tar
 from runner.errors import RunnerError
 from runner.models import RunRequest
 from runner.service import RunnerService
@@ -24,6 +29,7 @@ from runner.tenancy import LOCAL
 
 Event = tuple[str, str]
 TEXT_EVENTS = ("stdout", "stderr", "phase")
+JSON = "application/json"
 
 
 class ClientError(Exception):
@@ -32,7 +38,13 @@ class ClientError(Exception):
 
 
 class Runs(Protocol):
-    def run(self, body: dict[str, Any]) -> AsyncIterator[Event]: ...
+    def run(self, body: dict[str, Any], content: dict[str, Path]) -> AsyncIterator[Event]:
+        """Start a run of `body`, whose volumes take `content` (volume key: local path)."""
+        ...
+
+    async def save(self, status: dict[str, Any], path: str, local: Path) -> None:
+        """Write a finished run's returned `path` to `local` (a directory is unpacked)."""
+        ...
 
     def events(self, run_id: str, *, follow: bool) -> AsyncIterator[Event]: ...
 
@@ -52,8 +64,14 @@ class RemoteRuns:
         self.http = httpx.AsyncClient(base_url=server, headers=headers, timeout=timeout)
         self.started: str | None = None
 
-    async def run(self, body: dict[str, Any]) -> AsyncIterator[Event]:
-        response = await self._send("POST", "/runs", json=body)
+    async def run(self, body: dict[str, Any], content: dict[str, Path]) -> AsyncIterator[Event]:
+        """The binary path: the request and each volume's content (a file, or a directory as
+        tar.gz, packed to a temporary file) as multipart parts, never base64."""
+        with contextlib.ExitStack() as stack:
+            parts: list[tuple[str, Any]] = [("request", (None, json.dumps(body), JSON))]
+            for key, local in content.items():
+                parts.append((key, (local.name, stack.enter_context(_packed(local)))))
+            response = await self._send("POST", "/runs", files=parts)
         self.started = response["run_id"]
         async for event in self.events(response["run_id"], follow=True):
             yield event
@@ -67,6 +85,22 @@ class RemoteRuns:
             async for sse in source.aiter_sse():
                 data = json.loads(sse.data) if sse.event in TEXT_EVENTS else sse.data
                 yield sse.event, data
+
+    async def save(self, status: dict[str, Any], path: str, local: Path) -> None:
+        """Streamed from GET /runs/{id}/files/{path}: the file's bytes, or a tar unpacked."""
+        url = f"/runs/{status['run_id']}/files{path}"
+        with tempfile.TemporaryFile() as spool:
+            async with self.http.stream("GET", url) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise ClientError(f"--out {path}: {_message(response)}")
+                async for chunk in response.aiter_bytes():
+                    spool.write(chunk)
+            spool.seek(0)
+            if response.headers.get("content-type") == "application/x-tar":
+                unpack_tar(spool, local)
+            else:
+                local.write_bytes(spool.read())
 
     async def list(self, state: str | None) -> list[dict[str, Any]]:
         params = {"state": state} if state else {}
@@ -102,7 +136,11 @@ class LocalRuns:
         settings = settings.model_copy(update={"instance_id": instance})
         self.service = RunnerService(settings, get_backend(settings))
 
-    async def run(self, body: dict[str, Any]) -> AsyncIterator[Event]:
+    async def run(self, body: dict[str, Any], content: dict[str, Path]) -> AsyncIterator[Event]:
+        volumes = body.get("volumes", {})
+        for key, local in content.items():
+            data = pack_directory(local) if local.is_dir() else local.read_bytes()
+            volumes[key]["content"] = base64.b64encode(data).decode()
         try:
             request = RunRequest.model_validate(body)
         except ValueError as exc:
@@ -124,6 +162,16 @@ class LocalRuns:
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
         yield "exit", result
+
+    async def save(self, status: dict[str, Any], path: str, local: Path) -> None:
+        returned = status["result"]["volumes"].get(path)
+        if returned is None:
+            raise ClientError(f"--out {path}: the run returned nothing for {path}")
+        data = base64.b64decode(returned["content"])
+        if returned["type"] == "directory":
+            unpack_directory(data, local)
+        else:
+            local.write_bytes(data)
 
     async def events(self, run_id: str, *, follow: bool) -> AsyncIterator[Event]:
         await self._guard(self.service.runs.require(LOCAL, run_id))
@@ -159,6 +207,19 @@ def _local_result(work: asyncio.Future[Any]) -> str:
     state = "timeout" if result.timed_out else "succeeded" if result.exit_code == 0 else "failed"
     status = {"run_id": result.run_id, "state": state, "result": result.model_dump(mode="json")}
     return json.dumps(status)
+
+
+@contextlib.contextmanager
+def _packed(local: Path) -> Iterator[IO[bytes]]:
+    """A local file opened, or a directory packed as tar.gz into a temporary file."""
+    if local.is_file():
+        with local.open("rb") as opened:
+            yield opened
+        return
+    with tempfile.TemporaryFile() as packed:
+        pack_directory_into(local, packed)
+        packed.seek(0)
+        yield packed
 
 
 def _message(response: httpx.Response) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import stat
@@ -24,7 +23,6 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
-from runner.archives import pack_directory, unpack_directory
 from runner.cli.client import ClientError, LocalRuns, RemoteRuns, Runs
 from runner.settings import get_settings
 
@@ -101,7 +99,7 @@ async def _command(args: argparse.Namespace) -> int:
 async def _run(runs: Runs, args: argparse.Namespace) -> int:
     body = request_body(args)
     try:
-        return await _show(runs, runs.run(body), args)
+        return await _show(runs, runs.run(body, local_content(args)), args)
     except asyncio.CancelledError:
         if isinstance(runs, RemoteRuns) and runs.started:
             await runs.cancel(runs.started)  # Ctrl-C: the run stops too
@@ -113,21 +111,23 @@ async def _show(runs: Runs, events: Any, args: argparse.Namespace) -> int:
     try:
         async for kind, text in events:
             if kind == "exit":
-                return _finish(json.loads(text), args, display)
+                return await _finish(runs, json.loads(text), args, display)
             display.event(kind, text)
     finally:
         display.close()
     raise ClientError("the runner closed the stream before the run ended")
 
 
-def _finish(status: dict[str, Any], args: argparse.Namespace, display: Display) -> int:
+async def _finish(
+    runs: Runs, status: dict[str, Any], args: argparse.Namespace, display: Display
+) -> int:
     display.close()
     result = status.get("result")
     if args.json:
         _line(json.dumps(status))
     if result is not None:
         for spec in getattr(args, "out", []):
-            _write_out(spec, result["volumes"])
+            await runs.save(status, *_split_out(spec))
     if status.get("error"):
         raise ClientError(status["error"])
     state = status["state"]
@@ -189,7 +189,8 @@ class Display:
 
 
 def request_body(args: argparse.Namespace) -> dict[str, Any]:
-    """A /run request from `run`'s arguments; local paths become base64 content."""
+    """A /run request from `run`'s arguments. Local paths are declared here; their content
+    goes as parts (`local_content`)."""
     body: dict[str, Any] = {"image": args.image}
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     options = {
@@ -231,19 +232,26 @@ def _env_pair(item: str) -> tuple[str, str]:
     return key, value
 
 
-def _volume(spec: str) -> dict[str, Any]:
+def local_content(args: argparse.Namespace) -> dict[str, Path]:
+    """Each `-v` volume key and the local file or directory that is its content."""
+    return dict(_split_volume(spec)[::-1] for spec in args.volume)
+
+
+def _split_volume(spec: str) -> tuple[Path, str]:
     local, _, rest = spec.partition(":")
     if not rest.startswith("/"):
         raise ClientError(f"-v {spec}: give LOCAL:/container/path[:ro]")
     source = Path(local).expanduser()
-    if source.is_dir():
-        content = {"type": "directory", "content": _b64(pack_directory(source))}
-    elif source.is_file():
-        mode = f"0{stat.S_IMODE(source.stat().st_mode):o}"
-        content = {"type": "file", "content": _b64(source.read_bytes()), "mode": mode}
-    else:
+    if not (source.is_dir() or source.is_file()):
         raise ClientError(f"-v {spec}: {local} is neither a file nor a directory")
-    return {rest: content}
+    return source, rest
+
+
+def _volume(spec: str) -> dict[str, Any]:
+    source, key = _split_volume(spec)
+    if source.is_dir():
+        return {key: {"type": "directory"}}
+    return {key: {"type": "file", "mode": f"0{stat.S_IMODE(source.stat().st_mode):o}"}}
 
 
 def _split_out(spec: str) -> tuple[str, Path]:
@@ -251,22 +259,6 @@ def _split_out(spec: str) -> tuple[str, Path]:
     if not path.startswith("/") or not local:
         raise ClientError(f"--out {spec}: give /container/path:LOCAL_DIR")
     return path, Path(local).expanduser()
-
-
-def _write_out(spec: str, returned: dict[str, Any]) -> None:
-    path, local = _split_out(spec)
-    volume = returned.get(path)
-    if volume is None:
-        raise ClientError(f"--out {spec}: the run returned nothing for {path}")
-    data = base64.b64decode(volume["content"])
-    if volume["type"] == "directory":
-        unpack_directory(data, local)
-    else:
-        local.write_bytes(data)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def _print_runs(runs: list[dict[str, Any]], as_json: bool) -> int:

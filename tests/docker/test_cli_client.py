@@ -176,3 +176,38 @@ def test_on_a_terminal_a_progress_display_runs_until_the_output_starts(instance:
     assert process.wait(60) == 0
     assert b"from-a-tty" in seen
     assert b"\x1b[?25l" in seen  # the live display hid the cursor while it drew
+
+
+def test_a_remote_run_sends_and_receives_files_over_the_binary_path(
+    tmp_path: Path, server: Server
+) -> None:
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "data.txt").write_text("payload\n")
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\ncp -r /src/sub /out/ && echo done > /note.txt\n")
+    script.chmod(0o755)
+    (tmp_path / "empty.txt").write_text("")
+    with server() as client:
+        done = cli(
+            "run",
+            "--server",
+            str(client.base_url),
+            "-v",
+            f"{source}:/src:ro",
+            "-v",
+            f"{script}:/job.sh",
+            "-v",
+            f"{tmp_path / 'empty.txt'}:/note.txt",
+            "--out",
+            "/out:./result",
+            "--out",
+            "/note.txt:./note.txt",
+            TEST_IMAGE,
+            "--",
+            "/job.sh",
+            cwd=tmp_path,
+        )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "result" / "sub" / "data.txt").read_text() == "payload\n"
+    assert (tmp_path / "note.txt").read_text() == "done\n"
