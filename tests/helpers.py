@@ -49,6 +49,14 @@ def tar_gz(files: dict[str, bytes | None], *, extra: list[tarfile.TarInfo] | Non
     return out.getvalue()
 
 
+def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    """A hand-made archive member (no content), for attacks."""
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
 def untar_gz(data: bytes) -> dict[str, bytes | None]:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         return {

@@ -103,17 +103,11 @@ class ContentCopier:
         for mount in spec.mounts:
             if not mount.response:
                 continue
-            field = f"volumes[{mount.key!r}]"
-            with (
-                engine_errors(f"copying {mount.path} out of the container"),
-                self._archive(container, mount.path) as chunks,
-            ):
-                reader = archive_streams.ChunkReader(chunks, budget, field)
+            with self._reading(container, mount, budget) as reader:
                 if mount.kind == "file":
                     content = archives.file_from_tar_stream(reader)
                 else:
-                    dirname = mount.path.rsplit("/", 1)[-1]
-                    content = archives.directory_tar_gz_from_stream(reader, dirname)
+                    content = archives.directory_tar_gz_from_stream(reader, _dirname(mount))
             budget -= len(content)
             returned[mount.path] = (mount.kind, content)
         return returned
@@ -121,17 +115,11 @@ class ContentCopier:
     def stream(self, container: str, mount: MountSpec, limit: int) -> Iterator[bytes]:
         """A returned path as the engine hands it out: the file's bytes, or a plain tar with
         names relative to the directory; past `limit` bytes, a 413."""
-        field = f"volumes[{mount.key!r}]"
-        with (
-            engine_errors(f"copying {mount.path} out of the container"),
-            self._archive(container, mount.path) as chunks,
-        ):
-            reader = archive_streams.ChunkReader(chunks, limit, field)
+        with self._reading(container, mount, limit) as reader:
             if mount.kind == "file":
                 yield from archive_streams.file_stream(reader)
             else:
-                dirname = mount.path.rsplit("/", 1)[-1]
-                yield from archive_streams.relative_tar_stream(reader, dirname)
+                yield from archive_streams.relative_tar_stream(reader, _dirname(mount))
 
     def spooled(self, spec: RunSpec, container: str) -> dict[str, ReturnedFile]:
         """Every `response: true` path, spooled (to disk past a MiB) so that the container can
@@ -154,6 +142,17 @@ class ContentCopier:
         return spooled
 
     @contextmanager
+    def _reading(
+        self, container: str, mount: MountSpec, limit: int
+    ) -> Iterator[archive_streams.ChunkReader]:
+        """The engine's tar of a returned path, as a reader that stops at `limit` bytes."""
+        with (
+            engine_errors(f"copying {mount.path} out of the container"),
+            self._archive(container, mount.path) as chunks,
+        ):
+            yield archive_streams.ChunkReader(chunks, limit, f"volumes[{mount.key!r}]")
+
+    @contextmanager
     def _archive(self, container: str, path: str) -> Iterator[Iterator[bytes]]:
         """The engine's tar of `path`, as chunks; the HTTP response is closed on exit.
 
@@ -173,3 +172,8 @@ class ContentCopier:
             yield response.iter_content(ARCHIVE_CHUNK_BYTES)
         finally:
             response.close()
+
+
+def _dirname(mount: MountSpec) -> str:
+    """The name the engine gives a directory's members: `<last part of the path>/...`."""
+    return mount.path.rsplit("/", 1)[-1]

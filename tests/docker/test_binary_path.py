@@ -14,7 +14,7 @@ import pytest
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from tests.conftest import managed_objects
-from tests.helpers import run_body, tar_gz
+from tests.helpers import run_body, tar_gz, tar_member
 
 MiB = 1024 * 1024
 
@@ -155,12 +155,7 @@ def test_a_200_mib_directory_streams_in(server):
 
 
 def hostile() -> list[Any]:
-    def m(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
-        info = tarfile.TarInfo(name)
-        info.type = kind
-        info.linkname = linkname
-        return info
-
+    m = tar_member
     bomb = io.BytesIO()
     with tarfile.open(fileobj=bomb, mode="w:gz") as archive:
         zeros = m("zeros")

@@ -20,6 +20,7 @@ from runner.archive_streams import (
 from runner.archives import Budget
 from runner.errors import InvalidRequest, PayloadTooLarge
 from tests.helpers import tar_gz
+from tests.helpers import tar_member as member
 
 
 def reader(data: bytes, limit: int = 10**9, chunk: int = 7000) -> ChunkReader:
@@ -39,13 +40,6 @@ def through(data: bytes, budget: Budget | None = None, limit: int = 10**9) -> di
 
 def plain_tar(files: dict[str, bytes | None]) -> bytes:
     return gzip.decompress(tar_gz(files))  # type: ignore[arg-type]
-
-
-def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = linkname
-    return info
 
 
 def test_a_tar_gz_and_a_plain_tar_come_through_as_the_same_plain_tar():

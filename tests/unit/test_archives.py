@@ -19,17 +19,11 @@ from runner.archives import (
 )
 from runner.errors import InvalidRequest, PayloadTooLarge
 from tests.helpers import b64, tar_gz, untar_gz
+from tests.helpers import tar_member as member
 
 
 def budget(size: int = 10**9, members: int = 10_000) -> Budget:
     return Budget(size, members)
-
-
-def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = linkname
-    return info
 
 
 def test_a_plain_archive_passes_and_lists_its_names():
