@@ -173,6 +173,19 @@ def hostile() -> list[Any]:
             tar_gz({}, extra=[m("link", tarfile.SYMTYPE, "/etc"), m("link/passwd")]),
             422,
         ),
+        "through-hardlink-to-symlink": (
+            tar_gz(
+                {},
+                extra=[m("s", tarfile.SYMTYPE, "/v"), m("h", tarfile.LNKTYPE, "s"), m("h/1/evil")],
+            ),
+            422,
+        ),
+        "hardlink-through-symlink": (
+            tar_gz(
+                {}, extra=[m("s", tarfile.SYMTYPE, "/etc"), m("h", tarfile.LNKTYPE, "s/shadow")]
+            ),
+            422,
+        ),
         "garbage": (b"not an archive" * 100, 422),
         "truncated": (tar_gz({"a": bytes(range(256)) * 4000})[:2000], 422),
         "gzip-bomb": (bomb.getvalue(), 413),

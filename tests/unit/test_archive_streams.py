@@ -56,6 +56,8 @@ HOSTILE = [
     [member("hl", tarfile.LNKTYPE, "../../etc/shadow")],
     [member("hl", tarfile.LNKTYPE, "/etc/shadow")],
     [member("link", tarfile.SYMTYPE, "/etc"), member("link/passwd")],
+    [member("s", tarfile.SYMTYPE, "/v"), member("h", tarfile.LNKTYPE, "s"), member("h/1/evil")],
+    [member("s", tarfile.SYMTYPE, "/etc"), member("h", tarfile.LNKTYPE, "s/shadow")],
 ]
 
 
