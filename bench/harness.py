@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+INSTANCE = f"bench-{os.getpid()}"  # the engine is shared: this run's objects, and only those
 
 
 @dataclass
@@ -94,7 +95,7 @@ def runner_process(**settings: str) -> Iterator[Runner]:
         **os.environ,
         "RUNNER_PORT": str(rest_port),
         "RUNNER_MCP_PORT": str(mcp_port),
-        "RUNNER_INSTANCE_ID": "bench",
+        "RUNNER_INSTANCE_ID": INSTANCE,
         **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
     }
     process = subprocess.Popen(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import gzip
 import json
 import threading
 import time
@@ -17,8 +15,8 @@ import httpx
 from httpx_sse import connect_sse
 from mcp import Client
 
-from bench.baseline import IMAGE, cli_run, directory_tar, sdk_run
-from bench.harness import Runner, Samples, interleaved, timed
+from bench.baseline import IMAGE, cli_run, sdk_run
+from bench.harness import INSTANCE, Runner, Samples, interleaved, timed
 
 ECHO = ["echo", "hi"]
 JSON_HEADERS = {"content-type": "application/json"}
@@ -163,24 +161,6 @@ def big_output(runner: Runner, mebibytes: int, cap: int) -> Result:
     }
 
 
-def files(runner: Runner, api: docker.APIClient, mebibytes: int, rounds: int) -> Result:
-    tar = directory_tar(mebibytes * 2**20)
-    content = base64.b64encode(gzip.compress(_inner(tar), compresslevel=1)).decode()
-    body = run_body(
-        ["true"], volumes={"/data": {"type": "directory", "content": content, "response": True}}
-    )
-    with httpx.Client() as http:
-        samples = interleaved(
-            {
-                "runner": lambda: post_run(http, runner, body),
-                "sdk": lambda: sdk_run(api, ["true"], data=tar),
-            },
-            rounds,
-            warmup=1,
-        )
-    return {**_summary(samples, "runner", ["sdk"]), "mib": mebibytes}
-
-
 def _inner(tar: bytes) -> bytes:
     """The same bytes as the SDK's tar, but relative to /data, as a `directory` volume wants."""
     import io
@@ -246,7 +226,8 @@ def async_vs_sync(runner: Runner, api: docker.APIClient, rounds: int) -> Result:
             rounds,
         )
     # finished async runs are kept for their TTL; the benchmark's go now
-    for container in api.containers(all=True, filters={"label": "oneoff-runner.role=async-run"}):
+    mine = ["oneoff-runner.role=async-run", f"oneoff-runner.instance={INSTANCE}"]
+    for container in api.containers(all=True, filters={"label": mine}):
         api.remove_container(container["Id"], force=True, v=True)
     return _summary(samples, "runs", ["run"])
 
