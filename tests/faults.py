@@ -35,6 +35,8 @@ class EngineProxy:
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
+        self.removals = threading.Event()
+        self.removals.set()
 
     @property
     def docker_host(self) -> str:
@@ -73,10 +75,14 @@ class EngineProxy:
             upstream.connect(ENGINE_SOCKET)
             with self._lock:
                 self._connections += [client, upstream]
-            threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(
+                target=_pipe, args=(client, upstream, self.removals), daemon=True
+            ).start()
 
 
-def _pipe(one: socket.socket, other: socket.socket) -> None:
+def _pipe(one: socket.socket, other: socket.socket, removals: threading.Event) -> None:
+    """Bytes both ways; a DELETE request from the runner (`one`) waits while `removals` is
+    clear (the engine then removes nothing until the test lets it)."""
     peers = {one: other, other: one}
     try:
         while True:
@@ -85,6 +91,8 @@ def _pipe(one: socket.socket, other: socket.socket) -> None:
                 data = source.recv(65536)
                 if not data:
                     return
+                if source is one and data.startswith(b"DELETE "):
+                    removals.wait()
                 peers[source].sendall(data)
     except (OSError, ValueError):
         return

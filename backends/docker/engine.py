@@ -1,9 +1,10 @@
 """The Docker engine backend, local or remote (`DOCKER_HOST`), through docker-py's low-level API.
 
 One run: pull per policy → content into a run volume (`content`) → create → attach (output,
-`docker_output`) → start → wait until the deadline → copy response paths out → remove, with the
-removal in `finally` so that every way out cleans up, and what cannot be removed retried by the
-reaper. docker-py's exceptions become `RunnerError`s in `docker_errors.engine_errors` only.
+`docker_output`) → start → wait until the deadline → copy response paths out → answer, and
+remove in the background (`cleanup`); a run that fails removes what it made before it raises.
+What cannot be removed is retried by the reaper. docker-py's exceptions become `RunnerError`s
+in `docker_errors.engine_errors` only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
 from backends.docker import inventory
+from backends.docker.cleanup import Cleanup
 from backends.docker.content import ContentCopier
 from backends.docker.errors import (
     create_refused,
@@ -53,6 +55,8 @@ from runner.spec import (
 log = logging.getLogger("oneoff_runner.docker")
 
 CLEANUP_GRACE_SECONDS = 300
+CLEANUP_WORKERS = 4
+CLEANUP_DRAIN_SECONDS = 60
 OUTPUT_GRACE_SECONDS = 30
 
 
@@ -70,6 +74,7 @@ class DockerBackend:
         self._readers = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_runs + 4, thread_name_prefix="oneoff-output"
         )
+        self.cleanup = Cleanup(self.remove, CLEANUP_WORKERS, settings.max_concurrent_runs * 2)
 
     @property
     def api(self) -> docker.APIClient:
@@ -101,6 +106,7 @@ class DockerBackend:
         )
 
     def close(self) -> None:
+        self.cleanup.drain(CLEANUP_DRAIN_SECONDS)
         self._readers.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for client in (self._client, self._stream_client):
@@ -130,9 +136,11 @@ class DockerBackend:
             with timed(phases, "collect"):
                 spec.emit("phase", "collecting output")
                 outcome = self._collect(spec, container, exit_code, timed_out, output)
-        finally:
+        except BaseException:
             with timed(phases, "cleanup"):
                 self.remove(container, volume)
+            raise
+        self.cleanup.submit(container, volume)  # the caller has all it needs: answer now
         outcome.phases = phases
         return outcome
 

@@ -44,6 +44,7 @@ def test_every_way_a_run_ends_leaves_nothing(app_client, engine, body, status):
     instance = client.app.state.service.settings.instance_id
     response = client.post("/run", json=body)
     assert response.status_code == status, response.text
+    assert client.app.state.service.backend.cleanup.idle(60)  # after an answer, in the background
     assert managed_objects(engine, instance) == []
 
 
