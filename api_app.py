@@ -276,7 +276,7 @@ async def run_logs(
 
 
 @router.get(
-    "/runs/{run_id}/files/{path:path}",
+    "/runs/{run_id}/files/{path:anypath}",
     response_class=StreamingResponse,
     responses={**JSON_ERRORS, 200: {"content": {TAR: {}, OCTETS: {}}}},
     summary="A returned path, as raw bytes",

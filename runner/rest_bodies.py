@@ -77,13 +77,33 @@ async def run_body(request: Request, service: RunnerService) -> AsyncIterator[Ru
             parsed, parts = await read_run_form(request, service.settings.max_request_bytes)
             yield RunBody(parsed, ticket, Uploads(), parts)
         else:
-            yield RunBody(_json_request(await request.body()), ticket)
+            raw = await _body(request, service.settings.max_request_bytes)
+            yield RunBody(_json_request(raw), ticket)
     except BaseException:
         ticket.release()
         raise
 
 
-def _json_request(raw: bytes) -> RunRequest:
+async def _body(request: Request, limit: int) -> bytearray:
+    """The body in one buffer, sized from Content-Length when it is given and within `limit`:
+    no list of chunks joined into a second copy, and no copy kept on the request (Starlette's
+    `body()` keeps one for the whole run). Untouched pages of a lying Content-Length cost no
+    memory, and a body past `limit` is refused by the app's body limit as it streams."""
+    length = request.headers.get("content-length", "")
+    declared = int(length) if length.isdigit() else 0
+    buffer = bytearray(declared if declared <= limit else 0)
+    filled = 0
+    async for chunk in request.stream():
+        end = filled + len(chunk)
+        if end > len(buffer):
+            del buffer[filled:]
+        buffer[filled:end] = chunk
+        filled = end
+    del buffer[filled:]
+    return buffer
+
+
+def _json_request(raw: bytes | bytearray) -> RunRequest:
     try:
         return RunRequest.model_validate_json(raw)
     except ValidationError as exc:

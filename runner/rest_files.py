@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Iterator
 
 import orjson
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
@@ -21,6 +22,23 @@ from runner.models import RunResult
 from runner.spec import ReturnedFile
 
 MIXED = "multipart/mixed"
+
+
+class AnyPath(Convertor[str]):
+    """Starlette's `path`, newlines included: any path a caller sends reaches the route (and
+    gets the runner's own 404 when it is not a returned path)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", AnyPath())
+
 CHUNK_BYTES = 256 * 1024
 TAR = "application/x-tar"
 OCTETS = "application/octet-stream"

@@ -140,7 +140,11 @@ class DockerBackend:
             with timed(phases, "cleanup"):
                 self.remove(container, volume)
             raise
-        self.cleanup.submit(container, volume)  # the caller has all it needs: answer now
+        if any(mount.kind == "volume" for mount in spec.mounts):
+            with timed(phases, "cleanup"):  # its named volumes are free when the answer comes
+                self.remove(container, volume)
+        else:
+            self.cleanup.submit(container, volume)  # the caller has all it needs: answer now
         outcome.phases = phases
         return outcome
 

@@ -80,6 +80,7 @@ def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
         again = client.post("/run", json=run_body("echo", "back"))
         assert again.status_code == 200 and again.json()["stdout"] == "back\n"
         events.wait("destroy")
+        assert client.app.state.service.backend.cleanup.idle(60)
     finally:
         events.close()
         proxy.cut()
