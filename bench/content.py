@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import gzip
-import io
 import json
-import tarfile
 from typing import Any
 
 import docker
@@ -17,6 +15,7 @@ import httpx
 from bench.baseline import directory_tar, sdk_run
 from bench.harness import Runner, interleaved
 from bench.scenarios import Result, _inner, _summary, post_run, run_body
+from tests.helpers import ZeroTar
 
 MiB = 2**20
 MIXED = "multipart/mixed"
@@ -79,21 +78,6 @@ def json_files(runner: Runner, api: docker.APIClient, mebibytes: int, rounds: in
         "peak_rss_growth_mib": round(growth / MiB, 2),
         "growth_per_request_size": round(growth / len(request_only), 2),
     }
-
-
-class ZeroTar(io.RawIOBase):
-    """A plain tar of one file of `size` zero bytes, made as it is read (never held)."""
-
-    def __init__(self, size: int) -> None:
-        info = tarfile.TarInfo("big")
-        info.size = size
-        self._pieces = iter([info.tobuf(), *([bytes(MiB)] * (size // MiB)), bytes(1024)])
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        return next(self._pieces, b"")
 
 
 def big_upload(runner: Runner, mebibytes: int) -> Result:

@@ -49,6 +49,21 @@ def tar_gz(files: dict[str, bytes | None], *, extra: list[tarfile.TarInfo] | Non
     return out.getvalue()
 
 
+class ZeroTar(io.RawIOBase):
+    """A plain tar of one file of `size` zero bytes, made as it is read (never held)."""
+
+    def __init__(self, size: int) -> None:
+        info = tarfile.TarInfo("big")
+        info.size = size
+        self._pieces = iter([info.tobuf(), *([bytes(2**20)] * (size // 2**20)), bytes(1024)])
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return next(self._pieces, b"")
+
+
 def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
     """A hand-made archive member (no content), for attacks."""
     info = tarfile.TarInfo(name)

@@ -14,7 +14,7 @@ import pytest
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from tests.conftest import managed_objects
-from tests.helpers import run_body, tar_gz, tar_member
+from tests.helpers import ZeroTar, run_body, tar_gz, tar_member
 
 MiB = 1024 * 1024
 
@@ -127,21 +127,6 @@ def test_a_finished_async_runs_returned_paths_download_as_a_file_and_a_tar(serve
     assert names(tar.content) == {"g": b"g\n"}
     assert missing.status_code == 404
     assert "/out.txt, /out" in missing.json()["message"]
-
-
-class ZeroTar(io.RawIOBase):
-    """A plain tar of one file of `size` zero bytes, made as it is read (never held)."""
-
-    def __init__(self, size: int) -> None:
-        info = tarfile.TarInfo("big")
-        info.size = size
-        self._pieces = iter([info.tobuf(), *([bytes(MiB)] * (size // MiB)), bytes(1024)])
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        return next(self._pieces, b"")
 
 
 def test_a_200_mib_directory_streams_in(server):
