@@ -179,6 +179,12 @@ def create_refused(message: str) -> RunnerError | None:
         return InvalidRequest(f"image: {message}; check the image reference", field="image")
     if "no such image" in low:
         return ImageNotFound(f"image: {message}", field="image")
+    if "unknown runtime specified" in low:
+        return InvalidRequest(
+            f"runtime: {message}; the operator allows it but the engine does not have it: "
+            "leave runtime out, or ask the operator to register it with the engine",
+            field="runtime",
+        )
     if "no command specified" in low:
         return InvalidRequest(
             "command: the image has no CMD or ENTRYPOINT, so there is nothing to run; give "
@@ -214,7 +220,7 @@ def start_refused(spec: RunSpec) -> Translate:
                 "uid[:gid] or a user the image defines",
                 field="user",
             )
-        if "error mounting" in low or "mount" in low and "rootfs" in low:
+        if "error mounting" in low or "inside container" in low or "rootfs" in low:
             return InvalidRequest(
                 f"volumes: a path could not be mounted ({message}); a file cannot go where the "
                 "image has a directory, nor a directory where it has a file: choose another "

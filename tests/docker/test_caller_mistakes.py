@@ -89,6 +89,20 @@ def test_a_file_mounted_over_a_directory_names_no_engine_path(client: TestClient
     assert '"/etc"' in message
 
 
+def test_a_directory_mounted_over_a_device_of_the_runtime(client: TestClient) -> None:
+    refused(
+        client,
+        run_body("true", volumes={"/dev/null": {"type": "directory"}}),
+        "volumes",
+        "/dev/null",
+    )
+
+
+def test_a_runtime_allowed_but_missing_from_the_engine(app_client) -> None:  # type: ignore[no-untyped-def]
+    client = app_client(allowed_runtimes=["no-such-runtime"])
+    refused(client, run_body("true", runtime="no-such-runtime"), "runtime", "operator")
+
+
 def test_nul_bytes_in_volume_labels(client: TestClient) -> None:
     response = client.post("/volume", json={"name": "nul-label", "labels": {"a": "b\0"}})
     assert response.status_code == 422
