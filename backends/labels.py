@@ -26,6 +26,7 @@ from runner.backend import (
 )
 from runner.run_status import RunState
 from runner.spec import MountSpec, RunRecord, RunSpec, VolumeFill
+from runner.tenancy import LOCAL
 
 log = logging.getLogger("oneoff_runner.labels")
 T = TypeVar("T")
@@ -93,19 +94,22 @@ def readable(what: str, read: Callable[[], T]) -> T | None:
         return None
 
 
-def stored_record(text: str | None, run_id: str | None) -> RunRecord | None:
-    """The record `record_label` wrote for `run_id` (its object's run-id label), or None,
-    logged, for anything else."""
-    return readable(f"the record of run {run_id!r}", lambda: _checked(text, run_id))
+def stored_record(text: str | None, labels: Mapping[str, str]) -> RunRecord | None:
+    """The record `record_label` wrote for the run and tenant its object's `labels` name, or
+    None, logged, for anything else."""
+    run_id = labels.get(RUN_ID)
+    return readable(f"the record of run {run_id!r}", lambda: _checked(text, labels))
 
 
-def _checked(text: str | None, run_id: str | None) -> RunRecord:
+def _checked(text: str | None, labels: Mapping[str, str]) -> RunRecord:
     if text is None:
         raise ValueError("it holds no record")
     record = _RECORD.validate_json(text)
     times = (record.created_at, record.started_at, record.finished_at)
-    if record.run_id != run_id:
+    if record.run_id != labels.get(RUN_ID):
         raise ValueError(f"it names run {record.run_id!r}")
+    if record.tenant != labels.get(TENANT, LOCAL.label):
+        raise ValueError("it names another tenant than its label")
     if record.state not in _STATES:
         raise ValueError(f"unknown state {record.state!r}")
     if not all(0 <= moment < LATEST for moment in times if moment is not None):

@@ -187,7 +187,7 @@ class DetachedRuns:
                 found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
                 for item in found.get("Volumes") or []:
                     kept = item.get("Labels") or {}
-                    records.append(stored_record(kept.get(RECORD), kept.get(RUN_ID)))
+                    records.append(stored_record(kept.get(RECORD), kept))
         return latest_per_run([record for record in records if record is not None])
 
     def _readable(self, inspected: dict[str, Any]) -> RunRecord | None:

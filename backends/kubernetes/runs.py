@@ -147,7 +147,7 @@ class JobRuns:
                         item.metadata.annotations or {},
                         item.metadata.labels or {},
                     )
-                    records.append(stored_record(annotations.get(RECORD), labels.get(RUN_ID)))
+                    records.append(stored_record(annotations.get(RECORD), labels))
         return latest_per_run([record for record in records if record is not None])
 
     def _readable(self, found: Any) -> RunRecord | None:

@@ -10,7 +10,8 @@ import docker
 import pytest
 
 from backends.labels import RECORD
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
+from runner.tenancy import LOCAL
 from tests.docker.conftest import Server
 from tests.helpers import run_body
 
@@ -54,6 +55,7 @@ GARBAGE = {
     "unknown-state": forged_record("%s", state="hacked"),
     "time-out-of-range": forged_record("%s", created_at=1e300),
     "names-another-run": forged_record("someone-else"),
+    "names-another-tenant": forged_record("%s", tenant="someone-else"),
 }
 
 
@@ -65,6 +67,7 @@ def test_garbage_records_on_the_engine_are_skipped_at_startup_and_in_listings(
         for kind, text in GARBAGE.items():
             run_id = uuid.uuid4().hex[:16]
             labels = {MANAGED: "true", ROLE: "run-record", RUN_ID: run_id, INSTANCE: instance}
+            labels[TENANT] = LOCAL.label  # the tenant the server below answers for
             labels |= {RECORD: text.replace("%s", run_id), DEADLINE: "soon" if made else "1e999"}
             made.append(engine.volumes.create(f"garbage-{run_id}-{kind}", labels=labels))
         with server() as client:  # its startup reaps: every deadline above is read

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from backends.labels import RECORD
-from runner.backend import DEADLINE, MANAGED, ROLE, RUN_ID
+from runner.backend import DEADLINE, MANAGED, ROLE, RUN_ID, TENANT
 from runner.settings import Settings
 from tests.kubernetes.fake_api import FakeKubernetes
 
@@ -27,6 +27,7 @@ def test_garbage_records_are_skipped_at_startup_and_in_listings(
 ) -> None:
     for run_id, text in GARBAGE.items():
         labels = {MANAGED: "true", ROLE: "run-record", RUN_ID: run_id, DEADLINE: "soon"}
+        labels[TENANT] = "local"  # the tenant a runner without tokens answers for
         metadata = {"name": f"garbage-{run_id}", "labels": labels, "annotations": {RECORD: text}}
         fake.create("secrets", "runs", {"apiVersion": "v1", "kind": "Secret", "metadata": metadata})
     with TestClient(create_app(kube_settings)) as client:  # startup reaps: reads each deadline
