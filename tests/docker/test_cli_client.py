@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -115,18 +116,20 @@ def test_json_output_is_the_final_status(server: Server) -> None:
 
 
 def test_runs_logs_and_cancel_manage_a_server_run(server: Server) -> None:
-    with server() as client:
+    own = {"ONEOFF_RUNNER_TOKEN": f"own-{uuid.uuid4().hex}"}  # a tenant of its own: the engine
+    with server(api_tokens=[own["ONEOFF_RUNNER_TOKEN"]]) as client:  # is shared with other suites
+        client.headers["Authorization"] = f"Bearer {own['ONEOFF_RUNNER_TOKEN']}"
         url = str(client.base_url)
         run_id = client.post("/runs", json=run_body("sh", "-c", "echo begun; sleep 300")).json()[
             "run_id"
         ]
         with client.stream("GET", f"/runs/{run_id}/logs") as stream:
             next(line for line in stream.iter_lines() if "begun" in line)
-        listed = json.loads(cli("runs", "--json", "--server", url).stdout)
-        so_far = cli("logs", run_id, "--server", url)
-        cancelled = cli("cancel", run_id, "--server", url)
-        followed = cli("logs", "-f", run_id, "--server", url)
-        unknown = cli("logs", "0123456789abcdef", "--server", url)
+        listed = json.loads(cli("runs", "--json", "--server", url, **own).stdout)
+        so_far = cli("logs", run_id, "--server", url, **own)
+        cancelled = cli("cancel", run_id, "--server", url, **own)
+        followed = cli("logs", "-f", run_id, "--server", url, **own)
+        unknown = cli("logs", "0123456789abcdef", "--server", url, **own)
     assert [run["run_id"] for run in listed] == [run_id]
     assert listed[0]["state"] == "running"
     assert (so_far.returncode, so_far.stdout) == (0, "begun\n")
