@@ -29,12 +29,14 @@ def test_garbage_records_are_skipped_at_startup_and_in_listings(
         labels = {MANAGED: "true", ROLE: "run-record", RUN_ID: run_id, DEADLINE: "soon"}
         labels[TENANT] = "local"  # the tenant a runner without tokens answers for
         metadata = {"name": f"garbage-{run_id}", "labels": labels, "annotations": {RECORD: text}}
-        fake.create("secrets", "runs", {"apiVersion": "v1", "kind": "Secret", "metadata": metadata})
+        fake.create(
+            "configmaps", "runs", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
+        )
     with TestClient(create_app(kube_settings)) as client:  # startup reaps: reads each deadline
         listed = client.get("/runs")
         one = client.get("/runs/0123456789abcdef")
     for run_id in GARBAGE:
-        fake.delete("secrets", "runs", f"garbage-{run_id}")
+        fake.delete("configmaps", "runs", f"garbage-{run_id}")
     assert listed.status_code == 200
     assert listed.json()["runs"] == []
     assert one.status_code == 404
