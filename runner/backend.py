@@ -110,14 +110,20 @@ class Backend(Protocol):
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]: ...
 
-    def reap_orphans(self, *, startup: bool) -> int:
-        """Remove leftovers: past their deadline, or (at startup) this instance's own.
+    def renew_lease(self) -> None:
+        """Renew this runner's claim on what it makes (`backends.leases`); the service calls
+        it at start and every third of `lease_seconds`."""
+        ...
 
-        Returns how many objects were removed.
+    def reap_orphans(self) -> int:
+        """Remove leftovers: what runners no longer holding their lease made, and anything past
+        its deadline. Returns how many objects were removed.
         """
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the lease: what is left then is any runner's to remove."""
+        ...
 
 
 @contextmanager

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
 from runner.admission import Admission, Ticket
 from runner.backend import Backend
-from runner.errors import NotFound, RunnerError
+from runner.errors import BackendUnavailable, Cancelled, NotFound, RunnerError
 from runner.metrics import Metrics
 from runner.models import RunRequest, RunResult
 from runner.run_output import read_all, stream_events
@@ -37,6 +39,7 @@ from runner.uploads import Uploads
 log = logging.getLogger("oneoff_runner.runs")
 CANCEL_WAIT_SECONDS = 120
 OUTCOMES = {"succeeded": "success", "failed": "error"}
+SHUT_DOWN = "the runner shut down before the run started; it never ran: start it again"
 
 Resolve = Callable[[RunRequest, str, Tenant, Uploads | None], RunSpec]
 """The service's policy step: (request, run id, tenant, content parts still to arrive) to the
@@ -55,6 +58,8 @@ class Pending:
     tenant: Tenant
     state: str = "queued"
     cancelled: bool = False
+    stopped: bool = False
+    launched: bool = False
     events: list[tuple[str, str]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -100,6 +105,7 @@ class AsyncRuns:
         self._pending: dict[str, Pending] = {}
         self._keys: dict[tuple[str, str], str] = {}
         self._watchers: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def resume(self) -> None:
         """Watch the runs a previous life of the runner (or another replica) left running, so
@@ -108,19 +114,38 @@ class AsyncRuns:
             if record.state == "running":
                 self._spawn(self._watch(record.run_id))
 
-    async def stop(self) -> None:
-        """Leave running runs running (their state is in the backend); runs not yet started
-        end as failed, with a message saying to start them again."""
-        for pending in list(self._pending.values()):
-            pending.spec.cancelled.set()
-            if pending.task is not None:
-                pending.task.cancel()
-            record = pending.record(
-                "failed", "the runner shut down before the run started; start it again"
-            )
-            await self._record_quietly(record)
+    async def stop(self, grace: float) -> None:
+        """Shut down honestly. Queued runs never start: they leave the queue and their record
+        says so. Runs being started get `grace` seconds to start, and are then handed over like
+        running runs (their state is in the backend; any runner answers and enforces their
+        timeout); past it, they are stopped before they start and say so, or, if they had
+        started, their container tells how they went. Running runs are left running."""
+        self._closing = True
+        pending = list(self._pending.values())
+        queued = [run for run in pending if run.state == "queued" and run.task is not None]
+        for run in pending:
+            run.stopped = True
+        for run in queued:
+            run.task.cancel()  # type: ignore[union-attr]
+        await self._until_started(pending, grace)
+        for run in pending:
+            if run.spec.run_id in self._pending:
+                run.spec.cancelled.set()
+        await self._until_started(pending, CANCEL_WAIT_SECONDS)
+        if queued:
+            await asyncio.wait({run.task for run in queued if run.task is not None})
+        for run in queued:
+            if not run.cancelled:
+                await self._record_quietly(run.record("failed", SHUT_DOWN))
         for task in list(self._watchers):
             task.cancel()
+
+    async def _until_started(self, runs: list[Pending], timeout: float) -> None:
+        """Until none of `runs` is still queued or starting, or `timeout` has passed."""
+        with anyio.move_on_after(timeout):
+            for run in runs:
+                while run.spec.run_id in self._pending:
+                    await run.changed.wait()
 
     async def settled(self) -> None:
         """Until every run this process watches has ended and been counted."""
@@ -139,6 +164,8 @@ class AsyncRuns:
         """Start a run for `tenant`; a key the tenant used before returns that run. `uploads`:
         its content parts still arriving; `ticket`: a queue place reserved before the request
         body was read."""
+        if self._closing:
+            raise BackendUnavailable("the runner is shutting down; retry on another replica")
         if idempotency_key is not None:
             existing = await self._by_key(tenant, idempotency_key)
             if existing is not None:
@@ -183,6 +210,7 @@ class AsyncRuns:
             async with self.admission.slot(pending.ticket):
                 pending.move("pulling")
                 await self._call(self.backend.launch, spec, pending.key)
+                pending.launched = True
                 self._forget(pending)
                 if pending.cancelled:
                     await self._call(self.backend.discard_run, spec.run_id)
@@ -190,7 +218,9 @@ class AsyncRuns:
                 await self._watch(spec.run_id)
                 await self._count(pending.tenant, spec.run_id)
         except RunnerError as exc:
-            if not pending.cancelled:
+            if pending.stopped and isinstance(exc, Cancelled):
+                await self._record_quietly(pending.record("failed", SHUT_DOWN))
+            elif not pending.cancelled:
                 log.info("run %s failed to start: %s", spec.run_id, exc.message)
                 self.metrics.record(pending.tenant.name, exc.code, {})
                 await self._record_quietly(pending.record("failed", exc.message))

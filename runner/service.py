@@ -15,14 +15,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import anyio
 
 from runner.admission import Admission, Ticket
 from runner.backend import Backend
-from runner.errors import BackendUnavailable, PolicyRefused, RunnerError
+from runner.errors import BackendUnavailable, Cancelled, PolicyRefused, RunnerError
 from runner.metrics import Metrics
 from runner.models import (
     ContainerInfo,
@@ -36,9 +36,10 @@ from runner.models import (
 from runner.policy import build_run_spec, build_volume_fill
 from runner.runs import AsyncRuns
 from runner.settings import Settings
+from runner.shutdown import also_on_signal
 from runner.spec import EventSink, Outcome, ReturnedFile, RunSpec
 from runner.tenancy import LOCAL, Tenant
-from runner.threads import in_worker, on_this_loop
+from runner.threads import in_worker, on_this_loop, own_thread
 from runner.uploads import Uploads
 
 log = logging.getLogger("oneoff_runner")
@@ -55,11 +56,12 @@ class RunnerService:
         self.backend = backend
         self.admission = Admission(settings.max_concurrent_runs, settings.max_queued_runs)
         self._run_threads = anyio.CapacityLimiter(settings.max_concurrent_runs)
-        self._reaper: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._grace: asyncio.Task[None] | None = None
         self._in_flight: dict[str, RunSpec] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        self._closing = False
+        self._closing_at: float | None = None
         self.metrics = Metrics(
             running=lambda: self.admission.running, waiting=lambda: self.admission.waiting
         )
@@ -69,30 +71,54 @@ class RunnerService:
         self.runs = AsyncRuns(settings, backend, self.admission, self.metrics, self.resolve)
 
     async def start(self) -> None:
-        """Reap what a previous life of this instance left, then keep reaping in the background."""
-        await self._reap(startup=True)
+        """Take this runner's lease, reap what runners that are gone left, and keep doing both
+        in the background."""
+        await self._renew_lease()
+        await self._reap()
         try:
             await self.runs.resume()
         except RunnerError as exc:
             log.warning("async runs left running could not be resumed: %s", exc.message)
-        self._reaper = asyncio.create_task(self._reap_forever())
+        self._background = [
+            asyncio.create_task(self._every(self.settings.reap_interval_seconds, self._reap)),
+            asyncio.create_task(self._every(self.settings.lease_seconds / 3, self._renew_lease)),
+        ]
 
-    async def stop(self) -> None:
-        """Refuse new runs, give those in flight `shutdown_grace_seconds` to finish, then kill
-        and remove what is left."""
-        self._closing = True
-        await self.runs.stop()
-        with anyio.move_on_after(self.settings.shutdown_grace_seconds):
+    def begin_shutdown(self) -> None:
+        """SIGTERM: refuse new runs now, and kill synchronous runs still in flight once
+        `shutdown_grace_seconds` have passed (also when the server waits for requests)."""
+        if self._closing_at is None:
+            self._closing_at = time.monotonic()
+            self._grace = asyncio.ensure_future(self._end_of_grace())
+
+    @property
+    def closing(self) -> bool:
+        return self._closing_at is not None
+
+    def _grace_left(self) -> float:
+        elapsed = time.monotonic() - (self._closing_at or time.monotonic())
+        return max(self.settings.shutdown_grace_seconds - elapsed, 0.0)
+
+    async def _end_of_grace(self) -> None:
+        with anyio.move_on_after(self._grace_left()):
             await self._idle.wait()
         for spec in list(self._in_flight.values()):
             spec.cancelled.set()
             await self.call(self._cancel_quietly, spec.run_id)
+
+    async def stop(self) -> None:
+        """Refuse new runs; give runs in flight, and async runs being started, what is left of
+        `shutdown_grace_seconds`; kill and remove the synchronous runs still there; then release
+        the lease (what is left is then anyone's to remove)."""
+        self.begin_shutdown()
+        await self.runs.stop(self._grace_left())
+        assert self._grace is not None
+        await self._grace
         with anyio.move_on_after(CANCEL_CLEANUP_WAIT_SECONDS):
             await self._idle.wait()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.call(self.backend.close)
 
     async def run(
@@ -112,7 +138,7 @@ class RunnerService:
         started = time.perf_counter()
         run_id = uuid.uuid4().hex[:16]
         try:
-            if self._closing:
+            if self.closing:
                 raise BackendUnavailable("the runner is shutting down; retry on another replica")
             async with self.admission.slot(ticket):
                 spec = await self.call(self.resolve, request, run_id, tenant, uploads)
@@ -120,20 +146,23 @@ class RunnerService:
                 spec.raw_returned = files is not None
                 outcome = await self._execute(spec)
         except RunnerError as exc:
-            self.metrics.record(tenant.name, exc.code, {})
+            error = self._as_shutdown(exc)
+            self.metrics.record(tenant.name, error.code, {})
             log.info(
                 "run %s refused: tenant=%s %s",
                 run_id,
                 tenant.name,
-                exc.message,
+                error.message,
                 extra={
                     "run_id": run_id,
                     "tenant": tenant.name,
                     "image": request.image,
-                    "outcome": exc.code,
+                    "outcome": error.code,
                 },
             )
-            raise
+            if error is exc:
+                raise
+            raise error from exc
         result = outcome.result(run_id, time.perf_counter() - started)
         if files is not None:
             files.update(outcome.files)
@@ -159,6 +188,16 @@ class RunnerService:
             },
         )
         return result
+
+    def _as_shutdown(self, error: RunnerError) -> RunnerError:
+        """A run killed because the runner stopped says so (503), not that a caller cancelled."""
+        if not (isinstance(error, Cancelled) and self.closing):
+            return error
+        return BackendUnavailable(
+            "the runner shut down while the run was in flight: it was killed after "
+            f"shutdown_grace_seconds ({self.settings.shutdown_grace_seconds:g}); run it again "
+            "on another replica"
+        )
 
     def resolve(
         self, request: RunRequest, run_id: str, tenant: Tenant, uploads: Uploads | None = None
@@ -279,20 +318,27 @@ class RunnerService:
             log.warning("run %s: cleanup outlasted the cancel; the reaper will finish it", run_id)
         log.info("run %s cancelled: the caller went away", run_id)
 
-    async def _reap(self, *, startup: bool) -> None:
+    async def _reap(self) -> None:
         try:
-            reap = functools.partial(self.backend.reap_orphans, startup=startup)
-            removed = await self.call(reap)
+            removed = await self.call(self.backend.reap_orphans)
         except RunnerError as exc:
             log.warning("reaping leftovers failed: %s", exc.message)
             return
         if removed:
             log.info("reaped %d leftover object(s) of earlier runs", removed)
 
-    async def _reap_forever(self) -> None:
+    async def _renew_lease(self) -> None:
+        """In a thread of its own: a lease must not wait behind busy shared worker threads."""
+        try:
+            await own_thread(self.backend.renew_lease)
+        except RunnerError as exc:
+            log.warning("renewing this runner's lease failed (retried): %s", exc.message)
+
+    @staticmethod
+    async def _every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
         while True:
-            await anyio.sleep(self.settings.reap_interval_seconds)
-            await self._reap(startup=False)
+            await anyio.sleep(seconds)
+            await work()
 
     @staticmethod
     async def call(function: Callable[..., T], *args: object) -> T:
@@ -314,6 +360,7 @@ async def service_scope(
     own = RunnerService(settings, make_backend())
     await own.start()
     try:
-        yield own
+        with also_on_signal(own.begin_shutdown):
+            yield own
     finally:
         await own.stop()

@@ -8,6 +8,7 @@ lower, and a maximum, which it may raise to but never past.
 from __future__ import annotations
 
 import socket
+import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -71,9 +72,10 @@ class Settings(BaseSettings):
         "https://runner.example.com. Comma-separated.",
     )
     instance_id: str = Field(
-        default_factory=socket.gethostname,
-        description="Names this runner on shared engines; leftovers of the same id are "
-        "reaped at startup. Defaults to the hostname.",
+        default_factory=lambda: f"{socket.gethostname()[:54]}-{uuid.uuid4().hex[:8]}",
+        description="Names this runner in labels and logs. Ownership does not depend on it "
+        "(each runner process holds its own lease), so two runners may share one. Defaults to "
+        "the hostname and a random suffix.",
     )
 
     docker_host: str | None = Field(
@@ -182,7 +184,17 @@ class Settings(BaseSettings):
         "text", description="text for people, json for log pipelines (one object per line)."
     )
     reap_interval_seconds: float = Field(
-        60, gt=0, description="How often leftovers past their deadline are removed."
+        60,
+        gt=0,
+        description="How often leftovers are removed: those of runners that stopped holding "
+        "their lease, and anything past its deadline.",
+    )
+    lease_seconds: float = Field(
+        30,
+        ge=1,
+        description="How long this runner's claim on its runs lasts unless renewed (it renews "
+        "every third of it). A crashed runner's leftovers are removed by any runner on the "
+        "engine within lease_seconds + reap_interval_seconds.",
     )
     result_ttl_seconds: float = Field(
         3600,

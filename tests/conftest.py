@@ -17,11 +17,10 @@ import docker
 import httpx
 import pytest
 import uvicorn
-from docker.models.containers import Container
-from docker.models.volumes import Volume
 from starlette.types import ASGIApp
 
-from runner.backend import INSTANCE
+from backends.leases import LEASE_ROLE
+from runner.backend import INSTANCE, ROLE
 from runner.settings import Settings
 from tests.helpers import SUITE_ID, TEST_IMAGE, instance_id
 
@@ -93,20 +92,18 @@ def engine() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def _suite_objects(
-    engine: docker.DockerClient,
-) -> tuple[list[Container], list[Volume]]:
-    """Containers and volumes made by runners of this copy of the suite (never another's)."""
+def _suite_objects(engine: docker.DockerClient) -> tuple[list[str], list[str]]:
+    """Containers (ids) and volumes (names) made by runners of this copy of the suite (never
+    another's). Listed without inspecting each: other suites remove theirs meanwhile."""
 
     def ours(labels: dict[str, str] | None) -> bool:
         return (labels or {}).get(INSTANCE, "").startswith(f"{SUITE_ID}-")
 
-    # sparse: no inspect per container, which fails when another suite removes one meanwhile
-    containers = engine.containers.list(all=True, sparse=True, filters={"label": INSTANCE})
-    volumes = engine.volumes.list(filters={"label": INSTANCE})
+    containers = engine.api.containers(all=True, filters={"label": INSTANCE})
+    volumes = engine.api.volumes(filters={"label": INSTANCE}).get("Volumes") or []
     return (
-        [item for item in containers if ours(item.attrs.get("Labels"))],
-        [item for item in volumes if ours(item.attrs.get("Labels"))],
+        [item["Id"] for item in containers if ours(item.get("Labels"))],
+        [item["Name"] for item in volumes if ours(item.get("Labels"))],
     )
 
 
@@ -116,21 +113,34 @@ def no_leaks(engine: docker.DockerClient) -> Iterator[None]:
     nothing else on the (shared) engine is looked at or touched."""
     yield
     containers, volumes = _suite_objects(engine)
-    leaked = [str((c.attrs.get("Names") or [c.id])[0]) for c in containers] + [
-        v.name for v in volumes
-    ]
     for container in containers:
-        container.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.api.remove_container(container, force=True, v=True)
     for volume in volumes:
-        volume.remove(force=True)
-    assert not leaked, f"the runner leaked: {leaked}"
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.api.remove_volume(volume, force=True)
+    assert not containers + volumes, f"the runner leaked: {containers + volumes}"
 
 
 def managed_objects(engine: docker.DockerClient, instance: str) -> list[str]:
-    label = f"{INSTANCE}={instance}"
-    containers = engine.containers.list(all=True, filters={"label": label})
-    volumes = engine.volumes.list(filters={"label": label})
-    return [c.name for c in containers] + [v.name for v in volumes]
+    """What runners of `instance` made for runs (their leases, held while they live, aside)."""
+    label = {"label": f"{INSTANCE}={instance}"}
+    containers = engine.api.containers(all=True, filters=label)
+    volumes = engine.api.volumes(filters=label).get("Volumes") or []
+    return [item["Names"][0].lstrip("/") for item in containers] + [
+        item["Name"] for item in volumes if (item.get("Labels") or {}).get(ROLE) != LEASE_ROLE
+    ]
+
+
+def remove_objects_of(engine: docker.DockerClient, instance: str) -> None:
+    """Remove whatever runners of `instance` (an id of this suite's) left, leases included."""
+    label = {"label": f"{INSTANCE}={instance}"}
+    for item in engine.api.containers(all=True, filters=label):
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.api.remove_container(item["Id"], force=True, v=True)
+    for item in engine.api.volumes(filters=label).get("Volumes") or []:
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.api.remove_volume(item["Name"], force=True)
 
 
 ROOT = Path(__file__).resolve().parents[1]

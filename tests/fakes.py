@@ -130,7 +130,10 @@ class FakeBackend:
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         return []
 
-    def reap_orphans(self, *, startup: bool) -> int:
+    def renew_lease(self) -> None:
+        pass
+
+    def reap_orphans(self) -> int:
         return 0
 
     def close(self) -> None:

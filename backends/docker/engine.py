@@ -19,7 +19,7 @@ import docker
 from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
-from backends.docker import inventory
+from backends.docker import inventory, reaping
 from backends.docker.cleanup import Cleanup
 from backends.docker.content import ContentCopier
 from backends.docker.errors import (
@@ -30,7 +30,8 @@ from backends.docker.errors import (
 from backends.docker.output import Captured, read_frames
 from backends.docker.pull import pull, pulls_first
 from backends.docker.runs import DetachedRuns, OutputStream
-from backends.labels import ASYNC_ROLE, RECORD_ROLE, deadline_of, volume_labels
+from backends.labels import volume_labels
+from backends.leases import LEASE_SELECTOR, Lease
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, timed
 from runner.errors import (
     BackendUnavailable,
@@ -69,6 +70,9 @@ class DockerBackend:
         self._client: docker.APIClient | None = None
         self._stream_client: docker.APIClient | None = None
         self.content = ContentCopier(lambda: self.api)
+        self.lease = Lease(
+            settings.instance_id, settings.lease_seconds, self._create_lease, self._delete_lease
+        )
         self.detached = DetachedRuns(self)
         self._deferred: set[tuple[str | None, str | None]] = set()
         self._readers = ThreadPoolExecutor(
@@ -108,6 +112,10 @@ class DockerBackend:
     def close(self) -> None:
         self.cleanup.drain(CLEANUP_DRAIN_SECONDS)
         self._readers.shutdown(wait=False, cancel_futures=True)
+        try:
+            self.lease.release()
+        except RunnerError as exc:
+            log.warning("the runner's lease could not be released (it expires): %s", exc.message)
         with self._lock:
             for client in (self._client, self._stream_client):
                 if client is not None:
@@ -182,6 +190,8 @@ class DockerBackend:
         self.detached.mark(record)
 
     def _labels(self, run_id: str, role: str, timeout: float, tenant: str) -> dict[str, str]:
+        """Labels of what a run makes; taken before anything is made, so the lease holds."""
+        self.lease.hold()
         deadline = int(time.time() + timeout + CLEANUP_GRACE_SECONDS)
         return {
             MANAGED: "true",
@@ -190,6 +200,7 @@ class DockerBackend:
             DEADLINE: str(deadline),
             ROLE: role,
             TENANT: tenant,
+            **self.lease.labels(),
         }
 
     def ensure_image(self, spec: RunSpec) -> None:
@@ -437,30 +448,32 @@ class DockerBackend:
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         return inventory.images(self.api, reference)
 
-    def reap_orphans(self, *, startup: bool) -> int:
+    def renew_lease(self) -> None:
+        self.lease.renew()
+
+    def _create_lease(self, name: str, labels: dict[str, str]) -> None:
+        with engine_errors("renewing the runner's lease"):
+            self.api.create_volume(name, driver="local", labels=labels)
+
+    def _delete_lease(self, name: str) -> None:
+        self.remove(None, name)
+
+    def reap_orphans(self) -> int:
         with self._lock:
             deferred, self._deferred = self._deferred, set()
         removed = sum(self.remove(container, volume) for container, volume in deferred)
-        now = time.time()
-
-        def orphaned(labels: dict[str, str] | None) -> bool:
-            """Past its deadline; or, at startup, this instance's: its runs died with it (async
-            runs did not: they are expired by their own rules)."""
-            labels = labels or {}
-            mine = labels.get(INSTANCE) == self.settings.instance_id
-            if startup and mine and labels.get(ROLE) not in (ASYNC_ROLE, RECORD_ROLE):
-                return True
-            return deadline_of(labels) < now
-
-        removed += self.detached.expire()
+        managed = {"label": f"{MANAGED}=true"}
         with engine_errors("reaping leftovers"):
-            for item in self.api.containers(all=True, filters={"label": f"{MANAGED}=true"}):
-                if orphaned(item.get("Labels")):
-                    self.remove(item["Id"], None)
-                    removed += 1
-            volumes = self.api.volumes(filters={"label": f"{MANAGED}=true"}).get("Volumes") or []
-            for item in volumes:
-                if orphaned(item.get("Labels")):
-                    self.remove(None, item["Name"])
-                    removed += 1
+            listing = reaping.Listing(
+                containers=self.api.containers(all=True, filters=managed),
+                volumes=self.api.volumes(filters=managed).get("Volumes") or [],
+                leases=self.api.volumes(filters={"label": LEASE_SELECTOR}).get("Volumes") or [],
+                now=time.time(),
+                own=self.lease.owner,
+            )
+        removed += self.detached.expire(listing.async_containers(), listing.live)
+        for container in reaping.containers_to_remove(listing):
+            removed += self.remove(container, None)
+        for volume in reaping.volumes_to_remove(listing):
+            removed += self.remove(None, volume)
         return removed

@@ -48,12 +48,14 @@ from backends.labels import (
     stored_record,
     stored_spec,
 )
+from backends.leases import Lease, abandoned, past_deadline
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from runner.errors import BackendUnavailable, Conflict, NotFound
 from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec
 
 LOG_FILES = 4
+NEVER_STARTED = "the runner that accepted the run stopped before it started; start it again"
 FRAME_HEADER = struct.Struct(">BxxxL")
 STREAMS = {1: "stdout", 2: "stderr"}
 
@@ -91,6 +93,7 @@ class Engine(Protocol):
 
     settings: Settings
     content: ContentCopier
+    lease: Lease
 
     @property
     def api(self) -> docker.APIClient: ...
@@ -137,6 +140,9 @@ class DetachedRuns:
             raise
 
     def _labels(self, spec: RunSpec, idempotency_key: str | None) -> dict[str, str]:
+        """The run's labels; the owner's only matters until it starts (a launch that died with
+        its runner is removed by whoever sees the lease gone), after which any runner answers."""
+        self.engine.lease.hold()
         now = time.time()
         ttl = self.settings.result_ttl_seconds
         labels = {
@@ -150,6 +156,7 @@ class DetachedRuns:
             TTL: repr(ttl),
             OUTPUT: output_label(spec),
             TENANT: spec.tenant,
+            **self.engine.lease.labels(),
         }
         if idempotency_key is not None:
             labels[KEY] = key_label(idempotency_key)
@@ -285,30 +292,49 @@ class DetachedRuns:
         with engine_errors("recording the run's end"):
             self.engine.api.create_volume(f"oneoff-{record.run_id}-record", labels=labels)
 
-    def expire(self) -> int:
-        """Kill runs past their timeout (nobody was watching them) and remove finished runs
-        past their TTL. Returns how many runs were removed."""
+    def expire(self, found: list[dict[str, Any]], live: set[str]) -> int:
+        """Of the async runs' containers `found`: kill runs past their timeout (nobody was
+        watching them), remove finished runs past their TTL, and remove runs whose launch died
+        with its runner (created, never started; their record says so). Returns how many runs
+        were removed."""
         removed = 0
         now = time.time()
-        with engine_errors("expiring async runs"):
-            found = self.engine.api.containers(
-                all=True, filters={"label": [f"{MANAGED}=true", f"{ROLE}={ASYNC_ROLE}"]}
-            )
         for item in found:
-            expire = functools.partial(self._expired, item, now)
+            expire = functools.partial(self._expired, item, live, now)
             removed += bool(readable(f"container {item['Id'][:12]}", expire))
         return removed
 
-    def _expired(self, item: dict[str, Any], now: float) -> bool:
+    def _expired(self, item: dict[str, Any], live: set[str], now: float) -> bool:
         labels = item["Labels"]
         if item["State"] == "running" and float(labels[TIMEOUT_AT]) < now:
             self.engine.kill(item["Id"])
+        elif item["State"] == "created" and self._launch_died(labels, live, now):
+            self.abandon(labels[RUN_ID], item)
+            return True
         elif item["State"] in ("exited", "dead"):
             record = self._record(self.engine.api.inspect_container(item["Id"]))
             if (record.finished_at or now) + float(labels[TTL]) <= now:
                 self.discard(record.run_id)
                 return True
         return False
+
+    @staticmethod
+    def _launch_died(labels: dict[str, str], live: set[str], now: float) -> bool:
+        return abandoned(labels, live) or past_deadline(labels, now)
+
+    def abandon(self, run_id: str, container: dict[str, Any]) -> None:
+        """A run that never started: removed, and recorded as such."""
+        self.engine.remove(container["Id"], f"oneoff-{run_id}")
+        self.mark(
+            RunRecord(
+                run_id=run_id,
+                state="failed",
+                image=container.get("Image", ""),
+                created_at=float(container["Labels"][CREATED]),
+                finished_at=time.time(),
+                error=NEVER_STARTED,
+            )
+        )
 
     def _container(self, run_id: str) -> dict[str, Any] | None:
         filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}

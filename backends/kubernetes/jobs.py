@@ -9,6 +9,7 @@ run's log and returned paths are read → the Job is deleted with its pods and S
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -31,19 +32,23 @@ from backends.kubernetes.manifests import (
 )
 from backends.kubernetes.pods import RunPods
 from backends.kubernetes.runs import JobRuns
-from backends.labels import RECORD_ROLE, deadline_of, volume_tenant
-from runner.backend import INSTANCE, MANAGED, ROLE, OutputStream, timed
+from backends.labels import RECORD_ROLE, volume_tenant
+from backends.leases import LEASE_ROLE, Lease, abandoned, live_owners, past_deadline
+from runner.backend import MANAGED, ROLE, OutputStream, timed
 from runner.errors import (
     Cancelled,
     Conflict,
     NotFound,
     PayloadTooLarge,
+    RunnerError,
     Unsupported,
     VolumeNotFound,
 )
 from runner.models import ContainerInfo, Health, ImageInfo
 from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
+
+log = logging.getLogger("oneoff_runner.kubernetes")
 
 CLEANUP_GRACE_SECONDS = 300
 END_GRACE_SECONDS = 60  # past the timeout: the kubelet's kill, the helpers' collect
@@ -69,6 +74,9 @@ class KubernetesBackend:
         self._client: ApiClient | None = None
         self.jobs = JobRuns(self)
         self.pods = RunPods(self)
+        self.lease = Lease(
+            settings.instance_id, settings.lease_seconds, self._create_lease, self._delete_record
+        )
 
     @property
     def client(self) -> ApiClient:
@@ -103,6 +111,10 @@ class KubernetesBackend:
         return CoreV1Api(self.client)
 
     def close(self) -> None:
+        try:
+            self.lease.release()
+        except RunnerError as exc:
+            log.warning("the runner's lease could not be released (it expires): %s", exc.message)
         with self._lock:
             if self._client is not None:
                 self._client.close()
@@ -117,9 +129,9 @@ class KubernetesBackend:
         try:
             with timed(phases, "create"):
                 deadline = int(time.time() + spec.timeout_seconds + CLEANUP_GRACE_SECONDS)
-                meta = self.meta(
-                    name, labels(spec.run_id, self.settings, deadline, "run", spec.tenant)
-                )
+                self.lease.hold()
+                kept = labels(spec.run_id, self.settings, deadline, "run", spec.tenant)
+                meta = self.meta(name, {**kept, **self.lease.labels()})
                 self.create_job(spec, meta, self.settings.kube_job_ttl_seconds)
             with timed(phases, "run"):
                 pod, timed_out = self.wait_pod(spec)
@@ -309,25 +321,39 @@ class KubernetesBackend:
             "through the API; use pull_policy 'always' or 'missing'"
         )
 
-    def reap_orphans(self, *, startup: bool) -> int:
-        """Jobs past their deadline, or (at startup) this instance's plain runs; run records
-        past their TTL. Async runs end by their own deadline and TTL."""
+    def renew_lease(self) -> None:
+        self.lease.renew()
+
+    def _create_lease(self, name: str, kept: dict[str, str]) -> None:
+        lease = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": self.meta(name, kept)}
+        with api_errors("renewing the runner's lease"):
+            self.core.create_namespaced_config_map(self.namespace, lease)
+
+    def reap_orphans(self) -> int:
+        """Plain-run Jobs whose runner no longer holds its lease, and Jobs past their deadline;
+        run records and leases past theirs. Async runs end by their own deadline and TTL. Jobs
+        are listed before leases (see `backends.leases`)."""
         now = time.time()
         selector = f"{MANAGED}=true"
         with api_errors("reaping leftovers"):
             jobs = self.batch.list_namespaced_job(self.namespace, label_selector=selector)
-            records = self.core.list_namespaced_config_map(
-                self.namespace, label_selector=f"{selector},{ROLE}={RECORD_ROLE}"
-            )
+            kept = [
+                item
+                for role in (RECORD_ROLE, LEASE_ROLE)
+                for item in self.core.list_namespaced_config_map(
+                    self.namespace, label_selector=f"{selector},{ROLE}={role}"
+                ).items
+            ]
+        live = live_owners((item.metadata.labels or {} for item in kept), now) | {self.lease.owner}
         removed = 0
         for item in jobs.items:
-            kept = item.metadata.labels or {}
-            mine = kept.get(INSTANCE) == self.settings.instance_id and kept.get(ROLE) == "run"
-            if (startup and mine) or _past(kept, now):
+            job = item.metadata.labels or {}
+            mine = job.get(ROLE) == "run" and abandoned(job, live)
+            if mine or past_deadline(job, now):
                 self.delete(item.metadata.name)
                 removed += 1
-        for item in records.items:
-            if _past(item.metadata.labels or {}, now):
+        for item in kept:
+            if past_deadline(item.metadata.labels or {}, now):
                 self._delete_record(item.metadata.name)
                 removed += 1
         return removed
@@ -338,10 +364,6 @@ class KubernetesBackend:
                 self.core.delete_namespaced_config_map(name, self.namespace)
         except NotFound:
             pass
-
-
-def _past(kept: dict[str, str], now: float) -> bool:
-    return deadline_of(kept) < now
 
 
 def _inline_content_only(spec: RunSpec) -> None:

@@ -11,9 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api_app import create_app
-from runner.backend import INSTANCE
 from runner.settings import Settings
-from tests.conftest import serving
+from tests.conftest import remove_objects_of, serving
 from tests.helpers import instance_id
 
 
@@ -52,14 +51,22 @@ Server = Callable[..., contextlib.AbstractContextManager[httpx.Client]]
 
 
 @pytest.fixture
+def own_network(engine: docker.DockerClient) -> Iterator[str]:
+    """A network of the test's own (internal: no way out), removed afterwards; tests never
+    rely on the engine's default `bridge`."""
+    network = engine.networks.create(f"{instance_id('net')}", driver="bridge", internal=True)
+    try:
+        yield str(network.name)
+    finally:
+        network.remove()
+
+
+@pytest.fixture
 def instance(engine: docker.DockerClient) -> Iterator[str]:
     """An instance id of its own; whatever its runs keep is removed after the test."""
     made = instance_id("async")
     yield made
-    for container in engine.containers.list(all=True, filters={"label": f"{INSTANCE}={made}"}):
-        container.remove(force=True, v=True)
-    for volume in engine.volumes.list(filters={"label": f"{INSTANCE}={made}"}):
-        volume.remove(force=True)
+    remove_objects_of(engine, made)
 
 
 @pytest.fixture

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import socket
+import tarfile
 import time
 import uuid
 
 import pytest
 
 from api_app import create_app
+from backends.docker.engine import DockerBackend
+from backends.leases import OWNER
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
-from tests.conftest import managed_objects, serving
+from tests.conftest import managed_objects, remove_objects_of, serving
 from tests.faults import engine_fault
 from tests.helpers import PUBLIC_REGISTRY, TEST_IMAGE, b64, run_body, tar_gz
 
@@ -68,7 +71,7 @@ def test_health_reports_the_engine_version(client, engine):
     assert body["version"] == engine.version()["Version"]
 
 
-def leftover(engine, instance: str, deadline: float) -> tuple[str, str]:
+def leftover(engine, instance: str, deadline: float, owner: str | None = None) -> tuple[str, str]:
     run_id = uuid.uuid4().hex[:16]
     labels = {
         MANAGED: "true",
@@ -76,6 +79,7 @@ def leftover(engine, instance: str, deadline: float) -> tuple[str, str]:
         INSTANCE: instance,
         DEADLINE: str(int(deadline)),
         ROLE: "run",
+        **({OWNER: owner} if owner else {}),
     }
     volume = engine.volumes.create(f"oneoff-{run_id}", labels=labels)
     container = engine.containers.create(TEST_IMAGE, ["sleep", "600"], labels=labels)
@@ -83,23 +87,25 @@ def leftover(engine, instance: str, deadline: float) -> tuple[str, str]:
     return container.name, volume.name
 
 
-def test_startup_reaps_this_instances_leftovers_and_expired_ones_only(
+def test_startup_reaps_what_runners_without_a_lease_left_and_expired_objects_only(
     app_client, engine, make_settings
 ):
+    """A live runner with the very same instance id keeps its runs; ownership is the lease."""
     settings = make_settings()
-    own = leftover(engine, settings.instance_id, time.time() + 3600)
-    expired = leftover(engine, "another-runner", time.time() - 1)
-    alive = leftover(engine, "another-runner", time.time() + 3600)
+    live = DockerBackend(settings)
     try:
+        live.renew_lease()
+        kept = leftover(engine, settings.instance_id, time.time() + 3600, live.lease.owner)
+        gone = leftover(engine, settings.instance_id, time.time() + 3600, owner="0" * 32)
+        expired = leftover(engine, settings.instance_id, time.time() - 1)
         app_client(instance_id=settings.instance_id)
-        names = {c.name for c in engine.containers.list(all=True, filters={"label": MANAGED})}
-        names |= {v.name for v in engine.volumes.list(filters={"label": MANAGED})}
-        assert not set(own) & names
+        names = set(managed_objects(engine, settings.instance_id))
+        assert not set(gone) & names
         assert not set(expired) & names
-        assert set(alive) <= names
+        assert set(kept) <= names
     finally:
-        engine.containers.get(alive[0]).remove(force=True)
-        engine.volumes.get(alive[1]).remove(force=True)
+        live.close()
+        remove_objects_of(engine, settings.instance_id)
 
 
 @pytest.fixture
@@ -144,3 +150,17 @@ def test_directory_content_with_many_files_round_trips(client):
     volumes = {"/many": {"type": "directory", "content": b64(tar_gz(files))}}
     result = client.post("/run", json=run_body("sh", "-c", "ls /many | wc -l", volumes=volumes))
     assert result.json()["stdout"].strip() == "200"
+
+
+def test_content_the_engine_refuses_part_way_leaves_nothing(app_client, engine):
+    """The engine unpacks 20 MB, then refuses a name over 255 bytes: the partly filled run
+    volume is gone before the answer."""
+    client = app_client()
+    instance = client.app.state.service.settings.instance_id
+    too_long = tarfile.TarInfo("n" * 256)
+    archive = tar_gz({"big.bin": bytes(20 * 1024 * 1024)}, extra=[too_long])
+    body = run_body("true", volumes={"/d": {"type": "directory", "content": b64(archive)}})
+    response = client.post("/run", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "volumes"
+    assert managed_objects(engine, instance) == []

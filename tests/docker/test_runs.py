@@ -145,8 +145,9 @@ def test_default_network_is_none(client):
     assert client.post("/run", json=body).json()["stdout"].split() == ["lo"]
 
 
-def test_an_allowed_network_can_be_chosen(client):
-    body = run_body("sh", "-c", "ls /sys/class/net", network="bridge")
+def test_an_allowed_network_can_be_chosen(app_client, own_network):
+    client = app_client(allowed_networks=["none", own_network])
+    body = run_body("sh", "-c", "ls /sys/class/net", network=own_network)
     assert "eth0" in client.post("/run", json=body).json()["stdout"].split()
 
 

@@ -137,6 +137,10 @@ class FakeKubernetes:
             if not self.closed:
                 self.changed.wait(max(0.0, min(seconds, 0.5)))
 
+    def run_configmaps(self) -> list[str]:
+        """ConfigMaps but the runners' leases (which live as long as their runner)."""
+        return [name for name in self.named("configmaps") if not name.startswith("oneoff-lease-")]
+
     # ---- object store ------------------------------------------------------------------
 
     def get(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:

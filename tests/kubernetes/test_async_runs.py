@@ -72,7 +72,7 @@ def test_cancel_deletes_the_job_and_leaves_a_record(api: TestClient, fake: FakeK
     assert cancelled["state"] == "cancelled"
     assert fake.named("jobs") == fake.named("pods") == []
     assert api.get(f"/runs/{run_id}").json()["state"] == "cancelled"
-    assert fake.named("configmaps") == [f"oneoff-{run_id}-record"]
+    assert fake.run_configmaps() == [f"oneoff-{run_id}-record"]
     assert fake.named("secrets") == []
     fake.delete("configmaps", "runs", f"oneoff-{run_id}-record")
 
@@ -139,7 +139,7 @@ def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
             "metadata": {"name": "old-record", "labels": expired},
         },
     )
-    api.app.state.service.backend.reap_orphans(startup=False)
+    api.app.state.service.backend.reap_orphans()
     assert "old-record" not in fake.named("configmaps")
     assert fake.calls == {
         (group, resource, verb)

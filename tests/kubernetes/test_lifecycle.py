@@ -54,18 +54,27 @@ def test_cancel_deletes_the_job_and_the_run_ends_cancelled(
     assert fake.named("jobs") == fake.named("pods") == fake.named("secrets") == []
 
 
-def test_startup_reaps_this_instance_s_jobs_and_keeps_others(
+def test_reaping_removes_jobs_of_runners_without_a_lease_and_keeps_live_ones(
     backend: KubernetesBackend, fake: FakeKubernetes, kube_settings: Settings
 ):
+    """Ownership is per process: another runner with the same instance id keeps its Jobs while
+    it renews its lease, and loses them once it no longer holds one."""
     fake.script = lambda job: scripts.runs_until_deleted()
-    mine = {"metadata": {"name": "oneoff-mine", "labels": _labels("test-kube")}}
-    theirs = {"metadata": {"name": "oneoff-theirs", "labels": _labels("other")}}
-    for job in (mine, theirs):
-        fake.create("jobs", "runs", {**_job_shell(), **job})
-    assert backend.reap_orphans(startup=True) == 1
-    assert fake.named("jobs") == ["oneoff-theirs"]
-    assert backend.reap_orphans(startup=False) == 0
-    fake.delete("jobs", "runs", "oneoff-theirs")
+    other = KubernetesBackend(kube_settings)
+    other.renew_lease()
+    jobs = {
+        "oneoff-gone": _labels("test-kube", owner="0" * 32),
+        "oneoff-live": _labels("test-kube", owner=other.lease.owner),
+        "oneoff-mine": _labels("test-kube", owner=backend.lease.owner),
+    }
+    for name, labels in jobs.items():
+        fake.create("jobs", "runs", {**_job_shell(), "metadata": {"name": name, "labels": labels}})
+    assert backend.reap_orphans() == 1
+    assert fake.named("jobs") == ["oneoff-live", "oneoff-mine"]
+    other.close()
+    assert backend.reap_orphans() == 1
+    assert fake.named("jobs") == ["oneoff-mine"]
+    fake.delete("jobs", "runs", "oneoff-mine")
 
 
 def test_list_containers_lists_the_runner_s_jobs(backend: KubernetesBackend, fake: FakeKubernetes):
@@ -98,8 +107,8 @@ def test_a_volume_is_a_persistent_volume_claim(
         backend.create_volume(with_content)
 
 
-def _labels(instance: str) -> dict[str, str]:
-    return {
+def _labels(instance: str, owner: str | None = None) -> dict[str, str]:
+    labels = {
         "oneoff-runner.managed": "true",
         "oneoff-runner.run-id": "a",
         "oneoff-runner.tenant": "local",
@@ -107,6 +116,7 @@ def _labels(instance: str) -> dict[str, str]:
         "oneoff-runner.deadline": "9999999999",
         "oneoff-runner.role": "run",
     }
+    return labels if owner is None else {**labels, "oneoff-runner.owner": owner}
 
 
 def _job_shell() -> dict:  # type: ignore[type-arg]

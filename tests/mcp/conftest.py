@@ -35,7 +35,7 @@ def runs_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp"
     reaper = DockerBackend(settings)
-    reaper.reap_orphans(startup=False)
+    reaper.reap_orphans()
     reaper.close()
 
 
