@@ -153,9 +153,10 @@ def free_port() -> int:
 
 
 def start_runner(
-    instance: str, port: int, mcp_port: int | None = None, **settings: str
+    instance: str, port: int, mcp_port: int | None = None, app: str | None = None, **settings: str
 ) -> subprocess.Popen[bytes]:
-    """`oneoff-runner serve` as its own process, as users run it; returns once it is healthy."""
+    """`oneoff-runner serve` as its own process, as users run it (or plain `uvicorn <app>`);
+    returns once it is healthy."""
     environment = {
         **os.environ,
         "RUNNER_INSTANCE_ID": instance,
@@ -163,8 +164,11 @@ def start_runner(
         "RUNNER_MCP_PORT": str(mcp_port or free_port()),
         **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
     }
+    command = ["runner.cli.main", "serve", "--log-level", "warning"]
+    if app is not None:
+        command = ["uvicorn", app, "--port", str(port), "--log-level", "warning"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli.main", "serve", "--log-level", "warning"],
+        [sys.executable, "-m", *command],
         cwd=ROOT,
         env=environment,
     )

@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import uvicorn
 from pythonjsonlogger.json import JsonFormatter
@@ -17,6 +18,9 @@ from starlette.types import ASGIApp
 
 from runner.cli import console
 from runner.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from runner.service import RunnerService
 
 log = logging.getLogger("oneoff_runner")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -129,13 +133,14 @@ async def _serve(settings: Settings, *, rest: bool, log_level: str) -> None:
         ]
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signal_number, _stop, servers)
+            loop.add_signal_handler(signal_number, _stop, servers, service)
         await asyncio.gather(*(server.serve() for server in servers))
 
 
-def _stop(servers: list[_Server]) -> None:
+def _stop(servers: list[_Server], service: RunnerService) -> None:
     """SIGTERM/SIGINT: every server stops accepting, lets requests in flight finish (up to the
     grace), then the shared service kills and removes what is left, and the process exits 0."""
+    service.begin_shutdown()
     for server in servers:
         server.should_exit = True
 

@@ -5,51 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
 import time
 
 import httpx
-import pytest
 
-from runner.backend import INSTANCE, ROLE
 from tests.conftest import free_port, managed_objects, start_runner
+from tests.docker.watching import Events, in_background, post_run
 from tests.faults import EngineProxy, engine_fault
 from tests.helpers import instance_id, run_body
-
-
-class Events:
-    """The engine's container events for one runner instance, read as they happen."""
-
-    def __init__(self, engine, instance: str, seconds: int = 60) -> None:  # type: ignore[no-untyped-def]
-        self.instance = instance
-        self.stream = engine.api.events(
-            decode=True, until=int(time.time()) + seconds, filters={"type": "container"}
-        )
-
-    def wait(self, action: str, role: str = "run") -> dict:
-        for event in self.stream:
-            attributes = event.get("Actor", {}).get("Attributes", {})
-            if attributes.get(INSTANCE) != self.instance or attributes.get(ROLE) != role:
-                continue
-            if event["Action"] == action:
-                return event
-        pytest.fail(f"no {action!r} event for instance {self.instance}")
-
-    def close(self) -> None:
-        self.stream.close()
-
-
-def in_background(call):  # type: ignore[no-untyped-def]
-    """Run `call` in a thread; returns a function that joins it and gives its result."""
-    box: list[object] = []
-    thread = threading.Thread(target=lambda: box.append(call()), daemon=True)
-    thread.start()
-
-    def result() -> object:
-        thread.join(120)
-        return box[0] if box else None
-
-    return result
 
 
 def test_a_container_ignoring_sigterm_is_stopped_at_its_timeout(client):
@@ -87,20 +50,11 @@ def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
     assert managed_objects(engine, instance) == []
 
 
-def post_run(port: int, body: dict[str, object]):  # type: ignore[no-untyped-def]
-    def call():  # type: ignore[no-untyped-def]
-        try:
-            return httpx.post(f"http://127.0.0.1:{port}/run", json=body, timeout=120)
-        except httpx.HTTPError as exc:
-            return exc
-
-    return in_background(call)
-
-
-def test_a_killed_runner_reaps_its_leftovers_when_it_restarts(engine):
+def test_a_killed_runner_s_leftovers_go_when_it_restarts_once_its_lease_expires(engine):
     instance, port = instance_id("kill"), free_port()
+    fast = {"lease_seconds": "2", "reap_interval_seconds": "0.5"}
     events = Events(engine, instance, seconds=90)
-    first = start_runner(instance, port)
+    first = start_runner(instance, port, **fast)
     try:
         pending = post_run(port, run_body("sleep", "60", volumes={"/in": {"type": "directory"}}))
         events.wait("start")
@@ -108,7 +62,7 @@ def test_a_killed_runner_reaps_its_leftovers_when_it_restarts(engine):
         first.wait(30)
         assert isinstance(pending(), httpx.HTTPError)
         assert managed_objects(engine, instance), "the kill should have left the run behind"
-        second = start_runner(instance, port)
+        second = start_runner(instance, port, **fast)
         events.wait("destroy")
         second.terminate()
         second.wait(30)

@@ -1,0 +1,141 @@
+"""Many runners on one engine, as real processes: none removes, kills or answers for another's
+live runs, whatever their instance ids; a crashed one's leftovers go within the documented
+bound; shutting down never leaves a run in a state other than the one the API reports."""
+
+from __future__ import annotations
+
+import signal
+
+import docker
+import httpx
+import pytest
+
+from backends.docker.engine import DockerBackend
+from runner.backend import RUN_ID
+from runner.settings import Settings
+from tests.conftest import free_port, managed_objects, remove_objects_of, start_runner
+from tests.docker.watching import (
+    WAITS_FOR_GO,
+    Events,
+    leases_of,
+    post_run,
+    release,
+    runner_process,
+    stop,
+)
+from tests.helpers import instance_id, run_body
+
+
+@pytest.mark.parametrize("identity", ["its own id", "the same id"])
+def test_a_long_run_survives_another_runner_starting_reaping_and_stopping(engine, identity):
+    first = instance_id("first")
+    second = first if identity == "the same id" else instance_id("second")
+    events = Events(engine, first)
+    try:
+        with runner_process(first) as (_, port):
+            pending = post_run(port, run_body("sh", "-c", WAITS_FOR_GO))
+            started = events.wait("start")
+            with runner_process(second, reap_interval_seconds="0.2"):
+                pass  # started (reaping at startup), then stopped by SIGTERM
+            reaper = DockerBackend(Settings(instance_id=second))
+            try:
+                assert reaper.reap_orphans() == 0
+            finally:
+                reaper.close()
+            release(engine, started["id"])
+            response = pending()
+            assert isinstance(response, httpx.Response), response
+            assert response.status_code == 200, response.text
+            assert response.json()["stdout"] == "survived\n"
+    finally:
+        events.close()
+    assert managed_objects(engine, first) == managed_objects(engine, second) == []
+
+
+def test_a_killed_runner_s_leftovers_go_within_its_lease_and_one_reap(engine):
+    """Removed by another runner on the engine: the dead one never comes back. The bound is
+    lease_seconds + reap_interval_seconds after the kill (here 2 + 0.5; the stream of engine
+    events the test reads ends 15 s after the kill)."""
+    dead, port = instance_id("dead"), free_port()
+    fast = {"lease_seconds": "2", "reap_interval_seconds": "0.5"}
+    with runner_process(instance_id("reaper"), **fast):
+        events = Events(engine, dead)
+        victim = start_runner(dead, port, **fast)
+        try:
+            post_run(port, run_body("sleep", "60", volumes={"/in": {"type": "directory"}}))
+            events.wait("start")
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(30)
+            assert managed_objects(engine, dead), "the kill should have left the run behind"
+            assert leases_of(engine, dead), "the kill should have left the lease behind"
+            events.close()
+            events = Events(engine, dead, seconds=15)
+            events.until_nothing_left()
+        finally:
+            events.close()
+            victim.kill()
+
+
+def test_sigterm_with_queued_async_runs_never_starts_them_and_says_so(engine):
+    """The running run is handed over (any runner answers for it); the queued ones never run,
+    leave no container in any state, and their records say so."""
+    instance, after = instance_id("queue"), instance_id("after")
+    events = Events(engine, instance)
+    try:
+        with runner_process(instance, max_concurrent_runs="1", shutdown_grace_seconds="1") as (
+            process,
+            port,
+        ):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                running = start(client, "sh", "-c", "echo running; sleep 300")
+                events.wait("start", role="async-run")
+                queued = [start(client, "echo", "ran") for _ in range(3)]
+                states = {client.get(f"/runs/{run_id}").json()["state"] for run_id in queued}
+                assert states == {"queued"}
+            assert stop(process) == 0
+        with runner_process(after) as (_, port):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                for run_id in queued:
+                    status = client.get(f"/runs/{run_id}").json()
+                    assert status["state"] == "failed", status
+                    assert "never ran" in status["error"]
+                    assert containers_of(engine, run_id) == []
+                assert client.get(f"/runs/{running}").json()["state"] == "running"
+                assert client.delete(f"/runs/{running}").json()["state"] == "cancelled"
+    finally:
+        events.close()
+        remove_objects_of(engine, instance)  # the runs' records, kept for result_ttl_seconds
+        remove_objects_of(engine, after)
+
+
+def test_sigterm_under_plain_uvicorn_holds_the_grace(engine):
+    """`uvicorn api_app:app` waits for every request; the runner still kills a run that
+    outlasts the grace, its caller learns why, and nothing is left."""
+    instance, port = instance_id("uvicorn"), free_port()
+    events = Events(engine, instance)
+    process = start_runner(instance, port, app="api_app:app", shutdown_grace_seconds="1")
+    try:
+        pending = post_run(port, run_body("sleep", "60", volumes={"/in": {"type": "directory"}}))
+        events.wait("start")
+        process.send_signal(signal.SIGTERM)
+        response = pending()
+        assert isinstance(response, httpx.Response), response
+        assert response.status_code == 503, response.text
+        assert "shutdown_grace_seconds" in response.json()["message"]
+        process.wait(60)
+    finally:
+        events.close()
+        stop(process)
+    assert managed_objects(engine, instance) == []
+    assert leases_of(engine, instance) == []
+
+
+def start(client: httpx.Client, *command: str) -> str:
+    response = client.post("/runs", json=run_body(*command))
+    assert response.status_code == 202, response.text
+    return str(response.json()["run_id"])
+
+
+def containers_of(engine: docker.DockerClient, run_id: str) -> list[str]:
+    found = engine.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+    return [f"{item['Id'][:12]} ({item['State']})" for item in found]

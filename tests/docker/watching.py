@@ -1,0 +1,121 @@
+"""Waiting on the real engine and on runner processes without sleeping: the engine's own
+events, calls in the background, runner processes that are always stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import docker
+import httpx
+import pytest
+
+from backends.leases import LEASE_ROLE
+from runner.backend import INSTANCE, ROLE
+from tests.conftest import free_port, start_runner
+
+
+class Events:
+    """The engine's container events for one runner instance, read as they happen."""
+
+    def __init__(self, engine: docker.DockerClient, instance: str, seconds: int = 60) -> None:
+        self.engine = engine
+        self.instance = instance
+        self.stream = engine.api.events(
+            decode=True,
+            until=int(time.time()) + seconds,
+            filters={"type": ["container", "volume"]},
+        )
+
+    def wait(self, action: str, role: str = "run") -> dict:  # type: ignore[type-arg]
+        for event in self.stream:
+            attributes = event.get("Actor", {}).get("Attributes", {})
+            if event["Type"] != "container" or attributes.get(INSTANCE) != self.instance:
+                continue
+            if attributes.get(ROLE) == role and event["Action"] == action:
+                return event  # type: ignore[no-any-return]
+        pytest.fail(f"no {action!r} event for instance {self.instance}")
+
+    def until_nothing_left(self) -> None:
+        """Until nothing of the instance is on the engine, lease included (re-checked at each
+        removal the engine reports); fails when the stream's time is up first."""
+        if not everything_of(self.engine, self.instance):
+            return
+        for event in self.stream:
+            if event["Action"] == "destroy" and not everything_of(self.engine, self.instance):
+                return
+        left = everything_of(self.engine, self.instance)
+        pytest.fail(f"instance {self.instance} left {left} past the bound")
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def everything_of(engine: docker.DockerClient, instance: str) -> list[str]:
+    label = {"label": f"{INSTANCE}={instance}"}
+    containers = engine.api.containers(all=True, filters=label)
+    volumes = engine.api.volumes(filters=label).get("Volumes") or []
+    return [item["Id"][:12] for item in containers] + [item["Name"] for item in volumes]
+
+
+def leases_of(engine: docker.DockerClient, instance: str) -> list[str]:
+    label = {"label": [f"{INSTANCE}={instance}", f"{ROLE}={LEASE_ROLE}"]}
+    return [item["Name"] for item in engine.api.volumes(filters=label).get("Volumes") or []]
+
+
+def in_background(call: Callable[[], object]) -> Callable[[], object]:
+    """Run `call` in a thread; returns a function that joins it and gives its result."""
+    box: list[object] = []
+    thread = threading.Thread(target=lambda: box.append(call()), daemon=True)
+    thread.start()
+
+    def result() -> object:
+        thread.join(120)
+        return box[0] if box else None
+
+    return result
+
+
+def post_run(port: int, body: dict[str, object]) -> Callable[[], object]:
+    def call() -> object:
+        try:
+            return httpx.post(f"http://127.0.0.1:{port}/run", json=body, timeout=120)
+        except httpx.HTTPError as exc:
+            return exc
+
+    return in_background(call)
+
+
+@contextlib.contextmanager
+def runner_process(instance: str, **settings: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`oneoff-runner serve` in its own process; stopped with SIGTERM on exit (killed if it
+    does not stop)."""
+    port = free_port()
+    process = start_runner(instance, port, **settings)
+    try:
+        yield process, port
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(10)
+
+
+def release(engine: docker.DockerClient, container: str) -> None:
+    """Let a run waiting for /tmp/go (`WAITS_FOR_GO`) finish."""
+    created = engine.api.exec_create(container, ["touch", "/tmp/go"])
+    engine.api.exec_start(created["Id"])
+
+
+WAITS_FOR_GO = "until [ -e /tmp/go ]; do sleep 0.1; done; echo survived"
