@@ -4,6 +4,7 @@ ones, also after the runner restarts."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -12,7 +13,10 @@ import httpx
 from httpx_sse import connect_sse
 
 from backends.docker.engine import DockerBackend
-from runner.backend import RUN_ID
+from backends.docker.runs import NEVER_STARTED
+from backends.labels import ASYNC_ROLE, CREATED, OUTPUT, TIMEOUT_AT, TTL
+from backends.leases import OWNER
+from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
 from tests.conftest import managed_objects
 from tests.docker.conftest import Server
 from tests.helpers import TEST_IMAGE, run_body
@@ -212,3 +216,32 @@ def test_a_subscriber_that_goes_away_leaves_no_reader_behind(server: Server) -> 
         assert not any(follower.is_alive() for follower in followers)
         assert client.get(f"/runs/{run_id}").json()["state"] == "running"
         client.delete(f"/runs/{run_id}")
+
+
+def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
+    engine: docker.DockerClient, instance: str, make_settings
+) -> None:
+    """A container created, never started, by a runner that holds no lease any more (it
+    crashed mid-launch): any runner's reaper removes it, and the run says it never ran."""
+    run_id, now = uuid.uuid4().hex[:16], time.time()
+    labels = {
+        MANAGED: "true",
+        RUN_ID: run_id,
+        INSTANCE: instance,
+        ROLE: ASYNC_ROLE,
+        DEADLINE: str(int(now + 3600)),
+        CREATED: repr(now),
+        TIMEOUT_AT: repr(now + 60),
+        TTL: "3600",
+        OUTPUT: json.dumps({"max_output": 1024, "max_response": 1024, "response": []}),
+        OWNER: "0" * 32,
+    }
+    engine.api.create_container(TEST_IMAGE, ["true"], labels=labels, name=f"oneoff-{run_id}")
+    reaper = DockerBackend(make_settings(instance_id=instance))
+    try:
+        assert reaper.reap_orphans() >= 1
+        (record,) = reaper.find_runs(run_id=run_id, idempotency_key=None)
+    finally:
+        reaper.close()
+    assert engine.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
+    assert (record.state, record.error) == ("failed", NEVER_STARTED)
