@@ -114,6 +114,9 @@ class AsyncRuns:
             if record.state == "running":
                 self._spawn(self._watch(record.run_id))
 
+    def refuse_new(self) -> None:
+        self._closing = True
+
     async def stop(self, grace: float) -> None:
         """Shut down honestly. Queued runs never start: they leave the queue and their record
         says so. Runs being started get `grace` seconds to start, and are then handed over like

@@ -89,6 +89,7 @@ class RunnerService:
         `shutdown_grace_seconds` have passed (also when the server waits for requests)."""
         if self._closing_at is None:
             self._closing_at = time.monotonic()
+            self.runs.refuse_new()
             self._grace = asyncio.ensure_future(self._end_of_grace())
 
     @property

@@ -189,7 +189,8 @@ class DetachedRuns:
             containers = api.containers(
                 all=True, filters={"label": [*label, f"{ROLE}={ASYNC_ROLE}"]}
             )
-            records = [self._readable(api.inspect_container(item["Id"])) for item in containers]
+            inspected = [self._inspect(item["Id"]) for item in containers]
+            records = [self._readable(item) for item in inspected if item is not None]
             if idempotency_key is None:
                 found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
                 for item in found.get("Volumes") or []:
@@ -241,7 +242,8 @@ class DetachedRuns:
         """The finished run's result: the first `max_output` bytes of each stream, and its
         `response: true` paths, read from the stopped container."""
         container = self._require(run_id)
-        record = self._record(self.engine.api.inspect_container(container["Id"]))
+        with engine_errors("reading the run's state"):
+            record = self._record(self.engine.api.inspect_container(container["Id"]))
         spec = stored_spec(run_id, container["Labels"][OUTPUT])
         stream = self.output(run_id, follow=False)
         pairs = ((data, None) if kind == "stdout" else (None, data) for kind, data in stream)
@@ -312,7 +314,11 @@ class DetachedRuns:
             self.abandon(labels[RUN_ID], item)
             return True
         elif item["State"] in ("exited", "dead"):
-            record = self._record(self.engine.api.inspect_container(item["Id"]))
+            with engine_errors("expiring async runs"):
+                inspected = self._inspect(item["Id"])
+            if inspected is None:
+                return False
+            record = self._record(inspected)
             if (record.finished_at or now) + float(labels[TTL]) <= now:
                 self.discard(record.run_id)
                 return True
@@ -335,6 +341,15 @@ class DetachedRuns:
                 error=NEVER_STARTED,
             )
         )
+
+    def _inspect(self, container: str) -> dict[str, Any] | None:
+        """The container, or None when it went since it was listed (another runner on the
+        engine removed it)."""
+        try:
+            inspected: dict[str, Any] = self.engine.api.inspect_container(container)
+        except docker.errors.NotFound:
+            return None
+        return inspected
 
     def _container(self, run_id: str) -> dict[str, Any] | None:
         filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}

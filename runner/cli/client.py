@@ -11,7 +11,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -131,9 +130,8 @@ class LocalRuns:
     def __init__(self, settings: Settings) -> None:
         from backends import get_backend
 
-        # its own instance id: a server on this host must not take the CLI's runs for its own
-        instance = f"{settings.instance_id}-cli-{os.getpid()}"
-        settings = settings.model_copy(update={"instance_id": instance})
+        # a server on this engine never takes the CLI's runs for its own: they carry this
+        # process's lease (see backends/leases.py), whatever the instance ids
         self.service = RunnerService(settings, get_backend(settings))
 
     async def run(self, body: dict[str, Any], content: dict[str, Path]) -> AsyncIterator[Event]:
