@@ -14,6 +14,7 @@ from runner.models import RunRequest
 from runner.runs import SHUT_DOWN
 from runner.service import RunnerService
 from runner.spec import RunSpec
+from runner.tenancy import LOCAL
 from tests.fakes import FakeBackend, outcome
 
 pytestmark = pytest.mark.anyio
@@ -49,9 +50,9 @@ async def started_service(launches: Launches, make_settings, **settings: object)
 async def test_a_queued_run_never_starts_and_its_record_says_so(make_settings):
     launches = Launches()
     service, backend = await started_service(launches, make_settings, max_concurrent_runs=1)
-    first = await service.runs.start(REQUEST, None)
+    first = await service.runs.start(REQUEST, LOCAL, None)
     await launches.wait_entered()
-    queued = await service.runs.start(REQUEST, None)
+    queued = await service.runs.start(REQUEST, LOCAL, None)
     stopping = asyncio.create_task(service.stop())
     launches.release.set()
     await stopping
@@ -64,7 +65,7 @@ async def test_a_queued_run_never_starts_and_its_record_says_so(make_settings):
 async def test_a_run_starting_within_the_grace_is_handed_over(make_settings):
     launches = Launches()
     service, backend = await started_service(launches, make_settings, shutdown_grace_seconds=30)
-    starting = await service.runs.start(REQUEST, None)
+    starting = await service.runs.start(REQUEST, LOCAL, None)
     await launches.wait_entered()
     stopping = asyncio.create_task(service.stop())
     launches.release.set()
@@ -78,7 +79,7 @@ async def test_a_run_still_starting_after_the_grace_is_stopped_and_says_it_never
 ):
     launches = Launches()
     service, backend = await started_service(launches, make_settings, shutdown_grace_seconds=0)
-    starting = await service.runs.start(REQUEST, None)
+    starting = await service.runs.start(REQUEST, LOCAL, None)
     await launches.wait_entered()
     await service.stop()
     assert starting.run_id not in backend.launched
@@ -90,4 +91,4 @@ async def test_no_async_run_is_accepted_once_stopping(make_settings):
     service, _ = await started_service(Launches(), make_settings)
     await service.stop()
     with pytest.raises(BackendUnavailable, match="shutting down"):
-        await service.runs.start(REQUEST, None)
+        await service.runs.start(REQUEST, LOCAL, None)
