@@ -59,7 +59,6 @@ class Pending:
     state: str = "queued"
     cancelled: bool = False
     stopped: bool = False
-    launched: bool = False
     events: list[tuple[str, str]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -213,7 +212,6 @@ class AsyncRuns:
             async with self.admission.slot(pending.ticket):
                 pending.move("pulling")
                 await self._call(self.backend.launch, spec, pending.key)
-                pending.launched = True
                 self._forget(pending)
                 if pending.cancelled:
                     await self._call(self.backend.discard_run, spec.run_id)

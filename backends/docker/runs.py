@@ -330,17 +330,19 @@ class DetachedRuns:
 
     def abandon(self, run_id: str, container: dict[str, Any]) -> None:
         """A run that never started: removed, and recorded as such."""
+        labels = container["Labels"]
         self.engine.remove(container["Id"], f"oneoff-{run_id}")
-        self.mark(
-            RunRecord(
-                run_id=run_id,
-                state="failed",
-                image=container.get("Image", ""),
-                created_at=float(container["Labels"][CREATED]),
-                finished_at=time.time(),
-                error=NEVER_STARTED,
-            )
+        record = RunRecord(
+            run_id=run_id,
+            state="failed",
+            image=container.get("Image", ""),
+            created_at=float(labels[CREATED]),
+            finished_at=time.time(),
+            error=NEVER_STARTED,
         )
+        if TENANT in labels:
+            record.tenant = labels[TENANT]
+        self.mark(record)
 
     def _inspect(self, container: str) -> dict[str, Any] | None:
         """The container, or None when it went since it was listed (another runner on the

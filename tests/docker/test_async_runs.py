@@ -16,7 +16,7 @@ from backends.docker.engine import DockerBackend
 from backends.docker.runs import NEVER_STARTED
 from backends.labels import ASYNC_ROLE, CREATED, OUTPUT, TIMEOUT_AT, TTL
 from backends.leases import OWNER
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from tests.conftest import managed_objects
 from tests.docker.conftest import Server
 from tests.helpers import TEST_IMAGE, run_body
@@ -235,13 +235,15 @@ def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
         TTL: "3600",
         OUTPUT: json.dumps({"max_output": 1024, "max_response": 1024, "response": []}),
         OWNER: "0" * 32,
+        TENANT: "tenant-under-test",
     }
     engine.api.create_container(TEST_IMAGE, ["true"], labels=labels, name=f"oneoff-{run_id}")
     reaper = DockerBackend(make_settings(instance_id=instance))
     try:
         assert reaper.reap_orphans() >= 1
-        (record,) = reaper.find_runs(run_id=run_id, idempotency_key=None)
+        (record,) = reaper.find_runs(tenant=None, run_id=run_id, idempotency_key=None)
     finally:
         reaper.close()
     assert engine.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
     assert (record.state, record.error) == ("failed", NEVER_STARTED)
+    assert record.tenant == "tenant-under-test"
