@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from mcp import Client
 
-from backends.docker.engine import DockerBackend
 from mcp_app import create_app
-from tests.conftest import serving
+from tests.conftest import remove_objects_of, serving
 
 
 @pytest.fixture(autouse=True)
@@ -30,13 +29,15 @@ def mcp_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-u
 
 @pytest.fixture(scope="module")
 def runs_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A server whose finished runs expire at once; the reaper clears them after the module."""
-    settings = make_module_settings(result_ttl_seconds=0)
-    with serving(create_app(settings)) as port:
-        yield f"http://127.0.0.1:{port}/mcp"
-    reaper = DockerBackend(settings)
-    reaper.reap_orphans()
-    reaper.close()
+    """A server for task tests; what its runs keep is removed after the module. (Their results
+    must outlive the test: with a TTL of 0 any runner's reaper on the engine may remove a run
+    between two calls.)"""
+    settings = make_module_settings()
+    try:
+        with serving(create_app(settings)) as port:
+            yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        remove_objects_of(engine, settings.instance_id)
 
 
 @pytest.fixture
