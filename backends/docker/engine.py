@@ -110,12 +110,9 @@ class DockerBackend:
         )
 
     def close(self) -> None:
+        self.lease.release()  # its removal is queued, and drained with the rest
         self.cleanup.drain(CLEANUP_DRAIN_SECONDS)
         self._readers.shutdown(wait=False, cancel_futures=True)
-        try:
-            self.lease.release()
-        except RunnerError as exc:
-            log.warning("the runner's lease could not be released (it expires): %s", exc.message)
         with self._lock:
             for client in (self._client, self._stream_client):
                 if client is not None:
@@ -456,7 +453,9 @@ class DockerBackend:
             self.api.create_volume(name, driver="local", labels=labels)
 
     def _delete_lease(self, name: str) -> None:
-        self.remove(None, name)
+        """In the background: a renewal (taken before a run makes anything) never waits on a
+        slow removal."""
+        self.cleanup.submit(None, name)
 
     def reap_orphans(self) -> int:
         with self._lock:

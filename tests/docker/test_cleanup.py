@@ -9,6 +9,7 @@ import signal
 import httpx
 
 from tests.conftest import free_port, managed_objects, start_runner
+from tests.docker.watching import Events
 from tests.faults import EngineProxy, engine_fault
 from tests.helpers import instance_id, run_body
 
@@ -37,7 +38,9 @@ def test_a_runner_killed_before_its_background_removal_reaps_it_when_it_restarts
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
     instance, port = instance_id("cleanup-kill"), free_port()
-    first = start_runner(instance, port, docker_host=proxy.docker_host)
+    fast = {"lease_seconds": "1", "reap_interval_seconds": "0.2"}  # the dead runner's lease
+    events = Events(engine, instance)
+    first = start_runner(instance, port, docker_host=proxy.docker_host, **fast)
     try:
         proxy.removals.clear()
         body = run_body("echo", "hi")
@@ -47,10 +50,12 @@ def test_a_runner_killed_before_its_background_removal_reaps_it_when_it_restarts
         proxy.cut()  # the held removal dies with the connection it was sent on
         proxy.removals.set()
         left = managed_objects(engine, instance)
-        second = start_runner(instance, port)
+        second = start_runner(instance, port, **fast)
+        events.wait("destroy")  # once the dead runner's lease has expired
         second.terminate()
         second.wait(30)
     finally:
+        events.close()
         first.kill()
         proxy.cut()
     assert answer.json()["stdout"] == "hi\n"
