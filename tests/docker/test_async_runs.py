@@ -188,11 +188,8 @@ def test_runs_are_listed_with_filters(server: Server) -> None:
         follow_to_exit(client, failed)
         succeeded = listed(client, state="succeeded")
         everything = listed(client, image=TEST_IMAGE)
-    # other runners and suites may have runs on the engine: only ours are compared
-    assert {run["state"] for run in succeeded} == {"succeeded"}
-    assert [run["run_id"] for run in succeeded if run["run_id"] in (done, failed)] == [done]
-    assert {run["image"] for run in everything} == {TEST_IMAGE}
-    assert {run["run_id"] for run in everything} >= {done, failed}
+    assert [run["run_id"] for run in succeeded] == [done]
+    assert {run["run_id"] for run in everything} == {done, failed}
 
 
 def listed(client: httpx.Client, **filters: str) -> list[dict]:  # type: ignore[type-arg]
