@@ -38,6 +38,7 @@ from runner.models import (
 from runner.rest_bodies import REQUEST_BODY, RunBody, document_run_request, feeding, run_body
 from runner.rest_files import (
     OCTETS,
+    PARTS_ANSWER,
     TAR,
     download_name,
     media_type,
@@ -96,7 +97,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/run",
     response_model=RunResult,
-    responses=ERRORS,
+    responses={**ERRORS, 200: PARTS_ANSWER},
     summary="Run a container",
     openapi_extra=REQUEST_BODY,
 )
@@ -214,6 +215,7 @@ async def known_run(run_id: RunId, service: Service, caller: Caller) -> str:
     status_code=status.HTTP_202_ACCEPTED,
     responses=ERRORS,
     summary="Start a run, return at once",
+    openapi_extra=REQUEST_BODY,
 )
 async def start_run(
     service: Service,
