@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from backends import get_backend
 from runner import __version__
+from runner.api_docs import documented_app, open_docs_paths
 from runner.auth import BearerTokenAuth
 from runner.backend import Backend
 from runner.errors import Busy, Cancelled, InvalidRequest, RunnerError
@@ -382,14 +383,16 @@ def create_app(
             app.state.service = running
             yield
 
-    app = FastAPI(
+    app = documented_app(
         title="oneoff-runner",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         max_body_size=settings.max_request_bytes,
     )
-    app.add_middleware(BearerTokenAuth, tokens=settings.tokens(), open_paths=OPEN_PATHS)
+    app.add_middleware(
+        BearerTokenAuth, tokens=settings.tokens(), open_paths=OPEN_PATHS | open_docs_paths()
+    )
     app.add_exception_handler(RunnerError, _runner_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -4,7 +4,8 @@
 #   - a local test image built from Debian's busybox-static (no public registry is reachable),
 #   - a private registry on 127.0.0.1:5000 with an htpasswd user, holding that image,
 #   - an anonymous registry on 127.0.0.1:5001 holding it too (the "public registry" of the tests),
-#   - gVisor (Debian's runsc) registered as the engine runtime `runsc`, reloaded with SIGHUP.
+#   - gVisor (Debian's runsc) registered as the engine runtime `runsc`, reloaded with SIGHUP,
+#   - chromium (the docs pages are loaded headless) and docker-compose (compose.yaml is checked).
 # Every step checks first, so running it twice is cheap.
 set -euo pipefail
 
@@ -151,7 +152,7 @@ ensure_runsc() {
   wait_for "the engine to list the runsc runtime" 30 runsc_registered
 }
 
-apt_install curl ca-certificates
+apt_install curl ca-certificates chromium docker-compose
 ensure_uv
 ensure_docker
 ensure_test_image
