@@ -126,7 +126,6 @@ async def run(service: Service, caller: Caller, request: Request) -> Response:
 @router.post(
     "/volume",
     response_model=CreateVolumeResult,
-    status_code=status.HTTP_201_CREATED,
     responses=ERRORS,
     summary="Create a named volume",
 )
@@ -134,7 +133,10 @@ async def create_volume(
     body: CreateVolumeRequest, service: Service, caller: Caller
 ) -> CreateVolumeResult:
     """Create a named volume and fill it from a base64 tar.gz; no image from a registry needed.
-    Runs of the same tenant may mount it."""
+    Runs of the same tenant may mount it.
+
+    200, as oneoff-docker-runner answered (its clients check for it); an existing volume is a
+    409 unless `reuse_existing`."""
     return await service.create_volume(body, caller)
 
 
