@@ -36,7 +36,7 @@ def stderr_lines(
     [
         ("RUNNER_MAX_OUTPUT_BYTES", "100", ["greater than or equal to 1024", "1024 or more"]),
         ("RUNNER_PORT", "70000", ["at most 65535", "1 or more"]),
-        ("RUNNER_DEFAULT_TIMEOUT_SECONDS", "0", ["more than 0", "a number"]),
+        ("RUNNER_REAP_INTERVAL_SECONDS", "0", ["more than 0", "a number"]),
         ("RUNNER_MAX_CONCURRENT_RUNS", "many", ["valid integer", "an integer, 1 or more"]),
         ("RUNNER_BACKEND", "podman", ["one of docker, kubernetes"]),
         ("RUNNER_NO_NEW_PRIVILEGES", "maybe", ["true or false"]),
