@@ -68,7 +68,7 @@ def test_it_cannot_start_without_tokens() -> None:
 def test_its_environment_is_valid_settings_with_tokens(service: dict[str, Any]) -> None:
     environment = {key: value for key, value in service["environment"].items() if value}
     settings = Settings(_env_file=None, host="0.0.0.0", **_fields(environment))  # type: ignore[call-arg]
-    assert settings.tokens() == ["compose-token"]
+    assert [token for token, _ in settings.tokens()] == ["compose-token"]
     assert settings.instance_id == "compose-runner"
 
 
