@@ -92,7 +92,9 @@ def test_startup_reaps_this_instances_leftovers_and_expired_ones_only(
     alive = leftover(engine, "another-runner", time.time() + 3600)
     try:
         app_client(instance_id=settings.instance_id)
-        names = {c.name for c in engine.containers.list(all=True, filters={"label": MANAGED})}
+        # sparse: another suite's container removed mid-listing would fail a full listing
+        listed = engine.containers.list(all=True, sparse=True, filters={"label": MANAGED})
+        names = {c.attrs["Names"][0].lstrip("/") for c in listed}
         names |= {v.name for v in engine.volumes.list(filters={"label": MANAGED})}
         assert not set(own) & names
         assert not set(expired) & names
