@@ -2,8 +2,9 @@
 stdio.
 
 The HTTP app is stateless (any replica can answer any request) and speaks plain JSON or SSE as
-the client's `Accept` header asks. `create_app(settings)` builds it; `app = create_app()` is what
-`uvicorn mcp_app:app` serves.
+the client's `Accept` header asks; `runner.mcp.http` handles what spans messages (batches,
+cancellation, hang-ups, the size limit) in front of both. `create_app(settings)` builds it;
+`app = create_app()` is what `uvicorn mcp_app:app` serves.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from backends import get_backend
 from runner.auth import BearerTokenAuth
 from runner.backend import Backend
+from runner.mcp.http import JsonRpcDoor
 from runner.mcp.tools import build_server
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
@@ -79,7 +81,10 @@ def create_app(
     security = transport_security(settings)
     transports = [
         server.streamable_http_app(
-            stateless_http=True, json_response=json_mode, transport_security=security
+            stateless_http=True,
+            json_response=json_mode,
+            transport_security=security,
+            max_request_body_size=settings.max_request_bytes,
         )
         for json_mode in (True, False)
     ]
@@ -96,7 +101,8 @@ def create_app(
                 await stack.enter_async_context(transport.router.lifespan_context(transport))
             yield
 
-    app = Starlette(routes=[Route("/mcp", _ByAccept(*transports))], lifespan=lifespan)
+    door = JsonRpcDoor(_ByAccept(*transports), settings.max_request_bytes)
+    app = Starlette(routes=[Route("/mcp", door)], lifespan=lifespan)
     app.add_middleware(BearerTokenAuth, tokens=settings.tokens(), open_paths=frozenset())
     return app
 

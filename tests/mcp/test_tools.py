@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 from mcp_types import LATEST_PROTOCOL_VERSION
 
-from runner.models import CreateVolumeRequest, RunRequest, RunResult, VolumeSpec
+from runner.models import CreateVolumeRequest, RunRequest, VolumeSpec
 from tests.helpers import TEST_IMAGE, b64, run_body, untar_gz
 
 pytestmark = pytest.mark.anyio
@@ -34,29 +34,39 @@ async def test_the_latest_protocol_is_negotiated(client):
     assert client.protocol_version == LATEST_PROTOCOL_VERSION
 
 
-async def test_every_tool_is_listed_with_a_description_and_an_example(client):
+async def test_every_tool_is_listed_with_a_description_an_example_and_a_title(client):
     tools = await tools_by_name(client)
     assert set(tools) == TOOLS
     for tool in tools.values():
         assert tool.description and "Example" in tool.description, tool.name
-        assert tool.output_schema, tool.name
+        assert tool.annotations is not None and tool.annotations.title, tool.name
 
 
-async def test_input_schemas_carry_every_field_of_the_models(client):
+async def test_annotations_say_which_tools_only_read_and_which_destroy(client):
+    tools = await tools_by_name(client)
+    for name in ("get_run", "get_run_logs", "docker_health", "list_containers", "list_images"):
+        assert tools[name].annotations.read_only_hint is True, name
+    assert tools["cancel_run"].annotations.destructive_hint is True
+    assert tools["run_container"].annotations.read_only_hint is False
+
+
+async def test_input_schemas_carry_every_field_of_the_models_inlined(client):
     tools = await tools_by_name(client)
     run_schema = tools["run_container"].input_schema
     assert set(run_schema["properties"]) == set(RunRequest.model_fields)
     assert run_schema["required"] == ["image"]
-    assert set(run_schema["$defs"]["VolumeSpec"]["properties"]) == set(VolumeSpec.model_fields)
+    volume = run_schema["properties"]["volumes"]["additionalProperties"]
+    assert set(volume["properties"]) == set(VolumeSpec.model_fields)
     for name, field in run_schema["properties"].items():
         assert field.get("description"), name
     volume_schema = tools["create_volume"].input_schema
     assert set(volume_schema["properties"]) == set(CreateVolumeRequest.model_fields)
 
 
-async def test_run_output_schema_is_the_run_result(client):
-    schema = (await tools_by_name(client))["run_container"].output_schema
-    assert set(schema["properties"]) == set(RunResult.model_fields)
+async def test_the_pull_policy_defaults_to_missing_over_mcp(client):
+    run_schema = (await tools_by_name(client))["run_container"].input_schema
+    assert run_schema["properties"]["pull_policy"]["default"] == "missing"
+    assert RunRequest.model_fields["pull_policy"].default == "always"
 
 
 async def test_run_with_input_and_response_volumes(client):
@@ -133,7 +143,8 @@ async def test_a_long_run_reports_progress_and_streams_its_output(mcp_url):
         result = await client.call_tool("run_container", body, progress_callback=on_progress)
         done = True
     assert result.structured_content["stdout"] == "first\n"
-    assert "running" in progress and "collecting output" in progress
+    assert any(note.startswith("running (") for note in progress if note)
+    assert any(note.startswith("collecting output") for note in progress if note)
     assert ("stdout", "first\n", False) in lines
     assert ("stderr", "second\n", False) in lines
 
