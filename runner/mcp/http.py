@@ -27,7 +27,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BATCH_VERSIONS = frozenset({"2025-03-26", ""})  # no version header: a 2025-03-26 client
-TASK_METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel", "tasks/result"})
+TASK_METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
 MODERN_VERSION = "2026-07-28"
 INVALID_REQUEST = -32600
 HEADER_MISMATCH = -32020

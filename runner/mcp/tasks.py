@@ -159,10 +159,12 @@ class RunTasks:
         """A task that has ended cannot be cancelled (2025-11-25: -32602)."""
         runs = self.service().runs
         task_id = _task_id(params)
+        message = f"taskId: task {task_id} has already ended; there is nothing to cancel"
         if (await runs.status(tenant, task_id, with_result=False)).finished:
-            message = f"taskId: task {task_id} has already ended; there is nothing to cancel"
             raise MCPError(code=types.INVALID_PARAMS, message=message)
         status = await runs.cancel(tenant, task_id)
+        if status.state != "cancelled":  # it ended meanwhile
+            raise MCPError(code=types.INVALID_PARAMS, message=message)
         return types.CancelTaskResult(**self._task(status).model_dump())
 
     async def _list(self, params: dict[str, Any], tenant: Tenant) -> BaseModel:

@@ -27,7 +27,7 @@ SSE = "application/json, text/event-stream"
 
 @pytest.fixture(scope="module")
 def served(engine, make_module_settings) -> Iterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
-    settings = make_module_settings(api_tokens=list(TOKENS.values()), result_ttl_seconds=0)
+    settings = make_module_settings(api_tokens=list(TOKENS.values()))
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp", settings
 
