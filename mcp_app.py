@@ -77,7 +77,7 @@ def create_app(
     uses it; otherwise its lifespan builds and stops its own."""
     settings = settings or get_settings()
     running: list[RunnerService] = []
-    server = build_server(lambda: running[0])
+    server = build_server(lambda: running[0], settings)
     security = transport_security(settings)
     transports = [
         server.streamable_http_app(
@@ -110,7 +110,7 @@ def create_app(
 async def serve_stdio(settings: Settings) -> None:
     """MCP over stdin/stdout, for clients that launch a command (Claude Desktop, Cursor)."""
     async with service_scope(settings, lambda: get_backend(settings)) as service:
-        await build_server(lambda: service).run_stdio_async()
+        await build_server(lambda: service, settings).run_stdio_async()
 
 
 app = create_app()

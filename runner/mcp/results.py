@@ -7,17 +7,23 @@ not fill a model's context.
 
 from __future__ import annotations
 
+import base64
+import io
+import tarfile
+
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
 from runner.errors import RunnerError
-from runner.models import RunResult
+from runner.models import ReturnedVolume, RunResult
 from runner.run_status import RunStatus
 
 TEXT_HEAD = 4 * 1024
 TEXT_TAIL = 12 * 1024
 STRUCTURED_HEAD = 16 * 1024
 STRUCTURED_TAIL = 48 * 1024
+RETURNED_TEXT_LIMIT = 4 * 1024
+RETURNED_ARCHIVE_LIMIT = 64 * 1024
 
 
 def error_result(exc: RunnerError) -> CallToolResult:
@@ -74,7 +80,41 @@ def run_summary(result: RunResult) -> str:
             f"returned {volume.type} {path}: {len(volume.content)} base64 characters in "
             "structuredContent.volumes"
         )
+        lines.extend(
+            f"--- {name} ---\n{text}" for name, text in returned_texts(path, volume).items()
+        )
     return "\n".join(lines)
+
+
+def returned_texts(path: str, volume: ReturnedVolume) -> dict[str, str]:
+    """The small text files of a returned path, by path, so a model reads them without
+    decoding base64 or tar.gz; binary and large files stay in the archive only."""
+    if len(volume.content) > RETURNED_ARCHIVE_LIMIT:
+        return {}
+    try:
+        data = base64.b64decode(volume.content)
+        if volume.type == "file":
+            files = {path: data}
+        else:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+                files = {
+                    f"{path.rstrip('/')}/{member.name}": archive.extractfile(member).read()  # type: ignore[union-attr]
+                    for member in archive
+                    if member.isfile() and member.size <= RETURNED_TEXT_LIMIT
+                }
+    except (ValueError, tarfile.TarError, OSError):
+        return {}
+    return {name: text for name, raw in files.items() if (text := _text(raw)) is not None}
+
+
+def _text(data: bytes) -> str | None:
+    """`data` as text, when it is small UTF-8 without NUL bytes."""
+    if len(data) > RETURNED_TEXT_LIMIT or b"\0" in data:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def status_summary(status: RunStatus) -> str:

@@ -3,7 +3,8 @@
 Function-calling APIs reject `$ref`/`$defs` and `anyOf` in parameters, and every byte of
 `tools/list` is read by the model on every turn. So the pydantic schema is inlined, each field
 gets one type (the first of its union; the model still accepts the other forms, leniently), and
-titles and examples go (each tool's description carries one example call).
+titles, examples and string constraints go (each tool's description carries one example call;
+the model still checks every constraint and names the field it refuses).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-DROPPED = frozenset({"title", "examples"})
+DROPPED = frozenset(
+    {"title", "examples", "pattern", "minLength", "maxLength", "format", "writeOnly"}
+)
 
 
 def input_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -22,6 +25,13 @@ def input_schema(model: type[BaseModel]) -> dict[str, Any]:
     shaped.pop("description", None)  # the tool's description says it better
     shaped["additionalProperties"] = False
     return shaped
+
+
+def _unexplained(node: Any) -> Any:
+    """A map's value schema without its own description: the map's field explains it."""
+    if isinstance(node, dict):
+        node.pop("description", None)
+    return node
 
 
 def plain(node: Any, defs: dict[str, Any], *, names: bool = False) -> Any:
@@ -41,7 +51,9 @@ def plain(node: Any, defs: dict[str, Any], *, names: bool = False) -> Any:
     if names:
         return {name: plain(value, defs) for name, value in node.items()}
     return {
-        key: plain(value, defs, names=key == "properties")
+        key: _unexplained(plain(value, defs))
+        if key == "additionalProperties"
+        else plain(value, defs, names=key == "properties")
         for key, value in node.items()
         if key not in DROPPED and key != "$defs" and not (key == "default" and value is None)
     }

@@ -137,7 +137,7 @@ class RunTasks:
         """The started run, or the tool error saying why it could not start."""
         try:
             request = McpRunRequest.model_validate(params.get("arguments") or {})
-            return await self.service().runs.start(request, tenant, None)
+            return await self.service().runs.start(request.as_run(), tenant, None)
         except ValidationError as exc:
             return error_result(InvalidRequest.from_validation(exc.errors()))
         except RunnerError as exc:

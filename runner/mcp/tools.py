@@ -34,6 +34,7 @@ from runner.mcp.schema import input_schema
 from runner.mcp.tasks import RunTasks, TasksServer, caller
 from runner.models import ContainerList, CreateVolumeRequest, ImageList
 from runner.service import RunnerService
+from runner.settings import Settings
 from runner.tenancy import Tenant
 
 Body = Callable[[Any, Context], Awaitable[CallToolResult]]
@@ -76,7 +77,13 @@ class RunnerTool(Tool):
 
 
 def _tool(
-    name: str, title: str, model: type[BaseModel], body: Body, *, read_only: bool = False
+    name: str,
+    title: str,
+    model: type[BaseModel],
+    body: Body,
+    *,
+    read_only: bool = False,
+    description: str | None = None,
 ) -> RunnerTool:
     """A tool taking `model`'s fields, described by `text.<NAME>`."""
 
@@ -88,16 +95,14 @@ def _tool(
         fn=placeholder,
         name=name,
         title=title,
-        description=getattr(text, name.upper()),
+        description=description or getattr(text, name.upper()),
         parameters=input_schema(model),
         fn_metadata=func_metadata(placeholder, structured_output=False),
         is_async=True,
-        annotations=ToolAnnotations(
-            title=title,
-            read_only_hint=read_only,
-            destructive_hint=destructive,
-            idempotent_hint=read_only,
-            open_world_hint=False,
+        annotations=(
+            ToolAnnotations(read_only_hint=True)
+            if read_only
+            else ToolAnnotations(destructive_hint=destructive)
         ),
         request_model=model,
         body=body,
@@ -108,7 +113,7 @@ def _tenant(ctx: Context[Any, Any]) -> Tenant:
     return caller(ctx.request_context.request)
 
 
-def build_server(service: Callable[[], RunnerService]) -> MCPServer:
+def build_server(service: Callable[[], RunnerService], settings: Settings) -> MCPServer:
     """The MCP server and its tools; `service` gives the running `RunnerService`."""
     levels = LogLevels()
     server = TasksServer(
@@ -116,7 +121,7 @@ def build_server(service: Callable[[], RunnerService]) -> MCPServer:
         version=__version__,
         instructions=text.INSTRUCTIONS,
         log_level="WARNING",
-        tools=[*_run_tools(service, levels), *_query_tools(service)],
+        tools=[*_run_tools(service, levels, settings), *_query_tools(service)],
         middleware=[RunTasks(service, task_result)],
         subscriptions=False,
     )
@@ -129,7 +134,9 @@ def build_server(service: Callable[[], RunnerService]) -> MCPServer:
     return server
 
 
-def _run_tools(service: Callable[[], RunnerService], levels: LogLevels) -> list[Tool]:
+def _run_tools(
+    service: Callable[[], RunnerService], levels: LogLevels, settings: Settings
+) -> list[Tool]:
     """The tools that run or make things: a run (now or started) and a volume."""
 
     async def run_container(request: McpRunRequest, ctx: Context) -> CallToolResult:
@@ -137,14 +144,14 @@ def _run_tools(service: Callable[[], RunnerService], levels: LogLevels) -> list[
         progress = RunProgress(ctx, timeout, levels.wants(ctx, "info"))
         pump = asyncio.ensure_future(progress.pump())
         try:
-            result = await service().run(request, _tenant(ctx), progress)
+            result = await service().run(request.as_run(), _tenant(ctx), progress)
         finally:
             progress.send.close()
             await asyncio.gather(pump, return_exceptions=True)
         return run_result(result)
 
     async def start_run(request: McpRunRequest, ctx: Context) -> CallToolResult:
-        status = await service().runs.start(request, _tenant(ctx), None)
+        status = await service().runs.start(request.as_run(), _tenant(ctx), None)
         return structured(status, f"{status_summary(status)}; follow it with get_run_logs")
 
     async def create_volume(request: CreateVolumeRequest, ctx: Context) -> CallToolResult:
@@ -152,7 +159,13 @@ def _run_tools(service: Callable[[], RunnerService], levels: LogLevels) -> list[
         return structured(result, result.detail)
 
     return [
-        _tool("run_container", "Run a container", McpRunRequest, run_container),
+        _tool(
+            "run_container",
+            "Run a container",
+            McpRunRequest,
+            run_container,
+            description=text.run_container(settings),
+        ),
         _tool("start_run", "Start a long run", McpRunRequest, start_run),
         _tool("create_volume", "Create a volume", CreateVolumeRequest, create_volume),
     ]

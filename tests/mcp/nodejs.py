@@ -15,7 +15,9 @@ CONFORMANCE = (
 )
 
 
-def node(*arguments: str | Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def node(
+    *arguments: str | Path, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run Node 22 on `arguments` in `tests/mcp/node`; fails the test loudly when the clients
     are not installed."""
     if not NODE.exists() or not CONFORMANCE.exists():
@@ -29,5 +31,6 @@ def node(*arguments: str | Path, timeout: float) -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
         check=False,
     )

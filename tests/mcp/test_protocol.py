@@ -125,27 +125,28 @@ def open_call(url: str, body: dict, *, who: str = "a") -> socket.socket:  # type
     return sock
 
 
-def sleeper(id: int) -> dict:  # type: ignore[type-arg]
-    """A call that sleeps `300 + id` seconds."""
+def sleeping(served, engine, id: int):  # type: ignore[no-untyped-def]
+    """A tools/call of `sleep <300 + id>` in flight, once its container runs: (url, the
+    container listing, the client's socket, the cancel notification for it)."""
+    url, settings = served
+    running = containers_of(engine, settings, 300 + id)
     arguments = run_body("sleep", str(300 + id))
-    return request("tools/call", {"name": "run_container", "arguments": arguments}, id)
+    sock = open_call(
+        url, request("tools/call", {"name": "run_container", "arguments": arguments}, id)
+    )
+    until(running, 30)
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}
+    return url, running, sock, cancel
 
 
 def test_a_json_client_that_hangs_up_has_its_container_removed(served, engine):
-    url, settings = served
-    running = containers_of(engine, settings, 300 + 11)
-    sock = open_call(url, sleeper(11))
-    until(running, 30)
+    _, running, sock, _ = sleeping(served, engine, 11)
     sock.close()
     until(lambda: not running(), 15)
 
 
 def test_notifications_cancelled_over_http_removes_the_container(served, engine):
-    url, settings = served
-    running = containers_of(engine, settings, 300 + 12)
-    sock = open_call(url, sleeper(12))
-    until(running, 30)
-    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 12}}
+    url, running, sock, cancel = sleeping(served, engine, 12)
     assert post(url, cancel).status_code == 202
     until(lambda: not running(), 15)
     sock.settimeout(15)
@@ -154,11 +155,7 @@ def test_notifications_cancelled_over_http_removes_the_container(served, engine)
 
 
 def test_another_caller_cannot_cancel_a_request(served, engine):
-    url, settings = served
-    running = containers_of(engine, settings, 300 + 13)
-    sock = open_call(url, sleeper(13))
-    until(running, 30)
-    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 13}}
+    url, running, sock, cancel = sleeping(served, engine, 13)
     post(url, cancel, who="b")
     assert post(url, request("ping")).status_code == 200  # the cancel has been handled
     assert running()
