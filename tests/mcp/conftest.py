@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from mcp import Client
 
-from backends.docker.engine import DockerBackend
 from mcp_app import create_app
+from runner.backend import INSTANCE
 from tests.conftest import serving
 
 
@@ -30,13 +30,18 @@ def mcp_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-u
 
 @pytest.fixture(scope="module")
 def runs_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A server whose finished runs expire at once; the reaper clears them after the module."""
-    settings = make_module_settings(result_ttl_seconds=0)
+    """A server for async runs and tasks. Their records outlive the runs by design (for
+    `result_ttl_seconds`), so after the module everything the server made is removed by its
+    instance label. (A TTL of 0 raced with the reapers of other runners on the engine, which
+    expire records by their own labels.)"""
+    settings = make_module_settings(result_ttl_seconds=600)
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp"
-    reaper = DockerBackend(settings)
-    reaper.reap_orphans(startup=False)
-    reaper.close()
+    label = f"{INSTANCE}={settings.instance_id}"
+    for item in engine.api.containers(all=True, filters={"label": label}):
+        engine.api.remove_container(item["Id"], force=True, v=True)
+    for volume in engine.api.volumes(filters={"label": label}).get("Volumes") or []:
+        engine.api.remove_volume(volume["Name"], force=True)
 
 
 @pytest.fixture
