@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from backends import get_backend
 from runner import __version__
+from runner.api_docs import documented_app, open_docs_paths
 from runner.auth import BearerTokenAuth
 from runner.backend import Backend
 from runner.errors import Busy, Cancelled, InvalidRequest, RunnerError
@@ -38,6 +39,7 @@ from runner.models import (
 from runner.rest_bodies import REQUEST_BODY, RunBody, document_run_request, feeding, run_body
 from runner.rest_files import (
     OCTETS,
+    PARTS_ANSWER,
     TAR,
     download_name,
     media_type,
@@ -96,7 +98,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/run",
     response_model=RunResult,
-    responses=ERRORS,
+    responses={**ERRORS, 200: PARTS_ANSWER},
     summary="Run a container",
     openapi_extra=REQUEST_BODY,
 )
@@ -124,7 +126,6 @@ async def run(service: Service, caller: Caller, request: Request) -> Response:
 @router.post(
     "/volume",
     response_model=CreateVolumeResult,
-    status_code=status.HTTP_201_CREATED,
     responses=ERRORS,
     summary="Create a named volume",
 )
@@ -132,7 +133,10 @@ async def create_volume(
     body: CreateVolumeRequest, service: Service, caller: Caller
 ) -> CreateVolumeResult:
     """Create a named volume and fill it from a base64 tar.gz; no image from a registry needed.
-    Runs of the same tenant may mount it."""
+    Runs of the same tenant may mount it.
+
+    200, as oneoff-docker-runner answered (its clients check for it); an existing volume is a
+    409 unless `reuse_existing`."""
     return await service.create_volume(body, caller)
 
 
@@ -214,6 +218,7 @@ async def known_run(run_id: RunId, service: Service, caller: Caller) -> str:
     status_code=status.HTTP_202_ACCEPTED,
     responses=ERRORS,
     summary="Start a run, return at once",
+    openapi_extra=REQUEST_BODY,
 )
 async def start_run(
     service: Service,
@@ -380,14 +385,16 @@ def create_app(
             app.state.service = running
             yield
 
-    app = FastAPI(
+    app = documented_app(
         title="oneoff-runner",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         max_body_size=settings.max_request_bytes,
     )
-    app.add_middleware(BearerTokenAuth, tokens=settings.tokens(), open_paths=OPEN_PATHS)
+    app.add_middleware(
+        BearerTokenAuth, tokens=settings.tokens(), open_paths=OPEN_PATHS | open_docs_paths()
+    )
     app.add_exception_handler(RunnerError, _runner_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -2,8 +2,9 @@
 stdio.
 
 The HTTP app is stateless (any replica can answer any request) and speaks plain JSON or SSE as
-the client's `Accept` header asks. `create_app(settings)` builds it; `app = create_app()` is what
-`uvicorn mcp_app:app` serves.
+the client's `Accept` header asks; `runner.mcp.http` handles what spans messages (batches,
+cancellation, hang-ups, the size limit) in front of both. `create_app(settings)` builds it;
+`app = create_app()` is what `uvicorn mcp_app:app` serves.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from backends import get_backend
 from runner.auth import BearerTokenAuth
 from runner.backend import Backend
+from runner.mcp.http import JsonRpcDoor
 from runner.mcp.tools import build_server
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
@@ -75,11 +77,14 @@ def create_app(
     uses it; otherwise its lifespan builds and stops its own."""
     settings = settings or get_settings()
     running: list[RunnerService] = []
-    server = build_server(lambda: running[0])
+    server = build_server(lambda: running[0], settings)
     security = transport_security(settings)
     transports = [
         server.streamable_http_app(
-            stateless_http=True, json_response=json_mode, transport_security=security
+            stateless_http=True,
+            json_response=json_mode,
+            transport_security=security,
+            max_request_body_size=settings.max_request_bytes,
         )
         for json_mode in (True, False)
     ]
@@ -96,7 +101,8 @@ def create_app(
                 await stack.enter_async_context(transport.router.lifespan_context(transport))
             yield
 
-    app = Starlette(routes=[Route("/mcp", _ByAccept(*transports))], lifespan=lifespan)
+    door = JsonRpcDoor(_ByAccept(*transports), settings.max_request_bytes)
+    app = Starlette(routes=[Route("/mcp", door)], lifespan=lifespan)
     app.add_middleware(BearerTokenAuth, tokens=settings.tokens(), open_paths=frozenset())
     return app
 
@@ -104,7 +110,7 @@ def create_app(
 async def serve_stdio(settings: Settings) -> None:
     """MCP over stdin/stdout, for clients that launch a command (Claude Desktop, Cursor)."""
     async with service_scope(settings, lambda: get_backend(settings)) as service:
-        await build_server(lambda: service).run_stdio_async()
+        await build_server(lambda: service, settings).run_stdio_async()
 
 
 app = create_app()

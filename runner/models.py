@@ -53,6 +53,9 @@ class StrictModel(BaseModel):
     No text may hold a NUL byte: every string reaches the engine or the kernel (arguments,
     environment, paths, labels), where NUL ends a C string or is refused with a host path in
     the message. Nested models check their own fields.
+
+    An explicit `null` for an optional field means "not given": its default applies. Clients of
+    oneoff-docker-runner send `"env_vars": null`, `"volumes": null`, `"response": null`, ...
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -66,6 +69,16 @@ class StrictModel(BaseModel):
                 "label can hold; remove it"
             )
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_not_given(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        optional = {name for name, field in cls.model_fields.items() if not field.is_required()}
+        return {
+            key: value for key, value in data.items() if value is not None or key not in optional
+        }
 
 
 def _holds_nul(value: Any) -> bool:

@@ -12,6 +12,7 @@ import posixpath
 import re
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 from starlette.convertors import Convertor, register_url_convertor
@@ -42,6 +43,15 @@ register_url_convertor("anypath", AnyPath())
 CHUNK_BYTES = 256 * 1024
 TAR = "application/x-tar"
 OCTETS = "application/octet-stream"
+
+
+PARTS_ANSWER: dict[str, Any] = {
+    "description": "The result (JSON); with `Accept: multipart/mixed`, the result in a part "
+    "named `result`, then each `response: true` path in a part named by the path: a file's "
+    "bytes, or a plain tar of a directory.",
+    "content": {MIXED: {"schema": {"type": "string", "format": "binary"}}},
+}
+"""OpenAPI for `POST /run`'s 200 beside its JSON."""
 
 
 def wants_parts(request: Request) -> bool:

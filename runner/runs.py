@@ -181,7 +181,8 @@ class AsyncRuns:
         except BaseException:
             ticket.release()
             raise
-        pending = Pending(spec, request.image, time.time(), idempotency_key, ticket, tenant)
+        spec.accepted_at = time.time()
+        pending = Pending(spec, request.image, spec.accepted_at, idempotency_key, ticket, tenant)
         spec.on_event = on_this_loop(pending.add)
         self._pending[run_id] = pending
         if idempotency_key is not None:

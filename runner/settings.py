@@ -8,15 +8,17 @@ lower, and a maximum, which it may raise to but never past.
 from __future__ import annotations
 
 import socket
+import sys
 import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_TIMEOUT_SECONDS
+from runner.settings_errors import setting_problems
 from runner.sizes import parse_size
 from runner.tenancy import Tenant, parse_token
 
@@ -315,5 +317,12 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process's settings, read once."""
-    return Settings()
+    """The process's settings, read once. A bad value stops the process here, with exit status
+    2 and one line per bad variable on stderr (`serve`, `mcp`, `uvicorn api_app:app` alike),
+    rather than a traceback."""
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as exc:
+        problems = setting_problems(Settings, exc)
+        sys.stderr.write("".join(f"bad setting: {line}\n" for line in problems))
+        raise SystemExit(2) from None

@@ -72,6 +72,7 @@ class RunSpec:
     """The OCI runtime (Docker) or RuntimeClass (Kubernetes); None: the engine's default."""
     tenant: str = LOCAL.label
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    accepted_at: float | None = None  # an async run's creation time, as first reported
     on_event: EventSink | None = field(default=None, repr=False)
     raw_returned: bool = False
     """Return `response: true` paths as spooled streams (`Outcome.files`), not base64."""

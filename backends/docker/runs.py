@@ -151,7 +151,7 @@ class DetachedRuns:
             INSTANCE: self.settings.instance_id,
             ROLE: ASYNC_ROLE,
             DEADLINE: str(int(now + spec.timeout_seconds + ttl + CLEANUP_GRACE_SECONDS)),
-            CREATED: repr(now),
+            CREATED: repr(spec.accepted_at or now),
             TIMEOUT_AT: repr(now + spec.timeout_seconds),
             TTL: repr(ttl),
             OUTPUT: output_label(spec),

@@ -101,7 +101,7 @@ class JobRuns:
         if idempotency_key is not None:
             kept[KEY] = key_label(idempotency_key)
         annotations = {
-            CREATED: repr(now),
+            CREATED: repr(spec.accepted_at or now),
             TIMEOUT_AT: repr(now + spec.timeout_seconds),
             OUTPUT: output_label(spec),
         }

@@ -12,7 +12,7 @@ import base64
 import contextlib
 import json
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -37,7 +37,7 @@ class ClientError(Exception):
 
 
 class Runs(Protocol):
-    def run(self, body: dict[str, Any], content: dict[str, Path]) -> AsyncIterator[Event]:
+    def run(self, body: dict[str, Any], content: dict[str, Path]) -> AsyncGenerator[Event]:
         """Start a run of `body`, whose volumes take `content` (volume key: local path)."""
         ...
 
@@ -45,7 +45,7 @@ class Runs(Protocol):
         """Write a finished run's returned `path` to `local` (a directory is unpacked)."""
         ...
 
-    def events(self, run_id: str, *, follow: bool) -> AsyncIterator[Event]: ...
+    def events(self, run_id: str, *, follow: bool) -> AsyncGenerator[Event]: ...
 
     async def list(self, state: str | None) -> list[dict[str, Any]]: ...
 
@@ -63,7 +63,7 @@ class RemoteRuns:
         self.http = httpx.AsyncClient(base_url=server, headers=headers, timeout=timeout)
         self.started: str | None = None
 
-    async def run(self, body: dict[str, Any], content: dict[str, Path]) -> AsyncIterator[Event]:
+    async def run(self, body: dict[str, Any], content: dict[str, Path]) -> AsyncGenerator[Event]:
         """The binary path: the request and each volume's content (a file, or a directory as
         tar.gz, packed to a temporary file) as multipart parts, never base64."""
         with contextlib.ExitStack() as stack:
@@ -75,7 +75,7 @@ class RemoteRuns:
         async for event in self.events(response["run_id"], follow=True):
             yield event
 
-    async def events(self, run_id: str, *, follow: bool) -> AsyncIterator[Event]:
+    async def events(self, run_id: str, *, follow: bool) -> AsyncGenerator[Event]:
         url = f"/runs/{run_id}/logs"
         async with aconnect_sse(self.http, "GET", url, params={"follow": follow}) as source:
             if source.response.status_code != 200:
@@ -134,7 +134,7 @@ class LocalRuns:
         # process's lease (see backends/leases.py), whatever the instance ids
         self.service = RunnerService(settings, get_backend(settings))
 
-    async def run(self, body: dict[str, Any], content: dict[str, Path]) -> AsyncIterator[Event]:
+    async def run(self, body: dict[str, Any], content: dict[str, Path]) -> AsyncGenerator[Event]:
         volumes = body.get("volumes", {})
         for key, local in content.items():
             data = pack_directory(local) if local.is_dir() else local.read_bytes()
@@ -171,7 +171,7 @@ class LocalRuns:
         else:
             local.write_bytes(data)
 
-    async def events(self, run_id: str, *, follow: bool) -> AsyncIterator[Event]:
+    async def events(self, run_id: str, *, follow: bool) -> AsyncGenerator[Event]:
         await self._guard(self.service.runs.require(LOCAL, run_id))
         async for event in self.service.runs.events(LOCAL, run_id, follow=follow):
             yield event

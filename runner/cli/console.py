@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import stat
 import sys
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
-from runner.cli.client import ClientError, LocalRuns, RemoteRuns, Runs
+from runner.cli.client import ClientError, Event, LocalRuns, RemoteRuns, Runs
 from runner.settings import get_settings
 
 EXIT_TIMEOUT = 124
@@ -106,13 +108,18 @@ async def _run(runs: Runs, args: argparse.Namespace) -> int:
         raise
 
 
-async def _show(runs: Runs, events: Any, args: argparse.Namespace) -> int:
+async def _show(runs: Runs, events: AsyncGenerator[Event], args: argparse.Namespace) -> int:
+    """Show `events` until the exit event. The stream is closed here, before the client goes:
+    left to the loop's shutdown, the generators nested in it (httpx-sse, httpx) are closed
+    concurrently with it, and each close fails with "aclose(): asynchronous generator is
+    already running"."""
     display = Display(live=sys.stdout.isatty() and not args.json, quiet=args.json)
     try:
-        async for kind, text in events:
-            if kind == "exit":
-                return await _finish(runs, json.loads(text), args, display)
-            display.event(kind, text)
+        async with contextlib.aclosing(events):
+            async for kind, text in events:
+                if kind == "exit":
+                    return await _finish(runs, json.loads(text), args, display)
+                display.event(kind, text)
     finally:
         display.close()
     raise ClientError("the runner closed the stream before the run ended")

@@ -25,7 +25,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
 
 from runner.errors import InvalidRequest, NotFound, RunnerError
-from runner.models import RunRequest
+from runner.mcp.arguments import McpRunRequest
+from runner.mcp.results import error_result
 from runner.run_status import RunStatus
 from runner.service import RunnerService
 from runner.tenancy import Tenant, tenant_of
@@ -135,12 +136,12 @@ class RunTasks:
     ) -> RunStatus | types.CallToolResult:
         """The started run, or the tool error saying why it could not start."""
         try:
-            request = RunRequest.model_validate(params.get("arguments") or {})
-            return await self.service().runs.start(request, tenant, None)
+            request = McpRunRequest.model_validate(params.get("arguments") or {})
+            return await self.service().runs.start(request.as_run(), tenant, None)
         except ValidationError as exc:
-            return _tool_error(InvalidRequest.from_validation(exc.errors()))
+            return error_result(InvalidRequest.from_validation(exc.errors()))
         except RunnerError as exc:
-            return _tool_error(exc)
+            return error_result(exc)
 
     async def _get(self, params: dict[str, Any], tenant: Tenant) -> BaseModel:
         runs = self.service().runs
@@ -155,7 +156,15 @@ class RunTasks:
         return result
 
     async def _cancel(self, params: dict[str, Any], tenant: Tenant) -> BaseModel:
-        status = await self.service().runs.cancel(tenant, _task_id(params))
+        """A task that has ended cannot be cancelled (2025-11-25: -32602)."""
+        runs = self.service().runs
+        task_id = _task_id(params)
+        message = f"taskId: task {task_id} has already ended; there is nothing to cancel"
+        if (await runs.status(tenant, task_id, with_result=False)).finished:
+            raise MCPError(code=types.INVALID_PARAMS, message=message)
+        status = await runs.cancel(tenant, task_id)
+        if status.state != "cancelled":  # it ended meanwhile
+            raise MCPError(code=types.INVALID_PARAMS, message=message)
         return types.CancelTaskResult(**self._task(status).model_dump())
 
     async def _list(self, params: dict[str, Any], tenant: Tenant) -> BaseModel:
@@ -234,12 +243,6 @@ def _task_status(status: RunStatus) -> types.TaskStatus:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
-
-
-def _tool_error(exc: RunnerError) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=exc.message)], is_error=True
-    )
 
 
 def _protocol_error(exc: RunnerError) -> MCPError:

@@ -2,6 +2,8 @@
 example call. Models choose tools by these words, so they say when to use a tool, not how it
 works."""
 
+from runner.settings import Settings
+
 INSTRUCTIONS = """Runs one-off containers: call run_container with an image and a command to execute
 code in isolation and get its exit code and output back. For long runs, start_run returns at
 once; get_run_logs, get_run and cancel_run follow it. Files go in and out as base64 in
@@ -10,17 +12,31 @@ list_images inspect the engine."""
 
 RUN_CONTAINER = """Run a command in a fresh container and return its exit code, stdout and stderr.
 
-Use it to execute code or tools in isolation: the container gets the image, command,
-environment and files you give, runs under time and memory limits, and is removed afterwards.
 A non-zero exit code is a normal result (read stderr); an error result means the run could not
-happen, and its message says which argument to fix.
+happen and says which argument to fix. `script` is shell text (pipes, &&, $VARS) run with
+/bin/sh -c; `command` is exec form.
 
-Files: `volumes` maps an absolute container path (optionally ending in :ro) to
-{"type": "file", "content": <base64>} or {"type": "directory", "content": <base64 tar.gz>};
-add "response": true to get that path's content back after the run.
+Defaults: no network (`network`), killed after {timeout:g}s (`timeout_seconds`, at most
+{max_timeout:g}), {memory} of memory (`memory`), {cpus:g} CPU (`cpus`); images are pulled only
+when missing.
 
-Example: {"image": "python:3.12-slim", "command": ["python", "-c", "print(2 + 2)"]}
+Files: `files` maps an absolute path to its text; `volumes` takes base64 files, tar.gz
+directories and named volumes, and "response": true hands a path back after the run (small
+text files as text too).
+
+Example: {{"image": "python:3.12-slim", "script": "python -c 'print(2 + 2)'"}}
 """
+
+
+def run_container(settings: Settings) -> str:
+    """RUN_CONTAINER with the operator's defaults, which surprise models when unsaid."""
+    return RUN_CONTAINER.format(
+        timeout=settings.default_timeout_seconds,
+        max_timeout=settings.max_timeout_seconds,
+        memory=settings.default_memory,
+        cpus=settings.default_cpus,
+    )
+
 
 CREATE_VOLUME = """Create a named Docker volume, optionally filled from a base64 tar.gz.
 
@@ -52,13 +68,12 @@ Example: {"reference": "python"}
 """
 
 
-START_RUN = """Start a long run and return at once with its run_id; the run goes on without you.
+START_RUN = """Start a long run (a build, a test suite) and return its run_id at once.
 
-Use it instead of run_container for builds, test suites or anything that may outlast a tool
-call. Same arguments as run_container. Then call get_run_logs to read output as it comes,
-get_run for the state and, once finished, the full result, and cancel_run to stop it.
+Same arguments as run_container. Follow it with get_run_logs (output as it comes), get_run
+(state; the result once finished) and cancel_run.
 
-Example: {"image": "python:3.12-slim", "command": ["python", "-m", "pytest"]}
+Example: {"image": "python:3.12-slim", "script": "python -m pytest"}
 """
 
 GET_RUN = """State of a run started with start_run (queued, pulling, running, succeeded, failed,

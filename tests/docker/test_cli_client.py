@@ -100,6 +100,7 @@ def test_a_remote_run_with_a_token_prints_output_and_exit_code(server: Server) -
         )
         refused = cli("run", "--server", url, "--token", "wrong", TEST_IMAGE, "--", "true")
     assert (done.returncode, done.stdout) == (7, "remote\n")
+    assert done.stderr == ""  # no asyncio tracebacks from streams closed at exit
     assert refused.returncode == 125
     assert "token" in refused.stderr.lower()
 
@@ -113,6 +114,7 @@ def test_json_output_is_the_final_status(server: Server) -> None:
     assert status["state"] == "succeeded"
     assert status["result"]["stdout"] == "quiet\n"
     assert done.returncode == 0
+    assert done.stderr == ""
 
 
 def test_runs_logs_and_cancel_manage_a_server_run(server: Server) -> None:
@@ -132,7 +134,7 @@ def test_runs_logs_and_cancel_manage_a_server_run(server: Server) -> None:
         unknown = cli("logs", "0123456789abcdef", "--server", url, **own)
     assert [run["run_id"] for run in listed] == [run_id]
     assert listed[0]["state"] == "running"
-    assert (so_far.returncode, so_far.stdout) == (0, "begun\n")
+    assert (so_far.returncode, so_far.stdout, so_far.stderr) == (0, "begun\n", "")
     assert cancelled.stdout == f"{run_id}: cancelled\n"
     assert followed.returncode == 130
     assert unknown.returncode == 125

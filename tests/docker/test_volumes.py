@@ -98,7 +98,7 @@ def volume_name(engine):
 def test_create_volume_strips_the_single_top_folder(client, volume_name):
     archive = tar_gz({"target_dir": None, "target_dir/a.txt": b"A", "target_dir/s/b.txt": b"B"})
     response = client.post("/volume", json={"name": volume_name, "content": b64(archive)})
-    assert response.status_code == 201, response.text
+    assert response.status_code == 200, response.text
     assert response.json()["status"] == "success"
     volumes = {"/mnt/v": {"type": "volume", "name": volume_name}}
     result = run(client, "sh", "-c", "cd /mnt/v && find . | sort", volumes=volumes)
@@ -109,14 +109,14 @@ def test_create_volume_without_a_top_folder_extracts_as_is(client, volume_name):
     archive = tar_gz({"a.txt": b"A", "b.txt": b"B"})
     assert (
         client.post("/volume", json={"name": volume_name, "content": b64(archive)}).status_code
-        == 201
+        == 200
     )
     volumes = {"/mnt/v:ro": {"type": "volume", "name": volume_name}}
     assert run(client, "cat", "/mnt/v/a.txt", "/mnt/v/b.txt", volumes=volumes)["stdout"] == "AB"
 
 
 def test_create_volume_twice_is_a_conflict_unless_reused(client, volume_name):
-    assert client.post("/volume", json={"name": volume_name}).status_code == 201
+    assert client.post("/volume", json={"name": volume_name}).status_code == 200
     again = client.post("/volume", json={"name": volume_name})
     assert again.status_code == 409
     assert "reuse_existing" in again.json()["message"]
@@ -124,11 +124,11 @@ def test_create_volume_twice_is_a_conflict_unless_reused(client, volume_name):
     reused = client.post(
         "/volume", json={"name": volume_name, "content": b64(archive), "reuse_existing": True}
     )
-    assert reused.status_code == 201
+    assert reused.status_code == 200
 
 
 def test_named_volume_persists_between_runs(client, volume_name):
-    assert client.post("/volume", json={"name": volume_name}).status_code == 201
+    assert client.post("/volume", json={"name": volume_name}).status_code == 200
     volumes = {"/v": {"type": "volume", "name": volume_name}}
     run(client, "sh", "-c", "echo persisted > /v/f", volumes=volumes)
     assert run(client, "cat", "/v/f", volumes=volumes)["stdout"] == "persisted\n"

@@ -170,7 +170,7 @@ def test_tenants_see_only_their_own_runs_and_claims(
         assert [
             item["run_id"] for item in api.get("/containers?all=true", headers=alice).json()
         ] == [run_id]
-        assert api.post("/volume", json={"name": "alices"}, headers=alice).status_code == 201
+        assert api.post("/volume", json={"name": "alices"}, headers=alice).status_code == 200
         mount = {**BODY, "volumes": {"/v": {"type": "volume", "name": "alices"}}}
         assert api.post("/run", json=mount, headers=bob).status_code == 403
         assert api.post("/run", json=mount, headers=alice).status_code == 200

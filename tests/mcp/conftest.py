@@ -8,7 +8,8 @@ import pytest
 from mcp import Client
 
 from mcp_app import create_app
-from tests.conftest import remove_objects_of, serving
+from runner.backend import INSTANCE
+from tests.conftest import serving
 
 
 @pytest.fixture(autouse=True)
@@ -29,15 +30,18 @@ def mcp_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-u
 
 @pytest.fixture(scope="module")
 def runs_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A server for task tests; what its runs keep is removed after the module. (Their results
-    must outlive the test: with a TTL of 0 any runner's reaper on the engine may remove a run
-    between two calls.)"""
-    settings = make_module_settings()
-    try:
-        with serving(create_app(settings)) as port:
-            yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        remove_objects_of(engine, settings.instance_id)
+    """A server for async runs and tasks. Their records outlive the runs by design (for
+    `result_ttl_seconds`), so after the module everything the server made is removed by its
+    instance label. (A TTL of 0 raced with the reapers of other runners on the engine, which
+    expire records by their own labels.)"""
+    settings = make_module_settings(result_ttl_seconds=600)
+    with serving(create_app(settings)) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
+    label = f"{INSTANCE}={settings.instance_id}"
+    for item in engine.api.containers(all=True, filters={"label": label}):
+        engine.api.remove_container(item["Id"], force=True, v=True)
+    for volume in engine.api.volumes(filters={"label": label}).get("Volumes") or []:
+        engine.api.remove_volume(volume["Name"], force=True)
 
 
 @pytest.fixture

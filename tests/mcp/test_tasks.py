@@ -3,6 +3,10 @@ run_container call returns a task at once; tasks/get, tasks/result, tasks/list, 
 
 from __future__ import annotations
 
+import http.client
+import json
+from urllib.parse import urlsplit
+
 import docker
 import httpx
 
@@ -66,6 +70,23 @@ def test_cancelling_a_task_removes_its_container(runs_url, engine: docker.Docker
     assert (
         call(runs_url, "tasks/get", {"taskId": task["taskId"]})["result"]["status"] == "cancelled"
     )
+
+
+def test_cancelling_a_finished_task_is_invalid_params(runs_url):
+    task = start_task(runs_url, "true")
+    call(runs_url, "tasks/result", {"taskId": task["taskId"]})
+    reply = call(runs_url, "tasks/cancel", {"taskId": task["taskId"]})
+    assert reply.get("error", {}).get("code") == -32602, reply
+
+
+def test_created_at_does_not_change_between_create_and_get(runs_url):
+    """The run's container is made after the task is answered; the task keeps its time."""
+    task = start_task(runs_url, "sleep", "5")
+    got = call(runs_url, "tasks/get", {"taskId": task["taskId"]})["result"]
+    while got["statusMessage"] != "running":
+        got = call(runs_url, "tasks/get", {"taskId": task["taskId"]})["result"]
+    assert got["createdAt"] == task["createdAt"]
+    call(runs_url, "tasks/cancel", {"taskId": task["taskId"]})
 
 
 def test_an_unknown_task_is_a_protocol_error_naming_it(runs_url):
@@ -157,6 +178,39 @@ def test_cancel_through_the_extension(runs_url, engine: docker.DockerClient):
     assert on_task(runs_url, "tasks/get", task_id)["result"]["status"] == "cancelled"
     label = f"{RUN_ID}={task_id}"
     assert engine.containers.list(all=True, filters={"label": label}) == []
+
+
+def test_a_task_method_whose_mcp_name_is_not_its_task_is_a_header_mismatch(runs_url):
+    task_id = call_as_task(runs_url, run_body("true"))["taskId"]
+    for name in ("0123456789abcdef", None):
+        reply = modern(
+            runs_url, "tasks/get", {"taskId": task_id}, name=name, capabilities=EXTENSION
+        )
+        assert reply["error"]["code"] == -32020
+    assert poll(runs_url, task_id)["status"] == "completed"
+
+
+def test_surrounding_whitespace_in_mcp_name_is_accepted(runs_url):
+    """As HTTP reads a field (RFC 9110 §5.5); httpx refuses to send such a value, http.client
+    does not."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    params = {"name": "docker_health", "arguments": {}, "_meta": meta}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": JSON,
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "  docker_health  ",
+    }
+    connection = http.client.HTTPConnection(urlsplit(runs_url).netloc, timeout=60)
+    connection.request("POST", "/mcp", body, headers)
+    reply = json.loads(connection.getresponse().read())
+    connection.close()
+    assert reply["result"]["isError"] is False
 
 
 def test_a_run_that_cannot_start_completes_with_the_tool_error(runs_url):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
 
+import httpx
 import pytest
 from mcp import Client
 from mcp_types import LATEST_PROTOCOL_VERSION
 
-from runner.models import CreateVolumeRequest, RunRequest, RunResult, VolumeSpec
+from runner.mcp.arguments import McpRunRequest
+from runner.models import CreateVolumeRequest, RunRequest, VolumeSpec
 from tests.helpers import TEST_IMAGE, b64, run_body, untar_gz
 
 pytestmark = pytest.mark.anyio
@@ -34,29 +37,41 @@ async def test_the_latest_protocol_is_negotiated(client):
     assert client.protocol_version == LATEST_PROTOCOL_VERSION
 
 
-async def test_every_tool_is_listed_with_a_description_and_an_example(client):
+async def test_every_tool_is_listed_with_a_description_an_example_and_a_title(client):
     tools = await tools_by_name(client)
     assert set(tools) == TOOLS
     for tool in tools.values():
         assert tool.description and "Example" in tool.description, tool.name
-        assert tool.output_schema, tool.name
+        assert tool.title and tool.annotations is not None, tool.name
 
 
-async def test_input_schemas_carry_every_field_of_the_models(client):
+async def test_annotations_say_which_tools_only_read_and_which_destroy(client):
+    tools = await tools_by_name(client)
+    for name in ("get_run", "get_run_logs", "docker_health", "list_containers", "list_images"):
+        assert tools[name].annotations.read_only_hint is True, name
+    assert tools["cancel_run"].annotations.destructive_hint is True
+    assert tools["run_container"].annotations.read_only_hint is not True
+    assert tools["run_container"].annotations.destructive_hint is False
+
+
+async def test_input_schemas_carry_every_field_of_the_models_inlined(client):
     tools = await tools_by_name(client)
     run_schema = tools["run_container"].input_schema
-    assert set(run_schema["properties"]) == set(RunRequest.model_fields)
+    assert set(run_schema["properties"]) == set(McpRunRequest.model_fields)
+    assert set(RunRequest.model_fields) < set(McpRunRequest.model_fields)
     assert run_schema["required"] == ["image"]
-    assert set(run_schema["$defs"]["VolumeSpec"]["properties"]) == set(VolumeSpec.model_fields)
+    volume = run_schema["properties"]["volumes"]["additionalProperties"]
+    assert set(volume["properties"]) == set(VolumeSpec.model_fields)
     for name, field in run_schema["properties"].items():
         assert field.get("description"), name
     volume_schema = tools["create_volume"].input_schema
     assert set(volume_schema["properties"]) == set(CreateVolumeRequest.model_fields)
 
 
-async def test_run_output_schema_is_the_run_result(client):
-    schema = (await tools_by_name(client))["run_container"].output_schema
-    assert set(schema["properties"]) == set(RunResult.model_fields)
+async def test_the_pull_policy_defaults_to_missing_over_mcp(client):
+    run_schema = (await tools_by_name(client))["run_container"].input_schema
+    assert run_schema["properties"]["pull_policy"]["default"] == "missing"
+    assert RunRequest.model_fields["pull_policy"].default == "always"
 
 
 async def test_run_with_input_and_response_volumes(client):
@@ -133,7 +148,8 @@ async def test_a_long_run_reports_progress_and_streams_its_output(mcp_url):
         result = await client.call_tool("run_container", body, progress_callback=on_progress)
         done = True
     assert result.structured_content["stdout"] == "first\n"
-    assert "running" in progress and "collecting output" in progress
+    assert any(note.startswith("running (") for note in progress if note)
+    assert any(note.startswith("collecting output") for note in progress if note)
     assert ("stdout", "first\n", False) in lines
     assert ("stderr", "second\n", False) in lines
 
@@ -176,3 +192,63 @@ async def test_list_containers_returns_a_structured_list(client, engine):
         assert container.id[:12] not in [c["id"] for c in managed.structured_content["containers"]]
     finally:
         container.remove(force=True)
+
+
+async def test_tools_list_fits_the_budget_with_plain_input_schemas(mcp_url):
+    """Function-calling APIs reject $ref/$defs/anyOf, and models read all of tools/list."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Accept": "application/json", "MCP-Protocol-Version": "2025-06-18"}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(mcp_url, json=body, headers=headers)
+    tools = response.json()["result"]["tools"]
+    assert len(json.dumps(tools, separators=(",", ":"))) <= 12 * 1024
+    for tool in tools:
+        schema = json.dumps(tool["inputSchema"])
+        for keyword in ('"$ref"', '"$defs"', '"anyOf"', '"oneOf"'):
+            assert keyword not in schema, (tool["name"], keyword)
+        assert tool["inputSchema"]["additionalProperties"] is False, tool["name"]
+
+
+async def test_the_description_states_the_defaults_that_surprise(client):
+    description = " ".join((await tools_by_name(client))["run_container"].description.split())
+    for words in ("no network", "timeout_seconds", "of memory", "pulled only when missing"):
+        assert words in description
+
+
+async def test_a_script_runs_through_the_shell(client):
+    result = await client.call_tool(
+        "run_container", {"image": TEST_IMAGE, "script": "X=shell; echo $X && echo ok | tr a-z A-Z"}
+    )
+    assert result.structured_content["stdout"] == "shell\nOK\n"
+
+
+async def test_text_files_go_in_and_small_text_files_come_back_as_text(client):
+    arguments = {
+        "image": TEST_IMAGE,
+        "files": {
+            "/in/a.txt": "alpha\n",
+            "/in/run.sh": {"content": "#!/bin/sh\necho ran", "mode": "0755"},
+        },
+        "script": "/in/run.sh; cp /in/a.txt /out/b.txt",
+        "volumes": {"/out": {"type": "directory", "response": True}},
+    }
+    result = await client.call_tool("run_container", arguments)
+    assert result.structured_content["stdout"] == "ran\n"
+    assert "--- /out/b.txt ---\nalpha\n" in result.content[0].text
+
+
+async def test_script_and_command_together_are_refused(client):
+    result = await client.call_tool(
+        "run_container", {"image": TEST_IMAGE, "script": "true", "command": ["true"]}
+    )
+    assert result.is_error is True
+    assert result.content[0].text.startswith("script:")
+
+
+async def test_long_output_keeps_its_head_and_its_tail(client):
+    script = "seq 1 100000; echo the-error-at-the-end >&2"
+    result = await client.call_tool("run_container", {"image": TEST_IMAGE, "script": script})
+    text = result.content[0].text
+    assert "\n1\n2\n" in text and "100000\n" in text and "characters cut" in text
+    assert "the-error-at-the-end" in text
+    assert len(text) < 20_000

@@ -164,13 +164,14 @@ def test_mcp_with_any_configured_token_works(token_urls, token):
     assert response.status_code == 200
 
 
-def test_rest_requires_the_token_except_for_health(token_urls):
+def test_rest_requires_the_token_except_for_health_and_the_docs(token_urls):
     _, rest_url = token_urls
     assert httpx.get(f"{rest_url}/health").status_code == 200
+    assert httpx.get(f"{rest_url}/openapi.json").status_code == 200  # the docs pages read it
+    assert httpx.get(f"{rest_url}/containers").status_code == 401
     refused = httpx.post(f"{rest_url}/run", json=run_body("true"))
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"].startswith("Bearer")
-    assert httpx.get(f"{rest_url}/openapi.json").status_code == 401
     allowed = httpx.post(
         f"{rest_url}/run",
         json=run_body("true"),

@@ -106,7 +106,7 @@ def test_openapi_documents_every_request_field_with_a_description(api):
 
 def test_volume_endpoint_answers_success(api, fake):
     response = api.post("/volume", json={"name": "data"})
-    assert response.status_code == 201
+    assert response.status_code == 200
     assert response.json()["status"] == "success"
     assert fake.fills[0].name == "data"
 

@@ -1,0 +1,258 @@
+"""The MCP wire at its edges, as curl and sockets see it: logging levels, cancellation by
+notification and by hang-up, batches, malformed bodies, the size limit, tasks' corner cases,
+routing headers, and what the server advertises."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import docker
+import httpx
+import pytest
+
+from mcp_app import create_app
+from runner.backend import INSTANCE
+from runner.settings import Settings
+from tests.conftest import serving
+from tests.helpers import b64, run_body
+from tests.mcp.test_tasks import modern
+from tests.mcp.test_wire import message
+
+TOKENS = {"a": "token-of-a", "b": "token-of-b"}
+SSE = "application/json, text/event-stream"
+
+
+@pytest.fixture(scope="module")
+def served(engine, make_module_settings) -> Iterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
+    settings = make_module_settings(api_tokens=list(TOKENS.values()))
+    with serving(create_app(settings)) as port:
+        yield f"http://127.0.0.1:{port}/mcp", settings
+
+
+@pytest.fixture
+def url(served: tuple[str, Settings]) -> str:
+    return served[0]
+
+
+def post(
+    url: str,
+    body: object,
+    *,
+    who: str = "a",
+    version: str | None = "2025-06-18",
+    accept: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    all_headers = {"Accept": accept, "Authorization": f"Bearer {TOKENS[who]}", **(headers or {})}
+    if version is not None:
+        all_headers["MCP-Protocol-Version"] = version
+    return httpx.post(url, json=body, headers=all_headers, timeout=60)
+
+
+def request(method: str, params: dict | None = None, id: int = 1) -> dict:  # type: ignore[type-arg]
+    return {"jsonrpc": "2.0", "id": id, "method": method, "params": params or {}}
+
+
+def events(response: httpx.Response) -> list[dict]:  # type: ignore[type-arg]
+    return [
+        json.loads(line[5:])
+        for line in response.text.splitlines()
+        if line.startswith("data:") and line[5:].strip()
+    ]
+
+
+# ---- logging -------------------------------------------------------------------------------
+
+
+def test_logging_is_declared_and_set_level_is_honoured_per_caller(url):
+    init = request(
+        "initialize",
+        {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    )
+    assert "logging" in message(post(url, init))["result"]["capabilities"]
+    quiet = post(url, request("logging/setLevel", {"level": "error"}))
+    assert message(quiet)["result"] == {}
+    call = request("tools/call", {"name": "run_container", "arguments": run_body("echo", "hi")})
+    logged = [event for event in events(post(url, call, accept=SSE)) if "method" in event]
+    assert not [event for event in logged if event["method"] == "notifications/message"]
+    other = [event.get("method") for event in events(post(url, call, who="b", accept=SSE))]
+    assert "notifications/message" in other
+    post(url, request("logging/setLevel", {"level": "debug"}))
+
+
+# ---- cancellation ----------------------------------------------------------------------------
+
+
+def containers_of(
+    engine: docker.DockerClient, settings: Settings, seconds: int
+) -> Callable[[], list[str]]:
+    """The server's containers running `sleep <seconds>` (each test sleeps its own length)."""
+
+    def listed() -> list[str]:
+        label = f"{INSTANCE}={settings.instance_id}"
+        found = engine.api.containers(all=True, filters={"label": label})
+        return [item["Id"] for item in found if item["Command"] == f"sleep {seconds}"]
+
+    return listed
+
+
+def until(condition: Callable[[], object], seconds: float) -> None:
+    """Polls an outside condition (the engine's state) until it holds."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.1)
+
+
+def open_call(url: str, body: dict, *, who: str = "a") -> socket.socket:  # type: ignore[type-arg]
+    """A tools/call sent over a raw socket, its answer not read: a client mid-request."""
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Accept: application/json\r\nMCP-Protocol-Version: 2025-06-18\r\n"
+        f"Authorization: Bearer {TOKENS[who]}\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(head.encode() + payload)
+    return sock
+
+
+def sleeping(served, engine, id: int):  # type: ignore[no-untyped-def]
+    """A tools/call of `sleep <300 + id>` in flight, once its container runs: (url, the
+    container listing, the client's socket, the cancel notification for it)."""
+    url, settings = served
+    running = containers_of(engine, settings, 300 + id)
+    arguments = run_body("sleep", str(300 + id))
+    sock = open_call(
+        url, request("tools/call", {"name": "run_container", "arguments": arguments}, id)
+    )
+    until(running, 30)
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}
+    return url, running, sock, cancel
+
+
+def test_a_json_client_that_hangs_up_has_its_container_removed(served, engine):
+    _, running, sock, _ = sleeping(served, engine, 11)
+    sock.close()
+    until(lambda: not running(), 15)
+
+
+def test_notifications_cancelled_over_http_removes_the_container(served, engine):
+    url, running, sock, cancel = sleeping(served, engine, 12)
+    assert post(url, cancel).status_code == 202
+    until(lambda: not running(), 15)
+    sock.settimeout(15)
+    assert b"request cancelled" in sock.recv(65536)
+    sock.close()
+
+
+def test_another_caller_cannot_cancel_a_request(served, engine):
+    url, running, sock, cancel = sleeping(served, engine, 13)
+    post(url, cancel, who="b")
+    assert post(url, request("ping")).status_code == 200  # the cancel has been handled
+    assert running()
+    post(url, cancel)
+    until(lambda: not running(), 15)
+    sock.close()
+
+
+# ---- JSON-RPC framing ------------------------------------------------------------------------
+
+
+def test_a_batch_on_2025_03_26_is_answered_as_an_array(url):
+    batch = [
+        request("ping", id=1),
+        request("tools/list", id=2),
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]
+    answers = post(url, batch, version=None).json()
+    assert [answer["id"] for answer in answers] == [1, 2]
+    assert answers[0]["result"] == {}
+    assert answers[1]["result"]["tools"]
+
+
+def test_a_batch_on_a_later_protocol_is_an_invalid_request(url):
+    response = post(url, [request("ping")], version="2025-06-18")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == -32600
+
+
+@pytest.mark.parametrize("body", [{"foo": 1}, {"jsonrpc": "1.0", "id": 1, "method": "ping"}, 7])
+def test_a_body_that_is_not_a_message_is_an_invalid_request(url, body):
+    response = post(url, body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == -32600
+    assert "pydantic" not in error["message"]
+
+
+def test_the_size_limit_is_runner_max_request_bytes(engine, make_settings):
+    settings = make_settings(max_request_bytes=64 * 1024)
+    with serving(create_app(settings)) as port:
+        big = run_body("true", volumes={"/f": {"type": "file", "content": b64(b"x" * 65536)}})
+        body = request("tools/call", {"name": "run_container", "arguments": big})
+        refused = httpx.post(
+            f"http://127.0.0.1:{port}/mcp", json=body, headers={"Accept": "application/json"}
+        )
+    assert refused.status_code == 413
+    assert "RUNNER_MAX_REQUEST_BYTES" in refused.json()["error"]["message"]
+
+
+def test_requests_past_the_sdk_s_own_4_mib_are_served(url):
+    content = b64(b"y" * (5 * 1024 * 1024))
+    body = run_body("wc", "-c", "/f", volumes={"/f": {"type": "file", "content": content}})
+    call = post(url, request("tools/call", {"name": "run_container", "arguments": body}))
+    assert message(call)["result"]["structuredContent"]["stdout"].split()[0] == "5242880"
+
+
+# ---- what is advertised ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["2025-06-18", "2025-11-25"])
+def test_only_what_exists_is_advertised(url, version):
+    init = request(
+        "initialize",
+        {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    )
+    capabilities = message(post(url, init, version=None))["result"]["capabilities"]
+    assert "prompts" not in capabilities and "resources" not in capabilities
+    assert message(post(url, request("prompts/list")))["error"]["code"] == -32601
+
+
+def test_discovery_on_2026_advertises_no_prompts_resources_or_list_changes(runs_url):
+    found = modern(runs_url, "server/discover", {})["result"]["capabilities"]
+    assert "prompts" not in found and "resources" not in found
+    assert not found["tools"].get("listChanged")
+
+
+# ---- unknown arguments -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("get_run", {"run_id": "0123456789abcdef", "runid": "x"}),
+        ("docker_health", {"verbose": True}),
+        ("list_images", {"ref": "busybox"}),
+    ],
+)
+def test_unknown_arguments_are_refused_by_name_in_our_words(url, tool, arguments):
+    call = post(url, request("tools/call", {"name": tool, "arguments": arguments}))
+    result = message(call)["result"]
+    assert result["isError"] is True
+    text = result["content"][0]["text"]
+    unknown = next(name for name in arguments if name != "run_id")
+    assert text.startswith(f"{unknown}: not an argument of {tool}")
+    assert "pydantic" not in text and "http" not in text

@@ -1,0 +1,138 @@
+"""The official TypeScript SDK client (`@modelcontextprotocol/sdk`, pinned in
+`tests/mcp/node/package.json`) drives the server over Streamable HTTP and over stdio, as agent
+hosts built on it do: tools, files in and out, a failing command, bad input, a run longer than
+the SDK's 60 s request timeout, cancellation, a task. `node/client.mjs` makes the calls; the
+assertions are here."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from mcp_app import create_app
+from runner.backend import INSTANCE
+from tests.conftest import serving
+from tests.helpers import b64, instance_id, run_body, tar_gz, untar_gz
+from tests.mcp.nodejs import NODE_DIR, node
+from tests.mcp.test_protocol import until
+
+STDIO_INSTANCE = instance_id("ts-stdio")
+
+
+@pytest.fixture(scope="module")
+def http_target(engine, make_module_settings) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """The HTTP server; after the module, the task's run records (kept for their TTL by
+    design) are removed with the rest of both servers' objects."""
+    settings = make_module_settings()
+    with serving(create_app(settings)) as port:
+        yield f"http://127.0.0.1:{port}/mcp", settings.instance_id
+    for instance in (settings.instance_id, STDIO_INSTANCE):
+        for item in engine.api.containers(all=True, filters={"label": f"{INSTANCE}={instance}"}):
+            engine.api.remove_container(item["Id"], force=True, v=True)
+
+
+@pytest.fixture(params=["http", "stdio"])
+def target(request, http_target) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Where the client connects, and the runner instance whose containers it makes."""
+    return http_target if request.param == "http" else ("stdio", STDIO_INSTANCE)
+
+
+def client(target: str, scenario: str, arguments: object = None, timeout: float = 120) -> Any:
+    command = [str(Path(sys.executable).with_name("oneoff-runner")), "mcp", "--stdio"]
+    env = {
+        **os.environ,
+        "RUNNER_STDIO_COMMAND": json.dumps(command),
+        "RUNNER_INSTANCE_ID": STDIO_INSTANCE,
+    }
+    script = NODE_DIR / "client.mjs"
+    ran = node(script, target, scenario, json.dumps(arguments or {}), timeout=timeout, env=env)
+    assert ran.returncode == 0, ran.stderr[-4000:]
+    return json.loads(ran.stdout)
+
+
+def call(target: str, tool: str, arguments: dict[str, Any], timeout: float = 120) -> Any:
+    return client(target, "call", {"name": tool, "arguments": arguments}, timeout=timeout)
+
+
+def test_the_tools_and_capabilities(target):
+    seen = client(target[0], "tools")
+    assert {"run_container", "start_run", "get_run", "cancel_run"} <= set(seen["tools"])
+    assert "logging" in seen["capabilities"] and "prompts" not in seen["capabilities"]
+
+
+def test_a_run_with_files_in_and_out(target):
+    script = b"#!/bin/sh\ncat /in/data/a.txt > /out/copy.txt\necho done\n"
+    body = run_body(
+        "/in/job.sh",
+        volumes={
+            "/in/job.sh:ro": {"type": "file", "content": b64(script), "mode": "0755"},
+            "/in/data": {"type": "directory", "content": b64(tar_gz({"a.txt": b"from ts"}))},
+            "/out": {"type": "directory", "response": True},
+        },
+    )
+    seen = call(target[0], "run_container", body)
+    structured = seen["result"]["structuredContent"]
+    assert structured["stdout"] == "done\n"
+    returned = untar_gz(base64.b64decode(structured["volumes"]["/out"]["content"]))
+    assert returned == {"copy.txt": b"from ts"}
+
+
+def test_a_failing_command_is_a_result_with_its_exit_code(target):
+    seen = call(target[0], "run_container", run_body("sh", "-c", "echo broke >&2; exit 3"))
+    assert seen["result"]["isError"] is False
+    assert seen["result"]["structuredContent"]["exit_code"] == 3
+    assert seen["result"]["content"][0]["text"].startswith("exit code 3")
+    assert {"level": "info", "logger": "stderr", "data": "broke\n"} in seen["logs"]
+
+
+def test_bad_input_is_a_tool_error_naming_the_field(target):
+    seen = call(target[0], "run_container", run_body("true", memory="lots", colour="red"))
+    assert seen["result"]["isError"] is True
+    assert "memory" in seen["result"]["content"][0]["text"]
+
+
+def running_sleep(engine: docker.DockerClient, instance: str, seconds: int) -> Callable[[], bool]:
+    def listed() -> bool:
+        found = engine.api.containers(all=True, filters={"label": f"{INSTANCE}={instance}"})
+        return any(item["Command"] == f"sleep {seconds}" for item in found)
+
+    return listed
+
+
+def test_an_abandoned_call_has_its_container_removed(target, engine):
+    url, instance = target
+    seconds = 377 if url == "stdio" else 378
+    seen = client(
+        url, "abandon", {"name": "run_container", "arguments": run_body("sleep", str(seconds))}
+    )
+    assert seen["aborted"] is True
+    until(lambda: not running_sleep(engine, instance, seconds)(), 15)
+
+
+def test_a_task_runs_to_its_result(target):
+    seen = client(
+        target[0], "task", {"name": "run_container", "arguments": run_body("echo", "tasked")}
+    )
+    assert seen["created"]["status"] == "working"
+    assert seen["final"]["status"] == "completed"
+    assert seen["result"]["structuredContent"]["stdout"] == "tasked\n"
+
+
+def test_a_run_longer_than_the_sdk_request_timeout_completes_on_progress(http_target):
+    """The SDK gives up on a request after 60 s without progress; the heartbeat keeps it alive."""
+    body = run_body("sh", "-c", "sleep 75; echo survived", timeout_seconds=120)
+    seen = call(http_target[0], "run_container", body, timeout=150)
+    assert seen["result"]["structuredContent"]["stdout"] == "survived\n"
+    assert seen["seconds"] > 75
+    gaps = [b["progress"] - a["progress"] for a, b in itertools.pairwise(seen["progress"])]
+    assert max(gaps) <= 10
+    assert {note["total"] for note in seen["progress"]} == {120}
