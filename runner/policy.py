@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 from collections.abc import Callable
+from typing import Any
 
 from runner.archives import Budget, check_tar_gz, decode_base64, single_top_folder, strip_top_folder
 from runner.errors import Conflict, InvalidRequest, PolicyRefused
@@ -70,28 +71,7 @@ def build_run_spec(
         pull_policy=request.pull_policy,
         auth=_auth(request),
         mounts=mounts,
-        timeout_seconds=_within(
-            "timeout_seconds",
-            request.timeout_seconds,
-            settings.default_timeout_seconds,
-            settings.max_timeout_seconds,
-            "RUNNER_MAX_TIMEOUT_SECONDS",
-        ),
-        memory_bytes=int(
-            _within(
-                "memory",
-                parse_size(request.memory) if request.memory else None,
-                parse_size(settings.default_memory),
-                parse_size(settings.max_memory),
-                "RUNNER_MAX_MEMORY",
-            )
-        ),
-        nano_cpus=int(
-            _within(
-                "cpus", request.cpus, settings.default_cpus, settings.max_cpus, "RUNNER_MAX_CPUS"
-            )
-            * 1e9
-        ),
+        **_limits(request, settings),
         pids_limit=settings.pids_limit,
         network=_network(request.network, settings),
         max_output_bytes=settings.max_output_bytes,
@@ -101,6 +81,33 @@ def build_run_spec(
     if uploads is not None:
         spec.uploads = checked(uploads, spec.mounts, budget, settings.max_archive_bytes)
     return spec
+
+
+def _limits(request: RunRequest, settings: Settings) -> dict[str, Any]:
+    """Timeout, memory and CPUs: the request's, or the operator's default, within the maxima."""
+    memory = parse_size(request.memory) if request.memory else None
+    cpus = _within(
+        "cpus", request.cpus, settings.default_cpus, settings.max_cpus, "RUNNER_MAX_CPUS"
+    )
+    return {
+        "timeout_seconds": _within(
+            "timeout_seconds",
+            request.timeout_seconds,
+            settings.default_timeout_seconds,
+            settings.max_timeout_seconds,
+            "RUNNER_MAX_TIMEOUT_SECONDS",
+        ),
+        "memory_bytes": int(
+            _within(
+                "memory",
+                memory,
+                parse_size(settings.default_memory),
+                parse_size(settings.max_memory),
+                "RUNNER_MAX_MEMORY",
+            )
+        ),
+        "nano_cpus": int(cpus * 1e9),
+    }
 
 
 def build_volume_fill(

@@ -148,47 +148,52 @@ class RunnerService:
                 outcome = await self._execute(spec)
         except RunnerError as exc:
             error = self._as_shutdown(exc)
-            self.metrics.record(tenant.name, error.code, {})
-            log.info(
-                "run %s refused: tenant=%s %s",
-                run_id,
-                tenant.name,
-                error.message,
-                extra={
-                    "run_id": run_id,
-                    "tenant": tenant.name,
-                    "image": request.image,
-                    "outcome": error.code,
-                },
-            )
+            self._refused(run_id, tenant, request.image, error)
             if error is exc:
                 raise
             raise error from exc
         result = outcome.result(run_id, time.perf_counter() - started)
         if files is not None:
             files.update(outcome.files)
-        outcome_name = "timeout" if result.timed_out else result.status.split(":")[0]
-        self.metrics.record(tenant.name, outcome_name, outcome.phases)
+        self._finished(result, tenant, request.image, outcome.phases)
+        return result
+
+    def _refused(self, run_id: str, tenant: Tenant, image: str, error: RunnerError) -> None:
+        """One metric and one log line for a run that could not happen."""
+        self.metrics.record(tenant.name, error.code, {})
         log.info(
-            "run %s tenant=%s image=%s status=%r exit_code=%s time=%.3fs phases=%s",
+            "run %s refused: tenant=%s %s",
             run_id,
             tenant.name,
-            request.image,
+            error.message,
+            extra={"run_id": run_id, "tenant": tenant.name, "image": image, "outcome": error.code},
+        )
+
+    def _finished(
+        self, result: RunResult, tenant: Tenant, image: str, phases: dict[str, float]
+    ) -> None:
+        """One metric and one log line for a run that ran, with its phase timings."""
+        outcome = "timeout" if result.timed_out else result.status.split(":")[0]
+        self.metrics.record(tenant.name, outcome, phases)
+        log.info(
+            "run %s tenant=%s image=%s status=%r exit_code=%s time=%.3fs phases=%s",
+            result.run_id,
+            tenant.name,
+            image,
             result.status,
             result.exit_code,
             result.execution_time,
-            ",".join(f"{name}:{seconds}" for name, seconds in outcome.phases.items()),
+            ",".join(f"{name}:{seconds}" for name, seconds in phases.items()),
             extra={
-                "run_id": run_id,
+                "run_id": result.run_id,
                 "tenant": tenant.name,
-                "image": request.image,
-                "outcome": outcome_name,
+                "image": image,
+                "outcome": outcome,
                 "exit_code": result.exit_code,
                 "execution_time": result.execution_time,
-                "phases": outcome.phases,
+                "phases": phases,
             },
         )
-        return result
 
     def _as_shutdown(self, error: RunnerError) -> RunnerError:
         """A run killed because the runner stopped says so (503), not that a caller cancelled."""

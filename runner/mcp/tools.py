@@ -121,7 +121,11 @@ def build_server(service: Callable[[], RunnerService], settings: Settings) -> MC
         version=__version__,
         instructions=text.INSTRUCTIONS,
         log_level="WARNING",
-        tools=[*_run_tools(service, levels, settings), *_query_tools(service)],
+        tools=[
+            *_run_tools(service, levels, settings),
+            *_query_tools(service),
+            *_engine_tools(service),
+        ],
         middleware=[RunTasks(service, task_result)],
         subscriptions=False,
     )
@@ -172,7 +176,7 @@ def _run_tools(
 
 
 def _query_tools(service: Callable[[], RunnerService]) -> list[Tool]:
-    """Tools about async runs (state, output, cancel) and the engine (health, lists)."""
+    """Tools about async runs: state, output, cancel."""
 
     async def get_run(request: RunId, ctx: Context) -> CallToolResult:
         status = await service().runs.status(_tenant(ctx), request.run_id)
@@ -190,6 +194,18 @@ def _query_tools(service: Callable[[], RunnerService]) -> list[Tool]:
     async def cancel_run(request: RunId, ctx: Context) -> CallToolResult:
         status = await service().runs.cancel(_tenant(ctx), request.run_id)
         return structured(status, status_summary(status))
+
+    return [
+        _tool("get_run", "Get a run", RunId, get_run, read_only=True),
+        _tool(
+            "get_run_logs", "Read a run's output", RunLogsArguments, get_run_logs, read_only=True
+        ),
+        _tool("cancel_run", "Cancel a run", RunId, cancel_run),
+    ]
+
+
+def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
+    """Tools about the engine: health, containers, images."""
 
     async def docker_health(request: NoArguments, ctx: Context) -> CallToolResult:
         health = await service().health()
@@ -210,11 +226,6 @@ def _query_tools(service: Callable[[], RunnerService]) -> list[Tool]:
         return structured(ImageList(images=found), f"{len(found)} image(s): {tags}")
 
     return [
-        _tool("get_run", "Get a run", RunId, get_run, read_only=True),
-        _tool(
-            "get_run_logs", "Read a run's output", RunLogsArguments, get_run_logs, read_only=True
-        ),
-        _tool("cancel_run", "Cancel a run", RunId, cancel_run),
         _tool("docker_health", "Check the engine", NoArguments, docker_health, read_only=True),
         _tool(
             "list_containers",
