@@ -64,6 +64,16 @@ class ZeroTar(io.RawIOBase):
         return next(self._pieces, b"")
 
 
+def gzip_bomb(size: int) -> bytes:
+    """A small tar.gz of one file of `size` zero bytes: it weighs little and unpacks to `size`."""
+    zeros = tarfile.TarInfo("zeros")
+    zeros.size = size
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        archive.addfile(zeros, io.BytesIO(bytes(size)))
+    return out.getvalue()
+
+
 def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
     """A hand-made archive member (no content), for attacks."""
     info = tarfile.TarInfo(name)
