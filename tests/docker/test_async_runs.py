@@ -142,7 +142,8 @@ def test_a_finished_run_is_removed_after_its_ttl(
         follow_to_exit(client, run_id)
         reaper = DockerBackend(settings)  # what any runner's periodic reaper does
         try:
-            assert reaper.reap_orphans() >= 1
+            # Any runner's reaper on the shared engine may get there first; the outcome counts.
+            reaper.reap_orphans()
         finally:
             reaper.close()
         response = client.get(f"/runs/{run_id}")
@@ -237,7 +238,7 @@ def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
     engine.api.create_container(TEST_IMAGE, ["true"], labels=labels, name=f"oneoff-{run_id}")
     reaper = DockerBackend(make_settings(instance_id=instance))
     try:
-        assert reaper.reap_orphans() >= 1
+        reaper.reap_orphans()  # or another runner's reaper, first: the outcome is the same
         (record,) = reaper.find_runs(tenant=None, run_id=run_id, idempotency_key=None)
     finally:
         reaper.close()
