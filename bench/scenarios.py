@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
+import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,40 +63,58 @@ def sequential(runner: Runner, api: docker.APIClient, rounds: int) -> Result:
     return _summary(samples, "runner", ["sdk", "cli"])
 
 
-def concurrency(runner: Runner, api: docker.APIClient, clients: int, per_client: int) -> Result:
+def concurrency(
+    runner: Runner, api: docker.APIClient, clients: int, blocks: int, per_client: int
+) -> Result:
+    """Runs per second of `clients` threads through the runner and doing the same by hand, in
+    alternating blocks (runner, bare, runner, ...) so that the machine's drift hits both; the
+    ratio is the median of the blocks' ratios, with their range. A runner block ends when its
+    runs' containers are removed too: its deferred removals are part of its work."""
+
     def runner_call() -> None:
         with httpx.Client() as http:
             post_run(http, runner, run_body(ECHO))
 
-    figures: Result = {}
-    for name, call in (("runner", runner_call), ("sdk", lambda: sdk_run(api, ECHO))):
-        figures[name] = _load(call, clients, per_client)
-    figures["throughput_ratio"] = round(
-        figures["runner"]["runs_per_s"] / figures["sdk"]["runs_per_s"], 3
-    )
-    return figures
+    def sdk_call() -> None:
+        sdk_run(api, ECHO)
+
+    calls: dict[str, Callable[[], None]] = {"runner": runner_call, "sdk": sdk_call}
+    for call in calls.values():
+        call()  # warm-up
+    _settled(api)
+    rates: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(blocks):
+        for name, call in calls.items():
+            rates[name].append(_burst(call, clients, per_client, lambda: _settled(api)))
+    ratios = sorted(mine / bare for mine, bare in zip(rates["runner"], rates["sdk"], strict=True))
+    return {
+        **{name: {"runs_per_s": round(statistics.median(r), 2)} for name, r in rates.items()},
+        "throughput_ratio": round(statistics.median(ratios), 3),
+        "ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+        "blocks": blocks,
+    }
 
 
-def _load(call: Callable[[], object], clients: int, per_client: int) -> Result:
-    call()  # warm-up
-    samples = Samples()
-    lock = threading.Lock()
-
-    def client() -> None:
-        for _ in range(per_client):
-            seconds = timed(call)
-            with lock:
-                samples.seconds.append(seconds)
-
+def _burst(
+    call: Callable[[], object], clients: int, per_client: int, settle: Callable[[], None]
+) -> float:
+    """Runs per second of `clients` threads making `per_client` calls each, until `settle`."""
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        for future in [pool.submit(client) for _ in range(clients)]:
+        for future in [
+            pool.submit(lambda: [call() for _ in range(per_client)]) for _ in range(clients)
+        ]:
             future.result()
-    wall = time.perf_counter() - started
-    return {
-        "runs_per_s": round(clients * per_client / wall, 2),
-        "p95_ms": round(samples.p(0.95) * 1000, 1),
-    }
+    settle()
+    return clients * per_client / (time.perf_counter() - started)
+
+
+def _settled(api: docker.APIClient) -> None:
+    """Wait until the benchmark runner's synchronous runs have no container left."""
+    mine = {"label": [f"oneoff-runner.instance={INSTANCE}", "oneoff-runner.role=run"]}
+    deadline = time.monotonic() + 60
+    while api.containers(all=True, filters=mine) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def health_under_load(runner: Runner, in_flight: int, probes: int) -> Result:

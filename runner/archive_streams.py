@@ -65,11 +65,14 @@ class ChunkReader(io.RawIOBase):
         return size
 
 
-def checked_tar_stream(reader: io.RawIOBase, field: str, budget: Budget) -> Iterator[bytes]:
-    """A caller's tar or tar.gz, read as it arrives, re-emitted as a plain tar of only the
-    members that passed `archives.check_member` and the budget: the engine never sees a byte of a
-    member before it is judged, and a gzip bomb stops at the budget. Never holds more than one
-    chunk."""
+def checked_members(
+    reader: io.RawIOBase, field: str, budget: Budget, prefix: str = ""
+) -> Iterator[bytes]:
+    """A caller's tar or tar.gz, read as it arrives, re-emitted as the plain tar members (no
+    end-of-archive: `TAR_END` closes a whole tar) that passed `archives.check_member` and the
+    budget, named under `prefix` (its entry for the directory itself dropped), so several can
+    make one archive. The engine never sees a byte of a member before it is judged, and a gzip
+    bomb stops at the budget. Never holds more than one chunk."""
     source = io.BufferedReader(reader, STREAM_CHUNK_BYTES)
     inflated = igzip.IGzipFile(fileobj=source, mode="rb") if _is_gzip(source) else source
     symlinks: set[str] = set()
@@ -77,12 +80,12 @@ def checked_tar_stream(reader: io.RawIOBase, field: str, budget: Budget) -> Iter
         with tarfile.open(fileobj=inflated, mode="r|") as archive:
             for member in archive:
                 budget.spend(max(member.size, 0), field)
-                check_member(member, field, symlinks)
+                normal = check_member(member, field, symlinks)
                 if member.issparse():
                     raise unsafe(field, member.name, "is a sparse file")
-                if not member.isfile():
-                    member.size = 0
-                yield member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+                if prefix and normal == ".":
+                    continue
+                yield _header(member, prefix, normal)
                 if member.isfile():
                     yield from _member_data(archive, member)
         while source.read(STREAM_CHUNK_BYTES):
@@ -93,7 +96,17 @@ def checked_tar_stream(reader: io.RawIOBase, field: str, budget: Budget) -> Iter
             "-C DIR .`",
             field=field,
         ) from None
-    yield TAR_END
+
+
+def _header(member: tarfile.TarInfo, prefix: str, normal: str) -> bytes:
+    """The member's header, named `prefix` + its name (and a hard link's target with it)."""
+    if prefix:
+        member.name = prefix + normal
+        if member.islnk():
+            member.linkname = prefix + posixpath.normpath(member.linkname)
+    if not member.isfile():
+        member.size = 0
+    return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 def _is_gzip(source: io.BufferedReader[io.RawIOBase]) -> bool:
@@ -116,11 +129,12 @@ def _member_data(
         yield b"\0" * (tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
 
 
-def file_tar_stream(
+def file_member(
     reader: io.RawIOBase, name: str, mode: int, field: str, budget: Budget
 ) -> Iterator[bytes]:
-    """One file arriving as raw bytes, as a plain tar holding it as `name`. A tar header needs
-    the size first, so the bytes are spooled (to disk past `SPOOL_MEMORY_BYTES`), never held."""
+    """One file arriving as raw bytes, as a plain tar member `name` (no end-of-archive). A tar
+    header needs the size first, so the bytes are spooled (to disk past `SPOOL_MEMORY_BYTES`),
+    never held."""
     with spool() as spooled:
         while chunk := reader.read(STREAM_CHUNK_BYTES):
             spooled.write(chunk)
@@ -134,7 +148,18 @@ def file_tar_stream(
             yield chunk
         if info.size % tarfile.BLOCKSIZE:
             yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
-    yield TAR_END
+
+
+def entry(name: str, content: bytes | None, mode: int) -> bytes:
+    """One plain tar member, whole: a file holding `content`, or a directory (None)."""
+    info = tarfile.TarInfo(name)
+    info.mode = mode
+    if content is None:
+        info.type = tarfile.DIRTYPE
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    info.size = len(content)
+    padding = b"\0" * (-len(content) % tarfile.BLOCKSIZE)
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape") + content + padding
 
 
 def spool() -> IO[bytes]:

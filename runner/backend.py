@@ -128,9 +128,9 @@ class Backend(Protocol):
 
 @contextmanager
 def timed(phases: dict[str, float], name: str) -> Iterator[None]:
-    """Seconds the block took, into `phases[name]` (the run's phase timings)."""
+    """Seconds the block took, added to `phases[name]` (the run's phase timings)."""
     started = time.perf_counter()
     try:
         yield
     finally:
-        phases[name] = round(time.perf_counter() - started, 4)
+        phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - started, 4)

@@ -76,9 +76,12 @@ class RunSpec:
     on_event: EventSink | None = field(default=None, repr=False)
     raw_returned: bool = False
     """Return `response: true` paths as spooled streams (`Outcome.files`), not base64."""
-    uploads: Iterator[tuple[str, Iterator[bytes]]] | None = field(default=None, repr=False)
-    """Content arriving as the run is prepared (the binary path): (entry of the run's volume,
-    a checked plain tar to unpack there), in arrival order; read once, in the worker thread."""
+    uploads: Iterator[tuple[int, Callable[[str], Iterator[bytes]]]] | None = field(
+        default=None, repr=False
+    )
+    """Content arriving as the run is prepared (the binary path): (index of the mount it fills,
+    its checked plain tar members under a prefix: `runner.uploads.Members`), in arrival order;
+    read once, in the worker thread."""
 
     def emit(self, kind: str, text: str) -> None:
         if self.on_event is not None:

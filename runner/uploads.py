@@ -10,7 +10,9 @@ was judged by `runner.archives` before it is passed on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import functools
+import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from runner import archive_streams
@@ -73,15 +75,19 @@ class Uploads:
             yield event
 
 
+Members = Callable[[str], Iterator[bytes]]
+"""A content part as plain tar members (no end-of-archive), named as its mount's container path
+(without the leading slash) under the prefix given: the file, or the directory's members."""
+
+
 def checked(
     uploads: Uploads, mounts: list[MountSpec], budget: Budget, max_bytes: int
-) -> Iterator[tuple[str, Iterator[bytes]]]:
-    """(entry of the run's volume to unpack at, a checked plain tar) for each content part.
+) -> Iterator[tuple[int, Members]]:
+    """(index of the mount it fills, its checked members) for each content part; each part's
+    members must be read to the end before the next part is asked for.
 
-    File mount `n` arrives as a tar holding the file `n`; directory mount `n` as a tar
-    unpacked into the directory `n` (made beforehand). A part that names no file or directory
-    volume, comes twice, or duplicates inline content is refused; so is a file volume whose
-    content never came.
+    A part that names no file or directory volume, comes twice, or duplicates inline content
+    is refused; so is a file volume whose content never came.
     """
     targets = {mount.key: (n, mount) for n, mount in enumerate(mounts) if _takes_part(mount)}
     seen: set[str] = set()
@@ -97,10 +103,7 @@ def checked(
         seen.add(key)
         index, mount = targets[key]
         reader = archive_streams.ChunkReader(chunks, max_bytes, field, "RUNNER_MAX_ARCHIVE_BYTES")
-        if mount.kind == "file":
-            yield "", archive_streams.file_tar_stream(reader, str(index), mount.mode, field, budget)
-        else:
-            yield str(index), archive_streams.checked_tar_stream(reader, field, budget)
+        yield index, functools.partial(_members, reader, mount, field, budget)
     missing = [key for key, (_, mount) in targets.items() if mount.kind == "file"]
     missing = [key for key in missing if key not in seen]
     if missing:
@@ -110,6 +113,20 @@ def checked(
             f"{missing[0]!r}",
             field=field,
         )
+
+
+def _members(
+    reader: io.RawIOBase, mount: MountSpec, field: str, budget: Budget, prefix: str
+) -> Iterator[bytes]:
+    name = prefix + relative_path(mount)
+    if mount.kind == "file":
+        return archive_streams.file_member(reader, name, mount.mode, field, budget)
+    return archive_streams.checked_members(reader, field, budget, f"{name}/")
+
+
+def relative_path(mount: MountSpec) -> str:
+    """A mount's container path as a tar member name: without its leading slash."""
+    return mount.path.lstrip("/")
 
 
 def _takes_part(mount: MountSpec) -> bool:

@@ -1,31 +1,91 @@
-"""Content in and out of runs through the engine's archive API, never through host paths.
+"""Content into runs through the engine's archive API, never through host paths.
 
-In: every file and directory mount's content goes into one volume per run, unpacked there by a
-container that is created but never started (from a tiny image imported locally once, so no
-registry is needed); the run then gets bind mounts of that volume's paths, so `:ro` holds.
-Out: `response: true` paths are copied from the stopped container and re-packed as tar.gz.
+A run's file and directory content goes one of two ways:
+
+- Straight into its container (`into_container`) when every mount of the run is a writable
+  file or directory, none at or inside another's path, and the created container has nothing
+  at those paths: the content is unpacked into the container itself, so nothing else is made
+  and nothing else must be removed.
+- Through a run volume (`volume_for`) otherwise: `:ro` content, content beside named volumes or
+  host paths, or a path the image already has (a mount hides what the image has there, where
+  an unpacked archive would mix with it). All the run's content goes into one volume, unpacked
+  there by a carrier container (created, never started, from a tiny image imported locally
+  once, so no registry is needed); the run gets bind mounts of the volume's paths, so `:ro`
+  holds. Mount `n` lives at `<n>/<its container path>` in the volume.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+import sys
+from collections.abc import Callable, Iterator
 
 import docker
-import requests
 from docker.types import Mount
 
 from backends.docker.errors import content_refused, engine_errors
+from backends.docker.returned import archive_url
 from runner import archive_streams, archives
+from runner.archives import Budget
 from runner.backend import ROLE
-from runner.spec import MountSpec, ReturnedFile, RunSpec
+from runner.spec import MountSpec, RunSpec
+from runner.uploads import relative_path
 
 CARRIER_IMAGE = "oneoff-runner/carrier"
 CARRIER_TAG = "1"
-ARCHIVE_CHUNK_BYTES = 1024 * 1024
 Tar = bytes | Iterator[bytes]
 """A tar for the archive API: whole, or as chunks streamed to the engine as they come."""
+
+
+RUNTIME_PATHS = ("/dev", "/proc", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+"""What the engine and the runtime mount over a container's own files when it starts: content
+unpacked there would be hidden, where a mount of the run's own takes the place."""
+
+
+def straight_in(spec: RunSpec) -> bool:
+    """Whether the run's content may go straight into its container: every mount a writable
+    file or directory, none at, inside or above another's path or a runtime path."""
+    if any(mount.kind not in ("file", "directory") or mount.read_only for mount in spec.mounts):
+        return False
+    paths = [mount.path.rstrip("/") for mount in spec.mounts]
+    others = [(i, path) for i, path in enumerate(paths)] + [(-1, path) for path in RUNTIME_PATHS]
+    return not any(i != j and _overlap(a, b) for i, a in enumerate(paths) for j, b in others)
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a == b or b.startswith(f"{a}/") or a.startswith(f"{b}/")
+
+
+def bind_source(root: str, index: int, mount: MountSpec) -> str:
+    """Where mount `index` lives in the run volume whose engine path is `root`."""
+    return f"{root}/{index}/{relative_path(mount)}"
+
+
+def content_tar(spec: RunSpec, prefix: Callable[[int], str]) -> Iterator[bytes]:
+    """All the run's file and directory content as one plain tar, so that one archive call
+    unpacks it (each costs the engine a process): mount `n` at its container path under
+    `prefix(n)`; directories (with their mode, then their inline archives) and inline files
+    first, then the parts as they arrive. Read once."""
+    directory_mode = 0o777 if spec.user not in (None, "", "root", "0", "0:0") else 0o755
+    for index, mount in enumerate(spec.mounts):
+        name = prefix(index) + relative_path(mount)
+        if mount.kind == "directory":
+            yield archive_streams.entry(name, None, directory_mode)
+            if mount.content:
+                yield from _inline_members(mount, f"{name}/")
+        elif mount.kind == "file" and mount.content is not None:
+            yield archive_streams.entry(name, mount.content, mount.mode)
+    for index, members in spec.uploads or ():
+        yield from members(prefix(index))
+    yield archive_streams.TAR_END
+
+
+def _inline_members(mount: MountSpec, prefix: str) -> Iterator[bytes]:
+    """A directory's inline archive (checked when the request was resolved) as members."""
+    assert mount.content is not None
+    field = f"volumes[{mount.key!r}].content"
+    reader = archive_streams.ChunkReader(iter([mount.content]), len(mount.content), field)
+    unlimited = Budget(sys.maxsize, sys.maxsize)
+    return archive_streams.checked_members(reader, field, unlimited, prefix)
 
 
 class ContentCopier:
@@ -33,29 +93,34 @@ class ContentCopier:
         self.api = api
         self._carrier_ready = False
 
-    def volume_for(self, spec: RunSpec, labels: dict[str, str]) -> str | None:
-        """Create and fill the run's volume with every file and directory mount's content.
+    def into_container(self, spec: RunSpec, container: str) -> bool:
+        """Unpack the run's content into its created, not yet started, container; False, with
+        nothing written, when the container has something at one of the paths already."""
+        if not all(self._absent(container, mount.path) for mount in spec.mounts):
+            return False
+        if spec.mounts or spec.uploads is not None:
+            with engine_errors("copying content into the container", content_refused):
+                self.api().put_archive(container, "/", content_tar(spec, lambda index: ""))
+        return True
 
-        Entry `<n>` of the volume holds mount `n`: a file, or a directory the tar.gz unpacks into.
-        """
-        entries: list[tuple[str, bytes | None, int]] = []
-        unpack: list[tuple[str, Tar]] = []
-        empty_dir_mode = 0o777 if spec.user not in (None, "", "root", "0", "0:0") else 0o755
-        for index, mount in enumerate(spec.mounts):
-            if mount.kind == "file" and mount.content is not None:
-                entries.append((str(index), mount.content, mount.mode))
-            elif mount.kind == "directory":
-                entries.append((str(index), None, empty_dir_mode))
-                if mount.content:
-                    unpack.append((str(index), mount.content))
-        if not entries and spec.uploads is None:
+    def _absent(self, container: str, path: str) -> bool:
+        """Whether the container has nothing at `path`: the engine's stat of it is a 404."""
+        api = self.api()
+        with engine_errors("looking at a path of the container"):
+            response = api.head(archive_url(api, container), params={"path": path})
+        return response.status_code == 404
+
+    def volume_for(self, spec: RunSpec, labels: dict[str, str]) -> str | None:
+        """Create the run's volume and fill it with every file and directory mount's content;
+        None when the run has no such mount."""
+        content = any(mount.kind in ("file", "directory") for mount in spec.mounts)
+        if not content and spec.uploads is None:
             return None
         name = f"oneoff-{spec.run_id}"
         with engine_errors("creating the run's volume"):
             self.api().create_volume(name, driver="local", labels=labels)
-        skeleton = ("", archives.tar_of(entries))
         try:
-            self.fill_volume(name, itertools.chain([skeleton], unpack, spec.uploads or ()), labels)
+            self.fill_volume(name, content_tar(spec, lambda index: f"{index}/"), labels)
         except BaseException:
             # refused content (checked as it streams) fails here: the volume is not the run's yet
             with engine_errors("removing the run's volume"):
@@ -63,10 +128,8 @@ class ContentCopier:
             raise
         return name
 
-    def fill_volume(
-        self, volume: str, parts: Iterable[tuple[str, Tar]], labels: dict[str, str]
-    ) -> None:
-        """Unpack tars into `volume` through a container that is created but never started."""
+    def fill_volume(self, volume: str, tar: Tar, labels: dict[str, str]) -> None:
+        """Unpack a tar into `volume` through a container that is created but never started."""
         self._ensure_carrier_image()
         with engine_errors("copying content into the volume", content_refused):
             carrier = self.api().create_container(
@@ -80,8 +143,7 @@ class ContentCopier:
                 ),
             )["Id"]
             try:
-                for subpath, data in parts:
-                    self.api().put_archive(carrier, f"/v/{subpath}".rstrip("/"), data)
+                self.api().put_archive(carrier, "/v", tar)
             finally:
                 self.api().remove_container(carrier, force=True)
 
@@ -96,84 +158,3 @@ class ContentCopier:
                 data = archives.tar_of([("v", None, 0o755)])
                 self.api().import_image_from_data(data, repository=CARRIER_IMAGE, tag=CARRIER_TAG)
         self._carrier_ready = True
-
-    def returned(self, spec: RunSpec, container: str) -> dict[str, tuple[str, bytes]]:
-        returned: dict[str, tuple[str, bytes]] = {}
-        budget = spec.max_response_bytes
-        for mount in spec.mounts:
-            if not mount.response:
-                continue
-            with self._reading(container, mount, budget) as reader:
-                if mount.kind == "file":
-                    content = archives.file_from_tar_stream(reader)
-                else:
-                    content = archives.directory_tar_gz_from_stream(reader, _dirname(mount))
-            budget -= len(content)
-            returned[mount.path] = (mount.kind, content)
-        return returned
-
-    def stream(self, container: str, mount: MountSpec, limit: int) -> Iterator[bytes]:
-        """A returned path as the engine hands it out: the file's bytes, or a plain tar with
-        names relative to the directory; past `limit` bytes, a 413."""
-        with self._reading(container, mount, limit) as reader:
-            if mount.kind == "file":
-                yield from archive_streams.file_stream(reader)
-            else:
-                yield from archive_streams.relative_tar_stream(reader, _dirname(mount))
-
-    def spooled(self, spec: RunSpec, container: str) -> dict[str, ReturnedFile]:
-        """Every `response: true` path, spooled (to disk past a MiB) so that the container can
-        go before the caller has read them."""
-        spooled: dict[str, ReturnedFile] = {}
-        budget = spec.max_response_bytes
-        try:
-            for mount in spec.mounts:
-                if mount.response:
-                    spool = archive_streams.spool()
-                    spooled[mount.path] = (mount.kind, spool)
-                    for chunk in self.stream(container, mount, budget):
-                        spool.write(chunk)
-                    budget -= spool.tell()
-                    spool.seek(0)
-        except BaseException:
-            for _, spool in spooled.values():
-                spool.close()
-            raise
-        return spooled
-
-    @contextmanager
-    def _reading(
-        self, container: str, mount: MountSpec, limit: int
-    ) -> Iterator[archive_streams.ChunkReader]:
-        """The engine's tar of a returned path, as a reader that stops at `limit` bytes."""
-        with (
-            engine_errors(f"copying {mount.path} out of the container"),
-            self._archive(container, mount.path) as chunks,
-        ):
-            yield archive_streams.ChunkReader(chunks, limit, f"volumes[{mount.key!r}]")
-
-    @contextmanager
-    def _archive(self, container: str, path: str) -> Iterator[Iterator[bytes]]:
-        """The engine's tar of `path`, as chunks; the HTTP response is closed on exit.
-
-        docker-py's `get_archive` hands out a generator that leaves the response open when it
-        is not drained (we stop at the size limit), and the engine then will not remove the
-        container until the stream ends; so the request is made here, on the client's session.
-        """
-        url = f"{self.api().base_url}/v{self.api().api_version}/containers/{container}/archive"
-        # identity: otherwise the engine gzips the stream (slowly) only for us to inflate it
-        headers = {"Accept-Encoding": "identity"}
-        response = self.api().get(url, params={"path": path}, stream=True, headers=headers)
-        try:
-            try:
-                response.raise_for_status()
-            except requests.exceptions.HTTPError as exc:
-                raise docker.errors.create_api_error_from_http_exception(exc) from exc
-            yield response.iter_content(ARCHIVE_CHUNK_BYTES)
-        finally:
-            response.close()
-
-
-def _dirname(mount: MountSpec) -> str:
-    """The name the engine gives a directory's members: `<last part of the path>/...`."""
-    return mount.path.rsplit("/", 1)[-1]

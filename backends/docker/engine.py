@@ -9,6 +9,7 @@ in `docker_errors.engine_errors` only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -21,7 +22,7 @@ from docker.utils import kwargs_from_env
 
 from backends.docker import inventory, reaping
 from backends.docker.cleanup import Cleanup
-from backends.docker.content import ContentCopier
+from backends.docker.content import ContentCopier, bind_source, straight_in
 from backends.docker.errors import (
     create_refused,
     engine_errors,
@@ -29,6 +30,7 @@ from backends.docker.errors import (
 )
 from backends.docker.output import Captured, read_frames
 from backends.docker.pull import pull, pulls_first
+from backends.docker.returned import ReturnedPaths
 from backends.docker.runs import DetachedRuns, OutputStream
 from backends.labels import volume_labels
 from backends.leases import LEASE_SELECTOR, Lease
@@ -70,6 +72,7 @@ class DockerBackend:
         self._client: docker.APIClient | None = None
         self._stream_client: docker.APIClient | None = None
         self.content = ContentCopier(lambda: self.api)
+        self.returned = ReturnedPaths(lambda: self.api)
         self.lease = Lease(
             settings.instance_id, settings.lease_seconds, self._create_lease, self._delete_lease
         )
@@ -126,14 +129,8 @@ class DockerBackend:
         with timed(phases, "pull"):
             self.ensure_image(spec)
         labels = self._labels(spec.run_id, "run", spec.timeout_seconds, spec.tenant)
-        volume: str | None = None
-        container: str | None = None
+        container, volume = self.prepare(spec, labels, phases)
         try:
-            with timed(phases, "prepare"):
-                volume = self.content.volume_for(spec, labels)
-                mounts = self.mounts(spec, volume)
-            with timed(phases, "create"):
-                container = self.create(spec, mounts, labels)
             with timed(phases, "run"):
                 output = self._capture(spec, container)
                 self.start(spec, container)
@@ -152,6 +149,37 @@ class DockerBackend:
             self.cleanup.submit(container, volume)  # the caller has all it needs: answer now
         outcome.phases = phases
         return outcome
+
+    def prepare(
+        self,
+        spec: RunSpec,
+        labels: dict[str, str],
+        phases: dict[str, float],
+        logs: LogConfig | None = None,
+    ) -> tuple[str, str | None]:
+        """The run's container, created, with its content in place: (container, run volume or
+        None). Content goes straight into the container when it can (`content.straight_in`);
+        what this made is removed if it fails."""
+        if straight_in(spec):
+            with timed(phases, "create"):
+                container = self.create(spec, self.mounts(spec, None), labels, logs)
+            with timed(phases, "prepare"), self._removed_on_error(container, None):
+                placed = self.content.into_container(spec, container)
+            if placed:
+                return container, None
+            self.remove(container, None)  # the image has one of the paths: a mount hides it
+        with timed(phases, "prepare"):
+            volume = self.content.volume_for(spec, labels)
+        with timed(phases, "create"), self._removed_on_error(None, volume):
+            return self.create(spec, self.mounts(spec, volume), labels, logs), volume
+
+    @contextlib.contextmanager
+    def _removed_on_error(self, container: str | None, volume: str | None) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self.remove(container, volume)
+            raise
 
     def cancel(self, run_id: str) -> None:
         with engine_errors("cancelling the run"):
@@ -224,11 +252,15 @@ class DockerBackend:
         if volume is not None:
             with engine_errors("inspecting the run's volume"):
                 root = self.api.inspect_volume(volume)["Mountpoint"]
-        return [self._mount(index, mount, root) for index, mount in enumerate(spec.mounts)]
+        made = (self._mount(index, mount, root) for index, mount in enumerate(spec.mounts))
+        return [mount for mount in made if mount is not None]
 
-    def _mount(self, index: int, mount: MountSpec, root: str | None) -> Mount:
+    def _mount(self, index: int, mount: MountSpec, root: str | None) -> Mount | None:
         if mount.kind in ("file", "directory"):
-            return Mount(mount.path, f"{root}/{index}", type="bind", read_only=mount.read_only)
+            if root is None:
+                return None  # its content is in the container itself
+            source = bind_source(root, index, mount)
+            return Mount(mount.path, source, type="bind", read_only=mount.read_only)
         if mount.kind == "volume":
             self._require_volume(mount)
             return Mount(mount.path, mount.name, type="volume", read_only=mount.read_only)
@@ -358,8 +390,8 @@ class DockerBackend:
             stderr_truncated=captured.cut["stderr"],
             timed_out=timed_out,
             oom_killed=bool(state.get("OOMKilled")),
-            returned={} if spec.raw_returned else self.content.returned(spec, container),
-            files=self.content.spooled(spec, container) if spec.raw_returned else {},
+            returned={} if spec.raw_returned else self.returned.returned(spec, container),
+            files=self.returned.spooled(spec, container) if spec.raw_returned else {},
         )
 
     def _capture(self, spec: RunSpec, container: str) -> Future[Captured]:
@@ -420,9 +452,8 @@ class DockerBackend:
         if fill.tar is None:
             return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"
         try:
-            self.content.fill_volume(
-                fill.name, [("", fill.tar)], self._labels("volume", "carrier", 60, fill.tenant)
-            )
+            labels = self._labels("volume", "carrier", 60, fill.tenant)
+            self.content.fill_volume(fill.name, fill.tar, labels)
         except RunnerError:
             if not existed:
                 self.remove(None, fill.name)

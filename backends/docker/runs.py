@@ -22,11 +22,11 @@ from typing import Any, Protocol
 import docker
 import requests
 import urllib3
-from docker.types import LogConfig, Mount
+from docker.types import LogConfig
 
-from backends.docker.content import ContentCopier
 from backends.docker.errors import engine_errors
 from backends.docker.output import Captured, read_frames
+from backends.docker.returned import ReturnedPaths
 from backends.labels import (
     ASYNC_ROLE,
     CLEANUP_GRACE_SECONDS,
@@ -92,7 +92,7 @@ class Engine(Protocol):
     synchronous run takes, so both make their containers one way."""
 
     settings: Settings
-    content: ContentCopier
+    returned: ReturnedPaths
     lease: Lease
 
     @property
@@ -103,11 +103,13 @@ class Engine(Protocol):
 
     def ensure_image(self, spec: RunSpec) -> None: ...
 
-    def mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]: ...
-
-    def create(
-        self, spec: RunSpec, mounts: list[Mount], labels: dict[str, str], logs: LogConfig | None
-    ) -> str: ...
+    def prepare(
+        self,
+        spec: RunSpec,
+        labels: dict[str, str],
+        phases: dict[str, float],
+        logs: LogConfig | None = None,
+    ) -> tuple[str, str | None]: ...
 
     def start(self, spec: RunSpec, container: str) -> None: ...
 
@@ -126,14 +128,10 @@ class DetachedRuns:
         engine = self.engine
         engine.ensure_image(spec)
         labels = self._labels(spec, idempotency_key)
-        volume: str | None = None
-        container: str | None = None
+        size = max(self.settings.run_log_max_bytes // LOG_FILES, 1)
+        logs = LogConfig(type="local", config={"max-size": str(size), "max-file": "4"})
+        container, volume = engine.prepare(spec, labels, {}, logs)
         try:
-            volume = engine.content.volume_for(spec, labels)
-            mounts = engine.mounts(spec, volume)
-            size = max(self.settings.run_log_max_bytes // LOG_FILES, 1)
-            logs = LogConfig(type="local", config={"max-size": str(size), "max-file": "4"})
-            container = engine.create(spec, mounts, labels, logs)
             engine.start(spec, container)
         except BaseException:
             engine.remove(container, volume)
@@ -256,7 +254,7 @@ class DetachedRuns:
             stderr_truncated=captured.cut["stderr"],
             timed_out=record.timed_out,
             oom_killed=record.oom_killed,
-            returned=self.engine.content.returned(spec, container["Id"]),
+            returned=self.engine.returned.returned(spec, container["Id"]),
         )
 
     def file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
@@ -278,7 +276,7 @@ class DetachedRuns:
                 field="path",
             )
         limit = spec.max_response_bytes
-        return mount.kind, self.engine.content.stream(container["Id"], mount, limit)
+        return mount.kind, self.engine.returned.stream(container["Id"], mount, limit)
 
     def discard(self, run_id: str) -> None:
         """Kill and remove the run's container and volume, if they are still there."""

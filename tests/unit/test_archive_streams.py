@@ -11,10 +11,12 @@ import tarfile
 import pytest
 
 from runner.archive_streams import (
+    TAR_END,
     ChunkReader,
-    checked_tar_stream,
+    checked_members,
+    entry,
+    file_member,
     file_stream,
-    file_tar_stream,
     relative_tar_stream,
 )
 from runner.archives import Budget
@@ -28,10 +30,18 @@ def reader(data: bytes, limit: int = 10**9, chunk: int = 7000) -> ChunkReader:
     return ChunkReader(chunks, limit, "volumes['/in']", "RUNNER_MAX_ARCHIVE_BYTES")
 
 
-def through(data: bytes, budget: Budget | None = None, limit: int = 10**9) -> dict[str, bytes]:
-    """What the engine would unpack: the checked stream, read back as a tar."""
-    stream = checked_tar_stream(reader(data, limit), "volumes['/in']", budget or Budget(10**9, 100))
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream)), mode="r:") as archive:
+def through(
+    data: bytes, budget: Budget | None = None, limit: int = 10**9, prefix: str = ""
+) -> dict[str, bytes]:
+    """What the engine would unpack: the checked members, read back as a tar."""
+    stream = checked_members(
+        reader(data, limit), "volumes['/in']", budget or Budget(10**9, 100), prefix
+    )
+    return unpacked(b"".join(stream) + TAR_END)
+
+
+def unpacked(tar: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as archive:
         return {
             m.name: (archive.extractfile(m).read() if m.isfile() else b"")  # type: ignore[union-attr]
             for m in archive
@@ -64,7 +74,7 @@ HOSTILE = [
 @pytest.mark.parametrize("members", HOSTILE, ids=lambda ms: ms[-1].name)
 def test_hostile_members_are_refused_before_a_byte_of_them_is_passed_on(members):
     passed: list[bytes] = []
-    stream = checked_tar_stream(
+    stream = checked_members(
         reader(tar_gz({"ok": b"fine"}, extra=members)), "volumes['/in']", Budget(10**9, 100)
     )
     with pytest.raises(InvalidRequest) as caught:
@@ -105,11 +115,27 @@ def test_content_over_the_byte_limit_is_413_naming_the_setting():
 
 def test_a_file_becomes_a_tar_of_one_member_with_its_mode():
     budget = Budget(10**9, 10)
-    data = b"".join(file_tar_stream(reader(b"#!/bin/sh\n" * 50_000), "3", 0o755, "f", budget))
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+    data = b"".join(file_member(reader(b"#!/bin/sh\n" * 50_000), "bin/x", 0o755, "f", budget))
+    with tarfile.open(fileobj=io.BytesIO(data + TAR_END)) as archive:
         (only,) = archive.getmembers()
-        assert (only.name, only.mode, only.size) == ("3", 0o755, 500_000)
+        assert (only.name, only.mode, only.size) == ("bin/x", 0o755, 500_000)
     assert budget.bytes_left == 10**9 - 500_000
+
+
+def test_members_under_a_prefix_keep_their_hard_links_inside_it_and_drop_the_root_entry():
+    files = {".": None, "a.txt": b"A", "sub/b": b"B"}
+    link = member("h", tarfile.LNKTYPE, "a.txt")
+    data = gzip.decompress(tar_gz(files, extra=[link]))  # type: ignore[arg-type]
+    stream = b"".join(checked_members(reader(data), "f", Budget(10**9, 10), "app/data/"))
+    with tarfile.open(fileobj=io.BytesIO(stream + TAR_END)) as archive:
+        names = {m.name: m.linkname for m in archive}
+    assert names == {"app/data/a.txt": "", "app/data/sub/b": "", "app/data/h": "app/data/a.txt"}
+
+
+def test_parts_made_one_after_another_unpack_as_one_archive():
+    first = entry("data", None, 0o777) + entry("job.sh", b"echo hi", 0o755)
+    second = b"".join(checked_members(reader(plain_tar({"x": b"X"})), "f", Budget(99, 9), "data/"))
+    assert unpacked(first + second + TAR_END) == {"data": b"", "job.sh": b"echo hi", "data/x": b"X"}
 
 
 def test_an_engine_archive_of_a_directory_comes_out_relative_to_it():
