@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -44,21 +45,31 @@ class Uploads:
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_DEPTH)
+        self._taken: deque[Event] = deque()
 
     async def put(self, event: Event) -> None:
         await self._queue.put(event)
 
+    async def _take(self) -> list[Event]:
+        """The next event and all queued behind it: one crossing to the loop for many chunks."""
+        taken = [await self._queue.get()]
+        while not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        return taken
+
     def _get(self) -> Event:
         """The next event, waiting in the worker thread (never on the loop)."""
-        waiting = asyncio.run_coroutine_threadsafe(self._queue.get(), self._loop)
-        try:
-            event = waiting.result(PART_WAIT_SECONDS)
-        except TimeoutError:
-            waiting.cancel()
-            raise InvalidRequest(
-                f"the request body stalled for {PART_WAIT_SECONDS}s; send the content parts "
-                "without pausing"
-            ) from None
+        if not self._taken:
+            waiting = asyncio.run_coroutine_threadsafe(self._take(), self._loop)
+            try:
+                self._taken.extend(waiting.result(PART_WAIT_SECONDS))
+            except TimeoutError:
+                waiting.cancel()
+                raise InvalidRequest(
+                    f"the request body stalled for {PART_WAIT_SECONDS}s; send the content parts "
+                    "without pausing"
+                ) from None
+        event = self._taken.popleft()
         if isinstance(event, RunnerError):
             raise event
         return event

@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterator
 import docker
 from docker.types import Mount
 
-from backends.docker.errors import content_refused, engine_errors
+from backends.docker.errors import content_refused, engine_errors, exists
 from backends.docker.returned import archive_url
 from runner import archive_streams, archives
 from runner.archives import Budget
 from runner.backend import ROLE
+from runner.errors import VolumeNotFound
 from runner.spec import MountSpec, RunSpec
 from runner.uploads import relative_path
 
@@ -102,6 +103,36 @@ class ContentCopier:
             with engine_errors("copying content into the container", content_refused):
                 self.api().put_archive(container, "/", content_tar(spec, lambda index: ""))
         return True
+
+    def mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]:
+        """The run's mounts: its named volumes and host paths, and, with a run `volume`, the
+        volume's paths for its file and directory content."""
+        root = None
+        if volume is not None:
+            with engine_errors("inspecting the run's volume"):
+                root = self.api().inspect_volume(volume)["Mountpoint"]
+        made = (self._mount(index, mount, root) for index, mount in enumerate(spec.mounts))
+        return [mount for mount in made if mount is not None]
+
+    def _mount(self, index: int, mount: MountSpec, root: str | None) -> Mount | None:
+        if mount.kind in ("file", "directory"):
+            if root is None:
+                return None  # its content is in the container itself
+            source = bind_source(root, index, mount)
+            return Mount(mount.path, source, type="bind", read_only=mount.read_only)
+        if mount.kind == "volume":
+            self._require_volume(mount)
+            return Mount(mount.path, mount.name, type="volume", read_only=mount.read_only)
+        return Mount(mount.path, mount.host_path, type="bind", read_only=mount.read_only)
+
+    def _require_volume(self, mount: MountSpec) -> None:
+        """The engine would silently create a missing named volume; refuse instead."""
+        if not exists("named volume", self.api().inspect_volume, str(mount.name)):
+            raise VolumeNotFound(
+                f"volumes[{mount.key!r}].name: volume {mount.name!r} does not exist; "
+                "create it first (POST /volume)",
+                field=f"volumes[{mount.key!r}].name",
+            )
 
     def _absent(self, container: str, path: str) -> bool:
         """Whether the container has nothing at `path`: the engine's stat of it is a 404."""

@@ -1,10 +1,11 @@
 """The Docker engine backend, local or remote (`DOCKER_HOST`), through docker-py's low-level API.
 
-One run: pull per policy → content into a run volume (`content`) → create → attach (output,
-`docker_output`) → start → wait until the deadline → copy response paths out → answer, and
-remove in the background (`cleanup`); a run that fails removes what it made before it raises.
-What cannot be removed is retried by the reaper. docker-py's exceptions become `RunnerError`s
-in `docker_errors.engine_errors` only.
+One run (`attached`; async runs: `runs`): pull per policy → create, with the content straight
+in the container or in a run volume it mounts (`content`) → attach (`output`) → start → its end
+from the event stream (`exits`) or at the deadline → copy response paths out (`returned`) →
+answer, and remove in the background (`cleanup`); a run that fails removes what it made before
+it raises. What cannot be removed is retried by the reaper. docker-py's exceptions become
+`RunnerError`s in `errors.engine_errors` only.
 """
 
 from __future__ import annotations
@@ -14,21 +15,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import docker
 from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
 from backends.docker import inventory, reaping
+from backends.docker.attached import AttachedRuns
 from backends.docker.cleanup import Cleanup
-from backends.docker.content import ContentCopier, bind_source, straight_in
-from backends.docker.errors import (
-    create_refused,
-    engine_errors,
-    start_refused,
-)
-from backends.docker.output import Captured, read_frames
+from backends.docker.content import ContentCopier, straight_in
+from backends.docker.errors import create_refused, engine_errors, exists, start_refused
 from backends.docker.pull import pull, pulls_first
 from backends.docker.returned import ReturnedPaths
 from backends.docker.runs import DetachedRuns, OutputStream
@@ -36,18 +32,15 @@ from backends.labels import volume_labels
 from backends.leases import LEASE_SELECTOR, Lease
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, timed
 from runner.errors import (
-    BackendUnavailable,
     Cancelled,
     Conflict,
     ImageNotFound,
     NotFound,
     RunnerError,
-    VolumeNotFound,
 )
 from runner.models import ContainerInfo, Health, ImageInfo
 from runner.settings import Settings
 from runner.spec import (
-    MountSpec,
     Outcome,
     RunRecord,
     RunSpec,
@@ -60,7 +53,6 @@ log = logging.getLogger("oneoff_runner.docker")
 CLEANUP_GRACE_SECONDS = 300
 CLEANUP_WORKERS = 4
 CLEANUP_DRAIN_SECONDS = 60
-OUTPUT_GRACE_SECONDS = 30
 
 
 class DockerBackend:
@@ -77,10 +69,8 @@ class DockerBackend:
             settings.instance_id, settings.lease_seconds, self._create_lease, self._delete_lease
         )
         self.detached = DetachedRuns(self)
+        self.attached = AttachedRuns(self)
         self._deferred: set[tuple[str | None, str | None]] = set()
-        self._readers = ThreadPoolExecutor(
-            max_workers=settings.max_concurrent_runs + 4, thread_name_prefix="oneoff-output"
-        )
         self.cleanup = Cleanup(self.remove, CLEANUP_WORKERS, settings.max_concurrent_runs * 2)
 
     @property
@@ -113,9 +103,9 @@ class DockerBackend:
         )
 
     def close(self) -> None:
+        self.attached.close()
         self.lease.release()  # its removal is queued, and drained with the rest
         self.cleanup.drain(CLEANUP_DRAIN_SECONDS)
-        self._readers.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for client in (self._client, self._stream_client):
                 if client is not None:
@@ -125,30 +115,7 @@ class DockerBackend:
     # ---- runs -------------------------------------------------------------------------------
 
     def run(self, spec: RunSpec) -> Outcome:
-        phases: dict[str, float] = {}
-        with timed(phases, "pull"):
-            self.ensure_image(spec)
-        labels = self._labels(spec.run_id, "run", spec.timeout_seconds, spec.tenant)
-        container, volume = self.prepare(spec, labels, phases)
-        try:
-            with timed(phases, "run"):
-                output = self._capture(spec, container)
-                self.start(spec, container)
-                exit_code, timed_out = self._wait(spec, container)
-            with timed(phases, "collect"):
-                spec.emit("phase", "collecting output")
-                outcome = self._collect(spec, container, exit_code, timed_out, output)
-        except BaseException:
-            with timed(phases, "cleanup"):
-                self.remove(container, volume)
-            raise
-        if any(mount.kind == "volume" for mount in spec.mounts):
-            with timed(phases, "cleanup"):  # its named volumes are free when the answer comes
-                self.remove(container, volume)
-        else:
-            self.cleanup.submit(container, volume)  # the caller has all it needs: answer now
-        outcome.phases = phases
-        return outcome
+        return self.attached.run(spec)
 
     def prepare(
         self,
@@ -162,7 +129,7 @@ class DockerBackend:
         what this made is removed if it fails."""
         if straight_in(spec):
             with timed(phases, "create"):
-                container = self.create(spec, self.mounts(spec, None), labels, logs)
+                container = self.create(spec, self.content.mounts(spec, None), labels, logs)
             with timed(phases, "prepare"), self._removed_on_error(container, None):
                 placed = self.content.into_container(spec, container)
             if placed:
@@ -171,7 +138,7 @@ class DockerBackend:
         with timed(phases, "prepare"):
             volume = self.content.volume_for(spec, labels)
         with timed(phases, "create"), self._removed_on_error(None, volume):
-            return self.create(spec, self.mounts(spec, volume), labels, logs), volume
+            return self.create(spec, self.content.mounts(spec, volume), labels, logs), volume
 
     @contextlib.contextmanager
     def _removed_on_error(self, container: str | None, volume: str | None) -> Iterator[None]:
@@ -214,7 +181,7 @@ class DockerBackend:
     def record_run(self, record: RunRecord) -> None:
         self.detached.mark(record)
 
-    def _labels(self, run_id: str, role: str, timeout: float, tenant: str) -> dict[str, str]:
+    def labels(self, run_id: str, role: str, timeout: float, tenant: str) -> dict[str, str]:
         """Labels of what a run makes; taken before anything is made, so the lease holds."""
         self.lease.hold()
         deadline = int(time.time() + timeout + CLEANUP_GRACE_SECONDS)
@@ -238,42 +205,6 @@ class DockerBackend:
     def _pull_for(self, spec: RunSpec) -> None:
         spec.emit("phase", f"pulling {spec.image}")
         pull(self.api, spec, spec.emit)
-
-    def _exists(self, what: str, inspect: Callable[[str], object], name: str) -> bool:
-        try:
-            with engine_errors(f"inspecting the {what}"):
-                inspect(name)
-        except NotFound:
-            return False
-        return True
-
-    def mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]:
-        root = None
-        if volume is not None:
-            with engine_errors("inspecting the run's volume"):
-                root = self.api.inspect_volume(volume)["Mountpoint"]
-        made = (self._mount(index, mount, root) for index, mount in enumerate(spec.mounts))
-        return [mount for mount in made if mount is not None]
-
-    def _mount(self, index: int, mount: MountSpec, root: str | None) -> Mount | None:
-        if mount.kind in ("file", "directory"):
-            if root is None:
-                return None  # its content is in the container itself
-            source = bind_source(root, index, mount)
-            return Mount(mount.path, source, type="bind", read_only=mount.read_only)
-        if mount.kind == "volume":
-            self._require_volume(mount)
-            return Mount(mount.path, mount.name, type="volume", read_only=mount.read_only)
-        return Mount(mount.path, mount.host_path, type="bind", read_only=mount.read_only)
-
-    def _require_volume(self, mount: MountSpec) -> None:
-        """The engine would silently create a missing named volume; refuse instead."""
-        if not self._exists("named volume", self.api.inspect_volume, str(mount.name)):
-            raise VolumeNotFound(
-                f"volumes[{mount.key!r}].name: volume {mount.name!r} does not exist; "
-                "create it first (POST /volume)",
-                field=f"volumes[{mount.key!r}].name",
-            )
 
     def create(
         self,
@@ -342,72 +273,12 @@ class DockerBackend:
             self.kill(container)
         spec.emit("phase", "running")
 
-    def _wait(self, spec: RunSpec, container: str) -> tuple[int | None, bool]:
-        """Wait until exit or the deadline; returns (exit code, timed out).
-
-        `wait(timeout=)` is an HTTP read timeout, not a deadline: on expiry we kill, then wait
-        again for the exit status.
-        """
-        started = time.monotonic()
-        try:
-            with engine_errors("waiting for the container"):
-                status = self.api.wait(container, timeout=spec.timeout_seconds)  # type: ignore[arg-type]
-            return status.get("StatusCode"), False
-        except BackendUnavailable:
-            if time.monotonic() - started < spec.timeout_seconds:
-                raise
-        spec.emit("phase", f"timed out after {spec.timeout_seconds:g}s: killing")
-        self.kill(container)
-        with engine_errors("waiting for the killed container"):
-            status = self.api.wait(container, timeout=30)
-        return status.get("StatusCode"), True
-
     def kill(self, container: str) -> None:
         try:
             with engine_errors("killing the container"):
                 self.api.kill(container)
         except (Conflict, NotFound):
             pass  # already stopped or gone: nothing left to kill
-
-    def _collect(
-        self,
-        spec: RunSpec,
-        container: str,
-        exit_code: int | None,
-        timed_out: bool,
-        output: Future[Captured],
-    ) -> Outcome:
-        if spec.cancelled.is_set():
-            raise Cancelled("the run was cancelled")
-        with engine_errors("reading the container's output"):
-            captured = output.result(timeout=OUTPUT_GRACE_SECONDS)
-            state = self.api.inspect_container(container)["State"]
-        return Outcome(
-            exit_code=exit_code,
-            stdout=bytes(captured.kept["stdout"]),
-            stderr=bytes(captured.kept["stderr"]),
-            stdout_truncated=captured.cut["stdout"],
-            stderr_truncated=captured.cut["stderr"],
-            timed_out=timed_out,
-            oom_killed=bool(state.get("OOMKilled")),
-            returned={} if spec.raw_returned else self.returned.returned(spec, container),
-            files=self.returned.spooled(spec, container) if spec.raw_returned else {},
-        )
-
-    def _capture(self, spec: RunSpec, container: str) -> Future[Captured]:
-        """Attach before the start, so nothing is missed, and read both streams in a worker.
-
-        The engine keeps no log of a run (log driver none): output cannot fill its disk, and
-        nothing is read twice. What passes the cap is read and dropped, so the container never
-        blocks on a full pipe; what is kept is forwarded to a listener as it arrives.
-        """
-        with engine_errors("attaching to the container"):
-            frames = self.streams.attach(
-                container, stdout=True, stderr=True, stream=True, logs=False, demux=True
-            )
-        # docker-py's own close() fails over SSH: close the response
-        close = frames._response.close  # type: ignore[attr-defined]
-        return self._readers.submit(read_frames, frames, spec, close)
 
     def remove(self, container: str | None, volume: str | None) -> bool:
         """Best effort: what cannot be removed now (engine gone) is retried by the reaper."""
@@ -434,7 +305,7 @@ class DockerBackend:
     # ---- volumes, health, listings, reaping ----------------------------------------------------
 
     def create_volume(self, fill: VolumeFill) -> str:
-        existed = self._exists("volume", self.api.inspect_volume, fill.name)
+        existed = exists("volume", self.api.inspect_volume, fill.name)
         if existed and not fill.reuse_existing:
             raise Conflict(
                 f"name: a volume named {fill.name!r} exists; choose another name or set "
@@ -452,7 +323,7 @@ class DockerBackend:
         if fill.tar is None:
             return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"
         try:
-            labels = self._labels("volume", "carrier", 60, fill.tenant)
+            labels = self.labels("volume", "carrier", 60, fill.tenant)
             self.content.fill_volume(fill.name, fill.tar, labels)
         except RunnerError:
             if not existed:

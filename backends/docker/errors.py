@@ -52,6 +52,16 @@ def engine_errors(action: str, translate: Translate | None = None) -> Iterator[N
         ) from exc
 
 
+def exists(what: str, inspect: Callable[[str], object], name: str) -> bool:
+    """Whether `inspect(name)` finds the object (the engine's 404 says it does not)."""
+    try:
+        with engine_errors(f"inspecting the {what}"):
+            inspect(name)
+    except NotFound:
+        return False
+    return True
+
+
 def _explanation(exc: docker.errors.APIError) -> str:
     explanation = exc.explanation
     if isinstance(explanation, bytes):

@@ -1,0 +1,146 @@
+"""A synchronous run, from its prepared container to its answer: attached to its output before
+it starts, its end known from the engine's event stream (`exits`, with `wait` behind it), its
+output, state and returned paths collected, and its removal left to the background."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+from backends.docker.cleanup import Cleanup
+from backends.docker.errors import engine_errors
+from backends.docker.exits import Exits, Watch
+from backends.docker.output import Captured, read_frames
+from backends.docker.runs import Engine as RunsEngine
+from runner.backend import timed
+from runner.errors import BackendUnavailable, Cancelled
+from runner.spec import Outcome, RunSpec
+
+OUTPUT_GRACE_SECONDS = 30
+SIGKILLED = 137
+
+
+class Engine(RunsEngine, Protocol):
+    """What a synchronous run uses of the engine backend (`DockerBackend`)."""
+
+    cleanup: Cleanup
+
+    def labels(self, run_id: str, role: str, timeout: float, tenant: str) -> dict[str, str]: ...
+
+
+class AttachedRuns:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.exits = Exits(lambda: engine.streams, engine.lease.owner)
+        self._readers = ThreadPoolExecutor(
+            max_workers=engine.settings.max_concurrent_runs + 4, thread_name_prefix="oneoff-output"
+        )
+
+    def close(self) -> None:
+        self.exits.close()
+        self._readers.shutdown(wait=False, cancel_futures=True)
+
+    def run(self, spec: RunSpec) -> Outcome:
+        engine, phases = self.engine, dict[str, float]()
+        with timed(phases, "pull"):
+            engine.ensure_image(spec)
+        labels = engine.labels(spec.run_id, "run", spec.timeout_seconds, spec.tenant)
+        container, volume = engine.prepare(spec, labels, phases)
+        try:
+            with timed(phases, "run"):
+                output, watch = self._capture(spec, container), self.exits.watch(container)
+                try:
+                    engine.start(spec, container)
+                    ended = self._wait(spec, container, watch)
+                finally:
+                    self.exits.forget(container)
+            with timed(phases, "collect"):
+                spec.emit("phase", "collecting output")
+                outcome = self._collect(spec, container, ended, output, watch)
+        except BaseException:
+            with timed(phases, "cleanup"):
+                engine.remove(container, volume)
+            raise
+        if any(mount.kind == "volume" for mount in spec.mounts):
+            with timed(phases, "cleanup"):  # its named volumes are free when the answer comes
+                engine.remove(container, volume)
+        else:
+            engine.cleanup.submit(container, volume)  # the caller has all it needs: answer now
+        outcome.phases = phases
+        return outcome
+
+    def _capture(self, spec: RunSpec, container: str) -> Future[Captured]:
+        """Attach before the start, so nothing is missed, and read both streams in a worker.
+
+        The engine keeps no log of a run (log driver none): output cannot fill its disk, and
+        nothing is read twice. What passes the cap is read and dropped, so the container never
+        blocks on a full pipe; what is kept is forwarded to a listener as it arrives.
+        """
+        with engine_errors("attaching to the container"):
+            frames = self.engine.streams.attach(
+                container, stdout=True, stderr=True, stream=True, logs=False, demux=True
+            )
+        # docker-py's own close() fails over SSH: close the response
+        close = frames._response.close  # type: ignore[attr-defined]
+        return self._readers.submit(read_frames, frames, spec, close)
+
+    def _wait(self, spec: RunSpec, container: str, watch: Watch | None) -> tuple[int | None, bool]:
+        """Wait until exit or the deadline; returns (exit code, timed out). The event stream
+        tells first (`exits`); without it, `wait`.
+
+        `wait(timeout=)` is an HTTP read timeout, not a deadline: on expiry we kill, then wait
+        again for the exit status.
+        """
+        api, started = self.engine.api, time.monotonic()
+        if watch is not None and watch.ended.wait(spec.timeout_seconds) and not watch.lost:
+            return watch.code, False
+        left = spec.timeout_seconds - (time.monotonic() - started)
+        try:
+            if left > 0:
+                with engine_errors("waiting for the container"):
+                    status = api.wait(container, timeout=left)  # type: ignore[arg-type]
+                return status.get("StatusCode"), False
+        except BackendUnavailable:
+            if time.monotonic() - started < spec.timeout_seconds:
+                raise
+        spec.emit("phase", f"timed out after {spec.timeout_seconds:g}s: killing")
+        self.engine.kill(container)
+        with engine_errors("waiting for the killed container"):
+            status = api.wait(container, timeout=30)
+        return status.get("StatusCode"), True
+
+    def _collect(
+        self,
+        spec: RunSpec,
+        container: str,
+        ended: tuple[int | None, bool],
+        output: Future[Captured],
+        watch: Watch | None,
+    ) -> Outcome:
+        """The outcome from the run's (exit code, timed out), its output and its container."""
+        if spec.cancelled.is_set():
+            raise Cancelled("the run was cancelled")
+        exit_code, timed_out = ended
+        returned = self.engine.returned
+        with engine_errors("reading the container's output"):
+            captured = output.result(timeout=OUTPUT_GRACE_SECONDS)
+            oom_killed = self._oom_killed(container, exit_code, watch)
+        return Outcome(
+            exit_code=exit_code,
+            stdout=bytes(captured.kept["stdout"]),
+            stderr=bytes(captured.kept["stderr"]),
+            stdout_truncated=captured.cut["stdout"],
+            stderr_truncated=captured.cut["stderr"],
+            timed_out=timed_out,
+            oom_killed=oom_killed,
+            returned={} if spec.raw_returned else returned.returned(spec, container),
+            files=returned.spooled(spec, container) if spec.raw_returned else {},
+        )
+
+    def _oom_killed(self, container: str, exit_code: int | None, watch: Watch | None) -> bool:
+        """From the event stream when it saw the run end (its `oom` comes before the `die`);
+        from the container's state otherwise, and for a SIGKILL without an `oom` seen."""
+        if watch is not None and not watch.lost and (watch.oom or exit_code != SIGKILLED):
+            return watch.oom
+        return bool(self.engine.api.inspect_container(container)["State"].get("OOMKilled"))
