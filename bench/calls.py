@@ -10,6 +10,8 @@ bare sequence does not make, and see which of them wait for one another.
 from __future__ import annotations
 
 import argparse
+import base64
+import gzip
 import re
 import statistics
 import sys
@@ -24,8 +26,9 @@ from typing import Any
 import docker
 
 from backends.docker.engine import DockerBackend
-from bench.baseline import IMAGE, sdk_run
+from bench.baseline import IMAGE, directory_tar, sdk_run
 from bench.harness import INSTANCE
+from bench.scenarios import _inner
 from runner.models import RunRequest
 from runner.policy import build_run_spec
 from runner.settings import Settings
@@ -122,17 +125,37 @@ def report(name: str, traces: list[Trace]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def content_body(kib: int, key: str) -> dict[str, Any]:
+    """A directory of `kib` KiB in (JSON, base64 of a tar.gz) and returned."""
+    tar = _inner(directory_tar(kib * 1024))
+    content = base64.b64encode(gzip.compress(tar, compresslevel=1)).decode()
+    volume = {"type": "directory", "content": content, "response": True}
+    return {"image": IMAGE, "pull_policy": "never", "command": ["true"], "volumes": {key: volume}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.calls")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--content-kib", type=int, default=1024, help="directory in and out")
     args = parser.parse_args()
     settings = Settings(instance_id=INSTANCE, max_concurrent_runs=16)
     backend = DockerBackend(settings)
     api = docker.APIClient(version="auto")
     echo = {"image": IMAGE, "pull_policy": "never", "command": ["echo", "hi"]}
+    tar = directory_tar(args.content_kib * 1024)
+    runner_clients = [backend.api, backend.streams]
     cases: dict[str, tuple[Callable[[], object], list[docker.APIClient]]] = {
-        "runner echo": (runner_run(backend, echo), [backend.api, backend.streams]),
+        "runner echo": (runner_run(backend, echo), runner_clients),
         "bare SDK echo": (lambda: sdk_run(api, ["echo", "hi"]), [api]),
+        "runner directory in and out": (
+            runner_run(backend, content_body(args.content_kib, "/data")),
+            runner_clients,
+        ),
+        "runner directory in (:ro) and out": (
+            runner_run(backend, content_body(args.content_kib, "/data:ro")),
+            runner_clients,
+        ),
+        "bare SDK directory in and out": (lambda: sdk_run(api, ["true"], data=tar), [api]),
     }
     try:
         for name, (action, clients) in cases.items():

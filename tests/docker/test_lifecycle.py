@@ -135,11 +135,11 @@ def test_client_disconnect_mid_run_kills_and_removes_everything(live_server, eng
             if event["Action"] == "start" and attributes.get(ROLE) == "run":
                 run_id = attributes[RUN_ID]
                 connection.close()
-        if run_id and event["Type"] == "volume" and event["Action"] == "destroy":
-            if event["Actor"]["ID"] == f"oneoff-{run_id}":
+        if run_id and event["Type"] == "container" and event["Action"] == "destroy":
+            if attributes.get(RUN_ID) == run_id and attributes.get(ROLE) == "run":
                 break
     else:
-        pytest.fail("the run's volume was not removed after the client disconnected")
+        pytest.fail("the run's container was not removed after the client disconnected")
     events.close()
     assert time.monotonic() - started < 40
     assert managed_objects(engine, settings.instance_id) == []
