@@ -8,8 +8,9 @@ import os
 import select
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,20 @@ def engine_fault(test: Callable[..., None]) -> Callable[..., None]:
     ):
         test = mark(test)
     return test
+
+
+@contextlib.contextmanager
+def removals_held(app_client: Callable[..., Any], path: Path) -> Iterator[tuple[Any, str]]:
+    """(client, its instance id) of an app reaching the engine through a proxy that holds every
+    removal the runner asks for until the block ends: what a run made is there to be seen."""
+    proxy = EngineProxy(path)
+    proxy.start()
+    client = app_client(docker_host=proxy.docker_host)
+    proxy.removals.clear()
+    try:
+        yield client, client.app.state.service.settings.instance_id
+    finally:
+        proxy.removals.set()
 
 
 class EngineProxy:

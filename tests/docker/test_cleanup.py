@@ -10,27 +10,19 @@ import httpx
 
 from tests.conftest import free_port, managed_objects, start_runner
 from tests.docker.watching import Events
-from tests.faults import EngineProxy, engine_fault
+from tests.faults import EngineProxy, engine_fault, removals_held
 from tests.helpers import instance_id, run_body
 
 
 @engine_fault
 def test_the_answer_does_not_wait_for_the_removal(app_client, engine, tmp_path):
-    proxy = EngineProxy(tmp_path / "engine.sock")
-    proxy.start()
-    client = app_client(docker_host=proxy.docker_host)
-    instance = client.app.state.service.settings.instance_id
-    proxy.removals.clear()
-    try:
+    with removals_held(app_client, tmp_path / "engine.sock") as (client, instance):
         result = client.post("/run", json=run_body("echo", "hi")).json()
         left_while_held = managed_objects(engine, instance)
-    finally:
-        proxy.removals.set()
     assert result["stdout"] == "hi\n"
     assert left_while_held == [f"oneoff-{result['run_id']}"]
     assert client.app.state.service.backend.cleanup.idle(60)
     assert managed_objects(engine, instance) == []
-    proxy.cut()
 
 
 @engine_fault

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tests.conftest import managed_objects
 from tests.docker.test_binary_path import form
-from tests.faults import EngineProxy, engine_fault
+from tests.faults import engine_fault, removals_held
 from tests.helpers import b64, run_body, tar_gz
 
 MOUNTED = "grep -cE ' /(data|job.sh|root) ' /proc/self/mountinfo; cat /data/a.txt; /job.sh"
@@ -60,16 +60,9 @@ def test_a_writable_directory_for_another_user_is_writable_in_the_container(clie
 def test_a_run_with_writable_content_makes_only_its_container(app_client, engine, tmp_path):
     """Seen while the run's background removal is held at the engine: one object (a run volume
     would be a second, and its carrier's removal would hold the run itself)."""
-    proxy = EngineProxy(tmp_path / "engine.sock")
-    proxy.start()
-    client = app_client(docker_host=proxy.docker_host)
-    instance = client.app.state.service.settings.instance_id
-    proxy.removals.clear()
-    try:
+    with removals_held(app_client, tmp_path / "engine.sock") as (client, instance):
         response = client.post("/run", json=run_body("cat", "/data/a.txt", volumes=content()))
         made = managed_objects(engine, instance)
-    finally:
-        proxy.removals.set()
     assert response.json()["stdout"] == "A\n", response.text
     assert made == [f"oneoff-{response.json()['run_id']}"]
     assert client.app.state.service.backend.cleanup.idle(60)
