@@ -30,6 +30,7 @@ from backends.docker.errors import (
 from backends.docker.output import Captured, read_frames
 from backends.docker.pull import pull, pulls_first
 from backends.docker.runs import DetachedRuns, OutputStream
+from backends.docker.stdin import StdinFeed
 from backends.labels import volume_labels
 from backends.leases import LEASE_SELECTOR, Lease
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, timed
@@ -298,6 +299,7 @@ class DockerBackend:
                 name=f"oneoff-{spec.run_id}",
                 host_config=host_config,
                 use_config_proxy=False,
+                stdin_open=spec.stdin is not None,  # with StdinOnce: end of file after it
             )
         return str(created["Id"])
 
@@ -363,19 +365,38 @@ class DockerBackend:
         )
 
     def _capture(self, spec: RunSpec, container: str) -> Future[Captured]:
-        """Attach before the start, so nothing is missed, and read both streams in a worker.
+        """Attach before the start, so nothing is missed, and read both streams in a worker;
+        the run's input, if any, is written meanwhile through its own attach (`stdin`).
 
         The engine keeps no log of a run (log driver none): output cannot fill its disk, and
         nothing is read twice. What passes the cap is read and dropped, so the container never
         blocks on a full pipe; what is kept is forwarded to a listener as it arrives.
         """
-        with engine_errors("attaching to the container"):
-            frames = self.streams.attach(
-                container, stdout=True, stderr=True, stream=True, logs=False, demux=True
-            )
+        feed = self.feed(spec, container)
+        try:
+            with engine_errors("attaching to the container"):
+                frames = self.streams.attach(
+                    container, stdout=True, stderr=True, stream=True, logs=False, demux=True
+                )
+        except BaseException:
+            if feed is not None:
+                feed.stop()
+            raise
         # docker-py's own close() fails over SSH: close the response
-        close = frames._response.close  # type: ignore[attr-defined]
+        response_close = frames._response.close  # type: ignore[attr-defined]
+
+        def close() -> None:  # the output ended: so did the run, and any input it left
+            response_close()
+            if feed is not None:
+                feed.stop()
+
         return self._readers.submit(read_frames, frames, spec, close)
+
+    def feed(self, spec: RunSpec, container: str) -> StdinFeed | None:
+        """The run's input, attached to the created container; None when it has none."""
+        if spec.stdin is None:
+            return None
+        return StdinFeed.attach(self.streams, container, spec.stdin)
 
     def remove(self, container: str | None, volume: str | None) -> bool:
         """Best effort: what cannot be removed now (engine gone) is retried by the reaper."""
