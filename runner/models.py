@@ -35,6 +35,8 @@ RESERVED_LABEL_PREFIX = "oneoff-runner"
 """The runner's own labels (`oneoff-runner.*`, `runner.backend.LABEL_PREFIX`): what it reads
 back to find and judge its runs, so callers can never set them."""
 IMAGE_NAME_MAX = 255
+BYTES_FIELDS = frozenset({"stdin"})
+"""Text that reaches only a pipe, never a C string: NUL is data there."""
 _MODE = re.compile(r"^0?[0-7]{3}$")
 
 Argv = Annotated[
@@ -62,8 +64,8 @@ class StrictModel(BaseModel):
 
     @field_validator("*")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        if _holds_nul(value):
+    def _no_nul(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name not in BYTES_FIELDS and _holds_nul(value):
             raise ValueError(
                 "contains a NUL byte (\\x00), which no argument, variable, path or "
                 "label can hold; remove it"
@@ -274,6 +276,11 @@ class RunRequest(StrictModel):
         description="OCI runtime to run under, e.g. runsc (gVisor): one the operator allows "
         "(RUNNER_ALLOWED_RUNTIMES). Default: the operator's (RUNNER_RUNTIME).",
         examples=["runsc"],
+    )
+    stdin: str | None = Field(
+        None,
+        description="Text for the command's standard input, then end of file.",
+        examples=["hello\n"],
     )
 
     @field_validator("image")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.archives import Budget, check_tar_gz, decode_base64, single_top_folder, strip_top_folder
-from runner.errors import Conflict, InvalidRequest, PolicyRefused
+from runner.errors import Conflict, InvalidRequest, PayloadTooLarge, PolicyRefused
 from runner.models import CreateVolumeRequest, MountPoint, RunRequest, VolumeSpec
 from runner.settings import Settings
 from runner.sizes import parse_size
@@ -77,6 +77,7 @@ def build_run_spec(
         max_output_bytes=settings.max_output_bytes,
         max_response_bytes=settings.max_response_bytes,
         runtime=_runtime(request.runtime, settings),
+        stdin=_stdin(request.stdin, settings),
     )
     if uploads is not None:
         spec.uploads = checked(uploads, spec.mounts, budget, settings.max_archive_bytes)
@@ -256,6 +257,20 @@ def _runtime(asked: str | None, settings: Settings) -> str | None:
         f"{', '.join(allowed) or 'none'}); leave runtime out to use the default",
         field="runtime",
     )
+
+
+def _stdin(text: str | None, settings: Settings) -> bytes | None:
+    """The input as UTF-8, within the cap of one content field: it is held in memory."""
+    if text is None:
+        return None
+    data = text.encode()
+    if len(data) > settings.max_archive_bytes:
+        raise PayloadTooLarge(
+            f"stdin: {len(data)} bytes is over the operator's limit of "
+            f"{settings.max_archive_bytes} bytes (RUNNER_MAX_ARCHIVE_BYTES); send less input",
+            field="stdin",
+        )
+    return data
 
 
 def _auth(request: RunRequest) -> RegistryAuth | None:

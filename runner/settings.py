@@ -165,7 +165,9 @@ class Settings(BaseSettings):
         256 * MiB, ge=1024, description="Cap on one request body (content travels as base64)."
     )
     max_archive_bytes: int = Field(
-        64 * MiB, ge=1024, description="Cap on one decoded content field (file or tar.gz)."
+        64 * MiB,
+        ge=1024,
+        description="Cap on one decoded content field (file or tar.gz), and on stdin.",
     )
     max_extracted_bytes: int = Field(
         512 * MiB, ge=1024, description="Cap on what one request's archives unpack to."

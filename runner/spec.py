@@ -68,6 +68,8 @@ class RunSpec:
     network: str
     max_output_bytes: int
     max_response_bytes: int
+    stdin: bytes | None = field(default=None, repr=False)
+    """What the command reads on standard input, then end of file; None: no input at all."""
     runtime: str | None = None
     """The OCI runtime (Docker) or RuntimeClass (Kubernetes); None: the engine's default."""
     tenant: str = LOCAL.label

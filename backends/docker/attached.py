@@ -71,18 +71,31 @@ class AttachedRuns:
         return outcome
 
     def _capture(self, spec: RunSpec, container: str) -> Future[Captured]:
-        """Attach before the start, so nothing is missed, and read both streams in a worker.
+        """Attach before the start, so nothing is missed, and read both streams in a worker;
+        the run's input, if any, is written meanwhile through its own attach (`stdin`).
 
         The engine keeps no log of a run (log driver none): output cannot fill its disk, and
         nothing is read twice. What passes the cap is read and dropped, so the container never
         blocks on a full pipe; what is kept is forwarded to a listener as it arrives.
         """
-        with engine_errors("attaching to the container"):
-            frames = self.engine.streams.attach(
-                container, stdout=True, stderr=True, stream=True, logs=False, demux=True
-            )
+        feed = self.engine.feed(spec, container)
+        try:
+            with engine_errors("attaching to the container"):
+                frames = self.engine.streams.attach(
+                    container, stdout=True, stderr=True, stream=True, logs=False, demux=True
+                )
+        except BaseException:
+            if feed is not None:
+                feed.stop()
+            raise
         # docker-py's own close() fails over SSH: close the response
-        close = frames._response.close  # type: ignore[attr-defined]
+        response_close = frames._response.close  # type: ignore[attr-defined]
+
+        def close() -> None:  # the output ended: so did the run, and any input it left
+            response_close()
+            if feed is not None:
+                feed.stop()
+
         return self._readers.submit(read_frames, frames, spec, close)
 
     def _wait(self, spec: RunSpec, container: str, watch: Watch | None) -> tuple[int | None, bool]:

@@ -28,6 +28,7 @@ from backends.docker.errors import create_refused, engine_errors, exists, start_
 from backends.docker.pull import pull, pulls_first
 from backends.docker.returned import ReturnedPaths
 from backends.docker.runs import DetachedRuns, OutputStream
+from backends.docker.stdin import StdinFeed
 from backends.labels import volume_labels
 from backends.leases import LEASE_SELECTOR, Lease
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, timed
@@ -261,6 +262,7 @@ class DockerBackend:
                 name=f"oneoff-{spec.run_id}",
                 host_config=host_config,
                 use_config_proxy=False,
+                stdin_open=spec.stdin is not None,  # with StdinOnce: end of file after it
             )
         return str(created["Id"])
 
@@ -279,6 +281,12 @@ class DockerBackend:
                 self.api.kill(container)
         except (Conflict, NotFound):
             pass  # already stopped or gone: nothing left to kill
+
+    def feed(self, spec: RunSpec, container: str) -> StdinFeed | None:
+        """The run's input, attached to the created container; None when it has none."""
+        if spec.stdin is None:
+            return None
+        return StdinFeed.attach(self.streams, container, spec.stdin)
 
     def remove(self, container: str | None, volume: str | None) -> bool:
         """Best effort: what cannot be removed now (engine gone) is retried by the reaper."""

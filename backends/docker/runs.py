@@ -27,6 +27,7 @@ from docker.types import LogConfig
 from backends.docker.errors import engine_errors
 from backends.docker.output import Captured, read_frames
 from backends.docker.returned import ReturnedPaths
+from backends.docker.stdin import StdinFeed
 from backends.labels import (
     ASYNC_ROLE,
     CLEANUP_GRACE_SECONDS,
@@ -111,6 +112,8 @@ class Engine(Protocol):
         logs: LogConfig | None = None,
     ) -> tuple[str, str | None]: ...
 
+    def feed(self, spec: RunSpec, container: str) -> StdinFeed | None: ...
+
     def start(self, spec: RunSpec, container: str) -> None: ...
 
     def kill(self, container: str) -> None: ...
@@ -122,6 +125,9 @@ class DetachedRuns:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.settings = engine.settings
+        self._feeds: dict[str, StdinFeed] = {}
+        """Input still being written, by run: stopped when the run is seen to end (the engine
+        keeps an input attach open after its container stopped)."""
 
     def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
         """Pull, prepare content, create and start; returns once the container runs."""
@@ -131,9 +137,15 @@ class DetachedRuns:
         size = max(self.settings.run_log_max_bytes // LOG_FILES, 1)
         logs = LogConfig(type="local", config={"max-size": str(size), "max-file": "4"})
         container, volume = engine.prepare(spec, labels, {}, logs)
+        feed: StdinFeed | None = None
         try:
+            feed = engine.feed(spec, container)
             engine.start(spec, container)
+            if feed is not None:
+                self._feeds[spec.run_id] = feed
         except BaseException:
+            if feed is not None:
+                feed.stop()
             engine.remove(container, volume)
             raise
 
@@ -161,7 +173,19 @@ class DetachedRuns:
         return labels
 
     def wait(self, run_id: str) -> None:
-        """Block until the run's container stops, killing it when its timeout passes."""
+        """Block until the run's container stops, killing it when its timeout passes; then
+        its input, if any is left unread, is dropped."""
+        try:
+            self._wait(run_id)
+        finally:
+            self._stop_feed(run_id)
+
+    def _stop_feed(self, run_id: str) -> None:
+        feed = self._feeds.pop(run_id, None)
+        if feed is not None:
+            feed.stop()
+
+    def _wait(self, run_id: str) -> None:
         container = self._container(run_id)
         if container is None or container["State"] != "running":
             return
@@ -280,6 +304,7 @@ class DetachedRuns:
 
     def discard(self, run_id: str) -> None:
         """Kill and remove the run's container and volume, if they are still there."""
+        self._stop_feed(run_id)
         container = self._container(run_id)
         if container is not None:
             self.engine.kill(container["Id"])

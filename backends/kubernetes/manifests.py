@@ -109,6 +109,7 @@ def job(
     from the pod's start; the runner lowers it once the run's container starts, so the clock
     runs from there) and the Job's, later, a backstop for a runner that is gone."""
     _require_pod_network(spec)
+    _refuse_stdin(spec)
     timeout = max(1, math.ceil(spec.timeout_seconds))
     return {
         "apiVersion": "batch/v1",
@@ -138,6 +139,16 @@ def _require_pod_network(spec: RunSpec) -> None:
             f"network: {spec.network!r} is not available on Kubernetes; a run pod's network is "
             "set by the chart's NetworkPolicy (networkPolicy.egress)",
             field="network",
+        )
+
+
+def _refuse_stdin(spec: RunSpec) -> None:
+    if spec.stdin is not None:
+        raise InvalidRequest(
+            "stdin: standard input is not available on the Kubernetes backend (a run pod has "
+            "no attached input); put the text in a file volume and redirect it, e.g. "
+            "sh -c 'cmd < /input.txt'",
+            field="stdin",
         )
 
 

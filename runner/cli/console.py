@@ -54,6 +54,12 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--entrypoint")
     run.add_argument("-w", "--workdir")
     run.add_argument("-u", "--user")
+    run.add_argument(
+        "-i",
+        "--interactive",
+        action="store_true",
+        help="as docker run -i: send this standard input, read to its end, as the run's stdin",
+    )
     runs = commands.add_parser("runs", help="list async runs")
     runs.add_argument("--state", help="only runs in this state")
     logs = commands.add_parser("logs", help="print a run's output")
@@ -73,6 +79,8 @@ def add_commands(commands: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run one client command; returns the process's exit code."""
+    if getattr(args, "interactive", False):  # read before the event loop: it blocks
+        args.stdin = sys.stdin.buffer.read().decode("utf-8", "replace")
     try:
         return asyncio.run(_command(args))
     except KeyboardInterrupt:
@@ -210,6 +218,7 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         "memory": args.memory,
         "cpus": args.cpus,
         "runtime": args.runtime,
+        "stdin": getattr(args, "stdin", None),
     }
     body.update({key: value for key, value in options.items() if value is not None})
     if args.env:

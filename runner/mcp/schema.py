@@ -18,13 +18,23 @@ DROPPED = frozenset(
 )
 
 
-def input_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """`model`'s JSON schema, inlined, one type per field, closed to unknown fields."""
+def input_schema(model: type[BaseModel], *, explained: bool = True) -> dict[str, Any]:
+    """`model`'s JSON schema, inlined, one type per field, closed to unknown fields.
+    `explained` false: without the fields' descriptions, for a tool that takes the same
+    arguments as another and says so (`start_run`): the model reads them once."""
     schema = model.model_json_schema(by_alias=True)
     shaped: dict[str, Any] = plain(schema, schema.get("$defs", {}))
     shaped.pop("description", None)  # the tool's description says it better
     shaped["additionalProperties"] = False
-    return shaped
+    return shaped if explained else _unexplained_fields(shaped)
+
+
+def _unexplained_fields(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_unexplained_fields(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {key: _unexplained_fields(value) for key, value in node.items() if key != "description"}
 
 
 def _unexplained(node: Any) -> Any:

@@ -70,8 +70,8 @@ Example: {"reference": "python"}
 
 START_RUN = """Start a long run (a build, a test suite) and return its run_id at once.
 
-Same arguments as run_container. Follow it with get_run_logs (output as it comes), get_run
-(state; the result once finished) and cancel_run.
+Same arguments as run_container (described there). Follow it with get_run_logs (output as
+it comes), get_run (state; the result once finished) and cancel_run.
 
 Example: {"image": "python:3.12-slim", "script": "python -m pytest"}
 """

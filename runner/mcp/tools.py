@@ -84,6 +84,7 @@ def _tool(
     *,
     read_only: bool = False,
     description: str | None = None,
+    explained: bool = True,
 ) -> RunnerTool:
     """A tool taking `model`'s fields, described by `text.<NAME>`."""
 
@@ -96,7 +97,7 @@ def _tool(
         name=name,
         title=title,
         description=description or getattr(text, name.upper()),
-        parameters=input_schema(model),
+        parameters=input_schema(model, explained=explained),
         fn_metadata=func_metadata(placeholder, structured_output=False),
         is_async=True,
         annotations=(
@@ -170,7 +171,7 @@ def _run_tools(
             run_container,
             description=text.run_container(settings),
         ),
-        _tool("start_run", "Start a long run", McpRunRequest, start_run),
+        _tool("start_run", "Start a long run", McpRunRequest, start_run, explained=False),
         _tool("create_volume", "Create a volume", CreateVolumeRequest, create_volume),
     ]
 

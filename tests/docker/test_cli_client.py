@@ -17,15 +17,33 @@ from tests.helpers import TEST_IMAGE, run_body
 TOKEN = "cli-test-token"
 
 
-def cli(*arguments: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    *arguments: str, cwd: Path = ROOT, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "runner.cli.main", *arguments],
         cwd=cwd,
         env={**os.environ, **env},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_i_sends_this_standard_input_to_the_run(instance: str) -> None:
+    done = cli(
+        "run",
+        "-i",
+        TEST_IMAGE,
+        "--",
+        "sh",
+        "-c",
+        "cat; echo eof",
+        stdin="piped\n",
+        RUNNER_INSTANCE_ID=instance,
+    )
+    assert (done.returncode, done.stdout) == (0, "piped\neof\n"), done.stderr
 
 
 def test_a_local_run_prints_its_output_and_exits_with_its_code(instance: str) -> None:

@@ -185,6 +185,16 @@ def test_a_non_numeric_user_is_refused_naming_the_field(api):
     assert response.json()["field"] == "user"
 
 
+def test_stdin_is_refused_naming_it_and_the_backend_before_anything_is_made(
+    api, fake: FakeKubernetes
+):
+    response = api.post("/run", json={**BODY, "stdin": "hello"})
+    assert response.status_code == 422
+    assert response.json()["field"] == "stdin"
+    assert "Kubernetes" in response.json()["message"]
+    assert fake.named("jobs") == []
+
+
 def test_root_is_refused_unless_allowed(api):
     response = api.post("/run", json={**BODY, "user": "0"})
     assert response.status_code == 403

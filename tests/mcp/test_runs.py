@@ -73,3 +73,11 @@ async def test_a_malformed_run_id_is_refused(client: Client) -> None:
     result = await client.call_tool("cancel_run", {"run_id": "../../etc"})
     assert result.is_error is True
     assert "run_id" in result.content[0].text
+
+
+async def test_start_run_feeds_stdin_to_the_command(client: Client) -> None:
+    started = await client.call_tool(
+        "start_run", run_body("sh", "-c", "cat; echo eof", stdin="in\n")
+    )
+    stdout, _, _ = await read_until_finished(client, started.structured_content["run_id"])
+    assert stdout == "in\neof\n"

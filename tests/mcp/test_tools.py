@@ -10,8 +10,10 @@ import pytest
 from mcp import Client
 from mcp_types import LATEST_PROTOCOL_VERSION
 
+from mcp_app import create_app
 from runner.mcp.arguments import McpRunRequest
 from runner.models import CreateVolumeRequest, RunRequest, VolumeSpec
+from tests.conftest import serving
 from tests.helpers import TEST_IMAGE, b64, run_body, untar_gz
 
 pytestmark = pytest.mark.anyio
@@ -66,6 +68,14 @@ async def test_input_schemas_carry_every_field_of_the_models_inlined(client):
         assert field.get("description"), name
     volume_schema = tools["create_volume"].input_schema
     assert set(volume_schema["properties"]) == set(CreateVolumeRequest.model_fields)
+
+
+async def test_start_run_takes_the_same_arguments_described_once(client):
+    tools = await tools_by_name(client)
+    run_schema, start_schema = (tools[name].input_schema for name in ("run_container", "start_run"))
+    assert set(start_schema["properties"]) == set(run_schema["properties"])
+    assert "description" not in json.dumps(start_schema)
+    assert "run_container" in tools["start_run"].description
 
 
 async def test_the_pull_policy_defaults_to_missing_over_mcp(client):
@@ -235,6 +245,21 @@ async def test_text_files_go_in_and_small_text_files_come_back_as_text(client):
     result = await client.call_tool("run_container", arguments)
     assert result.structured_content["stdout"] == "ran\n"
     assert "--- /out/b.txt ---\nalpha\n" in result.content[0].text
+
+
+async def test_stdin_reaches_the_command_then_end_of_file(client):
+    arguments = {"image": TEST_IMAGE, "script": "cat; echo eof", "stdin": "from the model\n"}
+    result = await client.call_tool("run_container", arguments)
+    assert result.structured_content["stdout"] == "from the model\neof\n"
+
+
+async def test_stdin_over_the_limit_is_a_tool_error_naming_it(make_settings):
+    with serving(create_app(make_settings(max_archive_bytes=1024))) as port:
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            arguments = {"image": TEST_IMAGE, "script": "cat", "stdin": "x" * 2000}
+            result = await client.call_tool("run_container", arguments)
+    assert result.is_error is True
+    assert result.content[0].text.startswith("stdin:")
 
 
 async def test_script_and_command_together_are_refused(client):

@@ -136,3 +136,8 @@ def test_a_run_longer_than_the_sdk_request_timeout_completes_on_progress(http_ta
     gaps = [b["progress"] - a["progress"] for a, b in itertools.pairwise(seen["progress"])]
     assert max(gaps) <= 10
     assert {note["total"] for note in seen["progress"]} == {120}
+
+
+def test_stdin_reaches_the_command(target):
+    seen = call(target[0], "run_container", run_body("sh", "-c", "cat; echo eof", stdin="typed\n"))
+    assert seen["result"]["structuredContent"]["stdout"] == "typed\neof\n"
