@@ -19,6 +19,7 @@ from runner.spec import Outcome, RunSpec
 
 OUTPUT_GRACE_SECONDS = 30
 SIGKILLED = 137
+RECHECK_SECONDS = 5.0
 
 
 class Engine(RunsEngine, Protocol):
@@ -106,7 +107,7 @@ class AttachedRuns:
         again for the exit status.
         """
         api, started = self.engine.api, time.monotonic()
-        if watch is not None and watch.ended.wait(spec.timeout_seconds) and not watch.lost:
+        if watch is not None and self._ended(watch, container, spec.timeout_seconds):
             return watch.code, False
         left = spec.timeout_seconds - (time.monotonic() - started)
         try:
@@ -122,6 +123,18 @@ class AttachedRuns:
         with engine_errors("waiting for the killed container"):
             status = api.wait(container, timeout=30)
         return status.get("StatusCode"), True
+
+    def _ended(self, watch: Watch, container: str, seconds: float) -> bool:
+        """Whether the event stream told the run's end within `seconds`. Every few seconds the
+        container's state is asked too, so that an end the stream missed costs no more."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if watch.ended.wait(min(left, RECHECK_SECONDS)):
+                return not watch.lost
+            with engine_errors("inspecting the container"):
+                if not self.engine.api.inspect_container(container)["State"]["Running"]:
+                    return False  # ended unseen: `wait` tells how
+        return False
 
     def _collect(
         self,
