@@ -78,7 +78,9 @@ async def run_body(request: Request, service: RunnerService) -> AsyncIterator[Ru
             yield RunBody(parsed, ticket, Uploads(), parts)
         else:
             raw = await _body(request, service.settings.max_request_bytes)
-            yield RunBody(_json_request(raw), ticket)
+            parsed = _json_request(raw)
+            del raw  # the run decodes its content while this frame lives: the bytes go now
+            yield RunBody(parsed, ticket)
     except BaseException:
         ticket.release()
         raise
