@@ -324,7 +324,7 @@ def _helpers(spec: RunSpec, settings: Settings, has_secret: bool) -> list[dict[s
         }
     ]
     if any(step["response"] for step in steps):
-        limit = str(return_limit(spec.max_response_bytes))
+        limit = str(return_limit(settings, spec.max_response_bytes).size)
         containers.append(
             {
                 **helper,

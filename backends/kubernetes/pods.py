@@ -158,13 +158,13 @@ class RunPods:
         """The collect sidecar's log, read as it streams (`returned`)."""
         if pod is None or not any(mount.response for mount in spec.mounts):
             return {}
-        limit = return_limit(spec.max_response_bytes)
+        limit = return_limit(self.cluster.settings, spec.max_response_bytes)
         with api_errors("reading the returned paths"):
             response = self.cluster.core.read_namespaced_pod_log(
                 pod.metadata.name,
                 self.cluster.namespace,
                 container=COLLECT_CONTAINER,
-                limit_bytes=log_bytes_for(limit),
+                limit_bytes=log_bytes_for(limit.size),
                 _preload_content=False,
             )
             try:

@@ -5,36 +5,15 @@ the pod."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 
-from api_app import create_app
-from runner.settings import Settings
 from tests.helpers import b64
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
 
 BODY = {"image": "busybox:1.36", "command": ["sh", "-c", "echo hi"], "timeout_seconds": 1}
 QUOTA = "exceeded quota: compute, requested: limits.cpu=1, used: limits.cpu=4, limited: 4"
-
-
-@pytest.fixture
-def configured(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[type[TestClient]]:
-    """The REST app with some settings changed: `configured(**settings)`."""
-    made: list[TestClient] = []
-
-    def client(**changes: object) -> TestClient:
-        app = TestClient(create_app(kube_settings.model_copy(update=changes)))
-        made.append(app.__enter__())
-        return made[-1]
-
-    yield client  # type: ignore[misc]
-    for app in made:
-        app.__exit__(None, None, None)
-    fake.settle()
-    assert [name for kind in ("jobs", "pods") for name in fake.named(kind)] == []
 
 
 def final_state(api: TestClient, run_id: str) -> dict:  # type: ignore[type-arg]

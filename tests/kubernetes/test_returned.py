@@ -45,7 +45,29 @@ def test_content_past_what_the_kubelet_keeps_is_a_413(api: TestClient, fake: Fak
     response = api.post("/run", json=BODY)
     assert response.status_code == 413
     assert response.json()["field"] == "volumes"
-    assert "7 MiB" in response.json()["message"]
+    assert f"exceeds {7 * MiB} bytes" in response.json()["message"]
+    assert "RUNNER_KUBE_RETURN_LIMIT_BYTES" in response.json()["message"]
+
+
+def test_a_lower_return_limit_setting_is_a_413_naming_it(configured, fake: FakeKubernetes):
+    """The collect sidecar stops at the setting (its `error` record), and the 413 names it."""
+    api = configured(kube_return_limit_bytes=256 * 1024)
+    fake.script = lambda job: scripts.succeeds(program=writes(300 * 1024))
+    response = api.post("/run", json=BODY)
+    assert response.status_code == 413, response.text
+    message = response.json()["message"]
+    assert f"exceeds {256 * 1024} bytes" in message
+    assert "RUNNER_KUBE_RETURN_LIMIT_BYTES" in message
+    fake.script = lambda job: scripts.succeeds(program=writes(200 * 1024))
+    assert api.post("/run", json=BODY).status_code == 200
+
+
+def test_a_lower_max_response_bytes_is_named_instead(configured, fake: FakeKubernetes):
+    api = configured(max_response_bytes=100 * 1024)
+    fake.script = lambda job: scripts.succeeds(program=writes(150 * 1024))
+    response = api.post("/run", json=BODY)
+    assert response.status_code == 413, response.text
+    assert "RUNNER_MAX_RESPONSE_BYTES" in response.json()["message"]
 
 
 def test_a_rotated_collect_log_is_a_413_that_says_so(api: TestClient, fake: FakeKubernetes):
