@@ -4,24 +4,16 @@ the pod."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.helpers import b64
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
+from tests.kubernetes.follow import final_state
 
 BODY = {"image": "busybox:1.36", "command": ["sh", "-c", "echo hi"], "timeout_seconds": 1}
 QUOTA = "exceeded quota: compute, requested: limits.cpu=1, used: limits.cpu=4, limited: 4"
-
-
-def final_state(api: TestClient, run_id: str) -> dict:  # type: ignore[type-arg]
-    with api.stream("GET", f"/runs/{run_id}/logs") as stream:
-        lines = list(stream.iter_lines())
-    exit_data = lines[lines.index("event: exit") + 1]
-    return json.loads(exit_data.removeprefix("data: "))  # type: ignore[no-any-return]
 
 
 # ---- pods that are never created ------------------------------------------------------------

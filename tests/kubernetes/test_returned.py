@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from tests.helpers import untar_gz
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
+from tests.kubernetes.follow import final_state
 
 MiB = 1024 * 1024
 BODY = {
@@ -110,9 +111,7 @@ def test_an_async_run_is_not_finished_while_its_paths_are_being_collected(
 def test_an_async_run_returns_its_paths_once_collected(api: TestClient, fake: FakeKubernetes):
     fake.script = lambda job: scripts.collects(writes(1024))
     run_id = api.post("/runs", json=BODY).json()["run_id"]
-    with api.stream("GET", f"/runs/{run_id}/logs") as stream:
-        lines = list(stream.iter_lines())
-    final = json.loads(lines[lines.index("event: exit") + 1].removeprefix("data: "))
+    final = final_state(api, run_id)
     assert final["state"] == "succeeded"
     returned = base64.b64decode(final["result"]["volumes"]["/out"]["content"])
     assert len(untar_gz(returned)["data.bin"]) == 1024
