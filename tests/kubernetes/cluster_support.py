@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -17,7 +16,18 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from tests.faults import pipe
+
 WAIT_SECONDS = 120
+IMAGE = os.environ.get("CLUSTER_TEST_IMAGE", "busybox:1.36")
+FILES_RUN = {
+    "image": IMAGE,
+    "command": ["sh", "-c", "cp /in/a.txt /out/b.txt"],
+    "volumes": {
+        "/in/a.txt:ro": {"type": "file", "content": "cGF5bG9hZAo="},  # "payload\n"
+        "/out": {"type": "directory", "response": True},
+    },
+}
 
 
 def namespace() -> str:
@@ -91,6 +101,8 @@ class ApiProxy:
         self.open: list[socket.socket] = []
         self.down = False
         self.refused = threading.Event()
+        self.open_for_removals = threading.Event()  # DELETEs pass at once
+        self.open_for_removals.set()
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -125,25 +137,9 @@ class ApiProxy:
             upstream = socket.create_connection(self.upstream)
             with self.lock:
                 self.open += [client, upstream]
-            threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
-
-
-def _pipe(one: socket.socket, other: socket.socket) -> None:
-    peers = {one: other, other: one}
-    try:
-        while True:
-            readable, _, _ = select.select(list(peers), [], [])
-            for source in readable:
-                data = source.recv(65536)
-                if not data:
-                    return
-                peers[source].sendall(data)
-    except (OSError, ValueError):
-        return
-    finally:
-        for end in (one, other):
-            with contextlib.suppress(OSError):
-                end.close()
+            threading.Thread(
+                target=pipe, args=(client, upstream, self.open_for_removals), daemon=True
+            ).start()
 
 
 @contextlib.contextmanager
@@ -207,7 +203,7 @@ def probe(api: Any, target: str, *, expect: str) -> str:
     """ "open" or "blocked": whether a run pod reaches `target` (`dns`, or host:port over TCP).
     A policy takes a moment to apply, so the pod tries for a while until it sees `expect`."""
     body = {
-        "image": os.environ.get("CLUSTER_TEST_IMAGE", "busybox:1.36"),
+        "image": IMAGE,
         "command": ["sh", "-c", PROBE],
         "env_vars": {"TARGET": target, "EXPECT": expect},
         "timeout_seconds": 300,

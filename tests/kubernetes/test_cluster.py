@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
-from tests.helpers import b64, untar_gz
+from tests.helpers import untar_gz
+from tests.kubernetes.cluster_support import FILES_RUN
 from tests.kubernetes.follow import final_state
 
 pytestmark = pytest.mark.cluster
@@ -45,15 +46,7 @@ def test_a_run_prints_and_exits(cluster_api: TestClient) -> None:
 
 
 def test_files_go_in_and_come_back(cluster_api: TestClient) -> None:
-    body = {
-        "image": IMAGE,
-        "command": ["sh", "-c", "cp /in/a.txt /out/b.txt"],
-        "volumes": {
-            "/in/a.txt:ro": {"type": "file", "content": b64(b"payload\n")},
-            "/out": {"type": "directory", "response": True},
-        },
-    }
-    result = cluster_api.post("/run", json=body).json()
+    result = cluster_api.post("/run", json=FILES_RUN).json()
     assert result["exit_code"] == 0, result
     content = base64.b64decode(result["volumes"]["/out"]["content"])
     assert untar_gz(content) == {"b.txt": b"payload\n"}

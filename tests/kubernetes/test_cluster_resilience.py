@@ -23,8 +23,8 @@ from api_app import create_app
 from runner.backend import INSTANCE
 from runner.settings import Settings
 from tests.conftest import ROOT
-from tests.helpers import b64
 from tests.kubernetes.cluster_support import (
+    FILES_RUN,
     api_endpoint,
     apply_policy,
     core,
@@ -130,16 +130,8 @@ def test_a_restricted_namespace_admits_the_runner_s_pods(
 ) -> None:
     """Both helpers and the run's container meet `restricted`; a new namespace's default
     service account comes a moment after it, a refusal the runner waits out."""
-    body = {
-        "image": IMAGE,
-        "command": ["sh", "-c", "cp /in/a.txt /out/b.txt"],
-        "volumes": {
-            "/in/a.txt:ro": {"type": "file", "content": b64(b"payload\n")},
-            "/out": {"type": "directory", "response": True},
-        },
-    }
     with runner(kube_namespace=own_namespace(RESTRICTED)) as api:
-        response = api.post("/run", json=body)
+        response = api.post("/run", json=FILES_RUN)
     assert response.status_code == 200, response.text
     assert response.json()["exit_code"] == 0
 
