@@ -1,5 +1,5 @@
 # The oneoff-runner service image: REST on 8000, MCP on 8001, `oneoff-runner serve`.
-# Also the helper image of Kubernetes run pods (`oneoff-runner pod-helper`).
+# Also the helper image of Kubernetes run pods (`python -m backends.kubernetes.pod_helper`).
 FROM python:3.11-slim AS build
 RUN pip install --no-cache-dir "uv>=0.9,<1"
 WORKDIR /app

@@ -245,8 +245,10 @@ def pack_directory_into(path: Path, out: BinaryIO) -> None:
 
 
 def unpack_directory(data: bytes, target: Path) -> None:
-    """Unpack a returned directory (tar.gz) locally."""
-    unpack_tar(io.BytesIO(data), target)
+    """Unpack a directory's tar.gz locally, decompressed as a stream: memory stays at a few
+    chunks whatever the compression ratio (tarfile's own gzip reader inflates each 10 KiB
+    read at once, ~10 MiB of zeros, and held 36 MiB for a 256 MiB file of them)."""
+    unpack_tar(cast(IO[bytes], _gunzip(data)), target)
 
 
 def unpack_tar(source: IO[bytes], target: Path) -> None:

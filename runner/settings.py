@@ -255,6 +255,15 @@ class Settings(BaseSettings):
         description="Disk one run pod may write: its containers' ephemeral-storage limit and "
         "the sizeLimit of its content emptyDir (Kubernetes quantity).",
     )
+    kube_return_limit_bytes: int = Field(
+        7 * MiB,
+        ge=64 * 1024,
+        le=256 * MiB,
+        description="Most content a run returns on Kubernetes (and at most "
+        "RUNNER_MAX_RESPONSE_BYTES): it travels as base64 in the collect sidecar's log, which "
+        "must hold it, a third larger, in one file of the kubelet's containerLogMaxSize (10 MiB "
+        "by default); raise it only with containerLogMaxSize.",
+    )
     kube_run_as_user: int = Field(
         65534, ge=1, description="uid of run pods when a request names no user (never root)."
     )

@@ -166,7 +166,8 @@ ensure_node_clients() {
   cp "$dir/package-lock.json" "$stamp"
 }
 
-apt_install curl ca-certificates chromium docker-compose
+# time: GNU time, which measures the pod helper's memory (bench/pod_helper.py and its test)
+apt_install curl ca-certificates chromium docker-compose time
 ensure_uv
 ensure_node_clients
 ensure_docker

@@ -91,11 +91,11 @@ class EngineProxy:
             with self._lock:
                 self._connections += [client, upstream]
             threading.Thread(
-                target=_pipe, args=(client, upstream, self.removals), daemon=True
+                target=pipe, args=(client, upstream, self.removals), daemon=True
             ).start()
 
 
-def _pipe(one: socket.socket, other: socket.socket, removals: threading.Event) -> None:
+def pipe(one: socket.socket, other: socket.socket, removals: threading.Event) -> None:
     """Bytes both ways; a DELETE request from the runner (`one`) waits while `removals` is
     clear (the engine then removes nothing until the test lets it)."""
     peers = {one: other, other: one}

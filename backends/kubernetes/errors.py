@@ -82,16 +82,44 @@ def _message(exc: ApiException) -> str:
     return str(body.get("message") or exc.reason)
 
 
-def never_created(message: str) -> RunnerError:
-    """A `FailedCreate` event of the run's Job: admission refused its pod."""
+def never_created(message: str) -> RunnerError | None:
+    """A `FailedCreate` event of the run's Job, as the error to answer at once, or None while
+    the refusal may clear: the Job controller retries the pod with backoff (1 s doubling to
+    1 min), so a ResourceQuota that frees up when another pod ends, a service account made a
+    moment later or an admission webhook that was down lets the run start. A refusal of the
+    pod itself (Pod Security, an invalid spec, a webhook's denial, a LimitRange) never clears.
+    """
     if "PodSecurity" in message:
         return PolicyRefused(
             f"the cluster's Pod Security admission refused the run's pod ({message}); the run "
             "namespace's pod-security level must admit it, or change the request (user)"
         )
+    if "denied the request" in message:
+        return PolicyRefused(
+            f"an admission webhook of the cluster refused the run's pod ({message}); change the "
+            "request, or ask the cluster's operator"
+        )
+    if "usage per " in message:
+        field = "cpus" if "cpu usage" in message else "memory"
+        return InvalidRequest(
+            f"{field}: a LimitRange of the run namespace refused the run's pod ({message}); ask "
+            "for limits within it",
+            field=field,
+        )
+    if " is invalid" in message:
+        return InvalidRequest(
+            f"Kubernetes refused the run's pod as invalid ({message}); the request or an "
+            "operator setting (RUNNER_KUBE_*) does not fit the cluster"
+        )
+    return None
+
+
+def still_refused(message: str, seconds: int) -> RunnerError:
+    """A refusal the Job controller kept meeting until the run's start timeout."""
     return BackendUnavailable(
-        f"the cluster refused to create the run's pod ({message}); a ResourceQuota, LimitRange, "
-        "service account or admission webhook in the run namespace stops it"
+        f"the cluster refused to create the run's pod for {seconds} s "
+        f"(RUNNER_KUBE_START_TIMEOUT_SECONDS), the last time with: {message}; a ResourceQuota, "
+        "a missing service account or an admission webhook of the run namespace stops it"
     )
 
 

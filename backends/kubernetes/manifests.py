@@ -3,9 +3,9 @@ run's content, and a pull Secret for its credentials. No API calls here, so ever
 be checked against the Kubernetes schemas on its own.
 
 Content reaches the pod without relying on tools in the user's image: an init container of the
-runner's own image (`oneoff-runner pod-helper unpack`) unpacks the Secret into an `emptyDir`,
-which the run mounts (`subPath` per path, `readOnly` for `:ro`). `response: true` paths come
-back through a native sidecar of the same image (`pod-helper collect`): the kubelet stops it
+runner's own image (`python -m backends.kubernetes.pod_helper unpack`) unpacks the Secret into
+an `emptyDir`, which the run mounts (`subPath` per path, `readOnly` for `:ro`). `response: true`
+paths come back through a native sidecar of the same image (`collect`): the kubelet stops it
 when the run's container has exited, and it then writes the paths to its own log.
 """
 
@@ -33,11 +33,18 @@ SECRET_ROOT = "/oneoff/input"
 COLLECT_READY = ".collect-ready"
 PULL_POLICIES = {"always": "Always", "missing": "IfNotPresent", "never": "Never"}
 JOB_BACKSTOP_SECONDS = 60  # the Job's deadline, past the pod's
-# The helpers stream (a Python process copying in 48 KiB chunks): a native sidecar's requests
-# add to the run's own for as long as the pod lives, so they ask for little.
+HELPER_COMMAND = ["python", "-m", "backends.kubernetes.pod_helper"]  # the image's venv python
+# The helpers stream (48 KiB chunks); a native sidecar's requests add to the run's own for as
+# long as the pod lives, so they ask for what they use. Measured peak RSS (`uv run python -m
+# bench.pod_helper`: GNU time around HELPER_COMMAND, Python 3.11.7 as in the image, a 2-core
+# Xeon VM, 2026-11-22): 17.5 MiB to start, 19.2 MiB collecting 7 MiB (the default
+# RUNNER_KUBE_RETURN_LIMIT_BYTES; 19.6 MiB for 64 MiB), 18.9 MiB unpacking the largest content
+# (1 MiB of base64: random bytes and 256 MiB of zeros). Request 32Mi: peak + 65 %; limit 64Mi:
+# over 3 x peak, for another Python or libc. Page cache of unpacked files is not in these
+# figures (it is reclaimable). tests/kubernetes/test_pod_helper_memory.py holds them.
 HELPER_RESOURCES = {
-    "requests": {"cpu": "10m", "memory": "48Mi"},
-    "limits": {"cpu": "500m", "memory": "128Mi"},
+    "requests": {"cpu": "10m", "memory": "32Mi"},
+    "limits": {"cpu": "500m", "memory": "64Mi"},
 }
 
 
@@ -319,18 +326,18 @@ def _helpers(spec: RunSpec, settings: Settings, has_secret: bool) -> list[dict[s
         {
             **helper,
             "name": UNPACK_CONTAINER,
-            "command": ["oneoff-runner", "pod-helper", "unpack", json.dumps(steps)],
+            "command": [*HELPER_COMMAND, "unpack", json.dumps(steps)],
             "volumeMounts": mounts,
         }
     ]
     if any(step["response"] for step in steps):
-        limit = str(return_limit(spec.max_response_bytes))
+        limit = str(return_limit(settings, spec.max_response_bytes).size)
         containers.append(
             {
                 **helper,
                 "name": COLLECT_CONTAINER,
                 "restartPolicy": "Always",
-                "command": ["oneoff-runner", "pod-helper", "collect", json.dumps(steps), limit],
+                "command": [*HELPER_COMMAND, "collect", json.dumps(steps), limit],
                 "volumeMounts": mounts[:1],
                 # the run's container starts only once the collector awaits its SIGTERM
                 "startupProbe": {

@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from backends.kubernetes.errors import ApiUnreachable, PullJudge, api_errors
+from backends.kubernetes.errors import ApiUnreachable, PullJudge, api_errors, still_refused
 from backends.kubernetes.manifests import (
     COLLECT_CONTAINER,
     RUN_CONTAINER,
@@ -73,17 +73,25 @@ class RunPods:
                     pods.give_up = time.monotonic() + left + END_GRACE_SECONDS
                     if until_started:
                         return pod, False
+        return self._gave_up(pods, started, last)
+
+    def _gave_up(self, pods: PodWatch, started: bool, last: Any) -> tuple[Any, bool]:
+        """The watch ended before the pod did: the API server was lost, the run's timeout
+        passed (the run timed out), or its start timeout did (why it never started)."""
+        grace = start_grace(self.cluster.settings)
         if pods.failures:
             raise ApiUnreachable(
                 "lost the Kubernetes API server while watching the run's pod; the run may still "
                 "be going (async runs keep it)"
             )
-        if not started:
-            raise BackendUnavailable(
-                f"the run's pod did not start within {start_grace(self.cluster.settings)} s "
-                f"({_why_pending(last)}); the cluster may lack capacity for its requests"
-            )
-        return last, True
+        if started:
+            return last, True
+        if last is None and pods.refusal is not None:
+            raise still_refused(pods.refusal, grace)
+        raise BackendUnavailable(
+            f"the run's pod did not start within {grace} s (RUNNER_KUBE_START_TIMEOUT_SECONDS; "
+            f"{_why_pending(last)}); the cluster may lack capacity for its requests"
+        )
 
     def _start_clock(self, spec: RunSpec, pod: Any, begun: datetime) -> None:
         """The pod's deadline, from its container's start (the kubelet counts from the pod's
@@ -158,13 +166,13 @@ class RunPods:
         """The collect sidecar's log, read as it streams (`returned`)."""
         if pod is None or not any(mount.response for mount in spec.mounts):
             return {}
-        limit = return_limit(spec.max_response_bytes)
+        limit = return_limit(self.cluster.settings, spec.max_response_bytes)
         with api_errors("reading the returned paths"):
             response = self.cluster.core.read_namespaced_pod_log(
                 pod.metadata.name,
                 self.cluster.namespace,
                 container=COLLECT_CONTAINER,
-                limit_bytes=log_bytes_for(limit),
+                limit_bytes=log_bytes_for(limit.size),
                 _preload_content=False,
             )
             try:

@@ -3,8 +3,9 @@
 
 The bound: the kubelet keeps one container log file of `containerLogMaxSize` (10 MiB by
 default) and the API serves only the newest, so the returned content (base64 in the log, a
-third larger) is held under `RETURN_LIMIT_BYTES` whatever `RUNNER_MAX_RESPONSE_BYTES` says. A log
-without its first record was rotated; one without its last was cut (the sidecar was killed).
+third larger) is held under `RUNNER_KUBE_RETURN_LIMIT_BYTES` (7 MiB) whatever
+`RUNNER_MAX_RESPONSE_BYTES` says. A log without its first record was rotated; one without its
+last was cut (the sidecar was killed).
 """
 
 from __future__ import annotations
@@ -13,17 +14,26 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from runner.errors import BackendUnavailable, PayloadTooLarge, RunnerError
+from runner.settings import Settings
 
-MiB = 1024 * 1024
-RETURN_LIMIT_BYTES = 7 * MiB
 LINE_LIMIT_BYTES = 128 * 1024
 
 
-def return_limit(max_response_bytes: int) -> int:
-    return min(max_response_bytes, RETURN_LIMIT_BYTES)
+class ReturnLimit(NamedTuple):
+    """The bound on a run's returned content, and the setting that set it."""
+
+    size: int
+    setting: str
+
+
+def return_limit(settings: Settings, max_response_bytes: int) -> ReturnLimit:
+    """The lower of the Kubernetes bound and the run's own cap on returned content."""
+    if settings.kube_return_limit_bytes < max_response_bytes:
+        return ReturnLimit(settings.kube_return_limit_bytes, "RUNNER_KUBE_RETURN_LIMIT_BYTES")
+    return ReturnLimit(max_response_bytes, "RUNNER_MAX_RESPONSE_BYTES")
 
 
 def log_bytes_for(limit: int) -> int:
@@ -31,7 +41,7 @@ def log_bytes_for(limit: int) -> int:
     return limit * 4 // 3 + (limit // (48 * 1024) + 64) * 64 + 4096
 
 
-def read_returned(chunks: Iterable[bytes], limit: int) -> dict[str, tuple[str, bytes]]:
+def read_returned(chunks: Iterable[bytes], limit: ReturnLimit) -> dict[str, tuple[str, bytes]]:
     records = (_record(line) for line in _lines(chunks))
     first = next(records, None)
     if first is None or "begin" not in first:
@@ -53,17 +63,21 @@ def read_returned(chunks: Iterable[bytes], limit: int) -> dict[str, tuple[str, b
         elif "data" in record:
             chunk = _decoded(record["data"])
             size += len(chunk)
-            if size > limit:
+            if size > limit.size:
                 raise _too_large(limit)
             current += chunk
     raise _cut()
 
 
-def _too_large(limit: int) -> RunnerError:
+def _too_large(limit: ReturnLimit) -> RunnerError:
+    why = (
+        "which the kubelet's container log (containerLogMaxSize) must hold"
+        if limit.setting == "RUNNER_KUBE_RETURN_LIMIT_BYTES"
+        else "the operator's cap on returned content"
+    )
     return PayloadTooLarge(
-        f"volumes: the returned content exceeds {limit} bytes, the limit on Kubernetes "
-        "(RUNNER_MAX_RESPONSE_BYTES, and at most 7 MiB: the kubelet's container log size); "
-        "return less, or write it to a volume",
+        f"volumes: the returned content exceeds {limit.size} bytes, the limit on Kubernetes "
+        f"({limit.setting}, {why}); return less, or write it to a volume",
         field="volumes",
     )
 

@@ -8,8 +8,10 @@ with backoff until the caller's deadline: a blip never ends a run.
 A pod that admission refuses (Pod Security, a ResourceQuota, a missing service account) is
 never created: the Job controller records a `FailedCreate` Warning event on the Job, and that
 event is the only place the refusal shows. While no pod exists the watch therefore runs in
-short windows, and after each one the Job's `FailedCreate` events are read: the run fails
-within seconds with the admission's own words, not at its timeout.
+short windows, and after each one the Job's newest `FailedCreate` event is read. A refusal that
+never clears (Pod Security, an invalid pod) fails the run within seconds with the admission's
+own words; one that may (a quota, a service account not there yet) is waited on, since the Job
+controller retries with backoff, until the run's start timeout: `refusal` then says why.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
@@ -51,6 +54,7 @@ class PodWatch:
         self.version: str | None = None
         self.seen_pod = False
         self.failures = 0
+        self.refusal: str | None = None  # the newest FailedCreate that may still clear
         self.stopped = threading.Event()
 
     def follow(self) -> Generator[tuple[str, Any], None, None]:
@@ -116,7 +120,7 @@ class PodWatch:
         self.stopped.wait(min(pause, max(0.0, self.give_up - time.monotonic())))
 
     def _refused(self) -> None:
-        """The Job controller's FailedCreate events, as the refusal they report."""
+        """The Job controller's newest FailedCreate event: an error when it never clears."""
         fields = f"involvedObject.kind=Job,involvedObject.name={self.job},reason=FailedCreate"
         try:
             with api_errors("reading the Job's events"):
@@ -126,7 +130,16 @@ class PodWatch:
         except RunnerError:
             return  # a blip: asked again after the next window
         if found.items:
-            raise never_created(found.items[-1].message or "")
+            self.refusal = max(found.items, key=_last_seen).message or ""
+            refused = never_created(self.refusal)
+            if refused is not None:
+                raise refused
+
+
+def _last_seen(event: Any) -> datetime:
+    """Events repeat (`count`, `lastTimestamp`) and are listed in no set order."""
+    when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+    return when or datetime.min.replace(tzinfo=UTC)
 
 
 def job_deadline_exceeded(found: Any) -> bool:

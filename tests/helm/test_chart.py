@@ -257,7 +257,12 @@ def test_the_values_schema_takes_every_value_set_and_refuses_typos() -> None:
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     for values in VALUE_SETS.values():
         jsonschema.validate(merged(copy.deepcopy(defaults), values), schema)
-    for wrong in ({"runs": {"namespce": "x"}}, {"replicaCount": "two"}, {"podDisruptionBudget": 1}):
+    for wrong in (
+        {"runs": {"namespce": "x"}},
+        {"replicaCount": "two"},
+        {"podDisruptionBudget": 1},
+        {"runs": {"returnLimitBytes": 1024}},  # below RUNNER_KUBE_RETURN_LIMIT_BYTES' floor
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(merged(copy.deepcopy(defaults), wrong), schema)
 
@@ -286,6 +291,9 @@ def test_run_pod_settings_reach_the_runner() -> None:
     assert env["RUNNER_KUBE_IMAGE_PULL_SECRETS"] == "regcred"
     assert env["RUNNER_RUNTIME"] == "gvisor"
     assert env["RUNNER_KUBE_SCRATCH_SIZE"] == "1Gi"
+    assert env["RUNNER_KUBE_RETURN_LIMIT_BYTES"] == "7340032"
+    lowered = objects({"runs": {"returnLimitBytes": 1048576}})
+    assert container_env(lowered)["RUNNER_KUBE_RETURN_LIMIT_BYTES"] == "1048576"
 
 
 def _env(deployment: dict[str, Any]) -> list[dict[str, Any]]:

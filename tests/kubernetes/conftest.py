@@ -44,3 +44,20 @@ def api(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[TestClient]:
         name for kind in ("jobs", "secrets", "configmaps", "pods") for name in fake.named(kind)
     ]
     assert leftovers == [], f"left behind: {leftovers}"
+
+
+@pytest.fixture
+def configured(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[type[TestClient]]:
+    """The REST app with some settings changed: `configured(**settings)`."""
+    made: list[TestClient] = []
+
+    def client(**changes: object) -> TestClient:
+        app = TestClient(create_app(kube_settings.model_copy(update=changes)))
+        made.append(app.__enter__())
+        return made[-1]
+
+    yield client  # type: ignore[misc]
+    for app in made:
+        app.__exit__(None, None, None)
+    fake.settle()
+    assert [name for kind in ("jobs", "pods") for name in fake.named(kind)] == []

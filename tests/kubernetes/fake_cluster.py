@@ -2,7 +2,9 @@
 kubelet and the garbage collector, as the real ones behave where the runner can tell.
 
 - Job controller: makes the pod only once the Job is not suspended; when admission refuses the
-  pod, records a `FailedCreate` Warning event on the Job (and no pod); writes the Job's
+  pod, records a `FailedCreate` Warning event on the Job (and no pod) and tries again after a
+  backoff that doubles (the real one: 1 s to 1 min; here `API_BACKOFF_SECONDS` to 32 times
+  that), so a refusal that clears (a quota freed) lets the pod in later; writes the Job's
   conditions as the real controller does (`SuccessCriteriaMet`/`Complete`,
   `FailureTarget`/`Failed` with reason `BackoffLimitExceeded` or `DeadlineExceeded`); at the
   Job's `activeDeadlineSeconds` (from its start) it deletes the pod, whose log goes with it.
@@ -29,47 +31,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.kubernetes import pod_helper
+from tests.kubernetes.fake_admission import pod_security_violations
 from tests.kubernetes.fake_scripts import Script, status
 
 if TYPE_CHECKING:
     from tests.kubernetes.fake_api import FakeKubernetes
 
 STEP_SECONDS = 0.02
+API_BACKOFF_SECONDS = 0.05
+MAX_API_BACKOFF_SECONDS = 32 * API_BACKOFF_SECONDS
 GC_DELAY_SECONDS = 0.05
-SAFE_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "projected"}
-SAFE_VOLUMES |= {"persistentVolumeClaim", "secret"}
 
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def pod_security_violations(spec: dict[str, Any]) -> list[str]:
-    """Pod Security Standards, `restricted` level: what the real admission names."""
-    problems = []
-    context = spec.get("securityContext") or {}
-    containers = [*spec.get("initContainers", []), *spec.get("containers", [])]
-    kinds = {kind for volume in spec.get("volumes", []) for kind in volume if kind != "name"}
-    if kinds - SAFE_VOLUMES:
-        problems.append(f"restricted volume types ({', '.join(sorted(kinds - SAFE_VOLUMES))})")
-    for item in containers:
-        own = item.get("securityContext") or {}
-        name = item["name"]
-        if own.get("allowPrivilegeEscalation") is not False:
-            problems.append(f'allowPrivilegeEscalation != false (container "{name}")')
-        capabilities = own.get("capabilities") or {}
-        if "ALL" not in capabilities.get("drop", []):
-            problems.append(f'unrestricted capabilities (container "{name}" must drop ALL)')
-        if set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
-            problems.append(f'unrestricted capabilities (container "{name}" adds some)')
-        if not own.get("runAsNonRoot", context.get("runAsNonRoot")):
-            problems.append(f'runAsNonRoot != true (container "{name}")')
-        if own.get("runAsUser", context.get("runAsUser")) == 0:
-            problems.append(f'runAsUser=0 (container "{name}")')
-        profile = own.get("seccompProfile", context.get("seccompProfile")) or {}
-        if profile.get("type") not in ("RuntimeDefault", "Localhost"):
-            problems.append(f'seccompProfile (container "{name}")')
-    return problems
 
 
 class JobController:
@@ -81,21 +56,42 @@ class JobController:
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         self.fake.patch("jobs", namespace, name, {"status": {"startTime": now()}}, internal=True)
         self.fake.background(self._deadline, job)
-        pod = self._pod(job)
+        self.fake.background(self._make_pod, job)
+
+    def _make_pod(self, job: dict[str, Any]) -> None:
+        """Create the pod; while admission refuses it, a FailedCreate event and a backoff."""
+        pause = API_BACKOFF_SECONDS
+        while self._wants_pod(job):
+            pod = self._pod(job)
+            reason = self._refusal(pod)
+            if reason is None:
+                self.fake.put("pods", pod["metadata"]["namespace"], pod, "ADDED")
+                self.fake.background(Kubelet(self.fake, pod, self.fake.script(job)).play)
+                return
+            message = f'Error creating: pods "{pod["metadata"]["name"]}" is forbidden: {reason}'
+            self._event(job, "FailedCreate", message)
+            until = time.monotonic() + pause
+            while time.monotonic() < until and self._wants_pod(job):
+                self.fake.wait(until - time.monotonic())
+            pause = min(2 * pause, MAX_API_BACKOFF_SECONDS)
+
+    def _wants_pod(self, job: dict[str, Any]) -> bool:
+        """The Job still exists, runs, and has not ended (its deadline, say)."""
+        current = self.fake.get("jobs", job["metadata"]["namespace"], job["metadata"]["name"])
+        if (
+            self.fake.closed
+            or current is None
+            or current["metadata"]["uid"] != job["metadata"]["uid"]
+        ):
+            return False
+        return not current["spec"].get("suspend") and not current["status"].get("conditions")
+
+    def _refusal(self, pod: dict[str, Any]) -> str | None:
+        """Pod Security admission of the namespace (`restricted`), then the test's own."""
         refused = pod_security_violations(pod["spec"])
-        reason = (
-            f'violates PodSecurity "restricted:latest": {"; ".join(refused)}' if refused else None
-        )
-        reason = reason or self.fake.refuse(pod)
-        if reason is not None:
-            self._event(
-                job,
-                "FailedCreate",
-                f'Error creating: pods "{pod["metadata"]["name"]}" is forbidden: {reason}',
-            )
-            return
-        self.fake.put("pods", namespace, pod, "ADDED")
-        self.fake.background(Kubelet(self.fake, pod, self.fake.script(job)).play)
+        if refused:
+            return f'violates PodSecurity "restricted:latest": {"; ".join(refused)}'
+        return self.fake.refuse(pod)
 
     def _pod(self, job: dict[str, Any]) -> dict[str, Any]:
         template = job["spec"]["template"]

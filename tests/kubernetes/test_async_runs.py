@@ -123,8 +123,8 @@ def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
     fake.script = lambda job: scripts.succeeds()
     api.post("/volume", json={"name": "cache"})
     api.post("/run", json={**BODY, "volumes": {"/c": {"type": "volume", "name": "cache"}}})
-    fake.refuse = lambda pod: "exceeded quota: compute"
-    assert api.post("/run", json=BODY).status_code == 503
+    fake.refuse = lambda pod: 'admission webhook "policy.example.com" denied the request'
+    assert api.post("/run", json=BODY).status_code == 403
     expired = {
         "oneoff-runner.managed": "true",
         "oneoff-runner.role": "run-record",

@@ -6,7 +6,6 @@ wire-level tests next to it."""
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Iterator
 
@@ -15,7 +14,9 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
-from tests.helpers import b64, untar_gz
+from tests.helpers import untar_gz
+from tests.kubernetes.cluster_support import FILES_RUN
+from tests.kubernetes.follow import final_state
 
 pytestmark = pytest.mark.cluster
 IMAGE = os.environ.get("CLUSTER_TEST_IMAGE", "busybox:1.36")
@@ -45,15 +46,7 @@ def test_a_run_prints_and_exits(cluster_api: TestClient) -> None:
 
 
 def test_files_go_in_and_come_back(cluster_api: TestClient) -> None:
-    body = {
-        "image": IMAGE,
-        "command": ["sh", "-c", "cp /in/a.txt /out/b.txt"],
-        "volumes": {
-            "/in/a.txt:ro": {"type": "file", "content": b64(b"payload\n")},
-            "/out": {"type": "directory", "response": True},
-        },
-    }
-    result = cluster_api.post("/run", json=body).json()
+    result = cluster_api.post("/run", json=FILES_RUN).json()
     assert result["exit_code"] == 0, result
     content = base64.b64decode(result["volumes"]["/out"]["content"])
     assert untar_gz(content) == {"b.txt": b"payload\n"}
@@ -88,23 +81,6 @@ def test_an_absent_image_with_pull_policy_never_is_a_404_at_once(cluster_api: Te
     assert "pull_policy" in response.json()["message"]
 
 
-def test_a_pod_refused_by_a_quota_is_a_503_at_once(cluster_api: TestClient) -> None:
-    """A ResourceQuota of no pods: the Job controller's FailedCreate event is the answer."""
-    from kubernetes import client, config
-
-    config.load_kube_config()
-    core = client.CoreV1Api()
-    namespace = os.environ.get("RUNNER_KUBE_NAMESPACE", "default")
-    quota = {"metadata": {"name": "oneoff-cluster-test"}, "spec": {"hard": {"pods": "0"}}}
-    core.create_namespaced_resource_quota(namespace, quota)
-    try:
-        response = cluster_api.post("/run", json={"image": IMAGE, "timeout_seconds": 600})
-    finally:
-        core.delete_namespaced_resource_quota("oneoff-cluster-test", namespace)
-    assert response.status_code == 503
-    assert "exceeded quota" in response.json()["message"]
-
-
 def test_returned_content_past_the_kubernetes_bound_is_a_413(cluster_api: TestClient) -> None:
     body = {
         "image": IMAGE,
@@ -123,9 +99,7 @@ def test_an_async_run_returns_its_paths(cluster_api: TestClient) -> None:
         "volumes": {"/out": {"type": "directory", "response": True}},
     }
     run_id = cluster_api.post("/runs", json=body).json()["run_id"]
-    with cluster_api.stream("GET", f"/runs/{run_id}/logs") as stream:
-        lines = list(stream.iter_lines())
-    final = json.loads(lines[lines.index("event: exit") + 1].removeprefix("data: "))
+    final = final_state(cluster_api, run_id)
     content = base64.b64decode(final["result"]["volumes"]["/out"]["content"])
     assert untar_gz(content) == {"r.txt": b"done\n"}
     cluster_api.delete(f"/runs/{run_id}")

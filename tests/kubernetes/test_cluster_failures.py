@@ -4,51 +4,25 @@ the pod."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
-from api_app import create_app
-from runner.settings import Settings
 from tests.helpers import b64
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
+from tests.kubernetes.follow import final_state
 
 BODY = {"image": "busybox:1.36", "command": ["sh", "-c", "echo hi"], "timeout_seconds": 1}
 QUOTA = "exceeded quota: compute, requested: limits.cpu=1, used: limits.cpu=4, limited: 4"
 
 
-@pytest.fixture
-def configured(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[type[TestClient]]:
-    """The REST app with some settings changed: `configured(**settings)`."""
-    made: list[TestClient] = []
-
-    def client(**changes: object) -> TestClient:
-        app = TestClient(create_app(kube_settings.model_copy(update=changes)))
-        made.append(app.__enter__())
-        return made[-1]
-
-    yield client  # type: ignore[misc]
-    for app in made:
-        app.__exit__(None, None, None)
-    fake.settle()
-    assert [name for kind in ("jobs", "pods") for name in fake.named(kind)] == []
-
-
-def final_state(api: TestClient, run_id: str) -> dict:  # type: ignore[type-arg]
-    with api.stream("GET", f"/runs/{run_id}/logs") as stream:
-        lines = list(stream.iter_lines())
-    exit_data = lines[lines.index("event: exit") + 1]
-    return json.loads(exit_data.removeprefix("data: "))  # type: ignore[no-any-return]
-
-
 # ---- pods that are never created ------------------------------------------------------------
 
 
-def test_a_pod_pod_security_refuses_is_a_403_with_its_reason(configured, fake: FakeKubernetes):
-    api = configured(kube_allow_root=True)
+def test_a_pod_pod_security_refuses_is_a_403_at_once(configured, fake: FakeKubernetes):
+    """The Job controller keeps retrying the pod; the runner does not wait for it (a start
+    timeout of 30 s would make a waiting runner answer 503)."""
+    api = configured(kube_allow_root=True, kube_start_timeout_seconds=30)
     response = api.post("/run", json={**BODY, "user": "0"})
     assert response.status_code == 403, response.text
     message = response.json()["message"]
@@ -56,17 +30,49 @@ def test_a_pod_pod_security_refuses_is_a_403_with_its_reason(configured, fake: F
     assert fake.named("pods") == []
 
 
-def test_a_quota_refusal_is_a_503_with_its_reason(api: TestClient, fake: FakeKubernetes):
+@pytest.mark.parametrize(
+    ("refusal", "status", "field"),
+    [
+        ('admission webhook "policy.example.com" denied the request: no', 403, None),
+        ("maximum memory usage per Container is 256Mi, but limit is 512Mi", 422, "memory"),
+        ("minimum cpu usage per Container is 2, but request is 1", 422, "cpus"),
+        ('Pod "x" is invalid: spec.containers[0].image: Required value', 422, None),
+    ],
+)
+def test_refusals_that_never_clear_are_answered_at_once(
+    configured, fake: FakeKubernetes, refusal: str, status: int, field: str | None
+):
+    fake.refuse = lambda pod: refusal
+    response = configured(kube_start_timeout_seconds=30).post("/run", json=BODY)
+    assert response.status_code == status, response.text
+    assert refusal in response.json()["message"]
+    assert response.json().get("field") == field
+
+
+def test_a_quota_that_frees_up_while_the_run_waits_lets_it_run(configured, fake: FakeKubernetes):
+    """The quota refuses the pod until the runner has read the refusal (another pod of the
+    namespace ends meanwhile): the Job controller's next attempt gets in, and the run runs."""
+    fake.refuse = lambda pod: None if ("", "events", "list") in fake.calls else QUOTA
+    response = configured(kube_start_timeout_seconds=30).post("/run", json=BODY)
+    assert response.status_code == 200, response.text
+    assert response.json()["exit_code"] == 0
+    refused = [event["reason"] for event in fake.list("events", "runs", None)]
+    assert "FailedCreate" in refused
+
+
+def test_a_quota_that_never_frees_is_a_503_at_the_start_timeout(configured, fake):
     fake.refuse = lambda pod: QUOTA
-    response = api.post("/run", json=BODY)
+    response = configured(kube_start_timeout_seconds=1).post("/run", json=BODY)
     assert response.status_code == 503
-    assert "exceeded quota: compute" in response.json()["message"]
+    message = response.json()["message"]
+    assert "exceeded quota: compute" in message and "RUNNER_KUBE_START_TIMEOUT_SECONDS" in message
 
 
-def test_an_async_run_whose_pod_is_refused_fails_with_the_reason(
-    api: TestClient, fake: FakeKubernetes
+def test_an_async_run_whose_pod_stays_refused_fails_with_the_reason(
+    configured, fake: FakeKubernetes
 ):
     fake.refuse = lambda pod: 'error looking up service account runs/runner: "runner" not found'
+    api = configured(kube_start_timeout_seconds=1)
     run_id = api.post("/runs", json=BODY).json()["run_id"]
     final = final_state(api, run_id)
     assert final["state"] == "failed"

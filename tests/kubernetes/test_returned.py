@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from tests.helpers import untar_gz
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
+from tests.kubernetes.follow import final_state
 
 MiB = 1024 * 1024
 BODY = {
@@ -45,7 +46,29 @@ def test_content_past_what_the_kubelet_keeps_is_a_413(api: TestClient, fake: Fak
     response = api.post("/run", json=BODY)
     assert response.status_code == 413
     assert response.json()["field"] == "volumes"
-    assert "7 MiB" in response.json()["message"]
+    assert f"exceeds {7 * MiB} bytes" in response.json()["message"]
+    assert "RUNNER_KUBE_RETURN_LIMIT_BYTES" in response.json()["message"]
+
+
+def test_a_lower_return_limit_setting_is_a_413_naming_it(configured, fake: FakeKubernetes):
+    """The collect sidecar stops at the setting (its `error` record), and the 413 names it."""
+    api = configured(kube_return_limit_bytes=256 * 1024)
+    fake.script = lambda job: scripts.succeeds(program=writes(300 * 1024))
+    response = api.post("/run", json=BODY)
+    assert response.status_code == 413, response.text
+    message = response.json()["message"]
+    assert f"exceeds {256 * 1024} bytes" in message
+    assert "RUNNER_KUBE_RETURN_LIMIT_BYTES" in message
+    fake.script = lambda job: scripts.succeeds(program=writes(200 * 1024))
+    assert api.post("/run", json=BODY).status_code == 200
+
+
+def test_a_lower_max_response_bytes_is_named_instead(configured, fake: FakeKubernetes):
+    api = configured(max_response_bytes=100 * 1024)
+    fake.script = lambda job: scripts.succeeds(program=writes(150 * 1024))
+    response = api.post("/run", json=BODY)
+    assert response.status_code == 413, response.text
+    assert "RUNNER_MAX_RESPONSE_BYTES" in response.json()["message"]
 
 
 def test_a_rotated_collect_log_is_a_413_that_says_so(api: TestClient, fake: FakeKubernetes):
@@ -88,9 +111,7 @@ def test_an_async_run_is_not_finished_while_its_paths_are_being_collected(
 def test_an_async_run_returns_its_paths_once_collected(api: TestClient, fake: FakeKubernetes):
     fake.script = lambda job: scripts.collects(writes(1024))
     run_id = api.post("/runs", json=BODY).json()["run_id"]
-    with api.stream("GET", f"/runs/{run_id}/logs") as stream:
-        lines = list(stream.iter_lines())
-    final = json.loads(lines[lines.index("event: exit") + 1].removeprefix("data: "))
+    final = final_state(api, run_id)
     assert final["state"] == "succeeded"
     returned = base64.b64decode(final["result"]["volumes"]["/out"]["content"])
     assert len(untar_gz(returned)["data.bin"]) == 1024

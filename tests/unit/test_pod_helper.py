@@ -12,7 +12,8 @@ import tarfile
 from pathlib import Path
 
 from backends.kubernetes import pod_helper
-from backends.kubernetes.returned import read_returned
+from backends.kubernetes.manifests import HELPER_COMMAND
+from backends.kubernetes.returned import ReturnLimit, read_returned
 from tests.conftest import ROOT
 from tests.helpers import tar_gz, untar_gz
 
@@ -40,7 +41,7 @@ STEPS = [
 
 def helper(root: Path, *arguments: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "runner.cli.main", "pod-helper", *arguments],
+        [sys.executable, *HELPER_COMMAND[1:], *arguments],  # the command run pods use
         cwd=ROOT,
         env={**os.environ, "ONEOFF_POD_ROOT": str(root)},
         stdout=subprocess.PIPE,
@@ -68,7 +69,9 @@ def test_unpack_then_collect_on_sigterm(tmp_path: Path) -> None:
     collector.send_signal(signal.SIGTERM)
     output, _ = collector.communicate(timeout=60)
     assert collector.returncode == 0
-    returned = read_returned([output.encode()], 100000)
+    returned = read_returned(
+        [output.encode()], ReturnLimit(100000, "RUNNER_KUBE_RETURN_LIMIT_BYTES")
+    )
     kind, data = returned["/out"]
     assert kind == "directory"
     assert untar_gz(data) == {"made.txt": b"by the run\n"}
@@ -83,7 +86,11 @@ def test_collect_streams_in_bounded_records(tmp_path: Path) -> None:
     lines = out.getvalue().splitlines()
     assert json.loads(lines[0]) == {"begin": 1} and json.loads(lines[-1]) == {"done": True}
     assert max(len(line) for line in lines) <= 64 * 1024 + 16
-    assert untar_gz(read_returned([out.getvalue()], 1024 * 1024)["/out"][1])["big.bin"]
+    assert untar_gz(
+        read_returned([out.getvalue()], ReturnLimit(1024 * 1024, "RUNNER_KUBE_RETURN_LIMIT_BYTES"))[
+            "/out"
+        ][1]
+    )["big.bin"]
 
 
 def test_collect_refuses_paths_over_the_limit(tmp_path: Path) -> None:

@@ -43,6 +43,8 @@ def stderr_lines(
         ("RUNNER_MAX_MEMORY", "lots", ["not a size", "e.g. 256m or 1g"]),
         ("RUNNER_KUBE_NODE_SELECTOR", "{", ["not valid JSON", "a JSON object"]),
         ("RUNNER_KUBE_TOLERATIONS", "[1]", ["a JSON list"]),
+        ("RUNNER_KUBE_RETURN_LIMIT_BYTES", "1000", ["65536 or more", "at most 268435456"]),
+        ("RUNNER_KUBE_RETURN_LIMIT_BYTES", "999999999999", ["at most 268435456"]),
     ],
 )
 def test_each_kind_of_bad_value_is_one_line_naming_the_variable_and_what_it_accepts(

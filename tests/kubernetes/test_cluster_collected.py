@@ -1,0 +1,38 @@
+"""The real-cluster tests cannot run here, but they are collected: importable, and selected by
+`-m cluster` (the default options deselect them: pyproject's `addopts`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+MODULES = ["tests/kubernetes/test_cluster.py", "tests/kubernetes/test_cluster_resilience.py"]
+EXPECTED = {
+    "test_an_api_server_blip_during_a_run_neither_fails_nor_deletes_it[sync]",
+    "test_an_api_server_blip_during_a_run_neither_fails_nor_deletes_it[async]",
+    "test_a_restricted_namespace_admits_the_runner_s_pods",
+    "test_a_pod_pod_security_refuses_is_a_403_with_its_reason",
+    "test_a_quota_that_frees_up_lets_the_waiting_run_start",
+    "test_open_egress_reaches_dns_but_not_metadata_or_private_ranges",
+    "test_the_generated_token_survives_helm_upgrade",
+    "test_returned_content_past_the_kubernetes_bound_is_a_413",
+}
+
+
+def collected(*options: str) -> set[str]:
+    found = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+        + [*options, *MODULES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "error" not in found.stdout.lower(), found.stdout
+    return {line.split("::")[-1] for line in found.stdout.splitlines() if "::" in line}
+
+
+def test_the_cluster_cases_are_collected_with_the_marker() -> None:
+    assert EXPECTED <= collected("-m", "cluster")
