@@ -72,6 +72,15 @@ def watch_until(list_call: Callable[..., Any], done: Callable[[Any], bool], **qu
     raise AssertionError(f"nothing matched within {WAIT_SECONDS} s: {query}")
 
 
+def remove_finished_run(space: str, run_id: str) -> None:
+    """A finished async run stays (with its result) for RUNNER_RESULT_TTL_SECONDS, and
+    `DELETE /runs/{id}` leaves it: the test removes its Job itself, pods with it."""
+    from kubernetes import client
+
+    batch = client.BatchV1Api(core().api_client)
+    batch.delete_namespaced_job(f"oneoff-{run_id}", space, propagation_policy="Background")
+
+
 def wait_for_failed_create(api: Any, space: str, job: str) -> Any:
     """The Job controller's first FailedCreate event for `job`."""
     fields = f"involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate"

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from api_app import create_app
 from runner.settings import Settings
 from tests.helpers import untar_gz
-from tests.kubernetes.cluster_support import FILES_RUN
+from tests.kubernetes.cluster_support import FILES_RUN, namespace, remove_finished_run
 from tests.kubernetes.follow import final_state
 
 pytestmark = pytest.mark.cluster
@@ -102,4 +102,4 @@ def test_an_async_run_returns_its_paths(cluster_api: TestClient) -> None:
     final = final_state(cluster_api, run_id)
     content = base64.b64decode(final["result"]["volumes"]["/out"]["content"])
     assert untar_gz(content) == {"r.txt": b"done\n"}
-    cluster_api.delete(f"/runs/{run_id}")
+    remove_finished_run(namespace(), run_id)

@@ -60,6 +60,15 @@ def test_a_quota_that_frees_up_while_the_run_waits_lets_it_run(configured, fake:
     assert "FailedCreate" in refused
 
 
+def test_an_async_run_waits_out_a_quota_that_frees_up(configured, fake: FakeKubernetes):
+    fake.refuse = lambda pod: None if ("", "events", "list") in fake.calls else QUOTA
+    api = configured(kube_start_timeout_seconds=30)
+    run_id = api.post("/runs", json=BODY).json()["run_id"]
+    final = final_state(api, run_id)
+    assert (final["state"], final["result"]["exit_code"]) == ("succeeded", 0), final
+    fake.delete("jobs", "runs", f"oneoff-{run_id}")  # a finished run stays for its TTL
+
+
 def test_a_quota_that_never_frees_is_a_503_at_the_start_timeout(configured, fake):
     fake.refuse = lambda pod: QUOTA
     response = configured(kube_start_timeout_seconds=1).post("/run", json=BODY)

@@ -33,6 +33,7 @@ from tests.kubernetes.cluster_support import (
     namespace,
     probe,
     proxied_kubeconfig,
+    remove_finished_run,
     wait_for_failed_create,
     wait_for_running,
 )
@@ -118,7 +119,7 @@ def test_an_api_server_blip_during_a_run_neither_fails_nor_deletes_it(
             final = final_state(api, run_id)
             assert final["state"] == "succeeded", final
             result = final["result"]
-            api.delete(f"/runs/{run_id}")
+            remove_finished_run(namespace(), run_id)
     assert (result["exit_code"], result["stdout"]) == (0, "before\nafter\n")
 
 
@@ -163,7 +164,7 @@ def test_a_quota_that_frees_up_lets_the_waiting_run_start(runner: Runner) -> Non
             wait_for_failed_create(admin, space, f"oneoff-{run_id}")
             admin.delete_namespaced_resource_quota(quota["metadata"]["name"], space)
             final = final_state(api, run_id)
-            api.delete(f"/runs/{run_id}")
+            remove_finished_run(space, run_id)
     finally:
         with contextlib.suppress(Exception):
             admin.delete_namespaced_resource_quota(quota["metadata"]["name"], space)
