@@ -96,12 +96,17 @@ class DockerBackend:
             return self._stream_client
 
     def _connect(self, timeout: float) -> docker.APIClient:
-        return docker.APIClient(
+        client = docker.APIClient(
             version="auto",
             timeout=int(timeout),
             max_pool_size=self.settings.max_concurrent_runs * 2 + 8,
             **kwargs_from_env(environment=self.settings.docker_environment()),
         )
+        if client.base_url.startswith("http+docker://"):
+            # a local socket: no proxy or .netrc applies, so requests need not look them up
+            # on every call (about a tenth of the runner's own CPU for a short run)
+            client.trust_env = False
+        return client
 
     def close(self) -> None:
         self.attached.close()
