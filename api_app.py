@@ -25,17 +25,18 @@ from runner import __version__
 from runner.api_docs import documented_app, open_docs_paths
 from runner.auth import BearerTokenAuth
 from runner.backend import Backend
-from runner.errors import Busy, Cancelled, InvalidRequest, RunnerError
-from runner.models import (
+from runner.engine_models import (
     ContainerInfo,
     CreateVolumeRequest,
     CreateVolumeResult,
-    ErrorBody,
     Health,
     ImageInfo,
-    RunResult,
+    RemovedVolume,
     Unavailable,
+    VolumeInfo,
 )
+from runner.errors import Busy, Cancelled, InvalidRequest, RunnerError
+from runner.models import VOLUME_NAME_PATTERN, ErrorBody, RunResult
 from runner.rest_bodies import REQUEST_BODY, RunBody, document_run_request, feeding, run_body
 from runner.rest_files import (
     OCTETS,
@@ -83,7 +84,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Missing or wrong API token, or the registry refused the credentials.",
         403: "The operator's policy refused the request.",
         404: "Image, volume or run not found.",
-        409: "The volume exists.",
+        409: "The volume exists, or is in use.",
         413: "Content or returned content over the operator's size limits.",
         422: "A field is invalid; `field` names it.",
         429: "All run slots and the queue are full; see Retry-After.",
@@ -138,6 +139,26 @@ async def create_volume(
     200, as oneoff-docker-runner answered (its clients check for it); an existing volume is a
     409 unless `reuse_existing`."""
     return await service.create_volume(body, caller)
+
+
+@router.get("/volumes", response_model=list[VolumeInfo], responses=ERRORS, summary="List volumes")
+async def list_volumes(service: Service, caller: Caller) -> list[VolumeInfo]:
+    """The named volumes you created with POST /volume (same API token), by name; no other
+    volume on the engine is ever listed."""
+    return await service.list_volumes(caller)
+
+
+@router.delete(
+    "/volume/{name}", response_model=RemovedVolume, responses=ERRORS, summary="Remove a volume"
+)
+async def remove_volume(
+    name: Annotated[str, Path(pattern=VOLUME_NAME_PATTERN, description="From GET /volumes.")],
+    service: Service,
+    caller: Caller,
+) -> RemovedVolume:
+    """Remove a volume you created, and its data. 404 for any other name (another token's
+    volume, one not made through the runner, none at all); 409 while a container uses it."""
+    return await service.remove_volume(name, caller)
 
 
 @router.get(

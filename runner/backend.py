@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from runner.models import RESERVED_LABEL_PREFIX, ContainerInfo, Health, ImageInfo
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
+from runner.models import RESERVED_LABEL_PREFIX
 from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
 
 LABEL_PREFIX = RESERVED_LABEL_PREFIX
@@ -98,6 +99,15 @@ class Backend(Protocol):
 
     def volume_state(self, name: str) -> VolumeState | None:
         """Who owns the named volume and what it binds; None when there is none."""
+        ...
+
+    def list_volumes(self, *, tenant: str) -> list[VolumeInfo]:
+        """The named volumes the tenant created through the API (by their labels), by name."""
+        ...
+
+    def remove_volume(self, name: str) -> None:
+        """Remove a named volume (the service has checked it is the caller's); `Conflict` when
+        a container still uses it."""
         ...
 
     def health(self) -> Health: ...

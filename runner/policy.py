@@ -13,8 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.archives import Budget, check_tar_gz, decode_base64, single_top_folder, strip_top_folder
-from runner.errors import Conflict, InvalidRequest, PayloadTooLarge, PolicyRefused
-from runner.models import CreateVolumeRequest, MountPoint, RunRequest, VolumeSpec
+from runner.engine_models import CreateVolumeRequest
+from runner.errors import (
+    Conflict,
+    InvalidRequest,
+    PayloadTooLarge,
+    PolicyRefused,
+    VolumeNotFound,
+)
+from runner.models import MountPoint, RunRequest, VolumeSpec
 from runner.settings import Settings
 from runner.sizes import parse_size
 from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill, VolumeState
@@ -140,6 +147,18 @@ def build_volume_fill(
         reuse_existing=request.reuse_existing,
         tenant=tenant.label,
     )
+
+
+def require_own_volume(name: str, tenant: Tenant, volumes: VolumeLookup) -> None:
+    """A volume the tenant created through the API, or `VolumeNotFound`: whether another
+    tenant's or made some other way, the answer is the same, and confirms nothing."""
+    state = volumes(name)
+    if state is None or state.tenant != tenant.label:
+        raise VolumeNotFound(
+            f"name: no volume {name!r} among those you created (POST /volume); list yours "
+            "with GET /volumes",
+            field="name",
+        )
 
 
 def _allowed_driver(request: CreateVolumeRequest, settings: Settings) -> None:

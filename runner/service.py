@@ -22,18 +22,19 @@ import anyio
 
 from runner.admission import Admission, Ticket
 from runner.backend import Backend
-from runner.errors import BackendUnavailable, Cancelled, PolicyRefused, RunnerError
-from runner.metrics import Metrics
-from runner.models import (
+from runner.engine_models import (
     ContainerInfo,
     CreateVolumeRequest,
     CreateVolumeResult,
     Health,
     ImageInfo,
-    RunRequest,
-    RunResult,
+    RemovedVolume,
+    VolumeInfo,
 )
-from runner.policy import build_run_spec, build_volume_fill
+from runner.errors import BackendUnavailable, Cancelled, PolicyRefused, RunnerError
+from runner.metrics import Metrics
+from runner.models import RunRequest, RunResult
+from runner.policy import build_run_spec, build_volume_fill, require_own_volume
 from runner.runs import AsyncRuns
 from runner.settings import Settings
 from runner.shutdown import also_on_signal
@@ -231,6 +232,17 @@ class RunnerService:
         detail = await self.call(self.backend.create_volume, fill)
         log.info("volume %r: %s (tenant=%s)", request.name, detail, tenant.name)
         return CreateVolumeResult(name=request.name, detail=detail)
+
+    async def list_volumes(self, tenant: Tenant) -> list[VolumeInfo]:
+        """The named volumes the tenant created; no other volume is ever listed."""
+        return await self.call(functools.partial(self.backend.list_volumes, tenant=tenant.label))
+
+    async def remove_volume(self, name: str, tenant: Tenant) -> RemovedVolume:
+        """Remove one of the tenant's volumes (any other name is a 404, confirming nothing)."""
+        await self.call(require_own_volume, name, tenant, self.backend.volume_state)
+        await self.call(self.backend.remove_volume, name)
+        log.info("volume %r removed (tenant=%s)", name, tenant.name)
+        return RemovedVolume(name=name)
 
     async def health(self) -> Health:
         """The backend's health, at most a second old when it is asked often.

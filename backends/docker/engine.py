@@ -32,6 +32,7 @@ from backends.docker.stdin import StdinFeed
 from backends.labels import volume_labels
 from backends.leases import LEASE_SELECTOR, Lease
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, timed
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import (
     Cancelled,
     Conflict,
@@ -39,7 +40,6 @@ from runner.errors import (
     NotFound,
     RunnerError,
 )
-from runner.models import ContainerInfo, Health, ImageInfo
 from runner.settings import Settings
 from runner.spec import (
     Outcome,
@@ -341,6 +341,12 @@ class DockerBackend:
 
     def volume_state(self, name: str) -> VolumeState | None:
         return inventory.volume_state(self.api, name)
+
+    def list_volumes(self, *, tenant: str) -> list[VolumeInfo]:
+        return inventory.volumes(self.api, tenant)
+
+    def remove_volume(self, name: str) -> None:
+        inventory.remove_volume(self.api, name)
 
     def health(self) -> Health:
         return inventory.health(self.api)

@@ -35,6 +35,7 @@ from backends.kubernetes.runs import JobRuns
 from backends.labels import RECORD_ROLE, volume_tenant
 from backends.leases import LEASE_ROLE, Lease, abandoned, live_owners, past_deadline
 from runner.backend import MANAGED, ROLE, OutputStream, timed
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import (
     Cancelled,
     Conflict,
@@ -44,7 +45,6 @@ from runner.errors import (
     Unsupported,
     VolumeNotFound,
 )
-from runner.models import ContainerInfo, Health, ImageInfo
 from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
 
@@ -306,6 +306,12 @@ class KubernetesBackend:
         except NotFound:
             return None
         return VolumeState(tenant=volume_tenant(found.metadata.labels or {}))
+
+    def list_volumes(self, *, tenant: str) -> list[VolumeInfo]:
+        return inventory.claims(self.core, self.namespace, tenant)
+
+    def remove_volume(self, name: str) -> None:
+        inventory.remove_claim(self.core, self.namespace, name)
 
     def health(self) -> Health:
         return inventory.health(self.client, self.namespace)

@@ -6,9 +6,9 @@ from runner.settings import Settings
 
 INSTRUCTIONS = """Runs one-off containers: call run_container with an image and a command to execute
 code in isolation and get its exit code and output back. For long runs, start_run returns at
-once; get_run_logs, get_run and cancel_run follow it. Files go in and out as base64 in
-`volumes`; create_volume keeps files between runs; docker_health, list_containers and
-list_images inspect the engine."""
+once; get_run_logs, get_run and cancel_run follow it. Files go in as text in `files` or as
+base64 in `volumes`; create_volume keeps files between runs (list_volumes, remove_volume);
+docker_health, list_containers and list_images inspect the engine."""
 
 RUN_CONTAINER = """Run a command in a fresh container and return its exit code, stdout and stderr.
 
@@ -44,6 +44,16 @@ Use it to keep files between runs: mount it in run_container with
 {"type": "volume", "name": <name>}. A single top-level folder in the archive is stripped. Only
 runs made with the same API token may mount it; `driver` and `driver_opts` must be on the
 operator's lists (default: the local driver, no options).
+
+Example: {"name": "project-cache"}
+"""
+
+LIST_VOLUMES = """List the named volumes you created with create_volume (no other volume is shown).
+
+Example: {}
+"""
+
+REMOVE_VOLUME = """Remove a volume you created, and its data. Refused while a run uses it.
 
 Example: {"name": "project-cache"}
 """

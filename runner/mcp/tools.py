@@ -18,6 +18,13 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from runner import __version__
+from runner.engine_models import (
+    ContainerList,
+    CreateVolumeRequest,
+    ImageList,
+    VolumeList,
+    VolumeName,
+)
 from runner.errors import InvalidRequest, RunnerError
 from runner.mcp import text
 from runner.mcp.arguments import (
@@ -32,7 +39,6 @@ from runner.mcp.progress import LogLevels, RunProgress
 from runner.mcp.results import error_result, run_result, status_summary, structured, task_result
 from runner.mcp.schema import input_schema
 from runner.mcp.tasks import RunTasks, TasksServer, caller
-from runner.models import ContainerList, CreateVolumeRequest, ImageList
 from runner.service import RunnerService
 from runner.settings import Settings
 from runner.tenancy import Tenant
@@ -91,7 +97,7 @@ def _tool(
     async def placeholder() -> None:
         """Never called: `RunnerTool.run` calls `body`."""
 
-    destructive = name in ("cancel_run",)
+    destructive = name in ("cancel_run", "remove_volume")
     return RunnerTool(
         fn=placeholder,
         name=name,
@@ -124,6 +130,7 @@ def build_server(service: Callable[[], RunnerService], settings: Settings) -> MC
         log_level="WARNING",
         tools=[
             *_run_tools(service, levels, settings),
+            *_volume_tools(service),
             *_query_tools(service),
             *_engine_tools(service),
         ],
@@ -159,10 +166,6 @@ def _run_tools(
         status = await service().runs.start(request.as_run(), _tenant(ctx), None)
         return structured(status, f"{status_summary(status)}; follow it with get_run_logs")
 
-    async def create_volume(request: CreateVolumeRequest, ctx: Context) -> CallToolResult:
-        result = await service().create_volume(request, _tenant(ctx))
-        return structured(result, result.detail)
-
     return [
         _tool(
             "run_container",
@@ -172,7 +175,29 @@ def _run_tools(
             description=text.run_container(settings),
         ),
         _tool("start_run", "Start a long run", McpRunRequest, start_run, explained=False),
+    ]
+
+
+def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
+    """The caller's named volumes: create, list, remove."""
+
+    async def create_volume(request: CreateVolumeRequest, ctx: Context) -> CallToolResult:
+        result = await service().create_volume(request, _tenant(ctx))
+        return structured(result, result.detail)
+
+    async def list_volumes(request: NoArguments, ctx: Context) -> CallToolResult:
+        found = await service().list_volumes(_tenant(ctx))
+        names = ", ".join(volume.name for volume in found) or "none"
+        return structured(VolumeList(volumes=found), f"{len(found)} volume(s): {names}")
+
+    async def remove_volume(request: VolumeName, ctx: Context) -> CallToolResult:
+        removed = await service().remove_volume(request.name, _tenant(ctx))
+        return structured(removed, f"volume {removed.name!r} removed")
+
+    return [
         _tool("create_volume", "Create a volume", CreateVolumeRequest, create_volume),
+        _tool("list_volumes", "List your volumes", NoArguments, list_volumes, read_only=True),
+        _tool("remove_volume", "Remove a volume", VolumeName, remove_volume),
     ]
 
 
