@@ -15,7 +15,7 @@ from typing import Protocol
 
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.models import RESERVED_LABEL_PREFIX
-from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
+from runner.spec import Outcome, PullSpec, RunRecord, RunSpec, VolumeFill, VolumeState
 
 LABEL_PREFIX = RESERVED_LABEL_PREFIX
 MANAGED = f"{LABEL_PREFIX}.managed"
@@ -119,6 +119,11 @@ class Backend(Protocol):
         ...
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]: ...
+
+    def pull_image(self, spec: PullSpec) -> ImageInfo:
+        """Pull the image (reporting layer progress as events), stopping when `spec` is
+        cancelled; the image as the engine now has it."""
+        ...
 
     def renew_lease(self) -> None:
         """Renew this runner's claim on what it makes (`backends.leases`); the service calls

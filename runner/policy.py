@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.archives import Budget, check_tar_gz, decode_base64, single_top_folder, strip_top_folder
-from runner.engine_models import CreateVolumeRequest
+from runner.engine_models import CreateVolumeRequest, PullImageRequest
 from runner.errors import (
     Conflict,
     InvalidRequest,
@@ -21,10 +21,10 @@ from runner.errors import (
     PolicyRefused,
     VolumeNotFound,
 )
-from runner.models import MountPoint, RunRequest, VolumeSpec
+from runner.models import AuthConfig, MountPoint, RunRequest, VolumeSpec
 from runner.settings import Settings
 from runner.sizes import parse_size
-from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill, VolumeState
+from runner.spec import MountSpec, PullSpec, RegistryAuth, RunSpec, VolumeFill, VolumeState
 from runner.tenancy import Tenant
 from runner.uploads import Uploads, checked
 
@@ -76,7 +76,7 @@ def build_run_spec(
         working_dir=request.working_dir,
         user=request.user,
         pull_policy=request.pull_policy,
-        auth=_auth(request),
+        auth=_auth(request.auth_config),
         mounts=mounts,
         **_limits(request, settings),
         pids_limit=settings.pids_limit,
@@ -292,8 +292,14 @@ def _stdin(text: str | None, settings: Settings) -> bytes | None:
     return data
 
 
-def _auth(request: RunRequest) -> RegistryAuth | None:
-    auth = request.auth_config
+def build_pull_spec(request: PullImageRequest, settings: Settings, tenant: Tenant) -> PullSpec:
+    """An image pull under the same policy as a run's: the image allow-list, the caller's
+    credentials for this pull only."""
+    _allowed_image(request.image, settings)
+    return PullSpec(image=request.image, auth=_auth(request.auth_config), tenant=tenant.label)
+
+
+def _auth(auth: AuthConfig | None) -> RegistryAuth | None:
     if auth is None:
         return None
     return RegistryAuth(

@@ -24,6 +24,7 @@ from runner.backend import INSTANCE, ROLE
 from runner.settings import Settings
 from tests.helpers import SUITE_ID, TEST_IMAGE, instance_id
 
+pytest_plugins = ["tests.registries"]
 ENGINE_SUITES = ("/tests/docker/", "/tests/mcp/")
 
 

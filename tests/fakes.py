@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import NotFound
-from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
+from runner.spec import Outcome, PullSpec, RunRecord, RunSpec, VolumeFill, VolumeState
 
 
 def outcome(
@@ -136,6 +136,9 @@ class FakeBackend:
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         return []
+
+    def pull_image(self, spec: PullSpec) -> ImageInfo:
+        return ImageInfo(id="sha256:fake", tags=[spec.image], size=0)
 
     def renew_lease(self) -> None:
         pass

@@ -43,6 +43,7 @@ from runner.errors import (
 from runner.settings import Settings
 from runner.spec import (
     Outcome,
+    PullSpec,
     RunRecord,
     RunSpec,
     VolumeFill,
@@ -360,6 +361,11 @@ class DockerBackend:
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         return inventory.images(self.api, reference)
+
+    def pull_image(self, spec: PullSpec) -> ImageInfo:
+        spec.emit("phase", f"pulling {spec.image}")
+        pull(self.api, spec, spec.emit)
+        return inventory.image(self.api, spec.image)
 
     def renew_lease(self) -> None:
         self.lease.renew()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import docker
 
 from backends.docker.errors import engine_errors
@@ -47,10 +49,17 @@ def containers(
 def images(api: docker.APIClient, reference: str | None) -> list[ImageInfo]:
     with engine_errors("listing images"):
         found = api.images(name=reference)
-    return [
-        ImageInfo(id=item["Id"], tags=item.get("RepoTags") or [], size=item.get("Size", 0))
-        for item in found
-    ]
+    return [_image_info(item) for item in found]
+
+
+def image(api: docker.APIClient, reference: str) -> ImageInfo:
+    """One image, as the engine has it now (e.g. just pulled)."""
+    with engine_errors("inspecting the image"):
+        return _image_info(api.inspect_image(reference))
+
+
+def _image_info(item: dict[str, Any]) -> ImageInfo:
+    return ImageInfo(id=item["Id"], tags=item.get("RepoTags") or [], size=item.get("Size", 0))
 
 
 def volume_state(api: docker.APIClient, name: str) -> VolumeState | None:

@@ -46,7 +46,7 @@ from runner.errors import (
     VolumeNotFound,
 )
 from runner.settings import Settings
-from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
+from runner.spec import Outcome, PullSpec, RunRecord, RunSpec, VolumeFill, VolumeState
 
 log = logging.getLogger("oneoff_runner.kubernetes")
 
@@ -325,6 +325,13 @@ class KubernetesBackend:
         raise Unsupported(
             "listing images is not available on Kubernetes: nodes' image caches are not visible "
             "through the API; use pull_policy 'always' or 'missing'"
+        )
+
+    def pull_image(self, spec: PullSpec) -> ImageInfo:
+        raise Unsupported(
+            "image: pulling ahead is not available on Kubernetes: each node pulls the images "
+            "of its own pods; a run's pull_policy decides when",
+            field="image",
         )
 
     def renew_lease(self) -> None:

@@ -8,7 +8,7 @@ INSTRUCTIONS = """Runs one-off containers: call run_container with an image and 
 code in isolation and get its exit code and output back. For long runs, start_run returns at
 once; get_run_logs, get_run and cancel_run follow it. Files go in as text in `files` or as
 base64 in `volumes`; create_volume keeps files between runs (list_volumes, remove_volume);
-docker_health, list_containers and list_images inspect the engine."""
+docker_health, list_containers and list_images inspect the engine; pull_image fetches ahead."""
 
 RUN_CONTAINER = """Run a command in a fresh container and return its exit code, stdout and stderr.
 
@@ -77,6 +77,11 @@ them), optionally filtered by reference.
 Example: {"reference": "python"}
 """
 
+PULL_IMAGE = """Pull an image onto the engine ahead of runs, with download progress. Only images
+the operator allows; `auth_config` (private registries) is used for this pull only.
+
+Example: {"image": "python:3.12-slim"}
+"""
 
 START_RUN = """Start a long run (a build, a test suite) and return its run_id at once.
 

@@ -6,7 +6,6 @@ model can act on. While a run goes on, progress and its output arrive as notific
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from runner.engine_models import (
     ContainerList,
     CreateVolumeRequest,
     ImageList,
+    PullImageRequest,
     VolumeList,
     VolumeName,
 )
@@ -35,7 +35,7 @@ from runner.mcp.arguments import (
     RunId,
     RunLogsArguments,
 )
-from runner.mcp.progress import LogLevels, RunProgress
+from runner.mcp.progress import LogLevels, reporting
 from runner.mcp.results import error_result, run_result, status_summary, structured, task_result
 from runner.mcp.schema import input_schema
 from runner.mcp.tasks import RunTasks, TasksServer, caller
@@ -153,13 +153,8 @@ def _run_tools(
 
     async def run_container(request: McpRunRequest, ctx: Context) -> CallToolResult:
         timeout = request.timeout_seconds or service().settings.default_timeout_seconds
-        progress = RunProgress(ctx, timeout, levels.wants(ctx, "info"))
-        pump = asyncio.ensure_future(progress.pump())
-        try:
+        async with reporting(ctx, timeout, levels.wants(ctx, "info")) as progress:
             result = await service().run(request.as_run(), _tenant(ctx), progress)
-        finally:
-            progress.send.close()
-            await asyncio.gather(pump, return_exceptions=True)
         return run_result(result)
 
     async def start_run(request: McpRunRequest, ctx: Context) -> CallToolResult:
@@ -231,7 +226,7 @@ def _query_tools(service: Callable[[], RunnerService]) -> list[Tool]:
 
 
 def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
-    """Tools about the engine: health, containers, images."""
+    """Tools about the engine: health, containers, images (listed and pulled)."""
 
     async def docker_health(request: NoArguments, ctx: Context) -> CallToolResult:
         health = await service().health()
@@ -245,6 +240,11 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
             wanted = request.status.lower()
             found = [item for item in found if item.status.lower().startswith(wanted)]
         return structured(ContainerList(containers=found), f"{len(found)} container(s)")
+
+    async def pull_image(request: PullImageRequest, ctx: Context) -> CallToolResult:
+        async with reporting(ctx, None, send_output=False) as progress:
+            pulled = await service().pull_image(request, _tenant(ctx), progress)
+        return structured(pulled, f"pulled {pulled.image}: {pulled.id} ({pulled.size} bytes)")
 
     async def list_images(request: ListImagesArguments, ctx: Context) -> CallToolResult:
         found = await service().list_images(reference=request.reference)
@@ -261,4 +261,5 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
             read_only=True,
         ),
         _tool("list_images", "List images", ListImagesArguments, list_images, read_only=True),
+        _tool("pull_image", "Pull an image", PullImageRequest, pull_image),
     ]

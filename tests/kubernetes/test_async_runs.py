@@ -125,6 +125,8 @@ def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
     api.post("/run", json={**BODY, "volumes": {"/c": {"type": "volume", "name": "cache"}}})
     fake.refuse = lambda pod: 'admission webhook "policy.example.com" denied the request'
     assert api.post("/run", json=BODY).status_code == 403
+    assert [volume["name"] for volume in api.get("/volumes").json()] == ["cache"]
+    assert api.delete("/volume/cache").status_code == 200
     expired = {
         "oneoff-runner.managed": "true",
         "oneoff-runner.role": "run-record",

@@ -28,6 +28,7 @@ TOOLS = {
     "docker_health",
     "list_containers",
     "list_images",
+    "pull_image",
     "start_run",
     "get_run",
     "get_run_logs",
@@ -64,6 +65,7 @@ async def test_annotations_say_which_tools_only_read_and_which_destroy(client):
         assert tools[name].annotations.read_only_hint is True, name
     assert tools["cancel_run"].annotations.destructive_hint is True
     assert tools["remove_volume"].annotations.destructive_hint is True
+    assert tools["pull_image"].annotations.destructive_hint is False
     assert tools["run_container"].annotations.read_only_hint is not True
     assert tools["run_container"].annotations.destructive_hint is False
 

@@ -161,3 +161,11 @@ def test_a_volume_is_created_listed_and_removed(target, engine):
     assert name in [volume["name"] for volume in listed["structuredContent"]["volumes"]]
     assert removed["structuredContent"] == {"status": "removed", "name": name}
     assert name not in [volume["name"] for volume in after["structuredContent"]["volumes"]]
+
+
+def test_an_image_is_pulled_with_progress(target, unique_image, engine):
+    image = unique_image()
+    seen = call(target[0], "pull_image", {"image": image})
+    assert seen["result"]["isError"] is False, seen["result"]
+    assert engine.images.get(image).id == seen["result"]["structuredContent"]["id"]
+    assert seen["progress"] and seen["progress"][0]["message"].startswith(f"pulling {image}")
