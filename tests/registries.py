@@ -28,11 +28,11 @@ Push = Callable[..., str]
 
 @pytest.fixture
 def unique_image(engine: docker.DockerClient) -> Iterator[Push]:
-    """`unique_image(private=False, megabytes=3)`: a new image in a registry, absent from the
+    """`unique_image(private=False, megabytes=1)`: a new image in a registry, absent from the
     engine; whatever the test pulled of it is removed afterwards (the registry keeps it)."""
     made: list[str] = []
 
-    def push(*, private: bool = False, megabytes: int = 3) -> str:
+    def push(*, private: bool = False, megabytes: int = 1) -> str:
         registry = PRIVATE_REGISTRY if private else PUBLIC_REGISTRY
         repository = f"{registry}/oneoff-test/pull-{uuid.uuid4().hex[:10]}"
         fill = f"head -c {megabytes * 1_000_000} /dev/urandom > /blob"

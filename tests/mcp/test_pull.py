@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(
     client: Client, unique_image: Push, engine: docker.DockerClient
 ) -> None:
-    image = unique_image(megabytes=8)
+    image = unique_image(megabytes=4)
     notes: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
@@ -33,7 +33,7 @@ async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(
     assert values and values == sorted(set(values))
     messages = [message or "" for _, _, message in notes]
     assert messages[0].startswith(f"pulling {image}")
-    assert any("of 8.0 MB" in message for message in messages), messages
+    assert any("of 4.0 MB" in message for message in messages), messages
 
 
 async def test_a_private_pull_with_credentials_and_refusals_that_never_echo_them(
@@ -64,10 +64,10 @@ async def test_unknown_images_and_arguments_are_tool_errors_naming_them(client: 
 async def test_a_cancelled_pull_stops_downloading(
     client: Client, unique_image: Push, engine: docker.DockerClient
 ) -> None:
-    """Through a proxy that passes 200 KB/s, an 8 MB layer would take 40 s; the call is
+    """Through a proxy that passes 200 KB/s, a 4 MB layer would take 20 s; the call is
     cancelled at the first layer progress, and the engine hangs up on the download."""
     proxy = SlowProxy(PUBLIC_REGISTRY, rate=200_000)
-    image = unique_image(megabytes=8).replace(PUBLIC_REGISTRY, proxy.address)
+    image = unique_image(megabytes=4).replace(PUBLIC_REGISTRY, proxy.address)
     downloading = anyio.Event()
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
