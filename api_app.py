@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import posixpath
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, status
@@ -25,18 +25,15 @@ from runner import __version__
 from runner.api_docs import documented_app, open_docs_paths
 from runner.auth import BearerTokenAuth
 from runner.backend import Backend
-from runner.errors import Busy, Cancelled, InvalidRequest, RunnerError
-from runner.models import (
-    ContainerInfo,
-    CreateVolumeRequest,
-    CreateVolumeResult,
-    ErrorBody,
+from runner.engine_models import (
     Health,
-    ImageInfo,
-    RunResult,
     Unavailable,
 )
-from runner.rest_bodies import REQUEST_BODY, RunBody, document_run_request, feeding, run_body
+from runner.errors import Busy, InvalidRequest, RunnerError
+from runner.models import RunResult
+from runner.rest_bodies import REQUEST_BODY, document_run_request, feeding, run_body
+from runner.rest_deps import ERRORS, Caller, Service, cancel_on_disconnect
+from runner.rest_engine import router as engine_router
 from runner.rest_files import (
     OCTETS,
     PARTS_ANSWER,
@@ -50,49 +47,16 @@ from runner.run_status import RunAccepted, RunList, RunState, RunStatus
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
 from runner.spec import ReturnedFile
-from runner.tenancy import Tenant, tenant_of
 
 log = logging.getLogger("oneoff_runner.api")
 OPEN_PATHS = frozenset({"/health", "/livez"})
-T = TypeVar("T")
+router = APIRouter()
 
 DESCRIPTION = """Run one-off containers: send an image, a command, environment variables and
 files; get the exit code, stdout, stderr and files back. Everything the run created is removed.
 
 Errors are JSON objects `{"error": <code>, "message": <what to do>, "field": <request field>}`.
 """
-
-
-def get_service(request: Request) -> RunnerService:
-    service: RunnerService = request.app.state.service
-    return service
-
-
-def get_tenant(request: Request) -> Tenant:
-    """The tenant the auth middleware found for this request's token."""
-    return tenant_of(request.scope)
-
-
-Service = Annotated[RunnerService, Depends(get_service)]
-Caller = Annotated[Tenant, Depends(get_tenant)]
-router = APIRouter()
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "model": ErrorBody}
-    for code, text in {
-        401: "Missing or wrong API token, or the registry refused the credentials.",
-        403: "The operator's policy refused the request.",
-        404: "Image, volume or run not found.",
-        409: "The volume exists.",
-        413: "Content or returned content over the operator's size limits.",
-        422: "A field is invalid; `field` names it.",
-        429: "All run slots and the queue are full; see Retry-After.",
-        501: "The backend cannot do this (e.g. list images on Kubernetes).",
-        502: "The image registry could not be reached.",
-        499: "The client went away; the run was cancelled.",
-        503: "The container engine is unreachable, or the runner is shutting down.",
-    }.items()
-}
 
 
 @router.post(
@@ -116,28 +80,11 @@ async def run(service: Service, caller: Caller, request: Request) -> Response:
         work = service.run(
             body.request, caller, uploads=body.uploads, ticket=body.ticket, files=files
         )
-        result = await _cancel_on_disconnect(request, work, body)
+        result = await cancel_on_disconnect(request, work, body)
     if files is not None:
         return parts_answer(result, files)
     # Returned content can be tens of MiB of base64: serialised once, by orjson (4x pydantic's).
     return Response(orjson.dumps(result.model_dump()), media_type="application/json")
-
-
-@router.post(
-    "/volume",
-    response_model=CreateVolumeResult,
-    responses=ERRORS,
-    summary="Create a named volume",
-)
-async def create_volume(
-    body: CreateVolumeRequest, service: Service, caller: Caller
-) -> CreateVolumeResult:
-    """Create a named volume and fill it from a base64 tar.gz; no image from a registry needed.
-    Runs of the same tenant may mount it.
-
-    200, as oneoff-docker-runner answered (its clients check for it); an existing volume is a
-    409 unless `reuse_existing`."""
-    return await service.create_volume(body, caller)
 
 
 @router.get(
@@ -173,26 +120,6 @@ async def livez() -> dict[str, str]:
 async def metrics(service: Service) -> Response:
     """Runs by outcome, phase durations, runs in flight and queued, in Prometheus format."""
     return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-
-@router.get("/containers", response_model=list[ContainerInfo], responses=ERRORS)
-async def list_containers(
-    service: Service,
-    caller: Caller,
-    all_states: Annotated[bool, Query(alias="all", description="Include stopped ones.")] = False,
-    managed_only: Annotated[bool, Query(description="Only the runner's own.")] = True,
-) -> list[ContainerInfo]:
-    """Containers on the engine: by default your own runs in progress."""
-    return await service.list_containers(caller, all_states=all_states, managed_only=managed_only)
-
-
-@router.get("/images", response_model=list[ImageInfo], responses=ERRORS)
-async def list_images(
-    service: Service,
-    reference: Annotated[str | None, Query(description="e.g. busybox or busybox:1.36")] = None,
-) -> list[ImageInfo]:
-    """Images present on the engine, optionally filtered by reference."""
-    return await service.list_images(reference=reference)
 
 
 # errors are JSON even where the success is an event stream
@@ -326,29 +253,6 @@ async def list_runs(
     return await service.runs.list_runs(caller, state, image, limit)
 
 
-async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T], body: RunBody) -> T:
-    """Await `work` (feeding it the body's content parts), cancelling it if the client goes
-    away (its container is then removed)."""
-    task = asyncio.ensure_future(work)
-
-    async def disconnected() -> None:
-        await feeding(body, task)
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if task.cancelled():
-        raise Cancelled("the client disconnected; the run was cancelled")
-    return task.result()
-
-
 def _runner_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RunnerError)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
@@ -399,6 +303,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(router)
+    app.include_router(engine_router)
     document_run_request(app)
     return app
 

@@ -24,6 +24,7 @@ from runner.backend import (
     TENANT,
     VOLUME_API,
 )
+from runner.models import is_reserved_label
 from runner.run_status import RunState
 from runner.spec import MountSpec, RunRecord, RunSpec, VolumeFill
 from runner.tenancy import LOCAL
@@ -157,6 +158,11 @@ def record_labels(record: RunRecord, instance: str, ttl: float) -> dict[str, str
 def volume_labels(fill: VolumeFill, instance: str) -> dict[str, str]:
     """Labels of a volume made through POST /volume: the caller's, then ours over them."""
     return {**fill.labels, CREATED_BY: VOLUME_API, INSTANCE: instance, TENANT: fill.tenant}
+
+
+def caller_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The labels a caller gave (POST /volume), without the runner's own."""
+    return {key: value for key, value in labels.items() if not is_reserved_label(key)}
 
 
 def volume_tenant(labels: dict[str, str]) -> str | None:

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from runner.models import RESERVED_LABEL_PREFIX, ContainerInfo, Health, ImageInfo
-from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
+from runner.models import RESERVED_LABEL_PREFIX
+from runner.spec import Outcome, PullSpec, RunRecord, RunSpec, VolumeFill, VolumeState
 
 LABEL_PREFIX = RESERVED_LABEL_PREFIX
 MANAGED = f"{LABEL_PREFIX}.managed"
@@ -100,6 +101,15 @@ class Backend(Protocol):
         """Who owns the named volume and what it binds; None when there is none."""
         ...
 
+    def list_volumes(self, *, tenant: str) -> list[VolumeInfo]:
+        """The named volumes the tenant created through the API (by their labels), by name."""
+        ...
+
+    def remove_volume(self, name: str) -> None:
+        """Remove a named volume (the service has checked it is the caller's); `Conflict` when
+        a container still uses it."""
+        ...
+
     def health(self) -> Health: ...
 
     def list_containers(
@@ -109,6 +119,11 @@ class Backend(Protocol):
         ...
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]: ...
+
+    def pull_image(self, spec: PullSpec) -> ImageInfo:
+        """Pull the image (reporting layer progress as events), stopping when `spec` is
+        cancelled; the image as the engine now has it."""
+        ...
 
     def renew_lease(self) -> None:
         """Renew this runner's claim on what it makes (`backends.leases`); the service calls

@@ -286,16 +286,7 @@ class RunRequest(StrictModel):
     @field_validator("image")
     @classmethod
     def _image_name_length(cls, value: str) -> str:
-        name = value.partition("@")[0]
-        slash = name.rfind("/")
-        if ":" in name[slash + 1 :]:
-            name = name[: name.rindex(":")]
-        if len(name) > IMAGE_NAME_MAX:
-            raise ValueError(
-                f"the repository name is {len(name)} characters; an image reference's name "
-                f"(before the tag or digest) has at most {IMAGE_NAME_MAX}"
-            )
-        return value
+        return image_name_within_limit(value)
 
     @field_validator("command", "entrypoint")
     @classmethod
@@ -400,94 +391,25 @@ class RunResult(BaseModel):
     execution_time: float = Field(description="Seconds from request to result.")
 
 
-class CreateVolumeRequest(StrictModel):
-    """A named volume, optionally filled from a tar.gz (`tar czf x.tar.gz target_dir`)."""
-
-    name: str = Field(
-        pattern=VOLUME_NAME_PATTERN, description="Docker volume name.", examples=["my-data"]
-    )
-    content: str | None = Field(
-        None,
-        description="Base64 of a tar.gz. The contents of a single top-level folder shared by "
-        "every member land at the volume's root; otherwise the archive is extracted as it is.",
-        examples=["H4sIAAAAAAAAA+3OMQ6AIAwF0M5cBg..."],
-    )
-    driver: str | None = Field(
-        None, description="Volume driver (engine default: local).", examples=["local"]
-    )
-    driver_opts: dict[str, str] = Field(
-        default_factory=dict, description="Driver options.", examples=[{"type": "tmpfs"}]
-    )
-    labels: dict[str, str] = Field(
-        default_factory=dict,
-        description=f"Labels for the volume; `{RESERVED_LABEL_PREFIX}.*` is the runner's own.",
-        examples=[{"team": "ci"}],
-    )
-    reuse_existing: bool = Field(
-        False,
-        description="Fill an existing volume of that name instead of answering 409.",
-        examples=[False],
-    )
-
-    @field_validator("labels")
-    @classmethod
-    def _unreserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for label in value:
-            if is_reserved_label(label):
-                raise ValueError(
-                    f"label {label!r} is in the runner's reserved namespace "
-                    f"({RESERVED_LABEL_PREFIX}.*); choose a name outside it"
-                )
-        return value
+def image_name_within_limit(value: str) -> str:
+    """The engine refuses a repository name (before the tag or digest) over 255 characters,
+    with a message of its own; say it first, naming the field."""
+    name = value.partition("@")[0]
+    slash = name.rfind("/")
+    if ":" in name[slash + 1 :]:
+        name = name[: name.rindex(":")]
+    if len(name) > IMAGE_NAME_MAX:
+        raise ValueError(
+            f"the repository name is {len(name)} characters; an image reference's name "
+            f"(before the tag or digest) has at most {IMAGE_NAME_MAX}"
+        )
+    return value
 
 
 def is_reserved_label(label: str) -> bool:
     """Whether `label` is the runner's (any case: what reads labels back must never be
     confused by a near-copy)."""
     return label.strip().lower().startswith(RESERVED_LABEL_PREFIX)
-
-
-class CreateVolumeResult(BaseModel):
-    status: Literal["success"] = "success"
-    name: str
-    detail: str
-
-
-class Health(BaseModel):
-    status: Literal["ok"] = "ok"
-    backend: str
-    version: str = Field(description="The backend's version (engine or API server).")
-    details: dict[str, str] = Field(default_factory=dict)
-
-
-class Unavailable(BaseModel):
-    status: Literal["unavailable"] = "unavailable"
-    backend: str
-    error: str
-    message: str = Field(description="Why the backend cannot be reached.")
-    field: str | None = None
-
-
-class ContainerInfo(BaseModel):
-    id: str
-    name: str
-    image: str
-    status: str
-    run_id: str | None = None
-
-
-class ImageInfo(BaseModel):
-    id: str
-    tags: list[str]
-    size: int
-
-
-class ContainerList(BaseModel):
-    containers: list[ContainerInfo]
-
-
-class ImageList(BaseModel):
-    images: list[ImageInfo]
 
 
 class ErrorDetail(BaseModel):

@@ -13,11 +13,18 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.archives import Budget, check_tar_gz, decode_base64, single_top_folder, strip_top_folder
-from runner.errors import Conflict, InvalidRequest, PayloadTooLarge, PolicyRefused
-from runner.models import CreateVolumeRequest, MountPoint, RunRequest, VolumeSpec
+from runner.engine_models import CreateVolumeRequest, PullImageRequest
+from runner.errors import (
+    Conflict,
+    InvalidRequest,
+    PayloadTooLarge,
+    PolicyRefused,
+    VolumeNotFound,
+)
+from runner.models import AuthConfig, MountPoint, RunRequest, VolumeSpec
 from runner.settings import Settings
 from runner.sizes import parse_size
-from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill, VolumeState
+from runner.spec import MountSpec, PullSpec, RegistryAuth, RunSpec, VolumeFill, VolumeState
 from runner.tenancy import Tenant
 from runner.uploads import Uploads, checked
 
@@ -69,7 +76,7 @@ def build_run_spec(
         working_dir=request.working_dir,
         user=request.user,
         pull_policy=request.pull_policy,
-        auth=_auth(request),
+        auth=_auth(request.auth_config),
         mounts=mounts,
         **_limits(request, settings),
         pids_limit=settings.pids_limit,
@@ -140,6 +147,18 @@ def build_volume_fill(
         reuse_existing=request.reuse_existing,
         tenant=tenant.label,
     )
+
+
+def require_own_volume(name: str, tenant: Tenant, volumes: VolumeLookup) -> None:
+    """A volume the tenant created through the API, or `VolumeNotFound`: whether another
+    tenant's or made some other way, the answer is the same, and confirms nothing."""
+    state = volumes(name)
+    if state is None or state.tenant != tenant.label:
+        raise VolumeNotFound(
+            f"name: no volume {name!r} among those you created (POST /volume); list yours "
+            "with GET /volumes",
+            field="name",
+        )
 
 
 def _allowed_driver(request: CreateVolumeRequest, settings: Settings) -> None:
@@ -273,8 +292,14 @@ def _stdin(text: str | None, settings: Settings) -> bytes | None:
     return data
 
 
-def _auth(request: RunRequest) -> RegistryAuth | None:
-    auth = request.auth_config
+def build_pull_spec(request: PullImageRequest, settings: Settings, tenant: Tenant) -> PullSpec:
+    """An image pull under the same policy as a run's: the image allow-list, the caller's
+    credentials for this pull only."""
+    _allowed_image(request.image, settings)
+    return PullSpec(image=request.image, auth=_auth(request.auth_config), tenant=tenant.label)
+
+
+def _auth(auth: AuthConfig | None) -> RegistryAuth | None:
     if auth is None:
         return None
     return RegistryAuth(

@@ -22,18 +22,26 @@ import anyio
 
 from runner.admission import Admission, Ticket
 from runner.backend import Backend
-from runner.errors import BackendUnavailable, Cancelled, PolicyRefused, RunnerError
-from runner.metrics import Metrics
-from runner.models import (
+from runner.engine_models import (
     ContainerInfo,
     CreateVolumeRequest,
     CreateVolumeResult,
     Health,
     ImageInfo,
-    RunRequest,
-    RunResult,
+    PulledImage,
+    PullImageRequest,
+    RemovedVolume,
+    VolumeInfo,
 )
-from runner.policy import build_run_spec, build_volume_fill
+from runner.errors import BackendUnavailable, Cancelled, PolicyRefused, RunnerError
+from runner.metrics import Metrics
+from runner.models import RunRequest, RunResult
+from runner.policy import (
+    build_pull_spec,
+    build_run_spec,
+    build_volume_fill,
+    require_own_volume,
+)
 from runner.runs import AsyncRuns
 from runner.settings import Settings
 from runner.shutdown import also_on_signal
@@ -232,6 +240,17 @@ class RunnerService:
         log.info("volume %r: %s (tenant=%s)", request.name, detail, tenant.name)
         return CreateVolumeResult(name=request.name, detail=detail)
 
+    async def list_volumes(self, tenant: Tenant) -> list[VolumeInfo]:
+        """The named volumes the tenant created; no other volume is ever listed."""
+        return await self.call(functools.partial(self.backend.list_volumes, tenant=tenant.label))
+
+    async def remove_volume(self, name: str, tenant: Tenant) -> RemovedVolume:
+        """Remove one of the tenant's volumes (any other name is a 404, confirming nothing)."""
+        await self.call(require_own_volume, name, tenant, self.backend.volume_state)
+        await self.call(self.backend.remove_volume, name)
+        log.info("volume %r removed (tenant=%s)", name, tenant.name)
+        return RemovedVolume(name=name)
+
     async def health(self) -> Health:
         """The backend's health, at most a second old when it is asked often.
 
@@ -284,6 +303,22 @@ class RunnerService:
 
     async def list_images(self, *, reference: str | None = None) -> list[ImageInfo]:
         return await self.call(functools.partial(self.backend.list_images, reference=reference))
+
+    async def pull_image(
+        self, request: PullImageRequest, tenant: Tenant, listener: EventSink | None = None
+    ) -> PulledImage:
+        """Pull an image under the runs' policy; `listener` gets its phases and layer progress
+        on the event loop. A pull lasts as long as the registry takes, so it has a thread of
+        its own; a caller that goes away stops it at the engine's next progress report."""
+        spec = await self.call(build_pull_spec, request, self.settings, tenant)
+        spec.on_event = on_this_loop(listener) if listener else None
+        try:
+            found = await own_thread(self.backend.pull_image, spec)
+        except BaseException:
+            spec.cancelled.set()
+            raise
+        log.info("image %r pulled (tenant=%s)", request.image, tenant.name)
+        return PulledImage(image=request.image, id=found.id, size=found.size)
 
     async def _execute(self, spec: RunSpec) -> Outcome:
         """Run in a worker thread; if this request is cancelled, kill the container and wait

@@ -116,6 +116,22 @@ class RunSpec:
 
 
 @dataclass
+class PullSpec:
+    """An image to pull ahead of runs (`pull_image`), allowed by the policy, with the caller's
+    credentials for this pull only. Events as a run's: "phase" and "pull" (layer progress)."""
+
+    image: str
+    auth: RegistryAuth | None
+    tenant: str = LOCAL.label
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    on_event: EventSink | None = field(default=None, repr=False)
+
+    def emit(self, kind: str, text: str) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, text)
+
+
+@dataclass
 class RunRecord:
     """Where an async run is, as the backend can tell from what it keeps (labels, state), so
     that any runner on the same engine or cluster answers the same. Times are Unix seconds."""

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import docker
 import httpx
@@ -24,6 +25,7 @@ from runner.backend import INSTANCE, ROLE
 from runner.settings import Settings
 from tests.helpers import SUITE_ID, TEST_IMAGE, instance_id
 
+pytest_plugins = ["tests.registries"]
 ENGINE_SUITES = ("/tests/docker/", "/tests/mcp/")
 
 
@@ -153,10 +155,15 @@ def free_port() -> int:
 
 
 def start_runner(
-    instance: str, port: int, mcp_port: int | None = None, app: str | None = None, **settings: str
+    instance: str,
+    port: int,
+    mcp_port: int | None = None,
+    app: str | None = None,
+    stderr: IO[bytes] | None = None,
+    **settings: str,
 ) -> subprocess.Popen[bytes]:
     """`oneoff-runner serve` as its own process, as users run it (or plain `uvicorn <app>`);
-    returns once it is healthy."""
+    returns once it is healthy. Its stderr goes to `stderr` when given."""
     environment = {
         **os.environ,
         "RUNNER_INSTANCE_ID": instance,
@@ -171,6 +178,7 @@ def start_runner(
         [sys.executable, "-m", *command],
         cwd=ROOT,
         env=environment,
+        stderr=stderr,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -10,9 +10,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import NotFound
-from runner.models import ContainerInfo, Health, ImageInfo
-from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
+from runner.spec import Outcome, PullSpec, RunRecord, RunSpec, VolumeFill, VolumeState
 
 
 def outcome(
@@ -119,6 +119,13 @@ class FakeBackend:
     def volume_state(self, name: str) -> VolumeState | None:
         return self.volumes.get(name)
 
+    def list_volumes(self, *, tenant: str) -> list[VolumeInfo]:
+        names = sorted(name for name, state in self.volumes.items() if state.tenant == tenant)
+        return [VolumeInfo(name=name, driver="local") for name in names]
+
+    def remove_volume(self, name: str) -> None:
+        del self.volumes[name]
+
     def health(self) -> Health:
         return Health(backend=self.name, version="0")
 
@@ -129,6 +136,9 @@ class FakeBackend:
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         return []
+
+    def pull_image(self, spec: PullSpec) -> ImageInfo:
+        return ImageInfo(id="sha256:fake", tags=[spec.image], size=0)
 
     def renew_lease(self) -> None:
         pass

@@ -32,6 +32,7 @@ from backends.docker.stdin import StdinFeed
 from backends.labels import volume_labels
 from backends.leases import LEASE_SELECTOR, Lease
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, timed
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import (
     Cancelled,
     Conflict,
@@ -39,10 +40,10 @@ from runner.errors import (
     NotFound,
     RunnerError,
 )
-from runner.models import ContainerInfo, Health, ImageInfo
 from runner.settings import Settings
 from runner.spec import (
     Outcome,
+    PullSpec,
     RunRecord,
     RunSpec,
     VolumeFill,
@@ -347,6 +348,12 @@ class DockerBackend:
     def volume_state(self, name: str) -> VolumeState | None:
         return inventory.volume_state(self.api, name)
 
+    def list_volumes(self, *, tenant: str) -> list[VolumeInfo]:
+        return inventory.volumes(self.api, tenant)
+
+    def remove_volume(self, name: str) -> None:
+        inventory.remove_volume(self.api, name)
+
     def health(self) -> Health:
         return inventory.health(self.api)
 
@@ -359,6 +366,11 @@ class DockerBackend:
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         return inventory.images(self.api, reference)
+
+    def pull_image(self, spec: PullSpec) -> ImageInfo:
+        spec.emit("phase", f"pulling {spec.image}")
+        pull(self.api, spec, spec.emit)
+        return inventory.image(self.api, spec.image)
 
     def renew_lease(self) -> None:
         self.lease.renew()

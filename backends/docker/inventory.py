@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import docker
 
 from backends.docker.errors import engine_errors
-from backends.labels import volume_tenant
-from runner.backend import MANAGED, RUN_ID, TENANT
-from runner.errors import NotFound
-from runner.models import ContainerInfo, Health, ImageInfo
+from backends.labels import caller_labels, volume_tenant
+from runner.backend import CREATED_BY, MANAGED, RUN_ID, TENANT, VOLUME_API
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
+from runner.errors import Conflict, NotFound, VolumeNotFound
 from runner.spec import VolumeState
 
 
@@ -47,10 +49,17 @@ def containers(
 def images(api: docker.APIClient, reference: str | None) -> list[ImageInfo]:
     with engine_errors("listing images"):
         found = api.images(name=reference)
-    return [
-        ImageInfo(id=item["Id"], tags=item.get("RepoTags") or [], size=item.get("Size", 0))
-        for item in found
-    ]
+    return [_image_info(item) for item in found]
+
+
+def image(api: docker.APIClient, reference: str) -> ImageInfo:
+    """One image, as the engine has it now (e.g. just pulled)."""
+    with engine_errors("inspecting the image"):
+        return _image_info(api.inspect_image(reference))
+
+
+def _image_info(item: dict[str, Any]) -> ImageInfo:
+    return ImageInfo(id=item["Id"], tags=item.get("RepoTags") or [], size=item.get("Size", 0))
 
 
 def volume_state(api: docker.APIClient, name: str) -> VolumeState | None:
@@ -68,3 +77,37 @@ def volume_state(api: docker.APIClient, name: str) -> VolumeState | None:
         tenant=volume_tenant(labels),
         host_path=str(options.get("device", "")) if binds else None,
     )
+
+
+def volumes(api: docker.APIClient, tenant: str) -> list[VolumeInfo]:
+    """The tenant's volumes: those POST /volume labelled for it, never any other."""
+    filters = {"label": [f"{CREATED_BY}={VOLUME_API}", f"{TENANT}={tenant}"]}
+    with engine_errors("listing volumes"):
+        found = api.volumes(filters=filters).get("Volumes") or []
+    listed = [
+        VolumeInfo(
+            name=item["Name"],
+            driver=item.get("Driver", ""),
+            created_at=item.get("CreatedAt"),
+            labels=caller_labels(item.get("Labels") or {}),
+        )
+        for item in found
+        if volume_tenant(item.get("Labels") or {}) == tenant
+    ]
+    return sorted(listed, key=lambda volume: volume.name)
+
+
+def remove_volume(api: docker.APIClient, name: str) -> None:
+    """Remove it, unforced: the engine refuses while a container (running or stopped) has it
+    mounted, and that refusal is the caller's to act on."""
+    try:
+        with engine_errors("removing the volume"):
+            api.remove_volume(name)
+    except Conflict:
+        raise Conflict(
+            f"name: volume {name!r} is in use by a container (a run that mounts it, or a "
+            "finished async run kept until its result expires); remove it once no run uses it",
+            field="name",
+        ) from None
+    except NotFound:
+        raise VolumeNotFound(f"name: volume {name!r} no longer exists", field="name") from None

@@ -11,7 +11,7 @@ import docker
 
 from backends.docker.errors import engine_errors, pull_failure
 from runner.errors import Cancelled, RunnerError
-from runner.spec import EventSink, RunSpec
+from runner.spec import EventSink, PullSpec, RunSpec
 
 
 def pulls_first(spec: RunSpec) -> bool:
@@ -20,7 +20,7 @@ def pulls_first(spec: RunSpec) -> bool:
     return spec.pull_policy == "always" or spec.auth is not None
 
 
-def pull(api: docker.APIClient, spec: RunSpec, emit: EventSink) -> None:
+def pull(api: docker.APIClient, spec: RunSpec | PullSpec, emit: EventSink) -> None:
     image, auth = spec.image, spec.auth
     auth_config = None
     if auth is not None:
@@ -36,7 +36,7 @@ def pull(api: docker.APIClient, spec: RunSpec, emit: EventSink) -> None:
         for event in events:
             if spec.cancelled.is_set():
                 events.close()
-                raise Cancelled("the run was cancelled while its image was pulled")
+                raise Cancelled("cancelled while the image was pulled")
             if "error" in event:
                 raise translate(str(event["error"]))
             _forward(event, emit)

@@ -1,5 +1,5 @@
 """What the Kubernetes backend may do and what it has made: permissions (the chart's Role is
-`PERMISSIONS`), the API server's health, the runner's Jobs."""
+`PERMISSIONS`), the API server's health, the runner's Jobs, the tenants' claims."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import kubernetes
 from kubernetes.client import ApiClient
 
 from backends.kubernetes.errors import api_errors
-from runner.backend import MANAGED, RUN_ID, TENANT
-from runner.errors import RunnerError
-from runner.models import ContainerInfo, Health
+from backends.labels import caller_labels, volume_tenant
+from runner.backend import CREATED_BY, MANAGED, RUN_ID, TENANT, VOLUME_API
+from runner.engine_models import ContainerInfo, Health, VolumeInfo
+from runner.errors import NotFound, RunnerError, VolumeNotFound
 
 # Exactly what the Kubernetes backend calls, in the run namespace: the chart's Role grants
 # this (tests check both ways).
@@ -25,7 +26,7 @@ PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     # blockOwnerDeletion on the Secrets the Job owns, where OwnerReferencesPermissionEnforcement
     # admission is on (OpenShift): the API server checks it, the runner never calls it
     ("batch", "jobs/finalizers"): ("update",),
-    ("", "persistentvolumeclaims"): ("create", "get"),
+    ("", "persistentvolumeclaims"): ("create", "delete", "get", "list"),
 }
 
 # Settings a pod spec has no field for: the node decides them.
@@ -88,3 +89,39 @@ def _job_info(item: Any) -> ContainerInfo:
         status=state,
         run_id=(item.metadata.labels or {}).get(RUN_ID),
     )
+
+
+def claims(core: Any, namespace: str, tenant: str) -> list[VolumeInfo]:
+    """The tenant's named volumes: the claims POST /volume labelled for it, never any other."""
+    selector = f"{CREATED_BY}={VOLUME_API},{TENANT}={tenant}"
+    with api_errors("listing PersistentVolumeClaims"):
+        found = core.list_namespaced_persistent_volume_claim(namespace, label_selector=selector)
+    listed = [
+        VolumeInfo(
+            name=item.metadata.name,
+            driver=item.spec.storage_class_name or "",
+            created_at=_rfc3339(item.metadata.creation_timestamp),
+            labels=caller_labels(item.metadata.labels or {}),
+        )
+        for item in found.items
+        if volume_tenant(item.metadata.labels or {}) == tenant
+    ]
+    return sorted(listed, key=lambda volume: volume.name)
+
+
+def _rfc3339(moment: Any) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def remove_claim(core: Any, namespace: str, name: str) -> None:
+    """Delete the claim; the cluster's `pvc-protection` finalizer keeps it (and its data)
+    until no pod mounts it, so a run using it is never cut off."""
+    try:
+        with api_errors("deleting the PersistentVolumeClaim"):
+            # the answer (the claim, kept by its finalizer; or a Status) is not needed
+            answer = core.delete_namespaced_persistent_volume_claim(
+                name, namespace, _preload_content=False
+            )
+            answer.release_conn()
+    except NotFound:
+        raise VolumeNotFound(f"name: volume {name!r} no longer exists", field="name") from None

@@ -35,6 +35,7 @@ from backends.kubernetes.runs import JobRuns
 from backends.labels import RECORD_ROLE, volume_tenant
 from backends.leases import LEASE_ROLE, Lease, abandoned, live_owners, past_deadline
 from runner.backend import MANAGED, ROLE, OutputStream, timed
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import (
     Cancelled,
     Conflict,
@@ -44,9 +45,8 @@ from runner.errors import (
     Unsupported,
     VolumeNotFound,
 )
-from runner.models import ContainerInfo, Health, ImageInfo
 from runner.settings import Settings
-from runner.spec import Outcome, RunRecord, RunSpec, VolumeFill, VolumeState
+from runner.spec import Outcome, PullSpec, RunRecord, RunSpec, VolumeFill, VolumeState
 
 log = logging.getLogger("oneoff_runner.kubernetes")
 
@@ -307,6 +307,12 @@ class KubernetesBackend:
             return None
         return VolumeState(tenant=volume_tenant(found.metadata.labels or {}))
 
+    def list_volumes(self, *, tenant: str) -> list[VolumeInfo]:
+        return inventory.claims(self.core, self.namespace, tenant)
+
+    def remove_volume(self, name: str) -> None:
+        inventory.remove_claim(self.core, self.namespace, name)
+
     def health(self) -> Health:
         return inventory.health(self.client, self.namespace)
 
@@ -319,6 +325,13 @@ class KubernetesBackend:
         raise Unsupported(
             "listing images is not available on Kubernetes: nodes' image caches are not visible "
             "through the API; use pull_policy 'always' or 'missing'"
+        )
+
+    def pull_image(self, spec: PullSpec) -> ImageInfo:
+        raise Unsupported(
+            "image: pulling ahead is not available on Kubernetes: each node pulls the images "
+            "of its own pods; a run's pull_policy decides when",
+            field="image",
         )
 
     def renew_lease(self) -> None:

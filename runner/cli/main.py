@@ -76,7 +76,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(serve_stdio(settings))
         return
     _refuse_open_exposure(settings)
-    asyncio.run(_serve(settings, rest=args.command == "serve", log_level=args.log_level))
+    try:
+        asyncio.run(_serve(settings, rest=args.command == "serve", log_level=args.log_level))
+    except KeyboardInterrupt:  # a second Ctrl-C after the loop's own handler was removed
+        log.warning("interrupted while stopping: a runner's reaper removes what is left")
+    finally:
+        # Ctrl-C in a terminal reaches the whole process group (`uv run`, a shell) and can
+        # arrive twice; once the servers have stopped, the rest of the exit is not interrupted.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _configure_logging(settings: Settings, level: str) -> None:

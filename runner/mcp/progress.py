@@ -9,7 +9,11 @@ run's timeout as `total`.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, get_args
 
 import anyio
@@ -18,6 +22,8 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 
 HEARTBEAT_SECONDS = 5.0
+PULL_REPORT_SECONDS = 0.5
+"""Layer progress comes many times a second; a notification at most this often carries it."""
 LEVELS: tuple[types.LoggingLevel, ...] = get_args(types.LoggingLevel)
 OUTPUT_LEVEL: types.LoggingLevel = "info"
 
@@ -58,6 +64,8 @@ class RunProgress:
         self.started = self.sent_at = time.monotonic()
         self.phase = "starting"
         self.last = 0.0
+        self.layers: dict[str, tuple[int, int]] = {}
+        """Bytes downloaded and size of each layer being pulled, as the engine reports them."""
 
     def __call__(self, kind: str, text: str) -> None:
         try:
@@ -87,6 +95,12 @@ class RunProgress:
             await self._progress(text)
         elif kind in ("stdout", "stderr") and self.send_output:
             await self.ctx.log(OUTPUT_LEVEL, text, logger_name=kind)
+        elif kind == "pull":
+            layer = json.loads(text)
+            if str(layer["status"]).startswith("Downloading"):  # not extracting
+                self.layers[layer["id"]] = (int(layer["current"]), int(layer["total"]))
+            if time.monotonic() - self.sent_at >= PULL_REPORT_SECONDS:
+                await self._progress(self.phase)
 
     async def _progress(self, message: str) -> None:
         """Progress is the elapsed seconds, strictly increasing, as the protocol asks."""
@@ -94,4 +108,23 @@ class RunProgress:
         self.last, self.sent_at = elapsed, time.monotonic()
         note = f"{message} ({elapsed:.0f}s elapsed"
         note += f" of at most {self.total:.0f}s)" if self.total else ")"
+        if self.layers:
+            done = sum(current for current, _ in self.layers.values())
+            size = sum(total for _, total in self.layers.values())
+            note += f"; downloaded {done / 1e6:.1f} of {size / 1e6:.1f} MB"
         await self.ctx.report_progress(elapsed, self.total, message=note)
+
+
+@asynccontextmanager
+async def reporting(
+    ctx: Context, total: float | None, send_output: bool
+) -> AsyncIterator[RunProgress]:
+    """Notifications for the duration of the block: events given to the yielded sink are
+    forwarded in order, with a heartbeat, until the block ends."""
+    progress = RunProgress(ctx, total, send_output)
+    pump = asyncio.ensure_future(progress.pump())
+    try:
+        yield progress
+    finally:
+        progress.send.close()
+        await asyncio.gather(pump, return_exceptions=True)

@@ -6,9 +6,9 @@ from runner.settings import Settings
 
 INSTRUCTIONS = """Runs one-off containers: call run_container with an image and a command to execute
 code in isolation and get its exit code and output back. For long runs, start_run returns at
-once; get_run_logs, get_run and cancel_run follow it. Files go in and out as base64 in
-`volumes`; create_volume keeps files between runs; docker_health, list_containers and
-list_images inspect the engine."""
+once; get_run_logs, get_run and cancel_run follow it. Files go in as text in `files` or as
+base64 in `volumes`; create_volume keeps files between runs (list_volumes, remove_volume);
+docker_health, list_containers and list_images inspect the engine; pull_image fetches ahead."""
 
 RUN_CONTAINER = """Run a command in a fresh container and return its exit code, stdout and stderr.
 
@@ -48,6 +48,16 @@ operator's lists (default: the local driver, no options).
 Example: {"name": "project-cache"}
 """
 
+LIST_VOLUMES = """List the named volumes you created with create_volume (no other volume is shown).
+
+Example: {}
+"""
+
+REMOVE_VOLUME = """Remove a volume you created, and its data. Refused while a run uses it.
+
+Example: {"name": "project-cache"}
+"""
+
 DOCKER_HEALTH = """Check that the container engine is reachable; returns its version.
 
 Use it when runs fail with "backend unavailable", or before a first run.
@@ -67,6 +77,11 @@ them), optionally filtered by reference.
 Example: {"reference": "python"}
 """
 
+PULL_IMAGE = """Pull an image onto the engine ahead of runs, with download progress. Only images
+the operator allows; `auth_config` (private registries) is used for this pull only.
+
+Example: {"image": "python:3.12-slim"}
+"""
 
 START_RUN = """Start a long run (a build, a test suite) and return its run_id at once.
 

@@ -6,7 +6,6 @@ model can act on. While a run goes on, progress and its output arrive as notific
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +17,14 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from runner import __version__
+from runner.engine_models import (
+    ContainerList,
+    CreateVolumeRequest,
+    ImageList,
+    PullImageRequest,
+    VolumeList,
+    VolumeName,
+)
 from runner.errors import InvalidRequest, RunnerError
 from runner.mcp import text
 from runner.mcp.arguments import (
@@ -28,11 +35,10 @@ from runner.mcp.arguments import (
     RunId,
     RunLogsArguments,
 )
-from runner.mcp.progress import LogLevels, RunProgress
+from runner.mcp.progress import LogLevels, reporting
 from runner.mcp.results import error_result, run_result, status_summary, structured, task_result
 from runner.mcp.schema import input_schema
 from runner.mcp.tasks import RunTasks, TasksServer, caller
-from runner.models import ContainerList, CreateVolumeRequest, ImageList
 from runner.service import RunnerService
 from runner.settings import Settings
 from runner.tenancy import Tenant
@@ -91,7 +97,7 @@ def _tool(
     async def placeholder() -> None:
         """Never called: `RunnerTool.run` calls `body`."""
 
-    destructive = name in ("cancel_run",)
+    destructive = name in ("cancel_run", "remove_volume")
     return RunnerTool(
         fn=placeholder,
         name=name,
@@ -124,6 +130,7 @@ def build_server(service: Callable[[], RunnerService], settings: Settings) -> MC
         log_level="WARNING",
         tools=[
             *_run_tools(service, levels, settings),
+            *_volume_tools(service),
             *_query_tools(service),
             *_engine_tools(service),
         ],
@@ -146,22 +153,13 @@ def _run_tools(
 
     async def run_container(request: McpRunRequest, ctx: Context) -> CallToolResult:
         timeout = request.timeout_seconds or service().settings.default_timeout_seconds
-        progress = RunProgress(ctx, timeout, levels.wants(ctx, "info"))
-        pump = asyncio.ensure_future(progress.pump())
-        try:
+        async with reporting(ctx, timeout, levels.wants(ctx, "info")) as progress:
             result = await service().run(request.as_run(), _tenant(ctx), progress)
-        finally:
-            progress.send.close()
-            await asyncio.gather(pump, return_exceptions=True)
         return run_result(result)
 
     async def start_run(request: McpRunRequest, ctx: Context) -> CallToolResult:
         status = await service().runs.start(request.as_run(), _tenant(ctx), None)
         return structured(status, f"{status_summary(status)}; follow it with get_run_logs")
-
-    async def create_volume(request: CreateVolumeRequest, ctx: Context) -> CallToolResult:
-        result = await service().create_volume(request, _tenant(ctx))
-        return structured(result, result.detail)
 
     return [
         _tool(
@@ -172,7 +170,29 @@ def _run_tools(
             description=text.run_container(settings),
         ),
         _tool("start_run", "Start a long run", McpRunRequest, start_run, explained=False),
+    ]
+
+
+def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
+    """The caller's named volumes: create, list, remove."""
+
+    async def create_volume(request: CreateVolumeRequest, ctx: Context) -> CallToolResult:
+        result = await service().create_volume(request, _tenant(ctx))
+        return structured(result, result.detail)
+
+    async def list_volumes(request: NoArguments, ctx: Context) -> CallToolResult:
+        found = await service().list_volumes(_tenant(ctx))
+        names = ", ".join(volume.name for volume in found) or "none"
+        return structured(VolumeList(volumes=found), f"{len(found)} volume(s): {names}")
+
+    async def remove_volume(request: VolumeName, ctx: Context) -> CallToolResult:
+        removed = await service().remove_volume(request.name, _tenant(ctx))
+        return structured(removed, f"volume {removed.name!r} removed")
+
+    return [
         _tool("create_volume", "Create a volume", CreateVolumeRequest, create_volume),
+        _tool("list_volumes", "List your volumes", NoArguments, list_volumes, read_only=True),
+        _tool("remove_volume", "Remove a volume", VolumeName, remove_volume),
     ]
 
 
@@ -206,7 +226,7 @@ def _query_tools(service: Callable[[], RunnerService]) -> list[Tool]:
 
 
 def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
-    """Tools about the engine: health, containers, images."""
+    """Tools about the engine: health, containers, images (listed and pulled)."""
 
     async def docker_health(request: NoArguments, ctx: Context) -> CallToolResult:
         health = await service().health()
@@ -220,6 +240,11 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
             wanted = request.status.lower()
             found = [item for item in found if item.status.lower().startswith(wanted)]
         return structured(ContainerList(containers=found), f"{len(found)} container(s)")
+
+    async def pull_image(request: PullImageRequest, ctx: Context) -> CallToolResult:
+        async with reporting(ctx, None, send_output=False) as progress:
+            pulled = await service().pull_image(request, _tenant(ctx), progress)
+        return structured(pulled, f"pulled {pulled.image}: {pulled.id} ({pulled.size} bytes)")
 
     async def list_images(request: ListImagesArguments, ctx: Context) -> CallToolResult:
         found = await service().list_images(reference=request.reference)
@@ -236,4 +261,5 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
             read_only=True,
         ),
         _tool("list_images", "List images", ListImagesArguments, list_images, read_only=True),
+        _tool("pull_image", "Pull an image", PullImageRequest, pull_image),
     ]

@@ -8,9 +8,10 @@ import signal
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import free_port, managed_objects, start_runner
-from tests.docker.watching import Events, in_background, post_run
+from tests.docker.watching import Events, in_background, leases_of, post_run
 from tests.faults import EngineProxy, engine_fault
 from tests.helpers import instance_id, run_body
 
@@ -22,12 +23,20 @@ def test_a_container_ignoring_sigterm_is_stopped_at_its_timeout(client):
     assert result["execution_time"] < 20
 
 
-@engine_fault
-def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
-    app_client, engine, tmp_path
-):
+@pytest.fixture
+def proxy(tmp_path):  # type: ignore[no-untyped-def]
+    """A proxy in front of the engine, cut only after the apps using it have stopped (asked
+    for before `app_client`), so that they can remove their lease on the way out."""
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
+    yield proxy
+    proxy.cut()
+
+
+@engine_fault
+def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
+    proxy, app_client, engine
+):
     client = app_client(docker_host=proxy.docker_host, reap_interval_seconds=0.2)
     instance = client.app.state.service.settings.instance_id
     events = Events(engine, instance)
@@ -46,7 +55,6 @@ def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
         assert client.app.state.service.backend.cleanup.idle(60)
     finally:
         events.close()
-        proxy.cut()
     assert managed_objects(engine, instance) == []
 
 
@@ -62,8 +70,10 @@ def test_a_killed_runner_s_leftovers_go_when_it_restarts_once_its_lease_expires(
         first.wait(30)
         assert isinstance(pending(), httpx.HTTPError)
         assert managed_objects(engine, instance), "the kill should have left the run behind"
+        dead_leases = leases_of(engine, instance)
         second = start_runner(instance, port, **fast)
         events.wait("destroy")
+        events.until_removed(dead_leases)  # the dead runner's lease too, once past its deadline
         second.terminate()
         second.wait(30)
     finally:
@@ -73,11 +83,11 @@ def test_a_killed_runner_s_leftovers_go_when_it_restarts_once_its_lease_expires(
 
 
 @contextlib.contextmanager
-def running_in_a_runner(engine, body, **settings: str):  # type: ignore[no-untyped-def]
+def running_in_a_runner(engine, body, stderr=None, **settings: str):  # type: ignore[no-untyped-def]
     """A runner process with one run started in it; afterwards nothing of it may remain."""
     instance, port = instance_id("signal"), free_port()
     events = Events(engine, instance)
-    runner = start_runner(instance, port, **settings)
+    runner = start_runner(instance, port, stderr=stderr, **settings)
     try:
         pending = post_run(port, body)
         events.wait("start")
@@ -96,6 +106,25 @@ def test_sigterm_lets_a_run_in_flight_finish_within_the_grace(engine):
         assert isinstance(response, httpx.Response) and response.status_code == 200
         assert response.json()["stdout"] == "finished\n"
         assert runner.wait(30) == 0
+
+
+def test_ctrl_c_twice_lets_the_run_finish_and_exits_without_a_traceback(engine, tmp_path):
+    """Ctrl-C in a terminal reaches every process of the group (`uv run`, a shell) and users
+    press it twice: the second one neither cuts the run short nor prints a traceback."""
+    body = run_body("sh", "-c", "sleep 2; echo finished")
+    log = tmp_path / "stderr"
+    with (
+        log.open("wb") as stderr,
+        running_in_a_runner(engine, body, stderr, shutdown_grace_seconds="30") as running,
+    ):
+        runner, pending, _ = running
+        runner.send_signal(signal.SIGINT)
+        runner.send_signal(signal.SIGINT)
+        response = pending()
+        assert isinstance(response, httpx.Response) and response.status_code == 200
+        assert response.json()["stdout"] == "finished\n"
+        assert runner.wait(30) == 0
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
 def test_sigterm_kills_and_removes_a_run_that_outlasts_the_grace(engine):

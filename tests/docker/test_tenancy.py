@@ -21,6 +21,9 @@ from tests.helpers import run_body
 A = {"Authorization": "Bearer tok-alice"}
 B = {"Authorization": "Bearer tok-bob"}
 NOBODY = "0123456789abcdef"
+KEY = f"k-{uuid.uuid4().hex}"
+"""Alice's idempotency key: the tokens are the same in every copy of the suite (so the tenants
+are too), the key is this copy's own."""
 
 
 @pytest.fixture
@@ -33,8 +36,8 @@ def tenants(server: Server) -> Iterator[httpx.Client]:
 @pytest.fixture
 def alice_run(tenants: httpx.Client) -> Iterator[str]:
     """Alice's async run, running (its first line printed) until cancelled, started with
-    idempotency key `k`."""
-    headers = {**A, "Idempotency-Key": "k"}
+    idempotency key `KEY`."""
+    headers = {**A, "Idempotency-Key": KEY}
     body = run_body("sh", "-c", "echo up; exec sleep 120")
     started = tenants.post("/runs", json=body, headers=headers)
     assert started.status_code == 202, started.text
@@ -64,9 +67,9 @@ def test_another_tenant_s_run_answers_exactly_as_a_run_that_never_existed(tenant
 
 
 def test_an_idempotency_key_belongs_to_its_tenant(tenants, alice_run):
-    again = tenants.post("/runs", json=run_body("true"), headers={**A, "Idempotency-Key": "k"})
+    again = tenants.post("/runs", json=run_body("true"), headers={**A, "Idempotency-Key": KEY})
     assert again.json()["run_id"] == alice_run
-    bobs = tenants.post("/runs", json=run_body("true"), headers={**B, "Idempotency-Key": "k"})
+    bobs = tenants.post("/runs", json=run_body("true"), headers={**B, "Idempotency-Key": KEY})
     assert bobs.status_code == 202
     assert bobs.json()["run_id"] != alice_run
     tenants.delete(f"/runs/{bobs.json()['run_id']}", headers=B)

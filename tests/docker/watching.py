@@ -51,6 +51,20 @@ class Events:
         left = everything_of(self.engine, self.instance)
         pytest.fail(f"instance {self.instance} left {left} past the bound")
 
+    def until_removed(self, volumes: list[str]) -> None:
+        """Until none of these volumes is on the engine (re-checked at each removal)."""
+
+        def left() -> set[str]:
+            listed = self.engine.api.volumes(filters={"label": f"{INSTANCE}={self.instance}"})
+            return set(volumes) & {item["Name"] for item in listed.get("Volumes") or []}
+
+        if not left():
+            return
+        for event in self.stream:
+            if event["Action"] == "destroy" and not left():
+                return
+        pytest.fail(f"volumes {sorted(left())} outlived the bound")
+
     def close(self) -> None:
         self.stream.close()
 

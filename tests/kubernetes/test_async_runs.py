@@ -125,6 +125,8 @@ def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
     api.post("/run", json={**BODY, "volumes": {"/c": {"type": "volume", "name": "cache"}}})
     fake.refuse = lambda pod: 'admission webhook "policy.example.com" denied the request'
     assert api.post("/run", json=BODY).status_code == 403
+    assert [volume["name"] for volume in api.get("/volumes").json()] == ["cache"]
+    assert api.delete("/volume/cache").status_code == 200
     expired = {
         "oneoff-runner.managed": "true",
         "oneoff-runner.role": "run-record",
@@ -179,3 +181,25 @@ def test_tenants_see_only_their_own_runs_and_claims(
     assert job["metadata"]["labels"]["oneoff-runner.tenant"] == tenant_for("tok-a").label
     fake.delete("jobs", "runs", f"oneoff-{run_id}")
     fake.delete("persistentvolumeclaims", "runs", "alices")
+
+
+def test_claims_are_listed_and_removed_by_their_tenant_only(
+    fake: FakeKubernetes, kube_settings: Settings
+) -> None:
+    alice, bob = {"Authorization": "Bearer tok-a"}, {"Authorization": "Bearer tok-b"}
+    settings = kube_settings.model_copy(update={"api_tokens": ["alice:tok-a", "tok-b"]})
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "spec": {}}
+    fake.put("persistentvolumeclaims", "runs", {**claim, "metadata": {"name": "by-hand"}}, "ADDED")
+    with TestClient(create_app(settings)) as api:
+        body = {"name": "alices", "labels": {"team": "ci"}}
+        assert api.post("/volume", json=body, headers=alice).status_code == 200
+        (listed,) = api.get("/volumes", headers=alice).json()
+        assert (listed["name"], listed["labels"]) == ("alices", {"team": "ci"})
+        assert api.get("/volumes", headers=bob).json() == []
+        for name in ("alices", "by-hand"):
+            assert api.delete(f"/volume/{name}", headers=bob).status_code == 404
+        assert api.delete("/volume/by-hand", headers=alice).status_code == 404
+        assert api.delete("/volume/alices", headers=alice).status_code == 200
+        assert api.get("/volumes", headers=alice).json() == []
+    assert fake.named("persistentvolumeclaims") == ["by-hand"]
+    fake.delete("persistentvolumeclaims", "runs", "by-hand")

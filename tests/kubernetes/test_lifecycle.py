@@ -7,8 +7,9 @@ import threading
 import pytest
 
 from backends.kubernetes.jobs import KubernetesBackend
+from runner.engine_models import CreateVolumeRequest
 from runner.errors import Cancelled, Conflict, Unsupported
-from runner.models import CreateVolumeRequest, RunRequest
+from runner.models import RunRequest
 from runner.policy import build_run_spec, build_volume_fill
 from runner.settings import Settings
 from runner.tenancy import LOCAL

@@ -149,6 +149,26 @@ async def test_a_volume_made_by_one_tenant_is_refused_to_the_other(alice, bob, e
             volume.remove(force=True)
 
 
+async def test_volumes_are_listed_and_removed_by_their_tenant_only(alice, bob, engine):
+    name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+    try:
+        assert (await alice.call_tool("create_volume", {"name": name})).is_error is False
+        mine = await alice.call_tool("list_volumes", {})
+        assert name in [volume["name"] for volume in mine.structured_content["volumes"]]
+        theirs = await bob.call_tool("list_volumes", {})
+        assert name not in [volume["name"] for volume in theirs.structured_content["volumes"]]
+        refused = await bob.call_tool("remove_volume", {"name": name})
+        assert refused.is_error is True and refused.content[0].text.startswith("name:")
+        assert engine.volumes.get(name).name == name
+        removed = await alice.call_tool("remove_volume", {"name": name})
+        assert removed.is_error is False
+        assert removed.structured_content == {"status": "removed", "name": name}
+        assert engine.volumes.list(filters={"name": name}) == []
+    finally:
+        for volume in engine.volumes.list(filters={"name": name}):
+            volume.remove(force=True)
+
+
 async def test_a_host_bind_volume_is_refused(alice, engine):
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     attack = {"name": name, "driver_opts": {"type": "none", "o": "bind", "device": "/"}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 
 import httpx
 import pytest
@@ -11,8 +12,9 @@ from mcp import Client
 from mcp_types import LATEST_PROTOCOL_VERSION
 
 from mcp_app import create_app
+from runner.engine_models import CreateVolumeRequest
 from runner.mcp.arguments import McpRunRequest
-from runner.models import CreateVolumeRequest, RunRequest, VolumeSpec
+from runner.models import RunRequest, VolumeSpec
 from tests.conftest import serving
 from tests.helpers import TEST_IMAGE, b64, run_body, untar_gz
 
@@ -21,9 +23,12 @@ pytestmark = pytest.mark.anyio
 TOOLS = {
     "run_container",
     "create_volume",
+    "list_volumes",
+    "remove_volume",
     "docker_health",
     "list_containers",
     "list_images",
+    "pull_image",
     "start_run",
     "get_run",
     "get_run_logs",
@@ -49,9 +54,18 @@ async def test_every_tool_is_listed_with_a_description_an_example_and_a_title(cl
 
 async def test_annotations_say_which_tools_only_read_and_which_destroy(client):
     tools = await tools_by_name(client)
-    for name in ("get_run", "get_run_logs", "docker_health", "list_containers", "list_images"):
+    for name in (
+        "get_run",
+        "get_run_logs",
+        "docker_health",
+        "list_containers",
+        "list_images",
+        "list_volumes",
+    ):
         assert tools[name].annotations.read_only_hint is True, name
     assert tools["cancel_run"].annotations.destructive_hint is True
+    assert tools["remove_volume"].annotations.destructive_hint is True
+    assert tools["pull_image"].annotations.destructive_hint is False
     assert tools["run_container"].annotations.read_only_hint is not True
     assert tools["run_container"].annotations.destructive_hint is False
 
@@ -178,6 +192,19 @@ async def test_create_volume_then_use_it(client, engine):
         assert ran.structured_content["stdout"] == "A"
     finally:
         engine.volumes.get(name).remove(force=True)
+
+
+async def test_a_volume_in_use_is_not_removed_and_the_error_says_why(client, engine):
+    name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+    await client.call_tool("create_volume", {"name": name})
+    holder = engine.containers.create(TEST_IMAGE, ["true"], volumes=[f"{name}:/v"])
+    try:
+        refused = await client.call_tool("remove_volume", {"name": name})
+        assert refused.is_error is True
+        assert "in use" in refused.content[0].text
+    finally:
+        holder.remove(force=True)
+    assert (await client.call_tool("remove_volume", {"name": name})).is_error is False
 
 
 async def test_docker_health_reports_the_engine(client, engine):

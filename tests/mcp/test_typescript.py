@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,30 @@ def test_a_run_longer_than_the_sdk_request_timeout_completes_on_progress(http_ta
 def test_stdin_reaches_the_command(target):
     seen = call(target[0], "run_container", run_body("sh", "-c", "cat; echo eof", stdin="typed\n"))
     assert seen["result"]["structuredContent"]["stdout"] == "typed\neof\n"
+
+
+def test_a_volume_is_created_listed_and_removed(target, engine):
+    name = f"oneoff-test-ts-{uuid.uuid4().hex[:8]}"
+    calls = [
+        {"name": "create_volume", "arguments": {"name": name}},
+        {"name": "list_volumes", "arguments": {}},
+        {"name": "remove_volume", "arguments": {"name": name}},
+        {"name": "list_volumes", "arguments": {}},
+    ]
+    try:
+        created, listed, removed, after = client(target[0], "sequence", calls)["results"]
+    finally:
+        for volume in engine.volumes.list(filters={"name": name}):
+            volume.remove(force=True)
+    assert created["isError"] is False
+    assert name in [volume["name"] for volume in listed["structuredContent"]["volumes"]]
+    assert removed["structuredContent"] == {"status": "removed", "name": name}
+    assert name not in [volume["name"] for volume in after["structuredContent"]["volumes"]]
+
+
+def test_an_image_is_pulled_with_progress(target, unique_image, engine):
+    image = unique_image()
+    seen = call(target[0], "pull_image", {"image": image})
+    assert seen["result"]["isError"] is False, seen["result"]
+    assert engine.images.get(image).id == seen["result"]["structuredContent"]["id"]
+    assert seen["progress"] and seen["progress"][0]["message"].startswith(f"pulling {image}")

@@ -8,9 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from runner.engine_models import CreateVolumeRequest
 from runner.errors import InvalidRequest
 from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_TIMEOUT_SECONDS
-from runner.models import CreateVolumeRequest, RunRequest
+from runner.models import RunRequest
 from runner.policy import build_run_spec
 from runner.settings import Settings
 from runner.tenancy import LOCAL

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runner.engine_models import CreateVolumeRequest
 from runner.errors import PolicyRefused
-from runner.models import CreateVolumeRequest, RunRequest
+from runner.models import RunRequest
 from runner.policy import NEVER_HOST_PATHS, build_run_spec, build_volume_fill
 from runner.settings import Settings
 from runner.spec import VolumeState

@@ -45,6 +45,13 @@ const scenarios = {
     return { result, progress, logs, seconds: (Date.now() - started) / 1000 };
   },
 
+  // Several calls in one session, in order: their results.
+  async sequence(client) {
+    const results = [];
+    for (const call of argumentsOf) results.push(await client.callTool(call, CallToolResultSchema));
+    return { results };
+  },
+
   // A call abandoned once its container runs: the SDK sends notifications/cancelled.
   async abandon(client) {
     const controller = new AbortController();

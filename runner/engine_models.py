@@ -1,0 +1,150 @@
+"""Wire models of what the runner manages besides runs: named volumes, images, containers, the
+backend's health. Shared by REST and MCP like `runner.models`, whose base they use."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from runner.models import (
+    RESERVED_LABEL_PREFIX,
+    VOLUME_NAME_PATTERN,
+    AuthConfig,
+    StrictModel,
+    image_name_within_limit,
+    is_reserved_label,
+)
+
+
+class CreateVolumeRequest(StrictModel):
+    """A named volume, optionally filled from a tar.gz (`tar czf x.tar.gz target_dir`)."""
+
+    name: str = Field(
+        pattern=VOLUME_NAME_PATTERN, description="Docker volume name.", examples=["my-data"]
+    )
+    content: str | None = Field(
+        None,
+        description="Base64 of a tar.gz. The contents of a single top-level folder shared by "
+        "every member land at the volume's root; otherwise the archive is extracted as it is.",
+        examples=["H4sIAAAAAAAAA+3OMQ6AIAwF0M5cBg..."],
+    )
+    driver: str | None = Field(
+        None, description="Volume driver (engine default: local).", examples=["local"]
+    )
+    driver_opts: dict[str, str] = Field(
+        default_factory=dict, description="Driver options.", examples=[{"type": "tmpfs"}]
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"Labels for the volume; `{RESERVED_LABEL_PREFIX}.*` is the runner's own.",
+        examples=[{"team": "ci"}],
+    )
+    reuse_existing: bool = Field(
+        False,
+        description="Fill an existing volume of that name instead of answering 409.",
+        examples=[False],
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _unreserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for label in value:
+            if is_reserved_label(label):
+                raise ValueError(
+                    f"label {label!r} is in the runner's reserved namespace "
+                    f"({RESERVED_LABEL_PREFIX}.*); choose a name outside it"
+                )
+        return value
+
+
+class CreateVolumeResult(BaseModel):
+    status: Literal["success"] = "success"
+    name: str
+    detail: str
+
+
+class VolumeInfo(BaseModel):
+    """A named volume the caller created (POST /volume, create_volume)."""
+
+    name: str
+    driver: str
+    created_at: str | None = Field(None, description="When it was created (RFC 3339).")
+    labels: dict[str, str] = Field(default_factory=dict, description="The caller's labels.")
+
+
+class VolumeList(BaseModel):
+    volumes: list[VolumeInfo]
+
+
+class RemovedVolume(BaseModel):
+    status: Literal["removed"] = "removed"
+    name: str
+
+
+class VolumeName(StrictModel):
+    """One of the caller's volumes, by name."""
+
+    name: str = Field(pattern=VOLUME_NAME_PATTERN, description="From list_volumes.")
+
+
+class PullImageRequest(StrictModel):
+    """An image to pull ahead of runs, under the same policy and credentials as a run's pull."""
+
+    image: str = Field(
+        min_length=1, max_length=512, description="Image reference.", examples=["busybox:1.36"]
+    )
+    auth_config: AuthConfig | None = Field(
+        None,
+        description="Private registry credentials, used for this pull only.",
+        examples=[{"username": "robot", "password": "s3cret"}],
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _image_name_length(cls, value: str) -> str:
+        return image_name_within_limit(value)
+
+
+class PulledImage(BaseModel):
+    status: Literal["pulled"] = "pulled"
+    image: str = Field(description="The reference as asked.")
+    id: str = Field(description="The image's id on the engine.")
+    size: int = Field(description="Bytes on the engine.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    backend: str
+    version: str = Field(description="The backend's version (engine or API server).")
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class Unavailable(BaseModel):
+    status: Literal["unavailable"] = "unavailable"
+    backend: str
+    error: str
+    message: str = Field(description="Why the backend cannot be reached.")
+    field: str | None = None
+
+
+class ContainerInfo(BaseModel):
+    id: str
+    name: str
+    image: str
+    status: str
+    run_id: str | None = None
+
+
+class ImageInfo(BaseModel):
+    id: str
+    tags: list[str]
+    size: int
+
+
+class ContainerList(BaseModel):
+    containers: list[ContainerInfo]
+
+
+class ImageList(BaseModel):
+    images: list[ImageInfo]

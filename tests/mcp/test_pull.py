@@ -1,0 +1,96 @@
+"""pull_image through the SDK's own client over real HTTP, against the local registries: progress
+while layers download, the image on the engine afterwards, refusals as tool errors, and a
+cancelled call stopping the download."""
+
+from __future__ import annotations
+
+import anyio
+import docker
+import pytest
+from mcp import Client
+
+from tests.helpers import PUBLIC_REGISTRY, REGISTRY_USER
+from tests.mcp.test_protocol import until
+from tests.registries import CREDENTIALS, Push, SlowProxy
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(
+    client: Client, unique_image: Push, engine: docker.DockerClient
+) -> None:
+    image = unique_image(megabytes=4)
+    notes: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        notes.append((value, total, message))
+
+    result = await client.call_tool("pull_image", {"image": image}, progress_callback=on_progress)
+    assert result.is_error is False, result.content
+    assert engine.images.get(image).id == result.structured_content["id"]
+    assert result.content[0].text.startswith(f"pulled {image}")
+    values = [value for value, _, _ in notes]
+    assert values and values == sorted(set(values))
+    messages = [message or "" for _, _, message in notes]
+    assert messages[0].startswith(f"pulling {image}")
+    assert any("of 4.0 MB" in message for message in messages), messages
+
+
+async def test_a_private_pull_with_credentials_and_refusals_that_never_echo_them(
+    client: Client, unique_image: Push, engine: docker.DockerClient
+) -> None:
+    image = unique_image(private=True)
+    wrong = {"username": REGISTRY_USER, "password": "nope-nope-4242"}
+    refused = await client.call_tool("pull_image", {"image": image, "auth_config": wrong})
+    assert refused.is_error is True
+    assert refused.content[0].text.startswith("auth_config:")
+    assert "nope-nope-4242" not in refused.content[0].text
+    asked = await client.call_tool("pull_image", {"image": image})
+    assert asked.is_error is True and "auth_config" in asked.content[0].text
+    pulled = await client.call_tool("pull_image", {"image": image, "auth_config": CREDENTIALS})
+    assert pulled.is_error is False, pulled.content
+    assert engine.images.get(image).id == pulled.structured_content["id"]
+
+
+async def test_unknown_images_and_arguments_are_tool_errors_naming_them(client: Client) -> None:
+    missing = await client.call_tool(
+        "pull_image", {"image": f"{PUBLIC_REGISTRY}/oneoff-test/nope:1"}
+    )
+    assert missing.is_error is True and missing.content[0].text.startswith("image:")
+    extra = await client.call_tool("pull_image", {"image": "busybox", "platform": "arm64"})
+    assert extra.is_error is True and "platform" in extra.content[0].text
+
+
+async def test_a_cancelled_pull_stops_downloading(
+    client: Client, unique_image: Push, engine: docker.DockerClient
+) -> None:
+    """Through a proxy that passes 200 KB/s, a 4 MB layer would take 20 s; the call is
+    cancelled at the first layer progress, and the engine hangs up on the download."""
+    proxy = SlowProxy(PUBLIC_REGISTRY, rate=200_000)
+    image = unique_image(megabytes=4).replace(PUBLIC_REGISTRY, proxy.address)
+    downloading = anyio.Event()
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        if "downloaded" in (message or ""):
+            downloading.set()
+
+    try:
+        async with anyio.create_task_group() as group:
+
+            async def pull() -> None:
+                await client.call_tool(
+                    "pull_image", {"image": image}, progress_callback=on_progress
+                )
+
+            group.start_soon(pull)
+            with anyio.fail_after(30):
+                await downloading.wait()
+            assert proxy.downloading == 1
+            group.cancel_scope.cancel()
+        await anyio.to_thread.run_sync(until, lambda: proxy.downloading == 0, 15)
+        with pytest.raises(docker.errors.ImageNotFound):
+            engine.images.get(image)
+    finally:
+        proxy.close()
+        for tag in engine.images.list(name=image.rsplit(":", 1)[0]):
+            engine.images.remove(tag.id, force=True)
