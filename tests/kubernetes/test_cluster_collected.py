@@ -8,7 +8,11 @@ import sys
 
 from tests.conftest import ROOT
 
-MODULES = ["tests/kubernetes/test_cluster.py", "tests/kubernetes/test_cluster_resilience.py"]
+MODULES = [
+    "tests/kubernetes/test_cluster.py",
+    "tests/kubernetes/test_cluster_resilience.py",
+    "tests/kubernetes/test_cluster_settings.py",
+]
 EXPECTED = {
     "test_an_api_server_blip_during_a_run_neither_fails_nor_deletes_it[sync]",
     "test_an_api_server_blip_during_a_run_neither_fails_nor_deletes_it[async]",
@@ -18,6 +22,8 @@ EXPECTED = {
     "test_open_egress_reaches_dns_but_not_metadata_or_private_ranges",
     "test_the_generated_token_survives_helm_upgrade",
     "test_returned_content_past_the_kubernetes_bound_is_a_413",
+    "test_runtime_class_and_scratch_size_reach_a_real_pod",
+    "test_the_chart_s_role_gives_runs_what_they_need_and_no_secret",
 }
 
 
