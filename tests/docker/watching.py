@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import docker
 import httpx
@@ -41,29 +41,23 @@ class Events:
         pytest.fail(f"no {action!r} event for instance {self.instance}")
 
     def until_nothing_left(self) -> None:
-        """Until nothing of the instance is on the engine, lease included (re-checked at each
-        removal the engine reports); fails when the stream's time is up first."""
-        if not everything_of(self.engine, self.instance):
-            return
-        for event in self.stream:
-            if event["Action"] == "destroy" and not everything_of(self.engine, self.instance):
-                return
-        left = everything_of(self.engine, self.instance)
-        pytest.fail(f"instance {self.instance} left {left} past the bound")
+        """Until nothing of the instance is on the engine, lease included; fails when the
+        stream's time is up first."""
+        self._until_gone(lambda: everything_of(self.engine, self.instance))
 
     def until_removed(self, volumes: list[str]) -> None:
-        """Until none of these volumes is on the engine (re-checked at each removal)."""
+        """Until none of these volumes of the instance is on the engine."""
+        self._until_gone(lambda: set(volumes) & set(everything_of(self.engine, self.instance)))
 
-        def left() -> set[str]:
-            listed = self.engine.api.volumes(filters={"label": f"{INSTANCE}={self.instance}"})
-            return set(volumes) & {item["Name"] for item in listed.get("Volumes") or []}
-
+    def _until_gone(self, left: Callable[[], Collection[str]]) -> None:
+        """Until `left()` is empty, re-checked at each removal the engine reports; fails with
+        what is left when the stream's time is up first."""
         if not left():
             return
         for event in self.stream:
             if event["Action"] == "destroy" and not left():
                 return
-        pytest.fail(f"volumes {sorted(left())} outlived the bound")
+        pytest.fail(f"instance {self.instance} left {sorted(left())} past the bound")
 
     def close(self) -> None:
         self.stream.close()
