@@ -358,6 +358,12 @@ class RunRequest(StrictModel):
             for key, value in self.env_vars.items()
         }
 
+    def drop_content(self) -> None:
+        """Forget the volumes' base64 once the run's spec holds it decoded: the text of a large
+        request would otherwise stay beside its bytes for the whole run."""
+        for volume in self.volumes.values():
+            volume.content = None
+
 
 class ReturnedVolume(BaseModel):
     """Content handed back from a `response: true` path."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -86,26 +87,33 @@ async def run_body(request: Request, service: RunnerService) -> AsyncIterator[Ru
         raise
 
 
-async def _body(request: Request, limit: int) -> bytearray:
-    """The body in one buffer, sized from Content-Length when it is given and within `limit`:
-    no list of chunks joined into a second copy, and no copy kept on the request (Starlette's
-    `body()` keeps one for the whole run). Untouched pages of a lying Content-Length cost no
-    memory, and a body past `limit` is refused by the app's body limit as it streams."""
+async def _body(request: Request, limit: int) -> bytes:
+    """The body as one bytes object and no other copy: `model_validate_json` copies a bytearray
+    before parsing, and joining chunks holds the body twice. The buffer is sized from
+    Content-Length (within `limit`; its pages cost memory only as they are written) and written
+    in place through a view of a BytesIO's own bytes, which `getvalue` then hands over without
+    copying. A body past `limit` is refused by the app's body limit as it streams; one without
+    Content-Length grows as it comes. Not kept on the request (Starlette's `body()` would)."""
     length = request.headers.get("content-length", "")
-    declared = int(length) if length.isdigit() else 0
-    buffer = bytearray(declared if declared <= limit else 0)
-    filled = 0
+    declared = int(length) if length.isdigit() and int(length) <= limit else 0
+    buffer = io.BytesIO(bytes(declared))
+    view, filled = buffer.getbuffer(), 0
     async for chunk in request.stream():
         end = filled + len(chunk)
-        if end > len(buffer):
-            del buffer[filled:]
-        buffer[filled:end] = chunk
+        if end <= declared:
+            view[filled:end] = chunk
+        else:  # longer than declared, or no Content-Length: it grows from here on
+            view.release()
+            declared = -1
+            buffer.seek(filled)
+            buffer.write(chunk)
         filled = end
-    del buffer[filled:]
-    return buffer
+    view.release()
+    buffer.truncate(filled)
+    return buffer.getvalue()
 
 
-def _json_request(raw: bytes | bytearray) -> RunRequest:
+def _json_request(raw: bytes) -> RunRequest:
     try:
         return RunRequest.model_validate_json(raw)
     except ValidationError as exc:

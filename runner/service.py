@@ -219,7 +219,9 @@ class RunnerService:
         """The request against the policy, for `tenant` (blocking: call it in a worker);
         `uploads`: its content parts still to arrive."""
         volumes = self.backend.volume_state
-        return build_run_spec(request, self.settings, run_id, tenant, volumes, uploads)
+        spec = build_run_spec(request, self.settings, run_id, tenant, volumes, uploads)
+        request.drop_content()
+        return spec
 
     async def run_file(self, tenant: Tenant, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
         """A finished async run's `response: true` path as a stream, for the tenant that owns

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from api_app import create_app
 from runner.errors import InvalidRequest
 from runner.multipart import read_run_form
+from runner.rest_bodies import _body
 from tests.fakes import FakeBackend, outcome
 from tests.helpers import run_body
 
@@ -82,3 +83,28 @@ def test_the_openapi_document_describes_both_request_bodies(api):
     assert "request" in content["multipart/form-data"]["schema"]["properties"]
     schemas = api.get("/openapi.json").json()["components"]["schemas"]
     assert "RunRequest" in schemas and "VolumeSpec" in schemas
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("declared", "why"),
+    [
+        (None, "no Content-Length (chunked): the buffer grows as the body comes"),
+        (30, "the Content-Length the body has"),
+        (12, "more bytes than declared"),
+        (1000, "fewer bytes than declared"),
+        (10**9, "a Content-Length over the limit is not trusted for the buffer's size"),
+    ],
+)
+async def test_a_json_body_is_read_whole_whatever_its_content_length_says(declared, why):
+    chunks = iter([b"0123456789", b"abcdefghij", b"ABCDEFGHIJ", b""])
+
+    async def receive() -> dict[str, object]:
+        chunk = next(chunks)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunk)}
+
+    headers = [] if declared is None else [(b"content-length", str(declared).encode())]
+    request = Request({"type": "http", "method": "POST", "headers": headers}, receive)
+    body = await _body(request, limit=10**6)
+    assert body == b"0123456789abcdefghijABCDEFGHIJ", why
+    assert type(body) is bytes  # model_validate_json would copy a bytearray first

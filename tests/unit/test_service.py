@@ -121,3 +121,19 @@ async def test_backend_errors_pass_through_unchanged(make_settings):
     with pytest.raises(ImageNotFound):
         await service.run(REQUEST, LOCAL)
     assert service.admission.running == 0
+
+
+async def test_a_request_lets_go_of_its_base64_once_the_run_holds_the_bytes(make_settings):
+    """The text of a large content field must not stay beside its decoded bytes for the
+    whole run."""
+    seen: list[bytes | None] = []
+
+    def handler(spec):  # type: ignore[no-untyped-def]
+        seen.append(spec.mounts[0].content)
+        return outcome()
+
+    request = RunRequest(image="img", volumes={"/in.txt": {"type": "file", "content": "aGVsbG8="}})
+    service = RunnerService(make_settings(), FakeBackend(handler))
+    await service.run(request, LOCAL)
+    assert seen == [b"hello"]
+    assert request.volumes["/in.txt"].content is None
