@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from backends.docker.loopback import HOSTS_ROLE
 from backends.leases import LEASE_ROLE
 from runner.backend import INSTANCE, ROLE
 from runner.settings import Settings
@@ -125,12 +126,15 @@ def no_leaks(engine: docker.DockerClient) -> Iterator[None]:
 
 
 def managed_objects(engine: docker.DockerClient, instance: str) -> list[str]:
-    """What runners of `instance` made for runs (their leases, held while they live, aside)."""
+    """What runners of `instance` made for runs (what each holds while it lives, its lease and
+    its hosts file, aside)."""
     label = {"label": f"{INSTANCE}={instance}"}
     containers = engine.api.containers(all=True, filters=label)
     volumes = engine.api.volumes(filters=label).get("Volumes") or []
     return [item["Names"][0].lstrip("/") for item in containers] + [
-        item["Name"] for item in volumes if (item.get("Labels") or {}).get(ROLE) != LEASE_ROLE
+        item["Name"]
+        for item in volumes
+        if (item.get("Labels") or {}).get(ROLE) not in (LEASE_ROLE, HOSTS_ROLE)
     ]
 
 

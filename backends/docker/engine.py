@@ -11,6 +11,7 @@ it raises. What cannot be removed is retried by the reaper. docker-py's exceptio
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from backends.docker.attached import AttachedRuns
 from backends.docker.cleanup import Cleanup
 from backends.docker.content import ContentCopier, straight_in
 from backends.docker.errors import create_refused, engine_errors, exists, start_refused
+from backends.docker.loopback import Loopback
 from backends.docker.pull import pull, pulls_first
 from backends.docker.returned import ReturnedPaths
 from backends.docker.runs import DetachedRuns, OutputStream
@@ -37,6 +39,7 @@ from runner.errors import (
     Cancelled,
     Conflict,
     ImageNotFound,
+    InvalidRequest,
     NotFound,
     RunnerError,
 )
@@ -70,6 +73,7 @@ class DockerBackend:
         self.lease = Lease(
             settings.instance_id, settings.lease_seconds, self._create_lease, self._delete_lease
         )
+        self.loopback = Loopback(lambda: self.api, self.content, self.lease, settings.instance_id)
         self.detached = DetachedRuns(self)
         self.attached = AttachedRuns(self)
         self._deferred: set[tuple[str | None, str | None]] = set()
@@ -112,6 +116,8 @@ class DockerBackend:
     def close(self) -> None:
         self.attached.close()
         self.lease.release()  # its removal is queued, and drained with the rest
+        if (hosts := self.loopback.volume()) is not None:
+            self.cleanup.submit(None, hosts)
         self.cleanup.drain(CLEANUP_DRAIN_SECONDS)
         with self._lock:
             for client in (self._client, self._stream_client):
@@ -222,10 +228,26 @@ class DockerBackend:
     ) -> str:
         """The container, hardened: no new privileges, a small capability set, limits on
         memory (no extra swap), CPU, processes and open files; never privileged. By default the
-        engine keeps no log: output is read from the attach."""
+        engine keeps no log: output is read from the attach. Without a network, the runtime
+        makes its namespace (`loopback`)."""
+        try:
+            return self._create(spec, mounts, labels, logs)
+        except InvalidRequest:
+            if not self.loopback.lost():
+                raise
+        return self._create(spec, mounts, labels, logs)  # its hosts file was removed: made again
+
+    def _create(
+        self,
+        spec: RunSpec,
+        mounts: list[Mount],
+        labels: dict[str, str],
+        logs: LogConfig | None,
+    ) -> str:
+        hosts = self.loopback.hosts(spec)
         nofile = self.settings.nofile_limit
         host_config = self.api.create_host_config(
-            mounts=mounts,
+            mounts=mounts if hosts is None else [*mounts, hosts],
             mem_limit=spec.memory_bytes,
             memswap_limit=spec.memory_bytes,
             nano_cpus=spec.nano_cpus,
@@ -239,8 +261,9 @@ class DockerBackend:
             runtime=spec.runtime,
             log_config=logs or LogConfig(type=LogConfig.types.NONE),
         )
+        create = functools.partial(self._create_container, spec, host_config, labels, hosts)
         try:
-            return self._create_container(spec, host_config, labels)
+            return create()
         except ImageNotFound:
             if spec.pull_policy == "never":
                 raise ImageNotFound(
@@ -251,10 +274,14 @@ class DockerBackend:
             if pulls_first(spec):
                 raise
         self._pull_for(spec)
-        return self._create_container(spec, host_config, labels)
+        return create()
 
     def _create_container(
-        self, spec: RunSpec, host_config: dict[str, object], labels: dict[str, str]
+        self,
+        spec: RunSpec,
+        host_config: dict[str, object],
+        labels: dict[str, str],
+        hosts: Mount | None,
     ) -> str:
         with engine_errors("creating the container", create_refused):
             created = self.api.create_container(
@@ -269,6 +296,7 @@ class DockerBackend:
                 host_config=host_config,
                 use_config_proxy=False,
                 stdin_open=spec.stdin is not None,  # with StdinOnce: end of file after it
+                network_disabled=hosts is not None,
             )
         return str(created["Id"])
 

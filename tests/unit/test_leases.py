@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from backends.docker.loopback import HOSTS_ROLE
 from backends.docker.reaping import Listing, containers_to_remove, volumes_to_remove
 from backends.labels import ASYNC_ROLE, RECORD_ROLE
 from backends.leases import LEASE_ROLE, OWNER, Lease, live_owners
@@ -89,3 +90,13 @@ def test_an_async_run_s_volume_goes_only_when_its_launch_died_with_its_runner():
         {"Name": "old-lease", "Labels": labelled(LEASE_ROLE, GONE, deadline=NOW - 1)},
     ]
     assert volumes_to_remove(listing(containers, volumes)) == ["died", "old-lease"]
+
+
+def test_a_runner_s_hosts_file_volume_goes_with_its_lease_and_stays_while_it_lives():
+    hosts = {ROLE: HOSTS_ROLE}
+    volumes = [
+        {"Name": "gone", "Labels": {**hosts, OWNER: GONE}},
+        {"Name": "live", "Labels": {**hosts, OWNER: LIVE}},
+        {"Name": "mine", "Labels": {**hosts, OWNER: MINE}},
+    ]
+    assert volumes_to_remove(listing([], volumes)) == ["gone"]

@@ -1,0 +1,80 @@
+"""Runs without a network are started without the engine's network set-up (`loopback`): each
+still has a network namespace of its own holding only a loopback that is up, `localhost`
+resolves through the runner's read-only hosts file, and that file's volume is made again when
+it disappears and goes when its runner stops."""
+
+from __future__ import annotations
+
+import os
+
+import docker
+
+from backends.docker.loopback import HOSTS_ROLE
+from runner.backend import INSTANCE, ROLE
+from tests.helpers import b64, run_body
+
+PROBE = (
+    "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; "
+    "wget -qO- http://localhost:1/ 2>&1; cat /etc/hosts"
+)
+
+
+def hosts_volumes(engine: docker.DockerClient, instance: str) -> list[str]:
+    found = engine.api.volumes(
+        filters={"label": [f"{INSTANCE}={instance}", f"{ROLE}={HOSTS_ROLE}"]}
+    )
+    return [item["Name"] for item in found.get("Volumes") or []]
+
+
+def test_a_run_without_a_network_has_a_loopback_only_in_a_namespace_of_its_own(client):
+    result = client.post("/run", json=run_body("sh", "-c", PROBE)).json()
+    namespace, interface, refused, *hosts = result["stdout"].splitlines()
+    assert namespace != os.readlink("/proc/self/ns/net")  # not the host's
+    assert interface == "lo"  # nothing else: no way out
+    # `localhost` resolves, and the loopback is up (refused, not unreachable)
+    assert "(127.0.0.1)" in refused and "refused" in refused, refused
+    assert hosts[0] == "127.0.0.1\tlocalhost"
+
+
+def test_the_hosts_file_cannot_be_changed_by_a_run(client):
+    result = client.post("/run", json=run_body("sh", "-c", "echo 10.0.0.1 evil >> /etc/hosts"))
+    assert result.json()["exit_code"] != 0
+    assert "Read-only file system" in result.json()["stderr"]
+    again = client.post("/run", json=run_body("cat", "/etc/hosts")).json()
+    assert "evil" not in again["stdout"]
+
+
+def test_a_run_may_bring_its_own_hosts_file(client):
+    mine = b"127.0.0.1\tlocalhost mine.test\n"
+    volumes = {"/etc/hosts": {"type": "file", "content": b64(mine)}}
+    result = client.post("/run", json=run_body("cat", "/etc/hosts", volumes=volumes)).json()
+    assert result["stdout"] == mine.decode(), result
+
+
+def test_a_hosts_file_removed_behind_the_runner_s_back_is_made_again(
+    app_client, engine, make_settings
+):
+    client = app_client()
+    instance = client.app.state.service.settings.instance_id
+    assert client.post("/run", json=run_body("true")).json()["exit_code"] == 0
+    [volume] = hosts_volumes(engine, instance)
+    engine.api.remove_volume(volume)  # as `docker volume prune` would: no container uses it
+    result = client.post("/run", json=run_body("cat", "/etc/hosts")).json()
+    assert result["stdout"].startswith("127.0.0.1\tlocalhost"), result
+    assert len(hosts_volumes(engine, instance)) == 1
+
+
+def test_a_runner_s_hosts_file_goes_when_it_stops(app_client, engine):
+    client = app_client()
+    instance = client.app.state.service.settings.instance_id
+    assert client.post("/run", json=run_body("true")).json()["exit_code"] == 0
+    assert len(hosts_volumes(engine, instance)) == 1
+    client.__exit__(None, None, None)
+    assert hosts_volumes(engine, instance) == []
+
+
+def test_a_run_on_a_named_network_takes_the_engine_s_way(app_client, own_network):
+    client = app_client(allowed_networks=[own_network])
+    body = run_body("sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort")
+    result = client.post("/run", json={**body, "network": own_network}).json()
+    assert result["stdout"].split() == ["eth0", "lo"], result
