@@ -401,7 +401,10 @@ class DockerBackend:
         return inventory.image(self.api, spec.image)
 
     def renew_lease(self) -> None:
+        """The lease, and the hosts file of runs without a network: made at the first renewal
+        (at startup) so that no run waits for it, and made again if it was removed."""
         self.lease.renew()
+        self.loopback.keep()
 
     def _create_lease(self, name: str, labels: dict[str, str]) -> None:
         with engine_errors("renewing the runner's lease"):

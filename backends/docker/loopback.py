@@ -67,11 +67,15 @@ class Loopback:
             mount.path.rstrip("/") == HOSTS_PATH for mount in spec.mounts
         ):
             return None
+        return Mount(HOSTS_PATH, self.prepare(), type="bind", read_only=True)
+
+    def prepare(self) -> str:
+        """The hosts file's path on the engine's host, its volume made if it is not yet."""
         with self._lock:
             if self._source is None:
                 self._make()
             assert self._source is not None
-            return Mount(HOSTS_PATH, self._source, type="bind", read_only=True)
+            return self._source
 
     def _make(self) -> None:
         name = f"oneoff-hosts-{self._lease.owner}"
@@ -96,6 +100,11 @@ class Loopback:
                 return False
             self._volume = self._source = None
             return True
+
+    def keep(self) -> None:
+        """At every lease renewal: made if it is not yet, made again if it was removed."""
+        self.lost()
+        self.prepare()
 
     def volume(self) -> str | None:
         """The volume to remove when the runner stops; forgotten here."""
