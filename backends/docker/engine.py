@@ -1,7 +1,8 @@
 """The Docker engine backend, local or remote (`DOCKER_HOST`), through docker-py's low-level API.
 
-One run (`attached`; async runs: `runs`): pull per policy → create, with the content straight
-in the container or in a run volume it mounts (`content`) → attach (`output`) → start → its end
+One run (`attached`; async runs: `runs`): pull per policy → create (without a network: without
+the engine's network sandbox, `loopback`), with the content straight in the container or in a
+run volume it mounts (`content`) → attach (`output`) → start → its end
 from the event stream (`exits`) or at the deadline → copy response paths out (`returned`) →
 answer, and remove in the background (`cleanup`); a run that fails removes what it made before
 it raises. What cannot be removed is retried by the reaper. docker-py's exceptions become
