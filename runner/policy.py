@@ -198,10 +198,18 @@ def _allowed_named_volume(
     mount: MountSpec, tenant: Tenant, state: VolumeState | None, settings: Settings
 ) -> None:
     """A tenant's own volumes (made through POST /volume) and the operator's allowed names,
-    and never one that binds the engine's socket or state. The refusal is the same whether the
-    volume exists or not, and whoever owns it: it confirms nothing."""
+    and never one the runner made for itself or one that binds the engine's socket or state.
+    The refusal of a name not allowed is the same whether the volume exists or not, and whoever
+    owns it: it confirms nothing."""
     field = f"volumes[{mount.key!r}].name"
     name = str(mount.name)
+    if state is not None and state.runner_made:
+        raise PolicyRefused(
+            f"{field}: {name!r} is one the runner made for itself (a run's content, its lease "
+            "or its hosts file), which runs never mount whatever RUNNER_ALLOWED_VOLUMES says; "
+            "create your own with POST /volume",
+            field=field,
+        )
     own = state is not None and state.tenant == tenant.label
     if not own and not any(fnmatch.fnmatchcase(name, p) for p in settings.allowed_volumes):
         raise PolicyRefused(

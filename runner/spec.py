@@ -165,10 +165,13 @@ class VolumeFill:
 @dataclass(frozen=True)
 class VolumeState:
     """A named volume as policy needs to see it: `tenant`, the label of the tenant that created
-    it through the API (None: not created so); `host_path`, the host path it binds, if any."""
+    it through the API (None: not created so); `host_path`, the host path it binds, if any;
+    `runner_made`, whether the runner made it for itself (a run's content, a lease, the hosts
+    file of runs without a network)."""
 
     tenant: str | None
     host_path: str | None = None
+    runner_made: bool = False
 
 
 @dataclass

@@ -76,6 +76,7 @@ def volume_state(api: docker.APIClient, name: str) -> VolumeState | None:
     return VolumeState(
         tenant=volume_tenant(labels),
         host_path=str(options.get("device", "")) if binds else None,
+        runner_made=labels.get(MANAGED) == "true",
     )
 
 

@@ -3,13 +3,15 @@ it was not given, through any volume form, even under the most permissive config
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 
 import docker
 import pytest
 
-from runner.backend import INSTANCE
+from backends.leases import LEASE_ROLE
+from runner.backend import INSTANCE, ROLE
 from tests.conftest import managed_objects
 from tests.helpers import b64, instance_id, run_body, tar_gz
 
@@ -164,3 +166,31 @@ def test_the_host_bind_attack_is_refused_end_to_end(client, engine):
     body = run_body("ls", "/host/var/run", volumes={"/host": {"type": "volume", "name": name}})
     assert client.post("/run", json=body).status_code == 403
     assert engine.volumes.list(filters={"name": name}) == []
+
+
+def test_the_runner_s_own_volumes_are_never_mounted_even_when_the_operator_allows_every_name(
+    app_client, engine
+):
+    """A run without a network sees where its hosts file comes from (/proc/self/mountinfo names
+    the runner's volume); mounted writable, it would let one tenant's run write what the next
+    one reads. The same holds for a run's content volume and the runner's lease."""
+    client = app_client(**PERMISSIVE, lease_seconds=3600)  # its lease is not renewed meanwhile
+    mounts = client.post("/run", json=run_body("cat", "/proc/self/mountinfo")).json()["stdout"]
+    [hosts_volume] = re.findall(r"/volumes/(oneoff-hosts-[0-9a-f]+)/_data", mounts)
+    instance = client.app.state.service.settings.instance_id
+    [lease] = engine.api.volumes(
+        filters={"label": [f"{INSTANCE}={instance}", f"{ROLE}={LEASE_ROLE}"]}
+    )["Volumes"]
+    for name in (hosts_volume, lease["Name"]):
+        body = run_body(
+            "sh",
+            "-c",
+            "echo 10.0.0.1 evil >> /v/hosts",
+            volumes={"/v": {"type": "volume", "name": name}},
+        )
+        response = client.post("/run", json=body)
+        assert response.status_code == 403, response.text
+        assert response.json()["field"] == "volumes['/v'].name"
+        assert "runner made for itself" in response.json()["message"]
+    hosts = client.post("/run", json=run_body("cat", "/etc/hosts")).json()["stdout"]
+    assert "evil" not in hosts
