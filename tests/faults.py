@@ -52,6 +52,8 @@ class EngineProxy:
         self._lock = threading.Lock()
         self.removals = threading.Event()
         self.removals.set()
+        self.refused: list[bytes] = []
+        """Requests whose first line contains one of these get a 500 from the "engine"."""
 
     @property
     def docker_host(self) -> str:
@@ -90,14 +92,16 @@ class EngineProxy:
             upstream.connect(ENGINE_SOCKET)
             with self._lock:
                 self._connections += [client, upstream]
-            threading.Thread(
-                target=pipe, args=(client, upstream, self.removals), daemon=True
-            ).start()
+            threading.Thread(target=pipe, args=(client, upstream, self), daemon=True).start()
 
 
-def pipe(one: socket.socket, other: socket.socket, removals: threading.Event) -> None:
+REFUSAL = b'{"message": "refused by the test"}'
+
+
+def pipe(one: socket.socket, other: socket.socket, proxy: EngineProxy) -> None:
     """Bytes both ways; a DELETE request from the runner (`one`) waits while `removals` is
-    clear (the engine then removes nothing until the test lets it)."""
+    clear (the engine then removes nothing until the test lets it), and a refused request is
+    answered with a 500 and its connection closed."""
     peers = {one: other, other: one}
     try:
         while True:
@@ -107,7 +111,15 @@ def pipe(one: socket.socket, other: socket.socket, removals: threading.Event) ->
                 if not data:
                     return
                 if source is one and data.startswith(b"DELETE "):
-                    removals.wait()
+                    proxy.removals.wait()
+                line = data.split(b"\r\n", 1)[0]
+                if source is one and any(refused in line for refused in proxy.refused):
+                    one.sendall(
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json"
+                        b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(REFUSAL), REFUSAL)
+                    )
+                    return
                 peers[source].sendall(data)
     except (OSError, ValueError):
         return

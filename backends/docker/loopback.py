@@ -13,11 +13,13 @@ shares it: one run cannot leave an entry for the next.
 
 The volume carries the runner's owner label: it goes when the runner stops, or is reaped once
 its lease is gone. Removed behind the runner's back (`docker volume prune`), it is made again.
-A run that names a network, or mounts its own /etc/hosts, takes the engine's way.
+A run that names a network, or mounts its own /etc/hosts, takes the engine's way, as does any
+run while the file cannot be made.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -28,8 +30,11 @@ from backends.docker.content import ContentCopier
 from backends.docker.errors import engine_errors, exists
 from backends.leases import Lease
 from runner.archives import tar_of
+from runner.errors import RunnerError
 from runner.backend import INSTANCE, MANAGED, ROLE
 from runner.spec import RunSpec
+
+log = logging.getLogger("oneoff_runner.docker")
 
 HOSTS_PATH = "/etc/hosts"
 HOSTS = (
@@ -62,12 +67,18 @@ class Loopback:
 
     def hosts(self, spec: RunSpec) -> Mount | None:
         """The bind of the runner's hosts file for a run without a network (the volume made on
-        first use); None for a run that names a network or brings its own /etc/hosts."""
+        first use); None for a run that names a network or brings its own /etc/hosts, and
+        while the file cannot be made (the run then takes the engine's way)."""
         if spec.network != "none" or any(
             mount.path.rstrip("/") == HOSTS_PATH for mount in spec.mounts
         ):
             return None
-        return Mount(HOSTS_PATH, self.prepare(), type="bind", read_only=True)
+        try:
+            source = self.prepare()
+        except RunnerError as exc:
+            log.warning("a run without a network takes the engine's network set-up: %s", exc)
+            return None
+        return Mount(HOSTS_PATH, source, type="bind", read_only=True)
 
     def prepare(self) -> str:
         """The hosts file's path on the engine's host, its volume made if it is not yet."""

@@ -11,6 +11,7 @@ import docker
 
 from backends.docker.loopback import HOSTS_ROLE
 from runner.backend import INSTANCE, ROLE
+from tests.faults import EngineProxy, engine_fault
 from tests.helpers import b64, run_body
 
 PROBE = (
@@ -78,3 +79,20 @@ def test_a_run_on_a_named_network_takes_the_engine_s_way(app_client, own_network
     body = run_body("sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort")
     result = client.post("/run", json={**body, "network": own_network}).json()
     assert result["stdout"].split() == ["eth0", "lo"], result
+
+
+@engine_fault
+def test_while_the_hosts_file_cannot_be_made_runs_take_the_engine_s_way(app_client, tmp_path):
+    proxy = EngineProxy(tmp_path / "engine.sock")
+    proxy.start()
+    proxy.refused.append(b"/archive?path=%2Fv ")  # filling the hosts file's volume
+    client = app_client(docker_host=proxy.docker_host)
+    command = "grep ' /etc/hosts ' /proc/self/mountinfo | cut -d' ' -f4; cat /etc/hosts"
+    result = client.post("/run", json=run_body("sh", "-c", command)).json()
+    source, *hosts = result["stdout"].splitlines()
+    assert source.startswith("/var/lib/docker/containers/"), source  # the engine's own
+    assert hosts[0] == "127.0.0.1\tlocalhost"
+    proxy.refused.clear()
+    client.app.state.service.backend.renew_lease()  # the next renewal makes it
+    result = client.post("/run", json=run_body("sh", "-c", command)).json()
+    assert "/oneoff-hosts-" in result["stdout"].splitlines()[0], result
