@@ -231,12 +231,14 @@ class DockerBackend:
         memory (no extra swap), CPU, processes and open files; never privileged. By default the
         engine keeps no log: output is read from the attach. Without a network, the runtime
         makes its namespace (`loopback`)."""
+        hosts = self.loopback.hosts(spec)
         try:
-            return self._create(spec, mounts, labels, logs)
+            return self._create(spec, mounts, labels, logs, hosts)
         except InvalidRequest:
-            if not self.loopback.lost():
+            if hosts is None or not self.loopback.lost(hosts):
                 raise
-        return self._create(spec, mounts, labels, logs)  # its hosts file was removed: made again
+        # its hosts file was removed behind the runner's back: made again
+        return self._create(spec, mounts, labels, logs, self.loopback.hosts(spec))
 
     def _create(
         self,
@@ -244,8 +246,8 @@ class DockerBackend:
         mounts: list[Mount],
         labels: dict[str, str],
         logs: LogConfig | None,
+        hosts: Mount | None,
     ) -> str:
-        hosts = self.loopback.hosts(spec)
         nofile = self.settings.nofile_limit
         host_config = self.api.create_host_config(
             mounts=mounts if hosts is None else [*mounts, hosts],

@@ -30,8 +30,8 @@ from backends.docker.content import ContentCopier
 from backends.docker.errors import engine_errors, exists
 from backends.leases import Lease
 from runner.archives import tar_of
-from runner.errors import RunnerError
 from runner.backend import INSTANCE, MANAGED, ROLE
+from runner.errors import RunnerError
 from runner.spec import RunSpec
 
 log = logging.getLogger("oneoff_runner.docker")
@@ -103,10 +103,13 @@ class Loopback:
             root = self._api().inspect_volume(name)["Mountpoint"]
         self._volume, self._source = name, f"{root}/hosts"
 
-    def lost(self) -> bool:
-        """After a create was refused: whether the hosts volume is gone (then it is made again
-        on the next use)."""
+    def lost(self, used: Mount | None = None) -> bool:
+        """Whether the hosts file `used` (by default the current one) is gone: its volume was
+        removed (then it is forgotten, to be made again on the next use), or it was already
+        made again meanwhile."""
         with self._lock:
+            if used is not None and used["Source"] != self._source:
+                return True
             if self._volume is None or exists("volume", self._api().inspect_volume, self._volume):
                 return False
             self._volume = self._source = None
