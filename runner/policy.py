@@ -198,9 +198,9 @@ def _allowed_named_volume(
     mount: MountSpec, tenant: Tenant, state: VolumeState | None, settings: Settings
 ) -> None:
     """A tenant's own volumes (made through POST /volume) and the operator's allowed names,
-    and never one the runner made for itself or one that binds the engine's socket or state.
-    The refusal of a name not allowed is the same whether the volume exists or not, and whoever
-    owns it: it confirms nothing."""
+    and never another tenant's, one the runner made for itself, or one that binds the engine's
+    socket or state. The refusal of a name not allowed is the same whether the volume exists or
+    not, and whoever owns it: it confirms nothing."""
     field = f"volumes[{mount.key!r}].name"
     name = str(mount.name)
     if state is not None and state.runner_made:
@@ -211,7 +211,9 @@ def _allowed_named_volume(
             field=field,
         )
     own = state is not None and state.tenant == tenant.label
-    if not own and not any(fnmatch.fnmatchcase(name, p) for p in settings.allowed_volumes):
+    a_tenants = state is not None and state.tenant is not None  # made through POST /volume
+    by_name = any(fnmatch.fnmatchcase(name, pattern) for pattern in settings.allowed_volumes)
+    if not own and (a_tenants or not by_name):
         raise PolicyRefused(
             f"{field}: {name!r} is not a volume you created (POST /volume) nor one the operator "
             "allows (RUNNER_ALLOWED_VOLUMES); create your own with POST /volume",

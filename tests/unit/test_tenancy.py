@@ -106,3 +106,15 @@ def test_another_tenant_s_volume_is_refused_like_one_that_does_not_exist():
     mine = VolumeState(tenant=tenant_for("me").label)
     spec = build_run_spec(request, settings, "run-1", tenant_for("me"), lambda name: mine)
     assert spec.tenant == tenant_for("me").label
+
+
+def test_another_tenant_s_volume_is_refused_even_when_the_operator_allows_every_name():
+    request = RunRequest(image="busybox", volumes={"/v": {"type": "volume", "name": "data"}})
+    theirs = VolumeState(tenant=tenant_for("other").label)
+    with pytest.raises(PolicyRefused) as caught:
+        build_run_spec(request, PERMISSIVE, "run-1", tenant_for("me"), lambda name: theirs)
+    assert caught.value.field == "volumes['/v'].name"
+    assert "not a volume you created" in caught.value.message
+    unowned = VolumeState(tenant=None)  # the operator's own volume: allowed by name
+    spec = build_run_spec(request, PERMISSIVE, "run-1", tenant_for("me"), lambda name: unowned)
+    assert [mount.name for mount in spec.mounts] == ["data"]
