@@ -144,7 +144,8 @@ class Settings(BaseSettings):
     allowed_volumes: StrList = Field(
         default_factory=list,
         description="Named volumes a run may mount besides those its tenant created through "
-        "the API: glob patterns (comma-separated), e.g. shared-cache-*. Empty: none.",
+        "the API: glob patterns (comma-separated), e.g. shared-cache-*. Empty: none. Never "
+        "one another tenant created, nor one the runner made for itself.",
     )
     allowed_volume_drivers: StrList = Field(
         default_factory=lambda: ["local"],
