@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from runner.models import (
     RESERVED_LABEL_PREFIX,
+    RESERVED_NAME_PREFIX,
     VOLUME_NAME_PATTERN,
     AuthConfig,
     StrictModel,
@@ -45,6 +46,16 @@ class CreateVolumeRequest(StrictModel):
         description="Fill an existing volume of that name instead of answering 409.",
         examples=[False],
     )
+
+    @field_validator("name")
+    @classmethod
+    def _unreserved_name(cls, value: str) -> str:
+        if value.startswith(RESERVED_NAME_PREFIX):
+            raise ValueError(
+                f"{value!r} starts with {RESERVED_NAME_PREFIX!r}, which names the runner's own "
+                "volumes; choose another name"
+            )
+        return value
 
     @field_validator("labels")
     @classmethod

@@ -31,6 +31,9 @@ PullPolicy = Literal["always", "missing", "never"]
 CONTENT_PARTS = "content_parts"
 """Validation context key: the request is a multipart one, whose content may come as parts."""
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
+RESERVED_NAME_PREFIX = "oneoff-"
+"""Names of what the runner makes for itself (its runs' containers and volumes, its leases, its
+hosts file): a caller naming a volume so could stand in for one of them."""
 RESERVED_LABEL_PREFIX = "oneoff-runner"
 """The runner's own labels (`oneoff-runner.*`, `runner.backend.LABEL_PREFIX`): what it reads
 back to find and judge its runs, so callers can never set them."""
@@ -183,7 +186,7 @@ class MountPoint(BaseModel):
             )
         if not path.startswith("/"):
             raise ValueError(f"volume key {key!r}: the container path must be absolute")
-        normal = posixpath.normpath(path)
+        normal = "/" + posixpath.normpath(path).lstrip("/")  # POSIX keeps a leading //
         if normal == "/":
             raise ValueError(f"volume key {key!r}: cannot mount over the container's root")
         return cls(path=normal, read_only=suffix == "ro")
@@ -360,7 +363,8 @@ class RunRequest(StrictModel):
 
     def drop_content(self) -> None:
         """Forget the volumes' base64 once the run's spec holds it decoded: the text of a large
-        request would otherwise stay beside its bytes for the whole run."""
+        request would otherwise stay beside its bytes for the whole run. The request is spent
+        then (a file volume without content would not validate): it is not run twice."""
         for volume in self.volumes.values():
             volume.content = None
 

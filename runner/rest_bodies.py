@@ -92,7 +92,9 @@ async def _body(request: Request, limit: int) -> bytes:
     before parsing, and joining chunks holds the body twice. The buffer is sized from
     Content-Length (within `limit`; its pages cost memory only as they are written) and written
     in place through a view of a BytesIO's own bytes, which `getvalue` then hands over without
-    copying. A body past `limit` is refused by the app's body limit as it streams; one without
+    copying (CPython's BytesIO: it takes its initial bytes without a copy while nothing else
+    holds them, and returns its buffer itself when no view is open and the size is exact; a
+    unit test checks both). A body past `limit` is refused by the app's body limit as it streams; one without
     Content-Length grows as it comes. Not kept on the request (Starlette's `body()` would)."""
     length = request.headers.get("content-length", "")
     declared = int(length) if length.isdigit() and int(length) <= limit else 0

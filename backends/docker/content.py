@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 import docker
 from docker.types import Mount
 
+from backends.docker import inventory
 from backends.docker.errors import content_refused, engine_errors, exists
 from backends.docker.returned import archive_url
 from runner import archive_streams, archives
@@ -148,8 +149,7 @@ class ContentCopier:
         if not content and spec.uploads is None:
             return None
         name = f"oneoff-{spec.run_id}"
-        with engine_errors("creating the run's volume"):
-            self.api().create_volume(name, driver="local", labels=labels)
+        inventory.make_own_volume(self.api(), name, labels, "the run's volume")
         try:
             self.fill_volume(name, content_tar(spec, lambda index: f"{index}/"), labels)
         except BaseException:

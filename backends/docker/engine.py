@@ -410,8 +410,7 @@ class DockerBackend:
         self.loopback.keep()
 
     def _create_lease(self, name: str, labels: dict[str, str]) -> None:
-        with engine_errors("renewing the runner's lease"):
-            self.api.create_volume(name, driver="local", labels=labels)
+        inventory.make_own_volume(self.api, name, labels, "the runner's lease")
 
     def _delete_lease(self, name: str) -> None:
         """In the background: a renewal (taken before a run makes anything) never waits on a

@@ -1,4 +1,5 @@
-"""What is on the Docker engine: its version, containers, images and named volumes."""
+"""What is on the Docker engine: its version, containers, images and named volumes; and the
+runner's own volumes made so that no one else's can stand in for them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from backends.docker.errors import engine_errors
 from backends.labels import caller_labels, volume_tenant
 from runner.backend import CREATED_BY, MANAGED, RUN_ID, TENANT, VOLUME_API
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
-from runner.errors import Conflict, NotFound, VolumeNotFound
+from runner.errors import Conflict, NotFound, RunnerError, VolumeNotFound
 from runner.spec import VolumeState
 
 
@@ -112,3 +113,17 @@ def remove_volume(api: docker.APIClient, name: str) -> None:
         ) from None
     except NotFound:
         raise VolumeNotFound(f"name: volume {name!r} no longer exists", field="name") from None
+
+
+def make_own_volume(api: docker.APIClient, name: str, labels: dict[str, str], what: str) -> None:
+    """Create a volume of the runner's own. The engine answers a create of a name that exists
+    with the existing volume, whoever made it: one without these labels is not the runner's
+    and is not used (callers cannot take these names, `RESERVED_NAME_PREFIX`; this holds
+    against anyone else on the engine)."""
+    with engine_errors(f"creating {what}"):
+        made = api.create_volume(name, driver="local", labels=labels)
+    found = made.get("Labels") or {}
+    if any(found.get(key) != value for key, value in labels.items()):
+        raise RunnerError(
+            f"creating {what}: a volume named {name!r} exists and is not this runner's"
+        )

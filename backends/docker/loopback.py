@@ -12,20 +12,25 @@ from the volume's engine path, `content.bind_source`). Read-only because every r
 shares it: one run cannot leave an entry for the next.
 
 The volume carries the runner's owner label: it goes when the runner stops, or is reaped once
-its lease is gone. Removed behind the runner's back (`docker volume prune`), it is made again.
+its lease is gone. Removed behind the runner's back (`docker volume prune`), it is made again,
+under a new random name; no caller can take such a name (`RESERVED_NAME_PREFIX`), and a volume
+of that name that is not the runner's is never used (`inventory.make_own_volume`).
 A run that names a network, or mounts its own /etc/hosts, takes the engine's way, as does any
 run while the file cannot be made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 
 import docker
 from docker.types import Mount
 
+from backends.docker import inventory
 from backends.docker.content import ContentCopier
 from backends.docker.errors import engine_errors, exists
 from backends.leases import Lease
@@ -62,6 +67,8 @@ class Loopback:
         self._lease = lease
         self._instance = instance
         self._lock = threading.Lock()
+        self._keeping = threading.Lock()
+        self._closed = False
         self._volume: str | None = None
         self._source: str | None = None
 
@@ -83,13 +90,17 @@ class Loopback:
     def prepare(self) -> str:
         """The hosts file's path on the engine's host, its volume made if it is not yet."""
         with self._lock:
+            if self._closed:
+                raise RunnerError("the runner is stopping: its hosts file is not made again")
             if self._source is None:
                 self._make()
             assert self._source is not None
             return self._source
 
     def _make(self) -> None:
-        name = f"oneoff-hosts-{self._lease.owner}"
+        """A new volume, under a new name each time (runs can read it in their mountinfo; it
+        tells nothing of the runner's lease, and a file made again is a new path)."""
+        name = f"oneoff-hosts-{uuid.uuid4().hex}"
         labels = {
             MANAGED: "true",
             ROLE: HOSTS_ROLE,
@@ -97,10 +108,15 @@ class Loopback:
             **self._lease.labels(),
         }
         self._lease.hold()  # nothing of a runner's exists without its lease
-        with engine_errors("making the runner's hosts file"):
-            self._api().create_volume(name, driver="local", labels=labels)
+        inventory.make_own_volume(self._api(), name, labels, "the runner's hosts file")
+        try:
             self._content.fill_volume(name, tar_of([("hosts", HOSTS, 0o644)]), labels)
-            root = self._api().inspect_volume(name)["Mountpoint"]
+            with engine_errors("making the runner's hosts file"):
+                root = self._api().inspect_volume(name)["Mountpoint"]
+        except BaseException:
+            with contextlib.suppress(RunnerError), engine_errors("removing a hosts file"):
+                self._api().remove_volume(name, force=True)
+            raise
         self._volume, self._source = name, f"{root}/hosts"
 
     def lost(self, used: Mount | None = None) -> bool:
@@ -116,12 +132,23 @@ class Loopback:
             return True
 
     def keep(self) -> None:
-        """At every lease renewal: made if it is not yet, made again if it was removed."""
-        self.lost()
-        self.prepare()
+        """At every lease renewal, in a thread of its own (a renewal never waits on it): made
+        if it is not yet, made again if it was removed."""
+        if self._keeping.acquire(blocking=False):
+            threading.Thread(target=self._keep, name="oneoff-hosts", daemon=True).start()
+
+    def _keep(self) -> None:
+        try:
+            self.lost()
+            self.prepare()
+        except RunnerError as exc:
+            log.warning("the hosts file of runs without a network could not be made: %s", exc)
+        finally:
+            self._keeping.release()
 
     def volume(self) -> str | None:
-        """The volume to remove when the runner stops; forgotten here."""
+        """The volume to remove when the runner stops (none is made after this)."""
         with self._lock:
+            self._closed = True
             volume, self._volume, self._source = self._volume, None, None
             return volume

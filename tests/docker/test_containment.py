@@ -10,8 +10,11 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from backends.leases import LEASE_ROLE
+from backends.docker.engine import DockerBackend
+from backends.leases import LEASE_ROLE, OWNER
 from runner.backend import INSTANCE, ROLE
+from runner.errors import RunnerError
+from runner.settings import Settings
 from tests.conftest import managed_objects
 from tests.helpers import b64, instance_id, run_body, tar_gz
 
@@ -194,3 +197,26 @@ def test_the_runner_s_own_volumes_are_never_mounted_even_when_the_operator_allow
         assert "runner made for itself" in response.json()["message"]
     hosts = client.post("/run", json=run_body("cat", "/etc/hosts")).json()["stdout"]
     assert "evil" not in hosts
+
+
+def test_a_volume_of_the_next_lease_s_name_that_is_not_the_runner_s_is_never_taken_for_it(engine):
+    """Callers cannot take the runner's names (a 422 on POST /volume); anyone else on the
+    engine who does (the engine answers a create of an existing name with that volume) gets
+    a renewal that fails, and the runner keeps the lease it holds."""
+    backend = DockerBackend(Settings(instance_id=instance_id("squat")))
+
+    def leases() -> list[str]:
+        selector = [f"{OWNER}={backend.lease.owner}", f"{ROLE}={LEASE_ROLE}"]
+        return [v["Name"] for v in engine.api.volumes(filters={"label": selector})["Volumes"]]
+
+    try:
+        backend.lease.renew()
+        assert leases() == [f"oneoff-lease-{backend.lease.owner}-1"]
+        squat = f"oneoff-lease-{backend.lease.owner}-2"
+        engine.api.create_volume(squat, labels={INSTANCE: instance_id("squat")})
+        with pytest.raises(RunnerError, match="is not this runner's"):
+            backend.lease.renew()
+        assert leases() == [f"oneoff-lease-{backend.lease.owner}-1"]
+        engine.api.remove_volume(squat)
+    finally:
+        backend.close()

@@ -6,8 +6,10 @@ it disappears and goes when its runner stops."""
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import docker
+import pytest
 
 from backends.docker.loopback import HOSTS_ROLE
 from runner.backend import INSTANCE, ROLE
@@ -45,11 +47,30 @@ def test_the_hosts_file_cannot_be_changed_by_a_run(client):
     assert "evil" not in again["stdout"]
 
 
-def test_a_run_may_bring_its_own_hosts_file(client):
+@pytest.mark.parametrize("key", ["/etc/hosts", "//etc/hosts", "/etc/./hosts"])
+def test_a_run_may_bring_its_own_hosts_file(client, key):
     mine = b"127.0.0.1\tlocalhost mine.test\n"
-    volumes = {"/etc/hosts": {"type": "file", "content": b64(mine)}}
+    volumes = {key: {"type": "file", "content": b64(mine)}}
     result = client.post("/run", json=run_body("cat", "/etc/hosts", volumes=volumes)).json()
     assert result["stdout"] == mine.decode(), result
+
+
+def test_runs_at_once_after_the_hosts_file_was_removed_all_run(app_client, engine):
+    """Each finds the file gone at its create; one makes it again, the others use that one."""
+    client = app_client()
+    instance = client.app.state.service.settings.instance_id
+    assert client.post("/run", json=run_body("true")).json()["exit_code"] == 0
+    for _ in range(2):
+        [volume] = hosts_volumes(engine, instance)
+        engine.api.remove_volume(volume)
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: client.post("/run", json=run_body("cat", "/etc/hosts")), range(4)
+                )
+            )
+        assert [answer.status_code for answer in answers] == [200] * 4, answers[0].text
+        assert all(a.json()["stdout"].startswith("127.0.0.1\tlocalhost") for a in answers)
 
 
 def test_a_hosts_file_removed_behind_the_runner_s_back_is_made_again(

@@ -101,3 +101,13 @@ def test_no_volume_label_in_the_runners_namespace_is_accepted(label, value):
 def test_reserved_labels_are_refused_in_any_spelling(prefix):
     with pytest.raises(ValidationError, match="reserved"):
         CreateVolumeRequest.model_validate({"name": "v", "labels": {prefix + "role": "x"}})
+
+
+@pytest.mark.parametrize("name", ["oneoff-lease-0123abcd-2", "oneoff-hosts-x", "oneoff-0123"])
+def test_a_volume_cannot_take_a_name_the_runner_gives_its_own(api, name):
+    """A caller's volume named like a lease or a hosts file would stand in for it: the engine
+    answers the runner's create of an existing name with the existing volume."""
+    response = api.post("/volume", json={"name": name})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "name"
+    assert "runner's own" in response.json()["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -108,3 +109,26 @@ async def test_a_json_body_is_read_whole_whatever_its_content_length_says(declar
     body = await _body(request, limit=10**6)
     assert body == b"0123456789abcdefghijABCDEFGHIJ", why
     assert type(body) is bytes  # model_validate_json would copy a bytearray first
+
+
+@pytest.mark.anyio
+async def test_a_json_body_is_held_once_while_it_is_read():
+    """Traced allocations while a 4 MiB body is read: the buffer, and no second copy of it (a
+    bytearray handed to model_validate_json, or a join of chunks, would be one)."""
+    size, chunk = 4 * 2**20, b"x" * 65536
+    chunks = iter([chunk] * (size // len(chunk)) + [b""])
+
+    async def receive() -> dict[str, object]:
+        data = next(chunks)
+        return {"type": "http.request", "body": data, "more_body": bool(data)}
+
+    headers = [(b"content-length", str(size).encode())]
+    request = Request({"type": "http", "method": "POST", "headers": headers}, receive)
+    tracemalloc.start()
+    try:
+        body = await _body(request, limit=10**9)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(body) == size
+    assert peak < 1.25 * size, peak
