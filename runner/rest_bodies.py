@@ -94,8 +94,9 @@ async def _body(request: Request, limit: int) -> bytes:
     in place through a view of a BytesIO's own bytes, which `getvalue` then hands over without
     copying (CPython's BytesIO: it takes its initial bytes without a copy while nothing else
     holds them, and returns its buffer itself when no view is open and the size is exact; a
-    unit test checks both). A body past `limit` is refused by the app's body limit as it streams; one without
-    Content-Length grows as it comes. Not kept on the request (Starlette's `body()` would)."""
+    unit test checks both). A body past `limit` is refused by the app's body limit as it
+    streams; one without Content-Length grows as it comes. Not kept on the request (Starlette's
+    `body()` would)."""
     length = request.headers.get("content-length", "")
     declared = int(length) if length.isdigit() and int(length) <= limit else 0
     buffer = io.BytesIO(bytes(declared))
