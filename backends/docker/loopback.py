@@ -68,6 +68,7 @@ class Loopback:
         self._instance = instance
         self._lock = threading.Lock()
         self._keeping = threading.Lock()
+        self._kept = False
         self._closed = False
         self._volume: str | None = None
         self._source: str | None = None
@@ -132,10 +133,16 @@ class Loopback:
             return True
 
     def keep(self) -> None:
-        """At every lease renewal, in a thread of its own (a renewal never waits on it): made
-        if it is not yet, made again if it was removed."""
-        if self._keeping.acquire(blocking=False):
+        """At every lease renewal: made if it is not yet, made again if it was removed. The
+        first time (at startup) before the runner serves; later in a thread of its own, so
+        that a renewal never waits on it."""
+        if not self._keeping.acquire(blocking=False):
+            return  # still at it from the last renewal
+        if self._kept:
             threading.Thread(target=self._keep, name="oneoff-hosts", daemon=True).start()
+        else:
+            self._kept = True
+            self._keep()
 
     def _keep(self) -> None:
         try:
