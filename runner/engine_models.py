@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from runner.models import (
     RESERVED_LABEL_PREFIX,
-    RESERVED_NAME_PREFIX,
+    RESERVED_VOLUME_NAMES,
     VOLUME_NAME_PATTERN,
     AuthConfig,
     StrictModel,
@@ -50,10 +50,10 @@ class CreateVolumeRequest(StrictModel):
     @field_validator("name")
     @classmethod
     def _unreserved_name(cls, value: str) -> str:
-        if value.startswith(RESERVED_NAME_PREFIX):
+        if RESERVED_VOLUME_NAMES.match(value):
             raise ValueError(
-                f"{value!r} starts with {RESERVED_NAME_PREFIX!r}, which names the runner's own "
-                "volumes; choose another name"
+                f"{value!r} is shaped like the names of the runner's own volumes (oneoff-lease-*, "
+                "oneoff-hosts-*, oneoff-<run id>); choose another name"
             )
         return value
 

@@ -31,9 +31,9 @@ PullPolicy = Literal["always", "missing", "never"]
 CONTENT_PARTS = "content_parts"
 """Validation context key: the request is a multipart one, whose content may come as parts."""
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
-RESERVED_NAME_PREFIX = "oneoff-"
-"""Names of what the runner makes for itself (its runs' containers and volumes, its leases, its
-hosts file): a caller naming a volume so could stand in for one of them."""
+RESERVED_VOLUME_NAMES = re.compile(r"oneoff-(lease-|hosts-|[0-9a-f]{16}(-record)?$)")
+"""Names of the volumes the runner makes for itself (its leases, its hosts file, its runs'
+volumes and records): a caller's volume named so could stand in for one of them."""
 RESERVED_LABEL_PREFIX = "oneoff-runner"
 """The runner's own labels (`oneoff-runner.*`, `runner.backend.LABEL_PREFIX`): what it reads
 back to find and judge its runs, so callers can never set them."""

@@ -118,7 +118,7 @@ def remove_volume(api: docker.APIClient, name: str) -> None:
 def make_own_volume(api: docker.APIClient, name: str, labels: dict[str, str], what: str) -> None:
     """Create a volume of the runner's own. The engine answers a create of a name that exists
     with the existing volume, whoever made it: one without these labels is not the runner's
-    and is not used (callers cannot take these names, `RESERVED_NAME_PREFIX`; this holds
+    and is not used (callers cannot take these names, `RESERVED_VOLUME_NAMES`; this holds
     against anyone else on the engine)."""
     with engine_errors(f"creating {what}"):
         made = api.create_volume(name, driver="local", labels=labels)

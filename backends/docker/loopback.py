@@ -13,7 +13,7 @@ shares it: one run cannot leave an entry for the next.
 
 The volume carries the runner's owner label: it goes when the runner stops, or is reaped once
 its lease is gone. Removed behind the runner's back (`docker volume prune`), it is made again,
-under a new random name; no caller can take such a name (`RESERVED_NAME_PREFIX`), and a volume
+under a new random name; no caller can take such a name (`RESERVED_VOLUME_NAMES`), and a volume
 of that name that is not the runner's is never used (`inventory.make_own_volume`).
 A run that names a network, or mounts its own /etc/hosts, takes the engine's way, as does any
 run while the file cannot be made.

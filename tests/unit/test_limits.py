@@ -103,7 +103,15 @@ def test_reserved_labels_are_refused_in_any_spelling(prefix):
         CreateVolumeRequest.model_validate({"name": "v", "labels": {prefix + "role": "x"}})
 
 
-@pytest.mark.parametrize("name", ["oneoff-lease-0123abcd-2", "oneoff-hosts-x", "oneoff-0123"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "oneoff-lease-0123abcd-2",
+        "oneoff-hosts-x",
+        "oneoff-0123456789abcdef",
+        "oneoff-0123456789abcdef-record",
+    ],
+)
 def test_a_volume_cannot_take_a_name_the_runner_gives_its_own(api, name):
     """A caller's volume named like a lease or a hosts file would stand in for it: the engine
     answers the runner's create of an existing name with the existing volume."""
@@ -111,3 +119,7 @@ def test_a_volume_cannot_take_a_name_the_runner_gives_its_own(api, name):
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "name"
     assert "runner's own" in response.json()["message"]
+
+
+def test_other_names_starting_with_oneoff_are_a_caller_s_to_take(api):
+    assert api.post("/volume", json={"name": "oneoff-data"}).status_code == 200
