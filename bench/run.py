@@ -91,10 +91,12 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "<=",
             32,
         ),
+        # "at most ~2 x": the body and its content's text are both held while it is parsed
+        # (2.0 by construction); the rest is the interpreter's own small allocations
         "JSON request: RSS growth / its size": (
             results["json_files"]["growth_per_request_size"],
             "<=",
-            2.0,
+            2.05,
         ),
         "MCP / REST": (results["mcp"]["ratio_vs_rest"], "<=", 1.2),
         "POST /runs + SSE / POST /run": (results["async"]["ratio_vs_run"], "<=", 1.3),
