@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, managed_objects, start_runner
-from tests.docker.watching import Events, in_background, leases_of, post_run
+from tests.docker.watching import Events, held_by, in_background, post_run
 from tests.faults import EngineProxy, engine_fault
 from tests.helpers import instance_id, run_body
 
@@ -51,7 +51,7 @@ def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
         proxy.start()
         again = client.post("/run", json=run_body("echo", "back"))
         assert again.status_code == 200 and again.json()["stdout"] == "back\n"
-        events.wait("destroy")
+        events.until_no_runs_left()  # the cut run's (reaped) and this one's (cleaned up)
         assert client.app.state.service.backend.cleanup.idle(60)
     finally:
         events.close()
@@ -70,10 +70,10 @@ def test_a_killed_runner_s_leftovers_go_when_it_restarts_once_its_lease_expires(
         first.wait(30)
         assert isinstance(pending(), httpx.HTTPError)
         assert managed_objects(engine, instance), "the kill should have left the run behind"
-        dead_leases = leases_of(engine, instance)
+        dead_held = held_by(engine, instance)
         second = start_runner(instance, port, **fast)
         events.wait("destroy")
-        events.until_removed(dead_leases)  # the dead runner's lease too, once past its deadline
+        events.until_removed(dead_held)  # the dead runner's lease and hosts file too
         second.terminate()
         second.wait(30)
     finally:

@@ -17,7 +17,7 @@ from tests.conftest import free_port, managed_objects, remove_objects_of, start_
 from tests.docker.watching import (
     WAITS_FOR_GO,
     Events,
-    leases_of,
+    held_by,
     post_run,
     release,
     runner_process,
@@ -67,7 +67,7 @@ def test_a_killed_runner_s_leftovers_go_within_its_lease_and_one_reap(engine):
             victim.send_signal(signal.SIGKILL)
             victim.wait(30)
             assert managed_objects(engine, dead), "the kill should have left the run behind"
-            assert leases_of(engine, dead), "the kill should have left the lease behind"
+            assert held_by(engine, dead), "the kill should have left its lease behind"
             events.close()
             events = Events(engine, dead, seconds=15)
             events.until_nothing_left()
@@ -127,7 +127,7 @@ def test_sigterm_under_plain_uvicorn_holds_the_grace(engine):
         events.close()
         stop(process)
     assert managed_objects(engine, instance) == []
-    assert leases_of(engine, instance) == []
+    assert held_by(engine, instance) == []
 
 
 def start(client: httpx.Client, *command: str) -> str:

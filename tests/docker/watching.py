@@ -14,9 +14,10 @@ import docker
 import httpx
 import pytest
 
+from backends.docker.loopback import HOSTS_ROLE
 from backends.leases import LEASE_ROLE
 from runner.backend import INSTANCE, ROLE
-from tests.conftest import free_port, start_runner
+from tests.conftest import free_port, managed_objects, start_runner
 
 
 class Events:
@@ -45,6 +46,11 @@ class Events:
         stream's time is up first."""
         self._until_gone(lambda: everything_of(self.engine, self.instance))
 
+    def until_no_runs_left(self) -> None:
+        """Until nothing of the instance's runs is on the engine (what its live runner holds
+        aside)."""
+        self._until_gone(lambda: managed_objects(self.engine, self.instance))
+
     def until_removed(self, volumes: list[str]) -> None:
         """Until none of these volumes of the instance is on the engine."""
         self._until_gone(lambda: set(volumes) & set(everything_of(self.engine, self.instance)))
@@ -70,9 +76,12 @@ def everything_of(engine: docker.DockerClient, instance: str) -> list[str]:
     return [item["Id"][:12] for item in containers] + [item["Name"] for item in volumes]
 
 
-def leases_of(engine: docker.DockerClient, instance: str) -> list[str]:
-    label = {"label": [f"{INSTANCE}={instance}", f"{ROLE}={LEASE_ROLE}"]}
-    return [item["Name"] for item in engine.api.volumes(filters=label).get("Volumes") or []]
+def held_by(engine: docker.DockerClient, instance: str) -> list[str]:
+    """What runners of the instance hold while they live: their leases and hosts files."""
+    label = {"label": f"{INSTANCE}={instance}"}
+    volumes = engine.api.volumes(filters=label).get("Volumes") or []
+    held = (LEASE_ROLE, HOSTS_ROLE)
+    return [item["Name"] for item in volumes if (item.get("Labels") or {}).get(ROLE) in held]
 
 
 def in_background(call: Callable[[], object]) -> Callable[[], object]:
