@@ -125,6 +125,10 @@ def no_leaks(engine: docker.DockerClient) -> Iterator[None]:
     assert not containers + volumes, f"the runner leaked: {containers + volumes}"
 
 
+HELD_ROLES = (LEASE_ROLE, HOSTS_ROLE)
+"""What a runner holds on the engine while it lives, beside its runs."""
+
+
 def managed_objects(engine: docker.DockerClient, instance: str) -> list[str]:
     """What runners of `instance` made for runs (what each holds while it lives, its lease and
     its hosts file, aside)."""
@@ -132,9 +136,7 @@ def managed_objects(engine: docker.DockerClient, instance: str) -> list[str]:
     containers = engine.api.containers(all=True, filters=label)
     volumes = engine.api.volumes(filters=label).get("Volumes") or []
     return [item["Names"][0].lstrip("/") for item in containers] + [
-        item["Name"]
-        for item in volumes
-        if (item.get("Labels") or {}).get(ROLE) not in (LEASE_ROLE, HOSTS_ROLE)
+        item["Name"] for item in volumes if (item.get("Labels") or {}).get(ROLE) not in HELD_ROLES
     ]
 
 

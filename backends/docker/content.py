@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import docker
 from docker.types import Mount
@@ -149,15 +150,22 @@ class ContentCopier:
         if not content and spec.uploads is None:
             return None
         name = f"oneoff-{spec.run_id}"
-        inventory.make_own_volume(self.api(), name, labels, "the run's volume")
+        tar = content_tar(spec, lambda index: f"{index}/")
+        self.new_volume(name, tar, labels, "the run's volume")
+        return name
+
+    def new_volume(self, name: str, tar: Tar, labels: dict[str, str], what: str) -> dict[str, Any]:
+        """A volume of the runner's own (`inventory.make_own_volume`) filled with `tar`; the
+        engine's description of it. Removed again when filling fails (refused content is
+        checked as it streams, so it fails here)."""
+        made = inventory.make_own_volume(self.api(), name, labels, what)
         try:
-            self.fill_volume(name, content_tar(spec, lambda index: f"{index}/"), labels)
+            self.fill_volume(name, tar, labels)
         except BaseException:
-            # refused content (checked as it streams) fails here: the volume is not the run's yet
-            with engine_errors("removing the run's volume"):
+            with engine_errors(f"removing {what}"):
                 self.api().remove_volume(name, force=True)
             raise
-        return name
+        return made
 
     def fill_volume(self, volume: str, tar: Tar, labels: dict[str, str]) -> None:
         """Unpack a tar into `volume` through a container that is created but never started."""

@@ -115,15 +115,18 @@ def remove_volume(api: docker.APIClient, name: str) -> None:
         raise VolumeNotFound(f"name: volume {name!r} no longer exists", field="name") from None
 
 
-def make_own_volume(api: docker.APIClient, name: str, labels: dict[str, str], what: str) -> None:
-    """Create a volume of the runner's own. The engine answers a create of a name that exists
-    with the existing volume, whoever made it: one without these labels is not the runner's
-    and is not used (callers cannot take these names, `RESERVED_VOLUME_NAMES`; this holds
-    against anyone else on the engine)."""
+def make_own_volume(
+    api: docker.APIClient, name: str, labels: dict[str, str], what: str
+) -> dict[str, Any]:
+    """Create a volume of the runner's own; the engine's description of it (`Mountpoint`...).
+    The engine answers a create of a name that exists with the existing volume, whoever made
+    it: one without these labels is not the runner's and is not used (callers cannot take
+    these names, `RESERVED_VOLUME_NAMES`; this holds against anyone else on the engine)."""
     with engine_errors(f"creating {what}"):
-        made = api.create_volume(name, driver="local", labels=labels)
+        made: dict[str, Any] = api.create_volume(name, driver="local", labels=labels)
     found = made.get("Labels") or {}
     if any(found.get(key) != value for key, value in labels.items()):
         raise RunnerError(
             f"creating {what}: a volume named {name!r} exists and is not this runner's"
         )
+    return made

@@ -21,7 +21,6 @@ run while the file cannot be made.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import uuid
@@ -30,9 +29,8 @@ from collections.abc import Callable
 import docker
 from docker.types import Mount
 
-from backends.docker import inventory
 from backends.docker.content import ContentCopier
-from backends.docker.errors import engine_errors, exists
+from backends.docker.errors import exists
 from backends.leases import Lease
 from runner.archives import tar_of
 from runner.backend import INSTANCE, MANAGED, ROLE
@@ -77,10 +75,8 @@ class Loopback:
         """The bind of the runner's hosts file for a run without a network (the volume made on
         first use); None for a run that names a network or brings its own /etc/hosts, and
         while the file cannot be made (the run then takes the engine's way)."""
-        if spec.network != "none" or any(
-            mount.path.rstrip("/") == HOSTS_PATH for mount in spec.mounts
-        ):
-            return None
+        if spec.network != "none" or any(mount.path == HOSTS_PATH for mount in spec.mounts):
+            return None  # (mount paths are normal: `MountPoint.parse`)
         try:
             source = self.prepare()
         except RunnerError as exc:
@@ -109,16 +105,9 @@ class Loopback:
             **self._lease.labels(),
         }
         self._lease.hold()  # nothing of a runner's exists without its lease
-        inventory.make_own_volume(self._api(), name, labels, "the runner's hosts file")
-        try:
-            self._content.fill_volume(name, tar_of([("hosts", HOSTS, 0o644)]), labels)
-            with engine_errors("making the runner's hosts file"):
-                root = self._api().inspect_volume(name)["Mountpoint"]
-        except BaseException:
-            with contextlib.suppress(RunnerError), engine_errors("removing a hosts file"):
-                self._api().remove_volume(name, force=True)
-            raise
-        self._volume, self._source = name, f"{root}/hosts"
+        tar = tar_of([("hosts", HOSTS, 0o644)])
+        made = self._content.new_volume(name, tar, labels, "the runner's hosts file")
+        self._volume, self._source = name, f"{made['Mountpoint']}/hosts"
 
     def lost(self, used: Mount | None = None) -> bool:
         """Whether the hosts file `used` (by default the current one) is gone: its volume was

@@ -14,10 +14,8 @@ import docker
 import httpx
 import pytest
 
-from backends.docker.loopback import HOSTS_ROLE
-from backends.leases import LEASE_ROLE
 from runner.backend import INSTANCE, ROLE
-from tests.conftest import free_port, managed_objects, start_runner
+from tests.conftest import HELD_ROLES, free_port, managed_objects, start_runner
 
 
 class Events:
@@ -80,8 +78,7 @@ def held_by(engine: docker.DockerClient, instance: str) -> list[str]:
     """What runners of the instance hold while they live: their leases and hosts files."""
     label = {"label": f"{INSTANCE}={instance}"}
     volumes = engine.api.volumes(filters=label).get("Volumes") or []
-    held = (LEASE_ROLE, HOSTS_ROLE)
-    return [item["Name"] for item in volumes if (item.get("Labels") or {}).get(ROLE) in held]
+    return [item["Name"] for item in volumes if (item.get("Labels") or {}).get(ROLE) in HELD_ROLES]
 
 
 def in_background(call: Callable[[], object]) -> Callable[[], object]:
