@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import select
 import socket
 import threading
@@ -54,6 +55,10 @@ class EngineProxy:
         self.removals.set()
         self.refused: list[bytes] = []
         """Requests whose first line contains one of these get a 500 from the "engine"."""
+        self.hold = b""
+        """Only DELETE requests whose first line contains this wait for `removals` (b"": all)."""
+        self.waiting: queue.Queue[bytes] = queue.Queue()
+        """The first line of each DELETE request held, as it starts waiting."""
 
     @property
     def docker_host(self) -> str:
@@ -99,9 +104,9 @@ REFUSAL = b'{"message": "refused by the test"}'
 
 
 def pipe(one: socket.socket, other: socket.socket, proxy: EngineProxy) -> None:
-    """Bytes both ways; a DELETE request from the runner (`one`) waits while `removals` is
-    clear (the engine then removes nothing until the test lets it), and a refused request is
-    answered with a 500 and its connection closed."""
+    """Bytes both ways; a DELETE request from the runner (`one`) that `hold` names waits while
+    `removals` is clear (the engine then removes nothing until the test lets it), and a refused
+    request is answered with a 500 and its connection closed."""
     peers = {one: other, other: one}
     try:
         while True:
@@ -110,9 +115,10 @@ def pipe(one: socket.socket, other: socket.socket, proxy: EngineProxy) -> None:
                 data = source.recv(65536)
                 if not data:
                     return
-                if source is one and data.startswith(b"DELETE "):
-                    proxy.removals.wait()
                 line = data.split(b"\r\n", 1)[0]
+                if source is one and line.startswith(b"DELETE ") and proxy.hold in line:
+                    proxy.waiting.put(line)
+                    proxy.removals.wait()
                 if source is one and any(refused in line for refused in proxy.refused):
                     one.sendall(
                         b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json"

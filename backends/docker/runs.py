@@ -352,9 +352,10 @@ class DetachedRuns:
         return abandoned(labels, live) or past_deadline(labels, now)
 
     def abandon(self, run_id: str, container: dict[str, Any]) -> None:
-        """A run that never started: removed, and recorded as such."""
+        """A run that never started: recorded as such, then removed. The record comes first (it
+        outranks the container when both are there), so a run being reaped by another runner
+        never looks gone to a caller or to this runner's reaper."""
         labels = container["Labels"]
-        self.engine.remove(container["Id"], f"oneoff-{run_id}")
         record = RunRecord(
             run_id=run_id,
             state="failed",
@@ -366,6 +367,7 @@ class DetachedRuns:
         if TENANT in labels:
             record.tenant = labels[TENANT]
         self.mark(record)
+        self.engine.remove(container["Id"], f"oneoff-{run_id}")
 
     def _inspect(self, container: str) -> dict[str, Any] | None:
         """The container, or None when it went since it was listed (another runner on the

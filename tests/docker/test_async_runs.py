@@ -4,9 +4,11 @@ ones, also after the runner restarts."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import httpx
@@ -19,6 +21,7 @@ from backends.leases import OWNER
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from tests.conftest import managed_objects
 from tests.docker.conftest import Server
+from tests.faults import EngineProxy, engine_fault
 from tests.helpers import TEST_IMAGE, run_body
 
 COUNTDOWN = "for i in $(seq 1 12); do echo line $i; sleep 0.25; done; echo done >&2"
@@ -203,7 +206,6 @@ def listed(client: httpx.Client, **filters: str) -> list[dict]:  # type: ignore[
 def test_a_subscriber_that_goes_away_leaves_no_reader_behind(server: Server) -> None:
     """The engine log stream a subscriber was following is closed when it disconnects, though
     its run goes on."""
-    import threading
 
     with server() as client:
         run_id = start(client, "sh", "-c", "echo ready; sleep 300")
@@ -216,11 +218,9 @@ def test_a_subscriber_that_goes_away_leaves_no_reader_behind(server: Server) -> 
         client.delete(f"/runs/{run_id}")
 
 
-def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
-    engine: docker.DockerClient, instance: str, make_settings
-) -> None:
-    """A container created, never started, by a runner that holds no lease any more (it
-    crashed mid-launch): any runner's reaper removes it, and the run says it never ran."""
+def never_started(engine: docker.DockerClient, instance: str) -> tuple[str, str]:
+    """(run id, container id) of an async run's container created, never started, by a runner
+    that holds no lease any more (it crashed mid-launch)."""
     run_id, now = uuid.uuid4().hex[:16], time.time()
     labels = {
         MANAGED: "true",
@@ -235,7 +235,17 @@ def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
         OWNER: "0" * 32,
         TENANT: "tenant-under-test",
     }
-    engine.api.create_container(TEST_IMAGE, ["true"], labels=labels, name=f"oneoff-{run_id}")
+    created = engine.api.create_container(
+        TEST_IMAGE, ["true"], labels=labels, name=f"oneoff-{run_id}"
+    )
+    return run_id, created["Id"]
+
+
+def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
+    engine: docker.DockerClient, instance: str, make_settings
+) -> None:
+    """Any runner's reaper removes such a run, and the run says it never ran."""
+    run_id, _ = never_started(engine, instance)
     reaper = DockerBackend(make_settings(instance_id=instance))
     try:
         reaper.reap_orphans()  # or another runner's reaper, first: the outcome is the same
@@ -245,3 +255,30 @@ def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
     assert engine.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
     assert (record.state, record.error) == ("failed", NEVER_STARTED)
     assert record.tenant == "tenant-under-test"
+
+
+@engine_fault
+def test_a_run_being_reaped_never_looks_gone(
+    engine: docker.DockerClient, instance: str, make_settings, tmp_path: Path
+) -> None:
+    """While one runner's reaper removes a never-started run, another runner (or the same one's
+    next reaping) already finds its record: the record is written before the removal."""
+    run_id, container = never_started(engine, instance)
+    proxy = EngineProxy(tmp_path / "engine.sock")
+    proxy.start()
+    proxy.hold = f"/containers/{container}".encode()
+    proxy.removals.clear()
+    reaper = DockerBackend(make_settings(instance_id=instance, docker_host=proxy.docker_host))
+    other = DockerBackend(make_settings(instance_id=instance))
+    reaping = threading.Thread(target=reaper.reap_orphans)
+    reaping.start()
+    try:
+        proxy.waiting.get(timeout=60)  # the reaper's removal of the container, held
+        (record,) = other.find_runs(tenant=None, run_id=run_id, idempotency_key=None)
+        assert (record.state, record.error) == ("failed", NEVER_STARTED)
+    finally:
+        proxy.removals.set()
+        reaping.join(60)
+        reaper.close()
+        other.close()
+    assert engine.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
