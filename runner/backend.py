@@ -85,8 +85,9 @@ class Backend(Protocol):
         plain tar of a directory with names relative to it."""
         ...
 
-    def discard_run(self, run_id: str) -> None:
-        """Kill the run if it runs, and remove everything made for it."""
+    def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
+        """Kill the run if it runs, keep `record` (when given) once it has stopped, and remove
+        everything made for it."""
         ...
 
     def record_run(self, record: RunRecord) -> None:

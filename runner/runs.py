@@ -213,10 +213,11 @@ class AsyncRuns:
             async with self.admission.slot(pending.ticket):
                 pending.move("pulling")
                 await self._call(self.backend.launch, spec, pending.key)
-                self._forget(pending)
                 if pending.cancelled:
-                    await self._call(self.backend.discard_run, spec.run_id)
+                    record = pending.record("cancelled")
+                    await self._call(self.backend.discard_run, spec.run_id, record)
                     return
+                self._forget(pending)
                 await self._watch(spec.run_id)
                 await self._count(pending.tenant, spec.run_id)
         except RunnerError as exc:
@@ -227,7 +228,8 @@ class AsyncRuns:
                 self.metrics.record(pending.tenant.name, exc.code, {})
                 await self._record_quietly(pending.record("failed", exc.message))
         finally:
-            self._forget(pending)
+            if not pending.cancelled:
+                self._forget(pending)  # a cancelled run is forgotten once its record is kept
 
     async def _watch(self, run_id: str) -> None:
         try:
@@ -285,18 +287,22 @@ class AsyncRuns:
         return RunList(runs=chosen[:limit])
 
     async def cancel(self, tenant: Tenant, run_id: str) -> RunStatus:
-        """Kill and remove the run; once this answers, its container is gone."""
+        """Kill and remove the run; once this answers, its container is gone. The run's record
+        is kept before anything that shows the run goes, so nobody sees it vanish meanwhile."""
         pending = self._pending_of(tenant, run_id)
         if pending is not None:
-            await self._stop_pending(pending)
-            record = pending.record("cancelled")
+            try:
+                await self._stop_pending(pending)
+                record = pending.record("cancelled")
+                await self._call(self.backend.record_run, record)
+            finally:
+                self._forget(pending)
         else:
             record = await self._record(tenant, run_id)
             if record.state in FINISHED_STATES:
                 return await self.status(tenant, run_id)
-            await self._call(self.backend.discard_run, run_id)
             record.state, record.finished_at = "cancelled", time.time()
-        await self._call(self.backend.record_run, record)
+            await self._call(self.backend.discard_run, run_id, record)
         log.info("run %s cancelled by tenant=%s", run_id, tenant.name, extra={"run_id": run_id})
         return _status(record, None)
 

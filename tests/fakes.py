@@ -105,8 +105,10 @@ class FakeBackend:
     def collect_run(self, run_id: str) -> Outcome:
         return self.launched[run_id][1]
 
-    def discard_run(self, run_id: str) -> None:
+    def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
         self.launched.pop(run_id, None)
+        if record is not None:
+            self.record_run(record)
 
     def record_run(self, record: RunRecord) -> None:
         self.recorded[record.run_id] = record

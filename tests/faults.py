@@ -116,7 +116,8 @@ def pipe(one: socket.socket, other: socket.socket, proxy: EngineProxy) -> None:
                 if not data:
                     return
                 line = data.split(b"\r\n", 1)[0]
-                if source is one and line.startswith(b"DELETE ") and proxy.hold in line:
+                held = not proxy.removals.is_set() and proxy.hold in line
+                if source is one and line.startswith(b"DELETE ") and held:
                     proxy.waiting.put(line)
                     proxy.removals.wait()
                 if source is one and any(refused in line for refused in proxy.refused):

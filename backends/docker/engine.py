@@ -189,8 +189,8 @@ class DockerBackend:
     def run_file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
         return self.detached.file(run_id, path)
 
-    def discard_run(self, run_id: str) -> None:
-        self.detached.discard(run_id)
+    def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
+        self.detached.discard(run_id, record)
 
     def record_run(self, record: RunRecord) -> None:
         self.detached.mark(record)
@@ -346,6 +346,10 @@ class DockerBackend:
             remove(name, **options)
         except docker.errors.NotFound:
             pass  # already gone
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409 or "already in progress" not in str(exc.explanation):
+                raise
+            # another runner (its reaper) is removing it
 
     # ---- volumes, health, listings, reaping ----------------------------------------------------
 

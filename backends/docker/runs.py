@@ -17,7 +17,7 @@ import struct
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import docker
 import requests
@@ -212,7 +212,7 @@ class DetachedRuns:
                 all=True, filters={"label": [*label, f"{ROLE}={ASYNC_ROLE}"]}
             )
             inspected = [self._inspect(item["Id"]) for item in containers]
-            records = [self._readable(item) for item in inspected if item is not None]
+            records = [self._readable(item) for item in inspected if _present(item)]
             if idempotency_key is None:
                 found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
                 for item in found.get("Volumes") or []:
@@ -302,17 +302,24 @@ class DetachedRuns:
         limit = spec.max_response_bytes
         return mount.kind, self.engine.returned.stream(container["Id"], mount, limit)
 
-    def discard(self, run_id: str) -> None:
-        """Kill and remove the run's container and volume, if they are still there."""
+    def discard(self, run_id: str, record: RunRecord | None = None) -> None:
+        """Kill the run's container, keep `record` once it has stopped, then remove the container
+        and volume, if they are still there. The record comes before the removal (it outranks
+        the container), so the run never looks gone meanwhile."""
         self._stop_feed(run_id)
         container = self._container(run_id)
         if container is not None:
             self.engine.kill(container["Id"])
+        if record is not None:
+            self.mark(record)
         self.engine.remove(container["Id"] if container else None, f"oneoff-{run_id}")
 
-    def mark(self, record: RunRecord) -> None:
-        """Keep a run's end where a restarted runner finds it, for the result's TTL."""
-        labels = record_labels(record, self.settings.instance_id, self.settings.result_ttl_seconds)
+    def mark(self, record: RunRecord, instance: str | None = None) -> None:
+        """Keep a run's end where a restarted runner finds it, for the result's TTL; labelled
+        with the runner that ran it (`instance`, by default this one)."""
+        labels = record_labels(
+            record, instance or self.settings.instance_id, self.settings.result_ttl_seconds
+        )
         labels[RECORD] = record_label(record)
         with engine_errors("recording the run's end"):
             self.engine.api.create_volume(f"oneoff-{record.run_id}-record", labels=labels)
@@ -366,7 +373,7 @@ class DetachedRuns:
         )
         if TENANT in labels:
             record.tenant = labels[TENANT]
-        self.mark(record)
+        self.mark(record, labels.get(INSTANCE))
         self.engine.remove(container["Id"], f"oneoff-{run_id}")
 
     def _inspect(self, container: str) -> dict[str, Any] | None:
@@ -402,3 +409,9 @@ def _timestamp(value: str | None) -> float | None:
     head, _, fraction = value.rstrip("Z").partition(".")
     seconds = datetime.fromisoformat(head + "+00:00").timestamp()
     return seconds + float(f"0.{fraction or 0}")
+
+
+def _present(inspected: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    """Whether an inspected container still says something about its run: one being removed
+    (by a runner that recorded the run's end first, or past its result's TTL) does not."""
+    return inspected is not None and inspected["State"]["Status"] != "removing"

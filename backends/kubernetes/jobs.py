@@ -265,8 +265,10 @@ class KubernetesBackend:
             "them from the run's result (GET /runs/{id}), as base64"
         )
 
-    def discard_run(self, run_id: str) -> None:
+    def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
         self.jobs.discard(run_id)
+        if record is not None:
+            self.jobs.mark(record)
 
     def record_run(self, record: RunRecord) -> None:
         self.jobs.mark(record)

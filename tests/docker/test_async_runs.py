@@ -21,6 +21,7 @@ from backends.leases import OWNER
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from tests.conftest import managed_objects
 from tests.docker.conftest import Server
+from tests.docker.watching import Events
 from tests.faults import EngineProxy, engine_fault
 from tests.helpers import TEST_IMAGE, run_body
 
@@ -93,6 +94,29 @@ def test_cancel_kills_the_run_and_removes_its_container(
         assert client.get(f"/runs/{run_id}").json()["state"] == "cancelled"
 
 
+@engine_fault
+def test_a_run_being_cancelled_is_cancelled_meanwhile(server: Server, tmp_path: Path) -> None:
+    """While its container is being removed, the run already says "cancelled" (not a 404, nor
+    "failed" with the kill's exit code) to any caller: the record is kept before the removal."""
+    proxy = EngineProxy(tmp_path / "engine.sock")
+    proxy.start()
+    with server(docker_host=proxy.docker_host) as client:
+        run_id = start(client, "sh", "-c", "echo ready; sleep 300")
+        wait_for_output(client, run_id, "ready")
+        proxy.hold = b"/containers/"
+        proxy.removals.clear()
+        cancelling = threading.Thread(target=client.delete, args=(f"/runs/{run_id}",))
+        cancelling.start()
+        try:
+            proxy.waiting.get(timeout=60)  # the run's container is being removed
+            meanwhile = client.get(f"/runs/{run_id}")
+        finally:
+            proxy.removals.set()
+            cancelling.join(60)
+        assert meanwhile.status_code == 200, meanwhile.text
+        assert meanwhile.json()["state"] == "cancelled"
+
+
 def wait_for_output(client: httpx.Client, run_id: str, text: str) -> None:
     for kind, data in events(client, run_id):
         if kind == "stdout" and text in json.loads(data):
@@ -140,15 +164,18 @@ def test_a_finished_run_is_removed_after_its_ttl(
     server: Server, engine: docker.DockerClient, instance: str, make_settings
 ) -> None:
     settings = make_settings(instance_id=instance, result_ttl_seconds=0)
+    events = Events(engine, instance)
     with server(result_ttl_seconds=0) as client:
         run_id = start(client, "echo", "hi")
-        follow_to_exit(client, run_id)
+        events.wait("die", ASYNC_ROLE)  # not its output: any reaper may remove it from then on
         reaper = DockerBackend(settings)  # what any runner's periodic reaper does
         try:
             # Any runner's reaper on the shared engine may get there first; the outcome counts.
             reaper.reap_orphans()
+            events.until_removed([f"oneoff-{run_id}"])
         finally:
             reaper.close()
+            events.close()
         response = client.get(f"/runs/{run_id}")
     assert response.status_code == 404
     assert "result_ttl_seconds" in response.json()["message"]
@@ -218,9 +245,9 @@ def test_a_subscriber_that_goes_away_leaves_no_reader_behind(server: Server) -> 
         client.delete(f"/runs/{run_id}")
 
 
-def never_started(engine: docker.DockerClient, instance: str) -> tuple[str, str]:
-    """(run id, container id) of an async run's container created, never started, by a runner
-    that holds no lease any more (it crashed mid-launch)."""
+def never_started(engine: docker.DockerClient, instance: str) -> tuple[str, dict]:  # type: ignore[type-arg]
+    """(run id, container as listed) of an async run's container created, never started, by a
+    runner that holds no lease any more (it crashed mid-launch)."""
     run_id, now = uuid.uuid4().hex[:16], time.time()
     labels = {
         MANAGED: "true",
@@ -238,21 +265,23 @@ def never_started(engine: docker.DockerClient, instance: str) -> tuple[str, str]
     created = engine.api.create_container(
         TEST_IMAGE, ["true"], labels=labels, name=f"oneoff-{run_id}"
     )
-    return run_id, created["Id"]
+    return run_id, {"Id": created["Id"], "Labels": labels, "Image": TEST_IMAGE}
 
 
 def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
     engine: docker.DockerClient, instance: str, make_settings
 ) -> None:
     """Any runner's reaper removes such a run, and the run says it never ran."""
+    events = Events(engine, instance)
     run_id, _ = never_started(engine, instance)
     reaper = DockerBackend(make_settings(instance_id=instance))
     try:
         reaper.reap_orphans()  # or another runner's reaper, first: the outcome is the same
         (record,) = reaper.find_runs(tenant=None, run_id=run_id, idempotency_key=None)
+        events.until_removed([f"oneoff-{run_id}"])  # by this reaper, or by one that came first
     finally:
         reaper.close()
-    assert engine.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
+        events.close()
     assert (record.state, record.error) == ("failed", NEVER_STARTED)
     assert record.tenant == "tenant-under-test"
 
@@ -263,14 +292,16 @@ def test_a_run_being_reaped_never_looks_gone(
 ) -> None:
     """While one runner's reaper removes a never-started run, another runner (or the same one's
     next reaping) already finds its record: the record is written before the removal."""
+    events = Events(engine, instance)
     run_id, container = never_started(engine, instance)
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
-    proxy.hold = f"/containers/{container}".encode()
+    proxy.hold = f"/containers/{container['Id']}".encode()
     proxy.removals.clear()
     reaper = DockerBackend(make_settings(instance_id=instance, docker_host=proxy.docker_host))
     other = DockerBackend(make_settings(instance_id=instance))
-    reaping = threading.Thread(target=reaper.reap_orphans)
+    # What reap_orphans does with it (called directly: another suite's reaper may list it first)
+    reaping = threading.Thread(target=reaper.detached.abandon, args=(run_id, container))
     reaping.start()
     try:
         proxy.waiting.get(timeout=60)  # the reaper's removal of the container, held
@@ -281,4 +312,5 @@ def test_a_run_being_reaped_never_looks_gone(
         reaping.join(60)
         reaper.close()
         other.close()
-    assert engine.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
+    events.until_removed([f"oneoff-{run_id}"])
+    events.close()

@@ -39,9 +39,10 @@ def test_a_long_run_survives_another_runner_starting_reaping_and_stopping(engine
                 pass  # started (reaping at startup), then stopped by SIGTERM
             reaper = DockerBackend(Settings(instance_id=second))
             try:
-                assert reaper.reap_orphans() == 0
+                reaper.reap_orphans()  # what it removes on this shared engine is others' business
             finally:
                 reaper.close()
+            assert engine.api.inspect_container(started["id"])["State"]["Running"]
             release(engine, started["id"])
             response = pending()
             assert isinstance(response, httpx.Response), response

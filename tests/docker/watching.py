@@ -49,9 +49,10 @@ class Events:
         aside)."""
         self._until_gone(lambda: managed_objects(self.engine, self.instance))
 
-    def until_removed(self, volumes: list[str]) -> None:
-        """Until none of these volumes of the instance is on the engine."""
-        self._until_gone(lambda: set(volumes) & set(everything_of(self.engine, self.instance)))
+    def until_removed(self, names: list[str]) -> None:
+        """Until none of these containers or volumes of the instance is on the engine (another
+        runner's reaper may be removing them)."""
+        self._until_gone(lambda: set(names) & set(everything_of(self.engine, self.instance)))
 
     def _until_gone(self, left: Callable[[], Collection[str]]) -> None:
         """Until `left()` is empty, re-checked at each removal the engine reports; fails with
@@ -71,7 +72,9 @@ def everything_of(engine: docker.DockerClient, instance: str) -> list[str]:
     label = {"label": f"{INSTANCE}={instance}"}
     containers = engine.api.containers(all=True, filters=label)
     volumes = engine.api.volumes(filters=label).get("Volumes") or []
-    return [item["Id"][:12] for item in containers] + [item["Name"] for item in volumes]
+    return [item["Names"][0].lstrip("/") for item in containers] + [
+        item["Name"] for item in volumes
+    ]
 
 
 def held_by(engine: docker.DockerClient, instance: str) -> list[str]:
