@@ -86,12 +86,13 @@ class Backend(Protocol):
         ...
 
     def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
-        """Kill the run if it runs, keep `record` (when given) once it has stopped, and remove
-        everything made for it."""
+        """Kill the run if it runs and remove everything made for it, keeping `record` (when
+        given) before anything that shows the run goes: a caller never sees it vanish."""
         ...
 
     def record_run(self, record: RunRecord) -> None:
-        """Keep the end of a run that has nothing else left (cancelled, failed to start)."""
+        """Keep the end of a run that has nothing else left (cancelled, failed to start). The
+        first end kept counts: recording a run again changes nothing."""
         ...
 
     def create_volume(self, fill: VolumeFill) -> str:

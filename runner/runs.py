@@ -213,7 +213,7 @@ class AsyncRuns:
             async with self.admission.slot(pending.ticket):
                 pending.move("pulling")
                 await self._call(self.backend.launch, spec, pending.key)
-                if pending.cancelled:
+                if pending.cancelled:  # while it launched (cancel may have given up waiting)
                     record = pending.record("cancelled")
                     await self._call(self.backend.discard_run, spec.run_id, record)
                     return
@@ -223,7 +223,10 @@ class AsyncRuns:
         except RunnerError as exc:
             if pending.stopped and isinstance(exc, Cancelled):
                 await self._record_quietly(pending.record("failed", SHUT_DOWN))
-            elif not pending.cancelled:
+            elif pending.cancelled:
+                if isinstance(exc, Cancelled):  # it stopped before it ran: nothing of it runs
+                    await self._record_quietly(pending.record("cancelled"))
+            else:
                 log.info("run %s failed to start: %s", spec.run_id, exc.message)
                 self.metrics.record(pending.tenant.name, exc.code, {})
                 await self._record_quietly(pending.record("failed", exc.message))
@@ -294,7 +297,7 @@ class AsyncRuns:
             try:
                 await self._stop_pending(pending)
                 record = pending.record("cancelled")
-                await self._call(self.backend.record_run, record)
+                await self._call(self.backend.discard_run, run_id, record)
             finally:
                 self._forget(pending)
         else:

@@ -129,15 +129,22 @@ HELD_ROLES = (LEASE_ROLE, HOSTS_ROLE)
 """What a runner holds on the engine while it lives, beside its runs."""
 
 
-def managed_objects(engine: docker.DockerClient, instance: str) -> list[str]:
-    """What runners of `instance` made for runs (what each holds while it lives, its lease and
-    its hosts file, aside)."""
+def objects_of(engine: docker.DockerClient, instance: str) -> list[tuple[str, str | None]]:
+    """(name, role) of every container, then every volume, runners of `instance` have on the
+    engine (a container being removed may have no name left: then its id)."""
     label = {"label": f"{INSTANCE}={instance}"}
     containers = engine.api.containers(all=True, filters=label)
     volumes = engine.api.volumes(filters=label).get("Volumes") or []
-    return [item["Names"][0].lstrip("/") for item in containers] + [
-        item["Name"] for item in volumes if (item.get("Labels") or {}).get(ROLE) not in HELD_ROLES
-    ]
+    return [
+        ((item.get("Names") or [item["Id"]])[0].lstrip("/"), (item.get("Labels") or {}).get(ROLE))
+        for item in containers
+    ] + [(item["Name"], (item.get("Labels") or {}).get(ROLE)) for item in volumes]
+
+
+def managed_objects(engine: docker.DockerClient, instance: str) -> list[str]:
+    """What runners of `instance` made for runs (what each holds while it lives, its lease and
+    its hosts file, aside)."""
+    return [name for name, role in objects_of(engine, instance) if role not in HELD_ROLES]
 
 
 def remove_objects_of(engine: docker.DockerClient, instance: str) -> None:

@@ -54,7 +54,8 @@ class EngineProxy:
         self.removals = threading.Event()
         self.removals.set()
         self.refused: list[bytes] = []
-        """Requests whose first line contains one of these get a 500 from the "engine"."""
+        """Requests whose first line contains one of these get `refusal` from the "engine"."""
+        self.refusal = (b"500 Internal Server Error", REFUSAL)
         self.hold = b""
         """Only DELETE requests whose first line contains this wait for `removals` (b"": all)."""
         self.waiting: queue.Queue[bytes] = queue.Queue()
@@ -106,7 +107,7 @@ REFUSAL = b'{"message": "refused by the test"}'
 def pipe(one: socket.socket, other: socket.socket, proxy: EngineProxy) -> None:
     """Bytes both ways; a DELETE request from the runner (`one`) that `hold` names waits while
     `removals` is clear (the engine then removes nothing until the test lets it), and a refused
-    request is answered with a 500 and its connection closed."""
+    request is answered with `refusal` and its connection closed."""
     peers = {one: other, other: one}
     try:
         while True:
@@ -121,10 +122,10 @@ def pipe(one: socket.socket, other: socket.socket, proxy: EngineProxy) -> None:
                     proxy.waiting.put(line)
                     proxy.removals.wait()
                 if source is one and any(refused in line for refused in proxy.refused):
+                    status, body = proxy.refusal
                     one.sendall(
-                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json"
-                        b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-                        % (len(REFUSAL), REFUSAL)
+                        b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close"
+                        b"\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
                     )
                     return
                 peers[source].sendall(data)

@@ -302,7 +302,9 @@ class DetachedRuns:
         limit = spec.max_response_bytes
         return mount.kind, self.engine.returned.stream(container["Id"], mount, limit)
 
-    def discard(self, run_id: str, record: RunRecord | None = None) -> None:
+    def discard(
+        self, run_id: str, record: RunRecord | None = None, instance: str | None = None
+    ) -> None:
         """Kill the run's container, keep `record` once it has stopped, then remove the container
         and volume, if they are still there. The record comes before the removal (it outranks
         the container), so the run never looks gone meanwhile."""
@@ -311,7 +313,7 @@ class DetachedRuns:
         if container is not None:
             self.engine.kill(container["Id"])
         if record is not None:
-            self.mark(record)
+            self.mark(record, instance)
         self.engine.remove(container["Id"] if container else None, f"oneoff-{run_id}")
 
     def mark(self, record: RunRecord, instance: str | None = None) -> None:
@@ -373,8 +375,7 @@ class DetachedRuns:
         )
         if TENANT in labels:
             record.tenant = labels[TENANT]
-        self.mark(record, labels.get(INSTANCE))
-        self.engine.remove(container["Id"], f"oneoff-{run_id}")
+        self.discard(run_id, record, labels.get(INSTANCE))
 
     def _inspect(self, container: str) -> dict[str, Any] | None:
         """The container, or None when it went since it was listed (another runner on the

@@ -266,9 +266,7 @@ class KubernetesBackend:
         )
 
     def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
-        self.jobs.discard(run_id)
-        if record is not None:
-            self.jobs.mark(record)
+        self.jobs.discard(run_id, record)
 
     def record_run(self, record: RunRecord) -> None:
         self.jobs.mark(record)

@@ -44,7 +44,7 @@ from backends.labels import (
     stored_spec,
 )
 from runner.backend import ROLE, RUN_ID, TENANT
-from runner.errors import Cancelled, NotFound, RunnerError
+from runner.errors import Cancelled, Conflict, NotFound, RunnerError
 from runner.spec import Outcome, RunRecord, RunSpec
 
 
@@ -125,8 +125,7 @@ class JobRuns:
         except RunnerError as exc:
             record = self._record(found)
             record.state, record.error, record.finished_at = "failed", exc.message, time.time()
-            self.mark(record)
-            self.engine.delete(job_name(run_id))
+            self.discard(run_id, record)
 
     def find(
         self, tenant: str | None, run_id: str | None, idempotency_key: str | None
@@ -176,11 +175,16 @@ class JobRuns:
         record = self._record(found)
         return self.engine.collect(self._spec(found), self._pod(run_id), record.timed_out)
 
-    def discard(self, run_id: str) -> None:
+    def discard(self, run_id: str, record: RunRecord | None = None) -> None:
+        """Delete the run's Job (which stops it), after keeping `record`: the record comes
+        first (it outranks the Job), so the run never looks gone meanwhile."""
+        if record is not None:
+            self.mark(record)
         self.engine.delete(job_name(run_id))
 
     def mark(self, record: RunRecord) -> None:
-        """A ConfigMap without data, whose annotation keeps the run's end for the TTL."""
+        """A ConfigMap without data, whose annotation keeps the run's end for the TTL. The
+        first end kept counts (as on Docker): a record already there is left as it is."""
         kept = record_labels(record, self.settings.instance_id, self.settings.result_ttl_seconds)
         name = f"{job_name(record.run_id)}-record"
         config_map = {
@@ -188,8 +192,11 @@ class JobRuns:
             "kind": "ConfigMap",
             "metadata": self.engine.meta(name, kept, {RECORD: record_label(record)}),
         }
-        with api_errors("recording the run's end"):
-            self.engine.core.create_namespaced_config_map(self.engine.namespace, config_map)
+        try:
+            with api_errors("recording the run's end"):
+                self.engine.core.create_namespaced_config_map(self.engine.namespace, config_map)
+        except Conflict:
+            pass  # recorded already (by whoever ended the run first)
 
     def _job(self, run_id: str) -> Any:
         try:

@@ -3,6 +3,7 @@ ones, also after the runner restarts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ from backends.docker.runs import NEVER_STARTED
 from backends.labels import ASYNC_ROLE, CREATED, OUTPUT, TIMEOUT_AT, TTL
 from backends.leases import OWNER
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
+from runner.spec import RunRecord
 from tests.conftest import managed_objects
 from tests.docker.conftest import Server
 from tests.docker.watching import Events
@@ -95,7 +97,9 @@ def test_cancel_kills_the_run_and_removes_its_container(
 
 
 @engine_fault
-def test_a_run_being_cancelled_is_cancelled_meanwhile(server: Server, tmp_path: Path) -> None:
+def test_a_run_being_cancelled_is_cancelled_meanwhile(
+    server: Server, engine: docker.DockerClient, tmp_path: Path
+) -> None:
     """While its container is being removed, the run already says "cancelled" (not a 404, nor
     "failed" with the kill's exit code) to any caller: the record is kept before the removal."""
     proxy = EngineProxy(tmp_path / "engine.sock")
@@ -103,9 +107,13 @@ def test_a_run_being_cancelled_is_cancelled_meanwhile(server: Server, tmp_path: 
     with server(docker_host=proxy.docker_host) as client:
         run_id = start(client, "sh", "-c", "echo ready; sleep 300")
         wait_for_output(client, run_id, "ready")
-        proxy.hold = b"/containers/"
+        (container,) = engine.api.containers(filters={"label": f"{RUN_ID}={run_id}"})
+        proxy.hold = f"/containers/{container['Id']}?".encode()
         proxy.removals.clear()
-        cancelling = threading.Thread(target=client.delete, args=(f"/runs/{run_id}",))
+        answers: list[httpx.Response] = []
+        cancelling = threading.Thread(
+            target=lambda: answers.append(client.delete(f"/runs/{run_id}"))
+        )
         cancelling.start()
         try:
             proxy.waiting.get(timeout=60)  # the run's container is being removed
@@ -115,6 +123,7 @@ def test_a_run_being_cancelled_is_cancelled_meanwhile(server: Server, tmp_path: 
             cancelling.join(60)
         assert meanwhile.status_code == 200, meanwhile.text
         assert meanwhile.json()["state"] == "cancelled"
+        assert [answer.json()["state"] for answer in answers] == ["cancelled"]
 
 
 def wait_for_output(client: httpx.Client, run_id: str, text: str) -> None:
@@ -268,13 +277,30 @@ def never_started(engine: docker.DockerClient, instance: str) -> tuple[str, dict
     return run_id, {"Id": created["Id"], "Labels": labels, "Image": TEST_IMAGE}
 
 
+def test_a_run_recorded_twice_keeps_its_first_end(
+    engine: docker.DockerClient, instance: str, make_settings
+) -> None:
+    """Two runners may end the same run (a cancel and its launch, two reapers): the first end
+    kept counts, and the second is no error."""
+    backend = DockerBackend(make_settings(instance_id=instance))
+    try:
+        first = RunRecord(run_id=uuid.uuid4().hex[:16], state="cancelled", image="x", created_at=1)
+        backend.record_run(first)
+        backend.record_run(dataclasses.replace(first, state="failed", error="a later end"))
+        (kept,) = backend.find_runs(tenant=None, run_id=first.run_id, idempotency_key=None)
+    finally:
+        backend.close()
+    assert (kept.state, kept.error) == ("cancelled", None)
+
+
 def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
     engine: docker.DockerClient, instance: str, make_settings
 ) -> None:
-    """Any runner's reaper removes such a run, and the run says it never ran."""
+    """Any runner's reaper removes such a run, and the run says it never ran; its record is the
+    dead runner's (removed with what that runner's instance left), not the reaper's."""
     events = Events(engine, instance)
     run_id, _ = never_started(engine, instance)
-    reaper = DockerBackend(make_settings(instance_id=instance))
+    reaper = DockerBackend(make_settings())  # another runner
     try:
         reaper.reap_orphans()  # or another runner's reaper, first: the outcome is the same
         (record,) = reaper.find_runs(tenant=None, run_id=run_id, idempotency_key=None)
@@ -283,6 +309,7 @@ def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
         reaper.close()
         events.close()
     assert (record.state, record.error) == ("failed", NEVER_STARTED)
+    assert managed_objects(engine, instance) == [f"oneoff-{run_id}-record"]
     assert record.tenant == "tenant-under-test"
 
 

@@ -100,8 +100,15 @@ def test_startup_reaps_what_runners_without_a_lease_left_and_expired_objects_onl
         kept = leftover(engine, settings.instance_id, time.time() + 3600, live.lease.owner)
         gone = leftover(engine, settings.instance_id, time.time() + 3600, owner="0" * 32)
         expired = leftover(engine, settings.instance_id, time.time() - 1)
-        app_client(instance_id=settings.instance_id)
-        # Reaped at the app's startup, or (still going) by another runner's reaper first
+        app_client(instance_id=settings.instance_id, reap_interval_seconds=3600)
+        # Removed at the app's startup, or being removed by another runner's reaper (then the
+        # startup's removal counted it as done): nothing of them runs any more
+        label = {"label": f"{INSTANCE}={settings.instance_id}"}
+        states = {
+            (item.get("Names") or [""])[0].lstrip("/"): item["State"]
+            for item in engine.api.containers(all=True, filters=label)
+        }
+        assert states.get(gone[0], "removing") == states.get(expired[0], "removing") == "removing"
         events.until_removed([*gone, *expired])
         assert set(kept) <= set(managed_objects(engine, settings.instance_id))
     finally:

@@ -4,14 +4,16 @@ bound; shutting down never leaves a run in a state other than the one the API re
 
 from __future__ import annotations
 
+import json
 import signal
+from pathlib import Path
 
 import docker
 import httpx
 import pytest
 
 from backends.docker.engine import DockerBackend
-from runner.backend import RUN_ID
+from runner.backend import INSTANCE, MANAGED, RUN_ID
 from runner.settings import Settings
 from tests.conftest import free_port, managed_objects, remove_objects_of, start_runner
 from tests.docker.watching import (
@@ -23,7 +25,8 @@ from tests.docker.watching import (
     runner_process,
     stop,
 )
-from tests.helpers import instance_id, run_body
+from tests.faults import EngineProxy, engine_fault
+from tests.helpers import TEST_IMAGE, instance_id, run_body
 
 
 @pytest.mark.parametrize("identity", ["its own id", "the same id"])
@@ -140,3 +143,24 @@ def start(client: httpx.Client, *command: str) -> str:
 def containers_of(engine: docker.DockerClient, run_id: str) -> list[str]:
     found = engine.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
     return [f"{item['Id'][:12]} ({item['State']})" for item in found]
+
+
+@engine_fault
+def test_a_removal_another_runner_has_in_progress_counts_as_done(
+    engine: docker.DockerClient, instance: str, tmp_path: Path
+) -> None:
+    """Two reapers remove the same leftover: the engine answers the second 409 "already in
+    progress", which is the outcome it wanted, not a cleanup to retry later."""
+    container = engine.api.create_container(
+        TEST_IMAGE, ["true"], labels={MANAGED: "true", INSTANCE: instance}
+    )["Id"]
+    proxy = EngineProxy(tmp_path / "engine.sock")
+    proxy.start()
+    proxy.refused.append(f"DELETE /v1.41/containers/{container}?".encode())
+    message = f"removal of container {container} is already in progress"  # as moby says it
+    proxy.refusal = (b"409 Conflict", json.dumps({"message": message}).encode())
+    backend = DockerBackend(Settings(instance_id=instance, docker_host=proxy.docker_host))
+    try:
+        assert backend.remove(container, None) is True  # not deferred
+    finally:
+        backend.close()

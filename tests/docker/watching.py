@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from runner.backend import INSTANCE, ROLE
-from tests.conftest import HELD_ROLES, free_port, managed_objects, start_runner
+from tests.conftest import HELD_ROLES, free_port, managed_objects, objects_of, start_runner
 
 
 class Events:
@@ -69,19 +69,12 @@ class Events:
 
 
 def everything_of(engine: docker.DockerClient, instance: str) -> list[str]:
-    label = {"label": f"{INSTANCE}={instance}"}
-    containers = engine.api.containers(all=True, filters=label)
-    volumes = engine.api.volumes(filters=label).get("Volumes") or []
-    return [item["Names"][0].lstrip("/") for item in containers] + [
-        item["Name"] for item in volumes
-    ]
+    return [name for name, _ in objects_of(engine, instance)]
 
 
 def held_by(engine: docker.DockerClient, instance: str) -> list[str]:
     """What runners of the instance hold while they live: their leases and hosts files."""
-    label = {"label": f"{INSTANCE}={instance}"}
-    volumes = engine.api.volumes(filters=label).get("Volumes") or []
-    return [item["Name"] for item in volumes if (item.get("Labels") or {}).get(ROLE) in HELD_ROLES]
+    return [name for name, role in objects_of(engine, instance) if role in HELD_ROLES]
 
 
 def in_background(call: Callable[[], object]) -> Callable[[], object]:

@@ -3,13 +3,16 @@ runner answers for a run; cancel; a pod that cannot start; idempotency."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 
 from fastapi.testclient import TestClient
 
 from api_app import create_app
 from backends.kubernetes.inventory import PERMISSIONS
 from runner.settings import Settings
+from runner.spec import RunRecord
 from runner.tenancy import tenant_for
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
@@ -75,6 +78,18 @@ def test_cancel_deletes_the_job_and_leaves_a_record(api: TestClient, fake: FakeK
     assert fake.run_configmaps() == [f"oneoff-{run_id}-record"]
     assert fake.named("secrets") == []
     fake.delete("configmaps", "runs", f"oneoff-{run_id}-record")
+
+
+def test_a_run_recorded_twice_keeps_its_first_end(api: TestClient, fake: FakeKubernetes) -> None:
+    """Two runners may end the same run (a cancel and its launch, two reapers): the first end
+    kept counts, and the second is no error."""
+    backend = api.app.state.service.backend  # type: ignore[attr-defined]
+    first = RunRecord(run_id=uuid.uuid4().hex[:16], state="cancelled", image="x", created_at=1.0)
+    backend.record_run(first)
+    backend.record_run(dataclasses.replace(first, state="failed", error="a later end"))
+    (kept,) = backend.find_runs(tenant=None, run_id=first.run_id, idempotency_key=None)
+    assert (kept.state, kept.error) == ("cancelled", None)
+    fake.delete("configmaps", "runs", f"oneoff-{first.run_id}-record")
 
 
 def test_a_pod_that_cannot_pull_ends_the_run_failed(api: TestClient, fake: FakeKubernetes) -> None:
