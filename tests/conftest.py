@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -117,11 +117,9 @@ def no_leaks(engine: docker.DockerClient) -> Iterator[None]:
     yield
     containers, volumes = _suite_objects(engine)
     for container in containers:
-        with contextlib.suppress(docker.errors.NotFound):
-            engine.api.remove_container(container, force=True, v=True)
+        _remove(engine.api.remove_container, container, force=True, v=True)
     for volume in volumes:
-        with contextlib.suppress(docker.errors.NotFound):
-            engine.api.remove_volume(volume, force=True)
+        _remove(engine.api.remove_volume, volume, force=True)
     assert not containers + volumes, f"the runner leaked: {containers + volumes}"
 
 
@@ -151,11 +149,19 @@ def remove_objects_of(engine: docker.DockerClient, instance: str) -> None:
     """Remove whatever runners of `instance` (an id of this suite's) left, leases included."""
     label = {"label": f"{INSTANCE}={instance}"}
     for item in engine.api.containers(all=True, filters=label):
-        with contextlib.suppress(docker.errors.NotFound):
-            engine.api.remove_container(item["Id"], force=True, v=True)
+        _remove(engine.api.remove_container, item["Id"], force=True, v=True)
     for item in engine.api.volumes(filters=label).get("Volumes") or []:
-        with contextlib.suppress(docker.errors.NotFound):
-            engine.api.remove_volume(item["Name"], force=True)
+        _remove(engine.api.remove_volume, item["Name"], force=True)
+
+
+def _remove(remove: Callable[..., object], name: str, **options: object) -> None:
+    """Gone already, or (409) being removed by a runner's reaper, which finishes the job (the
+    leak check at the end of the session tells if it does not)."""
+    try:
+        remove(name, **options)
+    except docker.errors.APIError as exc:
+        if exc.status_code not in (404, 409):
+            raise
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -254,9 +254,11 @@ def test_a_subscriber_that_goes_away_leaves_no_reader_behind(server: Server) -> 
         client.delete(f"/runs/{run_id}")
 
 
-def never_started(engine: docker.DockerClient, instance: str) -> tuple[str, dict]:  # type: ignore[type-arg]
+def never_started(
+    engine: docker.DockerClient, instance: str, owner: str = "0" * 32
+) -> tuple[str, dict]:  # type: ignore[type-arg]
     """(run id, container as listed) of an async run's container created, never started, by a
-    runner that holds no lease any more (it crashed mid-launch)."""
+    runner that holds no lease any more (it crashed mid-launch; by default)."""
     run_id, now = uuid.uuid4().hex[:16], time.time()
     labels = {
         MANAGED: "true",
@@ -268,7 +270,7 @@ def never_started(engine: docker.DockerClient, instance: str) -> tuple[str, dict
         TIMEOUT_AT: repr(now + 60),
         TTL: "3600",
         OUTPUT: json.dumps({"max_output": 1024, "max_response": 1024, "response": []}),
-        OWNER: "0" * 32,
+        OWNER: owner,
         TENANT: "tenant-under-test",
     }
     created = engine.api.create_container(
@@ -320,14 +322,16 @@ def test_a_run_being_reaped_never_looks_gone(
     """While one runner's reaper removes a never-started run, another runner (or the same one's
     next reaping) already finds its record: the record is written before the removal."""
     events = Events(engine, instance)
-    run_id, container = never_started(engine, instance)
+    other = DockerBackend(make_settings(instance_id=instance))
+    other.renew_lease()
+    # Owned by a live lease, so that no other runner's reaper takes it; abandoned directly, as
+    # reap_orphans would once that lease is gone
+    run_id, container = never_started(engine, instance, other.lease.owner)
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
-    proxy.hold = f"/containers/{container['Id']}".encode()
+    proxy.hold = f"/containers/{container['Id']}?".encode()
     proxy.removals.clear()
     reaper = DockerBackend(make_settings(instance_id=instance, docker_host=proxy.docker_host))
-    other = DockerBackend(make_settings(instance_id=instance))
-    # What reap_orphans does with it (called directly: another suite's reaper may list it first)
     reaping = threading.Thread(target=reaper.detached.abandon, args=(run_id, container))
     reaping.start()
     try:

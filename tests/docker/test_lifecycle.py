@@ -8,6 +8,7 @@ import tarfile
 import time
 import uuid
 
+import docker
 import pytest
 
 from api_app import create_app
@@ -84,7 +85,11 @@ def leftover(engine, instance: str, deadline: float, owner: str | None = None) -
     }
     volume = engine.volumes.create(f"oneoff-{run_id}", labels=labels)
     container = engine.containers.create(TEST_IMAGE, ["sleep", "600"], labels=labels)
-    container.start()
+    try:
+        container.start()
+    except docker.errors.APIError as exc:  # (NotFound is one)
+        if exc.status_code not in (404, 409):
+            raise  # not "removed, or marked for removal": another runner's reaper came first
     return container.name, volume.name
 
 
