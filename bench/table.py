@@ -71,7 +71,7 @@ def _run_rows(results: dict[str, Any]) -> list[str]:
 def _memory_rows(results: dict[str, Any]) -> list[str]:
     health = results["health_under_load"]
     output = results["big_output"]
-    json_files = results["json_files"]
+    json_memory = results["json_memory"]
     upload = results["big_upload"]
     return [
         f"| `/health` while {health['runs_in_flight']} runs are in flight | p50 "
@@ -81,9 +81,9 @@ def _memory_rows(results: dict[str, Any]) -> list[str]:
         f"+{output['peak_rss_growth_mib']} MiB, {output['wall_s']} s | | "
         f"{output['growth_per_cap']} × cap | "
         f"{_verdict(results, 'big output: RSS growth / cap', '< 3 × cap')} |",
-        f"| server memory for a {json_files['request_mib']:.0f} MiB JSON request (content in) "
-        f"| peak RSS +{json_files['peak_rss_growth_mib']:.0f} MiB | | "
-        f"{json_files['growth_per_request_size']} × its size | "
+        f"| server memory for a {json_memory['request_mib']:.0f} MiB JSON request (content in) "
+        f"| peak RSS +{json_memory['peak_rss_growth_mib']:.0f} MiB | | "
+        f"{json_memory['growth_per_request_size']} × its size | "
         f"{_verdict(results, 'JSON request: RSS growth / its size', '≤ ~2 ×')} |",
         f"| {upload['upload_mib']} MiB upload over the binary path | peak RSS "
         f"+{upload['peak_rss_growth_mib']} MiB | | | "
