@@ -293,19 +293,19 @@ class AsyncRuns:
         """Kill and remove the run; once this answers, its container is gone. The run's record
         is kept before anything that shows the run goes, so nobody sees it vanish meanwhile."""
         pending = self._pending_of(tenant, run_id)
-        if pending is not None:
-            try:
+        try:
+            if pending is not None:
                 await self._stop_pending(pending)
                 record = pending.record("cancelled")
-                await self._call(self.backend.discard_run, run_id, record)
-            finally:
-                self._forget(pending)
-        else:
-            record = await self._record(tenant, run_id)
-            if record.state in FINISHED_STATES:
-                return await self.status(tenant, run_id)
-            record.state, record.finished_at = "cancelled", time.time()
+            else:
+                record = await self._record(tenant, run_id)
+                if record.state in FINISHED_STATES:
+                    return await self.status(tenant, run_id)
+                record.state, record.finished_at = "cancelled", time.time()
             await self._call(self.backend.discard_run, run_id, record)
+        finally:
+            if pending is not None:
+                self._forget(pending)
         log.info("run %s cancelled by tenant=%s", run_id, tenant.name, extra={"run_id": run_id})
         return _status(record, None)
 

@@ -61,6 +61,21 @@ class EngineProxy:
         self.waiting: queue.Queue[bytes] = queue.Queue()
         """The first line of each DELETE request held, as it starts waiting."""
 
+    @contextlib.contextmanager
+    def removal_held(self, container: str, call: Callable[[], object]) -> Iterator[None]:
+        """`call` in a thread, until it asks the engine to remove `container`: held there while
+        the block runs, then let go and `call` joined."""
+        self.hold = f"/containers/{container}?".encode()
+        self.removals.clear()
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        try:
+            self.waiting.get(timeout=60)
+            yield
+        finally:
+            self.removals.set()
+            thread.join(60)
+
     @property
     def docker_host(self) -> str:
         return f"unix://{self.path}"

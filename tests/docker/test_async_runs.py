@@ -4,6 +4,7 @@ ones, also after the runner restarts."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -108,19 +109,13 @@ def test_a_run_being_cancelled_is_cancelled_meanwhile(
         run_id = start(client, "sh", "-c", "echo ready; sleep 300")
         wait_for_output(client, run_id, "ready")
         (container,) = engine.api.containers(filters={"label": f"{RUN_ID}={run_id}"})
-        proxy.hold = f"/containers/{container['Id']}?".encode()
-        proxy.removals.clear()
         answers: list[httpx.Response] = []
-        cancelling = threading.Thread(
-            target=lambda: answers.append(client.delete(f"/runs/{run_id}"))
-        )
-        cancelling.start()
-        try:
-            proxy.waiting.get(timeout=60)  # the run's container is being removed
+
+        def cancel() -> None:
+            answers.append(client.delete(f"/runs/{run_id}"))
+
+        with proxy.removal_held(container["Id"], cancel):
             meanwhile = client.get(f"/runs/{run_id}")
-        finally:
-            proxy.removals.set()
-            cancelling.join(60)
         assert meanwhile.status_code == 200, meanwhile.text
         assert meanwhile.json()["state"] == "cancelled"
         assert [answer.json()["state"] for answer in answers] == ["cancelled"]
@@ -329,18 +324,13 @@ def test_a_run_being_reaped_never_looks_gone(
     run_id, container = never_started(engine, instance, other.lease.owner)
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
-    proxy.hold = f"/containers/{container['Id']}?".encode()
-    proxy.removals.clear()
     reaper = DockerBackend(make_settings(instance_id=instance, docker_host=proxy.docker_host))
-    reaping = threading.Thread(target=reaper.detached.abandon, args=(run_id, container))
-    reaping.start()
+    abandon = functools.partial(reaper.detached.abandon, run_id, container)
     try:
-        proxy.waiting.get(timeout=60)  # the reaper's removal of the container, held
-        (record,) = other.find_runs(tenant=None, run_id=run_id, idempotency_key=None)
+        with proxy.removal_held(container["Id"], abandon):
+            (record,) = other.find_runs(tenant=None, run_id=run_id, idempotency_key=None)
         assert (record.state, record.error) == ("failed", NEVER_STARTED)
     finally:
-        proxy.removals.set()
-        reaping.join(60)
         reaper.close()
         other.close()
     events.until_removed([f"oneoff-{run_id}"])
