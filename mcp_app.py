@@ -22,8 +22,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from backends import get_backend
-from runner.auth import BearerTokenAuth
 from runner.backend import Backend
+from runner.guards import guard
 from runner.mcp.http import JsonRpcDoor
 from runner.mcp.tools import build_server
 from runner.service import RunnerService, service_scope
@@ -103,7 +103,7 @@ def create_app(
 
     door = JsonRpcDoor(_ByAccept(*transports), settings.max_request_bytes)
     app = Starlette(routes=[Route("/mcp", door)], lifespan=lifespan)
-    app.add_middleware(BearerTokenAuth, tokens=settings.tokens(), open_paths=frozenset())
+    guard(app, settings, open_paths=frozenset())
     return app
 
 

@@ -17,6 +17,8 @@ PACKAGES = ("runner", "backends")
 TOP_MODULES = ("api_app", "mcp_app")
 # The front doors assemble the app and choose the backend; nothing else in the core may.
 FRONT_DOORS = ("api_app", "mcp_app", "runner.cli")
+ROUTE_DECORATORS = frozenset({"get", "post", "put", "patch", "delete", "api_route", "route"})
+SDKS = {"docker": "backends.docker", "kubernetes": "backends.kubernetes"}
 
 
 def _module_name(path: Path) -> str:
@@ -34,18 +36,19 @@ def _sources() -> dict[str, Path]:
     return found
 
 
-def _imports(path: Path, known: set[str]) -> Iterator[str]:
-    """First-party modules `path` imports (`from a import b` counts `a.b` when it is a module)."""
+def _imported(path: Path) -> Iterator[str]:
+    """Every absolute import of `path` (`from a import b` counts `a` and `a.b`)."""
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
-        else:
-            continue
-        for name in names:
-            if name in known:
-                yield name
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def _imports(path: Path, known: set[str]) -> Iterator[str]:
+    """First-party modules `path` imports (`from a import b` counts `a.b` when it is a module)."""
+    return (name for name in _imported(path) if name in known)
 
 
 def _graph() -> dict[str, set[str]]:
@@ -125,5 +128,40 @@ def test_backend_specific_code_lives_in_its_own_package(backend: str) -> None:
         if not _front_door(name)
         for target in targets
         if target.startswith(f"backends.{backend}")
+    ]
+    assert strays == []
+
+
+def _routes(path: Path) -> Iterator[str]:
+    """Functions of `path` decorated as HTTP routes (`@router.get(...)` and the like)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for decorator in node.decorator_list:
+                call = decorator.func if isinstance(decorator, ast.Call) else decorator
+                if isinstance(call, ast.Attribute) and call.attr in ROUTE_DECORATORS:
+                    yield node.name
+
+
+def test_rest_routes_live_only_in_runner_rest() -> None:
+    strays = [
+        f"{name}.{route}"
+        for name, path in _sources().items()
+        if not name.startswith("runner.rest.")
+        for route in _routes(path)
+    ]
+    assert strays == []
+
+
+def test_the_route_finder_finds_a_route() -> None:
+    assert list(_routes(ROOT / "runner" / "rest" / "health.py")) == ["health", "livez", "metrics"]
+
+
+@pytest.mark.parametrize("sdk", sorted(SDKS))
+def test_a_backend_sdk_is_imported_only_in_its_backend(sdk: str) -> None:
+    strays = [
+        name
+        for name, path in _sources().items()
+        if not name.startswith(SDKS[sdk])
+        if any(imported.split(".")[0] == sdk for imported in _imported(path))
     ]
     assert strays == []

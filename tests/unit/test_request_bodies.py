@@ -14,8 +14,8 @@ from starlette.requests import Request
 
 from api_app import create_app
 from runner.errors import InvalidRequest
-from runner.multipart import read_run_form
-from runner.rest_bodies import _body
+from runner.rest.bodies import _body
+from runner.rest.multipart import read_run_form
 from tests.fakes import FakeBackend, outcome
 from tests.helpers import run_body
 

@@ -1,9 +1,10 @@
-"""Returned paths as raw bytes for the REST door (the binary path out).
+"""Returned paths as raw bytes (the binary path out).
 
-`POST /run` with `Accept: multipart/mixed` answers with the JSON result in a first part named
-`result`, then each `response: true` path in a part named by its container path: a file's
-bytes, or a plain tar of a directory with names relative to it. The parts are read from spooled
-files (the run's container is already gone), a chunk at a time.
+- `POST /run` with `Accept: multipart/mixed` answers with the JSON result in a first part named
+  `result`, then each `response: true` path in a part named by its container path: a file's
+  bytes, or a plain tar of a directory with names relative to it. The parts are read from
+  spooled files (the run's container is already gone), a chunk at a time.
+- `GET /runs/{id}/files/{path}` streams one path of a finished async run.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import posixpath
 import re
 import secrets
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import APIRouter, Path
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from runner.models import RunResult
+from runner.rest.deps import Caller, RunId, Service
+from runner.rest.errors import JSON_ERRORS
 from runner.spec import ReturnedFile
 
 MIXED = "multipart/mixed"
@@ -52,6 +56,32 @@ PARTS_ANSWER: dict[str, Any] = {
     "content": {MIXED: {"schema": {"type": "string", "format": "binary"}}},
 }
 """OpenAPI for `POST /run`'s 200 beside its JSON."""
+
+router = APIRouter()
+
+
+@router.get(
+    "/runs/{run_id}/files/{path:anypath}",
+    response_class=StreamingResponse,
+    responses={**JSON_ERRORS, 200: {"content": {TAR: {}, OCTETS: {}}}},
+    summary="A returned path, as raw bytes",
+)
+async def run_file(
+    run_id: RunId,
+    path: Annotated[str, Path(description="A `response: true` container path, e.g. app/data.")],
+    service: Service,
+    caller: Caller,
+) -> StreamingResponse:
+    """A finished run's `response: true` path: a file's bytes (`application/octet-stream`), or
+    a plain tar of a directory with names relative to it (`application/x-tar`)."""
+    container_path = posixpath.normpath("/" + path)
+    kind, chunks = await service.run_file(caller, run_id, container_path)
+    name = download_name(container_path, kind)
+    return StreamingResponse(
+        chunks,
+        media_type=media_type(kind),
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def wants_parts(request: Request) -> bool:

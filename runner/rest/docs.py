@@ -16,6 +16,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from runner import __version__
+
+DESCRIPTION = """Run one-off containers: send an image, a command, environment variables and
+files; get the exit code, stdout, stderr and files back. Everything the run created is removed.
+
+Errors are JSON objects `{"error": <code>, "message": <what to do>, "field": <request field>}`.
+"""
 DOCS_URL = "/docs"
 REDOC_URL = "/redoc"
 OPENAPI_URL = "/openapi.json"
@@ -24,8 +31,11 @@ SCHEME = "bearer"
 
 
 def documented_app(**options: Any) -> FastAPI:
-    """A FastAPI app whose docs pages need no network; `options` are FastAPI's."""
+    """The runner's FastAPI app, whose docs pages need no network; `options` are FastAPI's."""
     app = FastAPIOffline(
+        title="oneoff-runner",
+        version=__version__,
+        description=DESCRIPTION,
         docs_url=DOCS_URL,
         redoc_url=REDOC_URL,
         openapi_url=OPENAPI_URL,

@@ -1,4 +1,5 @@
-"""Bearer-token authentication for both front doors, as one ASGI middleware.
+"""What both HTTP doors (REST and MCP) check before a request reaches them, in one place
+(`guard`): today the bearer token; a shared check of `Host` and `Origin` belongs here too.
 
 Tokens come from settings (`RUNNER_API_TOKENS`, `RUNNER_API_TOKENS_FILE`). Every presented token
 is compared with every configured one in constant time, so timing tells nothing about how much
@@ -13,10 +14,17 @@ from __future__ import annotations
 import hmac
 import json
 
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from runner.settings import Settings
 from runner.tenancy import LOCAL, Tenant, remember
+
+
+def guard(app: Starlette, settings: Settings, open_paths: frozenset[str]) -> None:
+    """Put the checks every HTTP door shares in front of `app`; `open_paths` need no token."""
+    app.add_middleware(BearerTokenAuth, tokens=settings.tokens(), open_paths=open_paths)
 
 
 class BearerTokenAuth:

@@ -3,7 +3,7 @@
 Admission comes first: a queue place is reserved before a byte of the body is read, so a full
 runner answers 429 without reading a large body. A JSON body is parsed once, from its bytes, by
 `model_validate_json` (no intermediate dicts: about its own size again in memory); a multipart
-body's content parts are streamed (`runner.multipart`).
+body's content parts are streamed (`runner.rest.multipart`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from runner.admission import Ticket
 from runner.errors import InvalidRequest
 from runner.models import RunRequest
-from runner.multipart import FORM, feed, is_form, read_run_form
+from runner.rest.multipart import FORM, feed, is_form, read_run_form
 from runner.service import RunnerService
 from runner.uploads import Uploads
 

@@ -1,5 +1,5 @@
-"""What every REST route shares: the service and the caller as injected dependencies, the
-documented error answers, and cancelling work when the client goes away."""
+"""What every REST route shares: the service and the caller as injected dependencies, a run id
+in a path, and cancelling work when the client goes away."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from runner.errors import Cancelled
-from runner.models import ErrorBody
-from runner.rest_bodies import RunBody, feeding
+from runner.rest.bodies import RunBody, feeding
 from runner.service import RunnerService
 from runner.tenancy import Tenant, tenant_of
 
@@ -30,23 +29,13 @@ def get_tenant(request: Request) -> Tenant:
 
 Service = Annotated[RunnerService, Depends(get_service)]
 Caller = Annotated[Tenant, Depends(get_tenant)]
+RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="From POST /runs.")]
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "model": ErrorBody}
-    for code, text in {
-        401: "Missing or wrong API token, or the registry refused the credentials.",
-        403: "The operator's policy refused the request.",
-        404: "Image, volume or run not found.",
-        409: "The volume exists, or is in use.",
-        413: "Content or returned content over the operator's size limits.",
-        422: "A field is invalid; `field` names it.",
-        429: "All run slots and the queue are full; see Retry-After.",
-        501: "The backend cannot do this (e.g. list images on Kubernetes).",
-        502: "The image registry could not be reached.",
-        499: "The client went away; the run was cancelled.",
-        503: "The container engine is unreachable, or the runner is shutting down.",
-    }.items()
-}
+
+async def known_run(run_id: RunId, service: Service, caller: Caller) -> str:
+    """404 before a stream starts, for a run the caller does not have."""
+    await service.runs.require(caller, run_id)
+    return run_id
 
 
 async def cancel_on_disconnect(

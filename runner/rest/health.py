@@ -1,0 +1,50 @@
+"""The runner's own state: `/health` (readiness), `/livez` (liveness), `/metrics`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from runner.engine_models import Health, Unavailable
+from runner.errors import RunnerError
+from runner.rest.deps import Service
+
+router = APIRouter()
+OPEN_PATHS = frozenset({"/health", "/livez"})
+"""Answered without a token."""
+
+
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"description": "Backend unreachable.", "model": Unavailable}},
+)
+async def health(service: Service) -> Health | JSONResponse:
+    """200 with the engine's version when the backend answers; 503 with the reason otherwise."""
+    try:
+        return await service.health()
+    except RunnerError as exc:
+        return JSONResponse(
+            status_code=503,
+            content={"status": "unavailable", "backend": service.backend.name, **exc.to_dict()},
+        )
+
+
+@router.get("/livez", responses={200: {"description": "The process serves requests."}})
+async def livez() -> dict[str, str]:
+    """Liveness: the process answers; never asks the backend, so an API-server or engine
+    outage does not restart every replica (and kill the runs in them). `/health` is for
+    readiness."""
+    return {"status": "alive"}
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+)
+async def metrics(service: Service) -> Response:
+    """Runs by outcome, phase durations, runs in flight and queued, in Prometheus format."""
+    return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

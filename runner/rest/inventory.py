@@ -1,0 +1,45 @@
+"""What is on the engine besides runs: containers, and images (listed, and pulled ahead of
+runs)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from runner.engine_models import ContainerInfo, ImageInfo, PulledImage, PullImageRequest
+from runner.rest.deps import Caller, Service, cancel_on_disconnect
+from runner.rest.errors import ERRORS
+
+router = APIRouter()
+
+
+@router.get("/containers", response_model=list[ContainerInfo], responses=ERRORS)
+async def list_containers(
+    service: Service,
+    caller: Caller,
+    all_states: Annotated[bool, Query(alias="all", description="Include stopped ones.")] = False,
+    managed_only: Annotated[bool, Query(description="Only the runner's own.")] = True,
+) -> list[ContainerInfo]:
+    """Containers on the engine: by default your own runs in progress."""
+    return await service.list_containers(caller, all_states=all_states, managed_only=managed_only)
+
+
+@router.get("/images", response_model=list[ImageInfo], responses=ERRORS)
+async def list_images(
+    service: Service,
+    reference: Annotated[str | None, Query(description="e.g. busybox or busybox:1.36")] = None,
+) -> list[ImageInfo]:
+    """Images present on the engine, optionally filtered by reference."""
+    return await service.list_images(reference=reference)
+
+
+@router.post("/images/pull", response_model=PulledImage, responses=ERRORS, summary="Pull an image")
+async def pull_image(
+    body: PullImageRequest, service: Service, caller: Caller, request: Request
+) -> PulledImage:
+    """Pull an image onto the engine ahead of runs, under the runs' policy: only images the
+    operator allows (403), `auth_config` for a private registry, used for this pull only and
+    never echoed (401 when the registry refuses it, 404 when it has no such image, 502 when it
+    cannot be reached). A client that disconnects stops the pull."""
+    return await cancel_on_disconnect(request, service.pull_image(body, caller))
