@@ -14,9 +14,9 @@ if TYPE_CHECKING:
 
 def get_backend(settings: Settings) -> Backend:
     if settings.backend == "docker":
-        from backends.docker.engine import DockerBackend
+        from backends.docker.backend import DockerBackend
 
         return DockerBackend(settings)
-    from backends.kubernetes.jobs import KubernetesBackend
+    from backends.kubernetes.backend import KubernetesBackend
 
     return KubernetesBackend(settings)

@@ -25,7 +25,7 @@ from typing import Any
 
 import docker
 
-from backends.docker.engine import DockerBackend
+from backends.docker.backend import DockerBackend
 from bench.baseline import IMAGE, directory_tar, sdk_run
 from bench.harness import INSTANCE
 from bench.scenarios import _inner
@@ -143,7 +143,7 @@ def main() -> None:
     api = docker.APIClient(version="auto")
     echo = {"image": IMAGE, "pull_policy": "never", "command": ["echo", "hi"]}
     tar = directory_tar(args.content_kib * 1024)
-    runner_clients = [backend.api, backend.streams]
+    runner_clients = [backend.containers.api, backend.containers.streams]
     cases: dict[str, tuple[Callable[[], object], list[docker.APIClient]]] = {
         "runner echo": (runner_run(backend, echo), runner_clients),
         "bare SDK echo": (lambda: sdk_run(api, ["echo", "hi"]), [api]),

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
 
-from backends.docker.cleanup import Cleanup
+from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors
 from backends.docker.exits import Exits, Watch
 from backends.docker.output import Captured, read_frames
-from backends.docker.runs import Engine as RunsEngine
 from runner.backend import timed
 from runner.errors import BackendUnavailable, Cancelled
 from runner.spec import Outcome, RunSpec
@@ -22,20 +20,13 @@ SIGKILLED = 137
 RECHECK_SECONDS = 5.0
 
 
-class Engine(RunsEngine, Protocol):
-    """What a synchronous run uses of the engine backend (`DockerBackend`)."""
-
-    cleanup: Cleanup
-
-    def labels(self, run_id: str, role: str, timeout: float, tenant: str) -> dict[str, str]: ...
-
-
 class AttachedRuns:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.exits = Exits(lambda: engine.streams, engine.lease.owner)
+    def __init__(self, containers: Containers) -> None:
+        self.containers = containers
+        self.exits = Exits(lambda: containers.streams, containers.lease.owner)
         self._readers = ThreadPoolExecutor(
-            max_workers=engine.settings.max_concurrent_runs + 4, thread_name_prefix="oneoff-output"
+            max_workers=containers.settings.max_concurrent_runs + 4,
+            thread_name_prefix="oneoff-output",
         )
 
     def close(self) -> None:
@@ -43,16 +34,16 @@ class AttachedRuns:
         self._readers.shutdown(wait=False, cancel_futures=True)
 
     def run(self, spec: RunSpec) -> Outcome:
-        engine, phases = self.engine, dict[str, float]()
+        containers, phases = self.containers, dict[str, float]()
         with timed(phases, "pull"):
-            engine.ensure_image(spec)
-        labels = engine.labels(spec.run_id, "run", spec.timeout_seconds, spec.tenant)
-        container, volume = engine.prepare(spec, labels, phases)
+            containers.ensure_image(spec)
+        labels = containers.labels(spec.run_id, "run", spec.timeout_seconds, spec.tenant)
+        container, volume = containers.prepare(spec, labels, phases)
         try:
             with timed(phases, "run"):
                 output, watch = self._capture(spec, container), self.exits.watch(container)
                 try:
-                    engine.start(spec, container)
+                    containers.start(spec, container)
                     ended = self._wait(spec, container, watch)
                 finally:
                     self.exits.forget(container)
@@ -61,13 +52,13 @@ class AttachedRuns:
                 outcome = self._collect(spec, container, ended, output, watch)
         except BaseException:
             with timed(phases, "cleanup"):
-                engine.remove(container, volume)
+                containers.remove(container, volume)
             raise
         if any(mount.kind == "volume" for mount in spec.mounts):
             with timed(phases, "cleanup"):  # its named volumes are free when the answer comes
-                engine.remove(container, volume)
+                containers.remove(container, volume)
         else:
-            engine.cleanup.submit(container, volume)  # the caller has all it needs: answer now
+            containers.remove_later(container, volume)  # the caller has all it needs: answer now
         outcome.phases = phases
         return outcome
 
@@ -79,10 +70,10 @@ class AttachedRuns:
         nothing is read twice. What passes the cap is read and dropped, so the container never
         blocks on a full pipe; what is kept is forwarded to a listener as it arrives.
         """
-        feed = self.engine.feed(spec, container)
+        feed = self.containers.feed(spec, container)
         try:
             with engine_errors("attaching to the container"):
-                frames = self.engine.streams.attach(
+                frames = self.containers.streams.attach(
                     container, stdout=True, stderr=True, stream=True, logs=False, demux=True
                 )
         except BaseException:
@@ -106,7 +97,7 @@ class AttachedRuns:
         `wait(timeout=)` is an HTTP read timeout, not a deadline: on expiry we kill, then wait
         again for the exit status.
         """
-        api, started = self.engine.api, time.monotonic()
+        api, started = self.containers.api, time.monotonic()
         if watch is not None and self._ended(watch, container, spec.timeout_seconds):
             return watch.code, False
         left = spec.timeout_seconds - (time.monotonic() - started)
@@ -119,7 +110,7 @@ class AttachedRuns:
             if time.monotonic() - started < spec.timeout_seconds:
                 raise
         spec.emit("phase", f"timed out after {spec.timeout_seconds:g}s: killing")
-        self.engine.kill(container)
+        self.containers.kill(container)
         with engine_errors("waiting for the killed container"):
             status = api.wait(container, timeout=30)
         return status.get("StatusCode"), True
@@ -132,7 +123,7 @@ class AttachedRuns:
             if watch.ended.wait(min(left, RECHECK_SECONDS)):
                 return not watch.lost
             with engine_errors("inspecting the container"):
-                if not self.engine.api.inspect_container(container)["State"]["Running"]:
+                if not self.containers.api.inspect_container(container)["State"]["Running"]:
                     return False  # ended unseen: `wait` tells how
         return False
 
@@ -148,7 +139,7 @@ class AttachedRuns:
         if spec.cancelled.is_set():
             raise Cancelled("the run was cancelled")
         exit_code, timed_out = ended
-        returned = self.engine.returned
+        returned = self.containers.returned
         with engine_errors("reading the container's output"):
             captured = output.result(timeout=OUTPUT_GRACE_SECONDS)
             oom_killed = self._oom_killed(container, exit_code, watch)
@@ -169,4 +160,4 @@ class AttachedRuns:
         from the container's state otherwise, and for a SIGKILL without an `oom` seen."""
         if watch is not None and not watch.lost and (watch.oom or exit_code != SIGKILLED):
             return watch.oom
-        return bool(self.engine.api.inspect_container(container)["State"].get("OOMKilled"))
+        return bool(self.containers.api.inspect_container(container)["State"].get("OOMKilled"))

@@ -17,16 +17,16 @@ import struct
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Protocol, TypeGuard
+from typing import Any, TypeGuard
 
 import docker
 import requests
 import urllib3
 from docker.types import LogConfig
 
+from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors
 from backends.docker.output import Captured, read_frames
-from backends.docker.returned import ReturnedPaths
 from backends.docker.stdin import StdinFeed
 from backends.labels import (
     ASYNC_ROLE,
@@ -49,10 +49,9 @@ from backends.labels import (
     stored_record,
     stored_spec,
 )
-from backends.leases import Lease, abandoned, past_deadline
+from backends.leases import abandoned, past_deadline
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from runner.errors import BackendUnavailable, Conflict, NotFound
-from runner.settings import Settings
 from runner.spec import Outcome, RunRecord, RunSpec
 
 LOG_FILES = 4
@@ -88,71 +87,38 @@ class OutputStream:
             self._socket.shutdown(socket.SHUT_RDWR)
 
 
-class Engine(Protocol):
-    """What async runs use of the engine backend (`DockerBackend`): the same steps a
-    synchronous run takes, so both make their containers one way."""
-
-    settings: Settings
-    returned: ReturnedPaths
-    lease: Lease
-
-    @property
-    def api(self) -> docker.APIClient: ...
-
-    @property
-    def streams(self) -> docker.APIClient: ...
-
-    def ensure_image(self, spec: RunSpec) -> None: ...
-
-    def prepare(
-        self,
-        spec: RunSpec,
-        labels: dict[str, str],
-        phases: dict[str, float],
-        logs: LogConfig | None = None,
-    ) -> tuple[str, str | None]: ...
-
-    def feed(self, spec: RunSpec, container: str) -> StdinFeed | None: ...
-
-    def start(self, spec: RunSpec, container: str) -> None: ...
-
-    def kill(self, container: str) -> None: ...
-
-    def remove(self, container: str | None, volume: str | None) -> bool: ...
-
-
 class DetachedRuns:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.settings = engine.settings
+    def __init__(self, containers: Containers) -> None:
+        self.containers = containers
+        self.settings = containers.settings
         self._feeds: dict[str, StdinFeed] = {}
         """Input still being written, by run: stopped when the run is seen to end (the engine
         keeps an input attach open after its container stopped)."""
 
     def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
         """Pull, prepare content, create and start; returns once the container runs."""
-        engine = self.engine
-        engine.ensure_image(spec)
+        containers = self.containers
+        containers.ensure_image(spec)
         labels = self._labels(spec, idempotency_key)
         size = max(self.settings.run_log_max_bytes // LOG_FILES, 1)
         logs = LogConfig(type="local", config={"max-size": str(size), "max-file": "4"})
-        container, volume = engine.prepare(spec, labels, {}, logs)
+        container, volume = containers.prepare(spec, labels, {}, logs)
         feed: StdinFeed | None = None
         try:
-            feed = engine.feed(spec, container)
-            engine.start(spec, container)
+            feed = containers.feed(spec, container)
+            containers.start(spec, container)
             if feed is not None:
                 self._feeds[spec.run_id] = feed
         except BaseException:
             if feed is not None:
                 feed.stop()
-            engine.remove(container, volume)
+            containers.remove(container, volume)
             raise
 
     def _labels(self, spec: RunSpec, idempotency_key: str | None) -> dict[str, str]:
         """The run's labels; the owner's only matters until it starts (a launch that died with
         its runner is removed by whoever sees the lease gone), after which any runner answers."""
-        self.engine.lease.hold()
+        self.containers.lease.hold()
         now = time.time()
         ttl = self.settings.result_ttl_seconds
         labels = {
@@ -166,7 +132,7 @@ class DetachedRuns:
             TTL: repr(ttl),
             OUTPUT: output_label(spec),
             TENANT: spec.tenant,
-            **self.engine.lease.labels(),
+            **self.containers.lease.labels(),
         }
         if idempotency_key is not None:
             labels[KEY] = key_label(idempotency_key)
@@ -193,20 +159,20 @@ class DetachedRuns:
         try:
             if remaining > 0:
                 with engine_errors("waiting for the container"):
-                    self.engine.streams.wait(container["Id"], timeout=remaining)  # type: ignore[arg-type]
+                    self.containers.streams.wait(container["Id"], timeout=remaining)  # type: ignore[arg-type]
                 return
         except NotFound:
             return
         except BackendUnavailable:
             if float(container["Labels"][TIMEOUT_AT]) > time.time():
                 raise
-        self.engine.kill(container["Id"])
+        self.containers.kill(container["Id"])
 
     def find(
         self, tenant: str | None, run_id: str | None, idempotency_key: str | None
     ) -> list[RunRecord]:
         label = selector(tenant, run_id, idempotency_key)
-        api = self.engine.api
+        api = self.containers.api
         with engine_errors("listing runs"):
             containers = api.containers(
                 all=True, filters={"label": [*label, f"{ROLE}={ASYNC_ROLE}"]}
@@ -247,7 +213,7 @@ class DetachedRuns:
 
     def output(self, run_id: str, *, follow: bool) -> OutputStream:
         container = self._require(run_id)
-        client = self.engine.streams if follow else self.engine.api
+        client = self.containers.streams if follow else self.containers.api
         url = f"{client.base_url}/v{client.api_version}/containers/{container['Id']}/logs"
         params = {"stdout": 1, "stderr": 1, "follow": int(follow)}
         with engine_errors("reading the run's output"):
@@ -265,7 +231,7 @@ class DetachedRuns:
         `response: true` paths, read from the stopped container."""
         container = self._require(run_id)
         with engine_errors("reading the run's state"):
-            record = self._record(self.engine.api.inspect_container(container["Id"]))
+            record = self._record(self.containers.api.inspect_container(container["Id"]))
         spec = stored_spec(run_id, container["Labels"][OUTPUT])
         stream = self.output(run_id, follow=False)
         pairs = ((data, None) if kind == "stdout" else (None, data) for kind, data in stream)
@@ -278,7 +244,7 @@ class DetachedRuns:
             stderr_truncated=captured.cut["stderr"],
             timed_out=record.timed_out,
             oom_killed=record.oom_killed,
-            returned=self.engine.returned.returned(spec, container["Id"]),
+            returned=self.containers.returned.returned(spec, container["Id"]),
         )
 
     def file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
@@ -300,7 +266,7 @@ class DetachedRuns:
                 field="path",
             )
         limit = spec.max_response_bytes
-        return mount.kind, self.engine.returned.stream(container["Id"], mount, limit)
+        return mount.kind, self.containers.returned.stream(container["Id"], mount, limit)
 
     def discard(
         self, run_id: str, record: RunRecord | None = None, instance: str | None = None
@@ -311,10 +277,10 @@ class DetachedRuns:
         self._stop_feed(run_id)
         container = self._container(run_id)
         if container is not None:
-            self.engine.kill(container["Id"])
+            self.containers.kill(container["Id"])
         if record is not None:
             self.mark(record, instance)
-        self.engine.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+        self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
 
     def mark(self, record: RunRecord, instance: str | None = None) -> None:
         """Keep a run's end where a restarted runner finds it, for the result's TTL; labelled
@@ -324,7 +290,7 @@ class DetachedRuns:
         )
         labels[RECORD] = record_label(record)
         with engine_errors("recording the run's end"):
-            self.engine.api.create_volume(f"oneoff-{record.run_id}-record", labels=labels)
+            self.containers.api.create_volume(f"oneoff-{record.run_id}-record", labels=labels)
 
     def expire(self, found: list[dict[str, Any]], live: set[str]) -> int:
         """Of the async runs' containers `found`: kill runs past their timeout (nobody was
@@ -341,7 +307,7 @@ class DetachedRuns:
     def _expired(self, item: dict[str, Any], live: set[str], now: float) -> bool:
         labels = item["Labels"]
         if item["State"] == "running" and float(labels[TIMEOUT_AT]) < now:
-            self.engine.kill(item["Id"])
+            self.containers.kill(item["Id"])
         elif item["State"] == "created" and self._launch_died(labels, live, now):
             self.abandon(labels[RUN_ID], item)
             return True
@@ -381,7 +347,7 @@ class DetachedRuns:
         """The container, or None when it went since it was listed (another runner on the
         engine removed it)."""
         try:
-            inspected: dict[str, Any] = self.engine.api.inspect_container(container)
+            inspected: dict[str, Any] = self.containers.api.inspect_container(container)
         except docker.errors.NotFound:
             return None
         return inspected
@@ -389,7 +355,7 @@ class DetachedRuns:
     def _container(self, run_id: str) -> dict[str, Any] | None:
         filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}
         with engine_errors("finding the run's container"):
-            found = self.engine.api.containers(all=True, filters=filters)
+            found = self.containers.api.containers(all=True, filters=filters)
         return found[0] if found else None
 
     def _require(self, run_id: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import docker
 import httpx
 from httpx_sse import connect_sse
 
-from backends.docker.engine import DockerBackend
+from backends.docker.backend import DockerBackend
 from backends.docker.runs import NEVER_STARTED
 from backends.labels import ASYNC_ROLE, CREATED, OUTPUT, TIMEOUT_AT, TTL
 from backends.leases import OWNER
@@ -321,7 +321,7 @@ def test_a_run_being_reaped_never_looks_gone(
     other.renew_lease()
     # Owned by a live lease, so that no other runner's reaper takes it; abandoned directly, as
     # reap_orphans would once that lease is gone
-    run_id, container = never_started(engine, instance, other.lease.owner)
+    run_id, container = never_started(engine, instance, other.containers.lease.owner)
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
     reaper = DockerBackend(make_settings(instance_id=instance, docker_host=proxy.docker_host))

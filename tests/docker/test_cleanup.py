@@ -21,7 +21,7 @@ def test_the_answer_does_not_wait_for_the_removal(app_client, engine, tmp_path):
         left_while_held = managed_objects(engine, instance)
     assert result["stdout"] == "hi\n"
     assert left_while_held == [f"oneoff-{result['run_id']}"]
-    assert client.app.state.service.backend.cleanup.idle(60)
+    assert client.app.state.service.backend.containers.cleanup.idle(60)
     assert managed_objects(engine, instance) == []
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from backends.docker.engine import DockerBackend
+from backends.docker.backend import DockerBackend
 from backends.leases import LEASE_ROLE, OWNER
 from runner.backend import INSTANCE, ROLE
 from runner.errors import RunnerError
@@ -206,17 +206,17 @@ def test_a_volume_of_the_next_lease_s_name_that_is_not_the_runner_s_is_never_tak
     backend = DockerBackend(Settings(instance_id=instance_id("squat")))
 
     def leases() -> list[str]:
-        selector = [f"{OWNER}={backend.lease.owner}", f"{ROLE}={LEASE_ROLE}"]
+        selector = [f"{OWNER}={backend.containers.lease.owner}", f"{ROLE}={LEASE_ROLE}"]
         return [v["Name"] for v in engine.api.volumes(filters={"label": selector})["Volumes"]]
 
     try:
-        backend.lease.renew()
-        assert leases() == [f"oneoff-lease-{backend.lease.owner}-1"]
-        squat = f"oneoff-lease-{backend.lease.owner}-2"
+        backend.containers.lease.renew()
+        assert leases() == [f"oneoff-lease-{backend.containers.lease.owner}-1"]
+        squat = f"oneoff-lease-{backend.containers.lease.owner}-2"
         engine.api.create_volume(squat, labels={INSTANCE: instance_id("squat")})
         with pytest.raises(RunnerError, match="is not this runner's"):
-            backend.lease.renew()
-        assert leases() == [f"oneoff-lease-{backend.lease.owner}-1"]
+            backend.containers.lease.renew()
+        assert leases() == [f"oneoff-lease-{backend.containers.lease.owner}-1"]
         engine.api.remove_volume(squat)
     finally:
         backend.close()

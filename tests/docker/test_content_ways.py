@@ -65,5 +65,5 @@ def test_a_run_with_writable_content_makes_only_its_container(app_client, engine
         made = managed_objects(engine, instance)
     assert response.json()["stdout"] == "A\n", response.text
     assert made == [f"oneoff-{response.json()['run_id']}"]
-    assert client.app.state.service.backend.cleanup.idle(60)
+    assert client.app.state.service.backend.containers.cleanup.idle(60)
     assert managed_objects(engine, instance) == []

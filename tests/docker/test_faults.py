@@ -52,7 +52,7 @@ def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
         again = client.post("/run", json=run_body("echo", "back"))
         assert again.status_code == 200 and again.json()["stdout"] == "back\n"
         events.until_no_runs_left()  # the cut run's (reaped) and this one's (cleaned up)
-        assert client.app.state.service.backend.cleanup.idle(60)
+        assert client.app.state.service.backend.containers.cleanup.idle(60)
     finally:
         events.close()
     assert managed_objects(engine, instance) == []

@@ -12,7 +12,7 @@ import docker
 import pytest
 
 from api_app import create_app
-from backends.docker.engine import DockerBackend
+from backends.docker.backend import DockerBackend
 from backends.leases import OWNER
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
 from tests.conftest import managed_objects, remove_objects_of, serving
@@ -49,7 +49,8 @@ def test_every_way_a_run_ends_leaves_nothing(app_client, engine, body, status):
     instance = client.app.state.service.settings.instance_id
     response = client.post("/run", json=body)
     assert response.status_code == status, response.text
-    assert client.app.state.service.backend.cleanup.idle(60)  # after an answer, in the background
+    cleanup = client.app.state.service.backend.containers.cleanup
+    assert cleanup.idle(60)  # after an answer, in the background
     assert managed_objects(engine, instance) == []
 
 
@@ -102,7 +103,9 @@ def test_startup_reaps_what_runners_without_a_lease_left_and_expired_objects_onl
     events = Events(engine, settings.instance_id)
     try:
         live.renew_lease()
-        kept = leftover(engine, settings.instance_id, time.time() + 3600, live.lease.owner)
+        kept = leftover(
+            engine, settings.instance_id, time.time() + 3600, live.containers.lease.owner
+        )
         gone = leftover(engine, settings.instance_id, time.time() + 3600, owner="0" * 32)
         expired = leftover(engine, settings.instance_id, time.time() - 1)
         app_client(instance_id=settings.instance_id, reap_interval_seconds=3600)

@@ -12,7 +12,7 @@ import docker
 import httpx
 import pytest
 
-from backends.docker.engine import DockerBackend
+from backends.docker.backend import DockerBackend
 from runner.backend import INSTANCE, MANAGED, RUN_ID
 from runner.settings import Settings
 from tests.conftest import free_port, managed_objects, remove_objects_of, start_runner
@@ -161,6 +161,6 @@ def test_a_removal_another_runner_has_in_progress_counts_as_done(
     proxy.refusal = (b"409 Conflict", json.dumps({"message": message}).encode())
     backend = DockerBackend(Settings(instance_id=instance, docker_host=proxy.docker_host))
     try:
-        assert backend.remove(container, None) is True  # not deferred
+        assert backend.containers.remove(container, None) is True  # not deferred
     finally:
         backend.close()

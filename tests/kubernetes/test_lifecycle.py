@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from backends.kubernetes.jobs import KubernetesBackend
+from backends.kubernetes.backend import KubernetesBackend
 from runner.engine_models import CreateVolumeRequest
 from runner.errors import Cancelled, Conflict, Unsupported
 from runner.models import RunRequest

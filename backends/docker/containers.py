@@ -1,12 +1,8 @@
-"""The Docker engine backend, local or remote (`DOCKER_HOST`), through docker-py's low-level API.
-
-One run (`attached`; async runs: `runs`): pull per policy → create (without a network: without
-the engine's network sandbox, `loopback`), with the content straight in the container or in a
-run volume it mounts (`content`) → attach (`output`) → start → its end
-from the event stream (`exits`) or at the deadline → copy response paths out (`returned`) →
-answer, and remove in the background (`cleanup`); a run that fails removes what it made before
-it raises. What cannot be removed is retried by the reaper. docker-py's exceptions become
-`RunnerError`s in `errors.engine_errors` only.
+"""The container operations both kinds of Docker run use (synchronous: `attached`; async:
+`runs`), in one class: the image made sure of, labels, the container prepared with its content
+(`content`) and created hardened, its input fed, started, killed, removed (now or in the
+background: `cleanup`). It holds what they share: the engine clients, this runner's lease and
+the hosts file of runs without a network (`loopback`).
 """
 
 from __future__ import annotations
@@ -22,37 +18,19 @@ import docker
 from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
-from backends.docker import inventory, reaping
-from backends.docker.attached import AttachedRuns
+from backends.docker import inventory
 from backends.docker.cleanup import Cleanup
 from backends.docker.content import ContentCopier, straight_in
-from backends.docker.errors import create_refused, engine_errors, exists, start_refused
+from backends.docker.errors import create_refused, engine_errors, start_refused
 from backends.docker.loopback import Loopback
 from backends.docker.pull import pull, pulls_first
 from backends.docker.returned import ReturnedPaths
-from backends.docker.runs import DetachedRuns, OutputStream
 from backends.docker.stdin import StdinFeed
-from backends.labels import volume_labels
-from backends.leases import LEASE_SELECTOR, Lease
+from backends.leases import Lease
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, timed
-from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
-from runner.errors import (
-    Cancelled,
-    Conflict,
-    ImageNotFound,
-    InvalidRequest,
-    NotFound,
-    RunnerError,
-)
+from runner.errors import Cancelled, Conflict, ImageNotFound, InvalidRequest, NotFound, RunnerError
 from runner.settings import Settings
-from runner.spec import (
-    Outcome,
-    PullSpec,
-    RunRecord,
-    RunSpec,
-    VolumeFill,
-    VolumeState,
-)
+from runner.spec import RunSpec
 
 log = logging.getLogger("oneoff_runner.docker")
 
@@ -61,9 +39,7 @@ CLEANUP_WORKERS = 4
 CLEANUP_DRAIN_SECONDS = 60
 
 
-class DockerBackend:
-    name = "docker"
-
+class Containers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
@@ -75,8 +51,6 @@ class DockerBackend:
             settings.instance_id, settings.lease_seconds, self._create_lease, self._delete_lease
         )
         self.loopback = Loopback(lambda: self.api, self.content, self.lease, settings.instance_id)
-        self.detached = DetachedRuns(self)
-        self.attached = AttachedRuns(self)
         self._deferred: set[tuple[str | None, str | None]] = set()
         self.cleanup = Cleanup(self.remove, CLEANUP_WORKERS, settings.max_concurrent_runs * 2)
 
@@ -115,7 +89,7 @@ class DockerBackend:
         return client
 
     def close(self) -> None:
-        self.attached.close()
+        """Release the lease, finish the queued removals, close the clients."""
         self.lease.release()  # its removal is queued, and drained with the rest
         if (hosts := self.loopback.volume()) is not None:
             self.cleanup.submit(None, hosts)
@@ -126,10 +100,30 @@ class DockerBackend:
                     client.close()
             self._client = self._stream_client = None
 
-    # ---- runs -------------------------------------------------------------------------------
+    def labels(self, run_id: str, role: str, timeout: float, tenant: str) -> dict[str, str]:
+        """Labels of what a run makes; taken before anything is made, so the lease holds."""
+        self.lease.hold()
+        deadline = int(time.time() + timeout + CLEANUP_GRACE_SECONDS)
+        return {
+            MANAGED: "true",
+            RUN_ID: run_id,
+            INSTANCE: self.settings.instance_id,
+            DEADLINE: str(deadline),
+            ROLE: role,
+            TENANT: tenant,
+            **self.lease.labels(),
+        }
 
-    def run(self, spec: RunSpec) -> Outcome:
-        return self.attached.run(spec)
+    def ensure_image(self, spec: RunSpec) -> None:
+        """Pull up front when the policy says always, or when credentials came (so they are
+        checked: a cached private image is never handed to a caller without them). Otherwise
+        creating the container tells whether the image is there: one engine call fewer."""
+        if pulls_first(spec):
+            self._pull_for(spec)
+
+    def _pull_for(self, spec: RunSpec) -> None:
+        spec.emit("phase", f"pulling {spec.image}")
+        pull(self.api, spec, spec.emit)
 
     def prepare(
         self,
@@ -161,64 +155,6 @@ class DockerBackend:
         except BaseException:
             self.remove(container, volume)
             raise
-
-    def cancel(self, run_id: str) -> None:
-        with engine_errors("cancelling the run"):
-            for found in self.api.containers(filters={"label": f"{RUN_ID}={run_id}"}):
-                self.kill(found["Id"])
-
-    # ---- async runs (`runs`) -----------------------------------------------------------
-
-    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
-        self.detached.launch(spec, idempotency_key)
-
-    def wait_run(self, run_id: str) -> None:
-        self.detached.wait(run_id)
-
-    def find_runs(
-        self, *, tenant: str | None, run_id: str | None, idempotency_key: str | None
-    ) -> list[RunRecord]:
-        return self.detached.find(tenant, run_id, idempotency_key)
-
-    def run_output(self, run_id: str, *, follow: bool) -> OutputStream:
-        return self.detached.output(run_id, follow=follow)
-
-    def collect_run(self, run_id: str) -> Outcome:
-        return self.detached.collect(run_id)
-
-    def run_file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
-        return self.detached.file(run_id, path)
-
-    def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
-        self.detached.discard(run_id, record)
-
-    def record_run(self, record: RunRecord) -> None:
-        self.detached.mark(record)
-
-    def labels(self, run_id: str, role: str, timeout: float, tenant: str) -> dict[str, str]:
-        """Labels of what a run makes; taken before anything is made, so the lease holds."""
-        self.lease.hold()
-        deadline = int(time.time() + timeout + CLEANUP_GRACE_SECONDS)
-        return {
-            MANAGED: "true",
-            RUN_ID: run_id,
-            INSTANCE: self.settings.instance_id,
-            DEADLINE: str(deadline),
-            ROLE: role,
-            TENANT: tenant,
-            **self.lease.labels(),
-        }
-
-    def ensure_image(self, spec: RunSpec) -> None:
-        """Pull up front when the policy says always, or when credentials came (so they are
-        checked: a cached private image is never handed to a caller without them). Otherwise
-        creating the container tells whether the image is there: one engine call fewer."""
-        if pulls_first(spec):
-            self._pull_for(spec)
-
-    def _pull_for(self, spec: RunSpec) -> None:
-        spec.emit("phase", f"pulling {spec.image}")
-        pull(self.api, spec, spec.emit)
 
     def create(
         self,
@@ -303,6 +239,12 @@ class DockerBackend:
             )
         return str(created["Id"])
 
+    def feed(self, spec: RunSpec, container: str) -> StdinFeed | None:
+        """The run's input, attached to the created container; None when it has none."""
+        if spec.stdin is None:
+            return None
+        return StdinFeed.attach(self.streams, container, spec.stdin)
+
     def start(self, spec: RunSpec, container: str) -> None:
         if spec.cancelled.is_set():
             raise Cancelled("the run was cancelled before it started")
@@ -319,11 +261,11 @@ class DockerBackend:
         except (Conflict, NotFound):
             pass  # already stopped or gone: nothing left to kill
 
-    def feed(self, spec: RunSpec, container: str) -> StdinFeed | None:
-        """The run's input, attached to the created container; None when it has none."""
-        if spec.stdin is None:
-            return None
-        return StdinFeed.attach(self.streams, container, spec.stdin)
+    def kill_run(self, run_id: str) -> None:
+        """Kill whatever container the run has."""
+        with engine_errors("cancelling the run"):
+            for found in self.api.containers(filters={"label": f"{RUN_ID}={run_id}"}):
+                self.kill(found["Id"])
 
     def remove(self, container: str | None, volume: str | None) -> bool:
         """Best effort: what cannot be removed now (engine gone) is retried by the reaper."""
@@ -340,6 +282,16 @@ class DockerBackend:
             return False
         return True
 
+    def remove_later(self, container: str | None, volume: str | None) -> None:
+        """Remove in the background (`cleanup`): the caller has what it needs already."""
+        self.cleanup.submit(container, volume)
+
+    def take_deferred(self) -> set[tuple[str | None, str | None]]:
+        """What `remove` could not remove, for the reaper to retry."""
+        with self._lock:
+            deferred, self._deferred = self._deferred, set()
+        return deferred
+
     @staticmethod
     def _ignore_missing(remove: Callable[..., object], name: str, **options: object) -> None:
         try:
@@ -351,68 +303,6 @@ class DockerBackend:
                 raise
             # another runner (its reaper) is removing it
 
-    # ---- volumes, health, listings, reaping ----------------------------------------------------
-
-    def create_volume(self, fill: VolumeFill) -> str:
-        existed = exists("volume", self.api.inspect_volume, fill.name)
-        if existed and not fill.reuse_existing:
-            raise Conflict(
-                f"name: a volume named {fill.name!r} exists; choose another name or set "
-                "reuse_existing: true to fill it",
-                field="name",
-            )
-        if not existed:
-            with engine_errors("creating the volume"):
-                self.api.create_volume(
-                    fill.name,
-                    driver=fill.driver,
-                    driver_opts=fill.driver_opts or None,
-                    labels=volume_labels(fill, self.settings.instance_id),
-                )
-        if fill.tar is None:
-            return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"
-        try:
-            labels = self.labels("volume", "carrier", 60, fill.tenant)
-            self.content.fill_volume(fill.name, fill.tar, labels)
-        except RunnerError:
-            if not existed:
-                self.remove(None, fill.name)
-            raise
-        return f"volume {fill.name!r} {'filled' if existed else 'created and filled'}"
-
-    def volume_state(self, name: str) -> VolumeState | None:
-        return inventory.volume_state(self.api, name)
-
-    def list_volumes(self, *, tenant: str) -> list[VolumeInfo]:
-        return inventory.volumes(self.api, tenant)
-
-    def remove_volume(self, name: str) -> None:
-        inventory.remove_volume(self.api, name)
-
-    def health(self) -> Health:
-        return inventory.health(self.api)
-
-    def list_containers(
-        self, *, tenant: str, all_states: bool, managed_only: bool
-    ) -> list[ContainerInfo]:
-        return inventory.containers(
-            self.api, tenant=tenant, all_states=all_states, managed_only=managed_only
-        )
-
-    def list_images(self, *, reference: str | None) -> list[ImageInfo]:
-        return inventory.images(self.api, reference)
-
-    def pull_image(self, spec: PullSpec) -> ImageInfo:
-        spec.emit("phase", f"pulling {spec.image}")
-        pull(self.api, spec, spec.emit)
-        return inventory.image(self.api, spec.image)
-
-    def renew_lease(self) -> None:
-        """The lease, and the hosts file of runs without a network: made at the first renewal
-        (at startup) so that no run waits for it, and made again if it was removed."""
-        self.lease.renew()
-        self.loopback.keep()
-
     def _create_lease(self, name: str, labels: dict[str, str]) -> None:
         inventory.make_own_volume(self.api, name, labels, "the runner's lease")
 
@@ -420,23 +310,3 @@ class DockerBackend:
         """In the background: a renewal (taken before a run makes anything) never waits on a
         slow removal."""
         self.cleanup.submit(None, name)
-
-    def reap_orphans(self) -> int:
-        with self._lock:
-            deferred, self._deferred = self._deferred, set()
-        removed = sum(self.remove(container, volume) for container, volume in deferred)
-        managed = {"label": f"{MANAGED}=true"}
-        with engine_errors("reaping leftovers"):
-            listing = reaping.Listing(
-                containers=self.api.containers(all=True, filters=managed),
-                volumes=self.api.volumes(filters=managed).get("Volumes") or [],
-                leases=self.api.volumes(filters={"label": LEASE_SELECTOR}).get("Volumes") or [],
-                now=time.time(),
-                own=self.lease.owner,
-            )
-        removed += self.detached.expire(listing.async_containers(), listing.live)
-        for container in reaping.containers_to_remove(listing):
-            removed += self.remove(container, None)
-        for volume in reaping.volumes_to_remove(listing):
-            removed += self.remove(None, volume)
-        return removed
