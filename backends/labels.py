@@ -26,7 +26,7 @@ from runner.backend import (
 )
 from runner.models import is_reserved_label
 from runner.run_status import RunState
-from runner.spec import MountSpec, RunRecord, RunSpec, VolumeFill
+from runner.spec import CollectSpec, MountSpec, RunRecord, VolumeFill
 from runner.tenancy import LOCAL
 
 log = logging.getLogger("oneoff_runner.labels")
@@ -49,25 +49,25 @@ def key_label(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
 
 
-def output_label(spec: RunSpec) -> str:
+def collect_label(collect: CollectSpec) -> str:
     """What collecting the result later needs of the request: caps and response paths."""
     return json.dumps(
         {
-            "max_output": spec.max_output_bytes,
-            "max_response": spec.max_response_bytes,
-            "response": [[m.key, m.path, m.kind] for m in spec.mounts if m.response],
+            "max_output": collect.max_output_bytes,
+            "max_response": collect.max_response_bytes,
+            "response": [[m.key, m.path, m.kind] for m in collect.returned],
         }
     )
 
 
-def stored_spec(run_id: str, output: str) -> RunSpec:
-    """The request as `output_label` kept it, for collecting."""
-    kept = json.loads(output)
-    mounts = [
+def stored_collect(label: str) -> CollectSpec:
+    """What `collect_label` kept."""
+    kept = json.loads(label)
+    returned = tuple(
         MountSpec(key=key, path=path, read_only=False, kind=kind, response=True)
         for key, path, kind in kept["response"]
-    ]
-    return RunSpec.stored(run_id, mounts, kept["max_output"], kept["max_response"])
+    )
+    return CollectSpec(kept["max_output"], kept["max_response"], returned)
 
 
 def record_label(record: RunRecord) -> str:

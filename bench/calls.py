@@ -32,6 +32,7 @@ from bench.scenarios import _inner
 from runner.models import RunRequest
 from runner.policy import build_run_spec
 from runner.settings import Settings
+from runner.spec import RunControl
 from runner.tenancy import LOCAL
 
 ID = re.compile(r"/(?:[0-9a-f]{64}|oneoff-[0-9a-z-]+)(?=/|$)")
@@ -93,8 +94,8 @@ def traced(*clients: docker.APIClient) -> Iterator[Trace]:
 def runner_run(backend: DockerBackend, body: dict[str, Any]) -> Callable[[], object]:
     def run() -> object:
         request = RunRequest.model_validate(body)
-        spec = build_run_spec(request, backend.settings, _run_id(), LOCAL, backend.volume_state)
-        return backend.run(spec)
+        spec, _ = build_run_spec(request, backend.settings, _run_id(), LOCAL, backend.volume_state)
+        return backend.run(spec, RunControl())
 
     return run
 

@@ -15,7 +15,15 @@ from typing import Protocol
 
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.models import RESERVED_LABEL_PREFIX
-from runner.spec import Outcome, PullSpec, RunRecord, RunSpec, VolumeFill, VolumeState
+from runner.spec import (
+    Outcome,
+    PullSpec,
+    RunControl,
+    RunRecord,
+    RunSpec,
+    VolumeFill,
+    VolumeState,
+)
 
 LABEL_PREFIX = RESERVED_LABEL_PREFIX
 MANAGED = f"{LABEL_PREFIX}.managed"
@@ -42,7 +50,7 @@ class OutputStream(Protocol):
 class Backend(Protocol):
     name: str
 
-    def run(self, spec: RunSpec) -> Outcome:
+    def run(self, spec: RunSpec, control: RunControl) -> Outcome:
         """Run one container to its end and remove everything made for it, on every path.
 
         Raises a `RunnerError` when the run could not happen. Returns once the container has
@@ -56,7 +64,7 @@ class Backend(Protocol):
 
     # ---- async runs: state kept in the backend, so any runner on it answers for them ----------
 
-    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+    def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         """Pull, prepare and start the run, then return, leaving it running; a failure removes
         what was made and raises a `RunnerError`."""
         ...
@@ -122,8 +130,8 @@ class Backend(Protocol):
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]: ...
 
-    def pull_image(self, spec: PullSpec) -> ImageInfo:
-        """Pull the image (reporting layer progress as events), stopping when `spec` is
+    def pull_image(self, spec: PullSpec, control: RunControl) -> ImageInfo:
+        """Pull the image (reporting layer progress as events), stopping when `control` is
         cancelled; the image as the engine now has it."""
         ...
 

@@ -24,7 +24,15 @@ from runner.errors import (
 from runner.models import AuthConfig, MountPoint, RunRequest, VolumeSpec
 from runner.settings import Settings
 from runner.sizes import parse_size
-from runner.spec import MountSpec, PullSpec, RegistryAuth, RunSpec, VolumeFill, VolumeState
+from runner.spec import (
+    Arriving,
+    MountSpec,
+    PullSpec,
+    RegistryAuth,
+    RunSpec,
+    VolumeFill,
+    VolumeState,
+)
 from runner.tenancy import Tenant
 from runner.uploads import Uploads, checked
 
@@ -56,10 +64,10 @@ def build_run_spec(
     tenant: Tenant,
     volumes: VolumeLookup,
     uploads: Uploads | None = None,
-) -> RunSpec:
-    """The backend's instructions for `request` made by `tenant`, or the error that refuses it.
-    `uploads`: content parts still to arrive, checked as the backend reads them, in the same
-    budget."""
+) -> tuple[RunSpec, Arriving | None]:
+    """The backend's instructions for `request` made by `tenant`, or the error that refuses it;
+    with them, its content parts still to arrive (`uploads`), checked as the backend reads
+    them, in the same budget."""
     _allowed_image(request.image, settings)
     budget = Budget(settings.max_extracted_bytes, settings.max_archive_members)
     mounts = [_mount(key, spec, settings, budget) for key, spec in request.volumes.items()]
@@ -86,9 +94,9 @@ def build_run_spec(
         runtime=_runtime(request.runtime, settings),
         stdin=_stdin(request.stdin, settings),
     )
-    if uploads is not None:
-        spec.uploads = checked(uploads, spec.mounts, budget, settings.max_archive_bytes)
-    return spec
+    if uploads is None:
+        return spec, None
+    return spec, checked(uploads, spec.mounts, budget, settings.max_archive_bytes)
 
 
 def _limits(request: RunRequest, settings: Settings) -> dict[str, Any]:

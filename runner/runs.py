@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -31,7 +32,7 @@ from runner.models import RunRequest, RunResult
 from runner.run_output import read_all, stream_events
 from runner.run_status import FINISHED_STATES, RunList, RunLogs, RunState, RunStatus
 from runner.settings import Settings
-from runner.spec import RunRecord, RunSpec
+from runner.spec import Arriving, RunControl, RunRecord, RunSpec
 from runner.tenancy import Tenant
 from runner.threads import in_worker, on_this_loop, own_thread
 from runner.uploads import Uploads
@@ -41,9 +42,9 @@ CANCEL_WAIT_SECONDS = 120
 OUTCOMES = {"succeeded": "success", "failed": "error"}
 SHUT_DOWN = "the runner shut down before the run started; it never ran: start it again"
 
-Resolve = Callable[[RunRequest, str, Tenant, Uploads | None], RunSpec]
+Resolve = Callable[[RunRequest, str, Tenant, Uploads | None], tuple[RunSpec, Arriving | None]]
 """The service's policy step: (request, run id, tenant, content parts still to arrive) to the
-backend's instructions."""
+backend's instructions and the content parts as they are checked."""
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Pending:
     """A run whose container does not exist yet."""
 
     spec: RunSpec
+    control: RunControl
     image: str
     created_at: float
     key: str | None
@@ -132,7 +134,7 @@ class AsyncRuns:
         await self._until_started(pending, grace)
         for run in pending:
             if run.spec.run_id in self._pending:
-                run.spec.cancelled.set()
+                run.control.cancelled.set()
         await self._until_started(pending, CANCEL_WAIT_SECONDS)
         if queued:
             await asyncio.wait({run.task for run in queued if run.task is not None})
@@ -177,13 +179,17 @@ class AsyncRuns:
         ticket = ticket or self.admission.reserve()
         run_id = uuid.uuid4().hex[:16]
         try:
-            spec = await self._call(self.resolve, request, run_id, tenant, uploads)
+            spec, arriving = await self._call(self.resolve, request, run_id, tenant, uploads)
         except BaseException:
             ticket.release()
             raise
-        spec.accepted_at = time.time()
-        pending = Pending(spec, request.image, spec.accepted_at, idempotency_key, ticket, tenant)
-        spec.on_event = on_this_loop(pending.add)
+        accepted_at = time.time()
+        spec = dataclasses.replace(spec, accepted_at=accepted_at)
+        control = RunControl(uploads=arriving)
+        pending = Pending(
+            spec, control, request.image, accepted_at, idempotency_key, ticket, tenant
+        )
+        control.on_event = on_this_loop(pending.add)
         self._pending[run_id] = pending
         if idempotency_key is not None:
             self._keys[tenant.label, idempotency_key] = run_id
@@ -212,7 +218,7 @@ class AsyncRuns:
         try:
             async with self.admission.slot(pending.ticket):
                 pending.move("pulling")
-                await self._call(self.backend.launch, spec, pending.key)
+                await self._call(self.backend.launch, spec, pending.control, pending.key)
                 if pending.cancelled:  # while it launched (cancel may have given up waiting)
                     record = pending.record("cancelled")
                     await self._call(self.backend.discard_run, spec.run_id, record)
@@ -313,7 +319,7 @@ class AsyncRuns:
         """A queued run leaves the queue; a starting one stops at its next step (the pull
         checks between layers) and removes what it made."""
         pending.cancelled = True
-        pending.spec.cancelled.set()
+        pending.control.cancelled.set()
         pending.move(pending.state)
         if pending.task is None:
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
@@ -45,7 +46,7 @@ from runner.policy import (
 from runner.runs import AsyncRuns
 from runner.settings import Settings
 from runner.shutdown import also_on_signal
-from runner.spec import EventSink, Outcome, ReturnedFile, RunSpec
+from runner.spec import Arriving, EventSink, Outcome, ReturnedFile, RunControl, RunSpec
 from runner.tenancy import LOCAL, Tenant
 from runner.threads import in_worker, on_this_loop, own_thread
 from runner.uploads import Uploads
@@ -66,7 +67,7 @@ class RunnerService:
         self._run_threads = anyio.CapacityLimiter(settings.max_concurrent_runs)
         self._background: list[asyncio.Task[None]] = []
         self._grace: asyncio.Task[None] | None = None
-        self._in_flight: dict[str, RunSpec] = {}
+        self._in_flight: dict[str, RunControl] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing_at: float | None = None
@@ -111,9 +112,9 @@ class RunnerService:
     async def _end_of_grace(self) -> None:
         with anyio.move_on_after(self._grace_left()):
             await self._idle.wait()
-        for spec in list(self._in_flight.values()):
-            spec.cancelled.set()
-            await self.call(self._cancel_quietly, spec.run_id)
+        for run_id, control in list(self._in_flight.items()):
+            control.cancelled.set()
+            await self.call(self._cancel_quietly, run_id)
 
     async def stop(self) -> None:
         """Refuse new runs; give runs in flight, and async runs being started, what is left of
@@ -137,23 +138,26 @@ class RunnerService:
         listener: EventSink | None = None,
         uploads: Uploads | None = None,
         ticket: Ticket | None = None,
-        files: dict[str, ReturnedFile] | None = None,
-    ) -> RunResult:
-        """Run `request` for `tenant` to its end. `listener` gets (kind, text) events on the
-        event loop: the phases of the run and its output as it arrives. `uploads`: content
-        parts still arriving; `ticket`: a queue place reserved before the request body was
-        read; `files`: filled with the returned paths as streams (the binary path) instead of
-        base64."""
+        raw_returned: bool = False,
+    ) -> tuple[RunResult, dict[str, ReturnedFile]]:
+        """Run `request` for `tenant` to its end: its result, and with `raw_returned` its
+        returned paths as streams (the binary path) instead of base64 in the result.
+
+        - `listener` gets (kind, text) events on the event loop: the run's phases, its output;
+        - `uploads`: content parts still arriving;
+        - `ticket`: a queue place reserved before the request body was read.
+        """
         started = time.perf_counter()
         run_id = uuid.uuid4().hex[:16]
         try:
             if self.closing:
                 raise BackendUnavailable("the runner is shutting down; retry on another replica")
             async with self.admission.slot(ticket):
-                spec = await self.call(self.resolve, request, run_id, tenant, uploads)
-                spec.on_event = on_this_loop(listener) if listener else None
-                spec.raw_returned = files is not None
-                outcome = await self._execute(spec)
+                spec, arriving = await self.call(self.resolve, request, run_id, tenant, uploads)
+                spec = dataclasses.replace(spec, raw_returned=raw_returned)
+                events = on_this_loop(listener) if listener else None
+                control = RunControl(on_event=events, uploads=arriving)
+                outcome = await self._execute(spec, control)
         except RunnerError as exc:
             error = self._as_shutdown(exc)
             self._refused(run_id, tenant, request.image, error)
@@ -161,10 +165,8 @@ class RunnerService:
                 raise
             raise error from exc
         result = outcome.result(run_id, time.perf_counter() - started)
-        if files is not None:
-            files.update(outcome.files)
         self._finished(result, tenant, request.image, outcome.phases)
-        return result
+        return result, outcome.files
 
     def _refused(self, run_id: str, tenant: Tenant, image: str, error: RunnerError) -> None:
         """One metric and one log line for a run that could not happen."""
@@ -215,13 +217,13 @@ class RunnerService:
 
     def resolve(
         self, request: RunRequest, run_id: str, tenant: Tenant, uploads: Uploads | None = None
-    ) -> RunSpec:
-        """The request against the policy, for `tenant` (blocking: call it in a worker);
-        `uploads`: its content parts still to arrive."""
+    ) -> tuple[RunSpec, Arriving | None]:
+        """The request against the policy, for `tenant` (blocking: call it in a worker), and
+        its content parts still to arrive (`uploads`), checked as they are read."""
         volumes = self.backend.volume_state
-        spec = build_run_spec(request, self.settings, run_id, tenant, volumes, uploads)
+        resolved = build_run_spec(request, self.settings, run_id, tenant, volumes, uploads)
         request.drop_content()
-        return spec
+        return resolved
 
     async def run_file(self, tenant: Tenant, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
         """A finished async run's `response: true` path as a stream, for the tenant that owns
@@ -313,27 +315,27 @@ class RunnerService:
         on the event loop. A pull lasts as long as the registry takes, so it has a thread of
         its own; a caller that goes away stops it at the engine's next progress report."""
         spec = await self.call(build_pull_spec, request, self.settings, tenant)
-        spec.on_event = on_this_loop(listener) if listener else None
+        control = RunControl(on_event=on_this_loop(listener) if listener else None)
         try:
-            found = await own_thread(self.backend.pull_image, spec)
+            found = await own_thread(self.backend.pull_image, spec, control)
         except BaseException:
-            spec.cancelled.set()
+            control.cancelled.set()
             raise
         log.info("image %r pulled (tenant=%s)", request.image, tenant.name)
         return PulledImage(image=request.image, id=found.id, size=found.size)
 
-    async def _execute(self, spec: RunSpec) -> Outcome:
+    async def _execute(self, spec: RunSpec, control: RunControl) -> Outcome:
         """Run in a worker thread; if this request is cancelled, kill the container and wait
         for the backend's own cleanup before letting the cancellation through."""
         finished = threading.Event()
 
         def work() -> Outcome:
             try:
-                return self.backend.run(spec)
+                return self.backend.run(spec, control)
             finally:
                 finished.set()
 
-        self._in_flight[spec.run_id] = spec
+        self._in_flight[spec.run_id] = control
         self._idle.clear()
         try:
             return await anyio.to_thread.run_sync(
@@ -341,7 +343,7 @@ class RunnerService:
             )
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                spec.cancelled.set()
+                control.cancelled.set()
                 await self.call(self._cancel_and_wait, spec.run_id, finished)
             raise
         finally:

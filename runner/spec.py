@@ -49,8 +49,10 @@ class MountSpec:
     host_path: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunSpec:
+    """A run as the backend makes it: data only (what steers it is its `RunControl`)."""
+
     run_id: str
     image: str
     command: list[str] | None
@@ -73,62 +75,62 @@ class RunSpec:
     runtime: str | None = None
     """The OCI runtime (Docker) or RuntimeClass (Kubernetes); None: the engine's default."""
     tenant: str = LOCAL.label
-    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     accepted_at: float | None = None  # an async run's creation time, as first reported
-    on_event: EventSink | None = field(default=None, repr=False)
     raw_returned: bool = False
     """Return `response: true` paths as spooled streams (`Outcome.files`), not base64."""
-    uploads: Iterator[tuple[int, Callable[[str], Iterator[bytes]]]] | None = field(
-        default=None, repr=False
-    )
-    """Content arriving as the run is prepared (the binary path): (index of the mount it fills,
-    its checked plain tar members under a prefix: `runner.uploads.Members`), in arrival order;
-    read once, in the worker thread."""
+
+    @property
+    def collecting(self) -> CollectSpec:
+        return CollectSpec(
+            self.max_output_bytes,
+            self.max_response_bytes,
+            tuple(mount for mount in self.mounts if mount.response),
+        )
+
+
+@dataclass(frozen=True)
+class CollectSpec:
+    """What collecting a run's result needs of its request: the output cap, and the returned
+    (`response: true`) paths with their bound. An async run keeps it on its container or Job
+    (`backends.labels.collect_label`)."""
+
+    max_output_bytes: int
+    max_response_bytes: int
+    returned: tuple[MountSpec, ...] = ()
+
+
+Arriving = Iterator[tuple[int, Callable[[str], Iterator[bytes]]]]
+"""Content arriving as a run is prepared (the binary path): (index of the mount it fills, its
+checked plain tar members under a prefix: `runner.uploads.Members`), in arrival order; read
+once, in the worker thread."""
+
+
+@dataclass
+class RunControl:
+    """What steers a run (or a pull) while it goes on, beside its frozen spec:
+
+    - `cancelled`: set it to stop the run; the backend checks it between steps;
+    - `on_event`: the `EventSink` its phases and output go to, if any;
+    - `uploads`: its content still arriving (`Arriving`), if any.
+    """
+
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    on_event: EventSink | None = None
+    uploads: Arriving | None = None
 
     def emit(self, kind: str, text: str) -> None:
         if self.on_event is not None:
             self.on_event(kind, text)
 
-    @classmethod
-    def stored(
-        cls, run_id: str, responses: list[MountSpec], max_output: int, max_response: int
-    ) -> RunSpec:
-        """What collecting a finished async run needs of its request, as the backend kept it."""
-        return cls(
-            run_id=run_id,
-            image="",
-            command=None,
-            entrypoint=None,
-            env={},
-            working_dir=None,
-            user=None,
-            pull_policy="never",
-            auth=None,
-            mounts=responses,
-            timeout_seconds=0,
-            memory_bytes=0,
-            nano_cpus=0,
-            pids_limit=0,
-            network="none",
-            max_output_bytes=max_output,
-            max_response_bytes=max_response,
-        )
 
-
-@dataclass
+@dataclass(frozen=True)
 class PullSpec:
     """An image to pull ahead of runs (`pull_image`), allowed by the policy, with the caller's
-    credentials for this pull only. Events as a run's: "phase" and "pull" (layer progress)."""
+    credentials for this pull only. Its `RunControl` gets "phase" and "pull" events."""
 
     image: str
     auth: RegistryAuth | None
     tenant: str = LOCAL.label
-    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
-    on_event: EventSink | None = field(default=None, repr=False)
-
-    def emit(self, kind: str, text: str) -> None:
-        if self.on_event is not None:
-            self.on_event(kind, text)
 
 
 @dataclass

@@ -12,7 +12,15 @@ from collections.abc import Callable, Iterator
 
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import NotFound
-from runner.spec import Outcome, PullSpec, RunRecord, RunSpec, VolumeFill, VolumeState
+from runner.spec import (
+    Outcome,
+    PullSpec,
+    RunControl,
+    RunRecord,
+    RunSpec,
+    VolumeFill,
+    VolumeState,
+)
 
 
 def outcome(
@@ -42,10 +50,14 @@ class FakeOutput:
         pass
 
 
+Handler = Callable[[RunSpec, RunControl], Outcome]
+"""What a run or launch returns (or raises), given what the backend is asked."""
+
+
 class FakeBackend:
     name = "fake"
 
-    def __init__(self, handler: Callable[[RunSpec], Outcome] = lambda spec: outcome()) -> None:
+    def __init__(self, handler: Handler = lambda spec, control: outcome()) -> None:
         self.handler = handler
         self.specs: list[RunSpec] = []
         self.cancelled: list[str] = []
@@ -56,9 +68,9 @@ class FakeBackend:
         self.tenants: dict[str, str] = {}
         self.volumes: dict[str, VolumeState] = {}
 
-    def run(self, spec: RunSpec) -> Outcome:
+    def run(self, spec: RunSpec, control: RunControl) -> Outcome:
         self.specs.append(spec)
-        return self.handler(spec)
+        return self.handler(spec, control)
 
     def cancel(self, run_id: str) -> None:
         self.cancelled.append(run_id)
@@ -66,9 +78,9 @@ class FakeBackend:
 
     # async runs: finished as soon as launched, kept in memory
 
-    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+    def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         self.specs.append(spec)
-        result = self.handler(spec)
+        result = self.handler(spec, control)
         self.launched[spec.run_id] = (idempotency_key, result, time.time())
         self.tenants[spec.run_id] = spec.tenant
 
@@ -139,7 +151,7 @@ class FakeBackend:
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         return []
 
-    def pull_image(self, spec: PullSpec) -> ImageInfo:
+    def pull_image(self, spec: PullSpec, control: RunControl) -> ImageInfo:
         return ImageInfo(id="sha256:fake", tags=[spec.image], size=0)
 
     def renew_lease(self) -> None:

@@ -13,7 +13,7 @@ from backends.docker.exits import Exits, Watch
 from backends.docker.output import Captured, read_frames
 from runner.backend import timed
 from runner.errors import BackendUnavailable, Cancelled
-from runner.spec import Outcome, RunSpec
+from runner.spec import Outcome, RunControl, RunSpec
 
 OUTPUT_GRACE_SECONDS = 30
 SIGKILLED = 137
@@ -33,23 +33,24 @@ class AttachedRuns:
         self.exits.close()
         self._readers.shutdown(wait=False, cancel_futures=True)
 
-    def run(self, spec: RunSpec) -> Outcome:
+    def run(self, spec: RunSpec, control: RunControl) -> Outcome:
         containers, phases = self.containers, dict[str, float]()
         with timed(phases, "pull"):
-            containers.ensure_image(spec)
+            containers.ensure_image(spec, control)
         labels = containers.labels(spec.run_id, "run", spec.timeout_seconds, spec.tenant)
-        container, volume = containers.prepare(spec, labels, phases)
+        container, volume = containers.prepare(spec, control, labels, phases)
         try:
             with timed(phases, "run"):
-                output, watch = self._capture(spec, container), self.exits.watch(container)
+                output = self._capture(spec, control, container)
+                watch = self.exits.watch(container)
                 try:
-                    containers.start(spec, container)
-                    ended = self._wait(spec, container, watch)
+                    containers.start(spec, control, container)
+                    ended = self._wait(spec, control, container, watch)
                 finally:
                     self.exits.forget(container)
             with timed(phases, "collect"):
-                spec.emit("phase", "collecting output")
-                outcome = self._collect(spec, container, ended, output, watch)
+                control.emit("phase", "collecting output")
+                outcome = self._collect(spec, control, container, ended, output, watch)
         except BaseException:
             with timed(phases, "cleanup"):
                 containers.remove(container, volume)
@@ -62,7 +63,7 @@ class AttachedRuns:
         outcome.phases = phases
         return outcome
 
-    def _capture(self, spec: RunSpec, container: str) -> Future[Captured]:
+    def _capture(self, spec: RunSpec, control: RunControl, container: str) -> Future[Captured]:
         """Attach before the start, so nothing is missed, and read both streams in a worker;
         the run's input, if any, is written meanwhile through its own attach (`stdin`).
 
@@ -88,9 +89,12 @@ class AttachedRuns:
             if feed is not None:
                 feed.stop()
 
-        return self._readers.submit(read_frames, frames, spec, close)
+        cap = spec.max_output_bytes
+        return self._readers.submit(read_frames, frames, cap, control.on_event, close)
 
-    def _wait(self, spec: RunSpec, container: str, watch: Watch | None) -> tuple[int | None, bool]:
+    def _wait(
+        self, spec: RunSpec, control: RunControl, container: str, watch: Watch | None
+    ) -> tuple[int | None, bool]:
         """Wait until exit or the deadline; returns (exit code, timed out). The event stream
         tells first (`exits`); without it, `wait`.
 
@@ -109,7 +113,7 @@ class AttachedRuns:
         except BackendUnavailable:
             if time.monotonic() - started < spec.timeout_seconds:
                 raise
-        spec.emit("phase", f"timed out after {spec.timeout_seconds:g}s: killing")
+        control.emit("phase", f"timed out after {spec.timeout_seconds:g}s: killing")
         self.containers.kill(container)
         with engine_errors("waiting for the killed container"):
             status = api.wait(container, timeout=30)
@@ -130,13 +134,14 @@ class AttachedRuns:
     def _collect(
         self,
         spec: RunSpec,
+        control: RunControl,
         container: str,
         ended: tuple[int | None, bool],
         output: Future[Captured],
         watch: Watch | None,
     ) -> Outcome:
         """The outcome from the run's (exit code, timed out), its output and its container."""
-        if spec.cancelled.is_set():
+        if control.cancelled.is_set():
             raise Cancelled("the run was cancelled")
         exit_code, timed_out = ended
         returned = self.containers.returned
@@ -151,8 +156,8 @@ class AttachedRuns:
             stderr_truncated=captured.cut["stderr"],
             timed_out=timed_out,
             oom_killed=oom_killed,
-            returned={} if spec.raw_returned else returned.returned(spec, container),
-            files=returned.spooled(spec, container) if spec.raw_returned else {},
+            returned={} if spec.raw_returned else returned.returned(spec.collecting, container),
+            files=returned.spooled(spec.collecting, container) if spec.raw_returned else {},
         )
 
     def _oom_killed(self, container: str, exit_code: int | None, watch: Watch | None) -> bool:

@@ -29,7 +29,15 @@ from runner.backend import MANAGED
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import Conflict, RunnerError
 from runner.settings import Settings
-from runner.spec import Outcome, PullSpec, RunRecord, RunSpec, VolumeFill, VolumeState
+from runner.spec import (
+    Outcome,
+    PullSpec,
+    RunControl,
+    RunRecord,
+    RunSpec,
+    VolumeFill,
+    VolumeState,
+)
 
 
 class DockerBackend:
@@ -47,14 +55,14 @@ class DockerBackend:
 
     # ---- runs -------------------------------------------------------------------------------
 
-    def run(self, spec: RunSpec) -> Outcome:
-        return self.attached.run(spec)
+    def run(self, spec: RunSpec, control: RunControl) -> Outcome:
+        return self.attached.run(spec, control)
 
     def cancel(self, run_id: str) -> None:
         self.containers.kill_run(run_id)
 
-    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
-        self.detached.launch(spec, idempotency_key)
+    def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
+        self.detached.launch(spec, control, idempotency_key)
 
     def wait_run(self, run_id: str) -> None:
         self.detached.wait(run_id)
@@ -131,9 +139,9 @@ class DockerBackend:
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         return inventory.images(self.containers.api, reference)
 
-    def pull_image(self, spec: PullSpec) -> ImageInfo:
-        spec.emit("phase", f"pulling {spec.image}")
-        pull(self.containers.api, spec, spec.emit)
+    def pull_image(self, spec: PullSpec, control: RunControl) -> ImageInfo:
+        control.emit("phase", f"pulling {spec.image}")
+        pull(self.containers.api, spec, control)
         return inventory.image(self.containers.api, spec.image)
 
     def renew_lease(self) -> None:

@@ -30,7 +30,7 @@ from backends.leases import Lease
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, timed
 from runner.errors import Cancelled, Conflict, ImageNotFound, InvalidRequest, NotFound, RunnerError
 from runner.settings import Settings
-from runner.spec import RunSpec
+from runner.spec import RunControl, RunSpec
 
 log = logging.getLogger("oneoff_runner.docker")
 
@@ -114,20 +114,21 @@ class Containers:
             **self.lease.labels(),
         }
 
-    def ensure_image(self, spec: RunSpec) -> None:
+    def ensure_image(self, spec: RunSpec, control: RunControl) -> None:
         """Pull up front when the policy says always, or when credentials came (so they are
         checked: a cached private image is never handed to a caller without them). Otherwise
         creating the container tells whether the image is there: one engine call fewer."""
         if pulls_first(spec):
-            self._pull_for(spec)
+            self._pull_for(spec, control)
 
-    def _pull_for(self, spec: RunSpec) -> None:
-        spec.emit("phase", f"pulling {spec.image}")
-        pull(self.api, spec, spec.emit)
+    def _pull_for(self, spec: RunSpec, control: RunControl) -> None:
+        control.emit("phase", f"pulling {spec.image}")
+        pull(self.api, spec, control)
 
     def prepare(
         self,
         spec: RunSpec,
+        control: RunControl,
         labels: dict[str, str],
         phases: dict[str, float],
         logs: LogConfig | None = None,
@@ -137,16 +138,16 @@ class Containers:
         what this made is removed if it fails."""
         if straight_in(spec):
             with timed(phases, "create"):
-                container = self.create(spec, self.content.mounts(spec, None), labels, logs)
+                container = self.create(spec, control, None, labels, logs)
             with timed(phases, "prepare"), self._removed_on_error(container, None):
-                placed = self.content.into_container(spec, container)
+                placed = self.content.into_container(spec, control.uploads, container)
             if placed:
                 return container, None
             self.remove(container, None)  # the image has one of the paths: a mount hides it
         with timed(phases, "prepare"):
-            volume = self.content.volume_for(spec, labels)
+            volume = self.content.volume_for(spec, control.uploads, labels)
         with timed(phases, "create"), self._removed_on_error(None, volume):
-            return self.create(spec, self.content.mounts(spec, volume), labels, logs), volume
+            return self.create(spec, control, volume, labels, logs), volume
 
     @contextlib.contextmanager
     def _removed_on_error(self, container: str | None, volume: str | None) -> Iterator[None]:
@@ -159,26 +160,29 @@ class Containers:
     def create(
         self,
         spec: RunSpec,
-        mounts: list[Mount],
+        control: RunControl,
+        volume: str | None,
         labels: dict[str, str],
         logs: LogConfig | None = None,
     ) -> str:
         """The container, hardened: no new privileges, a small capability set, limits on
         memory (no extra swap), CPU, processes and open files; never privileged. By default the
         engine keeps no log: output is read from the attach. Without a network, the runtime
-        makes its namespace (`loopback`)."""
+        makes its namespace (`loopback`). `volume`: the run volume holding its content."""
+        mounts = self.content.mounts(spec, volume)
         hosts = self.loopback.hosts(spec)
         try:
-            return self._create(spec, mounts, labels, logs, hosts)
+            return self._create(spec, control, mounts, labels, logs, hosts)
         except InvalidRequest:
             if hosts is None or not self.loopback.lost(hosts):
                 raise
         # its hosts file was removed behind the runner's back: made again
-        return self._create(spec, mounts, labels, logs, self.loopback.hosts(spec))
+        return self._create(spec, control, mounts, labels, logs, self.loopback.hosts(spec))
 
     def _create(
         self,
         spec: RunSpec,
+        control: RunControl,
         mounts: list[Mount],
         labels: dict[str, str],
         logs: LogConfig | None,
@@ -212,7 +216,7 @@ class Containers:
                 ) from None
             if pulls_first(spec):
                 raise
-        self._pull_for(spec)
+        self._pull_for(spec, control)
         return create()
 
     def _create_container(
@@ -245,14 +249,14 @@ class Containers:
             return None
         return StdinFeed.attach(self.streams, container, spec.stdin)
 
-    def start(self, spec: RunSpec, container: str) -> None:
-        if spec.cancelled.is_set():
+    def start(self, spec: RunSpec, control: RunControl, container: str) -> None:
+        if control.cancelled.is_set():
             raise Cancelled("the run was cancelled before it started")
         with engine_errors("starting the container", start_refused(spec)):
             self.api.start(container)
-        if spec.cancelled.is_set():
+        if control.cancelled.is_set():
             self.kill(container)
-        spec.emit("phase", "running")
+        control.emit("phase", "running")
 
     def kill(self, container: str) -> None:
         try:

@@ -30,7 +30,7 @@ from runner import archive_streams, archives
 from runner.archives import Budget
 from runner.backend import ROLE
 from runner.errors import VolumeNotFound
-from runner.spec import MountSpec, RunSpec
+from runner.spec import Arriving, MountSpec, RunSpec
 from runner.uploads import relative_path
 
 CARRIER_IMAGE = "oneoff-runner/carrier"
@@ -63,7 +63,9 @@ def bind_source(root: str, index: int, mount: MountSpec) -> str:
     return f"{root}/{index}/{relative_path(mount)}"
 
 
-def content_tar(spec: RunSpec, prefix: Callable[[int], str]) -> Iterator[bytes]:
+def content_tar(
+    spec: RunSpec, uploads: Arriving | None, prefix: Callable[[int], str]
+) -> Iterator[bytes]:
     """All the run's file and directory content as one plain tar, so that one archive call
     unpacks it (each costs the engine a process): mount `n` at its container path under
     `prefix(n)`; directories (with their mode, then their inline archives) and inline files
@@ -77,7 +79,7 @@ def content_tar(spec: RunSpec, prefix: Callable[[int], str]) -> Iterator[bytes]:
                 yield from _inline_members(mount, f"{name}/")
         elif mount.kind == "file" and mount.content is not None:
             yield archive_streams.entry(name, mount.content, mount.mode)
-    for index, members in spec.uploads or ():
+    for index, members in uploads or ():
         yield from members(prefix(index))
     yield archive_streams.TAR_END
 
@@ -96,14 +98,16 @@ class ContentCopier:
         self.api = api
         self._carrier_ready = False
 
-    def into_container(self, spec: RunSpec, container: str) -> bool:
-        """Unpack the run's content into its created, not yet started, container; False, with
-        nothing written, when the container has something at one of the paths already."""
+    def into_container(self, spec: RunSpec, uploads: Arriving | None, container: str) -> bool:
+        """Unpack the run's content (inline, and `uploads` as they arrive) into its created, not
+        yet started, container; False, with nothing written, when the container has something
+        at one of the paths already."""
         if not all(self._absent(container, mount.path) for mount in spec.mounts):
             return False
-        if spec.mounts or spec.uploads is not None:
+        if spec.mounts or uploads is not None:
+            tar = content_tar(spec, uploads, lambda index: "")
             with engine_errors("copying content into the container", content_refused):
-                self.api().put_archive(container, "/", content_tar(spec, lambda index: ""))
+                self.api().put_archive(container, "/", tar)
         return True
 
     def mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]:
@@ -143,14 +147,16 @@ class ContentCopier:
             response = api.head(archive_url(api, container), params={"path": path})
         return response.status_code == 404
 
-    def volume_for(self, spec: RunSpec, labels: dict[str, str]) -> str | None:
+    def volume_for(
+        self, spec: RunSpec, uploads: Arriving | None, labels: dict[str, str]
+    ) -> str | None:
         """Create the run's volume and fill it with every file and directory mount's content;
         None when the run has no such mount."""
         content = any(mount.kind in ("file", "directory") for mount in spec.mounts)
-        if not content and spec.uploads is None:
+        if not content and uploads is None:
             return None
         name = f"oneoff-{spec.run_id}"
-        tar = content_tar(spec, lambda index: f"{index}/")
+        tar = content_tar(spec, uploads, lambda index: f"{index}/")
         self.new_volume(name, tar, labels, "the run's volume")
         return name
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from runner.spec import RunSpec
+from runner.spec import EventSink
 
 FORWARD_BYTES = 16 * 1024
 FORWARD_SECONDS = 0.1
@@ -22,15 +22,18 @@ class Captured:
 
 
 def read_frames(
-    frames: Iterable[tuple[bytes | None, bytes | None]], spec: RunSpec, close: Callable[[], None]
+    frames: Iterable[tuple[bytes | None, bytes | None]],
+    cap: int,
+    events: EventSink | None,
+    close: Callable[[], None],
 ) -> Captured:
-    """Read (stdout, stderr) pairs to their end; `close` releases the stream on every way out."""
+    """Read (stdout, stderr) pairs to their end, keeping `cap` bytes of each, what is kept
+    forwarded to `events`; `close` releases the stream on every way out."""
     captured = Captured(
         kept={"stdout": bytearray(), "stderr": bytearray()},
         cut={"stdout": False, "stderr": False},
     )
-    forward = {name: Forward(spec, name) for name in captured.kept} if spec.on_event else {}
-    cap = spec.max_output_bytes
+    forward = {name: Forward(events, name) for name in captured.kept} if events else {}
     try:
         for frame in frames:
             for name, data in zip(("stdout", "stderr"), frame, strict=True):
@@ -54,8 +57,8 @@ class Forward:
     gathered into events of up to `FORWARD_BYTES` or `FORWARD_SECONDS` (a program printing
     short lines must not become one event per line)."""
 
-    def __init__(self, spec: RunSpec, stream: str) -> None:
-        self.spec = spec
+    def __init__(self, events: EventSink, stream: str) -> None:
+        self.events = events
         self.stream = stream
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.pending = bytearray()
@@ -71,4 +74,4 @@ class Forward:
         self.pending.clear()
         self.since = time.monotonic()
         if text:
-            self.spec.emit(self.stream, text)
+            self.events(self.stream, text)

@@ -11,7 +11,7 @@ import docker
 
 from backends.docker.errors import engine_errors, pull_failure
 from runner.errors import Cancelled, RunnerError
-from runner.spec import EventSink, PullSpec, RunSpec
+from runner.spec import EventSink, PullSpec, RunControl, RunSpec
 
 
 def pulls_first(spec: RunSpec) -> bool:
@@ -20,7 +20,8 @@ def pulls_first(spec: RunSpec) -> bool:
     return spec.pull_policy == "always" or spec.auth is not None
 
 
-def pull(api: docker.APIClient, spec: RunSpec | PullSpec, emit: EventSink) -> None:
+def pull(api: docker.APIClient, spec: RunSpec | PullSpec, control: RunControl) -> None:
+    """Pull the image, its progress as `control`'s events, until `control` is cancelled."""
     image, auth = spec.image, spec.auth
     auth_config = None
     if auth is not None:
@@ -34,12 +35,12 @@ def pull(api: docker.APIClient, spec: RunSpec | PullSpec, emit: EventSink) -> No
     with engine_errors(f"pulling {image!r}", translate):
         events = api.pull(image, stream=True, decode=True, auth_config=auth_config)
         for event in events:
-            if spec.cancelled.is_set():
+            if control.cancelled.is_set():
                 events.close()
                 raise Cancelled("cancelled while the image was pulled")
             if "error" in event:
                 raise translate(str(event["error"]))
-            _forward(event, emit)
+            _forward(event, control.emit)
 
 
 def _forward(event: dict[str, Any], emit: EventSink) -> None:

@@ -12,7 +12,7 @@ import requests
 
 from backends.docker.errors import engine_errors
 from runner import archive_streams, archives
-from runner.spec import MountSpec, ReturnedFile, RunSpec
+from runner.spec import CollectSpec, MountSpec, ReturnedFile
 
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
 
@@ -25,12 +25,10 @@ class ReturnedPaths:
     def __init__(self, api: Callable[[], docker.APIClient]) -> None:
         self.api = api
 
-    def returned(self, spec: RunSpec, container: str) -> dict[str, tuple[str, bytes]]:
+    def returned(self, collect: CollectSpec, container: str) -> dict[str, tuple[str, bytes]]:
         returned: dict[str, tuple[str, bytes]] = {}
-        budget = spec.max_response_bytes
-        for mount in spec.mounts:
-            if not mount.response:
-                continue
+        budget = collect.max_response_bytes
+        for mount in collect.returned:
             with self._reading(container, mount, budget) as reader:
                 if mount.kind == "file":
                     content = archives.file_from_tar_stream(reader)
@@ -49,20 +47,19 @@ class ReturnedPaths:
             else:
                 yield from archive_streams.relative_tar_stream(reader, _dirname(mount))
 
-    def spooled(self, spec: RunSpec, container: str) -> dict[str, ReturnedFile]:
+    def spooled(self, collect: CollectSpec, container: str) -> dict[str, ReturnedFile]:
         """Every `response: true` path, spooled (to disk past a MiB) so that the container can
         go before the caller has read them."""
         spooled: dict[str, ReturnedFile] = {}
-        budget = spec.max_response_bytes
+        budget = collect.max_response_bytes
         try:
-            for mount in spec.mounts:
-                if mount.response:
-                    spool = archive_streams.spool()
-                    spooled[mount.path] = (mount.kind, spool)
-                    for chunk in self.stream(container, mount, budget):
-                        spool.write(chunk)
-                    budget -= spool.tell()
-                    spool.seek(0)
+            for mount in collect.returned:
+                spool = archive_streams.spool()
+                spooled[mount.path] = (mount.kind, spool)
+                for chunk in self.stream(container, mount, budget):
+                    spool.write(chunk)
+                budget -= spool.tell()
+                spool.seek(0)
         except BaseException:
             for _, spool in spooled.values():
                 spool.close()

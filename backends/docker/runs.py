@@ -38,21 +38,21 @@ from backends.labels import (
     RECORD_ROLE,
     TIMEOUT_AT,
     TTL,
+    collect_label,
     finished_state,
     key_label,
     latest_per_run,
-    output_label,
     readable,
     record_label,
     record_labels,
     selector,
+    stored_collect,
     stored_record,
-    stored_spec,
 )
 from backends.leases import abandoned, past_deadline
 from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from runner.errors import BackendUnavailable, Conflict, NotFound
-from runner.spec import Outcome, RunRecord, RunSpec
+from runner.spec import Outcome, RunControl, RunRecord, RunSpec
 
 LOG_FILES = 4
 NEVER_STARTED = "the runner that accepted the run stopped before it started; start it again"
@@ -95,18 +95,18 @@ class DetachedRuns:
         """Input still being written, by run: stopped when the run is seen to end (the engine
         keeps an input attach open after its container stopped)."""
 
-    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+    def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         """Pull, prepare content, create and start; returns once the container runs."""
         containers = self.containers
-        containers.ensure_image(spec)
+        containers.ensure_image(spec, control)
         labels = self._labels(spec, idempotency_key)
         size = max(self.settings.run_log_max_bytes // LOG_FILES, 1)
         logs = LogConfig(type="local", config={"max-size": str(size), "max-file": "4"})
-        container, volume = containers.prepare(spec, labels, {}, logs)
+        container, volume = containers.prepare(spec, control, labels, {}, logs)
         feed: StdinFeed | None = None
         try:
             feed = containers.feed(spec, container)
-            containers.start(spec, container)
+            containers.start(spec, control, container)
             if feed is not None:
                 self._feeds[spec.run_id] = feed
         except BaseException:
@@ -130,7 +130,7 @@ class DetachedRuns:
             CREATED: repr(spec.accepted_at or now),
             TIMEOUT_AT: repr(now + spec.timeout_seconds),
             TTL: repr(ttl),
-            OUTPUT: output_label(spec),
+            OUTPUT: collect_label(spec.collecting),
             TENANT: spec.tenant,
             **self.containers.lease.labels(),
         }
@@ -232,10 +232,10 @@ class DetachedRuns:
         container = self._require(run_id)
         with engine_errors("reading the run's state"):
             record = self._record(self.containers.api.inspect_container(container["Id"]))
-        spec = stored_spec(run_id, container["Labels"][OUTPUT])
+        collect = stored_collect(container["Labels"][OUTPUT])
         stream = self.output(run_id, follow=False)
         pairs = ((data, None) if kind == "stdout" else (None, data) for kind, data in stream)
-        captured: Captured = read_frames(pairs, spec, pairs.close)
+        captured: Captured = read_frames(pairs, collect.max_output_bytes, None, pairs.close)
         return Outcome(
             exit_code=record.exit_code,
             stdout=bytes(captured.kept["stdout"]),
@@ -244,7 +244,7 @@ class DetachedRuns:
             stderr_truncated=captured.cut["stderr"],
             timed_out=record.timed_out,
             oom_killed=record.oom_killed,
-            returned=self.containers.returned.returned(spec, container["Id"]),
+            returned=self.containers.returned.returned(collect, container["Id"]),
         )
 
     def file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
@@ -256,16 +256,16 @@ class DetachedRuns:
                 "once it has finished",
                 field="path",
             )
-        spec = stored_spec(run_id, container["Labels"][OUTPUT])
-        mount = next((mount for mount in spec.mounts if mount.path == path), None)
+        collect = stored_collect(container["Labels"][OUTPUT])
+        mount = next((mount for mount in collect.returned if mount.path == path), None)
         if mount is None:
-            returned = ", ".join(mount.path for mount in spec.mounts) or "nothing"
+            returned = ", ".join(mount.path for mount in collect.returned) or "nothing"
             raise NotFound(
                 f"path: {path!r} is not a `response: true` path of run {run_id!r} (it returns: "
                 f"{returned})",
                 field="path",
             )
-        limit = spec.max_response_bytes
+        limit = collect.max_response_bytes
         return mount.kind, self.containers.returned.stream(container["Id"], mount, limit)
 
     def discard(

@@ -46,7 +46,17 @@ from runner.errors import (
     VolumeNotFound,
 )
 from runner.settings import Settings
-from runner.spec import Outcome, PullSpec, RunRecord, RunSpec, VolumeFill, VolumeState
+from runner.spec import (
+    Arriving,
+    CollectSpec,
+    Outcome,
+    PullSpec,
+    RunControl,
+    RunRecord,
+    RunSpec,
+    VolumeFill,
+    VolumeState,
+)
 
 log = logging.getLogger("oneoff_runner.kubernetes")
 
@@ -122,8 +132,8 @@ class KubernetesBackend:
 
     # ---- runs -------------------------------------------------------------------------------
 
-    def run(self, spec: RunSpec) -> Outcome:
-        _inline_content_only(spec)
+    def run(self, spec: RunSpec, control: RunControl) -> Outcome:
+        _inline_content_only(control.uploads)
         phases: dict[str, float] = {}
         name = job_name(spec.run_id)
         try:
@@ -132,12 +142,14 @@ class KubernetesBackend:
                 self.lease.hold()
                 kept = labels(spec.run_id, self.settings, deadline, "run", spec.tenant)
                 meta = self.meta(name, {**kept, **self.lease.labels()})
-                self.create_job(spec, meta, self.settings.kube_job_ttl_seconds)
+                self.create_job(spec, control, meta, self.settings.kube_job_ttl_seconds)
             with timed(phases, "run"):
-                pod, timed_out = self.wait_pod(spec)
+                pod, timed_out = self.wait_pod(
+                    spec.run_id, spec.image, spec.timeout_seconds, control
+                )
             with timed(phases, "collect"):
-                spec.emit("phase", "collecting output")
-                outcome = self.collect(spec, pod, timed_out)
+                control.emit("phase", "collecting output")
+                outcome = self.collect(spec.collecting, pod, timed_out)
         finally:
             with timed(phases, "cleanup"):
                 self.delete(name)
@@ -155,7 +167,9 @@ class KubernetesBackend:
             meta["annotations"] = annotations
         return meta
 
-    def create_job(self, spec: RunSpec, meta: dict[str, Any], ttl: int) -> None:
+    def create_job(
+        self, spec: RunSpec, control: RunControl, meta: dict[str, Any], ttl: int
+    ) -> None:
         """The Job, suspended; its Secrets, owned by it; then the Job resumed."""
         for mount in spec.mounts:
             if mount.kind == "volume":
@@ -170,7 +184,7 @@ class KubernetesBackend:
             pull_secret_name=f"{name}-pull" if spec.auth else None,
             ttl=ttl,
         )
-        spec.emit("phase", "creating the Job")
+        control.emit("phase", "creating the Job")
         with api_errors("creating the Job"):
             created = self.batch.create_namespaced_job(self.namespace, manifest)
         owner = {
@@ -184,11 +198,11 @@ class KubernetesBackend:
             for secret in secrets.values():
                 secret["metadata"]["ownerReferences"] = [owner]
                 self.core.create_namespaced_secret(self.namespace, secret)
-        if spec.cancelled.is_set():
+        if control.cancelled.is_set():
             raise Cancelled("the run was cancelled before it started")
         with api_errors("starting the Job"):
             self.batch.patch_namespaced_job(name, self.namespace, {"spec": {"suspend": False}})
-        spec.emit("phase", "waiting for the pod")
+        control.emit("phase", "waiting for the pod")
 
     def _secrets(self, spec: RunSpec, name: str, meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
         secrets: dict[str, dict[str, Any]] = {}
@@ -220,11 +234,19 @@ class KubernetesBackend:
                 field=f"volumes[{key!r}].name",
             ) from None
 
-    def wait_pod(self, spec: RunSpec, *, until_started: bool = False) -> tuple[Any, bool]:
-        return self.pods.wait(spec, until_started=until_started)
+    def wait_pod(
+        self,
+        run_id: str,
+        image: str,
+        timeout: float,
+        control: RunControl,
+        *,
+        until_started: bool = False,
+    ) -> tuple[Any, bool]:
+        return self.pods.wait(run_id, image, timeout, control, until_started=until_started)
 
-    def collect(self, spec: RunSpec, pod: Any, timed_out: bool) -> Outcome:
-        return self.pods.collect(spec, pod, timed_out)
+    def collect(self, collect: CollectSpec, pod: Any, timed_out: bool) -> Outcome:
+        return self.pods.collect(collect, pod, timed_out)
 
     def delete(self, name: str) -> None:
         """The Job with its pods; its Secrets go with it, and are deleted here too."""
@@ -241,9 +263,9 @@ class KubernetesBackend:
 
     # ---- async runs (kubernetes_runs) ----------------------------------------------------
 
-    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
-        _inline_content_only(spec)
-        self.jobs.launch(spec, idempotency_key)
+    def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
+        _inline_content_only(control.uploads)
+        self.jobs.launch(spec, control, idempotency_key)
 
     def wait_run(self, run_id: str) -> None:
         self.jobs.wait(run_id)
@@ -327,7 +349,7 @@ class KubernetesBackend:
             "through the API; use pull_policy 'always' or 'missing'"
         )
 
-    def pull_image(self, spec: PullSpec) -> ImageInfo:
+    def pull_image(self, spec: PullSpec, control: RunControl) -> ImageInfo:
         raise Unsupported(
             "image: pulling ahead is not available on Kubernetes: each node pulls the images "
             "of its own pods; a run's pull_policy decides when",
@@ -379,10 +401,10 @@ class KubernetesBackend:
             pass
 
 
-def _inline_content_only(spec: RunSpec) -> None:
+def _inline_content_only(uploads: Arriving | None) -> None:
     """Content parts (multipart requests) stream into the Docker engine's archive API; this
     backend takes content inline only."""
-    if spec.uploads is not None:
+    if uploads is not None:
         raise Unsupported(
             "content parts (multipart/form-data) are not supported by the Kubernetes backend; "
             "send the content as base64 in a JSON request"

@@ -22,7 +22,7 @@ from backends.kubernetes.returned import log_bytes_for, read_returned, return_li
 from backends.kubernetes.watching import PodWatch, job_deadline_exceeded
 from runner.errors import BackendUnavailable, Cancelled, InvalidRequest, NotFound
 from runner.settings import Settings
-from runner.spec import Outcome, RunSpec
+from runner.spec import CollectSpec, Outcome, RunControl
 
 END_GRACE_SECONDS = 60  # past the timeout: the kubelet's kill, the helpers' collect
 LOG_CHUNK_BYTES = 64 * 1024
@@ -45,31 +45,37 @@ class RunPods:
     def __init__(self, cluster: ApiAccess) -> None:
         self.cluster = cluster
 
-    def wait(self, spec: RunSpec, *, until_started: bool = False) -> tuple[Any, bool]:
-        """Follow the run's pod until it ends; returns (pod, timed out).
+    def wait(
+        self,
+        run_id: str,
+        image: str,
+        timeout: float,
+        control: RunControl,
+        *,
+        until_started: bool = False,
+    ) -> tuple[Any, bool]:
+        """Follow the pod of run `run_id` (of `image`) until it ends; returns (pod, timed out).
 
         The run's clock starts when its container starts, as on Docker: scheduling and image
         pulls get `RUNNER_KUBE_START_TIMEOUT_SECONDS` of their own. Once the container runs,
         the pod's `activeDeadlineSeconds` is lowered so that the kubelet kills it `timeout`
         seconds after that start; the pod stays, with its log, `Failed` for `DeadlineExceeded`.
         """
-        pods = PodWatch(
-            self.cluster.core, self.cluster.namespace, spec.run_id, job_name(spec.run_id)
-        )
+        pods = PodWatch(self.cluster.core, self.cluster.namespace, run_id, job_name(run_id))
         pods.give_up = time.monotonic() + start_grace(self.cluster.settings)
-        judge = PullJudge(spec.image, self.cluster.settings.kube_helper_image)
+        judge = PullJudge(image, self.cluster.settings.kube_helper_image)
         started, last = False, None
         with contextlib.closing(pods.follow()) as events:
             for kind, pod in events:
                 last = pod
-                if self._ended(spec, kind, pod, judge):
-                    return pod, self._deadline_exceeded(spec.run_id, pod)
+                if self._ended(control, kind, pod, judge):
+                    return pod, self._deadline_exceeded(run_id, pod)
                 begun = None if started else _run_started_at(pod)
                 if begun is not None:
                     started = True
-                    spec.emit("phase", "running")
-                    self._start_clock(spec, pod, begun)
-                    left = begun.timestamp() + spec.timeout_seconds - time.time()
+                    control.emit("phase", "running")
+                    self._start_clock(timeout, pod, begun)
+                    left = begun.timestamp() + timeout - time.time()
                     pods.give_up = time.monotonic() + left + END_GRACE_SECONDS
                     if until_started:
                         return pod, False
@@ -93,11 +99,11 @@ class RunPods:
             f"{_why_pending(last)}); the cluster may lack capacity for its requests"
         )
 
-    def _start_clock(self, spec: RunSpec, pod: Any, begun: datetime) -> None:
+    def _start_clock(self, timeout: float, pod: Any, begun: datetime) -> None:
         """The pod's deadline, from its container's start (the kubelet counts from the pod's
         `startTime`, which is earlier by the image pull)."""
         offset = max(0.0, (begun - pod.status.start_time).total_seconds())
-        deadline = math.ceil(offset) + max(1, math.ceil(spec.timeout_seconds))
+        deadline = math.ceil(offset) + max(1, math.ceil(timeout))
         current = pod.spec.active_deadline_seconds
         if current is not None and deadline >= current:
             return
@@ -105,9 +111,9 @@ class RunPods:
         with contextlib.suppress(NotFound), api_errors("starting the run's clock"):
             self.cluster.core.patch_namespaced_pod(pod.metadata.name, self.cluster.namespace, body)
 
-    def _ended(self, spec: RunSpec, kind: str, pod: Any, judge: PullJudge) -> bool:
+    def _ended(self, control: RunControl, kind: str, pod: Any, judge: PullJudge) -> bool:
         if kind == "DELETED" or pod.metadata.deletion_timestamp is not None:
-            if spec.cancelled.is_set():
+            if control.cancelled.is_set():
                 raise Cancelled("the run was cancelled")
             return True
         if pod.status.phase in ("Succeeded", "Failed"):
@@ -134,10 +140,11 @@ class RunPods:
             return False
         return job_deadline_exceeded(found)
 
-    def collect(self, spec: RunSpec, pod: Any, timed_out: bool) -> Outcome:
+    def collect(self, collect: CollectSpec, pod: Any, timed_out: bool) -> Outcome:
         _require_unpacked(pod)
         terminated = _terminated(pod)
-        log, cut = self._log(pod, RUN_CONTAINER, spec.max_output_bytes) if pod else (b"", False)
+        cap = collect.max_output_bytes
+        log, cut = self._log(pod, RUN_CONTAINER, cap) if pod else (b"", False)
         return Outcome(
             exit_code=terminated.exit_code if terminated else None,
             stdout=log,
@@ -146,7 +153,7 @@ class RunPods:
             stderr_truncated=False,
             timed_out=timed_out,
             oom_killed=bool(terminated and terminated.reason == "OOMKilled"),
-            returned=self._returned(spec, pod),
+            returned=self._returned(collect, pod),
             streams_merged=True,
         )
 
@@ -162,11 +169,11 @@ class RunPods:
             data = bytes(response.data)
         return data[:limit], len(data) > limit
 
-    def _returned(self, spec: RunSpec, pod: Any) -> dict[str, tuple[str, bytes]]:
+    def _returned(self, collect: CollectSpec, pod: Any) -> dict[str, tuple[str, bytes]]:
         """The collect sidecar's log, read as it streams (`returned`)."""
-        if pod is None or not any(mount.response for mount in spec.mounts):
+        if pod is None or not collect.returned:
             return {}
-        limit = return_limit(self.cluster.settings, spec.max_response_bytes)
+        limit = return_limit(self.cluster.settings, collect.max_response_bytes)
         with api_errors("reading the returned paths"):
             response = self.cluster.core.read_namespaced_pod_log(
                 pod.metadata.name,

@@ -32,20 +32,20 @@ from backends.labels import (
     RECORD,
     RECORD_ROLE,
     TIMEOUT_AT,
+    collect_label,
     finished_state,
     key_label,
     latest_per_run,
-    output_label,
     readable,
     record_label,
     record_labels,
     selector,
+    stored_collect,
     stored_record,
-    stored_spec,
 )
 from runner.backend import ROLE, RUN_ID, TENANT
 from runner.errors import Cancelled, Conflict, NotFound, RunnerError
-from runner.spec import Outcome, RunRecord, RunSpec
+from runner.spec import CollectSpec, Outcome, RunControl, RunRecord, RunSpec
 
 
 class PodLogStream:
@@ -79,11 +79,21 @@ class Cluster(ApiAccess, Protocol):
         self, name: str, kept: dict[str, str], annotations: dict[str, str] | None = None
     ) -> dict[str, Any]: ...
 
-    def create_job(self, spec: RunSpec, meta: dict[str, Any], ttl: int) -> None: ...
+    def create_job(
+        self, spec: RunSpec, control: RunControl, meta: dict[str, Any], ttl: int
+    ) -> None: ...
 
-    def wait_pod(self, spec: RunSpec, *, until_started: bool = False) -> tuple[Any, bool]: ...
+    def wait_pod(
+        self,
+        run_id: str,
+        image: str,
+        timeout: float,
+        control: RunControl,
+        *,
+        until_started: bool = False,
+    ) -> tuple[Any, bool]: ...
 
-    def collect(self, spec: RunSpec, pod: Any, timed_out: bool) -> Outcome: ...
+    def collect(self, collect: CollectSpec, pod: Any, timed_out: bool) -> Outcome: ...
 
     def delete(self, name: str) -> None: ...
 
@@ -93,7 +103,7 @@ class JobRuns:
         self.engine = engine
         self.settings = engine.settings
 
-    def launch(self, spec: RunSpec, idempotency_key: str | None) -> None:
+    def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         now = time.time()
         ttl = int(self.settings.result_ttl_seconds)
         deadline = int(now + spec.timeout_seconds + ttl + CLEANUP_GRACE_SECONDS)
@@ -103,11 +113,11 @@ class JobRuns:
         annotations = {
             CREATED: repr(spec.accepted_at or now),
             TIMEOUT_AT: repr(now + spec.timeout_seconds),
-            OUTPUT: output_label(spec),
+            OUTPUT: collect_label(spec.collecting),
         }
         name = job_name(spec.run_id)
         try:
-            self.engine.create_job(spec, self.engine.meta(name, kept, annotations), ttl)
+            self.engine.create_job(spec, control, self.engine.meta(name, kept, annotations), ttl)
         except BaseException:
             self.engine.delete(name)
             raise
@@ -117,9 +127,8 @@ class JobRuns:
         found = self._job(run_id)
         if found is None:
             return
-        spec = self._spec(found)
         try:
-            self.engine.wait_pod(spec)
+            self._wait_pod(found)
         except (Cancelled, ApiUnreachable):
             return  # cancelled: recorded by whoever cancelled; unreachable: the run goes on
         except RunnerError as exc:
@@ -173,7 +182,8 @@ class JobRuns:
                 f"run {run_id!r}: its Job is gone (expired or cancelled)", field="run_id"
             )
         record = self._record(found)
-        return self.engine.collect(self._spec(found), self._pod(run_id), record.timed_out)
+        collect = stored_collect((found.metadata.annotations or {})[OUTPUT])
+        return self.engine.collect(collect, self._pod(run_id), record.timed_out)
 
     def discard(self, run_id: str, record: RunRecord | None = None) -> None:
         """Delete the run's Job (which stops it), after keeping `record`: the record comes
@@ -219,18 +229,18 @@ class JobRuns:
         found = self._job(run_id)
         if found is None:
             return None
-        spec = self._spec(found)
         with contextlib.suppress(RunnerError):
-            self.engine.wait_pod(spec, until_started=True)
+            self._wait_pod(found, until_started=True)
         return self._pod(run_id)
 
-    def _spec(self, found: Any) -> RunSpec:
+    def _wait_pod(self, found: Any, *, until_started: bool = False) -> tuple[Any, bool]:
+        """Follow the pod of the Job `found`, with the image and timeout the Job keeps."""
         annotations = found.metadata.annotations or {}
         run_id = found.metadata.labels[RUN_ID]
-        spec = stored_spec(run_id, annotations[OUTPUT])
-        spec.image = found.spec.template.spec.containers[0].image
-        spec.timeout_seconds = float(annotations[TIMEOUT_AT]) - float(annotations[CREATED])
-        return spec
+        image = found.spec.template.spec.containers[0].image
+        timeout = float(annotations[TIMEOUT_AT]) - float(annotations[CREATED])
+        control = RunControl()
+        return self.engine.wait_pod(run_id, image, timeout, control, until_started=until_started)
 
     def _record(self, found: Any) -> RunRecord:
         annotations = found.metadata.annotations or {}

@@ -199,7 +199,7 @@ class LocalRuns:
 def _local_result(work: asyncio.Future[Any]) -> str:
     """The final state of a plain run, shaped as an async run's `exit` event."""
     try:
-        result = work.result()
+        result, _ = work.result()
     except RunnerError as exc:
         raise ClientError(exc.message) from exc
     state = "timeout" if result.timed_out else "succeeded" if result.exit_code == 0 else "failed"

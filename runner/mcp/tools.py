@@ -154,7 +154,7 @@ def _run_tools(
     async def run_container(request: McpRunRequest, ctx: Context) -> CallToolResult:
         timeout = request.timeout_seconds or service().settings.default_timeout_seconds
         async with reporting(ctx, timeout, levels.wants(ctx, "info")) as progress:
-            result = await service().run(request.as_run(), _tenant(ctx), progress)
+            result, _ = await service().run(request.as_run(), _tenant(ctx), progress)
         return run_result(result)
 
     async def start_run(request: McpRunRequest, ctx: Context) -> CallToolResult:

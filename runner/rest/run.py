@@ -11,7 +11,6 @@ from runner.rest.bodies import REQUEST_BODY, run_body
 from runner.rest.deps import Caller, Service, cancel_on_disconnect
 from runner.rest.errors import ERRORS
 from runner.rest.files import PARTS_ANSWER, parts_answer, wants_parts
-from runner.spec import ReturnedFile
 
 router = APIRouter()
 
@@ -32,13 +31,13 @@ async def run(service: Service, caller: Caller, request: Request) -> Response:
     exit code (see `status` and `exit_code`). If the client disconnects, the container is
     killed and removed.
     """
-    files: dict[str, ReturnedFile] | None = {} if wants_parts(request) else None
+    raw = wants_parts(request)
     async with run_body(request, service) as body:
         work = service.run(
-            body.request, caller, uploads=body.uploads, ticket=body.ticket, files=files
+            body.request, caller, uploads=body.uploads, ticket=body.ticket, raw_returned=raw
         )
-        result = await cancel_on_disconnect(request, work, body)
-    if files is not None:
+        result, files = await cancel_on_disconnect(request, work, body)
+    if raw:
         return parts_answer(result, files)
     # Returned content can be tens of MiB of base64: serialised once, by orjson (4x pydantic's).
     return Response(orjson.dumps(result.model_dump()), media_type="application/json")

@@ -12,6 +12,7 @@ from runner.errors import Cancelled, Conflict, Unsupported
 from runner.models import RunRequest
 from runner.policy import build_run_spec, build_volume_fill
 from runner.settings import Settings
+from runner.spec import RunControl
 from runner.tenancy import LOCAL
 from tests.helpers import b64, tar_gz
 from tests.kubernetes import fake_scripts as scripts
@@ -27,7 +28,8 @@ def backend(kube_settings: Settings):
 
 def spec_for(settings: Settings, run_id: str = "0123456789abcdef", **fields: object):
     request = RunRequest.model_validate({"image": "busybox:1.36", **fields})
-    return build_run_spec(request, settings, run_id, LOCAL, lambda name: None)
+    spec, _ = build_run_spec(request, settings, run_id, LOCAL, lambda name: None)
+    return spec
 
 
 def test_cancel_deletes_the_job_and_the_run_ends_cancelled(
@@ -36,19 +38,19 @@ def test_cancel_deletes_the_job_and_the_run_ends_cancelled(
     fake.script = lambda job: scripts.runs_until_deleted(b"working\n")
     spec = spec_for(kube_settings)
     running = threading.Event()
-    spec.on_event = lambda kind, text: running.set() if text == "running" else None
+    control = RunControl(on_event=lambda kind, text: running.set() if text == "running" else None)
     outcome: list[BaseException] = []
 
     def run() -> None:
         try:
-            backend.run(spec)
+            backend.run(spec, control)
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             outcome.append(exc)
 
     worker = threading.Thread(target=run)
     worker.start()
     assert running.wait(30)
-    spec.cancelled.set()
+    control.cancelled.set()
     backend.cancel(spec.run_id)
     worker.join(30)
     assert isinstance(outcome[0], Cancelled)

@@ -117,7 +117,7 @@ def test_health_answers_while_every_run_slot_is_busy_and_extra_runs_get_429(make
     entered = threading.Semaphore(0)
     release = threading.Event()
 
-    def blocking(spec):  # type: ignore[no-untyped-def]
+    def blocking(spec, control):  # type: ignore[no-untyped-def]
         entered.release()
         release.wait(10)
         return outcome()

@@ -40,7 +40,7 @@ def test_a_bad_body_is_refused_before_anything_starts(make_settings):
 def test_past_the_queue_limit_a_start_is_429(make_settings):
     release = threading.Event()
 
-    def slow(spec):  # type: ignore[no-untyped-def]
+    def slow(spec, control):  # type: ignore[no-untyped-def]
         release.wait(30)
         return outcome()
 
@@ -65,7 +65,7 @@ def test_the_same_idempotency_key_starts_one_run(make_settings):
 
 
 def test_cancelling_a_finished_run_leaves_its_result(make_settings):
-    backend = FakeBackend(lambda spec: outcome(stdout=b"done\n"))
+    backend = FakeBackend(lambda spec, control: outcome(stdout=b"done\n"))
     with TestClient(create_app(make_settings(), backend=backend)) as api:
         run_id = api.post("/runs", json=run_body("true")).json()["run_id"]
         with api.stream("GET", f"/runs/{run_id}/logs") as stream:
@@ -95,7 +95,7 @@ def test_many_runs_being_watched_do_not_starve_the_worker_threads(make_settings)
 
 
 def test_async_outcomes_are_counted_in_the_metrics(make_settings):
-    backend = FakeBackend(lambda spec: outcome(exit_code=1))
+    backend = FakeBackend(lambda spec, control: outcome(exit_code=1))
     with TestClient(create_app(make_settings(), backend=backend)) as api:
         run_id = api.post("/runs", json=run_body("true")).json()["run_id"]
         api.portal.call(api.app.state.service.runs.settled)

@@ -57,13 +57,9 @@ def test_operator_limits_have_the_same_floors(overrides):
 
 def accepted(fields: dict[str, object]):  # type: ignore[no-untyped-def]
     try:
-        return build_run_spec(
-            RunRequest.model_validate(run_body("true", **fields)),
-            SETTINGS,
-            "r",
-            LOCAL,
-            lambda name: None,
-        )
+        request = RunRequest.model_validate(run_body("true", **fields))
+        spec, _ = build_run_spec(request, SETTINGS, "r", LOCAL, lambda name: None)
+        return spec
     except (ValidationError, InvalidRequest):
         return None
 

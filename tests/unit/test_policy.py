@@ -12,7 +12,8 @@ from runner.tenancy import LOCAL
 
 def spec_for(settings, **fields):  # type: ignore[no-untyped-def]
     request = RunRequest(**{"image": "busybox", **fields})
-    return build_run_spec(request, settings, "run-1", LOCAL, lambda name: None)
+    spec, _ = build_run_spec(request, settings, "run-1", LOCAL, lambda name: None)
+    return spec
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ def test_a_full_runner_answers_429_before_reading_a_large_body(make_settings):
     entered = threading.Event()
     release = threading.Event()
 
-    def blocking(spec):  # type: ignore[no-untyped-def]
+    def blocking(spec, control):  # type: ignore[no-untyped-def]
         entered.set()
         release.wait(10)
         return outcome()

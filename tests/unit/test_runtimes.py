@@ -14,7 +14,8 @@ from tests.helpers import run_body
 
 def runtime_of(settings: Settings, **fields: object) -> str | None:
     request = RunRequest.model_validate(run_body("true", **fields))
-    return build_run_spec(request, settings, "r", LOCAL, lambda name: None).runtime
+    spec, _ = build_run_spec(request, settings, "r", LOCAL, lambda name: None)
+    return spec.runtime
 
 
 def test_a_runtime_outside_the_allowed_set_is_403_naming_the_setting(api) -> None:  # type: ignore[no-untyped-def]

@@ -26,7 +26,7 @@ class Gate:
         self.entered = threading.Semaphore(0)
         self.release = threading.Event()
 
-    def __call__(self, spec):  # type: ignore[no-untyped-def]
+    def __call__(self, spec, control):  # type: ignore[no-untyped-def]
         self.entered.release()
         self.release.wait(10)
         return outcome(stdout=b"done")
@@ -50,17 +50,17 @@ async def test_runs_beyond_slots_and_queue_are_refused_busy(make_settings):
     assert caught.value.retry_after >= 1
     gate.release.set()
     results = await asyncio.gather(first, second)
-    assert [r.stdout for r in results] == ["done", "done"]
+    assert [result.stdout for result, _ in results] == ["done", "done"]
     assert service.admission.running == service.admission.waiting == 0
 
 
 async def test_cancelling_a_run_kills_it_and_waits_for_cleanup(make_settings):
     finished = threading.Event()
 
-    def handler(spec):  # type: ignore[no-untyped-def]
+    def handler(spec, control):  # type: ignore[no-untyped-def]
         gate.entered.release()
         backend.cancel_called.wait(10)
-        assert spec.cancelled.is_set()
+        assert control.cancelled.is_set()
         finished.set()
         return outcome()
 
@@ -84,20 +84,25 @@ async def test_status_reflects_exit_code_and_timeout(make_settings):
         "fail": outcome(2),
         "slow": outcome(137, timed_out=True),
     }.items():
-        service = RunnerService(make_settings(), FakeBackend(lambda spec, made=made: made))
-        results[name] = (await service.run(REQUEST, LOCAL)).status
+        service = RunnerService(make_settings(), FakeBackend(lambda spec, control, made=made: made))
+        result, _ = await service.run(REQUEST, LOCAL)
+        results[name] = result.status
     assert results == {"ok": "success", "fail": "error: 2", "slow": "timeout"}
 
 
 async def test_invalid_utf8_output_is_replaced_not_raised(make_settings):
-    service = RunnerService(make_settings(), FakeBackend(lambda spec: outcome(stdout=b"a\xffb")))
-    assert (await service.run(REQUEST, LOCAL)).stdout == "a\ufffdb"
+    service = RunnerService(
+        make_settings(), FakeBackend(lambda spec, control: outcome(stdout=b"a\xffb"))
+    )
+    result, _ = await service.run(REQUEST, LOCAL)
+    assert result.stdout == "a\ufffdb"
 
 
 async def test_returned_content_is_base64(make_settings):
     made = outcome(returned={"/out": ("file", b"\x00bytes")})
-    service = RunnerService(make_settings(), FakeBackend(lambda spec: made))
-    returned = (await service.run(REQUEST, LOCAL)).volumes["/out"]
+    service = RunnerService(make_settings(), FakeBackend(lambda spec, control: made))
+    result, _ = await service.run(REQUEST, LOCAL)
+    returned = result.volumes["/out"]
     assert (returned.type, returned.content) == ("file", "AGJ5dGVz")
 
 
@@ -114,7 +119,7 @@ async def test_defaults_and_request_limits_reach_the_backend(make_settings):
 
 
 async def test_backend_errors_pass_through_unchanged(make_settings):
-    def missing(spec):  # type: ignore[no-untyped-def]
+    def missing(spec, control):  # type: ignore[no-untyped-def]
         raise ImageNotFound("image: gone", field="image")
 
     service = RunnerService(make_settings(), FakeBackend(missing))
@@ -128,7 +133,7 @@ async def test_a_request_lets_go_of_its_base64_once_the_run_holds_the_bytes(make
     whole run."""
     seen: list[bytes | None] = []
 
-    def handler(spec):  # type: ignore[no-untyped-def]
+    def handler(spec, control):  # type: ignore[no-untyped-def]
         seen.append(spec.mounts[0].content)
         return outcome()
 

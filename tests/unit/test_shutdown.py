@@ -13,7 +13,7 @@ from runner.errors import BackendUnavailable, Cancelled
 from runner.models import RunRequest
 from runner.runs import SHUT_DOWN
 from runner.service import RunnerService
-from runner.spec import RunSpec
+from runner.spec import RunControl, RunSpec
 from runner.tenancy import LOCAL
 from tests.fakes import FakeBackend, outcome
 
@@ -29,10 +29,10 @@ class Launches:
         self.entered = threading.Semaphore(0)
         self.release = threading.Event()
 
-    def __call__(self, spec: RunSpec):  # type: ignore[no-untyped-def]
+    def __call__(self, spec: RunSpec, control: RunControl):  # type: ignore[no-untyped-def]
         self.entered.release()
         while not self.release.wait(0.01):
-            if spec.cancelled.is_set():
+            if control.cancelled.is_set():
                 raise Cancelled("the run was cancelled before it started")
         return outcome()
 

@@ -104,7 +104,7 @@ def test_another_tenant_s_volume_is_refused_like_one_that_does_not_exist():
         refusals.append(caught.value.message)
     assert refusals[0] == refusals[1]
     mine = VolumeState(tenant=tenant_for("me").label)
-    spec = build_run_spec(request, settings, "run-1", tenant_for("me"), lambda name: mine)
+    spec, _ = build_run_spec(request, settings, "run-1", tenant_for("me"), lambda name: mine)
     assert spec.tenant == tenant_for("me").label
 
 
@@ -116,5 +116,5 @@ def test_another_tenant_s_volume_is_refused_even_when_the_operator_allows_every_
     assert caught.value.field == "volumes['/v'].name"
     assert "not a volume you created" in caught.value.message
     unowned = VolumeState(tenant=None)  # the operator's own volume: allowed by name
-    spec = build_run_spec(request, PERMISSIVE, "run-1", tenant_for("me"), lambda name: unowned)
+    spec, _ = build_run_spec(request, PERMISSIVE, "run-1", tenant_for("me"), lambda name: unowned)
     assert [mount.name for mount in spec.mounts] == ["data"]
