@@ -21,11 +21,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from backends.labels import deadline_of
-from runner.backend import DEADLINE, INSTANCE, LABEL_PREFIX, MANAGED, ROLE
+from backends.labels import DEADLINE, INSTANCE, LEASE_ROLE, MANAGED, OWNER, ROLE, deadline_of
 
-OWNER = f"{LABEL_PREFIX}.owner"
-LEASE_ROLE = "lease"
 LEASE_SELECTOR = [f"{MANAGED}=true", f"{ROLE}={LEASE_ROLE}"]
 RENEWALS_PER_LEASE = 3
 

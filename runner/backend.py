@@ -1,20 +1,20 @@
-"""What the core needs from a backend: the `Backend` protocol, and the labels everything a
-backend creates carries (the core reserves their namespace; callers can never set them).
+"""What the core needs from a backend: the `Backend` protocol, in groups.
 
 The core defines this and never imports `backends/`; each backend implements it, and the apps
 choose one (`backends.get_backend`). Synchronous on purpose: both SDKs (docker, kubernetes)
 block. The service calls these methods in worker threads, never on the event loop.
+
+A backend must implement `Runs` and `Upkeep`. Of `KeptRuns`, `Volumes` and `Inventory` it may
+leave any method unsupported: it raises `runner.errors.Unsupported`, which callers get as a 501
+(Kubernetes does so for `run_file`, `list_images` and `pull_image`); a listing may answer empty.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol
 
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
-from runner.models import RESERVED_LABEL_PREFIX
 from runner.spec import (
     Outcome,
     PullSpec,
@@ -24,18 +24,6 @@ from runner.spec import (
     VolumeFill,
     VolumeState,
 )
-
-LABEL_PREFIX = RESERVED_LABEL_PREFIX
-MANAGED = f"{LABEL_PREFIX}.managed"
-RUN_ID = f"{LABEL_PREFIX}.run-id"
-INSTANCE = f"{LABEL_PREFIX}.instance"
-DEADLINE = f"{LABEL_PREFIX}.deadline"
-ROLE = f"{LABEL_PREFIX}.role"
-TENANT = f"{LABEL_PREFIX}.tenant"
-"""The tenant's label (`runner.tenancy`): the keyed hash, never the token."""
-CREATED_BY = f"{LABEL_PREFIX}.created-by"
-VOLUME_API = "volume-api"
-"""`CREATED_BY` of volumes made through POST /volume: the only ones a tenant owns."""
 
 
 class OutputStream(Protocol):
@@ -47,7 +35,9 @@ class OutputStream(Protocol):
     def stop(self) -> None: ...
 
 
-class Backend(Protocol):
+class Runs(Protocol):
+    """Runs to their end (`POST /run`, MCP `run_container`), and the backend's health."""
+
     name: str
 
     def run(self, spec: RunSpec, control: RunControl) -> Outcome:
@@ -62,7 +52,12 @@ class Backend(Protocol):
         """Kill the run's container if it is running; `run` then cleans up and returns."""
         ...
 
-    # ---- async runs: state kept in the backend, so any runner on it answers for them ----------
+    def health(self) -> Health: ...
+
+
+class KeptRuns(Protocol):
+    """Async runs (`POST /runs`, MCP tasks): their state kept in the backend, so that any
+    runner on it answers for them."""
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         """Pull, prepare and start the run, then return, leaving it running; a failure removes
@@ -103,6 +98,10 @@ class Backend(Protocol):
         first end kept counts: recording a run again changes nothing."""
         ...
 
+
+class Volumes(Protocol):
+    """Named volumes (`POST /volume` and friends; runs mount them)."""
+
     def create_volume(self, fill: VolumeFill) -> str:
         """Create (or reuse) a named volume and fill it; returns a sentence for the caller."""
         ...
@@ -120,7 +119,9 @@ class Backend(Protocol):
         a container still uses it."""
         ...
 
-    def health(self) -> Health: ...
+
+class Inventory(Protocol):
+    """What is on the engine besides runs: containers and images."""
 
     def list_containers(
         self, *, tenant: str, all_states: bool, managed_only: bool
@@ -135,6 +136,10 @@ class Backend(Protocol):
         cancelled; the image as the engine now has it."""
         ...
 
+
+class Upkeep(Protocol):
+    """What keeps a shared engine or cluster clean: this runner's lease, and the reaper."""
+
     def renew_lease(self) -> None:
         """Renew this runner's claim on what it makes (`backends.leases`); the service calls
         it at start and every third of `lease_seconds`."""
@@ -142,8 +147,7 @@ class Backend(Protocol):
 
     def reap_orphans(self) -> int:
         """Remove leftovers: what runners no longer holding their lease made, and anything past
-        its deadline. Returns how many objects were removed.
-        """
+        its deadline. Returns how many objects were removed."""
         ...
 
     def close(self) -> None:
@@ -151,11 +155,5 @@ class Backend(Protocol):
         ...
 
 
-@contextmanager
-def timed(phases: dict[str, float], name: str) -> Iterator[None]:
-    """Seconds the block took, added to `phases[name]` (the run's phase timings)."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - started, 4)
+class Backend(Runs, KeptRuns, Volumes, Inventory, Upkeep, Protocol):
+    """A backend: every group (see the module docstring for which it may leave unsupported)."""

@@ -6,7 +6,9 @@ Backends see only these: limits are numbers, content is decoded and checked, def
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -217,3 +219,13 @@ class Outcome:
             },
             execution_time=round(elapsed, 4),
         )
+
+
+@contextmanager
+def timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Seconds the block took, added to `phases[name]` (the run's phase timings)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - started, 4)

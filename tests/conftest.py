@@ -20,9 +20,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-from backends.docker.loopback import HOSTS_ROLE
-from backends.leases import LEASE_ROLE
-from runner.backend import INSTANCE, ROLE
+from backends.labels import HOSTS_ROLE, INSTANCE, LEASE_ROLE, ROLE
 from runner.settings import Settings
 from tests.helpers import SUITE_ID, TEST_IMAGE, instance_id
 

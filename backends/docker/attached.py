@@ -11,9 +11,9 @@ from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors
 from backends.docker.exits import Exits, Watch
 from backends.docker.output import Captured, read_frames
-from runner.backend import timed
+from backends.labels import RUN_ROLE
 from runner.errors import BackendUnavailable, Cancelled
-from runner.spec import Outcome, RunControl, RunSpec
+from runner.spec import Outcome, RunControl, RunSpec, timed
 
 OUTPUT_GRACE_SECONDS = 30
 SIGKILLED = 137
@@ -37,7 +37,7 @@ class AttachedRuns:
         containers, phases = self.containers, dict[str, float]()
         with timed(phases, "pull"):
             containers.ensure_image(spec, control)
-        labels = containers.labels(spec.run_id, "run", spec.timeout_seconds, spec.tenant)
+        labels = containers.labels(spec.run_id, RUN_ROLE, spec.timeout_seconds, spec.tenant)
         container, volume = containers.prepare(spec, control, labels, phases)
         try:
             with timed(phases, "run"):

@@ -23,9 +23,8 @@ from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors, exists
 from backends.docker.pull import pull
 from backends.docker.runs import DetachedRuns, OutputStream
-from backends.labels import volume_labels
+from backends.labels import CARRIER_ROLE, MANAGED, volume_labels
 from backends.leases import LEASE_SELECTOR
-from runner.backend import MANAGED
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import Conflict, RunnerError
 from runner.settings import Settings
@@ -109,7 +108,7 @@ class DockerBackend:
         if fill.tar is None:
             return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"
         try:
-            labels = self.containers.labels("volume", "carrier", 60, fill.tenant)
+            labels = self.containers.labels("volume", CARRIER_ROLE, 60, fill.tenant)
             self.containers.content.fill_volume(fill.name, fill.tar, labels)
         except RunnerError:
             if not existed:

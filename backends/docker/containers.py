@@ -11,7 +11,6 @@ import contextlib
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import docker
@@ -26,15 +25,14 @@ from backends.docker.loopback import Loopback
 from backends.docker.pull import pull, pulls_first
 from backends.docker.returned import ReturnedPaths
 from backends.docker.stdin import StdinFeed
+from backends.labels import RUN_ID, run_labels
 from backends.leases import Lease
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT, timed
 from runner.errors import Cancelled, Conflict, ImageNotFound, InvalidRequest, NotFound, RunnerError
 from runner.settings import Settings
-from runner.spec import RunControl, RunSpec
+from runner.spec import RunControl, RunSpec, timed
 
 log = logging.getLogger("oneoff_runner.docker")
 
-CLEANUP_GRACE_SECONDS = 300
 CLEANUP_WORKERS = 4
 CLEANUP_DRAIN_SECONDS = 60
 
@@ -100,19 +98,12 @@ class Containers:
                     client.close()
             self._client = self._stream_client = None
 
-    def labels(self, run_id: str, role: str, timeout: float, tenant: str) -> dict[str, str]:
-        """Labels of what a run makes; taken before anything is made, so the lease holds."""
+    def labels(self, run_id: str, role: str, lasts: float, tenant: str) -> dict[str, str]:
+        """Labels of what a run makes (`lasts` seconds, and the cleanup grace), with this
+        runner's owner label; taken before anything is made, so the lease holds."""
         self.lease.hold()
-        deadline = int(time.time() + timeout + CLEANUP_GRACE_SECONDS)
-        return {
-            MANAGED: "true",
-            RUN_ID: run_id,
-            INSTANCE: self.settings.instance_id,
-            DEADLINE: str(deadline),
-            ROLE: role,
-            TENANT: tenant,
-            **self.lease.labels(),
-        }
+        instance = self.settings.instance_id
+        return {**run_labels(run_id, instance, role, tenant, lasts), **self.lease.labels()}
 
     def ensure_image(self, spec: RunSpec, control: RunControl) -> None:
         """Pull up front when the policy says always, or when credentials came (so they are

@@ -26,9 +26,9 @@ from docker.types import Mount
 from backends.docker import inventory
 from backends.docker.errors import content_refused, engine_errors, exists
 from backends.docker.returned import archive_url
+from backends.labels import CARRIER_ROLE, ROLE
 from runner import archive_streams, archives
 from runner.archives import Budget
-from runner.backend import ROLE
 from runner.errors import VolumeNotFound
 from runner.spec import Arriving, MountSpec, RunSpec
 from runner.uploads import relative_path
@@ -180,7 +180,7 @@ class ContentCopier:
             carrier = self.api().create_container(
                 f"{CARRIER_IMAGE}:{CARRIER_TAG}",
                 command=["/carrier-is-never-started"],
-                labels={**labels, ROLE: "carrier"},
+                labels={**labels, ROLE: CARRIER_ROLE},
                 network_disabled=True,
                 use_config_proxy=False,
                 host_config=self.api().create_host_config(

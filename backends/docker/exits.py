@@ -25,7 +25,7 @@ from typing import Any
 
 import docker
 
-from backends.leases import OWNER
+from backends.labels import OWNER
 
 log = logging.getLogger("oneoff_runner.docker")
 

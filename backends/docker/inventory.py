@@ -8,8 +8,15 @@ from typing import Any
 import docker
 
 from backends.docker.errors import engine_errors
-from backends.labels import caller_labels, volume_tenant
-from runner.backend import CREATED_BY, MANAGED, RUN_ID, TENANT, VOLUME_API
+from backends.labels import (
+    CREATED_BY,
+    MANAGED,
+    RUN_ID,
+    TENANT,
+    VOLUME_API,
+    caller_labels,
+    volume_tenant,
+)
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import Conflict, NotFound, RunnerError, VolumeNotFound
 from runner.spec import VolumeState

@@ -31,9 +31,9 @@ from docker.types import Mount
 
 from backends.docker.content import ContentCopier
 from backends.docker.errors import exists
+from backends.labels import HOSTS_ROLE, INSTANCE, MANAGED, ROLE
 from backends.leases import Lease
 from runner.archives import tar_of
-from runner.backend import INSTANCE, MANAGED, ROLE
 from runner.errors import RunnerError
 from runner.spec import RunSpec
 
@@ -49,7 +49,6 @@ HOSTS = (
     b"ff02::2\tip6-allrouters\n"
 )
 """What the engine writes for a container with `network: none`."""
-HOSTS_ROLE = "hosts"
 
 
 class Loopback:

@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.labels import ASYNC_ROLE
+from backends.labels import ASYNC_ROLE, ROLE, RUN_ID
 from backends.leases import abandoned, live_owners, past_deadline
-from runner.backend import ROLE, RUN_ID
 
 
 @dataclass

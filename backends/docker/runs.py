@@ -30,27 +30,31 @@ from backends.docker.output import Captured, read_frames
 from backends.docker.stdin import StdinFeed
 from backends.labels import (
     ASYNC_ROLE,
-    CLEANUP_GRACE_SECONDS,
     CREATED,
+    INSTANCE,
     KEY,
     OUTPUT,
     RECORD,
     RECORD_ROLE,
+    ROLE,
+    RUN_ID,
+    TENANT,
     TIMEOUT_AT,
     TTL,
+    key_label,
+    readable,
+    selector,
+)
+from backends.leases import abandoned, past_deadline
+from backends.records import (
     collect_label,
     finished_state,
-    key_label,
     latest_per_run,
-    readable,
     record_label,
     record_labels,
-    selector,
     stored_collect,
     stored_record,
 )
-from backends.leases import abandoned, past_deadline
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from runner.errors import BackendUnavailable, Conflict, NotFound
 from runner.spec import Outcome, RunControl, RunRecord, RunSpec
 
@@ -118,21 +122,15 @@ class DetachedRuns:
     def _labels(self, spec: RunSpec, idempotency_key: str | None) -> dict[str, str]:
         """The run's labels; the owner's only matters until it starts (a launch that died with
         its runner is removed by whoever sees the lease gone), after which any runner answers."""
-        self.containers.lease.hold()
         now = time.time()
         ttl = self.settings.result_ttl_seconds
+        lasts = spec.timeout_seconds + ttl
         labels = {
-            MANAGED: "true",
-            RUN_ID: spec.run_id,
-            INSTANCE: self.settings.instance_id,
-            ROLE: ASYNC_ROLE,
-            DEADLINE: str(int(now + spec.timeout_seconds + ttl + CLEANUP_GRACE_SECONDS)),
+            **self.containers.labels(spec.run_id, ASYNC_ROLE, lasts, spec.tenant),
             CREATED: repr(spec.accepted_at or now),
             TIMEOUT_AT: repr(now + spec.timeout_seconds),
             TTL: repr(ttl),
             OUTPUT: collect_label(spec.collecting),
-            TENANT: spec.tenant,
-            **self.containers.lease.labels(),
         }
         if idempotency_key is not None:
             labels[KEY] = key_label(idempotency_key)

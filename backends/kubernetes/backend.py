@@ -27,14 +27,21 @@ from backends.kubernetes.manifests import (
     content_secret,
     job,
     job_name,
-    labels,
     pull_secret,
 )
 from backends.kubernetes.pods import RunPods
 from backends.kubernetes.runs import JobRuns
-from backends.labels import RECORD_ROLE, volume_tenant
-from backends.leases import LEASE_ROLE, Lease, abandoned, live_owners, past_deadline
-from runner.backend import MANAGED, ROLE, OutputStream, timed
+from backends.labels import (
+    LEASE_ROLE,
+    MANAGED,
+    RECORD_ROLE,
+    ROLE,
+    RUN_ROLE,
+    run_labels,
+    volume_tenant,
+)
+from backends.leases import Lease, abandoned, live_owners, past_deadline
+from runner.backend import OutputStream
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import (
     Cancelled,
@@ -56,11 +63,11 @@ from runner.spec import (
     RunSpec,
     VolumeFill,
     VolumeState,
+    timed,
 )
 
 log = logging.getLogger("oneoff_runner.kubernetes")
 
-CLEANUP_GRACE_SECONDS = 300
 END_GRACE_SECONDS = 60  # past the timeout: the kubelet's kill, the helpers' collect
 SECRET_LIMIT_BYTES = 1024 * 1024  # the API server's limit on one Secret
 BACKGROUND = "Background"
@@ -138,9 +145,11 @@ class KubernetesBackend:
         name = job_name(spec.run_id)
         try:
             with timed(phases, "create"):
-                deadline = int(time.time() + spec.timeout_seconds + CLEANUP_GRACE_SECONDS)
                 self.lease.hold()
-                kept = labels(spec.run_id, self.settings, deadline, "run", spec.tenant)
+                instance = self.settings.instance_id
+                kept = run_labels(
+                    spec.run_id, instance, RUN_ROLE, spec.tenant, spec.timeout_seconds
+                )
                 meta = self.meta(name, {**kept, **self.lease.labels()})
                 self.create_job(spec, control, meta, self.settings.kube_job_ttl_seconds)
             with timed(phases, "run"):
@@ -383,7 +392,7 @@ class KubernetesBackend:
         removed = 0
         for item in jobs.items:
             job = item.metadata.labels or {}
-            mine = job.get(ROLE) == "run" and abandoned(job, live)
+            mine = job.get(ROLE) == RUN_ROLE and abandoned(job, live)
             if mine or past_deadline(job, now):
                 self.delete(item.metadata.name)
                 removed += 1

@@ -9,8 +9,15 @@ import kubernetes
 from kubernetes.client import ApiClient
 
 from backends.kubernetes.errors import api_errors
-from backends.labels import caller_labels, volume_tenant
-from runner.backend import CREATED_BY, MANAGED, RUN_ID, TENANT, VOLUME_API
+from backends.labels import (
+    CREATED_BY,
+    MANAGED,
+    RUN_ID,
+    TENANT,
+    VOLUME_API,
+    caller_labels,
+    volume_tenant,
+)
 from runner.engine_models import ContainerInfo, Health, VolumeInfo
 from runner.errors import NotFound, RunnerError, VolumeNotFound
 

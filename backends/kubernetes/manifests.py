@@ -18,7 +18,6 @@ from typing import Any
 
 from backends.kubernetes.returned import return_limit
 from backends.labels import volume_labels
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
 from runner.errors import InvalidRequest, PolicyRefused
 from runner.settings import Settings
 from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill
@@ -50,19 +49,6 @@ HELPER_RESOURCES = {
 
 def job_name(run_id: str) -> str:
     return f"oneoff-{run_id}"
-
-
-def labels(
-    run_id: str, settings: Settings, deadline: int, role: str, tenant: str
-) -> dict[str, str]:
-    return {
-        MANAGED: "true",
-        RUN_ID: run_id,
-        INSTANCE: settings.instance_id,
-        DEADLINE: str(deadline),
-        ROLE: role,
-        TENANT: tenant,
-    }
 
 
 def content_secret(spec: RunSpec, meta: dict[str, Any]) -> dict[str, Any] | None:

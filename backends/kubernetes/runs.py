@@ -20,30 +20,34 @@ from typing import Any, Protocol
 import urllib3
 
 from backends.kubernetes.errors import ApiUnreachable, api_errors
-from backends.kubernetes.manifests import RUN_CONTAINER, job_name, labels
+from backends.kubernetes.manifests import RUN_CONTAINER, job_name
 from backends.kubernetes.pods import LOG_CHUNK_BYTES, ApiAccess
 from backends.kubernetes.watching import job_deadline_exceeded
 from backends.labels import (
     ASYNC_ROLE,
-    CLEANUP_GRACE_SECONDS,
     CREATED,
     KEY,
     OUTPUT,
     RECORD,
     RECORD_ROLE,
+    ROLE,
+    RUN_ID,
+    TENANT,
     TIMEOUT_AT,
+    key_label,
+    readable,
+    run_labels,
+    selector,
+)
+from backends.records import (
     collect_label,
     finished_state,
-    key_label,
     latest_per_run,
-    readable,
     record_label,
     record_labels,
-    selector,
     stored_collect,
     stored_record,
 )
-from runner.backend import ROLE, RUN_ID, TENANT
 from runner.errors import Cancelled, Conflict, NotFound, RunnerError
 from runner.spec import CollectSpec, Outcome, RunControl, RunRecord, RunSpec
 
@@ -106,8 +110,8 @@ class JobRuns:
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         now = time.time()
         ttl = int(self.settings.result_ttl_seconds)
-        deadline = int(now + spec.timeout_seconds + ttl + CLEANUP_GRACE_SECONDS)
-        kept = labels(spec.run_id, self.settings, deadline, ASYNC_ROLE, spec.tenant)
+        lasts = spec.timeout_seconds + ttl
+        kept = run_labels(spec.run_id, self.settings.instance_id, ASYNC_ROLE, spec.tenant, lasts)
         if idempotency_key is not None:
             kept[KEY] = key_label(idempotency_key)
         annotations = {

@@ -29,7 +29,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from backends.kubernetes.errors import api_errors, never_created
-from runner.backend import RUN_ID
+from backends.labels import RUN_ID
 from runner.errors import RunnerError
 
 log = logging.getLogger(__name__)

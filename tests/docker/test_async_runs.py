@@ -18,9 +18,20 @@ from httpx_sse import connect_sse
 
 from backends.docker.backend import DockerBackend
 from backends.docker.runs import NEVER_STARTED
-from backends.labels import ASYNC_ROLE, CREATED, OUTPUT, TIMEOUT_AT, TTL
-from backends.leases import OWNER
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
+from backends.labels import (
+    ASYNC_ROLE,
+    CREATED,
+    DEADLINE,
+    INSTANCE,
+    MANAGED,
+    OUTPUT,
+    OWNER,
+    ROLE,
+    RUN_ID,
+    TENANT,
+    TIMEOUT_AT,
+    TTL,
+)
 from runner.spec import RunRecord
 from tests.conftest import managed_objects
 from tests.docker.conftest import Server

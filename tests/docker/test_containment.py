@@ -11,8 +11,7 @@ import docker
 import pytest
 
 from backends.docker.backend import DockerBackend
-from backends.leases import LEASE_ROLE, OWNER
-from runner.backend import INSTANCE, ROLE
+from backends.labels import INSTANCE, LEASE_ROLE, OWNER, ROLE
 from runner.errors import RunnerError
 from runner.settings import Settings
 from tests.conftest import managed_objects

@@ -13,8 +13,7 @@ import pytest
 
 from api_app import create_app
 from backends.docker.backend import DockerBackend
-from backends.leases import OWNER
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID
+from backends.labels import DEADLINE, INSTANCE, MANAGED, OWNER, ROLE, RUN_ID
 from tests.conftest import managed_objects, remove_objects_of, serving
 from tests.docker.watching import Events
 from tests.faults import engine_fault

@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import pytest
 
-from backends.docker.loopback import HOSTS_ROLE
-from runner.backend import INSTANCE, ROLE
+from backends.labels import HOSTS_ROLE, INSTANCE, ROLE
 from tests.faults import EngineProxy, engine_fault
 from tests.helpers import b64, run_body
 

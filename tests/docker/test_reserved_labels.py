@@ -9,8 +9,7 @@ import uuid
 import docker
 import pytest
 
-from backends.labels import RECORD
-from runner.backend import DEADLINE, INSTANCE, MANAGED, ROLE, RUN_ID, TENANT
+from backends.labels import DEADLINE, INSTANCE, MANAGED, RECORD, ROLE, RUN_ID, TENANT
 from runner.tenancy import LOCAL
 from tests.docker.conftest import Server
 from tests.helpers import run_body

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from backends.docker.backend import DockerBackend
-from runner.backend import INSTANCE, MANAGED, RUN_ID
+from backends.labels import INSTANCE, MANAGED, RUN_ID
 from runner.settings import Settings
 from tests.conftest import free_port, managed_objects, remove_objects_of, start_runner
 from tests.docker.watching import (

@@ -11,7 +11,7 @@ import docker
 import pytest
 from fastapi.testclient import TestClient
 
-from runner.backend import RUN_ID
+from backends.labels import RUN_ID
 from tests.conftest import managed_objects
 from tests.docker.conftest import Server
 from tests.docker.test_async_runs import follow_to_exit, start, wait_for_output

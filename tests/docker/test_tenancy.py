@@ -13,7 +13,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from runner.backend import INSTANCE, RUN_ID, TENANT
+from backends.labels import INSTANCE, RUN_ID, TENANT
 from runner.tenancy import tenant_for
 from tests.docker.conftest import Server
 from tests.helpers import run_body

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from runner.backend import CREATED_BY, TENANT, VOLUME_API
+from backends.labels import CREATED_BY, TENANT, VOLUME_API
 from runner.tenancy import tenant_for
 from tests.docker.conftest import Server
 from tests.helpers import run_body

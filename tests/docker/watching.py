@@ -14,7 +14,7 @@ import docker
 import httpx
 import pytest
 
-from runner.backend import INSTANCE, ROLE
+from backends.labels import INSTANCE, ROLE
 from tests.conftest import HELD_ROLES, free_port, managed_objects, objects_of, start_runner
 
 

@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api_app import create_app
-from runner.backend import INSTANCE
+from backends.labels import INSTANCE
 from runner.settings import Settings
 from tests.conftest import ROOT
 from tests.kubernetes.cluster_support import (

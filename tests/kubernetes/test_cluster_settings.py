@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runner.backend import INSTANCE
+from backends.labels import INSTANCE
 from tests.conftest import ROOT
 from tests.kubernetes.cluster_support import (
     IMAGE,

@@ -8,8 +8,7 @@ import json
 from fastapi.testclient import TestClient
 
 from api_app import create_app
-from backends.labels import RECORD
-from runner.backend import DEADLINE, MANAGED, ROLE, RUN_ID, TENANT
+from backends.labels import DEADLINE, MANAGED, RECORD, ROLE, RUN_ID, TENANT
 from runner.settings import Settings
 from tests.kubernetes.fake_api import FakeKubernetes
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from mcp import Client
 
+from backends.labels import INSTANCE
 from mcp_app import create_app
-from runner.backend import INSTANCE
 from tests.conftest import serving
 
 

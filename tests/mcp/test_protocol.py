@@ -13,8 +13,8 @@ import docker
 import httpx
 import pytest
 
+from backends.labels import INSTANCE
 from mcp_app import create_app
-from runner.backend import INSTANCE
 from runner.settings import Settings
 from tests.conftest import serving
 from tests.helpers import b64, run_body

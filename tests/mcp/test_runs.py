@@ -8,7 +8,7 @@ import docker
 import pytest
 from mcp import Client
 
-from runner.backend import RUN_ID
+from backends.labels import RUN_ID
 from tests.helpers import run_body
 
 pytestmark = pytest.mark.anyio

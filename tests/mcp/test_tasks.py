@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import docker
 import httpx
 
-from runner.backend import RUN_ID
+from backends.labels import RUN_ID
 from tests.helpers import run_body
 from tests.mcp.test_wire import message, rpc
 

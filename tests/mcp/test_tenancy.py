@@ -15,8 +15,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from backends.labels import INSTANCE
 from mcp_app import create_app
-from runner.backend import INSTANCE
 from tests.conftest import serving
 from tests.helpers import instance_id, run_body
 from tests.mcp.test_wire import message, rpc

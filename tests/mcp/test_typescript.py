@@ -19,8 +19,8 @@ from typing import Any
 import docker
 import pytest
 
+from backends.labels import INSTANCE
 from mcp_app import create_app
-from runner.backend import INSTANCE
 from tests.conftest import serving
 from tests.helpers import b64, instance_id, run_body, tar_gz, untar_gz
 from tests.mcp.nodejs import NODE_DIR, node

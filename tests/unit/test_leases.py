@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import time
 
-from backends.docker.loopback import HOSTS_ROLE
 from backends.docker.reaping import Listing, containers_to_remove, volumes_to_remove
-from backends.labels import ASYNC_ROLE, RECORD_ROLE
-from backends.leases import LEASE_ROLE, OWNER, Lease, live_owners
-from runner.backend import DEADLINE, ROLE, RUN_ID
+from backends.labels import (
+    ASYNC_ROLE,
+    DEADLINE,
+    HOSTS_ROLE,
+    LEASE_ROLE,
+    OWNER,
+    RECORD_ROLE,
+    ROLE,
+    RUN_ID,
+)
+from backends.leases import Lease, live_owners
 from runner.settings import Settings
 
 NOW = 1_800_000_000.0
