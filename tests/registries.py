@@ -36,7 +36,9 @@ def unique_image(engine: docker.DockerClient) -> Iterator[Push]:
         registry = PRIVATE_REGISTRY if private else PUBLIC_REGISTRY
         repository = f"{registry}/oneoff-test/pull-{uuid.uuid4().hex[:10]}"
         fill = f"head -c {megabytes * 1_000_000} /dev/urandom > /blob"
-        container = engine.containers.run(TEST_IMAGE, ["sh", "-c", fill], detach=True)
+        container = engine.containers.run(
+            TEST_IMAGE, ["sh", "-c", fill], detach=True, network_mode="none"
+        )
         try:
             assert container.wait(timeout=60)["StatusCode"] == 0
             container.commit(repository=repository, tag="t")

@@ -84,7 +84,9 @@ def leftover(engine, instance: str, deadline: float, owner: str | None = None) -
         **({OWNER: owner} if owner else {}),
     }
     volume = engine.volumes.create(f"oneoff-{run_id}", labels=labels)
-    container = engine.containers.create(TEST_IMAGE, ["sleep", "600"], labels=labels)
+    container = engine.containers.create(
+        TEST_IMAGE, ["sleep", "600"], labels=labels, network_mode="none"
+    )
     try:
         container.start()
     except docker.errors.APIError as exc:  # (NotFound is one)
