@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -30,17 +31,26 @@ PullPolicy = Literal["always", "missing", "never"]
 
 CONTENT_PARTS = "content_parts"
 """Validation context key: the request is a multipart one, whose content may come as parts."""
+RUN_ID = r"[0-9a-f]{16}"
+"""What `new_run_id` mints."""
+RUN_ID_PATTERN = f"^{RUN_ID}$"
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
-RESERVED_VOLUME_NAMES = re.compile(r"oneoff-(lease-|hosts-|[0-9a-f]{16}(-record)?$)")
+RESERVED_VOLUME_NAMES = re.compile(rf"oneoff-(lease-|hosts-|{RUN_ID}(-record)?$)")
 """Names of the volumes the runner makes for itself (its leases, its hosts file, its runs'
 volumes and records): a caller's volume named so could stand in for one of them."""
 RESERVED_LABEL_PREFIX = "oneoff-runner"
-"""The runner's own labels (`oneoff-runner.*`, `runner.backend.LABEL_PREFIX`): what it reads
-back to find and judge its runs, so callers can never set them."""
+"""The runner's own labels (`oneoff-runner.*`, `backends.labels`): what it reads back to find
+and judge its runs, so callers can never set them."""
 IMAGE_NAME_MAX = 255
 BYTES_FIELDS = frozenset({"stdin"})
 """Text that reaches only a pipe, never a C string: NUL is data there."""
 _MODE = re.compile(r"^0?[0-7]{3}$")
+
+
+def new_run_id() -> str:
+    """A new run's id (`RUN_ID`): every run's, synchronous or async, is minted here."""
+    return uuid.uuid4().hex[:16]
+
 
 Argv = Annotated[
     list[str] | str | None,

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from runner.admission import Admission, Ticket
 from runner.backend import Backend
 from runner.errors import BackendUnavailable, Cancelled, NotFound, RunnerError
 from runner.metrics import Metrics
-from runner.models import RunRequest, RunResult
+from runner.models import RunRequest, RunResult, new_run_id
 from runner.run_output import read_all, stream_events
 from runner.run_status import FINISHED_STATES, RunList, RunLogs, RunState, RunStatus
 from runner.settings import Settings
@@ -151,7 +150,7 @@ class AsyncRuns:
                 while run.spec.run_id in self._pending:
                     await run.changed.wait()
 
-    async def settled(self) -> None:
+    async def until_settled(self) -> None:
         """Until every run this process watches has ended and been counted."""
         await asyncio.gather(*self._watchers, return_exceptions=True)
 
@@ -177,7 +176,7 @@ class AsyncRuns:
                     ticket.release()
                 return existing
         ticket = ticket or self.admission.reserve()
-        run_id = uuid.uuid4().hex[:16]
+        run_id = new_run_id()
         try:
             spec, arriving = await self._call(self.resolve, request, run_id, tenant, uploads)
         except BaseException:
@@ -268,7 +267,7 @@ class AsyncRuns:
         pending = self._pending_of(tenant, run_id)
         if pending is not None:
             return _pending_status(pending)
-        record = await self._record(tenant, run_id)
+        record = await self._find_record(tenant, run_id)
         result = None
         if with_result and record.state in FINISHED_STATES and record.state != "cancelled":
             if record.error is None:
@@ -304,7 +303,7 @@ class AsyncRuns:
                 await self._stop_pending(pending)
                 record = pending.record("cancelled")
             else:
-                record = await self._record(tenant, run_id)
+                record = await self._find_record(tenant, run_id)
                 if record.state in FINISHED_STATES:
                     return await self.status(tenant, run_id)
                 record.state, record.finished_at = "cancelled", time.time()
@@ -381,7 +380,7 @@ class AsyncRuns:
             await own_thread(self.backend.wait_run, run_id)
         return await self.status(tenant, run_id)
 
-    async def launched(self, run_id: str) -> None:
+    async def until_launched(self, run_id: str) -> None:
         """Until the run has left `queued` and `pulling`: started, or failed to."""
         while (pending := self._pending.get(run_id)) is not None:
             await pending.changed.wait()
@@ -389,7 +388,7 @@ class AsyncRuns:
     async def require(self, tenant: Tenant, run_id: str) -> None:
         """Raise NotFound now (before a stream starts) for a run the tenant does not have."""
         if self._pending_of(tenant, run_id) is None:
-            await self._record(tenant, run_id)
+            await self._find_record(tenant, run_id)
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -397,7 +396,7 @@ class AsyncRuns:
         pending = self._pending.get(run_id)
         return pending if pending is not None and pending.tenant == tenant else None
 
-    async def _record(self, tenant: Tenant, run_id: str) -> RunRecord:
+    async def _find_record(self, tenant: Tenant, run_id: str) -> RunRecord:
         found = await self._find(tenant, run_id)
         if not found:
             ttl = self.settings.result_ttl_seconds

@@ -15,7 +15,6 @@ import itertools
 import logging
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -36,7 +35,7 @@ from runner.engine_models import (
 )
 from runner.errors import BackendUnavailable, Cancelled, PolicyRefused, RunnerError
 from runner.metrics import Metrics
-from runner.models import RunRequest, RunResult
+from runner.models import RunRequest, RunResult, new_run_id
 from runner.policy import (
     build_pull_spec,
     build_run_spec,
@@ -148,7 +147,7 @@ class RunnerService:
         - `ticket`: a queue place reserved before the request body was read.
         """
         started = time.perf_counter()
-        run_id = uuid.uuid4().hex[:16]
+        run_id = new_run_id()
         try:
             if self.closing:
                 raise BackendUnavailable("the runner is shutting down; retry on another replica")

@@ -76,7 +76,7 @@ def serving(app: ASGIApp) -> Iterator[int]:
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[docker.DockerClient]:
+def docker_client() -> Iterator[docker.DockerClient]:
     try:
         client = docker.from_env()
         client.ping()
@@ -93,15 +93,15 @@ def engine() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def _suite_objects(engine: docker.DockerClient) -> tuple[list[str], list[str]]:
+def _suite_objects(docker_client: docker.DockerClient) -> tuple[list[str], list[str]]:
     """Containers (ids) and volumes (names) made by runners of this copy of the suite (never
     another's). Listed without inspecting each: other suites remove theirs meanwhile."""
 
     def ours(labels: dict[str, str] | None) -> bool:
         return (labels or {}).get(INSTANCE, "").startswith(f"{SUITE_ID}-")
 
-    containers = engine.api.containers(all=True, filters={"label": INSTANCE})
-    volumes = engine.api.volumes(filters={"label": INSTANCE}).get("Volumes") or []
+    containers = docker_client.api.containers(all=True, filters={"label": INSTANCE})
+    volumes = docker_client.api.volumes(filters={"label": INSTANCE}).get("Volumes") or []
     return (
         [item["Id"] for item in containers if ours(item.get("Labels"))],
         [item["Name"] for item in volumes if ours(item.get("Labels"))],
@@ -109,15 +109,15 @@ def _suite_objects(engine: docker.DockerClient) -> tuple[list[str], list[str]]:
 
 
 @pytest.fixture(scope="session")
-def no_leaks(engine: docker.DockerClient) -> Iterator[None]:
+def no_leaks(docker_client: docker.DockerClient) -> Iterator[None]:
     """After the whole suite, nothing its runners made may remain; what did is removed, and
     nothing else on the (shared) engine is looked at or touched."""
     yield
-    containers, volumes = _suite_objects(engine)
+    containers, volumes = _suite_objects(docker_client)
     for container in containers:
-        _remove(engine.api.remove_container, container, force=True, v=True)
+        _remove(docker_client.api.remove_container, container, force=True, v=True)
     for volume in volumes:
-        _remove(engine.api.remove_volume, volume, force=True)
+        _remove(docker_client.api.remove_volume, volume, force=True)
     assert not containers + volumes, f"the runner leaked: {containers + volumes}"
 
 
@@ -125,31 +125,31 @@ HELD_ROLES = (LEASE_ROLE, HOSTS_ROLE)
 """What a runner holds on the engine while it lives, beside its runs."""
 
 
-def objects_of(engine: docker.DockerClient, instance: str) -> list[tuple[str, str | None]]:
+def objects_of(docker_client: docker.DockerClient, instance: str) -> list[tuple[str, str | None]]:
     """(name, role) of every container, then every volume, runners of `instance` have on the
     engine (a container being removed may have no name left: then its id)."""
     label = {"label": f"{INSTANCE}={instance}"}
-    containers = engine.api.containers(all=True, filters=label)
-    volumes = engine.api.volumes(filters=label).get("Volumes") or []
+    containers = docker_client.api.containers(all=True, filters=label)
+    volumes = docker_client.api.volumes(filters=label).get("Volumes") or []
     return [
         ((item.get("Names") or [item["Id"]])[0].lstrip("/"), (item.get("Labels") or {}).get(ROLE))
         for item in containers
     ] + [(item["Name"], (item.get("Labels") or {}).get(ROLE)) for item in volumes]
 
 
-def managed_objects(engine: docker.DockerClient, instance: str) -> list[str]:
+def managed_objects(docker_client: docker.DockerClient, instance: str) -> list[str]:
     """What runners of `instance` made for runs (what each holds while it lives, its lease and
     its hosts file, aside)."""
-    return [name for name, role in objects_of(engine, instance) if role not in HELD_ROLES]
+    return [name for name, role in objects_of(docker_client, instance) if role not in HELD_ROLES]
 
 
-def remove_objects_of(engine: docker.DockerClient, instance: str) -> None:
+def remove_objects_of(docker_client: docker.DockerClient, instance: str) -> None:
     """Remove whatever runners of `instance` (an id of this suite's) left, leases included."""
     label = {"label": f"{INSTANCE}={instance}"}
-    for item in engine.api.containers(all=True, filters=label):
-        _remove(engine.api.remove_container, item["Id"], force=True, v=True)
-    for item in engine.api.volumes(filters=label).get("Volumes") or []:
-        _remove(engine.api.remove_volume, item["Name"], force=True)
+    for item in docker_client.api.containers(all=True, filters=label):
+        _remove(docker_client.api.remove_container, item["Id"], force=True, v=True)
+    for item in docker_client.api.volumes(filters=label).get("Volumes") or []:
+        _remove(docker_client.api.remove_volume, item["Name"], force=True)
 
 
 def _remove(remove: Callable[..., object], name: str, **options: object) -> None:

@@ -27,7 +27,7 @@ Push = Callable[..., str]
 
 
 @pytest.fixture
-def unique_image(engine: docker.DockerClient) -> Iterator[Push]:
+def unique_image(docker_client: docker.DockerClient) -> Iterator[Push]:
     """`unique_image(private=False, megabytes=1)`: a new image in a registry, absent from the
     engine; whatever the test pulled of it is removed afterwards (the registry keeps it)."""
     made: list[str] = []
@@ -36,7 +36,7 @@ def unique_image(engine: docker.DockerClient) -> Iterator[Push]:
         registry = PRIVATE_REGISTRY if private else PUBLIC_REGISTRY
         repository = f"{registry}/oneoff-test/pull-{uuid.uuid4().hex[:10]}"
         fill = f"head -c {megabytes * 1_000_000} /dev/urandom > /blob"
-        container = engine.containers.run(
+        container = docker_client.containers.run(
             TEST_IMAGE, ["sh", "-c", fill], detach=True, network_mode="none"
         )
         try:
@@ -46,15 +46,17 @@ def unique_image(engine: docker.DockerClient) -> Iterator[Push]:
             container.remove(force=True)
         reference = f"{repository}:t"
         made.append(reference)
-        pushed = engine.images.push(repository, "t", auth_config=CREDENTIALS if private else None)
+        pushed = docker_client.images.push(
+            repository, "t", auth_config=CREDENTIALS if private else None
+        )
         assert '"error"' not in pushed, pushed
-        engine.images.remove(reference)
+        docker_client.images.remove(reference)
         return reference
 
     yield push
     for reference in made:
         with contextlib.suppress(docker.errors.ImageNotFound):
-            engine.images.remove(reference)
+            docker_client.images.remove(reference)
 
 
 class SlowProxy:

@@ -71,7 +71,7 @@ class AttachedRuns:
         nothing is read twice. What passes the cap is read and dropped, so the container never
         blocks on a full pipe; what is kept is forwarded to a listener as it arrives.
         """
-        feed = self.containers.feed(spec, container)
+        feed = self.containers.feed_stdin(spec, container)
         try:
             with engine_errors("attaching to the container"):
                 frames = self.containers.streams.attach(

@@ -84,7 +84,7 @@ class DockerBackend:
         self.detached.discard(run_id, record)
 
     def record_run(self, record: RunRecord) -> None:
-        self.detached.mark(record)
+        self.detached.record(record)
 
     # ---- volumes, health, listings, reaping ----------------------------------------------------
 

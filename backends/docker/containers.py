@@ -234,7 +234,7 @@ class Containers:
             )
         return str(created["Id"])
 
-    def feed(self, spec: RunSpec, container: str) -> StdinFeed | None:
+    def feed_stdin(self, spec: RunSpec, container: str) -> StdinFeed | None:
         """The run's input, attached to the created container; None when it has none."""
         if spec.stdin is None:
             return None

@@ -109,7 +109,7 @@ class DetachedRuns:
         container, volume = containers.prepare(spec, control, labels, {}, logs)
         feed: StdinFeed | None = None
         try:
-            feed = containers.feed(spec, container)
+            feed = containers.feed_stdin(spec, container)
             containers.start(spec, control, container)
             if feed is not None:
                 self._feeds[spec.run_id] = feed
@@ -185,9 +185,9 @@ class DetachedRuns:
         return latest_per_run([record for record in records if record is not None])
 
     def _readable(self, inspected: dict[str, Any]) -> RunRecord | None:
-        return readable(f"container {inspected['Id'][:12]}", lambda: self._record(inspected))
+        return readable(f"container {inspected['Id'][:12]}", lambda: self._record_of(inspected))
 
-    def _record(self, inspected: dict[str, Any]) -> RunRecord:
+    def _record_of(self, inspected: dict[str, Any]) -> RunRecord:
         labels = inspected["Config"]["Labels"]
         state = inspected["State"]
         record = RunRecord(
@@ -229,7 +229,7 @@ class DetachedRuns:
         `response: true` paths, read from the stopped container."""
         container = self._require(run_id)
         with engine_errors("reading the run's state"):
-            record = self._record(self.containers.api.inspect_container(container["Id"]))
+            record = self._record_of(self.containers.api.inspect_container(container["Id"]))
         collect = stored_collect(container["Labels"][OUTPUT])
         stream = self.output(run_id, follow=False)
         pairs = ((data, None) if kind == "stdout" else (None, data) for kind, data in stream)
@@ -277,10 +277,10 @@ class DetachedRuns:
         if container is not None:
             self.containers.kill(container["Id"])
         if record is not None:
-            self.mark(record, instance)
+            self.record(record, instance)
         self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
 
-    def mark(self, record: RunRecord, instance: str | None = None) -> None:
+    def record(self, record: RunRecord, instance: str | None = None) -> None:
         """Keep a run's end where a restarted runner finds it, for the result's TTL; labelled
         with the runner that ran it (`instance`, by default this one)."""
         labels = record_labels(
@@ -314,7 +314,7 @@ class DetachedRuns:
                 inspected = self._inspect(item["Id"])
             if inspected is None:
                 return False
-            record = self._record(inspected)
+            record = self._record_of(inspected)
             if (record.finished_at or now) + float(labels[TTL]) <= now:
                 self.discard(record.run_id)
                 return True

@@ -300,7 +300,7 @@ class KubernetesBackend:
         self.jobs.discard(run_id, record)
 
     def record_run(self, record: RunRecord) -> None:
-        self.jobs.mark(record)
+        self.jobs.record(record)
 
     # ---- volumes, health, listings, reaping ----------------------------------------------
 

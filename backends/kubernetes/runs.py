@@ -103,9 +103,9 @@ class Cluster(ApiAccess, Protocol):
 
 
 class JobRuns:
-    def __init__(self, engine: Cluster) -> None:
-        self.engine = engine
-        self.settings = engine.settings
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.settings = cluster.settings
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         now = time.time()
@@ -121,9 +121,9 @@ class JobRuns:
         }
         name = job_name(spec.run_id)
         try:
-            self.engine.create_job(spec, control, self.engine.meta(name, kept, annotations), ttl)
+            self.cluster.create_job(spec, control, self.cluster.meta(name, kept, annotations), ttl)
         except BaseException:
-            self.engine.delete(name)
+            self.cluster.delete(name)
             raise
 
     def wait(self, run_id: str) -> None:
@@ -136,7 +136,7 @@ class JobRuns:
         except (Cancelled, ApiUnreachable):
             return  # cancelled: recorded by whoever cancelled; unreachable: the run goes on
         except RunnerError as exc:
-            record = self._record(found)
+            record = self._record_of(found)
             record.state, record.error, record.finished_at = "failed", exc.message, time.time()
             self.discard(run_id, record)
 
@@ -145,13 +145,13 @@ class JobRuns:
     ) -> list[RunRecord]:
         terms = selector(tenant, run_id, idempotency_key)
         with api_errors("listing runs"):
-            jobs = self.engine.batch.list_namespaced_job(
-                self.engine.namespace, label_selector=",".join([*terms, f"{ROLE}={ASYNC_ROLE}"])
+            jobs = self.cluster.batch.list_namespaced_job(
+                self.cluster.namespace, label_selector=",".join([*terms, f"{ROLE}={ASYNC_ROLE}"])
             )
             records = [self._readable(item) for item in jobs.items]
             if idempotency_key is None:
-                kept = self.engine.core.list_namespaced_config_map(
-                    self.engine.namespace,
+                kept = self.cluster.core.list_namespaced_config_map(
+                    self.cluster.namespace,
                     label_selector=",".join([*terms, f"{ROLE}={RECORD_ROLE}"]),
                 )
                 for item in kept.items:
@@ -163,16 +163,16 @@ class JobRuns:
         return latest_per_run([record for record in records if record is not None])
 
     def _readable(self, found: Any) -> RunRecord | None:
-        return readable(f"Job {found.metadata.name}", lambda: self._record(found))
+        return readable(f"Job {found.metadata.name}", lambda: self._record_of(found))
 
     def output(self, run_id: str, *, follow: bool) -> PodLogStream:
         pod = self._started_pod(run_id) if follow else self._pod(run_id)
         if pod is None:
             raise NotFound(f"run {run_id!r} has no pod yet, or no more", field="run_id")
         with api_errors("reading the run's log"):
-            response = self.engine.core.read_namespaced_pod_log(
+            response = self.cluster.core.read_namespaced_pod_log(
                 pod.metadata.name,
-                self.engine.namespace,
+                self.cluster.namespace,
                 container=RUN_CONTAINER,
                 follow=follow,
                 _preload_content=False,
@@ -185,18 +185,18 @@ class JobRuns:
             raise NotFound(
                 f"run {run_id!r}: its Job is gone (expired or cancelled)", field="run_id"
             )
-        record = self._record(found)
+        record = self._record_of(found)
         collect = stored_collect((found.metadata.annotations or {})[OUTPUT])
-        return self.engine.collect(collect, self._pod(run_id), record.timed_out)
+        return self.cluster.collect(collect, self._pod(run_id), record.timed_out)
 
     def discard(self, run_id: str, record: RunRecord | None = None) -> None:
         """Delete the run's Job (which stops it), after keeping `record`: the record comes
         first (it outranks the Job), so the run never looks gone meanwhile."""
         if record is not None:
-            self.mark(record)
-        self.engine.delete(job_name(run_id))
+            self.record(record)
+        self.cluster.delete(job_name(run_id))
 
-    def mark(self, record: RunRecord) -> None:
+    def record(self, record: RunRecord) -> None:
         """A ConfigMap without data, whose annotation keeps the run's end for the TTL. The
         first end kept counts (as on Docker): a record already there is left as it is."""
         kept = record_labels(record, self.settings.instance_id, self.settings.result_ttl_seconds)
@@ -204,27 +204,27 @@ class JobRuns:
         config_map = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": self.engine.meta(name, kept, {RECORD: record_label(record)}),
+            "metadata": self.cluster.meta(name, kept, {RECORD: record_label(record)}),
         }
         try:
             with api_errors("recording the run's end"):
-                self.engine.core.create_namespaced_config_map(self.engine.namespace, config_map)
+                self.cluster.core.create_namespaced_config_map(self.cluster.namespace, config_map)
         except Conflict:
             pass  # recorded already (by whoever ended the run first)
 
     def _job(self, run_id: str) -> Any:
         try:
             with api_errors("reading the run's Job"):
-                return self.engine.batch.read_namespaced_job(
-                    job_name(run_id), self.engine.namespace
+                return self.cluster.batch.read_namespaced_job(
+                    job_name(run_id), self.cluster.namespace
                 )
         except NotFound:
             return None
 
     def _pod(self, run_id: str) -> Any:
         with api_errors("finding the run's pod"):
-            found = self.engine.core.list_namespaced_pod(
-                self.engine.namespace, label_selector=f"{RUN_ID}={run_id}"
+            found = self.cluster.core.list_namespaced_pod(
+                self.cluster.namespace, label_selector=f"{RUN_ID}={run_id}"
             )
         return found.items[0] if found.items else None
 
@@ -244,9 +244,9 @@ class JobRuns:
         image = found.spec.template.spec.containers[0].image
         timeout = float(annotations[TIMEOUT_AT]) - float(annotations[CREATED])
         control = RunControl()
-        return self.engine.wait_pod(run_id, image, timeout, control, until_started=until_started)
+        return self.cluster.wait_pod(run_id, image, timeout, control, until_started=until_started)
 
-    def _record(self, found: Any) -> RunRecord:
+    def _record_of(self, found: Any) -> RunRecord:
         annotations = found.metadata.annotations or {}
         run_id = found.metadata.labels[RUN_ID]
         record = RunRecord(

@@ -7,7 +7,7 @@ import base64
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from runner.models import Argv, PullPolicy, RunRequest
+from runner.models import RUN_ID_PATTERN, Argv, PullPolicy, RunRequest
 
 
 class Arguments(BaseModel):
@@ -19,7 +19,7 @@ class NoArguments(Arguments):
 
 
 class RunId(Arguments):
-    run_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="From start_run.")
+    run_id: str = Field(pattern=RUN_ID_PATTERN, description="From start_run.")
 
 
 class RunLogsArguments(RunId):

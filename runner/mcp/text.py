@@ -8,7 +8,7 @@ INSTRUCTIONS = """Runs one-off containers: call run_container with an image and 
 code in isolation and get its exit code and output back. For long runs, start_run returns at
 once; get_run_logs, get_run and cancel_run follow it. Files go in as text in `files` or as
 base64 in `volumes`; create_volume keeps files between runs (list_volumes, remove_volume);
-docker_health, list_containers and list_images inspect the engine; pull_image fetches ahead."""
+runner_health, list_containers and list_images inspect the engine; pull_image fetches ahead."""
 
 RUN_CONTAINER = """Run a command in a fresh container and return its exit code, stdout and stderr.
 
@@ -58,9 +58,14 @@ REMOVE_VOLUME = """Remove a volume you created, and its data. Refused while a ru
 Example: {"name": "project-cache"}
 """
 
-DOCKER_HEALTH = """Check that the container engine is reachable; returns its version.
+RUNNER_HEALTH = """Check that the backend (Docker or Kubernetes) is reachable; returns its version.
 
 Use it when runs fail with "backend unavailable", or before a first run.
+
+Example: {}
+"""
+
+DOCKER_HEALTH = """The old name of runner_health.
 
 Example: {}
 """

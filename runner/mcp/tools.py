@@ -228,7 +228,7 @@ def _query_tools(service: Callable[[], RunnerService]) -> list[Tool]:
 def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
     """Tools about the engine: health, containers, images (listed and pulled)."""
 
-    async def docker_health(request: NoArguments, ctx: Context) -> CallToolResult:
+    async def runner_health(request: NoArguments, ctx: Context) -> CallToolResult:
         health = await service().health()
         return structured(health, f"{health.backend} {health.version}: ok")
 
@@ -252,7 +252,8 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
         return structured(ImageList(images=found), f"{len(found)} image(s): {tags}")
 
     return [
-        _tool("docker_health", "Check the engine", NoArguments, docker_health, read_only=True),
+        _tool("runner_health", "Check the backend", NoArguments, runner_health, read_only=True),
+        _tool("docker_health", "Check the backend", NoArguments, runner_health, read_only=True),
         _tool(
             "list_containers",
             "List containers",

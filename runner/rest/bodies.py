@@ -23,7 +23,7 @@ from starlette.requests import Request
 from runner.admission import Ticket
 from runner.errors import InvalidRequest
 from runner.models import RunRequest
-from runner.rest.multipart import FORM, feed, is_form, read_run_form
+from runner.rest.multipart import FORM, forward_parts, is_form, read_run_form
 from runner.service import RunnerService
 from runner.uploads import Uploads
 
@@ -123,13 +123,13 @@ def _json_request(raw: bytes) -> RunRequest:
         raise InvalidRequest.from_validation(exc.errors()) from None
 
 
-async def feeding(body: RunBody, work: asyncio.Future[Any]) -> None:
-    """Feed the content parts to `body.uploads` until they end or `work` does."""
+async def feed_parts(body: RunBody, until: asyncio.Future[Any]) -> None:
+    """Hand the body's content parts on to `body.uploads` until they end, or `until` does."""
     if body.uploads is None or body.parts is None:
         return
-    feeder = asyncio.ensure_future(feed(body.parts, body.uploads))
+    feeder = asyncio.ensure_future(forward_parts(body.parts, body.uploads))
     try:
-        await asyncio.wait({feeder, work}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({feeder, until}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         feeder.cancel()
         await asyncio.gather(feeder, return_exceptions=True)

@@ -10,7 +10,8 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Path, Request
 
 from runner.errors import Cancelled
-from runner.rest.bodies import RunBody, feeding
+from runner.models import RUN_ID_PATTERN
+from runner.rest.bodies import RunBody, feed_parts
 from runner.service import RunnerService
 from runner.tenancy import Tenant, tenant_of
 
@@ -29,7 +30,7 @@ def get_tenant(request: Request) -> Tenant:
 
 Service = Annotated[RunnerService, Depends(get_service)]
 Caller = Annotated[Tenant, Depends(get_tenant)]
-RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="From POST /runs.")]
+RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="From POST /runs.")]
 
 
 async def known_run(run_id: RunId, service: Service, caller: Caller) -> str:
@@ -47,7 +48,7 @@ async def cancel_on_disconnect(
 
     async def disconnected() -> None:
         if body is not None:
-            await feeding(body, task)
+            await feed_parts(body, until=task)
         while (await request.receive())["type"] != "http.disconnect":
             pass
 

@@ -59,7 +59,7 @@ async def read_run_form(
         raise InvalidRequest.from_validation(exc.errors()) from None
 
 
-async def feed(events: AsyncIterator[Event], uploads: Uploads) -> None:
+async def forward_parts(events: AsyncIterator[Event], uploads: Uploads) -> None:
     """Hand the remaining parts to `uploads`, then None; a broken body becomes the error the
     reader of `uploads` raises (and the run fails with it)."""
     try:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from runner.rest.bodies import REQUEST_BODY, feeding, run_body
+from runner.rest.bodies import REQUEST_BODY, feed_parts, run_body
 from runner.rest.deps import Caller, RunId, Service, known_run
 from runner.rest.errors import ERRORS, JSON_ERRORS
 from runner.run_status import RunAccepted, RunList, RunState, RunStatus
@@ -48,7 +48,8 @@ async def start_run(
         started = await service.runs.start(
             body.request, caller, idempotency_key, body.uploads, body.ticket
         )
-        await feeding(body, asyncio.ensure_future(service.runs.launched(started.run_id)))
+        launched = asyncio.ensure_future(service.runs.until_launched(started.run_id))
+        await feed_parts(body, until=launched)
     status_url = str(request.url_for("get_run", run_id=started.run_id))
     response.headers["Location"] = status_url
     return RunAccepted(

@@ -27,13 +27,13 @@ def module_settings() -> Settings:
 
 
 @pytest.fixture(scope="module")
-def client(engine: docker.DockerClient, module_settings: Settings) -> Iterator[TestClient]:
+def client(docker_client: docker.DockerClient, module_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(module_settings)) as test_client:
         yield test_client
 
 
 @pytest.fixture
-def app_client(engine: docker.DockerClient, make_settings):  # type: ignore[no-untyped-def]
+def app_client(docker_client: docker.DockerClient, make_settings):  # type: ignore[no-untyped-def]
     """A client for an app with specific settings: `app_client(max_timeout_seconds=5)`."""
     clients: list[TestClient] = []
 
@@ -51,10 +51,10 @@ Server = Callable[..., contextlib.AbstractContextManager[httpx.Client]]
 
 
 @pytest.fixture
-def own_network(engine: docker.DockerClient) -> Iterator[str]:
+def own_network(docker_client: docker.DockerClient) -> Iterator[str]:
     """A network of the test's own (internal: no way out), removed afterwards; tests never
     rely on the engine's default `bridge`."""
-    network = engine.networks.create(f"{instance_id('net')}", driver="bridge", internal=True)
+    network = docker_client.networks.create(f"{instance_id('net')}", driver="bridge", internal=True)
     try:
         yield str(network.name)
     finally:
@@ -62,11 +62,11 @@ def own_network(engine: docker.DockerClient) -> Iterator[str]:
 
 
 @pytest.fixture
-def instance(engine: docker.DockerClient) -> Iterator[str]:
+def instance(docker_client: docker.DockerClient) -> Iterator[str]:
     """An instance id of its own; whatever its runs keep is removed after the test."""
     made = instance_id("async")
     yield made
-    remove_objects_of(engine, made)
+    remove_objects_of(docker_client, made)
 
 
 @pytest.fixture

@@ -96,7 +96,7 @@ def test_a_late_subscriber_receives_every_line_in_order(server: Server) -> None:
 
 
 def test_cancel_kills_the_run_and_removes_its_container(
-    server: Server, engine: docker.DockerClient
+    server: Server, docker_client: docker.DockerClient
 ) -> None:
     with server() as client:
         run_id = start(client, "sh", "-c", "echo ready; sleep 300")
@@ -104,13 +104,15 @@ def test_cancel_kills_the_run_and_removes_its_container(
         cancelled = client.delete(f"/runs/{run_id}")
         assert cancelled.status_code == 200
         assert cancelled.json()["state"] == "cancelled"
-        assert engine.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
+        assert (
+            docker_client.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
+        )
         assert client.get(f"/runs/{run_id}").json()["state"] == "cancelled"
 
 
 @engine_fault
 def test_a_run_being_cancelled_is_cancelled_meanwhile(
-    server: Server, engine: docker.DockerClient, tmp_path: Path
+    server: Server, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     """While its container is being removed, the run already says "cancelled" (not a 404, nor
     "failed" with the kill's exit code) to any caller: the record is kept before the removal."""
@@ -119,7 +121,7 @@ def test_a_run_being_cancelled_is_cancelled_meanwhile(
     with server(docker_host=proxy.docker_host) as client:
         run_id = start(client, "sh", "-c", "echo ready; sleep 300")
         wait_for_output(client, run_id, "ready")
-        (container,) = engine.api.containers(filters={"label": f"{RUN_ID}={run_id}"})
+        (container,) = docker_client.api.containers(filters={"label": f"{RUN_ID}={run_id}"})
         answers: list[httpx.Response] = []
 
         def cancel() -> None:
@@ -176,10 +178,10 @@ def test_a_repeated_idempotency_key_returns_the_same_run(server: Server) -> None
 
 
 def test_a_finished_run_is_removed_after_its_ttl(
-    server: Server, engine: docker.DockerClient, instance: str, make_settings
+    server: Server, docker_client: docker.DockerClient, instance: str, make_settings
 ) -> None:
     settings = make_settings(instance_id=instance, result_ttl_seconds=0)
-    events = Events(engine, instance)
+    events = Events(docker_client, instance)
     with server(result_ttl_seconds=0) as client:
         run_id = start(client, "echo", "hi")
         events.wait("die", ASYNC_ROLE)  # not its output: any reaper may remove it from then on
@@ -194,7 +196,7 @@ def test_a_finished_run_is_removed_after_its_ttl(
         response = client.get(f"/runs/{run_id}")
     assert response.status_code == 404
     assert "result_ttl_seconds" in response.json()["message"]
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []
 
 
 def test_a_run_that_times_out_ends_in_state_timeout(server: Server) -> None:
@@ -261,7 +263,7 @@ def test_a_subscriber_that_goes_away_leaves_no_reader_behind(server: Server) -> 
 
 
 def never_started(
-    engine: docker.DockerClient, instance: str, owner: str = "0" * 32
+    docker_client: docker.DockerClient, instance: str, owner: str = "0" * 32
 ) -> tuple[str, dict]:  # type: ignore[type-arg]
     """(run id, container as listed) of an async run's container created, never started, by a
     runner that holds no lease any more (it crashed mid-launch; by default)."""
@@ -279,14 +281,14 @@ def never_started(
         OWNER: owner,
         TENANT: "tenant-under-test",
     }
-    created = engine.api.create_container(
+    created = docker_client.api.create_container(
         TEST_IMAGE, ["true"], labels=labels, name=f"oneoff-{run_id}"
     )
     return run_id, {"Id": created["Id"], "Labels": labels, "Image": TEST_IMAGE}
 
 
 def test_a_run_recorded_twice_keeps_its_first_end(
-    engine: docker.DockerClient, instance: str, make_settings
+    docker_client: docker.DockerClient, instance: str, make_settings
 ) -> None:
     """Two runners may end the same run (a cancel and its launch, two reapers): the first end
     kept counts, and the second is no error."""
@@ -302,12 +304,12 @@ def test_a_run_recorded_twice_keeps_its_first_end(
 
 
 def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
-    engine: docker.DockerClient, instance: str, make_settings
+    docker_client: docker.DockerClient, instance: str, make_settings
 ) -> None:
     """Any runner's reaper removes such a run, and the run says it never ran; its record is the
     dead runner's (removed with what that runner's instance left), not the reaper's."""
-    events = Events(engine, instance)
-    run_id, _ = never_started(engine, instance)
+    events = Events(docker_client, instance)
+    run_id, _ = never_started(docker_client, instance)
     reaper = DockerBackend(make_settings())  # another runner
     try:
         reaper.reap_orphans()  # or another runner's reaper, first: the outcome is the same
@@ -317,22 +319,22 @@ def test_a_run_whose_runner_died_before_starting_it_is_removed_and_recorded(
         reaper.close()
         events.close()
     assert (record.state, record.error) == ("failed", NEVER_STARTED)
-    assert managed_objects(engine, instance) == [f"oneoff-{run_id}-record"]
+    assert managed_objects(docker_client, instance) == [f"oneoff-{run_id}-record"]
     assert record.tenant == "tenant-under-test"
 
 
 @engine_fault
 def test_a_run_being_reaped_never_looks_gone(
-    engine: docker.DockerClient, instance: str, make_settings, tmp_path: Path
+    docker_client: docker.DockerClient, instance: str, make_settings, tmp_path: Path
 ) -> None:
     """While one runner's reaper removes a never-started run, another runner (or the same one's
     next reaping) already finds its record: the record is written before the removal."""
-    events = Events(engine, instance)
+    events = Events(docker_client, instance)
     other = DockerBackend(make_settings(instance_id=instance))
     other.renew_lease()
     # Owned by a live lease, so that no other runner's reaper takes it; abandoned directly, as
     # reap_orphans would once that lease is gone
-    run_id, container = never_started(engine, instance, other.containers.lease.owner)
+    run_id, container = never_started(docker_client, instance, other.containers.lease.owner)
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
     reaper = DockerBackend(make_settings(instance_id=instance, docker_host=proxy.docker_host))

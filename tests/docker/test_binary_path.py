@@ -176,7 +176,7 @@ def hostile() -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def strict(engine, make_module_settings):  # type: ignore[no-untyped-def]
+def strict(docker_client, make_module_settings):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
     from api_app import create_app
@@ -190,21 +190,21 @@ def strict(engine, make_module_settings):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(("data", "status"), hostile())
 def test_hostile_archives_sent_as_raw_bytes_are_refused_and_leave_nothing(
-    strict, engine, data, status
+    strict, docker_client, data, status
 ):
     body = run_body("true", volumes={"/d": {"type": "directory"}})
     response = strict.post("/run", files=form(body, **{"/d": data}))
     assert response.status_code == status, response.text
     assert response.json()["field"].startswith("volumes['/d']")
-    assert managed_objects(engine, strict.app.state.service.settings.instance_id) == []
+    assert managed_objects(docker_client, strict.app.state.service.settings.instance_id) == []
 
 
-def test_a_part_over_the_size_limit_is_413_mid_stream_and_leaves_nothing(strict, engine):
+def test_a_part_over_the_size_limit_is_413_mid_stream_and_leaves_nothing(strict, docker_client):
     body = run_body("true", volumes={"/f": {"type": "file"}})
     response = strict.post("/run", files=form(body, **{"/f": bytes(5 * MiB)}))
     assert response.status_code == 413
     assert "RUNNER_MAX_ARCHIVE_BYTES" in response.json()["message"]
-    assert managed_objects(engine, strict.app.state.service.settings.instance_id) == []
+    assert managed_objects(docker_client, strict.app.state.service.settings.instance_id) == []
 
 
 @pytest.mark.parametrize(
@@ -223,8 +223,8 @@ def test_a_part_over_the_size_limit_is_413_mid_stream_and_leaves_nothing(strict,
     ],
     ids=["request-not-first", "undeclared-part", "file-without-part", "content-twice"],
 )
-def test_malformed_multipart_requests_are_422_naming_the_fix(strict, engine, fields, words):
+def test_malformed_multipart_requests_are_422_naming_the_fix(strict, docker_client, fields, words):
     response = strict.post("/run", files=fields)
     assert response.status_code == 422, response.text
     assert words in response.json()["message"]
-    assert managed_objects(engine, strict.app.state.service.settings.instance_id) == []
+    assert managed_objects(docker_client, strict.app.state.service.settings.instance_id) == []

@@ -25,12 +25,14 @@ def refused(client: TestClient, body: dict[str, object], field: str, words: str)
 
 
 @pytest.fixture(scope="module")
-def image_without_cmd(engine: docker.DockerClient) -> Iterator[str]:
+def image_without_cmd(docker_client: docker.DockerClient) -> Iterator[str]:
     """An image with no CMD and no ENTRYPOINT (imported from an empty tar), this suite's own."""
     name = f"oneoff-test/no-cmd:{SUITE_ID}"
-    engine.api.import_image_from_data(b"\0" * 1024, repository=name.split(":")[0], tag=SUITE_ID)
+    docker_client.api.import_image_from_data(
+        b"\0" * 1024, repository=name.split(":")[0], tag=SUITE_ID
+    )
     yield name
-    engine.images.remove(name, force=True)
+    docker_client.images.remove(name, force=True)
 
 
 def test_memory_below_the_engines_minimum(client: TestClient) -> None:

@@ -15,23 +15,25 @@ from tests.helpers import instance_id, run_body
 
 
 @engine_fault
-def test_the_answer_does_not_wait_for_the_removal(app_client, engine, tmp_path):
+def test_the_answer_does_not_wait_for_the_removal(app_client, docker_client, tmp_path):
     with removals_held(app_client, tmp_path / "engine.sock") as (client, instance):
         result = client.post("/run", json=run_body("echo", "hi")).json()
-        left_while_held = managed_objects(engine, instance)
+        left_while_held = managed_objects(docker_client, instance)
     assert result["stdout"] == "hi\n"
     assert left_while_held == [f"oneoff-{result['run_id']}"]
     assert client.app.state.service.backend.containers.cleanup.idle(60)
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []
 
 
 @engine_fault
-def test_a_runner_killed_before_its_background_removal_reaps_it_when_it_restarts(engine, tmp_path):
+def test_a_runner_killed_before_its_background_removal_reaps_it_when_it_restarts(
+    docker_client, tmp_path
+):
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
     instance, port = instance_id("cleanup-kill"), free_port()
     fast = {"lease_seconds": "1", "reap_interval_seconds": "0.2"}  # the dead runner's lease
-    events = Events(engine, instance)
+    events = Events(docker_client, instance)
     first = start_runner(instance, port, docker_host=proxy.docker_host, **fast)
     try:
         proxy.removals.clear()
@@ -41,7 +43,7 @@ def test_a_runner_killed_before_its_background_removal_reaps_it_when_it_restarts
         first.wait(30)
         proxy.cut()  # the held removal dies with the connection it was sent on
         proxy.removals.set()
-        left = managed_objects(engine, instance)
+        left = managed_objects(docker_client, instance)
         second = start_runner(instance, port, **fast)
         events.wait("destroy")  # once the dead runner's lease has expired
         second.terminate()
@@ -53,4 +55,4 @@ def test_a_runner_killed_before_its_background_removal_reaps_it_when_it_restarts
     assert answer.json()["stdout"] == "hi\n"
     run_id = answer.json()["run_id"]
     assert left == [f"oneoff-{run_id}"]
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []

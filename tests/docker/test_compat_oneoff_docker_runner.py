@@ -135,7 +135,7 @@ def adapted(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def compat(engine: docker.DockerClient, make_module_settings) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def compat(docker_client: docker.DockerClient, make_module_settings) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     settings = make_module_settings(allowed_host_paths=["/tmp"])
     from api_app import create_app
 
@@ -236,10 +236,10 @@ def test_a_non_zero_exit_is_a_200_result_not_a_500(compat: TestClient) -> None:
 
 
 @pytest.fixture
-def volume_name(engine: docker.DockerClient) -> Iterator[str]:
+def volume_name(docker_client: docker.DockerClient) -> Iterator[str]:
     name = f"oneoff-compat-{uuid.uuid4().hex[:8]}"  # their "my-volume", unique on a shared engine
     yield name
-    for volume in engine.volumes.list(filters={"name": name}):
+    for volume in docker_client.volumes.list(filters={"name": name}):
         volume.remove(force=True)
 
 
@@ -265,7 +265,7 @@ def test_their_health_check(compat: TestClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def mcp_url(engine: docker.DockerClient, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def mcp_url(docker_client: docker.DockerClient, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     with serving(mcp_app.create_app(make_module_settings())) as port:
         yield f"http://127.0.0.1:{port}/mcp"
 

@@ -26,22 +26,22 @@ PERMISSIVE = {
 
 
 @pytest.fixture
-def outside_volume(engine: docker.DockerClient) -> Iterator[str]:
+def outside_volume(docker_client: docker.DockerClient) -> Iterator[str]:
     """A volume someone else made on the engine: a bind of the host's root."""
     name = f"oneoff-test-outside-{uuid.uuid4().hex[:8]}"
-    engine.volumes.create(
+    docker_client.volumes.create(
         name, driver="local", driver_opts=HOST_BIND, labels={INSTANCE: instance_id("outside")}
     )
     yield name
-    engine.volumes.get(name).remove(force=True)
+    docker_client.volumes.get(name).remove(force=True)
 
 
 @pytest.fixture
-def plain_volume(engine: docker.DockerClient) -> Iterator[str]:
+def plain_volume(docker_client: docker.DockerClient) -> Iterator[str]:
     """Another application's data volume, holding a secret."""
     name = f"oneoff-test-app-data-{uuid.uuid4().hex[:8]}"
-    engine.volumes.create(name, labels={INSTANCE: instance_id("outside")})
-    engine.containers.run(
+    docker_client.volumes.create(name, labels={INSTANCE: instance_id("outside")})
+    docker_client.containers.run(
         "oneoff-test/busybox:latest",
         ["sh", "-c", "echo app-secret > /v/secret"],
         volumes={name: {"bind": "/v", "mode": "rw"}},
@@ -49,7 +49,7 @@ def plain_volume(engine: docker.DockerClient) -> Iterator[str]:
         remove=True,
     )
     yield name
-    engine.volumes.get(name).remove(force=True)
+    docker_client.volumes.get(name).remove(force=True)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def plain_volume(engine: docker.DockerClient) -> Iterator[str]:
     ],
 )
 def test_create_volume_refuses_drivers_and_options_the_operator_did_not_allow(
-    client, engine, driver, options
+    client, docker_client, driver, options
 ):
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     body = {"name": name, "driver": driver, "driver_opts": options}
@@ -74,19 +74,19 @@ def test_create_volume_refuses_drivers_and_options_the_operator_did_not_allow(
         "RUNNER_ALLOWED_VOLUME" in response.json()["message"]
         or "never" in (response.json()["message"])
     )
-    assert engine.volumes.list(filters={"name": name}) == []
+    assert docker_client.volumes.list(filters={"name": name}) == []
 
 
-def test_a_host_bind_volume_is_refused_even_when_its_options_are_allowed(app_client, engine):
+def test_a_host_bind_volume_is_refused_even_when_its_options_are_allowed(app_client, docker_client):
     client = app_client(**PERMISSIVE)
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     response = client.post("/volume", json={"name": name, "driver_opts": HOST_BIND})
     assert response.status_code == 403
     assert response.json()["field"] == "driver_opts"
-    assert engine.volumes.list(filters={"name": name}) == []
+    assert docker_client.volumes.list(filters={"name": name}) == []
 
 
-def test_allowed_tmpfs_volumes_are_created_and_mounted(app_client, engine):
+def test_allowed_tmpfs_volumes_are_created_and_mounted(app_client, docker_client):
     options = {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}
     client = app_client(allowed_volume_options={key: [value] for key, value in options.items()})
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
@@ -100,10 +100,10 @@ def test_allowed_tmpfs_volumes_are_created_and_mounted(app_client, engine):
         result = client.post("/run", json=body).json()
         assert result["stdout"].startswith("tmpfs /v tmpfs"), result
     finally:
-        engine.volumes.get(name).remove(force=True)
+        docker_client.volumes.get(name).remove(force=True)
 
 
-def test_a_volume_the_runner_did_not_make_is_refused(client, plain_volume, engine):
+def test_a_volume_the_runner_did_not_make_is_refused(client, plain_volume, docker_client):
     body = run_body("cat", "/v/secret", volumes={"/v": {"type": "volume", "name": plain_volume}})
     response = client.post("/run", json=body)
     assert response.status_code == 403
@@ -119,7 +119,7 @@ def test_a_volume_the_operator_allows_by_name_is_mounted(app_client, plain_volum
     assert client.post("/run", json=body).json()["stdout"] == "app-secret\n"
 
 
-def test_an_own_volume_is_mounted(client, engine):
+def test_an_own_volume_is_mounted(client, docker_client):
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     archive = tar_gz({"a.txt": b"mine"})
     try:
@@ -129,7 +129,7 @@ def test_an_own_volume_is_mounted(client, engine):
         body = run_body("cat", "/v/a.txt", volumes={"/v": {"type": "volume", "name": name}})
         assert client.post("/run", json=body).json()["stdout"] == "mine"
     finally:
-        engine.volumes.get(name).remove(force=True)
+        docker_client.volumes.get(name).remove(force=True)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_an_own_volume_is_mounted(client, engine):
     ],
 )
 def test_no_volume_form_reaches_the_host_even_when_the_operator_allows_everything(
-    app_client, engine, outside_volume, volume
+    app_client, docker_client, outside_volume, volume
 ):
     client = app_client(**PERMISSIVE)
     if volume.get("name") == "OUTSIDE":
@@ -157,21 +157,21 @@ def test_no_volume_form_reaches_the_host_even_when_the_operator_allows_everythin
     assert response.status_code == 403, response.text
     assert "never mounted" in response.json()["message"]
     instance = client.app.state.service.settings.instance_id
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []
 
 
-def test_the_host_bind_attack_is_refused_end_to_end(client, engine):
+def test_the_host_bind_attack_is_refused_end_to_end(client, docker_client):
     """The issue's attack: make a bind of / through the API, then mount it in a run."""
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     made = client.post("/volume", json={"name": name, "driver_opts": HOST_BIND})
     assert made.status_code == 403
     body = run_body("ls", "/host/var/run", volumes={"/host": {"type": "volume", "name": name}})
     assert client.post("/run", json=body).status_code == 403
-    assert engine.volumes.list(filters={"name": name}) == []
+    assert docker_client.volumes.list(filters={"name": name}) == []
 
 
 def test_the_runner_s_own_volumes_are_never_mounted_even_when_the_operator_allows_every_name(
-    app_client, engine
+    app_client, docker_client
 ):
     """A run without a network sees where its hosts file comes from (/proc/self/mountinfo names
     the runner's volume); mounted writable, it would let one tenant's run write what the next
@@ -180,7 +180,7 @@ def test_the_runner_s_own_volumes_are_never_mounted_even_when_the_operator_allow
     mounts = client.post("/run", json=run_body("cat", "/proc/self/mountinfo")).json()["stdout"]
     [hosts_volume] = re.findall(r"/volumes/(oneoff-hosts-[0-9a-f]+)/_data", mounts)
     instance = client.app.state.service.settings.instance_id
-    [lease] = engine.api.volumes(
+    [lease] = docker_client.api.volumes(
         filters={"label": [f"{INSTANCE}={instance}", f"{ROLE}={LEASE_ROLE}"]}
     )["Volumes"]
     for name in (hosts_volume, lease["Name"]):
@@ -198,7 +198,9 @@ def test_the_runner_s_own_volumes_are_never_mounted_even_when_the_operator_allow
     assert "evil" not in hosts
 
 
-def test_a_volume_of_the_next_lease_s_name_that_is_not_the_runner_s_is_never_taken_for_it(engine):
+def test_a_volume_of_the_next_lease_s_name_that_is_not_the_runner_s_is_never_taken_for_it(
+    docker_client,
+):
     """Callers cannot take the runner's names (a 422 on POST /volume); anyone else on the
     engine who does (the engine answers a create of an existing name with that volume) gets
     a renewal that fails, and the runner keeps the lease it holds."""
@@ -206,16 +208,18 @@ def test_a_volume_of_the_next_lease_s_name_that_is_not_the_runner_s_is_never_tak
 
     def leases() -> list[str]:
         selector = [f"{OWNER}={backend.containers.lease.owner}", f"{ROLE}={LEASE_ROLE}"]
-        return [v["Name"] for v in engine.api.volumes(filters={"label": selector})["Volumes"]]
+        return [
+            v["Name"] for v in docker_client.api.volumes(filters={"label": selector})["Volumes"]
+        ]
 
     try:
         backend.containers.lease.renew()
         assert leases() == [f"oneoff-lease-{backend.containers.lease.owner}-1"]
         squat = f"oneoff-lease-{backend.containers.lease.owner}-2"
-        engine.api.create_volume(squat, labels={INSTANCE: instance_id("squat")})
+        docker_client.api.create_volume(squat, labels={INSTANCE: instance_id("squat")})
         with pytest.raises(RunnerError, match="is not this runner's"):
             backend.containers.lease.renew()
         assert leases() == [f"oneoff-lease-{backend.containers.lease.owner}-1"]
-        engine.api.remove_volume(squat)
+        docker_client.api.remove_volume(squat)
     finally:
         backend.close()

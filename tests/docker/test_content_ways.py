@@ -57,13 +57,13 @@ def test_a_writable_directory_for_another_user_is_writable_in_the_container(clie
 
 
 @engine_fault
-def test_a_run_with_writable_content_makes_only_its_container(app_client, engine, tmp_path):
+def test_a_run_with_writable_content_makes_only_its_container(app_client, docker_client, tmp_path):
     """Seen while the run's background removal is held at the engine: one object (a run volume
     would be a second, and its carrier's removal would hold the run itself)."""
     with removals_held(app_client, tmp_path / "engine.sock") as (client, instance):
         response = client.post("/run", json=run_body("cat", "/data/a.txt", volumes=content()))
-        made = managed_objects(engine, instance)
+        made = managed_objects(docker_client, instance)
     assert response.json()["stdout"] == "A\n", response.text
     assert made == [f"oneoff-{response.json()['run_id']}"]
     assert client.app.state.service.backend.containers.cleanup.idle(60)
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []

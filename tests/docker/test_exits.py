@@ -8,12 +8,12 @@ from tests.helpers import run_body
 
 
 def test_a_run_waiting_when_the_event_stream_breaks_still_ends_with_its_exit_code(
-    app_client, engine
+    app_client, docker_client
 ):
     client = app_client()
     backend = client.app.state.service.backend
     client.post("/run", json=run_body("true")).raise_for_status()  # the stream is connected
-    events = Events(engine, backend.settings.instance_id)
+    events = Events(docker_client, backend.settings.instance_id)
     try:
         result = in_background(
             lambda: client.post("/run", json=run_body("sh", "-c", "sleep 1; exit 3")).json()

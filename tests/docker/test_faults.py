@@ -35,11 +35,11 @@ def proxy(tmp_path):  # type: ignore[no-untyped-def]
 
 @engine_fault
 def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
-    proxy, app_client, engine
+    proxy, app_client, docker_client
 ):
     client = app_client(docker_host=proxy.docker_host, reap_interval_seconds=0.2)
     instance = client.app.state.service.settings.instance_id
-    events = Events(engine, instance)
+    events = Events(docker_client, instance)
     try:
         pending = in_background(lambda: client.post("/run", json=run_body("sleep", "30")))
         events.wait("start")
@@ -55,13 +55,13 @@ def test_engine_gone_mid_run_is_503_then_the_next_run_works_and_nothing_is_left(
         assert client.app.state.service.backend.containers.cleanup.idle(60)
     finally:
         events.close()
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []
 
 
-def test_a_killed_runner_s_leftovers_go_when_it_restarts_once_its_lease_expires(engine):
+def test_a_killed_runner_s_leftovers_go_when_it_restarts_once_its_lease_expires(docker_client):
     instance, port = instance_id("kill"), free_port()
     fast = {"lease_seconds": "2", "reap_interval_seconds": "0.5"}
-    events = Events(engine, instance, seconds=90)
+    events = Events(docker_client, instance, seconds=90)
     first = start_runner(instance, port, **fast)
     try:
         pending = post_run(port, run_body("sleep", "60", volumes={"/in": {"type": "directory"}}))
@@ -69,8 +69,8 @@ def test_a_killed_runner_s_leftovers_go_when_it_restarts_once_its_lease_expires(
         first.send_signal(signal.SIGKILL)
         first.wait(30)
         assert isinstance(pending(), httpx.HTTPError)
-        assert managed_objects(engine, instance), "the kill should have left the run behind"
-        dead_held = held_by(engine, instance)
+        assert managed_objects(docker_client, instance), "the kill should have left the run behind"
+        dead_held = held_by(docker_client, instance)
         second = start_runner(instance, port, **fast)
         events.wait("destroy")
         events.until_removed(dead_held)  # the dead runner's lease and hosts file too
@@ -79,14 +79,14 @@ def test_a_killed_runner_s_leftovers_go_when_it_restarts_once_its_lease_expires(
     finally:
         events.close()
         first.kill()
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []
 
 
 @contextlib.contextmanager
-def running_in_a_runner(engine, body, stderr=None, **settings: str):  # type: ignore[no-untyped-def]
+def running_in_a_runner(docker_client, body, stderr=None, **settings: str):  # type: ignore[no-untyped-def]
     """A runner process with one run started in it; afterwards nothing of it may remain."""
     instance, port = instance_id("signal"), free_port()
-    events = Events(engine, instance)
+    events = Events(docker_client, instance)
     runner = start_runner(instance, port, stderr=stderr, **settings)
     try:
         pending = post_run(port, body)
@@ -95,12 +95,16 @@ def running_in_a_runner(engine, body, stderr=None, **settings: str):  # type: ig
     finally:
         events.close()
         runner.kill()
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []
 
 
-def test_sigterm_lets_a_run_in_flight_finish_within_the_grace(engine):
+def test_sigterm_lets_a_run_in_flight_finish_within_the_grace(docker_client):
     body = run_body("sh", "-c", "sleep 2; echo finished")
-    with running_in_a_runner(engine, body, shutdown_grace_seconds="30") as (runner, pending, _):
+    with running_in_a_runner(docker_client, body, shutdown_grace_seconds="30") as (
+        runner,
+        pending,
+        _,
+    ):
         runner.send_signal(signal.SIGTERM)
         response = pending()
         assert isinstance(response, httpx.Response) and response.status_code == 200
@@ -108,14 +112,14 @@ def test_sigterm_lets_a_run_in_flight_finish_within_the_grace(engine):
         assert runner.wait(30) == 0
 
 
-def test_ctrl_c_twice_lets_the_run_finish_and_exits_without_a_traceback(engine, tmp_path):
+def test_ctrl_c_twice_lets_the_run_finish_and_exits_without_a_traceback(docker_client, tmp_path):
     """Ctrl-C in a terminal reaches every process of the group (`uv run`, a shell) and users
     press it twice: the second one neither cuts the run short nor prints a traceback."""
     body = run_body("sh", "-c", "sleep 2; echo finished")
     log = tmp_path / "stderr"
     with (
         log.open("wb") as stderr,
-        running_in_a_runner(engine, body, stderr, shutdown_grace_seconds="30") as running,
+        running_in_a_runner(docker_client, body, stderr, shutdown_grace_seconds="30") as running,
     ):
         runner, pending, _ = running
         runner.send_signal(signal.SIGINT)
@@ -127,9 +131,13 @@ def test_ctrl_c_twice_lets_the_run_finish_and_exits_without_a_traceback(engine, 
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
-def test_sigterm_kills_and_removes_a_run_that_outlasts_the_grace(engine):
+def test_sigterm_kills_and_removes_a_run_that_outlasts_the_grace(docker_client):
     body = run_body("sleep", "60", volumes={"/in": {"type": "directory"}})
-    with running_in_a_runner(engine, body, shutdown_grace_seconds="1") as (runner, _, events):
+    with running_in_a_runner(docker_client, body, shutdown_grace_seconds="1") as (
+        runner,
+        _,
+        events,
+    ):
         started = time.monotonic()
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(40) == 0

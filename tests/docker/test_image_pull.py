@@ -10,24 +10,28 @@ from tests.helpers import PRIVATE_REGISTRY, PUBLIC_REGISTRY, REGISTRY_USER, TEST
 from tests.registries import CREDENTIALS, Push
 
 
-def test_an_image_is_pulled_and_is_on_the_engine_afterwards(client, unique_image: Push, engine):
+def test_an_image_is_pulled_and_is_on_the_engine_afterwards(
+    client, unique_image: Push, docker_client
+):
     image = unique_image()
     response = client.post("/images/pull", json={"image": image})
     assert response.status_code == 200, response.text
     pulled = response.json()
     assert (pulled["status"], pulled["image"]) == ("pulled", image)
-    assert engine.images.get(image).id == pulled["id"]
+    assert docker_client.images.get(image).id == pulled["id"]
     assert pulled["size"] > 1_000_000
 
 
-def test_a_private_image_is_pulled_with_credentials(client, unique_image: Push, engine):
+def test_a_private_image_is_pulled_with_credentials(client, unique_image: Push, docker_client):
     image = unique_image(private=True)
     response = client.post("/images/pull", json={"image": image, "auth_config": CREDENTIALS})
     assert response.status_code == 200, response.text
-    assert engine.images.get(image).id == response.json()["id"]
+    assert docker_client.images.get(image).id == response.json()["id"]
 
 
-def test_wrong_credentials_are_a_401_that_never_echoes_them(client, unique_image: Push, engine):
+def test_wrong_credentials_are_a_401_that_never_echoes_them(
+    client, unique_image: Push, docker_client
+):
     image = unique_image(private=True)
     auth = {"username": REGISTRY_USER, "password": "not-the-pass-771"}
     response = client.post("/images/pull", json={"image": image, "auth_config": auth})
@@ -35,7 +39,7 @@ def test_wrong_credentials_are_a_401_that_never_echoes_them(client, unique_image
     assert response.json()["field"] == "auth_config"
     assert "not-the-pass-771" not in response.text
     with pytest.raises(docker.errors.ImageNotFound):
-        engine.images.get(image)
+        docker_client.images.get(image)
 
 
 def test_a_private_image_without_credentials_asks_for_them(client, unique_image: Push):

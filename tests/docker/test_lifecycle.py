@@ -43,14 +43,14 @@ CONTENT = {"/in.txt": {"type": "file", "content": b64(b"x")}, "/out": {"type": "
         "non-zero-exit",
     ],
 )
-def test_every_way_a_run_ends_leaves_nothing(app_client, engine, body, status):
+def test_every_way_a_run_ends_leaves_nothing(app_client, docker_client, body, status):
     client = app_client(allowed_networks=["none", "no-such-network"], allowed_volumes=["absent-v"])
     instance = client.app.state.service.settings.instance_id
     response = client.post("/run", json=body)
     assert response.status_code == status, response.text
     cleanup = client.app.state.service.backend.containers.cleanup
     assert cleanup.idle(60)  # after an answer, in the background
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []
 
 
 @engine_fault
@@ -67,13 +67,15 @@ def test_engine_down_is_503_and_the_service_keeps_serving(app_client, monkeypatc
     assert client.get("/health").status_code == 503
 
 
-def test_health_reports_the_engine_version(client, engine):
+def test_health_reports_the_engine_version(client, docker_client):
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["backend"] == "docker"
-    assert body["version"] == engine.version()["Version"]
+    assert body["version"] == docker_client.version()["Version"]
 
 
-def leftover(engine, instance: str, deadline: float, owner: str | None = None) -> tuple[str, str]:
+def leftover(
+    docker_client, instance: str, deadline: float, owner: str | None = None
+) -> tuple[str, str]:
     run_id = uuid.uuid4().hex[:16]
     labels = {
         MANAGED: "true",
@@ -83,8 +85,8 @@ def leftover(engine, instance: str, deadline: float, owner: str | None = None) -
         ROLE: "run",
         **({OWNER: owner} if owner else {}),
     }
-    volume = engine.volumes.create(f"oneoff-{run_id}", labels=labels)
-    container = engine.containers.create(
+    volume = docker_client.volumes.create(f"oneoff-{run_id}", labels=labels)
+    container = docker_client.containers.create(
         TEST_IMAGE, ["sleep", "600"], labels=labels, network_mode="none"
     )
     try:
@@ -96,34 +98,34 @@ def leftover(engine, instance: str, deadline: float, owner: str | None = None) -
 
 
 def test_startup_reaps_what_runners_without_a_lease_left_and_expired_objects_only(
-    app_client, engine, make_settings
+    app_client, docker_client, make_settings
 ):
     """A live runner with the very same instance id keeps its runs; ownership is the lease."""
     settings = make_settings()
     live = DockerBackend(settings)
-    events = Events(engine, settings.instance_id)
+    events = Events(docker_client, settings.instance_id)
     try:
         live.renew_lease()
         kept = leftover(
-            engine, settings.instance_id, time.time() + 3600, live.containers.lease.owner
+            docker_client, settings.instance_id, time.time() + 3600, live.containers.lease.owner
         )
-        gone = leftover(engine, settings.instance_id, time.time() + 3600, owner="0" * 32)
-        expired = leftover(engine, settings.instance_id, time.time() - 1)
+        gone = leftover(docker_client, settings.instance_id, time.time() + 3600, owner="0" * 32)
+        expired = leftover(docker_client, settings.instance_id, time.time() - 1)
         app_client(instance_id=settings.instance_id, reap_interval_seconds=3600)
         # Removed at the app's startup, or being removed by another runner's reaper (then the
         # startup's removal counted it as done): nothing of them runs any more
         label = {"label": f"{INSTANCE}={settings.instance_id}"}
         states = {
             (item.get("Names") or [""])[0].lstrip("/"): item["State"]
-            for item in engine.api.containers(all=True, filters=label)
+            for item in docker_client.api.containers(all=True, filters=label)
         }
         assert states.get(gone[0], "removing") == states.get(expired[0], "removing") == "removing"
         events.until_removed([*gone, *expired])
-        assert set(kept) <= set(managed_objects(engine, settings.instance_id))
+        assert set(kept) <= set(managed_objects(docker_client, settings.instance_id))
     finally:
         events.close()
         live.close()
-        remove_objects_of(engine, settings.instance_id)
+        remove_objects_of(docker_client, settings.instance_id)
 
 
 @pytest.fixture
@@ -133,9 +135,9 @@ def live_server(make_settings):
         yield settings, port
 
 
-def test_client_disconnect_mid_run_kills_and_removes_everything(live_server, engine):
+def test_client_disconnect_mid_run_kills_and_removes_everything(live_server, docker_client):
     settings, port = live_server
-    events = engine.api.events(
+    events = docker_client.api.events(
         decode=True, until=int(time.time()) + 40, filters={"type": ["container", "volume"]}
     )
     body = json.dumps(run_body("sleep", "60", volumes=CONTENT, timeout_seconds=120)).encode()
@@ -160,7 +162,7 @@ def test_client_disconnect_mid_run_kills_and_removes_everything(live_server, eng
         pytest.fail("the run's container was not removed after the client disconnected")
     events.close()
     assert time.monotonic() - started < 40
-    assert managed_objects(engine, settings.instance_id) == []
+    assert managed_objects(docker_client, settings.instance_id) == []
 
 
 def test_directory_content_with_many_files_round_trips(client):
@@ -170,7 +172,7 @@ def test_directory_content_with_many_files_round_trips(client):
     assert result.json()["stdout"].strip() == "200"
 
 
-def test_content_the_engine_refuses_part_way_leaves_nothing(app_client, engine):
+def test_content_the_engine_refuses_part_way_leaves_nothing(app_client, docker_client):
     """The engine unpacks 20 MB, then refuses a name over 255 bytes: the partly filled run
     volume is gone before the answer."""
     client = app_client()
@@ -181,4 +183,4 @@ def test_content_the_engine_refuses_part_way_leaves_nothing(app_client, engine):
     response = client.post("/run", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "volumes"
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []

@@ -42,7 +42,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def test_two_hundred_mixed_runs_through_rest_and_mcp(engine):
+async def test_two_hundred_mixed_runs_through_rest_and_mcp(docker_client):
     instance, rest_port, mcp_port = instance_id("load"), free_port(), free_port()
     runner = start_runner(
         instance,
@@ -62,7 +62,7 @@ async def test_two_hundred_mixed_runs_through_rest_and_mcp(engine):
     assert outcomes["correct"] + outcomes["busy"] == 200, outcomes
     assert outcomes["correct"] >= 190, outcomes
     assert after - baseline < 64 * 2**20, f"RSS grew by {(after - baseline) / 2**20:.0f} MiB"
-    assert managed_objects(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []
 
 
 async def drive(rest_url: str, mcp_url: str) -> Counter[str]:

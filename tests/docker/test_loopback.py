@@ -21,8 +21,8 @@ PROBE = (
 )
 
 
-def hosts_volumes(engine: docker.DockerClient, instance: str) -> list[str]:
-    found = engine.api.volumes(
+def hosts_volumes(docker_client: docker.DockerClient, instance: str) -> list[str]:
+    found = docker_client.api.volumes(
         filters={"label": [f"{INSTANCE}={instance}", f"{ROLE}={HOSTS_ROLE}"]}
     )
     return [item["Name"] for item in found.get("Volumes") or []]
@@ -54,14 +54,14 @@ def test_a_run_may_bring_its_own_hosts_file(client, key):
     assert result["stdout"] == mine.decode(), result
 
 
-def test_runs_at_once_after_the_hosts_file_was_removed_all_run(app_client, engine):
+def test_runs_at_once_after_the_hosts_file_was_removed_all_run(app_client, docker_client):
     """Each finds the file gone at its create; one makes it again, the others use that one."""
     client = app_client()
     instance = client.app.state.service.settings.instance_id
     assert client.post("/run", json=run_body("true")).json()["exit_code"] == 0
     for _ in range(2):
-        [volume] = hosts_volumes(engine, instance)
-        engine.api.remove_volume(volume)
+        [volume] = hosts_volumes(docker_client, instance)
+        docker_client.api.remove_volume(volume)
         with ThreadPoolExecutor(4) as pool:
             answers = list(
                 pool.map(
@@ -73,25 +73,25 @@ def test_runs_at_once_after_the_hosts_file_was_removed_all_run(app_client, engin
 
 
 def test_a_hosts_file_removed_behind_the_runner_s_back_is_made_again(
-    app_client, engine, make_settings
+    app_client, docker_client, make_settings
 ):
     client = app_client()
     instance = client.app.state.service.settings.instance_id
     assert client.post("/run", json=run_body("true")).json()["exit_code"] == 0
-    [volume] = hosts_volumes(engine, instance)
-    engine.api.remove_volume(volume)  # as `docker volume prune` would: no container uses it
+    [volume] = hosts_volumes(docker_client, instance)
+    docker_client.api.remove_volume(volume)  # as `docker volume prune` would: no container uses it
     result = client.post("/run", json=run_body("cat", "/etc/hosts")).json()
     assert result["stdout"].startswith("127.0.0.1\tlocalhost"), result
-    assert len(hosts_volumes(engine, instance)) == 1
+    assert len(hosts_volumes(docker_client, instance)) == 1
 
 
-def test_a_runner_s_hosts_file_goes_when_it_stops(app_client, engine):
+def test_a_runner_s_hosts_file_goes_when_it_stops(app_client, docker_client):
     client = app_client()
     instance = client.app.state.service.settings.instance_id
     assert client.post("/run", json=run_body("true")).json()["exit_code"] == 0
-    assert len(hosts_volumes(engine, instance)) == 1
+    assert len(hosts_volumes(docker_client, instance)) == 1
     client.__exit__(None, None, None)
-    assert hosts_volumes(engine, instance) == []
+    assert hosts_volumes(docker_client, instance) == []
 
 
 def test_a_run_on_a_named_network_takes_the_engine_s_way(app_client, own_network):

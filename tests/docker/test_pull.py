@@ -16,12 +16,12 @@ from tests.helpers import (
 
 
 @pytest.fixture
-def absent(engine):
+def absent(docker_client):
     """Make sure an image is not on the engine before the test (and not after it)."""
 
     def remove(image: str) -> str:
         try:
-            engine.images.remove(image)  # untags only: the test image shares its layers
+            docker_client.images.remove(image)  # untags only: the test image shares its layers
         except docker.errors.ImageNotFound:
             pass
         return image

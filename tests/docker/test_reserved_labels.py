@@ -59,7 +59,7 @@ GARBAGE = {
 
 
 def test_garbage_records_on_the_engine_are_skipped_at_startup_and_in_listings(
-    server: Server, engine: docker.DockerClient, instance: str
+    server: Server, docker_client: docker.DockerClient, instance: str
 ) -> None:
     made = []
     try:
@@ -68,7 +68,7 @@ def test_garbage_records_on_the_engine_are_skipped_at_startup_and_in_listings(
             labels = {MANAGED: "true", ROLE: "run-record", RUN_ID: run_id, INSTANCE: instance}
             labels[TENANT] = LOCAL.label  # the tenant the server below answers for
             labels |= {RECORD: text.replace("%s", run_id), DEADLINE: "soon" if made else "1e999"}
-            made.append(engine.volumes.create(f"garbage-{run_id}-{kind}", labels=labels))
+            made.append(docker_client.volumes.create(f"garbage-{run_id}-{kind}", labels=labels))
         with server() as client:  # its startup reaps: every deadline above is read
             listed = client.get("/runs")
             one = client.get(f"/runs/{made[0].attrs['Labels'][RUN_ID]}")

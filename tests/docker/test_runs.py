@@ -122,7 +122,7 @@ def test_memory_limit_applies_and_oom_is_reported(client):
     assert "survived" not in result["stdout"]
 
 
-def test_limits_reach_the_container(client, engine):
+def test_limits_reach_the_container(client, docker_client):
     body = run_body(
         "sh",
         "-c",

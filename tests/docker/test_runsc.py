@@ -59,8 +59,8 @@ CASES: dict[str, tuple[dict[str, Any], Check]] = {
 
 
 @pytest.fixture(scope="module")
-def gvisor(engine: docker.DockerClient, make_module_settings) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    runtimes = engine.info().get("Runtimes") or {}
+def gvisor(docker_client: docker.DockerClient, make_module_settings) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    runtimes = docker_client.info().get("Runtimes") or {}
     if "runsc" not in runtimes:
         pytest.fail("the engine has no runsc runtime; run scripts/ci-provision.sh", pytrace=False)
     settings = make_module_settings(

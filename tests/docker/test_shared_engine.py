@@ -30,10 +30,10 @@ from tests.helpers import TEST_IMAGE, instance_id, run_body
 
 
 @pytest.mark.parametrize("identity", ["its own id", "the same id"])
-def test_a_long_run_survives_another_runner_starting_reaping_and_stopping(engine, identity):
+def test_a_long_run_survives_another_runner_starting_reaping_and_stopping(docker_client, identity):
     first = instance_id("first")
     second = first if identity == "the same id" else instance_id("second")
-    events = Events(engine, first)
+    events = Events(docker_client, first)
     try:
         with runner_process(first) as (_, port):
             pending = post_run(port, run_body("sh", "-c", WAITS_FOR_GO))
@@ -45,46 +45,46 @@ def test_a_long_run_survives_another_runner_starting_reaping_and_stopping(engine
                 reaper.reap_orphans()  # what it removes on this shared engine is others' business
             finally:
                 reaper.close()
-            assert engine.api.inspect_container(started["id"])["State"]["Running"]
-            release(engine, started["id"])
+            assert docker_client.api.inspect_container(started["id"])["State"]["Running"]
+            release(docker_client, started["id"])
             response = pending()
             assert isinstance(response, httpx.Response), response
             assert response.status_code == 200, response.text
             assert response.json()["stdout"] == "survived\n"
     finally:
         events.close()
-    assert managed_objects(engine, first) == managed_objects(engine, second) == []
+    assert managed_objects(docker_client, first) == managed_objects(docker_client, second) == []
 
 
-def test_a_killed_runner_s_leftovers_go_within_its_lease_and_one_reap(engine):
+def test_a_killed_runner_s_leftovers_go_within_its_lease_and_one_reap(docker_client):
     """Removed by another runner on the engine: the dead one never comes back. The bound is
     lease_seconds + reap_interval_seconds after the kill (here 2 + 0.5; the stream of engine
     events the test reads ends 15 s after the kill)."""
     dead, port = instance_id("dead"), free_port()
     fast = {"lease_seconds": "2", "reap_interval_seconds": "0.5"}
     with runner_process(instance_id("reaper"), **fast):
-        events = Events(engine, dead)
+        events = Events(docker_client, dead)
         victim = start_runner(dead, port, **fast)
         try:
             post_run(port, run_body("sleep", "60", volumes={"/in": {"type": "directory"}}))
             events.wait("start")
             victim.send_signal(signal.SIGKILL)
             victim.wait(30)
-            assert managed_objects(engine, dead), "the kill should have left the run behind"
-            assert held_by(engine, dead), "the kill should have left its lease behind"
+            assert managed_objects(docker_client, dead), "the kill should have left the run behind"
+            assert held_by(docker_client, dead), "the kill should have left its lease behind"
             events.close()
-            events = Events(engine, dead, seconds=15)
+            events = Events(docker_client, dead, seconds=15)
             events.until_nothing_left()
         finally:
             events.close()
             victim.kill()
 
 
-def test_sigterm_with_queued_async_runs_never_starts_them_and_says_so(engine):
+def test_sigterm_with_queued_async_runs_never_starts_them_and_says_so(docker_client):
     """The running run is handed over (any runner answers for it); the queued ones never run,
     leave no container in any state, and their records say so."""
     instance, after = instance_id("queue"), instance_id("after")
-    events = Events(engine, instance)
+    events = Events(docker_client, instance)
     try:
         with runner_process(instance, max_concurrent_runs="1", shutdown_grace_seconds="1") as (
             process,
@@ -103,20 +103,20 @@ def test_sigterm_with_queued_async_runs_never_starts_them_and_says_so(engine):
                     status = client.get(f"/runs/{run_id}").json()
                     assert status["state"] == "failed", status
                     assert "never ran" in status["error"]
-                    assert containers_of(engine, run_id) == []
+                    assert containers_of(docker_client, run_id) == []
                 assert client.get(f"/runs/{running}").json()["state"] == "running"
                 assert client.delete(f"/runs/{running}").json()["state"] == "cancelled"
     finally:
         events.close()
-        remove_objects_of(engine, instance)  # the runs' records, kept for result_ttl_seconds
-        remove_objects_of(engine, after)
+        remove_objects_of(docker_client, instance)  # the runs' records, kept for result_ttl_seconds
+        remove_objects_of(docker_client, after)
 
 
-def test_sigterm_under_plain_uvicorn_holds_the_grace(engine):
+def test_sigterm_under_plain_uvicorn_holds_the_grace(docker_client):
     """`uvicorn api_app:app` waits for every request; the runner still kills a run that
     outlasts the grace, its caller learns why, and nothing is left."""
     instance, port = instance_id("uvicorn"), free_port()
-    events = Events(engine, instance)
+    events = Events(docker_client, instance)
     process = start_runner(instance, port, app="api_app:app", shutdown_grace_seconds="1")
     try:
         pending = post_run(port, run_body("sleep", "60", volumes={"/in": {"type": "directory"}}))
@@ -130,8 +130,8 @@ def test_sigterm_under_plain_uvicorn_holds_the_grace(engine):
     finally:
         events.close()
         stop(process)
-    assert managed_objects(engine, instance) == []
-    assert held_by(engine, instance) == []
+    assert managed_objects(docker_client, instance) == []
+    assert held_by(docker_client, instance) == []
 
 
 def start(client: httpx.Client, *command: str) -> str:
@@ -140,18 +140,18 @@ def start(client: httpx.Client, *command: str) -> str:
     return str(response.json()["run_id"])
 
 
-def containers_of(engine: docker.DockerClient, run_id: str) -> list[str]:
-    found = engine.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+def containers_of(docker_client: docker.DockerClient, run_id: str) -> list[str]:
+    found = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
     return [f"{item['Id'][:12]} ({item['State']})" for item in found]
 
 
 @engine_fault
 def test_a_removal_another_runner_has_in_progress_counts_as_done(
-    engine: docker.DockerClient, instance: str, tmp_path: Path
+    docker_client: docker.DockerClient, instance: str, tmp_path: Path
 ) -> None:
     """Two reapers remove the same leftover: the engine answers the second 409 "already in
     progress", which is the outcome it wanted, not a cleanup to retry later."""
-    container = engine.api.create_container(
+    container = docker_client.api.create_container(
         TEST_IMAGE, ["true"], labels={MANAGED: "true", INSTANCE: instance}
     )["Id"]
     proxy = EngineProxy(tmp_path / "engine.sock")

@@ -70,13 +70,15 @@ def test_a_command_that_never_reads_its_input_still_finishes(client):
     until(lambda: not feeds_alive(), 10)
 
 
-def test_a_timeout_with_unread_input_leaves_nothing_behind(app_client, engine, make_settings):
+def test_a_timeout_with_unread_input_leaves_nothing_behind(
+    app_client, docker_client, make_settings
+):
     settings = make_settings()
     client = app_client(instance_id=settings.instance_id)
     result = run(client, "sleep", "30", stdin=BIG, timeout_seconds=1)
     assert result["timed_out"] is True
     until(lambda: not feeds_alive(), 10)
-    until(lambda: managed_objects(engine, settings.instance_id) == [], 30)
+    until(lambda: managed_objects(docker_client, settings.instance_id) == [], 30)
 
 
 def test_input_over_the_limit_is_refused_naming_stdin(app_client):
@@ -103,11 +105,13 @@ def test_an_async_run_reads_its_input(server: Server) -> None:
 
 
 def test_cancelling_an_async_run_with_unread_input_removes_it(
-    server: Server, engine: docker.DockerClient
+    server: Server, docker_client: docker.DockerClient
 ) -> None:
     with server() as client:
         run_id = start(client, "sh", "-c", "echo ready; sleep 300", stdin=BIG)
         wait_for_output(client, run_id, "ready")
         assert client.delete(f"/runs/{run_id}").json()["state"] == "cancelled"
-        assert engine.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
+        assert (
+            docker_client.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
+        )
     until(lambda: not feeds_alive(), 10)

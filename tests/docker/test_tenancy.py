@@ -75,7 +75,7 @@ def test_an_idempotency_key_belongs_to_its_tenant(tenants, alice_run):
     tenants.delete(f"/runs/{bobs.json()['run_id']}", headers=B)
 
 
-def test_containers_are_listed_to_their_tenant_only(tenants, alice_run, engine):
+def test_containers_are_listed_to_their_tenant_only(tenants, alice_run, docker_client):
     def listed(headers: dict[str, str]) -> list[str | None]:
         return [
             item["run_id"] for item in tenants.get("/containers?all=true", headers=headers).json()
@@ -88,14 +88,16 @@ def test_containers_are_listed_to_their_tenant_only(tenants, alice_run, engine):
     assert everything.json()["field"] == "managed_only"
 
 
-def test_the_tenant_is_kept_as_a_keyed_hash_never_the_token(tenants, alice_run, engine):
-    (container,) = engine.containers.list(all=True, filters={"label": f"{RUN_ID}={alice_run}"})
+def test_the_tenant_is_kept_as_a_keyed_hash_never_the_token(tenants, alice_run, docker_client):
+    (container,) = docker_client.containers.list(
+        all=True, filters={"label": f"{RUN_ID}={alice_run}"}
+    )
     label = container.labels[TENANT]
     assert label == tenant_for("tok-alice").label
     assert "tok-alice" not in str(container.labels)
 
 
-def test_another_tenant_s_volume_cannot_be_mounted_or_refilled(tenants, engine):
+def test_another_tenant_s_volume_cannot_be_mounted_or_refilled(tenants, docker_client):
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     try:
         assert tenants.post("/volume", json={"name": name}, headers=A).status_code == 200
@@ -108,13 +110,13 @@ def test_another_tenant_s_volume_cannot_be_mounted_or_refilled(tenants, engine):
         assert tenants.post("/run", json=mount, headers=A).status_code == 200
         assert tenants.post("/volume", json=refill, headers=A).status_code == 200
     finally:
-        for volume in engine.volumes.list(filters={"name": name}):
+        for volume in docker_client.volumes.list(filters={"name": name}):
             volume.remove(force=True)
 
 
-def test_a_cancel_by_another_tenant_leaves_the_run_running(tenants, alice_run, engine):
+def test_a_cancel_by_another_tenant_leaves_the_run_running(tenants, alice_run, docker_client):
     assert tenants.delete(f"/runs/{alice_run}", headers=B).status_code == 404
-    (container,) = engine.containers.list(filters={"label": f"{RUN_ID}={alice_run}"})
+    (container,) = docker_client.containers.list(filters={"label": f"{RUN_ID}={alice_run}"})
     assert container.status == "running"
 
 
@@ -127,12 +129,12 @@ def test_a_sync_run_is_counted_and_logged_for_its_named_tenant_never_its_token(t
     assert "tok-alice" not in caplog.text
 
 
-def test_a_sync_run_is_listed_to_its_tenant_only(tenants, engine, instance):
+def test_a_sync_run_is_listed_to_its_tenant_only(tenants, docker_client, instance):
     def listed(headers: dict[str, str]) -> list[str | None]:
         return [item["run_id"] for item in tenants.get("/containers", headers=headers).json()]
 
     started = {"type": "container", "event": "start", "label": f"{INSTANCE}={instance}"}
-    events = engine.events(decode=True, filters=started)
+    events = docker_client.events(decode=True, filters=started)
     answers: list[dict[str, object]] = []
     body = run_body("sleep", "60")
     worker = threading.Thread(
@@ -146,7 +148,7 @@ def test_a_sync_run_is_listed_to_its_tenant_only(tenants, engine, instance):
     run_id = event["Actor"]["Attributes"][RUN_ID]
     assert run_id in listed(A)
     assert run_id not in listed(B)
-    engine.containers.get(event["id"]).kill()
+    docker_client.containers.get(event["id"]).kill()
     worker.join(60)
     assert answers[0]["exit_code"] == 137
 
@@ -156,12 +158,12 @@ def test_a_wrong_token_is_401(tenants):
 
 
 def test_no_engine_object_carries_a_token(
-    engine: docker.DockerClient, tenants, alice_run, instance
+    docker_client: docker.DockerClient, tenants, alice_run, instance
 ):
     tenants.post("/run", json=run_body("true"), headers=B)
     tenants.delete(f"/runs/{alice_run}", headers=A)  # leaves a record
     label = {"label": f"{INSTANCE}={instance}"}
-    kept = [item.labels for item in engine.containers.list(all=True, filters=label)]
-    kept += [item.attrs["Labels"] for item in engine.volumes.list(filters=label)]
+    kept = [item.labels for item in docker_client.containers.list(all=True, filters=label)]
+    kept += [item.attrs["Labels"] for item in docker_client.volumes.list(filters=label)]
     assert kept
     assert all("tok-" not in str(labels) for labels in kept)

@@ -28,13 +28,13 @@ def tenants(server: Server) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def names(engine: docker.DockerClient) -> Iterator[list[str]]:
+def names(docker_client: docker.DockerClient) -> Iterator[list[str]]:
     """Unique volume names for the test; whatever is left of them is removed afterwards."""
     made = [f"oneoff-test-{uuid.uuid4().hex[:10]}" for _ in range(3)]
     yield made
     for name in made:
         with contextlib.suppress(docker.errors.NotFound):
-            engine.api.remove_volume(name, force=True)
+            docker_client.api.remove_volume(name, force=True)
 
 
 def listed(client: httpx.Client, headers: dict[str, str]) -> list[str]:
@@ -55,18 +55,22 @@ def test_a_tenant_lists_its_own_volumes_with_its_labels(tenants, names):
     assert other in listed(tenants, B) and mine not in listed(tenants, B)
 
 
-def test_a_volume_not_made_through_the_runner_is_never_listed_or_removable(tenants, names, engine):
+def test_a_volume_not_made_through_the_runner_is_never_listed_or_removable(
+    tenants, names, docker_client
+):
     """Not even one carrying a tenant's label: only POST /volume makes a volume a tenant's."""
     forged, _, _ = names
-    engine.api.create_volume(forged, labels={TENANT: tenant_for("tok-alice").label})
+    docker_client.api.create_volume(forged, labels={TENANT: tenant_for("tok-alice").label})
     assert forged not in listed(tenants, A)
     removed = tenants.delete(f"/volume/{forged}", headers=A)
     assert removed.status_code == 404
     assert removed.json()["field"] == "name"
-    assert engine.api.inspect_volume(forged)["Name"] == forged
+    assert docker_client.api.inspect_volume(forged)["Name"] == forged
 
 
-def test_removing_answers_another_tenant_s_volume_as_one_that_never_existed(tenants, names, engine):
+def test_removing_answers_another_tenant_s_volume_as_one_that_never_existed(
+    tenants, names, docker_client
+):
     alices, never, _ = names
     assert tenants.post("/volume", json={"name": alices}, headers=A).status_code == 200
     theirs = tenants.delete(f"/volume/{alices}", headers=B)
@@ -75,10 +79,10 @@ def test_removing_answers_another_tenant_s_volume_as_one_that_never_existed(tena
     assert theirs.json()["message"].replace(alices, "x") == nobody.json()["message"].replace(
         never, "x"
     )
-    assert engine.api.inspect_volume(alices)["Labels"][CREATED_BY] == VOLUME_API
+    assert docker_client.api.inspect_volume(alices)["Labels"][CREATED_BY] == VOLUME_API
 
 
-def test_a_tenant_removes_its_volume_and_its_data(tenants, names, engine):
+def test_a_tenant_removes_its_volume_and_its_data(tenants, names, docker_client):
     name = names[0]
     assert tenants.post("/volume", json={"name": name}, headers=A).status_code == 200
     removed = tenants.delete(f"/volume/{name}", headers=A)
@@ -86,11 +90,11 @@ def test_a_tenant_removes_its_volume_and_its_data(tenants, names, engine):
     assert removed.json() == {"status": "removed", "name": name}
     assert name not in listed(tenants, A)
     with pytest.raises(docker.errors.NotFound):
-        engine.api.inspect_volume(name)
+        docker_client.api.inspect_volume(name)
     assert tenants.delete(f"/volume/{name}", headers=A).status_code == 404
 
 
-def test_a_volume_in_use_by_a_running_container_is_a_409_saying_so(tenants, names, engine):
+def test_a_volume_in_use_by_a_running_container_is_a_409_saying_so(tenants, names, docker_client):
     name = names[0]
     assert tenants.post("/volume", json={"name": name}, headers=A).status_code == 200
     mount = {"/v": {"type": "volume", "name": name}}

@@ -88,10 +88,10 @@ def test_only_response_paths_come_back(client):
 
 
 @pytest.fixture
-def volume_name(engine):
+def volume_name(docker_client):
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     yield name
-    for volume in engine.volumes.list(filters={"name": name}):
+    for volume in docker_client.volumes.list(filters={"name": name}):
         volume.remove(force=True)
 
 
@@ -134,14 +134,14 @@ def test_named_volume_persists_between_runs(client, volume_name):
     assert run(client, "cat", "/v/f", volumes=volumes)["stdout"] == "persisted\n"
 
 
-def test_missing_allowed_named_volume_is_404_not_silently_created(app_client, engine):
+def test_missing_allowed_named_volume_is_404_not_silently_created(app_client, docker_client):
     name = f"oneoff-test-missing-{uuid.uuid4().hex[:8]}"
     client = app_client(allowed_volumes=["oneoff-test-missing-*"])
     body = run_body("true", volumes={"/v": {"type": "volume", "name": name}})
     response = client.post("/run", json=body)
     assert response.status_code == 404
     assert "POST /volume" in response.json()["message"]
-    assert engine.volumes.list(filters={"name": name}) == []
+    assert docker_client.volumes.list(filters={"name": name}) == []
 
 
 def test_host_volume_binds_an_allowed_path(app_client, tmp_path):
@@ -171,7 +171,7 @@ def test_a_non_root_user_can_write_its_response_directory(client):
     assert untar_gz(base64.b64decode(result["volumes"]["/out"]["content"])) == {"f": b"mine\n"}
 
 
-def test_returned_content_over_the_limit_is_413_and_leaves_nothing(app_client, engine):
+def test_returned_content_over_the_limit_is_413_and_leaves_nothing(app_client, docker_client):
     from tests.conftest import managed_objects
 
     client = app_client(max_response_bytes=64 * 1024)
@@ -180,4 +180,4 @@ def test_returned_content_over_the_limit_is_413_and_leaves_nothing(app_client, e
     response = client.post("/run", json=body)
     assert response.status_code == 413
     assert "RUNNER_MAX_RESPONSE_BYTES" in response.json()["message"]
-    assert managed_objects(engine, client.app.state.service.settings.instance_id) == []
+    assert managed_objects(docker_client, client.app.state.service.settings.instance_id) == []

@@ -21,10 +21,12 @@ from tests.conftest import HELD_ROLES, free_port, managed_objects, objects_of, s
 class Events:
     """The engine's container events for one runner instance, read as they happen."""
 
-    def __init__(self, engine: docker.DockerClient, instance: str, seconds: int = 60) -> None:
-        self.engine = engine
+    def __init__(
+        self, docker_client: docker.DockerClient, instance: str, seconds: int = 60
+    ) -> None:
+        self.docker_client = docker_client
         self.instance = instance
-        self.stream = engine.api.events(
+        self.stream = docker_client.api.events(
             decode=True,
             until=int(time.time()) + seconds,
             filters={"type": ["container", "volume"]},
@@ -42,17 +44,17 @@ class Events:
     def until_nothing_left(self) -> None:
         """Until nothing of the instance is on the engine, lease included; fails when the
         stream's time is up first."""
-        self._until_gone(lambda: everything_of(self.engine, self.instance))
+        self._until_gone(lambda: everything_of(self.docker_client, self.instance))
 
     def until_no_runs_left(self) -> None:
         """Until nothing of the instance's runs is on the engine (what its live runner holds
         aside)."""
-        self._until_gone(lambda: managed_objects(self.engine, self.instance))
+        self._until_gone(lambda: managed_objects(self.docker_client, self.instance))
 
     def until_removed(self, names: list[str]) -> None:
         """Until none of these containers or volumes of the instance is on the engine (another
         runner's reaper may be removing them)."""
-        self._until_gone(lambda: set(names) & set(everything_of(self.engine, self.instance)))
+        self._until_gone(lambda: set(names) & set(everything_of(self.docker_client, self.instance)))
 
     def _until_gone(self, left: Callable[[], Collection[str]]) -> None:
         """Until `left()` is empty, re-checked at each removal the engine reports; fails with
@@ -68,13 +70,13 @@ class Events:
         self.stream.close()
 
 
-def everything_of(engine: docker.DockerClient, instance: str) -> list[str]:
-    return [name for name, _ in objects_of(engine, instance)]
+def everything_of(docker_client: docker.DockerClient, instance: str) -> list[str]:
+    return [name for name, _ in objects_of(docker_client, instance)]
 
 
-def held_by(engine: docker.DockerClient, instance: str) -> list[str]:
+def held_by(docker_client: docker.DockerClient, instance: str) -> list[str]:
     """What runners of the instance hold while they live: their leases and hosts files."""
-    return [name for name, role in objects_of(engine, instance) if role in HELD_ROLES]
+    return [name for name, role in objects_of(docker_client, instance) if role in HELD_ROLES]
 
 
 def in_background(call: Callable[[], object]) -> Callable[[], object]:
@@ -122,10 +124,10 @@ def stop(process: subprocess.Popen[bytes]) -> int:
         return process.wait(10)
 
 
-def release(engine: docker.DockerClient, container: str) -> None:
+def release(docker_client: docker.DockerClient, container: str) -> None:
     """Let a run waiting for /tmp/go (`WAITS_FOR_GO`) finish."""
-    created = engine.api.exec_create(container, ["touch", "/tmp/go"])
-    engine.api.exec_start(created["Id"])
+    created = docker_client.api.exec_create(container, ["touch", "/tmp/go"])
+    docker_client.api.exec_start(created["Id"])
 
 
 WAITS_FOR_GO = "until [ -e /tmp/go ]; do sleep 0.1; done; echo survived"

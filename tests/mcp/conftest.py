@@ -23,13 +23,13 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def mcp_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def mcp_url(docker_client, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     with serving(create_app(make_module_settings())) as port:
         yield f"http://127.0.0.1:{port}/mcp"
 
 
 @pytest.fixture(scope="module")
-def runs_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def runs_url(docker_client, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A server for async runs and tasks. Their records outlive the runs by design (for
     `result_ttl_seconds`), so after the module everything the server made is removed by its
     instance label. (A TTL of 0 raced with the reapers of other runners on the engine, which
@@ -38,10 +38,10 @@ def runs_url(engine, make_module_settings) -> Iterator[str]:  # type: ignore[no-
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp"
     label = f"{INSTANCE}={settings.instance_id}"
-    for item in engine.api.containers(all=True, filters={"label": label}):
-        engine.api.remove_container(item["Id"], force=True, v=True)
-    for volume in engine.api.volumes(filters={"label": label}).get("Volumes") or []:
-        engine.api.remove_volume(volume["Name"], force=True)
+    for item in docker_client.api.containers(all=True, filters={"label": label}):
+        docker_client.api.remove_container(item["Id"], force=True, v=True)
+    for volume in docker_client.api.volumes(filters={"label": label}).get("Volumes") or []:
+        docker_client.api.remove_volume(volume["Name"], force=True)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ SSE = "application/json, text/event-stream"
 
 
 @pytest.fixture(scope="module")
-def served(engine, make_module_settings) -> Iterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
+def served(docker_client, make_module_settings) -> Iterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
     settings = make_module_settings(api_tokens=list(TOKENS.values()))
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp", settings
@@ -91,13 +91,13 @@ def test_logging_is_declared_and_set_level_is_honoured_per_caller(url):
 
 
 def containers_of(
-    engine: docker.DockerClient, settings: Settings, seconds: int
+    docker_client: docker.DockerClient, settings: Settings, seconds: int
 ) -> Callable[[], list[str]]:
     """The server's containers running `sleep <seconds>` (each test sleeps its own length)."""
 
     def listed() -> list[str]:
         label = f"{INSTANCE}={settings.instance_id}"
-        found = engine.api.containers(all=True, filters={"label": label})
+        found = docker_client.api.containers(all=True, filters={"label": label})
         return [item["Id"] for item in found if item["Command"] == f"sleep {seconds}"]
 
     return listed
@@ -125,11 +125,11 @@ def open_call(url: str, body: dict, *, who: str = "a") -> socket.socket:  # type
     return sock
 
 
-def sleeping(served, engine, id: int):  # type: ignore[no-untyped-def]
+def sleeping(served, docker_client, id: int):  # type: ignore[no-untyped-def]
     """A tools/call of `sleep <300 + id>` in flight, once its container runs: (url, the
     container listing, the client's socket, the cancel notification for it)."""
     url, settings = served
-    running = containers_of(engine, settings, 300 + id)
+    running = containers_of(docker_client, settings, 300 + id)
     arguments = run_body("sleep", str(300 + id))
     sock = open_call(
         url, request("tools/call", {"name": "run_container", "arguments": arguments}, id)
@@ -139,14 +139,14 @@ def sleeping(served, engine, id: int):  # type: ignore[no-untyped-def]
     return url, running, sock, cancel
 
 
-def test_a_json_client_that_hangs_up_has_its_container_removed(served, engine):
-    _, running, sock, _ = sleeping(served, engine, 11)
+def test_a_json_client_that_hangs_up_has_its_container_removed(served, docker_client):
+    _, running, sock, _ = sleeping(served, docker_client, 11)
     sock.close()
     until(lambda: not running(), 15)
 
 
-def test_notifications_cancelled_over_http_removes_the_container(served, engine):
-    url, running, sock, cancel = sleeping(served, engine, 12)
+def test_notifications_cancelled_over_http_removes_the_container(served, docker_client):
+    url, running, sock, cancel = sleeping(served, docker_client, 12)
     assert post(url, cancel).status_code == 202
     until(lambda: not running(), 15)
     sock.settimeout(15)
@@ -154,8 +154,8 @@ def test_notifications_cancelled_over_http_removes_the_container(served, engine)
     sock.close()
 
 
-def test_another_caller_cannot_cancel_a_request(served, engine):
-    url, running, sock, cancel = sleeping(served, engine, 13)
+def test_another_caller_cannot_cancel_a_request(served, docker_client):
+    url, running, sock, cancel = sleeping(served, docker_client, 13)
     post(url, cancel, who="b")
     assert post(url, request("ping")).status_code == 200  # the cancel has been handled
     assert running()
@@ -194,7 +194,7 @@ def test_a_body_that_is_not_a_message_is_an_invalid_request(url, body):
     assert "pydantic" not in error["message"]
 
 
-def test_the_size_limit_is_runner_max_request_bytes(engine, make_settings):
+def test_the_size_limit_is_runner_max_request_bytes(docker_client, make_settings):
     settings = make_settings(max_request_bytes=64 * 1024)
     with serving(create_app(settings)) as port:
         big = run_body("true", volumes={"/f": {"type": "file", "content": b64(b"x" * 65536)}})
@@ -244,7 +244,7 @@ def test_discovery_on_2026_advertises_no_prompts_resources_or_list_changes(runs_
     ("tool", "arguments"),
     [
         ("get_run", {"run_id": "0123456789abcdef", "runid": "x"}),
-        ("docker_health", {"verbose": True}),
+        ("runner_health", {"verbose": True}),
         ("list_images", {"ref": "busybox"}),
     ],
 )

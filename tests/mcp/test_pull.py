@@ -17,7 +17,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(
-    client: Client, unique_image: Push, engine: docker.DockerClient
+    client: Client, unique_image: Push, docker_client: docker.DockerClient
 ) -> None:
     image = unique_image(megabytes=4)
     notes: list[tuple[float, float | None, str | None]] = []
@@ -27,7 +27,7 @@ async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(
 
     result = await client.call_tool("pull_image", {"image": image}, progress_callback=on_progress)
     assert result.is_error is False, result.content
-    assert engine.images.get(image).id == result.structured_content["id"]
+    assert docker_client.images.get(image).id == result.structured_content["id"]
     assert result.content[0].text.startswith(f"pulled {image}")
     values = [value for value, _, _ in notes]
     assert values and values == sorted(set(values))
@@ -37,7 +37,7 @@ async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(
 
 
 async def test_a_private_pull_with_credentials_and_refusals_that_never_echo_them(
-    client: Client, unique_image: Push, engine: docker.DockerClient
+    client: Client, unique_image: Push, docker_client: docker.DockerClient
 ) -> None:
     image = unique_image(private=True)
     wrong = {"username": REGISTRY_USER, "password": "nope-nope-4242"}
@@ -49,7 +49,7 @@ async def test_a_private_pull_with_credentials_and_refusals_that_never_echo_them
     assert asked.is_error is True and "auth_config" in asked.content[0].text
     pulled = await client.call_tool("pull_image", {"image": image, "auth_config": CREDENTIALS})
     assert pulled.is_error is False, pulled.content
-    assert engine.images.get(image).id == pulled.structured_content["id"]
+    assert docker_client.images.get(image).id == pulled.structured_content["id"]
 
 
 async def test_unknown_images_and_arguments_are_tool_errors_naming_them(client: Client) -> None:
@@ -62,7 +62,7 @@ async def test_unknown_images_and_arguments_are_tool_errors_naming_them(client: 
 
 
 async def test_a_cancelled_pull_stops_downloading(
-    client: Client, unique_image: Push, engine: docker.DockerClient
+    client: Client, unique_image: Push, docker_client: docker.DockerClient
 ) -> None:
     """Through a proxy that passes 200 KB/s, a 4 MB layer would take 20 s; the call is
     cancelled at the first layer progress, and the engine hangs up on the download."""
@@ -89,8 +89,8 @@ async def test_a_cancelled_pull_stops_downloading(
             group.cancel_scope.cancel()
         await anyio.to_thread.run_sync(until, lambda: proxy.downloading == 0, 15)
         with pytest.raises(docker.errors.ImageNotFound):
-            engine.images.get(image)
+            docker_client.images.get(image)
     finally:
         proxy.close()
-        for tag in engine.images.list(name=image.rsplit(":", 1)[0]):
-            engine.images.remove(tag.id, force=True)
+        for tag in docker_client.images.list(name=image.rsplit(":", 1)[0]):
+            docker_client.images.remove(tag.id, force=True)

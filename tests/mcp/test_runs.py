@@ -50,7 +50,9 @@ async def test_start_run_returns_at_once_and_get_run_has_the_result(client: Clie
     assert final.content[0].text.startswith(f"run {run_id}: succeeded\nexit code 0")
 
 
-async def test_cancel_run_stops_the_container(client: Client, engine: docker.DockerClient) -> None:
+async def test_cancel_run_stops_the_container(
+    client: Client, docker_client: docker.DockerClient
+) -> None:
     started = await client.call_tool("start_run", run_body("sh", "-c", "echo up; sleep 300"))
     run_id = started.structured_content["run_id"]
     offsets = {"stdout_offset": 0, "stderr_offset": 0}
@@ -60,7 +62,7 @@ async def test_cancel_run_stops_the_container(client: Client, engine: docker.Doc
             break
     cancelled = await client.call_tool("cancel_run", {"run_id": run_id})
     assert cancelled.structured_content["state"] == "cancelled"
-    assert engine.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
+    assert docker_client.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
 
 
 async def test_an_unknown_run_is_a_tool_error_naming_run_id(client: Client) -> None:

@@ -61,12 +61,12 @@ def test_a_task_returns_at_once_and_its_result_is_the_call_s_result(runs_url):
     assert task["taskId"] in [item["taskId"] for item in listed]
 
 
-def test_cancelling_a_task_removes_its_container(runs_url, engine: docker.DockerClient):
+def test_cancelling_a_task_removes_its_container(runs_url, docker_client: docker.DockerClient):
     task = start_task(runs_url, "sleep", "300")
     cancelled = call(runs_url, "tasks/cancel", {"taskId": task["taskId"]})["result"]
     assert cancelled["status"] == "cancelled"
     label = f"{RUN_ID}={task['taskId']}"
-    assert engine.containers.list(all=True, filters={"label": label}) == []
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
     assert (
         call(runs_url, "tasks/get", {"taskId": task["taskId"]})["result"]["status"] == "cancelled"
     )
@@ -172,12 +172,12 @@ def test_a_client_that_does_not_declare_the_extension_gets_the_plain_result(runs
     assert refused["error"]["code"] == -32021
 
 
-def test_cancel_through_the_extension(runs_url, engine: docker.DockerClient):
+def test_cancel_through_the_extension(runs_url, docker_client: docker.DockerClient):
     task_id = call_as_task(runs_url, run_body("sleep", "300"))["taskId"]
     assert on_task(runs_url, "tasks/cancel", task_id)["result"] == {"resultType": "complete"}
     assert on_task(runs_url, "tasks/get", task_id)["result"]["status"] == "cancelled"
     label = f"{RUN_ID}={task_id}"
-    assert engine.containers.list(all=True, filters={"label": label}) == []
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
 
 
 def test_a_task_method_whose_mcp_name_is_not_its_task_is_a_header_mismatch(runs_url):
@@ -197,14 +197,14 @@ def test_surrounding_whitespace_in_mcp_name_is_accepted(runs_url):
         "io.modelcontextprotocol/protocolVersion": MODERN,
         "io.modelcontextprotocol/clientCapabilities": {},
     }
-    params = {"name": "docker_health", "arguments": {}, "_meta": meta}
+    params = {"name": "runner_health", "arguments": {}, "_meta": meta}
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
     headers = {
         "Content-Type": "application/json",
         "Accept": JSON,
         "MCP-Protocol-Version": MODERN,
         "Mcp-Method": "tools/call",
-        "Mcp-Name": "  docker_health  ",
+        "Mcp-Name": "  runner_health  ",
     }
     connection = http.client.HTTPConnection(urlsplit(runs_url).netloc, timeout=60)
     connection.request("POST", "/mcp", body, headers)

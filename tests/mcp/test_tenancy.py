@@ -28,16 +28,16 @@ TOKENS = {"alice": "tok-alice", "bob": "tok-bob"}
 
 
 @pytest.fixture(scope="module")
-def tenants_url(engine: docker.DockerClient, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def tenants_url(docker_client: docker.DockerClient, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     settings = make_module_settings(
         instance_id=instance_id("mcp-tenants"), api_tokens=["alice:tok-alice", "tok-bob"]
     )
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp"
     label = f"{INSTANCE}={settings.instance_id}"
-    for container in engine.containers.list(all=True, filters={"label": label}):
+    for container in docker_client.containers.list(all=True, filters={"label": label}):
         container.remove(force=True, v=True)
-    for volume in engine.volumes.list(filters={"label": label}):
+    for volume in docker_client.volumes.list(filters={"label": label}):
         volume.remove(force=True)
 
 
@@ -134,7 +134,7 @@ async def test_run_tools_answer_only_for_the_tenant_s_own_runs(alice, bob):
         assert cancelled.structured_content["state"] == "cancelled"
 
 
-async def test_a_volume_made_by_one_tenant_is_refused_to_the_other(alice, bob, engine):
+async def test_a_volume_made_by_one_tenant_is_refused_to_the_other(alice, bob, docker_client):
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     try:
         made = await alice.call_tool("create_volume", {"name": name})
@@ -145,11 +145,11 @@ async def test_a_volume_made_by_one_tenant_is_refused_to_the_other(alice, bob, e
         assert "RUNNER_ALLOWED_VOLUMES" in refused.content[0].text
         assert (await alice.call_tool("run_container", mount)).is_error is False
     finally:
-        for volume in engine.volumes.list(filters={"name": name}):
+        for volume in docker_client.volumes.list(filters={"name": name}):
             volume.remove(force=True)
 
 
-async def test_volumes_are_listed_and_removed_by_their_tenant_only(alice, bob, engine):
+async def test_volumes_are_listed_and_removed_by_their_tenant_only(alice, bob, docker_client):
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     try:
         assert (await alice.call_tool("create_volume", {"name": name})).is_error is False
@@ -159,20 +159,20 @@ async def test_volumes_are_listed_and_removed_by_their_tenant_only(alice, bob, e
         assert name not in [volume["name"] for volume in theirs.structured_content["volumes"]]
         refused = await bob.call_tool("remove_volume", {"name": name})
         assert refused.is_error is True and refused.content[0].text.startswith("name:")
-        assert engine.volumes.get(name).name == name
+        assert docker_client.volumes.get(name).name == name
         removed = await alice.call_tool("remove_volume", {"name": name})
         assert removed.is_error is False
         assert removed.structured_content == {"status": "removed", "name": name}
-        assert engine.volumes.list(filters={"name": name}) == []
+        assert docker_client.volumes.list(filters={"name": name}) == []
     finally:
-        for volume in engine.volumes.list(filters={"name": name}):
+        for volume in docker_client.volumes.list(filters={"name": name}):
             volume.remove(force=True)
 
 
-async def test_a_host_bind_volume_is_refused(alice, engine):
+async def test_a_host_bind_volume_is_refused(alice, docker_client):
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     attack = {"name": name, "driver_opts": {"type": "none", "o": "bind", "device": "/"}}
     refused = await alice.call_tool("create_volume", attack)
     assert refused.is_error
     assert "driver_opts" in refused.content[0].text
-    assert engine.volumes.list(filters={"name": name}) == []
+    assert docker_client.volumes.list(filters={"name": name}) == []

@@ -25,6 +25,7 @@ TOOLS = {
     "create_volume",
     "list_volumes",
     "remove_volume",
+    "runner_health",
     "docker_health",
     "list_containers",
     "list_images",
@@ -57,6 +58,7 @@ async def test_annotations_say_which_tools_only_read_and_which_destroy(client):
     for name in (
         "get_run",
         "get_run_logs",
+        "runner_health",
         "docker_health",
         "list_containers",
         "list_images",
@@ -178,7 +180,7 @@ async def test_a_long_run_reports_progress_and_streams_its_output(mcp_url):
     assert ("stderr", "second\n", False) in lines
 
 
-async def test_create_volume_then_use_it(client, engine):
+async def test_create_volume_then_use_it(client, docker_client):
     name = "oneoff-test-mcp-volume"
     archive = b64(__import__("tests.helpers").helpers.tar_gz({"top/a.txt": b"A"}))
     try:
@@ -191,13 +193,13 @@ async def test_create_volume_then_use_it(client, engine):
         ran = await client.call_tool("run_container", body)
         assert ran.structured_content["stdout"] == "A"
     finally:
-        engine.volumes.get(name).remove(force=True)
+        docker_client.volumes.get(name).remove(force=True)
 
 
-async def test_a_volume_in_use_is_not_removed_and_the_error_says_why(client, engine):
+async def test_a_volume_in_use_is_not_removed_and_the_error_says_why(client, docker_client):
     name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
     await client.call_tool("create_volume", {"name": name})
-    holder = engine.containers.create(TEST_IMAGE, ["true"], volumes=[f"{name}:/v"])
+    holder = docker_client.containers.create(TEST_IMAGE, ["true"], volumes=[f"{name}:/v"])
     try:
         refused = await client.call_tool("remove_volume", {"name": name})
         assert refused.is_error is True
@@ -207,10 +209,16 @@ async def test_a_volume_in_use_is_not_removed_and_the_error_says_why(client, eng
     assert (await client.call_tool("remove_volume", {"name": name})).is_error is False
 
 
-async def test_docker_health_reports_the_engine(client, engine):
-    result = await client.call_tool("docker_health", {})
+async def test_runner_health_reports_the_engine(client, docker_client):
+    result = await client.call_tool("runner_health", {})
     assert result.is_error is False
-    assert result.structured_content["version"] == engine.version()["Version"]
+    assert result.structured_content["version"] == docker_client.version()["Version"]
+
+
+async def test_docker_health_is_runner_health_under_its_old_name(client):
+    old = await client.call_tool("docker_health", {})
+    new = await client.call_tool("runner_health", {})
+    assert old.structured_content == new.structured_content
 
 
 async def test_list_images_finds_the_test_image(client):
@@ -219,8 +227,8 @@ async def test_list_images_finds_the_test_image(client):
     assert TEST_IMAGE in tags
 
 
-async def test_list_containers_returns_a_structured_list(client, engine):
-    container = engine.containers.create(TEST_IMAGE, ["true"], labels={"test": "mcp"})
+async def test_list_containers_returns_a_structured_list(client, docker_client):
+    container = docker_client.containers.create(TEST_IMAGE, ["true"], labels={"test": "mcp"})
     try:
         result = await client.call_tool("list_containers", {"all": True, "managed_only": False})
         ids = [item["id"] for item in result.structured_content["containers"]]

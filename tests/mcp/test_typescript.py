@@ -30,15 +30,17 @@ STDIO_INSTANCE = instance_id("ts-stdio")
 
 
 @pytest.fixture(scope="module")
-def http_target(engine, make_module_settings) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def http_target(docker_client, make_module_settings) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """The HTTP server; after the module, the task's run records (kept for their TTL by
     design) are removed with the rest of both servers' objects."""
     settings = make_module_settings()
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp", settings.instance_id
     for instance in (settings.instance_id, STDIO_INSTANCE):
-        for item in engine.api.containers(all=True, filters={"label": f"{INSTANCE}={instance}"}):
-            engine.api.remove_container(item["Id"], force=True, v=True)
+        for item in docker_client.api.containers(
+            all=True, filters={"label": f"{INSTANCE}={instance}"}
+        ):
+            docker_client.api.remove_container(item["Id"], force=True, v=True)
 
 
 @pytest.fixture(params=["http", "stdio"])
@@ -101,22 +103,24 @@ def test_bad_input_is_a_tool_error_naming_the_field(target):
     assert "memory" in seen["result"]["content"][0]["text"]
 
 
-def running_sleep(engine: docker.DockerClient, instance: str, seconds: int) -> Callable[[], bool]:
+def running_sleep(
+    docker_client: docker.DockerClient, instance: str, seconds: int
+) -> Callable[[], bool]:
     def listed() -> bool:
-        found = engine.api.containers(all=True, filters={"label": f"{INSTANCE}={instance}"})
+        found = docker_client.api.containers(all=True, filters={"label": f"{INSTANCE}={instance}"})
         return any(item["Command"] == f"sleep {seconds}" for item in found)
 
     return listed
 
 
-def test_an_abandoned_call_has_its_container_removed(target, engine):
+def test_an_abandoned_call_has_its_container_removed(target, docker_client):
     url, instance = target
     seconds = 377 if url == "stdio" else 378
     seen = client(
         url, "abandon", {"name": "run_container", "arguments": run_body("sleep", str(seconds))}
     )
     assert seen["aborted"] is True
-    until(lambda: not running_sleep(engine, instance, seconds)(), 15)
+    until(lambda: not running_sleep(docker_client, instance, seconds)(), 15)
 
 
 def test_a_task_runs_to_its_result(target):
@@ -144,7 +148,7 @@ def test_stdin_reaches_the_command(target):
     assert seen["result"]["structuredContent"]["stdout"] == "typed\neof\n"
 
 
-def test_a_volume_is_created_listed_and_removed(target, engine):
+def test_a_volume_is_created_listed_and_removed(target, docker_client):
     name = f"oneoff-test-ts-{uuid.uuid4().hex[:8]}"
     calls = [
         {"name": "create_volume", "arguments": {"name": name}},
@@ -155,7 +159,7 @@ def test_a_volume_is_created_listed_and_removed(target, engine):
     try:
         created, listed, removed, after = client(target[0], "sequence", calls)["results"]
     finally:
-        for volume in engine.volumes.list(filters={"name": name}):
+        for volume in docker_client.volumes.list(filters={"name": name}):
             volume.remove(force=True)
     assert created["isError"] is False
     assert name in [volume["name"] for volume in listed["structuredContent"]["volumes"]]
@@ -163,9 +167,9 @@ def test_a_volume_is_created_listed_and_removed(target, engine):
     assert name not in [volume["name"] for volume in after["structuredContent"]["volumes"]]
 
 
-def test_an_image_is_pulled_with_progress(target, unique_image, engine):
+def test_an_image_is_pulled_with_progress(target, unique_image, docker_client):
     image = unique_image()
     seen = call(target[0], "pull_image", {"image": image})
     assert seen["result"]["isError"] is False, seen["result"]
-    assert engine.images.get(image).id == seen["result"]["structuredContent"]["id"]
+    assert docker_client.images.get(image).id == seen["result"]["structuredContent"]["id"]
     assert seen["progress"] and seen["progress"][0]["message"].startswith(f"pulling {image}")

@@ -119,7 +119,7 @@ def test_a_foreign_host_header_is_refused_on_localhost(mcp_url):
     assert response.status_code in (403, 421)
 
 
-def test_an_allowed_hostname_is_accepted(engine, make_settings):
+def test_an_allowed_hostname_is_accepted(docker_client, make_settings):
     settings = make_settings(mcp_allowed_hosts=["runner.example.com"])
     with serving(create_app(settings)) as port:
         response = rpc(
@@ -133,7 +133,7 @@ def test_an_allowed_hostname_is_accepted(engine, make_settings):
 
 
 @pytest.fixture(scope="module")
-def token_urls(engine, make_module_settings):  # type: ignore[no-untyped-def]
+def token_urls(docker_client, make_module_settings):  # type: ignore[no-untyped-def]
     settings = make_module_settings(api_tokens=["first-token", "second-token"])
     with serving(create_app(settings)) as mcp_port, serving(create_rest_app(settings)) as rest:
         yield f"http://127.0.0.1:{mcp_port}/mcp", f"http://127.0.0.1:{rest}"

@@ -98,7 +98,7 @@ def test_async_outcomes_are_counted_in_the_metrics(make_settings):
     backend = FakeBackend(lambda spec, control: outcome(exit_code=1))
     with TestClient(create_app(make_settings(), backend=backend)) as api:
         run_id = api.post("/runs", json=run_body("true")).json()["run_id"]
-        api.portal.call(api.app.state.service.runs.settled)
+        api.portal.call(api.app.state.service.runs.until_settled)
         metrics = api.get("/metrics").text
         assert api.get(f"/runs/{run_id}").json()["state"] == "failed"
     assert 'oneoff_runner_runs_total{outcome="error",tenant="local"} 1.0' in metrics
