@@ -1,12 +1,38 @@
-"""Small builders shared by the tests: archives and request bodies as a caller makes them."""
+"""What many test modules share (fixtures live in the conftest files):
+
+- builders of archives and request bodies, as a caller makes them;
+- runners served for a test: an app on a loopback port (`serving`), `oneoff-runner serve` as a
+  process (`start_runner`);
+- what runners of this suite have on the engine (`objects_of`, `managed_objects`), removed by
+  instance (`remove_objects_of`).
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
+import socket
+import subprocess
+import sys
 import tarfile
+import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import docker
+import httpx
+import pytest
+import uvicorn
+from starlette.types import ASGIApp
+
+from backends.labels import HOSTS_ROLE, INSTANCE, LEASE_ROLE, ROLE
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TEST_IMAGE = os.environ.get("RUNNER_TEST_IMAGE", "oneoff-test/busybox:latest")
 PUBLIC_REGISTRY = os.environ.get("RUNNER_TEST_PUBLIC_REGISTRY", "127.0.0.1:5001")
@@ -97,3 +123,115 @@ def run_body(*command: str, **fields: object) -> dict[str, object]:
         body["command"] = list(command)
     body.update(fields)
     return body
+
+
+# ---- runners served for a test ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving(app: ASGIApp) -> Iterator[int]:
+    """Serve `app` with uvicorn on a loopback port; yields the port, already listening (the
+    socket is bound before the server starts, so requests queue until it is up)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+Server = Callable[..., contextlib.AbstractContextManager[httpx.Client]]
+"""The `server` fixture of tests/docker: `with server(**settings) as client:`."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_runner(
+    instance: str,
+    port: int,
+    mcp_port: int | None = None,
+    app: str | None = None,
+    stderr: IO[bytes] | None = None,
+    **settings: str,
+) -> subprocess.Popen[bytes]:
+    """`oneoff-runner serve` as its own process, as users run it (or plain `uvicorn <app>`);
+    returns once it is healthy. Its stderr goes to `stderr` when given."""
+    environment = {
+        **os.environ,
+        "RUNNER_INSTANCE_ID": instance,
+        "RUNNER_PORT": str(port),
+        "RUNNER_MCP_PORT": str(mcp_port or free_port()),
+        **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
+    }
+    command = ["runner.cli.main", "serve", "--log-level", "warning"]
+    if app is not None:
+        command = ["uvicorn", app, "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", *command],
+        cwd=ROOT,
+        env=environment,
+        stderr=stderr,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)  # polling a process that is starting: nothing to wait on instead
+    process.kill()
+    pytest.fail("the runner did not start")
+
+
+# ---- what runners of this suite have on the engine -----------------------------------------
+
+
+HELD_ROLES = (LEASE_ROLE, HOSTS_ROLE)
+"""What a runner holds on the engine while it lives, beside its runs."""
+
+
+def objects_of(docker_client: docker.DockerClient, instance: str) -> list[tuple[str, str | None]]:
+    """(name, role) of every container, then every volume, runners of `instance` have on the
+    engine (a container being removed may have no name left: then its id)."""
+    label = {"label": f"{INSTANCE}={instance}"}
+    containers = docker_client.api.containers(all=True, filters=label)
+    volumes = docker_client.api.volumes(filters=label).get("Volumes") or []
+    return [
+        ((item.get("Names") or [item["Id"]])[0].lstrip("/"), (item.get("Labels") or {}).get(ROLE))
+        for item in containers
+    ] + [(item["Name"], (item.get("Labels") or {}).get(ROLE)) for item in volumes]
+
+
+def managed_objects(docker_client: docker.DockerClient, instance: str) -> list[str]:
+    """What runners of `instance` made for runs (what each holds while it lives, its lease and
+    its hosts file, aside)."""
+    return [name for name, role in objects_of(docker_client, instance) if role not in HELD_ROLES]
+
+
+def remove_objects_of(docker_client: docker.DockerClient, instance: str) -> None:
+    """Remove whatever runners of `instance` (an id of this suite's) left, leases included."""
+    label = {"label": f"{INSTANCE}={instance}"}
+    for item in docker_client.api.containers(all=True, filters=label):
+        remove_gone(docker_client.api.remove_container, item["Id"], force=True, v=True)
+    for item in docker_client.api.volumes(filters=label).get("Volumes") or []:
+        remove_gone(docker_client.api.remove_volume, item["Name"], force=True)
+
+
+def remove_gone(remove: Callable[..., object], name: str, **options: object) -> None:
+    """Remove, taking gone already, or (409) being removed by a runner's reaper, which finishes
+    the job (the leak check at the end of the session tells if it does not), as done."""
+    try:
+        remove(name, **options)
+    except docker.errors.APIError as exc:
+        if exc.status_code not in (404, 409):
+            raise

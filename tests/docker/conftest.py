@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import docker
 import httpx
@@ -12,13 +12,7 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
-from tests.conftest import remove_objects_of, serving
-from tests.helpers import instance_id
-
-
-@pytest.fixture(autouse=True)
-def _leak_check(no_leaks: None) -> None:
-    """Every test here counts towards the end-of-session leak check."""
+from tests.helpers import Server, instance_id, remove_objects_of, serving
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +39,6 @@ def app_client(docker_client: docker.DockerClient, make_settings):  # type: igno
     yield make
     for test_client in clients:
         test_client.__exit__(None, None, None)
-
-
-Server = Callable[..., contextlib.AbstractContextManager[httpx.Client]]
 
 
 @pytest.fixture

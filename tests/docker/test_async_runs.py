@@ -33,11 +33,9 @@ from backends.labels import (
     TTL,
 )
 from runner.spec import RunRecord
-from tests.conftest import managed_objects
-from tests.docker.conftest import Server
 from tests.docker.watching import Events
 from tests.faults import EngineProxy, engine_fault
-from tests.helpers import TEST_IMAGE, run_body
+from tests.helpers import TEST_IMAGE, Server, managed_objects, run_body
 
 COUNTDOWN = "for i in $(seq 1 12); do echo line $i; sleep 0.25; done; echo done >&2"
 

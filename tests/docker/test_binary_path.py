@@ -13,8 +13,7 @@ import httpx
 import pytest
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from tests.conftest import managed_objects
-from tests.helpers import ZeroTar, gzip_bomb, run_body, tar_gz, tar_member
+from tests.helpers import ZeroTar, gzip_bomb, managed_objects, run_body, tar_gz, tar_member
 
 MiB = 1024 * 1024
 

@@ -8,10 +8,9 @@ import signal
 
 import httpx
 
-from tests.conftest import free_port, managed_objects, start_runner
 from tests.docker.watching import Events
 from tests.faults import EngineProxy, engine_fault, removals_held
-from tests.helpers import instance_id, run_body
+from tests.helpers import free_port, instance_id, managed_objects, run_body, start_runner
 
 
 @engine_fault

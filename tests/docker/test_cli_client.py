@@ -10,9 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.conftest import ROOT
-from tests.docker.conftest import Server
-from tests.helpers import TEST_IMAGE, run_body
+from tests.helpers import ROOT, TEST_IMAGE, Server, run_body
 
 TOKEN = "cli-test-token"
 

@@ -25,7 +25,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 import mcp_app
-from tests.conftest import serving
 from tests.helpers import (
     PRIVATE_IMAGE,
     PRIVATE_REGISTRY,
@@ -33,6 +32,7 @@ from tests.helpers import (
     REGISTRY_PASSWORD,
     REGISTRY_USER,
     b64,
+    serving,
     tar_gz,
     untar_gz,
 )

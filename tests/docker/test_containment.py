@@ -14,8 +14,7 @@ from backends.docker.backend import DockerBackend
 from backends.labels import INSTANCE, LEASE_ROLE, OWNER, ROLE
 from runner.errors import RunnerError
 from runner.settings import Settings
-from tests.conftest import managed_objects
-from tests.helpers import b64, instance_id, run_body, tar_gz
+from tests.helpers import b64, instance_id, managed_objects, run_body, tar_gz
 
 HOST_BIND = {"type": "none", "o": "bind", "device": "/"}
 PERMISSIVE = {

@@ -5,10 +5,9 @@ mounts over, goes through a run volume that the container mounts, as before."""
 
 from __future__ import annotations
 
-from tests.conftest import managed_objects
 from tests.docker.test_binary_path import form
 from tests.faults import engine_fault, removals_held
-from tests.helpers import b64, run_body, tar_gz
+from tests.helpers import b64, managed_objects, run_body, tar_gz
 
 MOUNTED = "grep -cE ' /(data|job.sh|root) ' /proc/self/mountinfo; cat /data/a.txt; /job.sh"
 """How many of the paths are mounts in the container, then their content."""

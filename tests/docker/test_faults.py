@@ -10,10 +10,9 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import free_port, managed_objects, start_runner
 from tests.docker.watching import Events, held_by, in_background, post_run
 from tests.faults import EngineProxy, engine_fault
-from tests.helpers import instance_id, run_body
+from tests.helpers import free_port, instance_id, managed_objects, run_body, start_runner
 
 
 def test_a_container_ignoring_sigterm_is_stopped_at_its_timeout(client):

@@ -14,10 +14,18 @@ import pytest
 from api_app import create_app
 from backends.docker.backend import DockerBackend
 from backends.labels import DEADLINE, INSTANCE, MANAGED, OWNER, ROLE, RUN_ID
-from tests.conftest import managed_objects, remove_objects_of, serving
 from tests.docker.watching import Events
 from tests.faults import engine_fault
-from tests.helpers import PUBLIC_REGISTRY, TEST_IMAGE, b64, run_body, tar_gz
+from tests.helpers import (
+    PUBLIC_REGISTRY,
+    TEST_IMAGE,
+    b64,
+    managed_objects,
+    remove_objects_of,
+    run_body,
+    serving,
+    tar_gz,
+)
 
 CONTENT = {"/in.txt": {"type": "file", "content": b64(b"x")}, "/out": {"type": "directory"}}
 

@@ -11,8 +11,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from tests.conftest import free_port, managed_objects, start_runner
-from tests.helpers import b64, instance_id, run_body
+from tests.helpers import b64, free_port, instance_id, managed_objects, run_body, start_runner
 
 pytestmark = pytest.mark.anyio
 

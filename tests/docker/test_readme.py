@@ -20,8 +20,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, get_default_environment
 
-from tests.conftest import ROOT, free_port, start_runner
-from tests.helpers import TEST_IMAGE
+from tests.helpers import ROOT, TEST_IMAGE, free_port, start_runner
 
 README = ROOT / "README.md"
 README_PORTS = (8000, 8001, 9000, 9001)

@@ -11,8 +11,7 @@ import pytest
 
 from backends.labels import DEADLINE, INSTANCE, MANAGED, RECORD, ROLE, RUN_ID, TENANT
 from runner.tenancy import LOCAL
-from tests.docker.conftest import Server
-from tests.helpers import run_body
+from tests.helpers import Server, run_body
 
 
 def forged_record(run_id: str, **fields: object) -> str:

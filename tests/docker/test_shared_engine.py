@@ -15,7 +15,6 @@ import pytest
 from backends.docker.backend import DockerBackend
 from backends.labels import INSTANCE, MANAGED, RUN_ID
 from runner.settings import Settings
-from tests.conftest import free_port, managed_objects, remove_objects_of, start_runner
 from tests.docker.watching import (
     WAITS_FOR_GO,
     Events,
@@ -26,7 +25,15 @@ from tests.docker.watching import (
     stop,
 )
 from tests.faults import EngineProxy, engine_fault
-from tests.helpers import TEST_IMAGE, instance_id, run_body
+from tests.helpers import (
+    TEST_IMAGE,
+    free_port,
+    instance_id,
+    managed_objects,
+    remove_objects_of,
+    run_body,
+    start_runner,
+)
 
 
 @pytest.mark.parametrize("identity", ["its own id", "the same id"])

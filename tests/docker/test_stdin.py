@@ -12,10 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backends.labels import RUN_ID
-from tests.conftest import managed_objects
-from tests.docker.conftest import Server
 from tests.docker.test_async_runs import follow_to_exit, start, wait_for_output
-from tests.helpers import run_body
+from tests.helpers import Server, managed_objects, run_body
 from tests.mcp.test_protocol import until
 
 MIB = 1024 * 1024

@@ -15,8 +15,7 @@ from httpx_sse import connect_sse
 
 from backends.labels import INSTANCE, RUN_ID, TENANT
 from runner.tenancy import tenant_for
-from tests.docker.conftest import Server
-from tests.helpers import run_body
+from tests.helpers import Server, run_body
 
 A = {"Authorization": "Bearer tok-alice"}
 B = {"Authorization": "Bearer tok-bob"}

@@ -172,7 +172,7 @@ def test_a_non_root_user_can_write_its_response_directory(client):
 
 
 def test_returned_content_over_the_limit_is_413_and_leaves_nothing(app_client, docker_client):
-    from tests.conftest import managed_objects
+    from tests.helpers import managed_objects
 
     client = app_client(max_response_bytes=64 * 1024)
     volumes = {"/out": {"type": "directory", "response": True}}

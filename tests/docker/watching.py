@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from backends.labels import INSTANCE, ROLE
-from tests.conftest import HELD_ROLES, free_port, managed_objects, objects_of, start_runner
+from tests.helpers import HELD_ROLES, free_port, managed_objects, objects_of, start_runner
 
 
 class Events:

@@ -17,7 +17,7 @@ import yaml
 
 from backends.kubernetes.inventory import PERMISSIONS
 from runner.settings import Settings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.kubernetes.fake_objects import merged
 
 CHART = ROOT / "deploy" / "helm" / "oneoff-runner"

@@ -1,12 +1,12 @@
 """The real-cluster tests cannot run here, but they are collected: importable, and selected by
-`-m cluster` (the default options deselect them: pyproject's `addopts`)."""
+`-m cluster` (tests/conftest.py deselects them unless `-m` names them)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 MODULES = [
     "tests/kubernetes/test_cluster.py",

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from api_app import create_app
 from backends.labels import INSTANCE
 from runner.settings import Settings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.kubernetes.cluster_support import (
     FILES_RUN,
     api_endpoint,

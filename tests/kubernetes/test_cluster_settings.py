@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from backends.labels import INSTANCE
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.kubernetes.cluster_support import (
     IMAGE,
     core,

@@ -1,4 +1,9 @@
-"""An MCP server on a real loopback port over the real Docker engine, and SDK clients for it."""
+"""MCP servers for the tests, and SDK clients for them:
+
+- over a `FakeBackend`, for the protocol (no engine): in-process, the SDK's client straight on
+  the server as the SDK's own tests do (`fake_client`), or on a loopback port (`fake_url`);
+- over the real Docker engine, on a loopback port, for runs (`mcp_url`, `runs_url`, `client`).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,34 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from mcp import Client
 
-from backends.labels import INSTANCE
 from mcp_app import create_app
-from tests.conftest import serving
-
-
-@pytest.fixture(autouse=True)
-def _leak_check(no_leaks: None) -> None:
-    """Every test here counts towards the end-of-session leak check."""
+from runner.mcp.tools import build_server
+from runner.service import RunnerService
+from tests.fakes import FakeBackend
+from tests.helpers import remove_objects_of, serving
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+async def fake_client(make_settings) -> AsyncIterator[Client]:  # type: ignore[no-untyped-def]
+    settings = make_settings()
+    service = RunnerService(settings, FakeBackend())
+    await service.start()
+    try:
+        async with Client(build_server(lambda: service, settings)) as connected:
+            yield connected
+    finally:
+        await service.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_url(make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    with serving(create_app(make_module_settings(), backend=FakeBackend())) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +57,7 @@ def runs_url(docker_client, make_module_settings) -> Iterator[str]:  # type: ign
     settings = make_module_settings(result_ttl_seconds=600)
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp"
-    label = f"{INSTANCE}={settings.instance_id}"
-    for item in docker_client.api.containers(all=True, filters={"label": label}):
-        docker_client.api.remove_container(item["Id"], force=True, v=True)
-    for volume in docker_client.api.volumes(filters={"label": label}).get("Volumes") or []:
-        docker_client.api.remove_volume(volume["Name"], force=True)
+    remove_objects_of(docker_client, settings.instance_id)
 
 
 @pytest.fixture

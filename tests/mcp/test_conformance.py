@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.mcp.nodejs import CONFORMANCE, node
 
+pytestmark = pytest.mark.node
 EXPECTED = Path(__file__).resolve().parent / "conformance-expected.yml"
 
 

@@ -19,14 +19,14 @@ pytestmark = pytest.mark.anyio
         ({"timeout_seconds": 1e-9}, "0.1"),
     ],
 )
-async def test_a_limit_below_its_floor_is_a_tool_error(client, tool, fields, words):  # type: ignore[no-untyped-def]
-    result = await client.call_tool(tool, run_body("true", **fields))
+async def test_a_limit_below_its_floor_is_a_tool_error(fake_client, tool, fields, words):  # type: ignore[no-untyped-def]
+    result = await fake_client.call_tool(tool, run_body("true", **fields))
     assert result.is_error is True
     text = result.content[0].text
     assert words in text and next(iter(fields)) in text, text
 
 
-async def test_a_runtime_the_operator_did_not_allow_is_a_tool_error(client):  # type: ignore[no-untyped-def]
-    result = await client.call_tool("run_container", run_body("true", runtime="runsc"))
+async def test_a_runtime_the_operator_did_not_allow_is_a_tool_error(fake_client):  # type: ignore[no-untyped-def]
+    result = await fake_client.call_tool("run_container", run_body("true", runtime="runsc"))
     assert result.is_error is True
     assert "RUNNER_ALLOWED_RUNTIMES" in result.content[0].text

@@ -16,8 +16,8 @@ import pytest
 from backends.labels import INSTANCE
 from mcp_app import create_app
 from runner.settings import Settings
-from tests.conftest import serving
-from tests.helpers import b64, run_body
+from tests.fakes import FakeBackend
+from tests.helpers import b64, run_body, serving
 from tests.mcp.test_tasks import modern
 from tests.mcp.test_wire import message
 
@@ -27,14 +27,18 @@ SSE = "application/json, text/event-stream"
 
 @pytest.fixture(scope="module")
 def served(docker_client, make_module_settings) -> Iterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
+    """A server over the engine, for what runs containers: (its URL, its settings)."""
     settings = make_module_settings(api_tokens=list(TOKENS.values()))
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp", settings
 
 
-@pytest.fixture
-def url(served: tuple[str, Settings]) -> str:
-    return served[0]
+@pytest.fixture(scope="module")
+def url(make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A server over a FakeBackend, with the same tokens: the protocol alone."""
+    settings = make_module_settings(api_tokens=list(TOKENS.values()))
+    with serving(create_app(settings, backend=FakeBackend())) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 def post(
@@ -67,7 +71,8 @@ def events(response: httpx.Response) -> list[dict]:  # type: ignore[type-arg]
 # ---- logging -------------------------------------------------------------------------------
 
 
-def test_logging_is_declared_and_set_level_is_honoured_per_caller(url):
+def test_logging_is_declared_and_set_level_is_honoured_per_caller(served):
+    url, _ = served
     init = request(
         "initialize",
         {
@@ -194,9 +199,9 @@ def test_a_body_that_is_not_a_message_is_an_invalid_request(url, body):
     assert "pydantic" not in error["message"]
 
 
-def test_the_size_limit_is_runner_max_request_bytes(docker_client, make_settings):
+def test_the_size_limit_is_runner_max_request_bytes(make_settings):
     settings = make_settings(max_request_bytes=64 * 1024)
-    with serving(create_app(settings)) as port:
+    with serving(create_app(settings, backend=FakeBackend())) as port:
         big = run_body("true", volumes={"/f": {"type": "file", "content": b64(b"x" * 65536)}})
         body = request("tools/call", {"name": "run_container", "arguments": big})
         refused = httpx.post(
@@ -206,7 +211,8 @@ def test_the_size_limit_is_runner_max_request_bytes(docker_client, make_settings
     assert "RUNNER_MAX_REQUEST_BYTES" in refused.json()["error"]["message"]
 
 
-def test_requests_past_the_sdk_s_own_4_mib_are_served(url):
+def test_requests_past_the_sdk_s_own_4_mib_are_served(served):
+    url, _ = served
     content = b64(b"y" * (5 * 1024 * 1024))
     body = run_body("wc", "-c", "/f", volumes={"/f": {"type": "file", "content": content}})
     call = post(url, request("tools/call", {"name": "run_container", "arguments": body}))
@@ -231,8 +237,8 @@ def test_only_what_exists_is_advertised(url, version):
     assert message(post(url, request("prompts/list")))["error"]["code"] == -32601
 
 
-def test_discovery_on_2026_advertises_no_prompts_resources_or_list_changes(runs_url):
-    found = modern(runs_url, "server/discover", {})["result"]["capabilities"]
+def test_discovery_on_2026_advertises_no_prompts_resources_or_list_changes(fake_url):
+    found = modern(fake_url, "server/discover", {})["result"]["capabilities"]
     assert "prompts" not in found and "resources" not in found
     assert not found["tools"].get("listChanged")
 

@@ -65,14 +65,14 @@ async def test_cancel_run_stops_the_container(
     assert docker_client.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
 
 
-async def test_an_unknown_run_is_a_tool_error_naming_run_id(client: Client) -> None:
-    result = await client.call_tool("get_run", {"run_id": "0123456789abcdef"})
+async def test_an_unknown_run_is_a_tool_error_naming_run_id(fake_client: Client) -> None:
+    result = await fake_client.call_tool("get_run", {"run_id": "0123456789abcdef"})
     assert result.is_error is True
     assert "run_id" in result.content[0].text
 
 
-async def test_a_malformed_run_id_is_refused(client: Client) -> None:
-    result = await client.call_tool("cancel_run", {"run_id": "../../etc"})
+async def test_a_malformed_run_id_is_refused(fake_client: Client) -> None:
+    result = await fake_client.call_tool("cancel_run", {"run_id": "../../etc"})
     assert result.is_error is True
     assert "run_id" in result.content[0].text
 

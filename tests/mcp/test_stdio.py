@@ -11,7 +11,7 @@ from mcp.client.stdio import StdioServerParameters, get_default_environment
 
 from tests.helpers import instance_id, run_body
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 
 
 async def test_stdio_server_runs_a_container(tmp_path):

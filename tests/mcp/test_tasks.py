@@ -29,9 +29,9 @@ def start_task(url: str, *command: str) -> dict:  # type: ignore[type-arg]
     return reply["result"]["task"]
 
 
-def test_the_tasks_capability_and_the_tool_s_task_support_are_advertised(runs_url):
+def test_the_tasks_capability_and_the_tool_s_task_support_are_advertised(fake_url):
     init = call(
-        runs_url,
+        fake_url,
         "initialize",
         {
             "protocolVersion": VERSION,
@@ -42,7 +42,7 @@ def test_the_tasks_capability_and_the_tool_s_task_support_are_advertised(runs_ur
     tasks = init["result"]["capabilities"]["tasks"]
     assert tasks["requests"] == {"tools": {"call": {}}}
     assert "cancel" in tasks and "list" in tasks
-    tools = {tool["name"]: tool for tool in call(runs_url, "tools/list", {})["result"]["tools"]}
+    tools = {tool["name"]: tool for tool in call(fake_url, "tools/list", {})["result"]["tools"]}
     assert tools["run_container"]["execution"] == {"taskSupport": "optional"}
     assert "execution" not in tools["list_images"]
 
@@ -89,19 +89,19 @@ def test_created_at_does_not_change_between_create_and_get(runs_url):
     call(runs_url, "tasks/cancel", {"taskId": task["taskId"]})
 
 
-def test_an_unknown_task_is_a_protocol_error_naming_it(runs_url):
-    reply = call(runs_url, "tasks/get", {"taskId": "0123456789abcdef"})
+def test_an_unknown_task_is_a_protocol_error_naming_it(fake_url):
+    reply = call(fake_url, "tasks/get", {"taskId": "0123456789abcdef"})
     assert reply["error"]["code"] == -32602
     assert "0123456789abcdef" in reply["error"]["message"]
 
 
-def test_bad_arguments_in_a_task_call_are_a_tool_error_naming_the_field(runs_url):
+def test_bad_arguments_in_a_task_call_are_a_tool_error_naming_the_field(fake_url):
     params = {
         "name": "run_container",
         "arguments": run_body("true", memory="lots"),
         "task": {},
     }
-    result = call(runs_url, "tools/call", params)["result"]
+    result = call(fake_url, "tools/call", params)["result"]
     assert result["isError"] is True
     assert "memory" in result["content"][0]["text"]
 
@@ -150,8 +150,8 @@ def poll(url: str, task_id: str) -> dict:  # type: ignore[type-arg]
     raise AssertionError("the task never ended")
 
 
-def test_discovery_advertises_the_tasks_extension(runs_url):
-    result = modern(runs_url, "server/discover", {})["result"]
+def test_discovery_advertises_the_tasks_extension(fake_url):
+    result = modern(fake_url, "server/discover", {})["result"]
     assert result["capabilities"]["extensions"]["io.modelcontextprotocol/tasks"] == {}
 
 
@@ -190,7 +190,7 @@ def test_a_task_method_whose_mcp_name_is_not_its_task_is_a_header_mismatch(runs_
     assert poll(runs_url, task_id)["status"] == "completed"
 
 
-def test_surrounding_whitespace_in_mcp_name_is_accepted(runs_url):
+def test_surrounding_whitespace_in_mcp_name_is_accepted(fake_url):
     """As HTTP reads a field (RFC 9110 §5.5); httpx refuses to send such a value, http.client
     does not."""
     meta = {
@@ -206,7 +206,7 @@ def test_surrounding_whitespace_in_mcp_name_is_accepted(runs_url):
         "Mcp-Method": "tools/call",
         "Mcp-Name": "  runner_health  ",
     }
-    connection = http.client.HTTPConnection(urlsplit(runs_url).netloc, timeout=60)
+    connection = http.client.HTTPConnection(urlsplit(fake_url).netloc, timeout=60)
     connection.request("POST", "/mcp", body, headers)
     reply = json.loads(connection.getresponse().read())
     connection.close()

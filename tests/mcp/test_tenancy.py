@@ -17,8 +17,7 @@ from mcp.shared.exceptions import MCPError
 
 from backends.labels import INSTANCE
 from mcp_app import create_app
-from tests.conftest import serving
-from tests.helpers import instance_id, run_body
+from tests.helpers import instance_id, run_body, serving
 from tests.mcp.test_wire import message, rpc
 
 pytestmark = pytest.mark.anyio

@@ -15,8 +15,8 @@ from mcp_app import create_app
 from runner.engine_models import CreateVolumeRequest
 from runner.mcp.arguments import McpRunRequest
 from runner.models import RunRequest, VolumeSpec
-from tests.conftest import serving
-from tests.helpers import TEST_IMAGE, b64, run_body, untar_gz
+from tests.fakes import FakeBackend
+from tests.helpers import TEST_IMAGE, b64, run_body, serving, untar_gz
 
 pytestmark = pytest.mark.anyio
 
@@ -41,20 +41,20 @@ async def tools_by_name(client: Client) -> dict:
     return {tool.name: tool for tool in (await client.list_tools()).tools}
 
 
-async def test_the_latest_protocol_is_negotiated(client):
-    assert client.protocol_version == LATEST_PROTOCOL_VERSION
+async def test_the_latest_protocol_is_negotiated(fake_client):
+    assert fake_client.protocol_version == LATEST_PROTOCOL_VERSION
 
 
-async def test_every_tool_is_listed_with_a_description_an_example_and_a_title(client):
-    tools = await tools_by_name(client)
+async def test_every_tool_is_listed_with_a_description_an_example_and_a_title(fake_client):
+    tools = await tools_by_name(fake_client)
     assert set(tools) == TOOLS
     for tool in tools.values():
         assert tool.description and "Example" in tool.description, tool.name
         assert tool.title and tool.annotations is not None, tool.name
 
 
-async def test_annotations_say_which_tools_only_read_and_which_destroy(client):
-    tools = await tools_by_name(client)
+async def test_annotations_say_which_tools_only_read_and_which_destroy(fake_client):
+    tools = await tools_by_name(fake_client)
     for name in (
         "get_run",
         "get_run_logs",
@@ -72,8 +72,8 @@ async def test_annotations_say_which_tools_only_read_and_which_destroy(client):
     assert tools["run_container"].annotations.destructive_hint is False
 
 
-async def test_input_schemas_carry_every_field_of_the_models_inlined(client):
-    tools = await tools_by_name(client)
+async def test_input_schemas_carry_every_field_of_the_models_inlined(fake_client):
+    tools = await tools_by_name(fake_client)
     run_schema = tools["run_container"].input_schema
     assert set(run_schema["properties"]) == set(McpRunRequest.model_fields)
     assert set(RunRequest.model_fields) < set(McpRunRequest.model_fields)
@@ -86,16 +86,16 @@ async def test_input_schemas_carry_every_field_of_the_models_inlined(client):
     assert set(volume_schema["properties"]) == set(CreateVolumeRequest.model_fields)
 
 
-async def test_start_run_takes_the_same_arguments_described_once(client):
-    tools = await tools_by_name(client)
+async def test_start_run_takes_the_same_arguments_described_once(fake_client):
+    tools = await tools_by_name(fake_client)
     run_schema, start_schema = (tools[name].input_schema for name in ("run_container", "start_run"))
     assert set(start_schema["properties"]) == set(run_schema["properties"])
     assert "description" not in json.dumps(start_schema)
     assert "run_container" in tools["start_run"].description
 
 
-async def test_the_pull_policy_defaults_to_missing_over_mcp(client):
-    run_schema = (await tools_by_name(client))["run_container"].input_schema
+async def test_the_pull_policy_defaults_to_missing_over_mcp(fake_client):
+    run_schema = (await tools_by_name(fake_client))["run_container"].input_schema
     assert run_schema["properties"]["pull_policy"]["default"] == "missing"
     assert RunRequest.model_fields["pull_policy"].default == "always"
 
@@ -138,8 +138,8 @@ async def test_a_failing_command_is_a_result_that_leads_with_its_exit_code(clien
         (run_body("true", bogus=1), "bogus"),
     ],
 )
-async def test_bad_input_is_a_tool_error_naming_the_field(client, arguments, words):
-    result = await client.call_tool("run_container", arguments)
+async def test_bad_input_is_a_tool_error_naming_the_field(fake_client, arguments, words):
+    result = await fake_client.call_tool("run_container", arguments)
     assert result.is_error is True
     assert words in result.content[0].text
 
@@ -151,9 +151,9 @@ async def test_a_run_that_cannot_happen_is_a_tool_error_saying_what_to_do(client
     assert "pull_policy" in result.content[0].text
 
 
-async def test_passwords_never_come_back_in_tool_errors(client):
+async def test_passwords_never_come_back_in_tool_errors(fake_client):
     arguments = run_body("true", auth_config={"username": "u", "password": "pw-9876", "x": 1})
-    result = await client.call_tool("run_container", arguments)
+    result = await fake_client.call_tool("run_container", arguments)
     assert result.is_error is True
     assert "pw-9876" not in result.content[0].text
 
@@ -215,9 +215,9 @@ async def test_runner_health_reports_the_engine(client, docker_client):
     assert result.structured_content["version"] == docker_client.version()["Version"]
 
 
-async def test_docker_health_is_runner_health_under_its_old_name(client):
-    old = await client.call_tool("docker_health", {})
-    new = await client.call_tool("runner_health", {})
+async def test_docker_health_is_runner_health_under_its_old_name(fake_client):
+    old = await fake_client.call_tool("docker_health", {})
+    new = await fake_client.call_tool("runner_health", {})
     assert old.structured_content == new.structured_content
 
 
@@ -239,12 +239,12 @@ async def test_list_containers_returns_a_structured_list(client, docker_client):
         container.remove(force=True)
 
 
-async def test_tools_list_fits_the_budget_with_plain_input_schemas(mcp_url):
+async def test_tools_list_fits_the_budget_with_plain_input_schemas(fake_url):
     """Function-calling APIs reject $ref/$defs/anyOf, and models read all of tools/list."""
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     headers = {"Accept": "application/json", "MCP-Protocol-Version": "2025-06-18"}
     async with httpx.AsyncClient() as http:
-        response = await http.post(mcp_url, json=body, headers=headers)
+        response = await http.post(fake_url, json=body, headers=headers)
     tools = response.json()["result"]["tools"]
     assert len(json.dumps(tools, separators=(",", ":"))) <= 12 * 1024
     for tool in tools:
@@ -254,8 +254,8 @@ async def test_tools_list_fits_the_budget_with_plain_input_schemas(mcp_url):
         assert tool["inputSchema"]["additionalProperties"] is False, tool["name"]
 
 
-async def test_the_description_states_the_defaults_that_surprise(client):
-    description = " ".join((await tools_by_name(client))["run_container"].description.split())
+async def test_the_description_states_the_defaults_that_surprise(fake_client):
+    description = " ".join((await tools_by_name(fake_client))["run_container"].description.split())
     for words in ("no network", "timeout_seconds", "of memory", "pulled only when missing"):
         assert words in description
 
@@ -289,7 +289,8 @@ async def test_stdin_reaches_the_command_then_end_of_file(client):
 
 
 async def test_stdin_over_the_limit_is_a_tool_error_naming_it(make_settings):
-    with serving(create_app(make_settings(max_archive_bytes=1024))) as port:
+    app = create_app(make_settings(max_archive_bytes=1024), backend=FakeBackend())
+    with serving(app) as port:
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             arguments = {"image": TEST_IMAGE, "script": "cat", "stdin": "x" * 2000}
             result = await client.call_tool("run_container", arguments)
@@ -297,8 +298,8 @@ async def test_stdin_over_the_limit_is_a_tool_error_naming_it(make_settings):
     assert result.content[0].text.startswith("stdin:")
 
 
-async def test_script_and_command_together_are_refused(client):
-    result = await client.call_tool(
+async def test_script_and_command_together_are_refused(fake_client):
+    result = await fake_client.call_tool(
         "run_container", {"image": TEST_IMAGE, "script": "true", "command": ["true"]}
     )
     assert result.is_error is True

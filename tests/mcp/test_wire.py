@@ -10,8 +10,8 @@ import pytest
 
 from api_app import create_app as create_rest_app
 from mcp_app import create_app
-from tests.conftest import serving
-from tests.helpers import run_body
+from tests.fakes import FakeBackend
+from tests.helpers import run_body, serving
 
 HANDSHAKE_VERSIONS = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]
 ACCEPTS = {"json": "application/json", "json+sse": "application/json, text/event-stream"}
@@ -82,8 +82,8 @@ def test_curl_sequence_initialize_list_call(mcp_url, version, accept):
     assert result["content"][0]["text"].startswith("exit code 0")
 
 
-def test_json_only_clients_get_json(mcp_url):
-    response = rpc(mcp_url, "tools/list", {}, accept=ACCEPTS["json"], version="2025-06-18")
+def test_json_only_clients_get_json(fake_url):
+    response = rpc(fake_url, "tools/list", {}, accept=ACCEPTS["json"], version="2025-06-18")
     assert response.headers["content-type"].startswith("application/json")
 
 
@@ -105,23 +105,27 @@ def test_sse_clients_get_an_event_stream_with_progress(mcp_url):
     assert events[-1]["result"]["structuredContent"]["stdout"] == "streamed\n"
 
 
-def test_a_foreign_origin_is_refused_on_localhost(mcp_url):
+def test_a_foreign_origin_is_refused_on_localhost(fake_url):
     response = rpc(
-        mcp_url, "tools/list", {}, accept=ACCEPTS["json"], headers={"Origin": "http://evil.example"}
+        fake_url,
+        "tools/list",
+        {},
+        accept=ACCEPTS["json"],
+        headers={"Origin": "http://evil.example"},
     )
     assert response.status_code == 403
 
 
-def test_a_foreign_host_header_is_refused_on_localhost(mcp_url):
+def test_a_foreign_host_header_is_refused_on_localhost(fake_url):
     response = rpc(
-        mcp_url, "tools/list", {}, accept=ACCEPTS["json"], headers={"Host": "evil.example"}
+        fake_url, "tools/list", {}, accept=ACCEPTS["json"], headers={"Host": "evil.example"}
     )
     assert response.status_code in (403, 421)
 
 
-def test_an_allowed_hostname_is_accepted(docker_client, make_settings):
+def test_an_allowed_hostname_is_accepted(make_settings):
     settings = make_settings(mcp_allowed_hosts=["runner.example.com"])
-    with serving(create_app(settings)) as port:
+    with serving(create_app(settings, backend=FakeBackend())) as port:
         response = rpc(
             f"http://127.0.0.1:{port}/mcp",
             "tools/list",
@@ -133,9 +137,13 @@ def test_an_allowed_hostname_is_accepted(docker_client, make_settings):
 
 
 @pytest.fixture(scope="module")
-def token_urls(docker_client, make_module_settings):  # type: ignore[no-untyped-def]
+def token_urls(make_module_settings):  # type: ignore[no-untyped-def]
+    """Both doors with two tokens, over FakeBackends."""
     settings = make_module_settings(api_tokens=["first-token", "second-token"])
-    with serving(create_app(settings)) as mcp_port, serving(create_rest_app(settings)) as rest:
+    mcp_app, rest_app = (
+        create(settings, backend=FakeBackend()) for create in (create_app, create_rest_app)
+    )
+    with serving(mcp_app) as mcp_port, serving(rest_app) as rest:
         yield f"http://127.0.0.1:{mcp_port}/mcp", f"http://127.0.0.1:{rest}"
 
 
@@ -181,5 +189,5 @@ def test_rest_requires_the_token_except_for_health_and_the_docs(token_urls):
     assert allowed.status_code == 200
 
 
-def test_mcp_without_tokens_needs_none(mcp_url):
-    assert rpc(mcp_url, "tools/list", {}, accept=ACCEPTS["json"]).status_code == 200
+def test_mcp_without_tokens_needs_none(fake_url):
+    assert rpc(fake_url, "tools/list", {}, accept=ACCEPTS["json"]).status_code == 200

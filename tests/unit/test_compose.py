@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from runner.settings import Settings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
+pytestmark = pytest.mark.compose
 SOCKET = "/var/run/docker.sock"
 
 

@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from api_app import create_app
-from tests.conftest import serving
 from tests.fakes import FakeBackend
+from tests.helpers import serving
 
+pytestmark = pytest.mark.chromium
 TOKEN = "docs-test-token"
 CHROMIUM_FLAGS = (
     "--headless",

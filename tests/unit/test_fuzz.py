@@ -22,8 +22,8 @@ from api_app import create_app
 from runner.archives import Budget, check_tar_gz, decode_base64
 from runner.errors import RunnerError
 from runner.models import MountPoint, RunRequest
-from tests.conftest import serving
 from tests.fakes import FakeBackend
+from tests.helpers import serving
 
 # No 500s, and every answer as documented. Schema-valid requests may still be refused: limits
 # and volume keys are checked against the operator's settings, which no schema can carry.

@@ -14,8 +14,7 @@ from pathlib import Path
 from backends.kubernetes import pod_helper
 from backends.kubernetes.manifests import HELPER_COMMAND
 from backends.kubernetes.returned import ReturnLimit, read_returned
-from tests.conftest import ROOT
-from tests.helpers import tar_gz, untar_gz
+from tests.helpers import ROOT, tar_gz, untar_gz
 
 STEPS = [
     {

@@ -12,7 +12,7 @@ import pytest
 
 from runner.settings import Settings, get_settings
 from runner.settings_errors import variable
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 @pytest.fixture
