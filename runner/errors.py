@@ -2,7 +2,8 @@
 
 Every failure a caller can cause or meet is one of these, carrying the HTTP status it maps to,
 the request field it concerns (when there is one) and a message that says what to do. REST turns
-them into responses in one place (`api_app`), MCP into tool errors in one place (`mcp_app`).
+them into responses in one place (`runner.rest.errors`), MCP into tool errors in one place
+(`runner.mcp.tools.RunnerTool`).
 Backends translate their SDK's exceptions into this tree at exactly one boundary each.
 
     RunnerError (500)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from backends.docker import sockets
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors
 from backends.docker.exits import Exits, Watch
@@ -81,8 +82,7 @@ class AttachedRuns:
             if feed is not None:
                 feed.stop()
             raise
-        # docker-py's own close() fails over SSH: close the response
-        response_close = frames._response.close  # type: ignore[attr-defined]
+        response_close = sockets.attach_response(frames).close
 
         def close() -> None:  # the output ended: so did the run, and any input it left
             response_close()

@@ -65,7 +65,7 @@ class Cleanup:
                 if item is None:
                     return
                 self._remove(*item)
-            except Exception:  # noqa: BLE001 - a removal that fails is the reaper's
+            except Exception:  # a removal that fails is the reaper's
                 log.exception("background removal failed; the reaper will retry it")
             finally:
                 self._queue.task_done()

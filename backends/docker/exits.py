@@ -25,6 +25,7 @@ from typing import Any
 
 import docker
 
+from backends.docker import sockets
 from backends.labels import OWNER
 
 log = logging.getLogger("oneoff_runner.docker")
@@ -98,12 +99,11 @@ class Exits:
         params = {"since": since, "filters": self._filters}
         with client.get(url, params=params, stream=True) as response:
             response.raise_for_status()
-            # docker-py knows where each transport keeps the socket (unix, tcp, tls, ssh)
-            connection = client._get_raw_response_socket(response)  # type: ignore[attr-defined]
+            connection = sockets.of_response(client, response)
             with self._lock:
                 if self._closed:
                     return
-                self._socket, self._live = getattr(connection, "_sock", connection), True
+                self._socket, self._live = connection, True
             for line in response.iter_lines():
                 if line:
                     self._dispatch(json.loads(line))

@@ -24,6 +24,7 @@ import requests
 import urllib3
 from docker.types import LogConfig
 
+from backends.docker import sockets
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors
 from backends.docker.output import Captured, read_frames
@@ -69,9 +70,9 @@ class OutputStream:
     with `follow`, until the container stops. Iterating closes the response at its end; `stop`
     ends it from another thread (closing the response there would wait on the reader's lock)."""
 
-    def __init__(self, response: requests.Response, connection: Any) -> None:
+    def __init__(self, response: requests.Response, connection: socket.socket) -> None:
         self._response = response
-        self._socket = getattr(connection, "_sock", connection)
+        self._socket = connection
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
         raw = self._response.raw
@@ -221,8 +222,7 @@ class DetachedRuns:
             except requests.exceptions.HTTPError as exc:
                 response.close()
                 raise docker.errors.create_api_error_from_http_exception(exc) from exc
-        # docker-py knows where each transport keeps the socket (unix, tcp, tls, ssh)
-        return OutputStream(response, client._get_raw_response_socket(response))  # type: ignore[attr-defined]
+        return OutputStream(response, sockets.of_response(client, response))
 
     def collect(self, run_id: str) -> Outcome:
         """The finished run's result: the first `max_output` bytes of each stream, and its

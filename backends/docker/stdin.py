@@ -18,6 +18,7 @@ from typing import Any
 
 import docker
 
+from backends.docker import sockets
 from backends.docker.errors import engine_errors
 
 CHUNK = 64 * 1024
@@ -26,7 +27,7 @@ CHUNK = 64 * 1024
 class StdinFeed:
     def __init__(self, attached: Any, data: bytes) -> None:
         self._attached = attached
-        self._socket: socket.socket = getattr(attached, "_sock", attached)
+        self._socket = sockets.plain(attached)
         self._data = data
         self._thread = threading.Thread(target=self._write, name="oneoff-stdin", daemon=True)
 

@@ -88,15 +88,10 @@ async def run_body(request: Request, service: RunnerService) -> AsyncIterator[Ru
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    """The body as one bytes object and no other copy: `model_validate_json` copies a bytearray
-    before parsing, and joining chunks holds the body twice. The buffer is sized from
-    Content-Length (within `limit`; its pages cost memory only as they are written) and written
-    in place through a view of a BytesIO's own bytes, which `getvalue` then hands over without
-    copying (CPython's BytesIO: it takes its initial bytes without a copy while nothing else
-    holds them, and returns its buffer itself when no view is open and the size is exact; a
-    unit test checks both). A body past `limit` is refused by the app's body limit as it
-    streams; one without Content-Length grows as it comes. Not kept on the request (Starlette's
-    `body()` would)."""
+    """The body as one bytes object, held once: written in place into a buffer sized from
+    Content-Length (within `limit`), which `getvalue` hands over uncopied (a unit test checks
+    it). The app's body limit refuses a body past `limit` as it streams; one without
+    Content-Length grows as it comes."""
     length = request.headers.get("content-length", "")
     declared = int(length) if length.isdigit() and int(length) <= limit else 0
     buffer = io.BytesIO(bytes(declared))

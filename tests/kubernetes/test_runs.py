@@ -222,7 +222,9 @@ def test_a_missing_allowed_claim_is_404_before_anything_is_made(
     assert fake.named("jobs") == []
 
 
-def test_health_reports_the_api_server_and_missing_permissions(api, fake: FakeKubernetes):
+def test_health_reports_the_api_server_and_missing_permissions(
+    api, fake: FakeKubernetes, kube_settings: Settings
+):
     health = api.get("/health").json()
     assert health["version"] == "v1.33.0-fake"
     assert "RUNNER_PIDS_LIMIT" in health["details"]["not_applied"]
@@ -232,8 +234,8 @@ def test_health_reports_the_api_server_and_missing_permissions(api, fake: FakeKu
         for verb in verbs
         if resource != "pods/log"
     }
-    api.app.state.service._health = None  # ask again now, not from the cache
-    response = api.get("/health")
+    with TestClient(create_app(kube_settings)) as fresh:  # asks now, not from a cache
+        response = fresh.get("/health")
     assert response.status_code == 503
     assert "may not get pods/log" in response.json()["message"]
 
