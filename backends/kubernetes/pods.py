@@ -8,8 +8,9 @@ import contextlib
 import math
 import time
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
+from backends.kubernetes.api import ClusterApi
 from backends.kubernetes.errors import ApiUnreachable, PullJudge, api_errors, still_refused
 from backends.kubernetes.manifests import (
     COLLECT_CONTAINER,
@@ -21,29 +22,15 @@ from backends.kubernetes.manifests import (
 from backends.kubernetes.returned import log_bytes_for, read_returned, return_limit
 from backends.kubernetes.watching import PodWatch, job_deadline_exceeded
 from runner.errors import BackendUnavailable, Cancelled, InvalidRequest, NotFound
-from runner.settings import Settings
 from runner.spec import CollectSpec, Outcome, RunControl
 
 END_GRACE_SECONDS = 60  # past the timeout: the kubelet's kill, the helpers' collect
 LOG_CHUNK_BYTES = 64 * 1024
 
 
-class ApiAccess(Protocol):
-    """The Kubernetes backend's settings and API handles."""
-
-    settings: Settings
-    namespace: str
-
-    @property
-    def batch(self) -> Any: ...
-
-    @property
-    def core(self) -> Any: ...
-
-
 class RunPods:
-    def __init__(self, cluster: ApiAccess) -> None:
-        self.cluster = cluster
+    def __init__(self, api: ClusterApi) -> None:
+        self.api = api
 
     def wait(
         self,
@@ -61,9 +48,9 @@ class RunPods:
         the pod's `activeDeadlineSeconds` is lowered so that the kubelet kills it `timeout`
         seconds after that start; the pod stays, with its log, `Failed` for `DeadlineExceeded`.
         """
-        pods = PodWatch(self.cluster.core, self.cluster.namespace, run_id, job_name(run_id))
-        pods.give_up = time.monotonic() + start_grace(self.cluster.settings)
-        judge = PullJudge(image, self.cluster.settings.kube_helper_image)
+        pods = PodWatch(self.api.core, self.api.namespace, run_id, job_name(run_id))
+        pods.give_up = time.monotonic() + start_grace(self.api.settings)
+        judge = PullJudge(image, self.api.settings.kube_helper_image)
         started, last = False, None
         with contextlib.closing(pods.follow()) as events:
             for kind, pod in events:
@@ -84,7 +71,7 @@ class RunPods:
     def _gave_up(self, pods: PodWatch, started: bool, last: Any) -> tuple[Any, bool]:
         """The watch ended before the pod did: the API server was lost, the run's timeout
         passed (the run timed out), or its start timeout did (why it never started)."""
-        grace = start_grace(self.cluster.settings)
+        grace = start_grace(self.api.settings)
         if pods.failures:
             raise ApiUnreachable(
                 "lost the Kubernetes API server while watching the run's pod; the run may still "
@@ -109,7 +96,7 @@ class RunPods:
             return
         body = {"spec": {"activeDeadlineSeconds": deadline}}
         with contextlib.suppress(NotFound), api_errors("starting the run's clock"):
-            self.cluster.core.patch_namespaced_pod(pod.metadata.name, self.cluster.namespace, body)
+            self.api.core.patch_namespaced_pod(pod.metadata.name, self.api.namespace, body)
 
     def _ended(self, control: RunControl, kind: str, pod: Any, judge: PullJudge) -> bool:
         if kind == "DELETED" or pod.metadata.deletion_timestamp is not None:
@@ -133,9 +120,7 @@ class RunPods:
             return True
         try:
             with api_errors("reading the Job"):
-                found = self.cluster.batch.read_namespaced_job(
-                    job_name(run_id), self.cluster.namespace
-                )
+                found = self.api.batch.read_namespaced_job(job_name(run_id), self.api.namespace)
         except NotFound:
             return False
         return job_deadline_exceeded(found)
@@ -159,9 +144,9 @@ class RunPods:
 
     def _log(self, pod: Any, container: str, limit: int) -> tuple[bytes, bool]:
         with api_errors(f"reading the {container} container's log"):
-            response = self.cluster.core.read_namespaced_pod_log(
+            response = self.api.core.read_namespaced_pod_log(
                 pod.metadata.name,
-                self.cluster.namespace,
+                self.api.namespace,
                 container=container,
                 limit_bytes=limit + 1,
                 _preload_content=False,
@@ -173,11 +158,11 @@ class RunPods:
         """The collect sidecar's log, read as it streams (`returned`)."""
         if pod is None or not collect.returned:
             return {}
-        limit = return_limit(self.cluster.settings, collect.max_response_bytes)
+        limit = return_limit(self.api.settings, collect.max_response_bytes)
         with api_errors("reading the returned paths"):
-            response = self.cluster.core.read_namespaced_pod_log(
+            response = self.api.core.read_namespaced_pod_log(
                 pod.metadata.name,
-                self.cluster.namespace,
+                self.api.namespace,
                 container=COLLECT_CONTAINER,
                 limit_bytes=log_bytes_for(limit.size),
                 _preload_content=False,

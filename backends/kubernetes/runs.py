@@ -15,13 +15,14 @@ import contextlib
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import urllib3
 
 from backends.kubernetes.errors import ApiUnreachable, api_errors
+from backends.kubernetes.jobs import Jobs
 from backends.kubernetes.manifests import RUN_CONTAINER, job_name
-from backends.kubernetes.pods import LOG_CHUNK_BYTES, ApiAccess
+from backends.kubernetes.pods import LOG_CHUNK_BYTES
 from backends.kubernetes.watching import job_deadline_exceeded
 from backends.labels import (
     ASYNC_ROLE,
@@ -49,7 +50,7 @@ from backends.records import (
     stored_record,
 )
 from runner.errors import Cancelled, Conflict, NotFound, RunnerError
-from runner.spec import CollectSpec, Outcome, RunControl, RunRecord, RunSpec
+from runner.spec import Outcome, RunControl, RunRecord, RunSpec
 
 
 class PodLogStream:
@@ -75,37 +76,11 @@ class PodLogStream:
             self._response.shutdown()
 
 
-class Cluster(ApiAccess, Protocol):
-    """What async runs use of the Kubernetes backend (`KubernetesBackend`): the same steps a
-    synchronous run takes, so both make their Jobs one way."""
-
-    def meta(
-        self, name: str, kept: dict[str, str], annotations: dict[str, str] | None = None
-    ) -> dict[str, Any]: ...
-
-    def create_job(
-        self, spec: RunSpec, control: RunControl, meta: dict[str, Any], ttl: int
-    ) -> None: ...
-
-    def wait_pod(
-        self,
-        run_id: str,
-        image: str,
-        timeout: float,
-        control: RunControl,
-        *,
-        until_started: bool = False,
-    ) -> tuple[Any, bool]: ...
-
-    def collect(self, collect: CollectSpec, pod: Any, timed_out: bool) -> Outcome: ...
-
-    def delete(self, name: str) -> None: ...
-
-
 class JobRuns:
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.settings = cluster.settings
+    def __init__(self, jobs: Jobs) -> None:
+        self.jobs = jobs
+        self.settings = jobs.settings
+        self.namespace = jobs.namespace
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         now = time.time()
@@ -121,9 +96,9 @@ class JobRuns:
         }
         name = job_name(spec.run_id)
         try:
-            self.cluster.create_job(spec, control, self.cluster.meta(name, kept, annotations), ttl)
+            self.jobs.create_job(spec, control, self.jobs.meta(name, kept, annotations), ttl)
         except BaseException:
-            self.cluster.delete(name)
+            self.jobs.delete(name)
             raise
 
     def wait(self, run_id: str) -> None:
@@ -145,13 +120,13 @@ class JobRuns:
     ) -> list[RunRecord]:
         terms = selector(tenant, run_id, idempotency_key)
         with api_errors("listing runs"):
-            jobs = self.cluster.batch.list_namespaced_job(
-                self.cluster.namespace, label_selector=",".join([*terms, f"{ROLE}={ASYNC_ROLE}"])
+            jobs = self.jobs.api.batch.list_namespaced_job(
+                self.namespace, label_selector=",".join([*terms, f"{ROLE}={ASYNC_ROLE}"])
             )
             records = [self._readable(item) for item in jobs.items]
             if idempotency_key is None:
-                kept = self.cluster.core.list_namespaced_config_map(
-                    self.cluster.namespace,
+                kept = self.jobs.api.core.list_namespaced_config_map(
+                    self.namespace,
                     label_selector=",".join([*terms, f"{ROLE}={RECORD_ROLE}"]),
                 )
                 for item in kept.items:
@@ -170,9 +145,9 @@ class JobRuns:
         if pod is None:
             raise NotFound(f"run {run_id!r} has no pod yet, or no more", field="run_id")
         with api_errors("reading the run's log"):
-            response = self.cluster.core.read_namespaced_pod_log(
+            response = self.jobs.api.core.read_namespaced_pod_log(
                 pod.metadata.name,
-                self.cluster.namespace,
+                self.namespace,
                 container=RUN_CONTAINER,
                 follow=follow,
                 _preload_content=False,
@@ -187,14 +162,14 @@ class JobRuns:
             )
         record = self._record_of(found)
         collect = stored_collect((found.metadata.annotations or {})[OUTPUT])
-        return self.cluster.collect(collect, self._pod(run_id), record.timed_out)
+        return self.jobs.pods.collect(collect, self._pod(run_id), record.timed_out)
 
     def discard(self, run_id: str, record: RunRecord | None = None) -> None:
         """Delete the run's Job (which stops it), after keeping `record`: the record comes
         first (it outranks the Job), so the run never looks gone meanwhile."""
         if record is not None:
             self.record(record)
-        self.cluster.delete(job_name(run_id))
+        self.jobs.delete(job_name(run_id))
 
     def record(self, record: RunRecord) -> None:
         """A ConfigMap without data, whose annotation keeps the run's end for the TTL. The
@@ -204,27 +179,25 @@ class JobRuns:
         config_map = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": self.cluster.meta(name, kept, {RECORD: record_label(record)}),
+            "metadata": self.jobs.meta(name, kept, {RECORD: record_label(record)}),
         }
         try:
             with api_errors("recording the run's end"):
-                self.cluster.core.create_namespaced_config_map(self.cluster.namespace, config_map)
+                self.jobs.api.core.create_namespaced_config_map(self.namespace, config_map)
         except Conflict:
             pass  # recorded already (by whoever ended the run first)
 
     def _job(self, run_id: str) -> Any:
         try:
             with api_errors("reading the run's Job"):
-                return self.cluster.batch.read_namespaced_job(
-                    job_name(run_id), self.cluster.namespace
-                )
+                return self.jobs.api.batch.read_namespaced_job(job_name(run_id), self.namespace)
         except NotFound:
             return None
 
     def _pod(self, run_id: str) -> Any:
         with api_errors("finding the run's pod"):
-            found = self.cluster.core.list_namespaced_pod(
-                self.cluster.namespace, label_selector=f"{RUN_ID}={run_id}"
+            found = self.jobs.api.core.list_namespaced_pod(
+                self.namespace, label_selector=f"{RUN_ID}={run_id}"
             )
         return found.items[0] if found.items else None
 
@@ -244,7 +217,7 @@ class JobRuns:
         image = found.spec.template.spec.containers[0].image
         timeout = float(annotations[TIMEOUT_AT]) - float(annotations[CREATED])
         control = RunControl()
-        return self.cluster.wait_pod(run_id, image, timeout, control, until_started=until_started)
+        return self.jobs.pods.wait(run_id, image, timeout, control, until_started=until_started)
 
     def _record_of(self, found: Any) -> RunRecord:
         annotations = found.metadata.annotations or {}

@@ -67,8 +67,8 @@ def test_reaping_removes_jobs_of_runners_without_a_lease_and_keeps_live_ones(
     other.renew_lease()
     jobs = {
         "oneoff-gone": _labels("test-kube", owner="0" * 32),
-        "oneoff-live": _labels("test-kube", owner=other.lease.owner),
-        "oneoff-mine": _labels("test-kube", owner=backend.lease.owner),
+        "oneoff-live": _labels("test-kube", owner=other.jobs.lease.owner),
+        "oneoff-mine": _labels("test-kube", owner=backend.jobs.lease.owner),
     }
     for name, labels in jobs.items():
         fake.create("jobs", "runs", {**_job_shell(), "metadata": {"name": name, "labels": labels}})
