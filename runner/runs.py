@@ -2,8 +2,7 @@
 
 The backend keeps each run's state (`Backend.launch` and friends), so a restarted runner, or
 another replica on the same engine or cluster, answers for it. Only a run's life before its
-container exists is kept here, in memory: waiting for a slot (`queued`), then pulling and
-preparing (`pulling`), with the phase and pull-progress events its log subscribers replay.
+container exists is kept in this process's memory (`runner.pending`).
 
 Every question names its tenant: a run, its output, its key and its record exist only for the
 tenant that started it; for any other the answer is the 404 of a run that never existed.
@@ -17,7 +16,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +26,9 @@ from runner.backend import Backend
 from runner.errors import BackendUnavailable, Cancelled, NotFound, RunnerError
 from runner.metrics import Metrics
 from runner.models import RunRequest, RunResult, new_run_id
+from runner.pending import Pending, pending_status, replay
 from runner.run_output import read_all, stream_events
-from runner.run_status import FINISHED_STATES, RunList, RunLogs, RunState, RunStatus
+from runner.run_status import FINISHED_STATES, RunList, RunLogs, RunStatus
 from runner.settings import Settings
 from runner.spec import Arriving, RunControl, RunRecord, RunSpec
 from runner.tenancy import Tenant
@@ -44,48 +43,6 @@ SHUT_DOWN = "the runner shut down before the run started; it never ran: start it
 Resolve = Callable[[RunRequest, str, Tenant, Uploads | None], tuple[RunSpec, Arriving | None]]
 """The service's policy step: (request, run id, tenant, content parts still to arrive) to the
 backend's instructions and the content parts as they are checked."""
-
-
-@dataclass
-class Pending:
-    """A run whose container does not exist yet."""
-
-    spec: RunSpec
-    control: RunControl
-    image: str
-    created_at: float
-    key: str | None
-    ticket: Ticket
-    tenant: Tenant
-    state: str = "queued"
-    cancelled: bool = False
-    stopped: bool = False
-    events: list[tuple[str, str]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-
-    def add(self, kind: str, text: str) -> None:
-        self.events.append((kind, text))
-        self._notify()
-
-    def move(self, state: str) -> None:
-        self.state = state
-        self._notify()
-
-    def _notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-    def record(self, state: str, error: str | None = None) -> RunRecord:
-        return RunRecord(
-            run_id=self.spec.run_id,
-            state=state,
-            image=self.image,
-            created_at=self.created_at,
-            finished_at=time.time(),
-            error=error,
-            tenant=self.tenant.label,
-        )
 
 
 class AsyncRuns:
@@ -176,37 +133,36 @@ class AsyncRuns:
                     ticket.release()
                 return existing
         ticket = ticket or self.admission.reserve()
-        run_id = new_run_id()
         try:
-            spec, arriving = await self._call(self.resolve, request, run_id, tenant, uploads)
+            resolved = await self._call(self.resolve, request, new_run_id(), tenant, uploads)
         except BaseException:
             ticket.release()
             raise
-        accepted_at = time.time()
-        spec = dataclasses.replace(spec, accepted_at=accepted_at)
-        control = RunControl(uploads=arriving)
-        pending = Pending(
-            spec, control, request.image, accepted_at, idempotency_key, ticket, tenant
-        )
-        control.on_event = on_this_loop(pending.add)
+        spec, arriving = resolved
+        spec = dataclasses.replace(spec, accepted_at=time.time())
+        pending = Pending(spec, RunControl(uploads=arriving), idempotency_key, ticket, tenant)
+        self._accept(pending)
+        return pending_status(pending)
+
+    def _accept(self, pending: Pending) -> None:
+        """Keep the run as pending and start it in the background (its ticket freed at its
+        end)."""
+        run_id, tenant = pending.spec.run_id, pending.tenant
+        pending.control.on_event = on_this_loop(pending.add)
         self._pending[run_id] = pending
-        if idempotency_key is not None:
-            self._keys[tenant.label, idempotency_key] = run_id
+        if pending.key is not None:
+            self._keys[tenant.label, pending.key] = run_id
         pending.task = self._spawn(self._run(pending))
-        pending.task.add_done_callback(lambda _: ticket.release())
+        pending.task.add_done_callback(lambda _: pending.ticket.release())
+        extra = {"run_id": run_id, "tenant": tenant.name}
         log.info(
-            "run %s accepted: tenant=%s image=%s",
-            run_id,
-            tenant.name,
-            request.image,
-            extra={"run_id": run_id, "tenant": tenant.name},
+            "run %s accepted: tenant=%s image=%s", run_id, tenant.name, pending.image, extra=extra
         )
-        return _pending_status(pending)
 
     async def _by_key(self, tenant: Tenant, key: str) -> RunStatus | None:
         run_id = self._keys.get((tenant.label, key))
         if run_id is not None and run_id in self._pending:
-            return _pending_status(self._pending[run_id])
+            return pending_status(self._pending[run_id])
         found = await self._call(
             lambda: self.backend.find_runs(tenant=tenant.label, run_id=None, idempotency_key=key)
         )
@@ -266,7 +222,7 @@ class AsyncRuns:
     async def status(self, tenant: Tenant, run_id: str, *, with_result: bool = True) -> RunStatus:
         pending = self._pending_of(tenant, run_id)
         if pending is not None:
-            return _pending_status(pending)
+            return pending_status(pending)
         record = await self._find_record(tenant, run_id)
         result = None
         if with_result and record.state in FINISHED_STATES and record.state != "cancelled":
@@ -282,7 +238,7 @@ class AsyncRuns:
         statuses = [_status(record, None) for record in await self._find(tenant, None)]
         known = {status.run_id for status in statuses}
         statuses += [
-            _pending_status(pending)
+            pending_status(pending)
             for run_id, pending in self._pending.items()
             if run_id not in known and pending.tenant == tenant
         ]
@@ -357,7 +313,7 @@ class AsyncRuns:
         await self.require(tenant, run_id)
         pending = self._pending_of(tenant, run_id)
         if pending is not None and follow:
-            async for event in _replay(pending):
+            async for event in replay(pending):
                 yield event
         if pending is None or follow:
             with contextlib.suppress(NotFound):
@@ -374,7 +330,7 @@ class AsyncRuns:
         await self.require(tenant, run_id)
         pending = self._pending_of(tenant, run_id)
         if pending is not None:
-            async for _ in _replay(pending):
+            async for _ in replay(pending):
                 pass
         with contextlib.suppress(NotFound):
             await own_thread(self.backend.wait_run, run_id)
@@ -431,30 +387,8 @@ class AsyncRuns:
         return await in_worker(function, *args)
 
 
-async def _replay(pending: Pending) -> AsyncIterator[tuple[str, str]]:
-    seen = 0
-    while True:
-        changed = pending.changed
-        for event in pending.events[seen:]:
-            yield event
-        seen = len(pending.events)
-        if pending.state not in ("queued", "pulling") or pending.cancelled:
-            return
-        await changed.wait()
-
-
 def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _pending_status(pending: Pending) -> RunStatus:
-    state: RunState = "cancelled" if pending.cancelled else pending.state  # type: ignore[assignment]
-    return RunStatus(
-        run_id=pending.spec.run_id,
-        state=state,
-        image=pending.image,
-        created_at=datetime.fromtimestamp(pending.created_at, UTC),
-    )
 
 
 def _status(record: RunRecord, result: RunResult | None) -> RunStatus:
