@@ -196,6 +196,15 @@ def start_runner(
 # ---- what runners of this suite have on the engine -----------------------------------------
 
 
+def until(condition: Callable[[], object], seconds: float) -> None:
+    """Polls an outside condition (the engine's state, which no event announces) until it
+    holds."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.1)
+
+
 HELD_ROLES = (LEASE_ROLE, HOSTS_ROLE)
 """What a runner holds on the engine while it lives, beside its runs."""
 

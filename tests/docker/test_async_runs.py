@@ -35,7 +35,7 @@ from backends.labels import (
 from runner.spec import RunRecord
 from tests.docker.watching import Events
 from tests.faults import EngineProxy, engine_fault
-from tests.helpers import TEST_IMAGE, Server, managed_objects, run_body
+from tests.helpers import TEST_IMAGE, Server, managed_objects, run_body, until
 
 COUNTDOWN = "for i in $(seq 1 12); do echo line $i; sleep 0.25; done; echo done >&2"
 
@@ -183,6 +183,7 @@ def test_a_finished_run_is_removed_after_its_ttl(
     with server(result_ttl_seconds=0) as client:
         run_id = start(client, "echo", "hi")
         events.wait("die", ASYNC_ROLE)  # not its output: any reaper may remove it from then on
+        until(lambda: listed_state(docker_client, run_id) != "running", 10)  # lags the `die`
         reaper = DockerBackend(settings)  # what any runner's periodic reaper does
         try:
             # Any runner's reaper on the shared engine may get there first; the outcome counts.
@@ -195,6 +196,13 @@ def test_a_finished_run_is_removed_after_its_ttl(
     assert response.status_code == 404
     assert "result_ttl_seconds" in response.json()["message"]
     assert managed_objects(docker_client, instance) == []
+
+
+def listed_state(docker_client: docker.DockerClient, run_id: str) -> str | None:
+    """The run's container's state as the engine lists it (what a reaper reads); None when
+    it is gone."""
+    found = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+    return found[0]["State"] if found else None
 
 
 def test_a_run_that_times_out_ends_in_state_timeout(server: Server) -> None:

@@ -13,8 +13,7 @@ from fastapi.testclient import TestClient
 
 from backends.labels import RUN_ID
 from tests.docker.test_async_runs import follow_to_exit, start, wait_for_output
-from tests.helpers import Server, managed_objects, run_body
-from tests.mcp.test_protocol import until
+from tests.helpers import Server, managed_objects, run_body, until
 
 MIB = 1024 * 1024
 BIG = "".join(f"line {i:07d}\n" for i in range(MIB // 13 + 1))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Callable, Iterator
 
 import docker
@@ -17,7 +16,7 @@ from backends.labels import INSTANCE
 from mcp_app import create_app
 from runner.settings import Settings
 from tests.fakes import FakeBackend
-from tests.helpers import b64, run_body, serving
+from tests.helpers import b64, run_body, serving, until
 from tests.mcp.test_tasks import modern
 from tests.mcp.test_wire import message
 
@@ -106,14 +105,6 @@ def containers_of(
         return [item["Id"] for item in found if item["Command"] == f"sleep {seconds}"]
 
     return listed
-
-
-def until(condition: Callable[[], object], seconds: float) -> None:
-    """Polls an outside condition (the engine's state) until it holds."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.1)
 
 
 def open_call(url: str, body: dict, *, who: str = "a") -> socket.socket:  # type: ignore[type-arg]

@@ -21,9 +21,8 @@ import pytest
 
 from backends.labels import INSTANCE
 from mcp_app import create_app
-from tests.helpers import b64, instance_id, run_body, serving, tar_gz, untar_gz
+from tests.helpers import b64, instance_id, run_body, serving, tar_gz, untar_gz, until
 from tests.mcp.nodejs import NODE_DIR, node
-from tests.mcp.test_protocol import until
 
 pytestmark = pytest.mark.node
 STDIO_INSTANCE = instance_id("ts-stdio")
