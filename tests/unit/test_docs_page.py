@@ -1,33 +1,21 @@
 """The docs pages render with no network, and without a token when tokens are configured: loaded
-in headless Chromium (Debian's `chromium`, from scripts/ci-provision.sh), checked in the DOM after
-the page's scripts ran, not in the HTML the server sent."""
+in headless Chromium (tests/browser.py), checked in the DOM after the page's scripts ran, not in
+the HTML the server sent."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from api_app import create_app
+from tests.browser import rendered
 from tests.fakes import FakeBackend
 from tests.helpers import serving
 
 pytestmark = pytest.mark.chromium
 TOKEN = "docs-test-token"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--virtual-time-budget=20000",
-)
 
 
 @pytest.fixture(scope="module")
@@ -35,22 +23,6 @@ def server(make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-de
     app = create_app(make_module_settings(api_tokens=[TOKEN]), backend=FakeBackend())
     with serving(app) as port:
         yield f"http://127.0.0.1:{port}"
-
-
-def rendered(url: str) -> str:
-    """The page's DOM once its scripts ran (and fetched what they fetch), from a fresh profile."""
-    browser = shutil.which("chromium")
-    if browser is None:
-        pytest.fail("chromium missing; run scripts/ci-provision.sh", pytrace=False)
-    with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run(
-            [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 def test_swagger_ui_lists_the_operations_offline_with_an_authorize_button(server: str) -> None:
