@@ -39,11 +39,3 @@ def test_environment_wins_over_the_env_file(tmp_path, monkeypatch):
 def test_inconsistent_settings_are_refused_at_startup(values):
     with pytest.raises(ValidationError):
         Settings(**values)
-
-
-def test_every_setting_is_in_the_readme_table():
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    for name in Settings.model_fields:
-        assert f"`RUNNER_{name.upper()}`" in readme, name
