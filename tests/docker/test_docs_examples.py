@@ -138,10 +138,10 @@ def test_no_block_that_runs_changes_the_machine() -> None:
 
 
 @pytest.fixture(scope="module")
-def instance(engine: docker.DockerClient) -> Iterator[str]:
+def instance(docker_client: docker.DockerClient) -> Iterator[str]:
     made = instance_id("docs")
     yield made
-    remove_objects_of(engine, made)
+    remove_objects_of(docker_client, made)
 
 
 @pytest.fixture(scope="module")

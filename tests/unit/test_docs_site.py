@@ -25,7 +25,7 @@ import yaml
 
 from runner.settings import Settings
 from tests.browser import load
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 DOCS = ROOT / "docs"
 ORIGIN = "http://site.invalid/"
@@ -195,6 +195,7 @@ def test_the_search_index_holds_every_page(built: tuple[Path, str]) -> None:
     assert concepts and "renews" in concepts[0]["text"]
 
 
+@pytest.mark.chromium
 @pytest.mark.parametrize("page", list(nav_pages()))
 def test_a_page_renders_with_its_title_navigation_and_search(
     page: str, served: tuple[str, list[tuple[str, int]]]
