@@ -5,6 +5,7 @@ backend's one translation boundary, and the phase-specific readings of the engin
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from runner.errors import (
     RunnerError,
 )
 from runner.spec import RunSpec
+
+log = logging.getLogger("oneoff_runner.docker")
 
 Translate = Callable[[str], RunnerError | None]
 
@@ -99,68 +102,107 @@ def scrub(message: str) -> str:
     return _PATH.sub(replace, message)
 
 
-_AUTH_WORDS = (
-    "unauthorized",
-    "authentication required",
-    "no basic auth credentials",
-    "incorrect username or password",
-    "access denied",
-)
-_UNREACHABLE_WORDS = (
-    "no such host",
-    "connection refused",
-    "i/o timeout",
-    "dial tcp",
-    "timeout",
-    "tls:",
-    "server gave http response",
-    "network is unreachable",
-)
-
-
 def pull_failure(message: str, image: str, *, with_auth: bool) -> RunnerError:
-    """One clear error per way a registry says no; the credentials are never part of it."""
+    """What kind of no the registry (or the way to it) said, in our words: its answer may hold
+    anything the registry chose to send, so it goes to the log only, never to the caller; nor
+    do the credentials (`message` has the password masked already)."""
+    log.warning("pulling %r failed: %r", image, message)
     low = message.lower()
-    if "pull access denied" in low or "repository does not exist" in low:
-        if with_auth:
-            return RegistryAuthFailed(
-                f"auth_config: the registry refused access to {image!r}: the credentials were "
-                "rejected or the image does not exist; check the image name and the credentials",
-                field="auth_config",
-            )
-        return ImageNotFound(
-            f"image: {image!r} was not found, or is private: check the name, or pass "
-            "auth_config with credentials for its registry",
-            field="image",
-        )
-    if any(word in low for word in _AUTH_WORDS):
-        if with_auth:
-            return RegistryAuthFailed(
-                f"auth_config: the registry rejected the credentials for {image!r}; check "
-                "auth_config.username and auth_config.password (and serveraddress)",
-                field="auth_config",
-            )
+    for words, kind in _PULL_FAILURES:
+        if any(word in low for word in words):
+            return kind(image, with_auth)
+    return RegistryUnavailable(
+        f"image: the registry of {image!r} failed the pull (an error, or an answer the engine "
+        "could not use: the runner's log has it); try again later",
+        field="image",
+    )
+
+
+def _invalid(image: str, with_auth: bool) -> RunnerError:
+    return InvalidRequest(f"image: {image!r} is not a valid image reference", field="image")
+
+
+def _refused_access(image: str, with_auth: bool) -> RunnerError:
+    if with_auth:
         return RegistryAuthFailed(
-            f"auth_config: the registry of {image!r} requires credentials; pass auth_config "
-            "with a username and password",
+            f"auth_config: the registry refused access to {image!r} with these credentials: "
+            "they were rejected or do not reach this image; check auth_config.username, "
+            "auth_config.password (and serveraddress) and the image name",
             field="auth_config",
         )
-    if "manifest unknown" in low or "not found" in low or "manifest for" in low:
-        return ImageNotFound(
-            f"image: {image!r} was not found in its registry; check the name and tag",
-            field="image",
-        )
-    if any(word in low for word in _UNREACHABLE_WORDS):
-        return RegistryUnavailable(
-            f"image: the registry of {image!r} could not be reached ({message}); check the "
-            "registry address, or use a local image with pull_policy 'missing' or 'never'",
-            field="image",
-        )
-    if "invalid reference format" in low or "repository name must" in low:
-        return InvalidRequest(
-            f"image: {image!r} is not a valid image reference ({message})", field="image"
-        )
-    return RegistryUnavailable(f"image: pulling {image!r} failed: {message}", field="image")
+    return RegistryAuthFailed(
+        f"auth_config: the registry of {image!r} requires credentials for it (or does not "
+        "have it); pass auth_config with a username and password",
+        field="auth_config",
+    )
+
+
+def _hidden(image: str, with_auth: bool) -> RunnerError:
+    """Docker Hub's answer for a repository it does not have, or will not show anonymously."""
+    if with_auth:
+        return _refused_access(image, with_auth)
+    return ImageNotFound(
+        f"image: {image!r} was not found, or is private: check the name, or pass "
+        "auth_config with credentials for its registry",
+        field="image",
+    )
+
+
+def _limited(image: str, with_auth: bool) -> RunnerError:
+    return RegistryUnavailable(
+        f"image: the registry of {image!r} is limiting pulls (too many requests); try again "
+        "later, or pass auth_config: registries allow more to a logged-in user",
+        field="image",
+    )
+
+
+def _missing(image: str, with_auth: bool) -> RunnerError:
+    return ImageNotFound(
+        f"image: {image!r} was not found in its registry; check the name and tag", field="image"
+    )
+
+
+def _unreachable(image: str, with_auth: bool) -> RunnerError:
+    return RegistryUnavailable(
+        f"image: the registry of {image!r} could not be reached; check the registry address, "
+        "or use a local image with pull_policy 'missing' or 'never'",
+        field="image",
+    )
+
+
+_PULL_FAILURES: tuple[tuple[tuple[str, ...], Callable[[str, bool], RunnerError]], ...] = (
+    (("invalid reference format", "repository name must"), _invalid),
+    (
+        (
+            "no basic auth credentials",
+            "authorization failed",  # containerd's, after "pull access denied"
+            "authentication required",
+            "unauthorized",
+            "incorrect username or password",
+            "http 401",
+        ),
+        _refused_access,
+    ),
+    (("pull access denied", "repository does not exist"), _hidden),
+    (("denied:", "access denied", "403 forbidden", "http 403"), _refused_access),
+    (("toomanyrequests", "too many requests", "http 429"), _limited),
+    (("manifest unknown", "not found", "manifest for", "name unknown", "http 404"), _missing),
+    (
+        (
+            "no such host",
+            "connection refused",
+            "i/o timeout",
+            "dial tcp",
+            "timeout",
+            "tls:",
+            "server gave http response",
+            "network is unreachable",
+        ),
+        _unreachable,
+    ),
+)
+"""The engine's words for each kind of failure, in the order they are looked for: its messages
+nest (containerd's "pull access denied ...: authorization failed: no basic auth credentials")."""
 
 
 def content_refused(message: str) -> RunnerError | None:
@@ -189,7 +231,7 @@ def create_refused(message: str) -> RunnerError | None:
         return InvalidRequest(f"image: {message}; check the image reference", field="image")
     if "no such image" in low:
         return ImageNotFound(f"image: {message}", field="image")
-    if "unknown runtime specified" in low:
+    if "unknown runtime specified" in low or "unknown or invalid runtime name" in low:
         return InvalidRequest(
             f"runtime: {message}; the operator allows it but the engine does not have it: "
             "leave runtime out, or ask the operator to register it with the engine",

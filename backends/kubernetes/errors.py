@@ -4,6 +4,7 @@ translation boundary), and how a pod that cannot start says why."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,8 @@ from runner.errors import (
     RegistryUnavailable,
     RunnerError,
 )
+
+log = logging.getLogger("oneoff_runner.kubernetes")
 
 PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 PULL_ATTEMPTS = 3
@@ -156,26 +159,31 @@ class PullJudge:
         return None
 
     def _pull(self, reason: str, message: str) -> RunnerError | None:
+        """The kind of failure, in our words: the kubelet's message carries the registry's
+        answer, which goes to the log only."""
         lowered = message.lower()
         if any(word in lowered for word in AUTH_WORDS):
-            return RegistryAuthFailed(
-                f"auth_config: the registry refused to hand out {self.image!r} ({message}); "
-                "check the credentials",
+            error: RunnerError = RegistryAuthFailed(
+                f"auth_config: the registry refused to hand out {self.image!r} ({reason}); "
+                "check the credentials, or pass auth_config for a private registry",
                 field="auth_config",
             )
-        if reason == "InvalidImageName" or any(word in lowered for word in MISSING_WORDS):
-            return ImageNotFound(
-                f"image: {self.image!r} could not be pulled ({reason}: {message}); check the "
-                "name and tag, and auth_config for a private registry",
+        elif reason == "InvalidImageName" or any(word in lowered for word in MISSING_WORDS):
+            error = ImageNotFound(
+                f"image: {self.image!r} could not be pulled ({reason}); check the name and "
+                "tag, and auth_config for a private registry",
                 field="image",
             )
-        if self.pull_failures >= PULL_ATTEMPTS:
-            return RegistryUnavailable(
-                f"image: pulling {self.image!r} failed {self.pull_failures} times ({message}); "
+        elif self.pull_failures >= PULL_ATTEMPTS:
+            error = RegistryUnavailable(
+                f"image: pulling {self.image!r} failed {self.pull_failures} times ({reason}); "
                 "the registry may be limiting or down, try again later",
                 field="image",
             )
-        return None
+        else:
+            return None
+        log.warning("pulling %r failed: %s: %r", self.image, reason, message)
+        return error
 
     def _helper(self, reason: str, message: str) -> RunnerError | None:
         if reason == "ErrImagePull" and self.pull_failures < PULL_ATTEMPTS:
