@@ -22,6 +22,7 @@ from runner.errors import (
     VolumeNotFound,
 )
 from runner.models import AuthConfig, MountPoint, RunRequest, VolumeSpec
+from runner.registries import check_registry, names_registry
 from runner.settings import Settings
 from runner.sizes import parse_size
 from runner.spec import (
@@ -69,6 +70,8 @@ def build_run_spec(
     with them, its content parts still to arrive (`uploads`), checked as the backend reads
     them, in the same budget."""
     _allowed_image(request.image, settings)
+    if request.pull_policy != "never" or request.auth_config is not None:
+        check_registry(request.image, settings.allowed_registries)  # the engine may contact it
     budget = Budget(settings.max_extracted_bytes, settings.max_archive_members)
     mounts = [_mount(key, spec, settings, budget) for key, spec in request.volumes.items()]
     for mount in mounts:
@@ -261,10 +264,9 @@ def _allowed_image(image: str, settings: Settings) -> None:
 
 
 def _qualified(image: str) -> str:
-    first, _, rest = image.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
+    if names_registry(image):
         return image
-    return f"docker.io/{image}" if rest else f"docker.io/library/{image}"
+    return f"docker.io/{image}" if "/" in image else f"docker.io/library/{image}"
 
 
 def _network(asked: str | None, settings: Settings) -> str:
@@ -314,6 +316,7 @@ def build_pull_spec(request: PullImageRequest, settings: Settings, tenant: Tenan
     """An image pull under the same policy as a run's: the image allow-list, the caller's
     credentials for this pull only."""
     _allowed_image(request.image, settings)
+    check_registry(request.image, settings.allowed_registries)
     return PullSpec(image=request.image, auth=_auth(request.auth_config), tenant=tenant.label)
 
 

@@ -131,6 +131,14 @@ class Settings(BaseSettings):
         description="Images a run may use: glob patterns or registry prefixes ending in / "
         "(comma-separated), e.g. docker.io/library/*,registry.example.com/.",
     )
+    allowed_registries: StrList = Field(
+        default_factory=list,
+        description="Registries on non-public addresses that images may come from: `host` or "
+        "`host:port` globs (comma-separated), e.g. 127.0.0.1:5000,registry.internal:*. A "
+        "registry that is, or resolves to, a loopback, link-local or private address, or does "
+        "not resolve, is refused unless listed here (no requests to the host's own services "
+        "through image references). Public registries need no entry.",
+    )
     default_network: str = Field("none", description="Network of a run that names none.")
     allowed_networks: StrList = Field(
         default_factory=lambda: ["none", "bridge"],
@@ -276,6 +284,7 @@ class Settings(BaseSettings):
         "allowed_networks",
         "allowed_host_paths",
         "allowed_images",
+        "allowed_registries",
         "allowed_runtimes",
         "allowed_volumes",
         "allowed_volume_drivers",

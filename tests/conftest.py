@@ -21,7 +21,7 @@ import pytest
 
 from backends.labels import INSTANCE
 from runner.settings import Settings
-from tests.helpers import SUITE_ID, TEST_IMAGE, instance_id, remove_gone
+from tests.helpers import SUITE_ID, TEST_IMAGE, TEST_REGISTRIES, instance_id, remove_gone
 
 pytest_plugins = ["tests.registries"]
 NOT_FAST = ("docker", "registry", "chromium", "compose", "node", "cluster", "kubernetes")
@@ -57,7 +57,10 @@ def collect_garbage() -> Iterator[None]:
 
 
 def _settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {"instance_id": instance_id()}
+    values: dict[str, object] = {
+        "instance_id": instance_id(),
+        "allowed_registries": TEST_REGISTRIES,
+    }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

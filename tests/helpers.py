@@ -39,6 +39,9 @@ PUBLIC_REGISTRY = os.environ.get("RUNNER_TEST_PUBLIC_REGISTRY", "127.0.0.1:5001"
 PRIVATE_REGISTRY = os.environ.get("RUNNER_TEST_REGISTRY", "127.0.0.1:5000")
 REGISTRY_USER = os.environ.get("RUNNER_TEST_REGISTRY_USER", "tester")
 REGISTRY_PASSWORD = os.environ.get("RUNNER_TEST_REGISTRY_PASSWORD", "s3cret-pass")
+TEST_REGISTRIES = [PRIVATE_REGISTRY, PUBLIC_REGISTRY]
+"""The suite's own registries, on loopback: every runner it starts lists them
+(`RUNNER_ALLOWED_REGISTRIES`), as an operator with a local registry must."""
 PUBLIC_IMAGE = f"{PUBLIC_REGISTRY}/oneoff-test/busybox:latest"
 PRIVATE_IMAGE = f"{PRIVATE_REGISTRY}/oneoff-test/private-busybox:latest"
 
@@ -171,6 +174,7 @@ def start_runner(
         "RUNNER_INSTANCE_ID": instance,
         "RUNNER_PORT": str(port),
         "RUNNER_MCP_PORT": str(mcp_port or free_port()),
+        "RUNNER_ALLOWED_REGISTRIES": ",".join(TEST_REGISTRIES),
         **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
     }
     command = ["runner.cli.main", "serve", "--log-level", "warning"]

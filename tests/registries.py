@@ -1,10 +1,17 @@
-"""Images of the test's own in the local registries, for pulls: each with a layer no other image
-has (random bytes, so it must really be downloaded), removed from the engine before the test
-pulls it, and after."""
+"""Registries for pull tests:
+
+- images of the test's own in the local registries: each with a layer no other image has
+  (random bytes, so it must really be downloaded), removed from the engine before the test
+  pulls it, and after (`unique_image`);
+- a proxy that slows a registry down (`SlowProxy`);
+- a registry's HTTP face on loopback that records every connection and answers what the test
+  says (`FakeRegistry`): the target of SSRF attempts, and a registry that misbehaves.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import threading
 import time
@@ -23,6 +30,29 @@ from tests.helpers import (
 )
 
 CREDENTIALS = {"username": REGISTRY_USER, "password": REGISTRY_PASSWORD}
+MARKER = "MARKER-from-the-registry-7f3e"
+"""What a misbehaving registry puts in its answers: it must never reach a caller."""
+
+NOT_PUBLIC = [
+    "127.0.0.1:{port}",
+    "localhost:{port}",
+    "LOCALHOST:{port}",
+    "localhost.:{port}",
+    "127.1:{port}",
+    "2130706433:{port}",
+    "[::1]:{port}",
+    "[::ffff:7f00:1]:{port}",
+    "0.0.0.0:{port}",
+    "169.254.169.254",
+    "10.0.0.1:{port}",
+    "192.168.1.1",
+    "100.64.0.1",
+    "[fe80::1]:{port}",
+    "[fd00::1]:{port}",
+    "no-such-host.invalid",
+]
+"""Registries that are, or name, loopback (the fake registry listens there on `port`), link-local
+(the cloud metadata service), private or CGNAT addresses, or no address at all."""
 Push = Callable[..., str]
 
 
@@ -125,3 +155,91 @@ def _close(*sockets: socket.socket) -> None:
             end.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             end.close()
+
+
+class FakeRegistry:
+    """A registry's HTTP face on loopback: 127.0.0.1, and ::1 on the same port. `/v2/` answers
+    as a registry does; any other path `status` with `body`. `contacts` counts the connections
+    it accepted, whatever came on them (a TLS hello too: the engine tries HTTPS first)."""
+
+    def __init__(self, status: int = 404, body: bytes = b"", content_type: str = "text/plain"):
+        self.status, self.body, self.content_type = status, body, content_type
+        self.contacts = 0
+        self._lock = threading.Lock()
+        self._servers = self._bind()
+        self.port = self._servers[0].server_address[1]
+        for server in self._servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def _bind(self) -> list[http.server.ThreadingHTTPServer]:
+        for _ in range(20):
+            first = self._server(socket.AF_INET, ("127.0.0.1", 0))
+            try:
+                second = self._server(socket.AF_INET6, ("::1", first.server_address[1]))
+            except OSError:
+                first.server_close()  # the port is taken on ::1: another one
+                continue
+            return [first, second]
+        raise OSError("no port free on both 127.0.0.1 and ::1")
+
+    def _server(self, family: int, address: tuple[str, int]) -> http.server.ThreadingHTTPServer:
+        registry = self
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+
+            def verify_request(self, request: object, client_address: object) -> bool:
+                with registry._lock:
+                    registry.contacts += 1
+                return True
+
+        return Server(address, _handler(self))
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+
+
+def _handler(registry: FakeRegistry) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        # A status line even to what is not HTTP (a TLS hello): an HTTPS client then sees a
+        # plain HTTP server and the engine falls back to HTTP, as with a real registry.
+        default_request_version = "HTTP/1.0"
+
+        def do_GET(self) -> None:
+            if self.path == "/v2/":
+                self._answer(200, b"{}", "application/json")
+            else:
+                self._answer(registry.status, registry.body, registry.content_type)
+
+        do_HEAD = do_GET
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def fake_registry() -> Iterator[Callable[..., FakeRegistry]]:
+    """`fake_registry(status=404, body=b"...")`: a `FakeRegistry`, closed after the test."""
+    made: list[FakeRegistry] = []
+
+    def make(**answer: object) -> FakeRegistry:
+        made.append(FakeRegistry(**answer))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for registry in made:
+        registry.close()

@@ -19,6 +19,7 @@ from typing import Any
 from backends.kubernetes.returned import return_limit
 from backends.labels import volume_labels
 from runner.errors import InvalidRequest, PolicyRefused
+from runner.registries import names_registry
 from runner.settings import Settings
 from runner.spec import MountSpec, RegistryAuth, RunSpec, VolumeFill
 
@@ -81,10 +82,8 @@ def pull_secret(auth: RegistryAuth, image: str, meta: dict[str, Any]) -> dict[st
 
 
 def registry_of(image: str) -> str:
-    first = image.split("/", 1)[0]
-    if "/" in image and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "https://index.docker.io/v1/"
+    """The registry's key in a docker config (Docker Hub's is its legacy address)."""
+    return image.split("/", 1)[0] if names_registry(image) else "https://index.docker.io/v1/"
 
 
 def job(

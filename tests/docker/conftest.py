@@ -12,12 +12,16 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
-from tests.helpers import Server, instance_id, remove_objects_of, serving
+from tests.helpers import TEST_REGISTRIES, Server, instance_id, remove_objects_of, serving
 
 
 @pytest.fixture(scope="module")
 def module_settings() -> Settings:
-    return Settings(instance_id=instance_id("docker"), max_output_bytes=64 * 1024)
+    return Settings(
+        instance_id=instance_id("docker"),
+        max_output_bytes=64 * 1024,
+        allowed_registries=TEST_REGISTRIES,
+    )
 
 
 @pytest.fixture(scope="module")

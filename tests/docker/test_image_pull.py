@@ -6,7 +6,13 @@ from __future__ import annotations
 import docker
 import pytest
 
-from tests.helpers import PRIVATE_REGISTRY, PUBLIC_REGISTRY, REGISTRY_USER, TEST_IMAGE
+from tests.helpers import (
+    PRIVATE_REGISTRY,
+    PUBLIC_REGISTRY,
+    REGISTRY_USER,
+    TEST_IMAGE,
+    TEST_REGISTRIES,
+)
 from tests.registries import CREDENTIALS, Push
 
 
@@ -54,7 +60,8 @@ def test_an_image_the_registry_does_not_have_is_a_404(client):
     assert response.json()["field"] == "image"
 
 
-def test_an_unreachable_registry_is_a_502(client):
+def test_an_unreachable_registry_is_a_502(app_client):
+    client = app_client(allowed_registries=[*TEST_REGISTRIES, "127.0.0.1:9"])
     response = client.post("/images/pull", json={"image": "127.0.0.1:9/oneoff-test/x:1"})
     assert response.status_code == 502
     assert response.json()["field"] == "image"

@@ -31,6 +31,7 @@ def kube_settings(fake: FakeKubernetes, tmp_path: Path) -> Settings:
         kubeconfig=fake.kubeconfig(tmp_path),
         kube_namespace="runs",
         max_output_bytes=64 * 1024,
+        allowed_registries=["registry.example"],  # the tests' private registry
     )
 
 

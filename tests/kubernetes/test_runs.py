@@ -138,6 +138,31 @@ def test_refused_credentials_are_a_401_and_the_pull_secret_goes_with_the_job(
     assert pod["containers"][0]["imagePullPolicy"] == "Always"
 
 
+def test_the_registry_s_words_in_the_kubelet_s_message_never_reach_the_caller(
+    api, fake: FakeKubernetes
+):
+    marker = "MARKER-from-the-registry"
+    for words, status in [("403 Forbidden", 401), ("404 Not Found", 404)]:
+        message = (
+            'failed to pull and unpack image "registry.example/team/app:1": unexpected status '
+            f"from GET request to https://registry.example/v2/team/app/manifests/1: {words}: "
+            f"{marker}"
+        )
+        fake.script = lambda job, message=message: scripts.cannot_pull("ErrImagePull", message)
+        response = api.post("/run", json={**BODY, "image": "registry.example/team/app:1"})
+        assert response.status_code == status, response.text
+        assert marker not in response.text
+
+
+def test_a_registry_that_is_not_public_is_refused_before_any_job(api, fake: FakeKubernetes):
+    """The kubelet would pull from the node's loopback or the cluster's network."""
+    for image in ("127.0.0.1:6379/x:1", "10.96.0.1/x:1", "169.254.169.254/x:1"):
+        response = api.post("/run", json={**BODY, "image": image})
+        assert response.status_code == 403, response.text
+        assert "RUNNER_ALLOWED_REGISTRIES" in response.json()["message"]
+    assert [item for item in fake.received if item["kind"] == "Job"] == []
+
+
 def test_files_go_in_and_a_directory_comes_back(api, fake: FakeKubernetes):
     def program(root: Path) -> None:
         script = (root / "0" / "file").read_text()

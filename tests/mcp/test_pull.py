@@ -4,12 +4,15 @@ cancelled call stopping the download."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import anyio
 import docker
 import pytest
 from mcp import Client
 
-from tests.helpers import PUBLIC_REGISTRY, REGISTRY_USER
+from mcp_app import create_app
+from tests.helpers import PUBLIC_REGISTRY, REGISTRY_USER, TEST_REGISTRIES, serving
 from tests.mcp.test_protocol import until
 from tests.registries import CREDENTIALS, Push, SlowProxy
 
@@ -61,12 +64,25 @@ async def test_unknown_images_and_arguments_are_tool_errors_naming_them(client: 
     assert extra.is_error is True and "platform" in extra.content[0].text
 
 
+@pytest.fixture
+def slow_registry(docker_client, make_settings) -> Iterator[tuple[SlowProxy, str]]:  # type: ignore[no-untyped-def]
+    """The anonymous registry through a proxy passing 200 KB/s, and the URL of an MCP server
+    whose operator lists the proxy (a registry on loopback) in RUNNER_ALLOWED_REGISTRIES."""
+    proxy = SlowProxy(PUBLIC_REGISTRY, rate=200_000)
+    settings = make_settings(allowed_registries=[*TEST_REGISTRIES, proxy.address])
+    try:
+        with serving(create_app(settings)) as port:
+            yield proxy, f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proxy.close()
+
+
 async def test_a_cancelled_pull_stops_downloading(
-    client: Client, unique_image: Push, docker_client: docker.DockerClient
+    slow_registry: tuple[SlowProxy, str], unique_image: Push, docker_client: docker.DockerClient
 ) -> None:
     """Through a proxy that passes 200 KB/s, a 4 MB layer would take 20 s; the call is
     cancelled at the first layer progress, and the engine hangs up on the download."""
-    proxy = SlowProxy(PUBLIC_REGISTRY, rate=200_000)
+    proxy, url = slow_registry
     image = unique_image(megabytes=4).replace(PUBLIC_REGISTRY, proxy.address)
     downloading = anyio.Event()
 
@@ -75,7 +91,7 @@ async def test_a_cancelled_pull_stops_downloading(
             downloading.set()
 
     try:
-        async with anyio.create_task_group() as group:
+        async with Client(url) as client, anyio.create_task_group() as group:
 
             async def pull() -> None:
                 await client.call_tool(
@@ -91,6 +107,5 @@ async def test_a_cancelled_pull_stops_downloading(
         with pytest.raises(docker.errors.ImageNotFound):
             docker_client.images.get(image)
     finally:
-        proxy.close()
         for tag in docker_client.images.list(name=image.rsplit(":", 1)[0]):
             docker_client.images.remove(tag.id, force=True)

@@ -30,7 +30,7 @@ def spec_for(settings, **fields):  # type: ignore[no-untyped-def]
     ],
 )
 def test_images_are_checked_against_the_allow_list(make_settings, patterns, image, allowed):
-    settings = make_settings(allowed_images=patterns)
+    settings = make_settings(allowed_images=patterns, allowed_registries=["registry.example.com"])
     if allowed:
         assert spec_for(settings, image=image).image == image
     else:
