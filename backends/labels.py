@@ -43,6 +43,8 @@ TTL = f"{PREFIX}.ttl"
 KEY = f"{PREFIX}.idempotency-key"
 OUTPUT = f"{PREFIX}.output"
 RECORD = f"{PREFIX}.record"
+IMAGE = f"{PREFIX}.image"
+"""The image id a grant is for (`backends.docker.grants`)."""
 
 # Roles: what an object is to the runner.
 RUN_ROLE = "run"
@@ -54,6 +56,8 @@ CARRIER_ROLE = "carrier"
 LEASE_ROLE = "lease"
 HOSTS_ROLE = "hosts"
 """The Docker runner's hosts file for runs without a network."""
+GRANT_ROLE = "grant"
+"""A tenant's proven access to a private image on the Docker engine."""
 
 CLEANUP_GRACE_SECONDS = 300
 """How long past its run's end what a run made is kept before any reaper may remove it."""

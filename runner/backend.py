@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
+from runner.private_images import Grants
 from runner.spec import (
     Outcome,
     PullSpec,
@@ -130,6 +131,11 @@ class Inventory(Protocol):
         ...
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]: ...
+
+    def image_grants(self) -> Grants:
+        """Who may use the private images on the engine (`runner.private_images`); empty
+        where the backend keeps no grants."""
+        ...
 
     def pull_image(self, spec: PullSpec, control: RunControl) -> ImageInfo:
         """Pull the image (reporting layer progress as events), stopping when `control` is

@@ -53,7 +53,7 @@ class CreateVolumeRequest(StrictModel):
         if RESERVED_VOLUME_NAMES.match(value):
             raise ValueError(
                 f"{value!r} is shaped like the names of the runner's own volumes (oneoff-lease-*, "
-                "oneoff-hosts-*, oneoff-<run id>); choose another name"
+                "oneoff-hosts-*, oneoff-grant-*, oneoff-<run id>); choose another name"
             )
         return value
 

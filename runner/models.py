@@ -35,9 +35,10 @@ RUN_ID = r"[0-9a-f]{16}"
 """What `new_run_id` mints."""
 RUN_ID_PATTERN = f"^{RUN_ID}$"
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
-RESERVED_VOLUME_NAMES = re.compile(rf"oneoff-(lease-|hosts-|{RUN_ID}(-record)?$)")
-"""Names of the volumes the runner makes for itself (its leases, its hosts file, its runs'
-volumes and records): a caller's volume named so could stand in for one of them."""
+RESERVED_VOLUME_NAMES = re.compile(rf"oneoff-(lease-|hosts-|grant-|{RUN_ID}(-record)?$)")
+"""Names of the volumes the runner makes for itself (its leases, its hosts file, its grants of
+private images, its runs' volumes and records): a caller's volume named so could stand in for
+one of them."""
 RESERVED_LABEL_PREFIX = "oneoff-runner"
 """The runner's own labels (`oneoff-runner.*`, `backends.labels`): what it reads back to find
 and judge its runs, so callers can never set them."""

@@ -42,6 +42,7 @@ from runner.policy import (
     build_volume_fill,
     require_own_volume,
 )
+from runner.private_images import usable_images
 from runner.runs import AsyncRuns
 from runner.settings import Settings
 from runner.shutdown import also_on_signal
@@ -304,8 +305,11 @@ class RunnerService:
         )
         return await self.call(listing)
 
-    async def list_images(self, *, reference: str | None = None) -> list[ImageInfo]:
-        return await self.call(functools.partial(self.backend.list_images, reference=reference))
+    async def list_images(self, tenant: Tenant, *, reference: str | None = None) -> list[ImageInfo]:
+        """Images on the engine the tenant may use: another tenant's private ones are left out
+        (`runner.private_images`)."""
+        images = await self.call(functools.partial(self.backend.list_images, reference=reference))
+        return usable_images(images, await self.call(self.backend.image_grants), tenant.label)
 
     async def pull_image(
         self, request: PullImageRequest, tenant: Tenant, listener: EventSink | None = None

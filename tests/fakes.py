@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import NotFound
+from runner.private_images import Grants
 from runner.spec import (
     Outcome,
     PullSpec,
@@ -153,6 +154,9 @@ class FakeBackend:
 
     def pull_image(self, spec: PullSpec, control: RunControl) -> ImageInfo:
         return ImageInfo(id="sha256:fake", tags=[spec.image], size=0)
+
+    def image_grants(self) -> Grants:
+        return {}
 
     def renew_lease(self) -> None:
         pass

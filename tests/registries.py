@@ -2,7 +2,7 @@
 
 - images of the test's own in the local registries: each with a layer no other image has
   (random bytes, so it must really be downloaded), removed from the engine before the test
-  pulls it, and after (`unique_image`);
+  pulls it, and after, with the grants the runner kept for it (`unique_image`);
 - a proxy that slows a registry down (`SlowProxy`);
 - a registry's HTTP face on loopback that records every connection and answers what the test
   says (`FakeRegistry`): the target of SSRF attempts, and a registry that misbehaves.
@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 import docker
 import pytest
 
+from backends.labels import IMAGE, ROLE
 from tests.helpers import (
     PRIVATE_REGISTRY,
     PUBLIC_REGISTRY,
@@ -58,11 +59,13 @@ Push = Callable[..., str]
 
 @pytest.fixture
 def unique_image(docker_client: docker.DockerClient) -> Iterator[Push]:
-    """`unique_image(private=False, megabytes=1)`: a new image in a registry, absent from the
-    engine; whatever the test pulled of it is removed afterwards (the registry keeps it)."""
+    """`unique_image(private=False, megabytes=1, mirrored=False)`: a new image in a registry,
+    absent from the engine; `mirrored`: in the other registry too, under the same path (the
+    same image, public and private). Whatever the test pulled of it is removed afterwards,
+    with the runner's grants for it (the registries keep it)."""
     made: list[str] = []
 
-    def push(*, private: bool = False, megabytes: int = 1) -> str:
+    def push(*, private: bool = False, megabytes: int = 1, mirrored: bool = False) -> str:
         registry = PRIVATE_REGISTRY if private else PUBLIC_REGISTRY
         repository = f"{registry}/oneoff-test/pull-{uuid.uuid4().hex[:10]}"
         fill = f"head -c {megabytes * 1_000_000} /dev/urandom > /blob"
@@ -75,18 +78,36 @@ def unique_image(docker_client: docker.DockerClient) -> Iterator[Push]:
         finally:
             container.remove(force=True)
         reference = f"{repository}:t"
-        made.append(reference)
-        pushed = docker_client.images.push(
-            repository, "t", auth_config=CREDENTIALS if private else None
-        )
-        assert '"error"' not in pushed, pushed
-        docker_client.images.remove(reference)
+        registries = [registry, *([PUBLIC_REGISTRY if private else PRIVATE_REGISTRY] * mirrored)]
+        for copy in registries:
+            copied = repository.replace(registry, copy, 1)
+            docker_client.images.get(reference).tag(copied, "t")
+            made.append(f"{copied}:t")
+            auth = CREDENTIALS if copy == PRIVATE_REGISTRY else None
+            pushed = docker_client.images.push(copied, "t", auth_config=auth)
+            assert '"error"' not in pushed, pushed
+        for pushed_reference in made[-len(registries) :]:
+            docker_client.images.remove(pushed_reference)
         return reference
 
     yield push
     for reference in made:
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            docker_client.images.remove(reference)
+        remove_with_grants(docker_client, reference)
+
+
+def remove_with_grants(docker_client: docker.DockerClient, reference: str) -> None:
+    """Remove the image the reference names, if the engine has it, and every grant the runner
+    keeps for it (`backends.docker.grants`): what a test pulled, nothing else."""
+    try:
+        image_id = docker_client.api.inspect_image(reference)["Id"]
+    except docker.errors.ImageNotFound:
+        return
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        docker_client.images.remove(reference, force=True)
+    grants = {"label": [f"{ROLE}=grant", f"{IMAGE}={image_id}"]}
+    for volume in docker_client.api.volumes(filters=grants).get("Volumes") or []:
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.api.remove_volume(volume["Name"], force=True)
 
 
 class SlowProxy:

@@ -21,12 +21,12 @@ from backends.docker import inventory, reaping
 from backends.docker.attached import AttachedRuns
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors, exists
-from backends.docker.pull import pull
 from backends.docker.runs import DetachedRuns, OutputStream
 from backends.labels import CARRIER_ROLE, MANAGED, volume_labels
 from backends.leases import LEASE_SELECTOR
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import Conflict, RunnerError
+from runner.private_images import Grants
 from runner.settings import Settings
 from runner.spec import (
     Outcome,
@@ -139,9 +139,10 @@ class DockerBackend:
         return inventory.images(self.containers.api, reference)
 
     def pull_image(self, spec: PullSpec, control: RunControl) -> ImageInfo:
-        control.emit("phase", f"pulling {spec.image}")
-        pull(self.containers.api, spec, control)
-        return inventory.image(self.containers.api, spec.image)
+        return self.containers.images.pull(spec, control)
+
+    def image_grants(self) -> Grants:
+        return self.containers.images.grants.all()
 
     def renew_lease(self) -> None:
         """The lease, and the hosts file of runs without a network: made at the first renewal
@@ -167,4 +168,4 @@ class DockerBackend:
             removed += containers.remove(container, None)
         for volume in reaping.volumes_to_remove(listing):
             removed += containers.remove(None, volume)
-        return removed
+        return removed + containers.images.grants.reap()

@@ -21,8 +21,8 @@ from backends.docker import inventory
 from backends.docker.cleanup import Cleanup
 from backends.docker.content import ContentCopier, straight_in
 from backends.docker.errors import create_refused, engine_errors, start_refused
+from backends.docker.images import Images, not_on_engine
 from backends.docker.loopback import Loopback
-from backends.docker.pull import pull, pulls_first
 from backends.docker.returned import ReturnedPaths
 from backends.docker.stdin import StdinFeed
 from backends.labels import RUN_ID, run_labels
@@ -45,6 +45,7 @@ class Containers:
         self._stream_client: docker.APIClient | None = None
         self.content = ContentCopier(lambda: self.api)
         self.returned = ReturnedPaths(lambda: self.api)
+        self.images = Images(lambda: self.api)
         self.lease = Lease(
             settings.instance_id, settings.lease_seconds, self._create_lease, self._delete_lease
         )
@@ -106,15 +107,8 @@ class Containers:
         return {**run_labels(run_id, instance, role, tenant, lasts), **self.lease.labels()}
 
     def ensure_image(self, spec: RunSpec, control: RunControl) -> None:
-        """Pull up front when the policy says always, or when credentials came (so they are
-        checked: a cached private image is never handed to a caller without them). Otherwise
-        creating the container tells whether the image is there: one engine call fewer."""
-        if pulls_first(spec):
-            self._pull_for(spec, control)
-
-    def _pull_for(self, spec: RunSpec, control: RunControl) -> None:
-        control.emit("phase", f"pulling {spec.image}")
-        pull(self.api, spec, control)
+        """The image per the run's pull policy, and the tenant's to use (`images`)."""
+        self.images.ensure(spec, control)
 
     def prepare(
         self,
@@ -200,14 +194,10 @@ class Containers:
             return create()
         except ImageNotFound:
             if spec.pull_policy == "never":
-                raise ImageNotFound(
-                    f"image: {spec.image!r} is not on the engine and pull_policy is 'never'; "
-                    "pull it first or use pull_policy 'missing'",
-                    field="image",
-                ) from None
-            if pulls_first(spec):
+                raise not_on_engine(spec.image) from None
+            if spec.pull_policy == "always":
                 raise
-        self._pull_for(spec, control)
+        self.images.pull(spec, control)
         return create()
 
     def _create_container(

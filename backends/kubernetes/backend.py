@@ -35,6 +35,7 @@ from backends.leases import abandoned, live_owners, past_deadline
 from runner.backend import OutputStream
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import Conflict, NotFound, RunnerError, Unsupported
+from runner.private_images import Grants
 from runner.settings import Settings
 from runner.spec import (
     Arriving,
@@ -185,6 +186,10 @@ class KubernetesBackend:
             "listing images is not available on Kubernetes: nodes' image caches are not visible "
             "through the API; use pull_policy 'always' or 'missing'"
         )
+
+    def image_grants(self) -> Grants:
+        """None kept: each node's kubelet judges its own image cache (docs/kubernetes.md)."""
+        return {}
 
     def pull_image(self, spec: PullSpec, control: RunControl) -> ImageInfo:
         raise Unsupported(

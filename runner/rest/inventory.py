@@ -28,10 +28,12 @@ async def list_containers(
 @router.get("/images", response_model=list[ImageInfo], responses=ERRORS)
 async def list_images(
     service: Service,
+    caller: Caller,
     reference: Annotated[str | None, Query(description="e.g. busybox or busybox:1.36")] = None,
 ) -> list[ImageInfo]:
-    """Images present on the engine, optionally filtered by reference."""
-    return await service.list_images(reference=reference)
+    """Images present on the engine that you may use, optionally filtered by reference: not
+    another tenant's private ones (pulled with credentials you have not shown)."""
+    return await service.list_images(caller, reference=reference)
 
 
 @router.post("/images/pull", response_model=PulledImage, responses=ERRORS, summary="Pull an image")

@@ -19,6 +19,7 @@ from backends.labels import INSTANCE
 from mcp_app import create_app
 from tests.helpers import instance_id, run_body, serving
 from tests.mcp.test_wire import message, rpc
+from tests.registries import CREDENTIALS, Push
 
 pytestmark = pytest.mark.anyio
 TASKS_VERSION = "2025-11-25"
@@ -175,3 +176,23 @@ async def test_a_host_bind_volume_is_refused(alice, docker_client):
     assert refused.is_error
     assert "driver_opts" in refused.content[0].text
     assert docker_client.volumes.list(filters={"name": name}) == []
+
+
+async def test_a_private_image_alice_pulled_is_neither_run_nor_listed_for_bob(
+    alice: Client, bob: Client, unique_image: Push
+) -> None:
+    image = unique_image(private=True)
+    pulled = await alice.call_tool("pull_image", {"image": image, "auth_config": CREDENTIALS})
+    assert pulled.is_error is False, pulled.content
+    image_id = pulled.structured_content["id"]
+    run = {"image": image, "command": ["echo", "ran"], "pull_policy": "never"}
+    assert (await alice.call_tool("run_container", run)).structured_content["stdout"] == "ran\n"
+    refused = await bob.call_tool("run_container", run)
+    assert refused.is_error is True and refused.content[0].text.startswith("image:")
+
+    async def listed(client: Client) -> list[str]:
+        images = (await client.call_tool("list_images", {})).structured_content["images"]
+        return [item["id"] for item in images]
+
+    assert image_id in await listed(alice)
+    assert image_id not in await listed(bob)
