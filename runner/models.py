@@ -384,6 +384,11 @@ class ReturnedVolume(BaseModel):
 
     type: Literal["file", "directory"]
     content: str = Field(description="Base64 of the file, or of a tar.gz of the directory.")
+    error: str | None = Field(
+        None,
+        description="Why nothing came back from this path (content is then empty): the run "
+        "left something else there (a symlink, a FIFO, a directory for a file) or removed it.",
+    )
 
 
 class RunResult(BaseModel):

@@ -118,6 +118,16 @@ async def test_run_with_input_and_response_volumes(client):
     assert "returned directory /out" in result.content[0].text
 
 
+async def test_a_returned_file_the_run_made_a_symlink_is_named_in_the_text(client):
+    volumes = {"/out/f": {"type": "file", "content": b64(b"x"), "response": True}}
+    body = run_body("sh", "-c", "ln -sf /etc/shadow /out/f; echo done", volumes=volumes)
+    result = await client.call_tool("run_container", body)
+    assert result.is_error is False
+    assert result.structured_content["stdout"] == "done\n"
+    assert "a symlink at /out/f" in result.structured_content["volumes"]["/out/f"]["error"]
+    assert "nothing returned from file /out/f: " in result.content[0].text
+
+
 async def test_a_failing_command_is_a_result_that_leads_with_its_exit_code(client):
     result = await client.call_tool("run_container", run_body("sh", "-c", "echo oops >&2; exit 4"))
     assert result.is_error is False
