@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from backends import get_backend
 from runner.backend import Backend
 from runner.guards import guard
+from runner.mcp import stdio
 from runner.mcp.http import JsonRpcDoor
 from runner.mcp.tools import build_server
 from runner.service import RunnerService, service_scope
@@ -108,9 +109,11 @@ def create_app(
 
 
 async def serve_stdio(settings: Settings) -> None:
-    """MCP over stdin/stdout, for clients that launch a command (Claude Desktop, Cursor)."""
+    """MCP over stdin/stdout, for clients that launch a command (Claude Desktop, Cursor), with
+    the same request size limit as HTTP (`runner.mcp.stdio`)."""
     async with service_scope(settings, lambda: get_backend(settings)) as service:
-        await build_server(lambda: service, settings).run_stdio_async()
+        server = build_server(lambda: service, settings)
+        await stdio.serve(server._lowlevel_server, settings.max_request_bytes)  # noqa: SLF001
 
 
 app = create_app()

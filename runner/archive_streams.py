@@ -3,8 +3,11 @@
 In: a caller's tar or tar.gz is read as it arrives and re-emitted as a plain tar of only the
 members `archives.check_member` and the request's `Budget` let through; a single file is
 spooled (a tar header needs its size first). Out: an engine's archive of a returned path is
-re-emitted as the file's bytes, or as a plain tar with names relative to the directory.
-Every reader is a `ChunkReader`, which stops at its byte limit with a 413 naming the setting.
+re-emitted as the file's bytes, or as a plain tar with names relative to the directory, once
+its first member shows that the run left what was declared there (`Unreturnable` otherwise:
+a symlink, a FIFO, a device, a directory for a file), counting members against a
+`Budget` of members. Every reader is a `ChunkReader`, which stops at its byte limit with a 413
+naming the setting; none keeps the members it read (`archives.members`).
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ import posixpath
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 from isal import igzip
 
-from runner.archives import UNREADABLE, Budget, check_member, unsafe
-from runner.errors import InvalidRequest, PayloadTooLarge
+from runner.archives import UNREADABLE, Budget, check_member, header, members
+from runner.errors import InvalidRequest, PayloadTooLarge, Unreturnable
 
 STREAM_CHUNK_BYTES = 256 * 1024
 SPOOL_MEMORY_BYTES = 1024 * 1024
 TAR_END = b"\0" * (2 * tarfile.BLOCKSIZE)
+BROKEN = (tarfile.TarError, EOFError, ValueError, ArithmeticError)
+"""What reading a tar that is not whole raises (`archives.UNREADABLE`, less the transport's
+OSError)."""
 
 
 class ChunkReader(io.RawIOBase):
@@ -78,11 +85,9 @@ def checked_members(
     symlinks: set[str] = set()
     try:
         with tarfile.open(fileobj=inflated, mode="r|") as archive:
-            for member in archive:
-                budget.spend(max(member.size, 0), field)
+            for member in members(archive):
                 normal = check_member(member, field, symlinks)
-                if member.issparse():
-                    raise unsafe(field, member.name, "is a sparse file")
+                budget.spend(member.size, field)
                 if prefix and normal == ".":
                     continue
                 yield _header(member, prefix, normal)
@@ -100,13 +105,10 @@ def checked_members(
 
 def _header(member: tarfile.TarInfo, prefix: str, normal: str) -> bytes:
     """The member's header, named `prefix` + its name (and a hard link's target with it)."""
-    if prefix:
-        member.name = prefix + normal
-        if member.islnk():
-            member.linkname = prefix + posixpath.normpath(member.linkname)
-    if not member.isfile():
-        member.size = 0
-    return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    if not prefix:
+        return header(member, member.name)
+    linkname = prefix + posixpath.normpath(member.linkname) if member.islnk() else None
+    return header(member, prefix + normal, linkname)
 
 
 def _is_gzip(source: io.BufferedReader[io.RawIOBase]) -> bool:
@@ -167,31 +169,72 @@ def spool() -> IO[bytes]:
     return tempfile.SpooledTemporaryFile(SPOOL_MEMORY_BYTES)
 
 
-def file_stream(reader: io.RawIOBase) -> Iterator[bytes]:
-    """The bytes of the single file in an engine's archive of one path."""
-    with tarfile.open(fileobj=reader, mode="r|") as archive:
-        for member in archive:
-            if member.isfile():
-                yield from _member_data(archive, member, padded=False)
-                return
+def file_stream(reader: io.RawIOBase, path: str, field: str) -> Iterator[bytes]:
+    """The bytes of the single file in an engine's archive of `path`; Unreturnable, before
+    the first byte, when the run left something else there."""
+    with _engine_archive(reader, path, field) as archive:
+        member = archive.next()
+        if member is None or not member.isfile():
+            raise _left_instead(path, member, "a file", field)
+        yield from _member_data(archive, member, padded=False)
 
 
-def relative_tar_stream(reader: io.RawIOBase, dirname: str) -> Iterator[bytes]:
-    """An engine's archive of a directory as a plain tar with names relative to it: the
-    engine names members `<dirname>/...`, callers get `...` (the entry for the directory
-    itself is dropped), so it can be sent back as a directory's content."""
-    prefix = dirname + "/"
-    with tarfile.open(fileobj=reader, mode="r|") as archive:
-        for member in archive:
+def relative_tar_stream(
+    reader: io.RawIOBase, path: str, field: str, budget: Budget
+) -> Iterator[bytes]:
+    """An engine's archive of the directory `path` as a plain tar with names relative to it:
+    the engine names members `<last part of path>/...`, callers get `...` (the entry for the
+    directory itself is dropped), so it can be sent back as a directory's content.
+    Unreturnable, before the first byte, when the run left something else there."""
+    with _engine_archive(reader, path, field) as archive:
+        stream = members(archive)
+        top = next(stream, None)
+        if top is None or not top.isdir():
+            raise _left_instead(path, top, "a directory", field)
+        prefix = posixpath.normpath(top.name) + "/"
+        for member in stream:
+            budget.spend(0, field)
             name = posixpath.normpath(member.name)
             if not name.startswith(prefix):
                 continue
-            member.name = name[len(prefix) :]
-            if member.islnk() and member.linkname.startswith(prefix):
-                member.linkname = member.linkname[len(prefix) :]
-            if not member.isfile():
-                member.size = 0
-            yield member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            linkname = member.linkname
+            if member.islnk() and linkname.startswith(prefix):
+                linkname = linkname[len(prefix) :]
+            yield header(member, name[len(prefix) :], linkname)
             if member.isfile():
                 yield from _member_data(archive, member)
     yield TAR_END
+
+
+@contextmanager
+def _engine_archive(reader: io.RawIOBase, path: str, field: str) -> Iterator[tarfile.TarFile]:
+    """An engine's archive of a returned path, opened as a stream; one that is no tar (cut
+    short, say) is Unreturnable. (OSError is not caught: that is the engine's connection, which
+    the backend reports.)"""
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as archive:
+            yield archive
+    except BROKEN as exc:
+        raise Unreturnable(
+            f"{field}: {path} could not be read out of the container ({exc})", field=field
+        ) from None
+
+
+KINDS = {
+    tarfile.SYMTYPE: "a symlink",
+    tarfile.LNKTYPE: "a hard link",
+    tarfile.DIRTYPE: "a directory",
+    tarfile.FIFOTYPE: "a FIFO",
+    tarfile.CHRTYPE: "a character device",
+    tarfile.BLKTYPE: "a block device",
+}
+
+
+def _left_instead(
+    path: str, member: tarfile.TarInfo | None, declared: str, field: str
+) -> Unreturnable:
+    found = "nothing" if member is None else KINDS.get(member.type, "a file")
+    return Unreturnable(
+        f"{field}: the run left {found} at {path}, not {declared}; nothing of it is returned",
+        field=field,
+    )

@@ -4,20 +4,26 @@ Base64 goes through pybase64 and gzip through ISA-L (`isal`): the same formats a
 library's, several times faster, which is most of the cost of moving files through JSON.
 
 Input archives are checked member by member before any of their bytes reach an engine: absolute
-names, `..`, device nodes, FIFOs, hard links out of the tree and writes through a symlink the
-archive itself made (or through a hard link to one) are refused, and the unpacked size and
-member count are bounded by a `Budget` shared by the whole request, so a gzip bomb is stopped
-after at most the budget's worth of decompression. Output archives are streamed: never more
-than the limit is held.
+names, `..`, device nodes, FIFOs, sparse files, hard links out of the tree and writes through a
+symlink the archive itself made (or through a hard link to one) are refused, so are header
+values no file can have (a time of 1e400, a negative size or owner, a name that is not UTF-8),
+and the unpacked size and member count are bounded by a `Budget` shared by the whole request, so
+a gzip bomb is stopped after at most the budget's worth of decompression. What passes is
+re-emitted with a header of its own (`header`): only name, type, mode, owner, time, size and
+link target, never a caller's other PAX records (extended attributes, user names). Archives
+are read with `members`, which keeps none of them: tarfile keeps every member it read (about
+700 bytes each; 120k empty files cost the runner 90 MB). Output archives are streamed: never
+more than the limit is held.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import posixpath
 import tarfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, cast
@@ -34,13 +40,22 @@ UNREADABLE: tuple[type[Exception], ...] = (
     cast(type[Exception], IsalError),
     zlib.error,
     OSError,
+    ValueError,  # tarfile's reading of PAX and sparse records it cannot parse
+    ArithmeticError,
 )
 GZIP_LEVEL = 1  # returned archives: speed over size (most of what runs produce is small)
+LATEST_MTIME = 8**11 - 1
+"""The latest time a plain tar header holds (year 2242); later ones are no file's."""
+LARGEST_ID = 2**32 - 2
+"""The largest uid or gid Linux has ((uid_t) -1 means "none")."""
+LONGEST_NAME = 4096
+"""Bytes in the longest path the kernel takes (PATH_MAX)."""
 
 
 @dataclass
 class Budget:
-    """What one request's archives may still unpack to; shared across its content fields."""
+    """What one request's archives may still unpack to, shared across its content fields (or
+    how many entries one run's returned directories may still hold)."""
 
     bytes_left: int
     members_left: int
@@ -57,7 +72,7 @@ class Budget:
         if self.members_left < 0:
             raise PayloadTooLarge(
                 f"{field}: the archives hold more entries than the operator's limit "
-                "(RUNNER_MAX_ARCHIVE_MEMBERS); pack fewer files",
+                "(RUNNER_MAX_ARCHIVE_MEMBERS); use fewer files, e.g. one archive of them",
                 field=field,
             )
 
@@ -92,9 +107,9 @@ def check_tar_gz(data: bytes, field: str, budget: Budget) -> list[str]:
     symlinks: set[str] = set()
     try:
         with tarfile.open(fileobj=_gunzip(data), mode="r|") as archive:
-            for member in archive:
-                budget.spend(max(member.size, 0), field)
+            for member in members(archive):
                 names.append(check_member(member, field, symlinks))
+                budget.spend(member.size, field)
     except UNREADABLE as exc:
         raise InvalidRequest(
             f"{field}: not a readable tar.gz ({exc}); make it with `tar czf x.tar.gz DIR` "
@@ -104,7 +119,18 @@ def check_tar_gz(data: bytes, field: str, budget: Budget) -> list[str]:
     return names
 
 
+def members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members of an archive opened as a stream (`r|`), none kept once the next is read."""
+    while (member := archive.next()) is not None:
+        archive.members.clear()  # type: ignore[attr-defined]  # tarfile's list of those read
+        yield member
+
+
 def check_member(member: tarfile.TarInfo, field: str, symlinks: set[str]) -> str:
+    """The member's normalised name, once its header and its place in the tree are judged
+    safe (`symlinks`: what the archive made so far that a later member must not go through);
+    raises InvalidRequest naming `field`, the member and what is wrong."""
+    _check_header(member, field)
     name = member.name
     if name.startswith("/"):
         raise unsafe(field, name, "is an absolute path")
@@ -113,6 +139,8 @@ def check_member(member: tarfile.TarInfo, field: str, symlinks: set[str]) -> str
         raise unsafe(field, name, "climbs out of the target directory with '..'")
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
         raise unsafe(field, name, "is a device node or FIFO")
+    if member.issparse():
+        raise unsafe(field, name, "is a sparse file")
     if _through_symlink(normal, symlinks):
         raise unsafe(field, name, "would be written through a symlink the archive made")
     if member.islnk():
@@ -126,6 +154,52 @@ def check_member(member: tarfile.TarInfo, field: str, symlinks: set[str]) -> str
     if member.issym():
         symlinks.add(normal)
     return normal
+
+
+def _check_header(member: tarfile.TarInfo, field: str) -> None:
+    """Header values a file can have: names in UTF-8 and at most PATH_MAX, a time between 1970
+    and 2242, sizes and owners that are not negative (a PAX record can say anything)."""
+    for what, text in (("name", member.name), ("link target", member.linkname)):
+        try:
+            encoded = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _bad_header(field, member, what, "is not UTF-8") from None
+        if len(encoded) > LONGEST_NAME:
+            raise _bad_header(field, member, what, f"is longer than {LONGEST_NAME} bytes")
+    if not (math.isfinite(member.mtime) and 0 <= member.mtime <= LATEST_MTIME):
+        why = f"{member.mtime!r} is not a time between 1970 and 2242"
+        raise _bad_header(field, member, "mtime", why)
+    for what, value, most in (
+        ("size", member.size, math.inf),
+        ("uid", member.uid, LARGEST_ID),
+        ("gid", member.gid, LARGEST_ID),
+    ):
+        if not 0 <= value <= most:
+            raise _bad_header(field, member, what, f"{value!r} is out of range")
+
+
+def _bad_header(field: str, member: tarfile.TarInfo, what: str, why: str) -> InvalidRequest:
+    name = member.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return InvalidRequest(
+        f"{field}: archive member {name[:200]!r}: its {what} {why}; pack the files again with "
+        "a standard tar (`tar czf x.tar.gz -C DIR .`)",
+        field=field,
+    )
+
+
+def header(member: tarfile.TarInfo, name: str, linkname: str | None = None) -> bytes:
+    """A new PAX header for `member` under `name` (and `linkname`): its type, permissions,
+    owner, time, size (files only) and link target; none of its other records. A time no file
+    has (an engine's archive is not judged by `check_member`) becomes 0."""
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.REGTYPE if member.isfile() else member.type
+    info.mode = member.mode & 0o7777
+    info.uid, info.gid = member.uid, member.gid
+    info.mtime = int(member.mtime) if math.isfinite(member.mtime) else 0
+    info.size = member.size if member.isfile() else 0
+    info.devmajor, info.devminor = member.devmajor, member.devminor
+    info.linkname = member.linkname if linkname is None else linkname
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 def _through_symlink(normal: str, symlinks: set[str]) -> bool:
@@ -156,27 +230,33 @@ def single_top_folder(names: list[str]) -> str | None:
     return top if any("/" in name for name in names) else None
 
 
-def strip_top_folder(data: bytes, top: str) -> bytes:
-    """Re-pack a checked tar.gz as a plain tar with `top/` removed from every name."""
-    out = io.BytesIO()
-    with (
-        tarfile.open(fileobj=_gunzip(data), mode="r|") as source,
-        tarfile.open(fileobj=out, mode="w|") as target,
-    ):
-        _repack(source, target, top)
-    return out.getvalue()
+def repacked(data: bytes, top: str | None) -> bytes:
+    """A checked tar.gz re-emitted member by member (`header`: none of the caller's other
+    records reach the engine) as a tar.gz, with `top/` removed from every name when given."""
+    return gzipped(_repacked_members(data, top or ""))
 
 
-def _repack(source: tarfile.TarFile, target: tarfile.TarFile, prefix: str) -> None:
-    """Copy members from `source` to `target`, names (and hard-link targets) made relative to
-    `prefix`; the entry for `prefix` itself is dropped."""
-    for member in source:
-        member.name = _relative(member.name, prefix)
-        if not member.name:
-            continue
-        if member.islnk():
-            member.linkname = _relative(member.linkname, prefix)
-        target.addfile(member, source.extractfile(member) if member.isfile() else None)
+def _repacked_members(data: bytes, top: str) -> Iterator[bytes]:
+    with tarfile.open(fileobj=_gunzip(data), mode="r|") as source:
+        for member in members(source):
+            name = _relative(member.name, top) if top else member.name
+            if not name:
+                continue
+            linkname = _relative(member.linkname, top) if member.islnk() and top else None
+            yield header(member, name, linkname)
+            if member.isfile():
+                yield from _data(source, member)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def _data(source: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:
+    """A file member's data and its padding to the next block."""
+    data = source.extractfile(member)
+    assert data is not None
+    while chunk := data.read(256 * 1024):
+        yield chunk
+    if member.size % tarfile.BLOCKSIZE:
+        yield b"\0" * (tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
 
 
 def _relative(name: str, prefix: str) -> str:
@@ -202,29 +282,12 @@ def tar_of(entries: Iterable[tuple[str, bytes | None, int]]) -> bytes:
     return out.getvalue()
 
 
-def file_from_tar_stream(reader: io.RawIOBase) -> bytes:
-    """The single file in an engine's archive of one path."""
-    with tarfile.open(fileobj=reader, mode="r|") as archive:
-        for member in archive:
-            extracted = archive.extractfile(member)
-            if extracted is not None:
-                return extracted.read()
-    return b""
-
-
-def directory_tar_gz_from_stream(reader: io.RawIOBase, dirname: str) -> bytes:
-    """Re-pack an engine's archive of a directory as tar.gz with names relative to it.
-
-    The engine names members `<dirname>/...`; callers get `...`, so the archive can be sent back
-    as `directory` content and recreate the same tree.
-    """
+def gzipped(chunks: Iterable[bytes]) -> bytes:
+    """The chunks as one gzip stream (fast, `GZIP_LEVEL`)."""
     out = io.BytesIO()
-    with (
-        igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as packed,
-        tarfile.open(fileobj=reader, mode="r|") as source,
-        tarfile.open(fileobj=packed, mode="w|") as target,
-    ):
-        _repack(source, target, dirname)
+    with igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as packed:
+        for chunk in chunks:
+            packed.write(chunk)
     return out.getvalue()
 
 

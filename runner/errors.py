@@ -14,6 +14,9 @@ Backends translate their SDK's exceptions into this tree at exactly one boundary
     │   ├── ImageNotFound             not on the engine / not in the registry
     │   └── VolumeNotFound
     ├── Conflict (409)                e.g. a volume of that name exists
+    │   └── Unreturnable              a returned path the run left as something else (a
+    │                                 symlink, a FIFO, ...) or removed; in a run's result, a
+    │                                 per-path `error`
     ├── PayloadTooLarge (413)         archive, file or returned content over a size limit
     ├── Busy (429)                    concurrency and queue are full; carries Retry-After
     ├── Cancelled (499)               the caller went away or cancelled the run
@@ -117,6 +120,10 @@ class VolumeNotFound(NotFound):
 class Conflict(RunnerError):
     status_code = 409
     code = "conflict"
+
+
+class Unreturnable(Conflict):
+    code = "unreturnable_path"
 
 
 class PayloadTooLarge(RunnerError):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -46,6 +47,17 @@ IMAGE_NAME_MAX = 255
 BYTES_FIELDS = frozenset({"stdin"})
 """Text that reaches only a pipe, never a C string: NUL is data there."""
 _MODE = re.compile(r"^0?[0-7]{3}$")
+
+
+def _not_boolean(value: Any) -> Any:
+    """JSON's `true` and `false` are not numbers (pydantic would take them for 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {str(value).lower()}")
+    return value
+
+
+NOT_BOOLEAN = BeforeValidator(_not_boolean)
+"""On every number a caller sends: `"timeout_seconds": true` is a mistake, not one second."""
 
 
 def new_run_id() -> str:
@@ -258,7 +270,7 @@ class RunRequest(StrictModel):
         description='Map of "<absolute container path>[:ro|:rw]" to what goes there.',
         examples=[{"/app/data": {"type": "directory", "response": True}}],
     )
-    timeout_seconds: float | None = Field(
+    timeout_seconds: Annotated[float | None, NOT_BOOLEAN] = Field(
         None,
         ge=MIN_TIMEOUT_SECONDS,
         allow_inf_nan=False,
@@ -272,7 +284,7 @@ class RunRequest(StrictModel):
         description="Memory limit, e.g. 256m or 1g; at least 6m.",
         examples=["256m"],
     )
-    cpus: float | None = Field(
+    cpus: Annotated[float | None, NOT_BOOLEAN] = Field(
         None,
         ge=MIN_CPUS,
         allow_inf_nan=False,
@@ -385,6 +397,11 @@ class ReturnedVolume(BaseModel):
 
     type: Literal["file", "directory"]
     content: str = Field(description="Base64 of the file, or of a tar.gz of the directory.")
+    error: str | None = Field(
+        None,
+        description="Why nothing came back from this path (content is then empty): the run "
+        "left something else there (a symlink, a FIFO, a directory for a file) or removed it.",
+    )
 
 
 class RunResult(BaseModel):

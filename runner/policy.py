@@ -12,7 +12,7 @@ import posixpath
 from collections.abc import Callable
 from typing import Any
 
-from runner.archives import Budget, check_tar_gz, decode_base64, single_top_folder, strip_top_folder
+from runner.archives import Budget, check_tar_gz, decode_base64, repacked, single_top_folder
 from runner.engine_models import CreateVolumeRequest, PullImageRequest
 from runner.errors import (
     Conflict,
@@ -146,9 +146,7 @@ def build_volume_fill(
     if request.content:
         data = decode_base64(request.content, "content", settings.max_archive_bytes)
         budget = Budget(settings.max_extracted_bytes, settings.max_archive_members)
-        names = check_tar_gz(data, "content", budget)
-        top = single_top_folder(names)
-        tar = strip_top_folder(data, top) if top else data
+        tar = repacked(data, single_top_folder(check_tar_gz(data, "content", budget)))
     return VolumeFill(
         name=request.name,
         tar=tar,

@@ -191,6 +191,9 @@ class AsyncRuns:
                 log.info("run %s failed to start: %s", spec.run_id, exc.message)
                 self.metrics.record(pending.tenant.name, exc.code, {})
                 await self._record_quietly(pending.record("failed", exc.message))
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: the run still ends, and says so
+            self.metrics.record(pending.tenant.name, "internal_error", {})
+            await self._failed(spec.run_id, "starting", exc, pending.record("failed"))
         finally:
             if not pending.cancelled:
                 self._forget(pending)  # a cancelled run is forgotten once its record is kept
@@ -203,7 +206,41 @@ class AsyncRuns:
                 "run %s: watching failed (the reaper enforces its timeout): %s", run_id, exc.message
             )
             return
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: the run still ends, and says so
+            await self._failed(run_id, "watching", exc)
+            return
         log.info("run %s finished", run_id, extra={"run_id": run_id})
+
+    async def _failed(
+        self, run_id: str, doing: str, exc: Exception, record: RunRecord | None = None
+    ) -> RunRecord | None:
+        """After an unexpected error of the runner's own while `doing` something for a run
+        (a bug: logged with its traceback), the run is stopped and removed and its record
+        (`record`, or the backend's) says `failed`, with a message: no run answers 202 and then
+        vanishes. Returns that record (None when the backend has none to start from)."""
+        log.error("run %s: internal error while %s", run_id, doing, exc_info=exc)
+        if record is None:
+            try:
+                found = await self._find(None, run_id)
+            except RunnerError as again:
+                log.warning("run %s: its record could not be read: %s", run_id, again.message)
+                return None
+            if not found:
+                return None
+            record = found[-1]
+        ended = dataclasses.replace(
+            record,
+            state="failed",
+            finished_at=record.finished_at or time.time(),
+            error=f"the runner failed while {doing} the run ({type(exc).__name__}); it was "
+            "stopped. This is a bug of the runner: its log has the details",
+        )
+        try:
+            await self._call(self.backend.discard_run, run_id, ended)
+        except Exception as again:  # noqa: BLE001 - the first error is the one to report
+            log.warning("run %s: removing it after the error failed too: %s", run_id, again)
+            await self._record_quietly(ended)
+        return ended
 
     async def _count(self, tenant: Tenant, run_id: str) -> None:
         """The run's outcome in the metrics, named as /run's are."""
@@ -227,7 +264,14 @@ class AsyncRuns:
         result = None
         if with_result and record.state in FINISHED_STATES and record.state != "cancelled":
             if record.error is None:
-                outcome = await self._call(self.backend.collect_run, run_id)
+                try:
+                    outcome = await self._call(self.backend.collect_run, run_id)
+                except RunnerError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a bug of ours: the run says so
+                    doing = "collecting the result of"
+                    ended = await self._failed(run_id, doing, exc, record)
+                    return _status(ended or record, None)
                 elapsed = (record.finished_at or time.time()) - record.created_at
                 result = outcome.result(run_id, elapsed)
         return _status(record, result)

@@ -182,7 +182,10 @@ class Settings(BaseSettings):
         512 * MiB, ge=1024, description="Cap on what one request's archives unpack to."
     )
     max_archive_members: int = Field(
-        10_000, ge=1, description="Cap on the number of entries in one request's archives."
+        10_000,
+        ge=1,
+        description="Cap on the number of entries in one request's archives, and in the "
+        "directories one run returns.",
     )
     max_response_bytes: int = Field(
         64 * MiB, ge=1024, description="Cap on the content a run returns from its volumes."

@@ -191,6 +191,8 @@ class Outcome:
     oom_killed: bool
     returned: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     files: dict[str, ReturnedFile] = field(default_factory=dict)
+    unreturned: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Returned paths that could not be: path to (kind, why)."""
     phases: dict[str, float] = field(default_factory=dict)
     streams_merged: bool = False
 
@@ -214,8 +216,14 @@ class Outcome:
             oom_killed=self.oom_killed,
             streams_merged=self.streams_merged,
             volumes={
-                path: ReturnedVolume(type=kind, content=encode_base64(content))
-                for path, (kind, content) in self.returned.items()
+                **{
+                    path: ReturnedVolume(type=kind, content=encode_base64(content))
+                    for path, (kind, content) in self.returned.items()
+                },
+                **{
+                    path: ReturnedVolume(type=kind, content="", error=why)
+                    for path, (kind, why) in self.unreturned.items()
+                },
             },
             execution_time=round(elapsed, 4),
         )

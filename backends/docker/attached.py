@@ -148,7 +148,7 @@ class AttachedRuns:
         with engine_errors("reading the container's output"):
             captured = output.result(timeout=OUTPUT_GRACE_SECONDS)
             oom_killed = self._oom_killed(container, exit_code, watch)
-        return Outcome(
+        outcome = Outcome(
             exit_code=exit_code,
             stdout=bytes(captured.kept["stdout"]),
             stderr=bytes(captured.kept["stderr"]),
@@ -156,9 +156,12 @@ class AttachedRuns:
             stderr_truncated=captured.cut["stderr"],
             timed_out=timed_out,
             oom_killed=oom_killed,
-            returned={} if spec.raw_returned else returned.returned(spec.collecting, container),
-            files=returned.spooled(spec.collecting, container) if spec.raw_returned else {},
         )
+        if spec.raw_returned:
+            outcome.files, outcome.unreturned = returned.spooled(spec.collecting, container)
+        else:
+            outcome.returned, outcome.unreturned = returned.returned(spec.collecting, container)
+        return outcome
 
     def _oom_killed(self, container: str, exit_code: int | None, watch: Watch | None) -> bool:
         """From the event stream when it saw the run end (its `oom` comes before the `die`);

@@ -44,7 +44,7 @@ class Containers:
         self._client: docker.APIClient | None = None
         self._stream_client: docker.APIClient | None = None
         self.content = ContentCopier(lambda: self.api)
-        self.returned = ReturnedPaths(lambda: self.api)
+        self.returned = ReturnedPaths(lambda: self.api, settings.max_archive_members)
         self.images = Images(lambda: self.api)
         self.lease = Lease(
             settings.instance_id, settings.lease_seconds, self._create_lease, self._delete_lease

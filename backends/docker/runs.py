@@ -234,6 +234,7 @@ class DetachedRuns:
         stream = self.output(run_id, follow=False)
         pairs = ((data, None) if kind == "stdout" else (None, data) for kind, data in stream)
         captured: Captured = read_frames(pairs, collect.max_output_bytes, None, pairs.close)
+        returned, unreturned = self.containers.returned.returned(collect, container["Id"])
         return Outcome(
             exit_code=record.exit_code,
             stdout=bytes(captured.kept["stdout"]),
@@ -242,7 +243,8 @@ class DetachedRuns:
             stderr_truncated=captured.cut["stderr"],
             timed_out=record.timed_out,
             oom_killed=record.oom_killed,
-            returned=self.containers.returned.returned(collect, container["Id"]),
+            returned=returned,
+            unreturned=unreturned,
         )
 
     def file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:

@@ -163,8 +163,9 @@ class LocalRuns:
 
     async def save(self, status: dict[str, Any], path: str, local: Path) -> None:
         returned = status["result"]["volumes"].get(path)
-        if returned is None:
-            raise ClientError(f"--out {path}: the run returned nothing for {path}")
+        if returned is None or returned.get("error"):
+            why = returned["error"] if returned else f"the run returned nothing for {path}"
+            raise ClientError(f"--out {path}: {why}")
         data = base64.b64decode(returned["content"])
         if returned["type"] == "directory":
             unpack_directory(data, local)

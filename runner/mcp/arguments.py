@@ -4,10 +4,11 @@ models, they refuse unknown fields, so a misspelt argument is named rather than 
 from __future__ import annotations
 
 import base64
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from runner.models import RUN_ID_PATTERN, Argv, PullPolicy, RunRequest
+from runner.models import NOT_BOOLEAN, RUN_ID_PATTERN, Argv, PullPolicy, RunRequest
 
 
 class Arguments(BaseModel):
@@ -23,8 +24,12 @@ class RunId(Arguments):
 
 
 class RunLogsArguments(RunId):
-    stdout_offset: int = Field(0, ge=0, description="stdout_offset of the last answer.")
-    stderr_offset: int = Field(0, ge=0, description="stderr_offset of the last answer.")
+    stdout_offset: Annotated[int, NOT_BOOLEAN] = Field(
+        0, ge=0, description="stdout_offset of the last answer."
+    )
+    stderr_offset: Annotated[int, NOT_BOOLEAN] = Field(
+        0, ge=0, description="stderr_offset of the last answer."
+    )
 
 
 class ListContainersArguments(Arguments):

@@ -5,7 +5,9 @@ the things that span messages or connections are done here, once, for both the J
 transport:
 
 - one size limit for both doors (`RUNNER_MAX_REQUEST_BYTES`), refused with 413;
-- a body that is not a JSON-RPC message is -32600, in our words;
+- a body that is not a JSON-RPC message (`null`, an id that is an object, a float, a boolean or
+  `null`: a request the SDK would take for a notification and answer 202) is -32600, in our
+  words (`runner.mcp.jsonrpc`, which the stdio door shares);
 - JSON-RPC batches, which protocol 2025-03-26 allows, are answered as a JSON array;
 - a request whose client hangs up (JSON or SSE) is cancelled, and so is one named by a
   `notifications/cancelled` from the same caller (its bearer token and address): either way
@@ -26,10 +28,12 @@ from mcp.shared.inbound import decode_header_value
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runner.mcp.jsonrpc import INVALID_REQUEST, PARSE_ERROR, TOO_DEEP, error, not_a_message
+
 BATCH_VERSIONS = frozenset({"2025-03-26", ""})  # no version header: a 2025-03-26 client
 TASK_METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
 MODERN_VERSION = "2026-07-28"
-INVALID_REQUEST = -32600
+NOT_JSON = object()
 HEADER_MISMATCH = -32020
 REQUEST_CANCELLED = -32800
 CallKey = tuple[str, str, str]
@@ -71,13 +75,16 @@ class JsonRpcDoor:
         body = await _read_body(receive, self.max_bytes)
         if body is None:
             limit = f"requests are limited to {self.max_bytes} bytes (RUNNER_MAX_REQUEST_BYTES)"
-            await _reply(send, 413, _error(None, INVALID_REQUEST, limit))
+            await _reply(send, 413, error(None, INVALID_REQUEST, limit))
             return
         scope = {**scope, "headers": _trimmed(scope["headers"])}
         try:
             decoded = json.loads(body)
+        except RecursionError:
+            await _reply(send, 400, error(None, PARSE_ERROR, TOO_DEEP))
+            return
         except ValueError:
-            decoded = None  # not JSON: the SDK answers with a parse error
+            decoded = NOT_JSON  # the SDK answers with a parse error
         await self._dispatch(scope, body, decoded, receive, send)
 
     async def _dispatch(
@@ -88,13 +95,13 @@ class JsonRpcDoor:
         if isinstance(decoded, list):
             if version not in BATCH_VERSIONS or not decoded:
                 why = "batches: send one message per request (only protocol 2025-03-26 allows them)"
-                await _reply(send, 400, _error(None, INVALID_REQUEST, why))
+                await _reply(send, 400, error(None, INVALID_REQUEST, why))
                 return
             await self._guarded(
                 receive, send, lambda _receive, out: self._batch(scope, decoded, out)
             )
             return
-        if decoded is not None:
+        if decoded is not NOT_JSON:
             refusal = _refusal(decoded, headers, version)
             if refusal is not None:
                 await _reply(send, 400, refusal)
@@ -119,7 +126,7 @@ class JsonRpcDoor:
             with self.calls.track(key, cancel):
                 await self.app(scope, _replay(body, receive), tracked)
         if cancel.cancelled_caught and key is not None:
-            await tracked.end(_error(json.loads(key[2]), REQUEST_CANCELLED, "request cancelled"))
+            await tracked.end(error(json.loads(key[2]), REQUEST_CANCELLED, "request cancelled"))
 
     async def _guarded(
         self, receive: Receive, send: Send, handler: Callable[[Receive, _Tracked], Awaitable[None]]
@@ -249,24 +256,16 @@ def _trimmed(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 def _refusal(message: Any, headers: Headers, version: str) -> dict[str, Any] | None:
     """The JSON-RPC error for a message we refuse before the SDK sees it, or None."""
-    if not _is_message(message):
-        why = 'not a JSON-RPC 2.0 message: send {"jsonrpc": "2.0", "id": ..., "method": ...}'
-        return _error(None, INVALID_REQUEST, why)
+    why = not_a_message(message)
+    if why is not None:
+        return error(None, INVALID_REQUEST, why)
     method = message.get("method")
     if version == MODERN_VERSION and method in TASK_METHODS:
         task_id = (message.get("params") or {}).get("taskId")
         if decode_header_value(headers.get("mcp-name")) != task_id:
             why = "the Mcp-Name header must carry the request's taskId"
-            return _error(message.get("id"), HEADER_MISMATCH, why)
+            return error(message.get("id"), HEADER_MISMATCH, why)
     return None
-
-
-def _is_message(message: Any) -> bool:
-    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-        return False
-    if "method" in message:
-        return isinstance(message["method"], str) and isinstance(message.get("params", {}), dict)
-    return "id" in message and ("result" in message or "error" in message)
 
 
 def _request_key(scope: Scope, message: Any) -> CallKey | None:
@@ -281,10 +280,6 @@ def _key(scope: Scope, request_id: Any) -> CallKey:
     client = scope.get("client") or ("", 0)
     token = Headers(scope=scope).get("authorization", "")
     return token, str(client[0]), json.dumps(request_id)
-
-
-def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
 
 async def _reply(send: Send, status: int, payload: Any) -> None:

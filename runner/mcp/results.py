@@ -76,6 +76,9 @@ def run_summary(result: RunResult) -> str:
             more = " (truncated)" if cut or middle_cut else ""
             lines.append(f"--- {name}{more} ---\n{shown}")
     for path, volume in result.volumes.items():
+        if volume.error is not None:
+            lines.append(f"nothing returned from {volume.type} {path}: {volume.error}")
+            continue
         lines.append(
             f"returned {volume.type} {path}: {len(volume.content)} base64 characters in "
             "structuredContent.volumes"

@@ -19,7 +19,7 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server.context import CallNext, ServerRequestContext
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
@@ -187,7 +187,9 @@ class RunTasks:
 
 class TasksServer(MCPServer):
     """Lists `run_container` with `execution.taskSupport: optional`, which the SDK's tool
-    registry has no field for."""
+    registry has no field for; answers a call of an unknown tool with the protocol error the
+    spec asks for (-32602), where the SDK answers with a tool error (`isError`) that a client
+    takes for the tool's own answer."""
 
     async def list_tools(self) -> list[types.Tool]:
         tools = await super().list_tools()
@@ -195,6 +197,14 @@ class TasksServer(MCPServer):
             if tool.name in TASK_TOOLS:
                 tool.execution = types.ToolExecution(task_support="optional")
         return tools
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        if self._tool_manager.get_tool(name) is None:
+            message = f"Unknown tool: {name}; tools/list names the tools"
+            raise MCPError(code=types.INVALID_PARAMS, message=message)
+        return await super().call_tool(name, arguments, context)
 
 
 def _with_tasks_capability(result: Any) -> Any:

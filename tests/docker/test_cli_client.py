@@ -85,6 +85,28 @@ def test_a_directory_goes_in_with_v_and_comes_back_with_out(tmp_path: Path, inst
     assert (tmp_path / "result" / "note.txt").read_text() == "copied\n"
 
 
+def test_out_of_a_path_the_run_made_a_symlink_says_so_and_writes_nothing(
+    tmp_path: Path, instance: str
+) -> None:
+    script = "rm -r /out; ln -s /etc /out; echo ran"
+    done = cli(
+        "run",
+        "--out",
+        "/out:./result",
+        TEST_IMAGE,
+        "--",
+        "sh",
+        "-c",
+        script,
+        cwd=tmp_path,
+        RUNNER_INSTANCE_ID=instance,
+    )
+    assert done.returncode == 125
+    assert done.stdout == "ran\n"
+    assert "the run left a symlink at /out, not a directory" in done.stderr
+    assert not (tmp_path / "result").exists()
+
+
 def test_a_run_that_cannot_start_exits_125_and_says_why(instance: str) -> None:
     done = cli("run", "--pull", "never", "oneoff-test/absent:1", RUNNER_INSTANCE_ID=instance)
     assert done.returncode == 125

@@ -190,6 +190,52 @@ def test_a_body_that_is_not_a_message_is_an_invalid_request(url, body):
     assert "pydantic" not in error["message"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"null",
+        b'{"jsonrpc": "2.0", "id": {"a": 1}, "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": [1], "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": 1.5, "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": true, "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": null, "method": "ping"}',
+    ],
+    ids=["null", "object-id", "array-id", "float-id", "bool-id", "null-id"],
+)
+def test_a_request_without_a_string_or_integer_id_is_an_invalid_request(url, body):
+    """The SDK would take these for notifications and answer an empty 202: the client would
+    wait forever for its answer."""
+    headers = {"Content-Type": "application/json", "MCP-Protocol-Version": "2025-06-18"}
+    response = httpx.post(
+        url,
+        content=body,
+        headers={**headers, "Accept": "application/json", "Authorization": f"Bearer {TOKENS['a']}"},
+    )
+    assert response.status_code == 400
+    assert response.json()["id"] is None
+    assert response.json()["error"]["code"] == -32600
+
+
+def test_json_nested_too_deeply_to_read_is_a_parse_error(url):
+    body = b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"a": ' + b"[" * 100_000
+    response = httpx.post(
+        url,
+        content=body + b"]" * 100_000 + b"}}",
+        headers={"Accept": "application/json", "Authorization": f"Bearer {TOKENS['a']}"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == -32700
+
+
+@pytest.mark.parametrize("task", [None, {"ttl": 60000}], ids=["call", "task-augmented-call"])
+def test_an_unknown_tool_is_a_protocol_error_not_a_tool_result(url, task):
+    params = {"name": "no_such_tool", "arguments": {}} | ({"task": task} if task else {})
+    answer = message(post(url, request("tools/call", params), version="2025-11-25"))
+    assert "result" not in answer
+    assert answer["error"]["code"] == -32602
+    assert "no_such_tool" in answer["error"]["message"]
+
+
 def test_the_size_limit_is_runner_max_request_bytes(make_settings):
     settings = make_settings(max_request_bytes=64 * 1024)
     with serving(create_app(settings, backend=FakeBackend())) as port:

@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 from mcp_types import LATEST_PROTOCOL_VERSION
 
 from mcp_app import create_app
@@ -118,6 +119,16 @@ async def test_run_with_input_and_response_volumes(client):
     assert "returned directory /out" in result.content[0].text
 
 
+async def test_a_returned_file_the_run_made_a_symlink_is_named_in_the_text(client):
+    volumes = {"/out/f": {"type": "file", "content": b64(b"x"), "response": True}}
+    body = run_body("sh", "-c", "ln -sf /etc/shadow /out/f; echo done", volumes=volumes)
+    result = await client.call_tool("run_container", body)
+    assert result.is_error is False
+    assert result.structured_content["stdout"] == "done\n"
+    assert "a symlink at /out/f" in result.structured_content["volumes"]["/out/f"]["error"]
+    assert "nothing returned from file /out/f: " in result.content[0].text
+
+
 async def test_a_failing_command_is_a_result_that_leads_with_its_exit_code(client):
     result = await client.call_tool("run_container", run_body("sh", "-c", "echo oops >&2; exit 4"))
     assert result.is_error is False
@@ -136,12 +147,53 @@ async def test_a_failing_command_is_a_result_that_leads_with_its_exit_code(clien
         (run_body("true", memory="lots"), "memory"),
         (run_body("true", volumes={"/f": {"type": "file", "content": "@@"}}), "base64"),
         (run_body("true", bogus=1), "bogus"),
+        (run_body("true", timeout_seconds=True), "timeout_seconds: must be a number, not true"),
     ],
 )
 async def test_bad_input_is_a_tool_error_naming_the_field(fake_client, arguments, words):
     result = await fake_client.call_tool("run_container", arguments)
     assert result.is_error is True
     assert words in result.content[0].text
+
+
+REQUIRED = {
+    "run_container": {"image": "x"},
+    "start_run": {"image": "x"},
+    "get_run_logs": {"run_id": "0123456789abcdef"},
+}
+"""What each tool with a number argument needs besides it."""
+
+
+def number_arguments(schema: dict) -> list[str]:  # type: ignore[type-arg]
+    def kinds(property: dict) -> set[str]:  # type: ignore[type-arg]
+        return {property.get("type"), *(part.get("type") for part in property.get("anyOf", []))}
+
+    return [
+        name
+        for name, property in schema["properties"].items()
+        if kinds(property) & {"number", "integer"}
+    ]
+
+
+async def test_no_number_argument_takes_true_for_one(fake_client):
+    """JSON's `true` is no number (pydantic would take it for 1): every number argument of every
+    tool refuses it, naming the argument."""
+    checked = []
+    for tool in (await fake_client.list_tools()).tools:
+        for name in number_arguments(tool.input_schema):
+            arguments = {**REQUIRED[tool.name], name: True}
+            result = await fake_client.call_tool(tool.name, arguments)
+            assert result.is_error is True, (tool.name, name)
+            assert result.content[0].text.startswith(f"{name}: must be a number"), result
+            checked.append(f"{tool.name}.{name}")
+    assert {"run_container.timeout_seconds", "get_run_logs.stdout_offset"} <= set(checked)
+
+
+async def test_an_unknown_tool_is_a_json_rpc_error_for_the_sdk_client(fake_client):
+    with pytest.raises(MCPError) as caught:
+        await fake_client.call_tool("no_such_tool", {})
+    assert caught.value.error.code == -32602
+    assert "no_such_tool" in caught.value.error.message
 
 
 async def test_a_run_that_cannot_happen_is_a_tool_error_saying_what_to_do(client):

@@ -102,6 +102,12 @@ def test_bad_input_is_a_tool_error_naming_the_field(target):
     assert "memory" in seen["result"]["content"][0]["text"]
 
 
+def test_an_unknown_tool_is_a_json_rpc_error(target):
+    seen = client(target[0], "error", {"name": "no_such_tool", "arguments": {}})
+    assert seen.get("code") == -32602, seen
+    assert "no_such_tool" in seen["message"]
+
+
 def running_sleep(
     docker_client: docker.DockerClient, instance: str, seconds: int
 ) -> Callable[[], bool]:

@@ -140,10 +140,11 @@ def test_parts_made_one_after_another_unpack_as_one_archive():
 
 def test_an_engine_archive_of_a_directory_comes_out_relative_to_it():
     engine_tar = plain_tar({"data": None, "data/a": b"A", "data/sub/b": b"B" * 5000})
-    out = b"".join(relative_tar_stream(reader(engine_tar), "data"))
+    out = b"".join(relative_tar_stream(reader(engine_tar), "/x/data", "f", Budget(10**9, 10)))
     with tarfile.open(fileobj=io.BytesIO(out)) as archive:
         assert sorted(archive.getnames()) == ["a", "sub/b"]
 
 
 def test_an_engine_archive_of_a_file_comes_out_as_its_bytes():
-    assert b"".join(file_stream(reader(plain_tar({"f.txt": b"hello" * 3000})))) == b"hello" * 3000
+    engine_tar = plain_tar({"f.txt": b"hello" * 3000})
+    assert b"".join(file_stream(reader(engine_tar), "/x/f.txt", "f")) == b"hello" * 3000

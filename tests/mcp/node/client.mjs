@@ -45,6 +45,15 @@ const scenarios = {
     return { result, progress, logs, seconds: (Date.now() - started) / 1000 };
   },
 
+  // One call that must fail as a JSON-RPC error: its code and message (or the result, if not).
+  async error(client) {
+    try {
+      return { result: await client.callTool(argumentsOf, CallToolResultSchema) };
+    } catch (error) {
+      return { code: error.code, message: error.message };
+    }
+  },
+
   // Several calls in one session, in order: their results.
   async sequence(client) {
     const results = [];
