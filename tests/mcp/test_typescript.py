@@ -21,7 +21,16 @@ import pytest
 
 from backends.labels import INSTANCE
 from mcp_app import create_app
-from tests.helpers import b64, instance_id, run_body, serving, tar_gz, untar_gz, until
+from tests.helpers import (
+    TEST_REGISTRIES,
+    b64,
+    instance_id,
+    run_body,
+    serving,
+    tar_gz,
+    untar_gz,
+    until,
+)
 from tests.mcp.nodejs import NODE_DIR, node
 
 pytestmark = pytest.mark.node
@@ -54,6 +63,7 @@ def client(target: str, scenario: str, arguments: object = None, timeout: float 
         **os.environ,
         "RUNNER_STDIO_COMMAND": json.dumps(command),
         "RUNNER_INSTANCE_ID": STDIO_INSTANCE,
+        "RUNNER_ALLOWED_REGISTRIES": ",".join(TEST_REGISTRIES),
     }
     script = NODE_DIR / "client.mjs"
     ran = node(script, target, scenario, json.dumps(arguments or {}), timeout=timeout, env=env)
