@@ -19,11 +19,12 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from backends.labels import INSTANCE
+from backends.labels import DEADLINE, INSTANCE, RECORD_ROLE, ROLE
 from runner.settings import Settings
 from tests.helpers import SUITE_ID, TEST_IMAGE, TEST_REGISTRIES, instance_id, remove_gone
 
 pytest_plugins = ["tests.registries"]
+KEPT_ENDS = (RECORD_ROLE,)
 NOT_FAST = ("docker", "registry", "chromium", "compose", "node", "cluster", "kubernetes")
 
 
@@ -101,24 +102,37 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 
 def _no_leaks(client: docker.DockerClient) -> None:
+    """Remove what this suite's runners left; fail on anything but a run's kept end (a record
+    with a deadline, which expires by itself). Those are expected: another runner's reaper may
+    record an abandoned run after its own runner's fixture removed that runner's objects."""
     containers, volumes = _suite_objects(client)
     for container in containers:
         remove_gone(client.api.remove_container, container, force=True, v=True)
     for volume in volumes:
         remove_gone(client.api.remove_volume, volume, force=True)
-    assert not containers + volumes, f"the runner leaked: {containers + volumes}"
+    found = {**containers, **volumes}
+    leaked = [f"{name} ({instance}, {role})" for name, (instance, role) in found.items() if role]
+    assert not leaked, f"the runner leaked: {leaked}"
 
 
-def _suite_objects(client: docker.DockerClient) -> tuple[list[str], list[str]]:
+def _suite_objects(
+    client: docker.DockerClient,
+) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
     """Containers (ids) and volumes (names) made by runners of this copy of the suite (never
-    another's). Listed without inspecting each: other suites remove theirs meanwhile."""
+    another's), each with its instance and role (empty for a kept end that expires by itself).
+    Listed without inspecting each: other suites remove theirs meanwhile."""
 
     def ours(labels: dict[str, str] | None) -> bool:
         return (labels or {}).get(INSTANCE, "").startswith(f"{SUITE_ID}-")
 
+    def owner(labels: dict[str, str]) -> tuple[str, str]:
+        role = labels.get(ROLE, "")
+        expires = role in KEPT_ENDS and DEADLINE in labels
+        return labels[INSTANCE], "" if expires else role or "unlabelled"
+
     containers = client.api.containers(all=True, filters={"label": INSTANCE})
     volumes = client.api.volumes(filters={"label": INSTANCE}).get("Volumes") or []
     return (
-        [item["Id"] for item in containers if ours(item.get("Labels"))],
-        [item["Name"] for item in volumes if ours(item.get("Labels"))],
+        {item["Id"]: owner(item["Labels"]) for item in containers if ours(item.get("Labels"))},
+        {item["Name"]: owner(item["Labels"]) for item in volumes if ours(item.get("Labels"))},
     )
