@@ -22,9 +22,10 @@ from backends.docker.attached import AttachedRuns
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors, exists
 from backends.docker.pull import pull
-from backends.docker.runs import DetachedRuns, OutputStream
+from backends.docker.runs import DetachedRuns
 from backends.labels import CARRIER_ROLE, MANAGED, volume_labels
 from backends.leases import LEASE_SELECTOR
+from runner.backend import OutputStream
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import Conflict, RunnerError
 from runner.settings import Settings
@@ -82,6 +83,9 @@ class DockerBackend:
 
     def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
         self.detached.discard(run_id, record)
+
+    def forget_run(self, run_id: str) -> None:
+        self.detached.forget(run_id)
 
     def record_run(self, record: RunRecord) -> None:
         self.detached.record(record)
