@@ -57,6 +57,15 @@ def test_too_many_entries_stop_a_run_whatever_its_scratch(app_client) -> None:
     assert "RUNNER_MAX_SCRATCH_FILES" in result["message"]
 
 
+def test_a_tree_too_deep_to_measure_stops_the_run(client) -> None:
+    """Deeper than the host's PATH_MAX under the engine's data root: the engine's walk fails
+    (SizeRw -1), and what cannot be measured cannot be let run."""
+    deep = "i=0; while [ $i -lt 3000 ]; do mkdir d && cd d || break; i=$((i + 1)); done; sleep 30"
+    result = client.post("/run", json=run_body("sh", "-c", deep, scratch="64m")).json()
+    assert result["status"] == "scratch_exceeded", result
+    assert "could not be measured" in result["message"]
+
+
 @pytest.mark.parametrize(
     "command",
     ["fallocate -l 64M /tmp/big", "dd if=/dev/zero of=/tmp/big bs=1M count=1 seek=63"],
