@@ -58,7 +58,9 @@ class AttachedRuns:
             with timed(phases, "collect"):
                 control.emit("phase", "collecting output")
                 outcome = self._collect(spec, control, container, ended, output, watch)
-                outcome.scratch_exceeded = stopped_for
+                outcome.scratch_exceeded = containers.scratch_message(
+                    stopped_for, spec.scratch_bytes
+                )
         except BaseException:
             with timed(phases, "cleanup"):
                 containers.remove(container, volume)

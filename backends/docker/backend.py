@@ -39,6 +39,9 @@ from runner.spec import (
     VolumeState,
 )
 
+KEEP_WAIT_SECONDS = 30
+"""At shutdown, how long the ends of async runs being kept may take."""
+
 
 class DockerBackend:
     name = "docker"
@@ -50,6 +53,7 @@ class DockerBackend:
         self.detached = DetachedRuns(self.containers)
 
     def close(self) -> None:
+        self.detached.watchers.close(KEEP_WAIT_SECONDS)
         self.attached.close()
         self.containers.close()
 

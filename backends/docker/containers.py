@@ -24,7 +24,7 @@ from backends.docker.errors import create_refused, engine_errors, start_refused
 from backends.docker.loopback import Loopback
 from backends.docker.pull import pull, pulls_first
 from backends.docker.returned import ReturnedPaths
-from backends.docker.scratch import Quota, Sampler, ScratchWatch
+from backends.docker.scratch import Quota, Sampler, ScratchWatch, stopped_for
 from backends.docker.stdin import StdinFeed
 from backends.labels import CARRIER_ROLE, RUN_ID, run_labels
 from backends.leases import Lease
@@ -266,6 +266,10 @@ class Containers:
             return ScratchWatch()
         files = self.settings.max_scratch_files
         return self.sampler.watch(container, limit, files, kill)
+
+    def scratch_message(self, kind: str | None, limit: int) -> str | None:
+        """What the result says of a run stopped for its disk (`scratch.KINDS`), if it was."""
+        return None if kind is None else stopped_for(kind, limit, self.settings.max_scratch_files)
 
     def _probe_quota(self) -> bool:
         """Whether the engine takes `storage_opt size`: a never-started container made with it,

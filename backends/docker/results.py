@@ -94,11 +94,17 @@ class KeptResults:
         kept = self._read_file(run_id, RESULT_FILE, SLACK_BYTES)
         if kept is None:
             return None
-        for index, (kept_path, kind) in enumerate(_result(kept)["returned"]):
+        returned = _result(kept)["returned"]
+        for index, (kept_path, kind) in enumerate(returned):
             if kept_path == path:
                 data = self._stream(run_id, f"returned/{index}", limit)
                 return kind, data if kind == "file" else _gunzipped(data)
-        raise NotFound(f"path: {path!r} is not a returned path of this run", field="path")
+        paths = ", ".join(kept_path for kept_path, _ in returned) or "nothing"
+        raise NotFound(
+            f"path: {path!r} is not a `response: true` path of run {run_id!r} (it returns: "
+            f"{paths})",
+            field="path",
+        )
 
     def whole(self, run_id: str) -> bool:
         """Whether the run's result is all written (its own file is written last)."""

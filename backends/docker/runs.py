@@ -14,23 +14,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import socket
-import struct
 import time
-from collections.abc import Iterator
-from datetime import datetime
-from typing import Any, TypeGuard
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import docker
-import requests
-import urllib3
 from docker.types import LogConfig
 
-from backends.docker import sockets
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors
 from backends.docker.output import Captured, read_frames
 from backends.docker.results import KeptResults
+from backends.docker.run_state import (
+    STOPPED,
+    KeptOutput,
+    OutputStream,
+    engine_logs,
+    present,
+    record_of,
+    stopped_for,
+)
 from backends.docker.stdin import StdinFeed
 from backends.docker.watchers import Watchers
 from backends.labels import (
@@ -56,7 +59,6 @@ from backends.labels import (
 from backends.leases import abandoned, past_deadline
 from backends.records import (
     collect_label,
-    finished_state,
     latest_per_run,
     record_label,
     record_labels,
@@ -67,56 +69,8 @@ from runner.errors import BackendUnavailable, Conflict, NotFound, RunnerError
 from runner.spec import Outcome, RunControl, RunRecord, RunSpec
 
 LOG_FILES = 4
-PAST_SCRATCH = "-past-scratch"
-"""Added to the name of a run's container before the runner kills it for its disk, so that
-whichever runner keeps its end can tell why it died."""
-STOPPED_FOR_SCRATCH = (
-    "the runner stopped the run: it wrote past its scratch limit, made too many files, or its "
-    "disk use could not be measured; ask for more with `scratch` or write less"
-)
+SETTLE_SECONDS = 60
 NEVER_STARTED = "the runner that accepted the run stopped before it started; start it again"
-FRAME_HEADER = struct.Struct(">BxxxL")
-STREAMS = {1: "stdout", 2: "stderr"}
-
-
-class OutputStream:
-    """A run's output from its first byte, as the engine's log has it: (stream, bytes) pairs;
-    with `follow`, until the container stops. Iterating closes the response at its end; `stop`
-    ends it from another thread (closing the response there would wait on the reader's lock)."""
-
-    def __init__(self, response: requests.Response, connection: socket.socket) -> None:
-        self._response = response
-        self._socket = connection
-
-    def __iter__(self) -> Iterator[tuple[str, bytes]]:
-        raw = self._response.raw
-        try:
-            while header := raw.read(FRAME_HEADER.size):
-                kind, length = FRAME_HEADER.unpack(header)
-                data = raw.read(length) if length else b""
-                if kind in STREAMS and data:
-                    yield STREAMS[kind], data
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError):
-            return  # stopped under us: the caller stopped listening
-        finally:
-            self._response.close()
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            self._socket.shutdown(socket.SHUT_RDWR)
-
-
-class KeptOutput:
-    """A finished run's output as its result kept it (each stream up to the cap)."""
-
-    def __init__(self, pairs: list[tuple[str, bytes]]) -> None:
-        self._pairs = pairs
-
-    def __iter__(self) -> Iterator[tuple[str, bytes]]:
-        return iter(self._pairs)
-
-    def stop(self) -> None:
-        """Nothing to stop: it is all in memory."""
 
 
 class DetachedRuns:
@@ -128,6 +82,8 @@ class DetachedRuns:
         keeps an input attach open after its container stopped)."""
         self.results = KeptResults(lambda: containers.api, containers.content)
         self.watchers = Watchers(self._follow)
+        self._discarding: set[str] = set()
+        """Runs being cancelled or removed here: their end is not kept as a result."""
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         """Pull, prepare content, create and start; returns once the container runs."""
@@ -172,9 +128,9 @@ class DetachedRuns:
         watcher of the run)."""
         self.watchers.wait(run_id)
 
-    def _follow(self, run_id: str) -> None:
+    def _follow(self, run_id: str, stopped: Callable[[], None]) -> None:
         """Wait for the run to stop, sampling its disk meanwhile and killing it at its deadline;
-        then drop its unread input, keep its end and remove its container."""
+        then drop its unread input, say it `stopped`, keep its end and remove its container."""
         container = self._container(run_id)
         if container is None:
             return
@@ -184,7 +140,9 @@ class DetachedRuns:
                 reason = self._until_stopped(container)
         finally:
             self._stop_feed(run_id)
-        self.keep(run_id, reason)
+        stopped()
+        if not self.watchers.closing:
+            self.keep(run_id, reason)
 
     def _stop_feed(self, run_id: str) -> None:
         feed = self._feeds.pop(run_id, None)
@@ -196,7 +154,7 @@ class DetachedRuns:
         labels, run_id = container["Labels"], container["Labels"][RUN_ID]
         limit = int(labels.get(SCRATCH, self.settings.default_scratch_bytes))
         scratch = self.containers.watch_scratch(
-            container["Id"], limit, lambda _: self._stop_for_disk(run_id, container["Id"])
+            container["Id"], limit, lambda kind: self._stop_for_disk(run_id, container["Id"], kind)
         )
         try:
             self._wait(container)
@@ -204,10 +162,10 @@ class DetachedRuns:
             reason = scratch.stop()
         return reason
 
-    def _stop_for_disk(self, run_id: str, container: str) -> None:
+    def _stop_for_disk(self, run_id: str, container: str, kind: str) -> None:
         """Mark the container (its name says why it died, to any runner), then kill it."""
         with contextlib.suppress(RunnerError), engine_errors("marking the run"):
-            self.containers.api.rename(container, f"oneoff-{run_id}{PAST_SCRATCH}")
+            self.containers.api.rename(container, f"oneoff-{run_id}{STOPPED}{kind}")
         self.containers.kill(container)
 
     def _wait(self, container: dict[str, Any]) -> None:
@@ -231,10 +189,15 @@ class DetachedRuns:
         container = self._container(run_id)
         if container is None or container["State"] not in ("exited", "dead"):
             return
+        if run_id in self._discarding:
+            return  # cancelled: its end is the cancel's to record
+        if self._recorded(run_id):  # kept by another runner, or cancelled by one
+            self.containers.remove(container["Id"], f"oneoff-{run_id}")
+            return
         inspected = self._inspect(container["Id"])
         if inspected is None:
             return
-        record = self._record_of(inspected)
+        record = record_of(inspected)
         labels = container["Labels"]
         left = float(labels[TTL]) - (time.time() - (record.finished_at or time.time()))
         if left <= 0:
@@ -243,20 +206,22 @@ class DetachedRuns:
         record.scratch_exceeded = record.scratch_exceeded or reason is not None
         kept: Outcome | RunnerError
         try:
-            kept = self._collect_container(container, record)
+            kept = self._collect_container(container, record, reason)
         except NotFound:
             return  # removed meanwhile: another runner kept it
         except RunnerError as exc:
             kept = exc
-        else:
-            kept.scratch_exceeded = reason or kept.scratch_exceeded
-        result_labels = run_labels(
-            run_id, self.settings.instance_id, RESULT_ROLE, record.tenant, left
-        )
+        instance = labels.get(INSTANCE, self.settings.instance_id)  # the runner that ran it
+        result_labels = run_labels(run_id, instance, RESULT_ROLE, record.tenant, left)
         if not self.results.keep(run_id, result_labels, kept) and not self.results.whole(run_id):
             return  # another runner is keeping it now
-        self.record(record, labels.get(INSTANCE), left, labels.get(KEY))
+        self.record(record, instance, left, labels.get(KEY))
         self.containers.remove(container["Id"], f"oneoff-{run_id}")
+
+    def _recorded(self, run_id: str) -> bool:
+        with engine_errors("looking for the run's record"):
+            found = self.containers.api.volumes(filters={"name": f"oneoff-{run_id}-record"})
+        return any(item["Name"] == f"oneoff-{run_id}-record" for item in found.get("Volumes") or [])
 
     def find(
         self, tenant: str | None, run_id: str | None, idempotency_key: str | None
@@ -268,7 +233,7 @@ class DetachedRuns:
                 all=True, filters={"label": [*label, f"{ROLE}={ASYNC_ROLE}"]}
             )
             inspected = [self._inspect(item["Id"]) for item in containers]
-            records = [self._readable(item) for item in inspected if _present(item)]
+            records = [self._readable(item) for item in inspected if present(item)]
             found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
             for item in found.get("Volumes") or []:
                 kept = item.get("Labels") or {}
@@ -276,30 +241,7 @@ class DetachedRuns:
         return latest_per_run([record for record in records if record is not None])
 
     def _readable(self, inspected: dict[str, Any]) -> RunRecord | None:
-        return readable(f"container {inspected['Id'][:12]}", lambda: self._record_of(inspected))
-
-    def _record_of(self, inspected: dict[str, Any]) -> RunRecord:
-        labels = inspected["Config"]["Labels"]
-        state = inspected["State"]
-        record = RunRecord(
-            run_id=labels[RUN_ID],
-            state="running",
-            image=inspected["Config"]["Image"],
-            created_at=float(labels[CREATED]),
-            started_at=_timestamp(state.get("StartedAt")),
-            finished_at=_timestamp(state.get("FinishedAt")),
-            tenant=labels.get(TENANT, ""),
-        )
-        if state["Status"] == "created":
-            record.state = "pulling"
-        elif state["Status"] in ("exited", "dead"):
-            record.exit_code = state.get("ExitCode")
-            record.oom_killed = bool(state.get("OOMKilled"))
-            finished = record.finished_at or time.time()
-            record.timed_out = record.exit_code != 0 and finished >= float(labels[TIMEOUT_AT])
-            record.scratch_exceeded = inspected.get("Name", "").endswith(PAST_SCRATCH)
-            record.state = finished_state(record)
-        return record
+        return readable(f"container {inspected['Id'][:12]}", lambda: record_of(inspected))
 
     def output(self, run_id: str, *, follow: bool) -> OutputStream | KeptOutput:
         """From the engine's log while the run has its container, else from its kept result."""
@@ -314,35 +256,37 @@ class DetachedRuns:
     def _logs(self, run_id: str, *, follow: bool) -> OutputStream:
         container = self._require(run_id)
         client = self.containers.streams if follow else self.containers.api
-        url = f"{client.base_url}/v{client.api_version}/containers/{container['Id']}/logs"
-        params = {"stdout": 1, "stderr": 1, "follow": int(follow)}
-        with engine_errors("reading the run's output"):
-            response = client.get(url, params=params, stream=True)
-            try:
-                response.raise_for_status()
-            except requests.exceptions.HTTPError as exc:
-                response.close()
-                raise docker.errors.create_api_error_from_http_exception(exc) from exc
-        return OutputStream(response, sockets.of_response(client, response))
+        return engine_logs(client, container["Id"], follow=follow)
 
     def collect(self, run_id: str) -> Outcome:
         """The finished run's result: as kept, or from its stopped container not kept yet."""
         kept = self.results.outcome(run_id, self._result_limit())
         if kept is not None:
             return kept
-        container = self._require(run_id)
-        with engine_errors("reading the run's state"):
-            record = self._record_of(self.containers.api.inspect_container(container["Id"]))
-        return self._collect_container(container, record)
+        try:
+            container = self._require(run_id)
+            with engine_errors("reading the run's state"):
+                record = record_of(self.containers.api.inspect_container(container["Id"]))
+            return self._collect_container(container, record)
+        except NotFound:  # kept meanwhile (the result is kept before the container goes)
+            kept = self.results.outcome(run_id, self._result_limit())
+            if kept is None:
+                raise
+            return kept
 
     def _result_limit(self) -> int:
         settings = self.settings
         return 2 * settings.max_output_bytes + settings.max_response_bytes
 
-    def _collect_container(self, container: dict[str, Any], record: RunRecord) -> Outcome:
+    def _collect_container(
+        self, container: dict[str, Any], record: RunRecord, stopped: str | None = None
+    ) -> Outcome:
         """The first `max_output` bytes of each stream, and the `response: true` paths, read
-        from the run's stopped container."""
-        collect = stored_collect(container["Labels"][OUTPUT])
+        from the run's stopped container; `stopped`: why this runner stopped it, if it did."""
+        labels = container["Labels"]
+        collect = stored_collect(labels[OUTPUT])
+        kind = stopped_for((container.get("Names") or [""])[0]) or stopped
+        limit = int(labels.get(SCRATCH, self.settings.default_scratch_bytes))
         stream = self._logs(record.run_id, follow=False)
         pairs = ((data, None) if kind == "stdout" else (None, data) for kind, data in stream)
         captured: Captured = read_frames(pairs, collect.max_output_bytes, None, pairs.close)
@@ -354,7 +298,7 @@ class DetachedRuns:
             stderr_truncated=captured.cut["stderr"],
             timed_out=record.timed_out,
             oom_killed=record.oom_killed,
-            scratch_exceeded=STOPPED_FOR_SCRATCH if record.scratch_exceeded else None,
+            scratch_exceeded=self.containers.scratch_message(kind, limit),
             returned=self.containers.returned.returned(collect, container["Id"]),
         )
 
@@ -380,8 +324,22 @@ class DetachedRuns:
                 f"{returned})",
                 field="path",
             )
-        limit = collect.max_response_bytes
-        return mount.kind, self.containers.returned.stream(container["Id"], mount, limit)
+        chunks = self.containers.returned.stream(container["Id"], mount, collect.max_response_bytes)
+        return mount.kind, self._or_kept(run_id, path, chunks)
+
+    def _or_kept(self, run_id: str, path: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """`chunks`, or, when the container went before the first of them (its end was kept
+        meanwhile), the kept path."""
+        started = False
+        try:
+            for chunk in chunks:
+                started = True
+                yield chunk
+        except NotFound:
+            kept = None if started else self.results.file(run_id, path, self._result_limit())
+            if kept is None:
+                raise
+            yield from kept[1]
 
     def discard(
         self, run_id: str, record: RunRecord | None = None, instance: str | None = None
@@ -390,12 +348,16 @@ class DetachedRuns:
         and volume, if they are still there. The record comes before the removal (it outranks
         the container), so the run never looks gone meanwhile."""
         self._stop_feed(run_id)
-        container = self._container(run_id)
-        if container is not None:
-            self.containers.kill(container["Id"])
-        if record is not None:
-            self.record(record, instance)
-        self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+        self._discarding.add(run_id)
+        try:
+            container = self._container(run_id)
+            if container is not None:
+                self.containers.kill(container["Id"])
+            if record is not None:
+                self.record(record, instance)
+            self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+        finally:
+            self._discarding.discard(run_id)
 
     def record(
         self,
@@ -419,10 +381,15 @@ class DetachedRuns:
     def forget(self, run_id: str) -> None:
         """Remove a finished run and all it kept: its record first (from then on it is not
         found), then its result, and its container if it was not kept yet."""
-        container = self._container(run_id)
-        self.containers.remove(None, f"oneoff-{run_id}-record")
-        self.results.remove(run_id)
-        self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+        self._discarding.add(run_id)
+        try:
+            self.watchers.settle(run_id, SETTLE_SECONDS)  # its end, being kept here, is kept
+            container = self._container(run_id)
+            self.containers.remove(None, f"oneoff-{run_id}-record")
+            self.results.remove(run_id)
+            self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+        finally:
+            self._discarding.discard(run_id)
 
     def expire(self, found: list[dict[str, Any]], live: set[str]) -> int:
         """Of the async runs' containers `found`: watch runs nobody watches (their runner is
@@ -494,18 +461,3 @@ class DetachedRuns:
                 field="run_id",
             )
         return container
-
-
-def _timestamp(value: str | None) -> float | None:
-    """The engine's RFC 3339 time (nanoseconds, 'Z'), or None for its zero time."""
-    if not value or value.startswith("0001-"):
-        return None
-    head, _, fraction = value.rstrip("Z").partition(".")
-    seconds = datetime.fromisoformat(head + "+00:00").timestamp()
-    return seconds + float(f"0.{fraction or 0}")
-
-
-def _present(inspected: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
-    """Whether an inspected container still says something about its run: one being removed
-    (by a runner that recorded the run's end first, or past its result's TTL) does not."""
-    return inspected is not None and inspected["State"]["Status"] != "removing"

@@ -60,26 +60,38 @@ class Quota:
             return self._known
 
 
+KINDS = ("scratch", "files", "unmeasurable")
+"""Why the runner stops a run for its disk: past its scratch, past the entry cap, or its layer
+could not be measured."""
+
+
 def why_over(limit: int, max_files: int, size: int | None, entries: int | None) -> str | None:
-    """Why a sample means the run must stop (a sentence for its result), or None."""
+    """Which of `KINDS` a sample means the run must stop for, or None."""
     if size is None or size < 0 or (entries is not None and entries < 0):
-        return (
-            "the runner stopped the run: its disk use could not be measured (the engine could "
-            "not walk its files, e.g. a directory tree deeper than the host's path limit)"
-        )
+        return "unmeasurable"
     if entries is not None and entries > max_files:
+        return "files"
+    if size + ENTRY_BYTES * (entries or 0) > limit:
+        return "scratch"
+    return None
+
+
+def stopped_for(kind: str, limit: int, max_files: int) -> str:
+    """The sentence a result carries for a run the runner stopped for `kind`."""
+    if kind == "files":
         return (
             f"the runner stopped the run: it made more than {max_files} files and directories "
             "(RUNNER_MAX_SCRATCH_FILES); make fewer"
         )
-    estimate = size + ENTRY_BYTES * (entries or 0)
-    if estimate > limit:
+    if kind == "unmeasurable":
         return (
-            f"the runner stopped the run: it wrote past its scratch limit of {_size(limit)} "
-            f"(about {_size(estimate)} seen); ask for more with `scratch` (at most "
-            "RUNNER_MAX_SCRATCH_BYTES) or write less"
+            "the runner stopped the run: its disk use could not be measured (the engine could "
+            "not walk its files, e.g. a directory tree deeper than the host's path limit)"
         )
-    return None
+    return (
+        f"the runner stopped the run: it wrote past its scratch limit of {_size(limit)}; ask "
+        "for more with `scratch` (at most RUNNER_MAX_SCRATCH_BYTES) or write less"
+    )
 
 
 def _size(count: int) -> str:
@@ -87,7 +99,8 @@ def _size(count: int) -> str:
 
 
 class ScratchWatch:
-    """The sampling of one run: `reason` is set (before the kill) when the runner stops it."""
+    """The sampling of one run: `reason`, one of `KINDS`, is set (before the kill) when the
+    runner stops it."""
 
     def __init__(self) -> None:
         self.reason: str | None = None
@@ -118,7 +131,7 @@ class Sampler:
         self, container: str, limit: int, max_files: int, kill: Callable[[str], None]
     ) -> ScratchWatch:
         """Sample `container` in a thread of its own until `ScratchWatch.stop`, or until it is over
-        its limit: then `kill(reason)` is called once."""
+        its limit: then `kill(kind)` is called once (`KINDS`)."""
         watch = ScratchWatch()
         thread = threading.Thread(
             target=self._loop,

@@ -6,13 +6,14 @@ and writers stop by themselves well short of a disk's worth, so a failure here c
 from __future__ import annotations
 
 import uuid
+from typing import Any, cast
 
 import docker
 import pytest
 
 from backends.labels import RUN_ID
 from tests.docker.test_async_runs import follow_to_exit, start
-from tests.helpers import Server, managed_objects, run_body
+from tests.helpers import Server, managed_objects, run_body, until
 
 WRITER = (
     "i=0; while [ $i -lt 24 ]; do dd if=/dev/zero of=/tmp/f$i bs=1M count=2 2>/dev/null; "
@@ -149,7 +150,13 @@ def test_a_finished_async_run_keeps_its_result_without_its_container(
     with server() as client:
         run_id = start(client, "sh", "-c", script, volumes=volumes)
         follow_to_exit(client, run_id)
-        listed = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+
+        def listed() -> list[dict[str, Any]]:
+            found = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+            return cast(list[dict[str, Any]], found)
+
+        until(lambda: [item["Names"] for item in listed()] == [[f"/oneoff-{run_id}-result"]], 30)
+        kept = listed()
         status = client.get(f"/runs/{run_id}").json()
         logs = client.get(f"/runs/{run_id}/logs", params={"follow": "false"}).text
         note = client.get(f"/runs/{run_id}/files/note.txt")
@@ -158,8 +165,7 @@ def test_a_finished_async_run_keeps_its_result_without_its_container(
         after = [client.get(f"/runs/{run_id}"), client.get(f"/runs/{run_id}/files/out")]
         left = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
         records = docker_client.api.volumes(filters={"label": f"{RUN_ID}={run_id}"}).get("Volumes")
-    assert [item["Names"] for item in listed] == [[f"/oneoff-{run_id}-result"]]
-    assert listed[0]["State"] == "created"  # never started: it only holds the result
+    assert kept[0]["State"] == "created"  # never started: it only holds the result
     assert (status["state"], status["result"]["stdout"], status["result"]["stderr"]) == (
         "succeeded",
         "out\n",
