@@ -63,8 +63,10 @@ class AsyncRuns:
         self._keys: dict[tuple[str, str], str] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._starting: dict[str, asyncio.Lock] = {}
-        """One start at a time per tenant, so that its kept-runs bound holds in this runner."""
+        self._admitting: dict[str, asyncio.Lock] = {}
+        """One kept-runs check at a time per tenant, so that its bound holds in this runner."""
+        self._starting: dict[str, int] = {}
+        """Runs admitted under the bound and not yet accepted, per tenant."""
 
     async def resume(self) -> None:
         """Watch the runs a previous life of the runner (or another replica) left running, so
@@ -136,8 +138,7 @@ class AsyncRuns:
                 return existing
         ticket = ticket or self.admission.reserve()
         try:
-            async with self._starting.setdefault(tenant.label, asyncio.Lock()):
-                await self._within_kept_bound(tenant)
+            async with self._kept_place(tenant):
                 resolved = await self._call(self.resolve, request, new_run_id(), tenant, uploads)
                 spec, arriving = resolved
                 spec = dataclasses.replace(spec, accepted_at=time.time())
@@ -149,6 +150,18 @@ class AsyncRuns:
             raise
         return pending_status(pending)
 
+    @contextlib.asynccontextmanager
+    async def _kept_place(self, tenant: Tenant) -> AsyncIterator[None]:
+        """A place under the tenant's kept-runs bound, held until the run is accepted (then it
+        counts as pending) or refused."""
+        async with self._admitting.setdefault(tenant.label, asyncio.Lock()):
+            await self._within_kept_bound(tenant)
+            self._starting[tenant.label] = self._starting.get(tenant.label, 0) + 1
+        try:
+            yield
+        finally:
+            self._starting[tenant.label] -= 1
+
     async def _within_kept_bound(self, tenant: Tenant) -> None:
         """Busy (429) when the tenant keeps `max_kept_runs` async runs already: running ones,
         and finished ones whose result has not expired. Retry-After: when the first of them
@@ -156,7 +169,7 @@ class AsyncRuns:
         bound = self.settings.max_kept_runs
         kept = await self._find(tenant, None)
         mine = {run_id for run_id, run in self._pending.items() if run.tenant == tenant}
-        count = len(mine | {record.run_id for record in kept})
+        count = len(mine | {record.run_id for record in kept}) + self._starting.get(tenant.label, 0)
         if count < bound:
             return
         ttl, now = self.settings.result_ttl_seconds, time.time()
