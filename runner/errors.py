@@ -138,6 +138,13 @@ class KeptRunsFull(Busy):
     code = "too_many_kept_runs"
 
 
+class VolumesFull(RunnerError):
+    """The tenant has as many named volumes as the operator allows; removing one frees a place."""
+
+    status_code = 409
+    code = "too_many_volumes"
+
+
 class Cancelled(RunnerError):
     status_code = 499
     code = "cancelled"

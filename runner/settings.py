@@ -233,6 +233,12 @@ class Settings(BaseSettings):
         "RUNNER_RESULT_TTL_SECONDS. Past it POST /runs is a 429 until one is removed "
         "(DELETE /runs/{id}) or expires.",
     )
+    max_volumes_per_tenant: int = Field(
+        50,
+        ge=1,
+        description="Named volumes one tenant may have (POST /volume, create_volume). Past it "
+        "creating another is a 409 until one is removed (DELETE /volume/{name}).",
+    )
     run_log_max_bytes: int = Field(
         64 * MiB,
         ge=1 * MiB,

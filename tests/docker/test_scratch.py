@@ -6,6 +6,7 @@ and writers stop by themselves well short of a disk's worth, so a failure here c
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import docker
@@ -197,3 +198,37 @@ def test_the_kept_runs_bound_answers_429_naming_it(server: Server) -> None:
     assert "DELETE /runs/" in refused.json()["message"]
     assert int(refused.headers["retry-after"]) >= 1
     assert again.status_code == 202, again.text
+
+
+def test_the_volume_bound_answers_409_naming_it_even_to_a_burst(
+    server: Server, docker_client: docker.DockerClient
+) -> None:
+    """Five creations at once against a bound of two: two volumes, three refusals naming the
+    bound; refilling one's own adds none; removing one frees its place."""
+    token = uuid.uuid4().hex  # a tenant of its own: the engine is shared
+    names = [f"disk-bound-{uuid.uuid4().hex[:12]}" for _ in range(6)]
+    try:
+        with server(max_volumes_per_tenant=2, api_tokens=[f"volumes:{token}"]) as client:
+            client.headers["Authorization"] = f"Bearer {token}"
+            with ThreadPoolExecutor(5) as pool:
+                asked = [pool.submit(client.post, "/volume", json={"name": n}) for n in names[:5]]
+                burst = [future.result() for future in asked]
+            made = [name for name, answer in zip(names, burst, strict=False) if answer.is_success]
+            refused = [answer for answer in burst if not answer.is_success]
+            refill = client.post("/volume", json={"name": made[0], "reuse_existing": True})
+            listed = docker_client.volumes.list(filters={"name": "disk-bound"})
+            assert client.delete(f"/volume/{made[0]}").status_code == 200
+            again = client.post("/volume", json={"name": names[5]})
+    finally:
+        for volume in docker_client.volumes.list(filters={"name": "disk-bound"}):
+            if volume.name in names:
+                volume.remove(force=True)
+    assert len(made) == 2 and len(refused) == 3
+    assert {answer.status_code for answer in refused} == {409}
+    body = refused[0].json()
+    assert (body["error"], body["field"]) == ("too_many_volumes", "name")
+    assert "RUNNER_MAX_VOLUMES_PER_TENANT: 2" in body["message"]
+    assert "DELETE /volume/" in body["message"]
+    assert refill.status_code == 200, refill.text
+    assert {volume.name for volume in listed} & set(names) == set(made)  # none for a refusal
+    assert again.status_code == 200, again.text
