@@ -244,10 +244,11 @@ class DetachedRuns:
         return readable(f"container {inspected['Id'][:12]}", lambda: record_of(inspected))
 
     def output(self, run_id: str, *, follow: bool) -> OutputStream | KeptOutput:
-        """From the engine's log while the run has its container, else from its kept result."""
+        """From the engine's log while the run has its container, else from its kept result
+        (the engine answers 409 for the log of a container being removed: its end is kept)."""
         try:
             return self._logs(run_id, follow=follow)
-        except NotFound:
+        except (NotFound, Conflict):
             kept = self.results.output(run_id, self.settings.max_output_bytes)
             if kept is None:
                 raise

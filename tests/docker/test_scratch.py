@@ -18,9 +18,10 @@ from tests.helpers import Server, managed_objects, run_body, until
 
 WRITER = (
     "i=0; while [ $i -lt 24 ]; do dd if=/dev/zero of=/tmp/f$i bs=1M count=2 2>/dev/null; "
-    "i=$((i + 1)); sleep 0.1; done; echo wrote it all"
+    "i=$((i + 1)); sleep 0.5; done; echo wrote it all"
 )
-"""48 MiB in 2 MiB files (each under the per-file bound) over about 2.4 s."""
+"""48 MiB in 2 MiB files (each under the per-file bound) over about 12 s: long enough to be
+seen under load, when one slow sample stretches the next interval to ten times its length."""
 ENTRIES = (
     "mkdir /tmp/d && cd /tmp/d && i=0; while [ $i -lt 40000 ]; do mkdir $i; i=$((i + 1)); done"
 )
@@ -192,6 +193,7 @@ def test_the_kept_runs_bound_answers_429_naming_it(server: Server) -> None:
         assert client.delete(f"/runs/{first}").status_code == 200
         again = client.post("/runs", json=run_body("true"))
         follow_to_exit(client, second)
+        follow_to_exit(client, again.json()["run_id"])  # none left for another runner to keep
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"] == "too_many_kept_runs"
     assert "RUNNER_MAX_KEPT_RUNS" in refused.json()["message"]
