@@ -66,7 +66,8 @@ class KeptRuns(Protocol):
         ...
 
     def wait_run(self, run_id: str) -> None:
-        """Block until the run stops, killing it when its timeout passes."""
+        """Block until the run stops, killing it when its timeout passes (or, on Docker, when it
+        writes past its disk limit), and its end is kept."""
         ...
 
     def find_runs(
@@ -92,6 +93,11 @@ class KeptRuns(Protocol):
     def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
         """Kill the run if it runs and remove everything made for it, keeping `record` (when
         given) before anything that shows the run goes: a caller never sees it vanish."""
+        ...
+
+    def forget_run(self, run_id: str) -> None:
+        """Remove a finished run and all it kept (its record, result, returned files): from
+        then on it is not found."""
         ...
 
     def record_run(self, record: RunRecord) -> None:

@@ -19,6 +19,7 @@ Backends translate their SDK's exceptions into this tree at exactly one boundary
     │                                 per-path `error`
     ├── PayloadTooLarge (413)         archive, file or returned content over a size limit
     ├── Busy (429)                    concurrency and queue are full; carries Retry-After
+    │   └── KeptRunsFull              a tenant keeps as many async runs as it may
     ├── Cancelled (499)               the caller went away or cancelled the run
     ├── Unsupported (501)             the backend cannot do this (e.g. list images on Kubernetes)
     ├── RegistryUnavailable (502)     the registry could not be reached
@@ -138,6 +139,17 @@ class Busy(RunnerError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class KeptRunsFull(Busy):
+    code = "too_many_kept_runs"
+
+
+class VolumesFull(RunnerError):
+    """The tenant has as many named volumes as the operator allows; removing one frees a place."""
+
+    status_code = 409
+    code = "too_many_volumes"
 
 
 class Cancelled(RunnerError):

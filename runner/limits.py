@@ -14,3 +14,6 @@ MIN_CPUS = 0.01
 """One hundredth of a CPU: a CFS quota of 1 ms per 100 ms period, the kernel's smallest."""
 MIN_TIMEOUT_SECONDS = 0.1
 """A run's timeout; shorter ones would report runs that never got to start."""
+MIN_SCRATCH_BYTES = 1024 * 1024
+"""A run's disk (`scratch`): 1 MiB. The content a run is sent counts in it, and it is also the
+largest file the run may write (RLIMIT_FSIZE), so less would mean a run that cannot start."""

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_TIMEOUT_SECONDS
+from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_SCRATCH_BYTES, MIN_TIMEOUT_SECONDS
 from runner.sizes import SIZE_PATTERN, parse_size
 
 VolumeType = Literal["file", "directory", "volume", "host"]
@@ -284,6 +284,13 @@ class RunRequest(StrictModel):
         description="Memory limit, e.g. 256m or 1g; at least 6m.",
         examples=["256m"],
     )
+    scratch: str | None = Field(
+        None,
+        description="Disk limit, e.g. 256m or 2g; at least 1m. Content sent counts; also the "
+        "largest file. Past it the run is stopped.",
+        examples=["256m"],
+        json_schema_extra={"pattern": SIZE_PATTERN},
+    )
     cpus: Annotated[float | None, NOT_BOOLEAN] = Field(
         None,
         ge=MIN_CPUS,
@@ -341,6 +348,16 @@ class RunRequest(StrictModel):
             raise ValueError(
                 f"{value!r} is below the minimum of 6m ({MIN_MEMORY_BYTES} bytes); the engine "
                 "cannot run a container in less"
+            )
+        return value
+
+    @field_validator("scratch")
+    @classmethod
+    def _scratch_size(cls, value: str | None) -> str | None:
+        if value is not None and parse_size(value) < MIN_SCRATCH_BYTES:
+            raise ValueError(
+                f"{value!r} is below the minimum of 1m ({MIN_SCRATCH_BYTES} bytes): a run needs "
+                "room for its content and its files"
             )
         return value
 
@@ -408,7 +425,9 @@ class RunResult(BaseModel):
     """What happened: returned whenever the container ran, whatever its exit code."""
 
     run_id: str
-    status: str = Field(description='"success", "error: <exit code>" or "timeout".')
+    status: str = Field(
+        description='"success", "error: <exit code>", "timeout" or "scratch_exceeded".'
+    )
     exit_code: int | None = Field(
         description="The container's exit code (137 after a timeout kill)."
     )
@@ -418,6 +437,14 @@ class RunResult(BaseModel):
     stderr_truncated: bool = Field(description="stderr exceeded the output cap and was cut.")
     timed_out: bool
     oom_killed: bool = Field(description="The container hit its memory limit.")
+    scratch_exceeded: bool = Field(
+        False,
+        description="The runner killed the run: it wrote past its disk limit (`scratch`), made "
+        "more files than allowed, or its disk use could not be measured; `message` says which.",
+    )
+    message: str | None = Field(
+        None, description="Why the runner stopped the run, when it did: the limit and the fix."
+    )
     streams_merged: bool = Field(
         False,
         description="stdout and stderr came as one stream (Kubernetes pod logs): all the "

@@ -53,6 +53,13 @@ NEVER_HOST_PATHS = (
 )
 """The engine's sockets and state (every tenant's volumes), and the kernel's views of the host
 (`/proc/1/root` is the host's root): never mounted, whatever the operator allows."""
+NEVER_TARGETS = ("/dev", "/proc", "/sys")
+"""Container paths no mount may be at or under: the kernel's and the runtime's own filesystems
+(memory-backed `/dev/shm` and `/dev/mqueue`, sysfs, cgroupfs, procfs). A volume there swaps what
+the memory limit bounds for host disk that nothing bounds, or replaces what the kernel shows."""
+RUNTIME_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+"""Files the engine writes into every container: a run may bring its own file there, never a
+directory or volume (the engine would refuse it only when the container starts)."""
 
 VolumeLookup = Callable[[str], VolumeState | None]
 """The backend's answer about a named volume (`Backend.volume_state`)."""
@@ -103,12 +110,23 @@ def build_run_spec(
 
 
 def _limits(request: RunRequest, settings: Settings) -> dict[str, Any]:
-    """Timeout, memory and CPUs: the request's, or the operator's default, within the maxima."""
+    """Timeout, memory, CPUs and disk: the request's, or the operator's default, within the
+    maxima."""
     memory = parse_size(request.memory) if request.memory else None
     cpus = _within(
         "cpus", request.cpus, settings.default_cpus, settings.max_cpus, "RUNNER_MAX_CPUS"
     )
+    scratch = parse_size(request.scratch) if request.scratch else None
     return {
+        "scratch_bytes": int(
+            _within(
+                "scratch",
+                scratch,
+                settings.default_scratch_bytes,
+                settings.max_scratch_bytes,
+                "RUNNER_MAX_SCRATCH_BYTES",
+            )
+        ),
         "timeout_seconds": _within(
             "timeout_seconds",
             request.timeout_seconds,
@@ -331,6 +349,7 @@ def _auth(auth: AuthConfig | None) -> RegistryAuth | None:
 
 def _mount(key: str, spec: VolumeSpec, settings: Settings, budget: Budget) -> MountSpec:
     point = MountPoint.parse(key)
+    _allowed_target(key, point.path, spec.type)
     field = f"volumes[{key!r}].content"
     content = None
     if spec.content or (spec.type == "file" and spec.content is not None):
@@ -352,6 +371,25 @@ def _mount(key: str, spec: VolumeSpec, settings: Settings, budget: Budget) -> Mo
         name=spec.name,
         host_path=_normal(spec.host_path) if spec.host_path else None,
     )
+
+
+def _allowed_target(key: str, path: str, kind: str) -> None:
+    """Never over the kernel's or runtime's filesystems; at the engine's own files, a file only."""
+    field = f"volumes[{key!r}]"
+    for never in NEVER_TARGETS:
+        if _within_path(path, never):
+            raise InvalidRequest(
+                f"{field}: {path} is at or under {never}, which the kernel and the runtime "
+                "provide (there a volume would replace memory-backed or kernel filesystems with "
+                "host disk); mount it elsewhere",
+                field=field,
+            )
+    if path in RUNTIME_FILES and kind != "file":
+        raise InvalidRequest(
+            f"{field}: {path} is a file the engine writes into every container; a run may "
+            f"bring its own there as a `file` volume, not a {kind}",
+            field=field,
+        )
 
 
 def _allowed_host_path(key: str, host_path: str, settings: Settings) -> None:

@@ -23,7 +23,7 @@ import anyio
 
 from runner.admission import Admission, Ticket
 from runner.backend import Backend
-from runner.errors import BackendUnavailable, Cancelled, NotFound, RunnerError
+from runner.errors import BackendUnavailable, Cancelled, KeptRunsFull, NotFound, RunnerError
 from runner.metrics import Metrics
 from runner.models import RunRequest, RunResult, new_run_id
 from runner.pending import Pending, pending_status, replay
@@ -63,6 +63,10 @@ class AsyncRuns:
         self._keys: dict[tuple[str, str], str] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._admitting: dict[str, asyncio.Lock] = {}
+        """One kept-runs check at a time per tenant, so that its bound holds in this runner."""
+        self._starting: dict[str, int] = {}
+        """Runs admitted under the bound and not yet accepted, per tenant."""
 
     async def resume(self) -> None:
         """Watch the runs a previous life of the runner (or another replica) left running, so
@@ -134,15 +138,49 @@ class AsyncRuns:
                 return existing
         ticket = ticket or self.admission.reserve()
         try:
-            resolved = await self._call(self.resolve, request, new_run_id(), tenant, uploads)
+            async with self._kept_place(tenant):
+                resolved = await self._call(self.resolve, request, new_run_id(), tenant, uploads)
+                spec, arriving = resolved
+                spec = dataclasses.replace(spec, accepted_at=time.time())
+                control = RunControl(uploads=arriving)
+                pending = Pending(spec, control, idempotency_key, ticket, tenant)
+                self._accept(pending)
         except BaseException:
             ticket.release()
             raise
-        spec, arriving = resolved
-        spec = dataclasses.replace(spec, accepted_at=time.time())
-        pending = Pending(spec, RunControl(uploads=arriving), idempotency_key, ticket, tenant)
-        self._accept(pending)
         return pending_status(pending)
+
+    @contextlib.asynccontextmanager
+    async def _kept_place(self, tenant: Tenant) -> AsyncIterator[None]:
+        """A place under the tenant's kept-runs bound, held until the run is accepted (then it
+        counts as pending) or refused."""
+        async with self._admitting.setdefault(tenant.label, asyncio.Lock()):
+            await self._within_kept_bound(tenant)
+            self._starting[tenant.label] = self._starting.get(tenant.label, 0) + 1
+        try:
+            yield
+        finally:
+            self._starting[tenant.label] -= 1
+
+    async def _within_kept_bound(self, tenant: Tenant) -> None:
+        """Busy (429) when the tenant keeps `max_kept_runs` async runs already: running ones,
+        and finished ones whose result has not expired. Retry-After: when the first of them
+        expires (it may be sooner: a DELETE frees one at once)."""
+        bound = self.settings.max_kept_runs
+        kept = await self._find(tenant, None)
+        mine = {run_id for run_id, run in self._pending.items() if run.tenant == tenant}
+        count = len(mine | {record.run_id for record in kept}) + self._starting.get(tenant.label, 0)
+        if count < bound:
+            return
+        ttl, now = self.settings.result_ttl_seconds, time.time()
+        ends = [record.finished_at + ttl - now for record in kept if record.finished_at]
+        raise KeptRunsFull(
+            f"you keep {count} async runs, the operator's bound "
+            f"(RUNNER_MAX_KEPT_RUNS: {bound}): running ones, and finished ones until their "
+            f"result expires (result_ttl_seconds: {ttl:g}); free one by removing a finished "
+            "run (DELETE /runs/{id}, or the MCP tool cancel_run), then start again",
+            retry_after=max(1, int(min(ends, default=ttl)) + 1),
+        )
 
     def _accept(self, pending: Pending) -> None:
         """Keep the run as pending and start it in the background (its ticket freed at its
@@ -313,6 +351,18 @@ class AsyncRuns:
                 self._forget(pending)
         log.info("run %s cancelled by tenant=%s", run_id, tenant.name, extra={"run_id": run_id})
         return _status(record, None)
+
+    async def remove(self, tenant: Tenant, run_id: str) -> RunStatus:
+        """DELETE: a finished run is removed with all it kept (record, result, files) and is
+        not found from then on (the answer is its last status, with its result); any other run
+        is cancelled (`cancel`)."""
+        if self._pending_of(tenant, run_id) is None:
+            status = await self.status(tenant, run_id)
+            if status.finished:
+                await self._call(self.backend.forget_run, run_id)
+                log.info("run %s removed by tenant=%s", run_id, tenant.name)
+                return status
+        return await self.cancel(tenant, run_id)
 
     async def _stop_pending(self, pending: Pending) -> None:
         """A queued run leaves the queue; a starting one stops at its next step (the pull

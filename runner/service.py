@@ -33,7 +33,13 @@ from runner.engine_models import (
     RemovedVolume,
     VolumeInfo,
 )
-from runner.errors import BackendUnavailable, Cancelled, PolicyRefused, RunnerError
+from runner.errors import (
+    BackendUnavailable,
+    Cancelled,
+    PolicyRefused,
+    RunnerError,
+    VolumesFull,
+)
 from runner.metrics import Metrics
 from runner.models import RunRequest, RunResult, new_run_id
 from runner.policy import (
@@ -78,6 +84,8 @@ class RunnerService:
         self._health_at = 0.0
         self._health_refresh: asyncio.Task[None] | None = None
         self.runs = AsyncRuns(settings, backend, self.admission, self.metrics, self.resolve)
+        self._creating_volume: dict[str, asyncio.Lock] = {}
+        """One volume creation at a time per tenant, so that its volume bound holds here."""
 
     async def start(self) -> None:
         """Take this runner's lease, reap what runners that are gone left, and keep doing both
@@ -240,9 +248,26 @@ class RunnerService:
         fill = await self.call(
             build_volume_fill, request, self.settings, tenant, self.backend.volume_state
         )
-        detail = await self.call(self.backend.create_volume, fill)
+        async with self._creating_volume.setdefault(tenant.label, asyncio.Lock()):
+            await self._within_volume_bound(request.name, tenant)
+            detail = await self.call(self.backend.create_volume, fill)
         log.info("volume %r: %s (tenant=%s)", request.name, detail, tenant.name)
         return CreateVolumeResult(name=request.name, detail=detail)
+
+    async def _within_volume_bound(self, name: str, tenant: Tenant) -> None:
+        """A new volume only while the tenant has fewer than `max_volumes_per_tenant` (counted
+        on the engine, so every runner on it counts the same ones); refilling one of its own
+        adds none."""
+        names = {volume.name for volume in await self.list_volumes(tenant)}
+        bound = self.settings.max_volumes_per_tenant
+        if name in names or len(names) < bound:
+            return
+        raise VolumesFull(
+            f"name: you have {len(names)} named volumes, the operator's bound "
+            f"(RUNNER_MAX_VOLUMES_PER_TENANT: {bound}); remove one you no longer need "
+            "(DELETE /volume/{name}, or the MCP tool remove_volume), then create it again",
+            field="name",
+        )
 
     async def list_volumes(self, tenant: Tenant) -> list[VolumeInfo]:
         """The named volumes the tenant created; no other volume is ever listed."""

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_TIMEOUT_SECONDS
+from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_SCRATCH_BYTES, MIN_TIMEOUT_SECONDS
 from runner.settings_errors import setting_problems
 from runner.sizes import parse_size
 from runner.tenancy import Tenant, parse_token
@@ -107,6 +107,25 @@ class Settings(BaseSettings):
     max_memory: str = Field("4g", description="Largest memory limit a run may ask.")
     default_cpus: float = Field(1.0, ge=MIN_CPUS, description="CPU limit when none given.")
     max_cpus: float = Field(4.0, ge=MIN_CPUS, description="Largest CPU limit a run may ask.")
+    default_scratch_bytes: int = Field(
+        1024 * MiB,
+        ge=MIN_SCRATCH_BYTES,
+        description="Disk a run may write when it asks for none (its `scratch`): its writable "
+        "layer, the content it is sent included; bytes or a size such as 1g. Also the largest "
+        "file it may write (RLIMIT_FSIZE). Held by the engine's storage quota where it has one, "
+        "by sampling and killing elsewhere (see Security: the host's disk).",
+    )
+    max_scratch_bytes: int = Field(
+        8 * 1024 * MiB,
+        ge=MIN_SCRATCH_BYTES,
+        description="Largest `scratch` a run may ask; bytes or a size such as 8g.",
+    )
+    max_scratch_files: int = Field(
+        200_000,
+        ge=1000,
+        description="Files and directories a run may make in its writable layer (where the "
+        "disk is sampled): past it the run is killed, like past its scratch.",
+    )
     pids_limit: int = Field(512, ge=16, description="Process limit inside every container.")
     nofile_limit: int = Field(
         4096, ge=64, description="Open-files limit (ulimit nofile) inside every container."
@@ -215,8 +234,21 @@ class Settings(BaseSettings):
     result_ttl_seconds: float = Field(
         3600,
         ge=0,
-        description="How long a finished async run (POST /runs) keeps its result, output and "
-        "container before they are removed.",
+        description="How long a finished async run (POST /runs) keeps its result (exit, output "
+        "up to the caps, returned paths) before it is removed; its container goes when it ends.",
+    )
+    max_kept_runs: int = Field(
+        50,
+        ge=1,
+        description="Async runs one tenant may keep: running, and finished within "
+        "RUNNER_RESULT_TTL_SECONDS. Past it POST /runs is a 429 until one is removed "
+        "(DELETE /runs/{id}) or expires.",
+    )
+    max_volumes_per_tenant: int = Field(
+        50,
+        ge=1,
+        description="Named volumes one tenant may have (POST /volume, create_volume). Past it "
+        "creating another is a 409 until one is removed (DELETE /volume/{name}).",
     )
     run_log_max_bytes: int = Field(
         64 * MiB,
@@ -264,8 +296,10 @@ class Settings(BaseSettings):
     )
     kube_scratch_size: str = Field(
         "1Gi",
-        description="Disk one run pod may write: its containers' ephemeral-storage limit and "
-        "the sizeLimit of its content emptyDir (Kubernetes quantity).",
+        description="The most disk one run pod may write on Kubernetes (a Kubernetes quantity): "
+        "a run's `scratch` (RUNNER_DEFAULT_SCRATCH_BYTES when it asks for none) becomes its "
+        "containers' ephemeral-storage limit and its content emptyDir's sizeLimit, but never "
+        "more than this.",
     )
     kube_return_limit_bytes: int = Field(
         7 * MiB,
@@ -304,6 +338,11 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("default_scratch_bytes", "max_scratch_bytes", mode="before")
+    @classmethod
+    def _size_in_bytes(cls, value: object) -> object:
+        return parse_size(value) if isinstance(value, str) else value
+
     @field_validator("default_memory", "max_memory")
     @classmethod
     def _valid_size(cls, value: str) -> str:
@@ -319,6 +358,8 @@ class Settings(BaseSettings):
             raise ValueError("default_memory exceeds max_memory")
         if self.default_cpus > self.max_cpus:
             raise ValueError("default_cpus exceeds max_cpus")
+        if self.default_scratch_bytes > self.max_scratch_bytes:
+            raise ValueError("default_scratch_bytes exceeds max_scratch_bytes")
         return self
 
     def tokens(self) -> list[tuple[str, Tenant]]:

@@ -72,6 +72,8 @@ class RunSpec:
     network: str
     max_output_bytes: int
     max_response_bytes: int
+    scratch_bytes: int = 1024**3
+    """The disk it may write (`scratch`): its writable layer, and the largest file."""
     stdin: bytes | None = field(default=None, repr=False)
     """What the command reads on standard input, then end of file; None: no input at all."""
     runtime: str | None = None
@@ -151,6 +153,7 @@ class RunRecord:
     oom_killed: bool = False
     error: str | None = None
     tenant: str = LOCAL.label
+    scratch_exceeded: bool = False
 
 
 @dataclass
@@ -190,6 +193,8 @@ class Outcome:
     timed_out: bool
     oom_killed: bool
     returned: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    scratch_exceeded: str | None = None
+    """Why the runner killed the run for its disk (`runner.scratch`), when it did."""
     files: dict[str, ReturnedFile] = field(default_factory=dict)
     unreturned: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Returned paths that could not be: path to (kind, why)."""
@@ -198,7 +203,9 @@ class Outcome:
 
     def result(self, run_id: str, elapsed: float) -> RunResult:
         """The wire result; `elapsed`: seconds from request to result."""
-        if self.timed_out:
+        if self.scratch_exceeded:
+            status = "scratch_exceeded"
+        elif self.timed_out:
             status = "timeout"
         elif self.exit_code == 0:
             status = "success"
@@ -214,6 +221,8 @@ class Outcome:
             stderr_truncated=self.stderr_truncated,
             timed_out=self.timed_out,
             oom_killed=self.oom_killed,
+            scratch_exceeded=self.scratch_exceeded is not None,
+            message=self.scratch_exceeded,
             streams_merged=self.streams_merged,
             volumes={
                 **{

@@ -19,12 +19,12 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from backends.labels import DEADLINE, INSTANCE, RECORD_ROLE, ROLE
+from backends.labels import DEADLINE, INSTANCE, RECORD_ROLE, RESULT_ROLE, ROLE
 from runner.settings import Settings
 from tests.helpers import SUITE_ID, TEST_IMAGE, TEST_REGISTRIES, instance_id, remove_gone
 
 pytest_plugins = ["tests.registries"]
-KEPT_ENDS = (RECORD_ROLE,)
+KEPT_ENDS = (RECORD_ROLE, RESULT_ROLE)
 NOT_FAST = ("docker", "registry", "chromium", "compose", "node", "cluster", "kubernetes")
 
 
@@ -104,7 +104,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
 def _no_leaks(client: docker.DockerClient) -> None:
     """Remove what this suite's runners left; fail on anything but a run's kept end (a record
     with a deadline, which expires by itself). Those are expected: another runner's reaper may
-    record an abandoned run after its own runner's fixture removed that runner's objects."""
+    keep an abandoned run's end after its own runner's fixture removed that runner's objects."""
     containers, volumes = _suite_objects(client)
     for container in containers:
         remove_gone(client.api.remove_container, container, force=True, v=True)

@@ -123,6 +123,10 @@ class FakeBackend:
         if record is not None:
             self.record_run(record)
 
+    def forget_run(self, run_id: str) -> None:
+        self.launched.pop(run_id, None)
+        self.recorded.pop(run_id, None)
+
     def record_run(self, record: RunRecord) -> None:
         self.recorded[record.run_id] = record
 

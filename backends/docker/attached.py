@@ -12,6 +12,7 @@ from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors
 from backends.docker.exits import Exits, Watch
 from backends.docker.output import Captured, read_frames
+from backends.docker.scratch import ScratchWatch
 from backends.labels import RUN_ROLE
 from runner.errors import BackendUnavailable, Cancelled
 from runner.spec import Outcome, RunControl, RunSpec, timed
@@ -44,14 +45,22 @@ class AttachedRuns:
             with timed(phases, "run"):
                 output = self._capture(spec, control, container)
                 watch = self.exits.watch(container)
+                scratch: ScratchWatch | None = None
                 try:
                     containers.start(spec, control, container)
+                    scratch = containers.watch_scratch(
+                        container, spec.scratch_bytes, lambda _: containers.kill(container)
+                    )
                     ended = self._wait(spec, control, container, watch)
                 finally:
                     self.exits.forget(container)
+                    stopped_for = scratch.stop() if scratch is not None else None
             with timed(phases, "collect"):
                 control.emit("phase", "collecting output")
                 outcome = self._collect(spec, control, container, ended, output, watch)
+                outcome.scratch_exceeded = containers.scratch_message(
+                    stopped_for, spec.scratch_bytes
+                )
         except BaseException:
             with timed(phases, "cleanup"):
                 containers.remove(container, volume)

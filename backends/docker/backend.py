@@ -21,9 +21,10 @@ from backends.docker import inventory, reaping
 from backends.docker.attached import AttachedRuns
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors, exists
-from backends.docker.runs import DetachedRuns, OutputStream
+from backends.docker.runs import DetachedRuns
 from backends.labels import CARRIER_ROLE, MANAGED, volume_labels
 from backends.leases import LEASE_SELECTOR
+from runner.backend import OutputStream
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
 from runner.errors import Conflict, RunnerError
 from runner.private_images import Grants
@@ -38,6 +39,9 @@ from runner.spec import (
     VolumeState,
 )
 
+KEEP_WAIT_SECONDS = 30
+"""At shutdown, how long the ends of async runs being kept may take."""
+
 
 class DockerBackend:
     name = "docker"
@@ -49,6 +53,7 @@ class DockerBackend:
         self.detached = DetachedRuns(self.containers)
 
     def close(self) -> None:
+        self.detached.watchers.close(KEEP_WAIT_SECONDS)
         self.attached.close()
         self.containers.close()
 
@@ -82,6 +87,9 @@ class DockerBackend:
 
     def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
         self.detached.discard(run_id, record)
+
+    def forget_run(self, run_id: str) -> None:
+        self.detached.forget(run_id)
 
     def record_run(self, record: RunRecord) -> None:
         self.detached.record(record)

@@ -24,12 +24,14 @@ from backends.docker.errors import create_refused, engine_errors, start_refused
 from backends.docker.images import Images, not_on_engine
 from backends.docker.loopback import Loopback
 from backends.docker.returned import ReturnedPaths
+from backends.docker.scratch import Quota, Sampler, ScratchWatch, stopped_for
 from backends.docker.stdin import StdinFeed
-from backends.labels import RUN_ID, run_labels
+from backends.labels import CARRIER_ROLE, RUN_ID, run_labels
 from backends.leases import Lease
 from runner.errors import Cancelled, Conflict, ImageNotFound, InvalidRequest, NotFound, RunnerError
 from runner.settings import Settings
 from runner.spec import RunControl, RunSpec, timed
+from runner.tenancy import LOCAL
 
 log = logging.getLogger("oneoff_runner.docker")
 
@@ -52,6 +54,8 @@ class Containers:
         self.loopback = Loopback(lambda: self.api, self.content, self.lease, settings.instance_id)
         self._deferred: set[tuple[str | None, str | None]] = set()
         self.cleanup = Cleanup(self.remove, CLEANUP_WORKERS, settings.max_concurrent_runs * 2)
+        self.quota = Quota(self._probe_quota)
+        self.sampler = Sampler(lambda: self.api)
 
     @property
     def api(self) -> docker.APIClient:
@@ -173,7 +177,7 @@ class Containers:
         logs: LogConfig | None,
         hosts: Mount | None,
     ) -> str:
-        nofile = self.settings.nofile_limit
+        nofile, scratch = self.settings.nofile_limit, spec.scratch_bytes
         host_config = self.api.create_host_config(
             mounts=mounts if hosts is None else [*mounts, hosts],
             mem_limit=spec.memory_bytes,
@@ -183,11 +187,15 @@ class Containers:
             security_opt=["no-new-privileges"] if self.settings.no_new_privileges else [],
             cap_drop=["ALL"],
             cap_add=self.settings.cap_add,
-            ulimits=[Ulimit(name="nofile", soft=nofile, hard=nofile)],
+            ulimits=[
+                Ulimit(name="nofile", soft=nofile, hard=nofile),
+                Ulimit(name="fsize", soft=scratch, hard=scratch),
+            ],
             network_mode=spec.network,
             privileged=False,
             runtime=spec.runtime,
             log_config=logs or LogConfig(type=LogConfig.types.NONE),
+            storage_opt={"size": str(scratch)} if self.quota() else None,
         )
         create = functools.partial(self._create_container, spec, host_config, labels, hosts)
         try:
@@ -238,6 +246,33 @@ class Containers:
         if control.cancelled.is_set():
             self.kill(container)
         control.emit("phase", "running")
+
+    def watch_scratch(
+        self, container: str, limit: int, kill: Callable[[str], None]
+    ) -> ScratchWatch:
+        """Sample the started run's disk, calling `kill(reason)` once it is past its scratch
+        limit; without sampling (the engine's quota holds it) the watch never fires."""
+        if self.quota():
+            return ScratchWatch()
+        files = self.settings.max_scratch_files
+        return self.sampler.watch(container, limit, files, kill)
+
+    def scratch_message(self, kind: str | None, limit: int) -> str | None:
+        """What the result says of a run stopped for its disk (`scratch.KINDS`), if it was."""
+        return None if kind is None else stopped_for(kind, limit, self.settings.max_scratch_files)
+
+    def _probe_quota(self) -> bool:
+        """Whether the engine takes `storage_opt size`: a never-started container made with it,
+        and removed. Decided on success, not on the refusal's status (a 500 here)."""
+        labels = self.labels("quota-probe", CARRIER_ROLE, 60, LOCAL.label)
+        try:
+            with engine_errors("asking the engine for storage quotas"):
+                probe = self.content.carrier(labels, storage_opt={"size": "64m"})
+        except RunnerError as exc:
+            log.debug("no storage quota: %s", exc.message)
+            return False
+        self.remove_later(probe, None)
+        return True
 
     def kill(self, container: str) -> None:
         try:

@@ -175,22 +175,29 @@ class ContentCopier:
 
     def fill_volume(self, volume: str, tar: Tar, labels: dict[str, str]) -> None:
         """Unpack a tar into `volume` through a container that is created but never started."""
-        self._ensure_carrier_image()
         with engine_errors("copying content into the volume", content_refused):
-            carrier = self.api().create_container(
-                f"{CARRIER_IMAGE}:{CARRIER_TAG}",
-                command=["/carrier-is-never-started"],
-                labels={**labels, ROLE: CARRIER_ROLE},
-                network_disabled=True,
-                use_config_proxy=False,
-                host_config=self.api().create_host_config(
-                    mounts=[Mount(target="/v", source=volume, type="volume")]
-                ),
-            )["Id"]
+            mounts = [Mount(target="/v", source=volume, type="volume")]
+            carrier = self.carrier({**labels, ROLE: CARRIER_ROLE}, mounts=mounts)
             try:
                 self.api().put_archive(carrier, "/v", tar)
             finally:
                 self.api().remove_container(carrier, force=True)
+
+    def carrier(self, labels: dict[str, str], name: str | None = None, **host: Any) -> str:
+        """A container from the carrier image, created and never started (it has nothing to
+        run): what volumes are filled through, and what keeps an async run's result. `host`:
+        its host config (mounts, storage_opt)."""
+        self._ensure_carrier_image()
+        created = self.api().create_container(
+            f"{CARRIER_IMAGE}:{CARRIER_TAG}",
+            command=["/carrier-is-never-started"],
+            name=name,
+            labels=labels,
+            network_disabled=True,
+            use_config_proxy=False,
+            host_config=self.api().create_host_config(**host),
+        )
+        return str(created["Id"])
 
     def _ensure_carrier_image(self) -> None:
         """Import, once, the tiny local image carriers are made from: no registry needed."""

@@ -114,8 +114,8 @@ def remove_volume(api: docker.APIClient, name: str) -> None:
             api.remove_volume(name)
     except Conflict:
         raise Conflict(
-            f"name: volume {name!r} is in use by a container (a run that mounts it, or a "
-            "finished async run kept until its result expires); remove it once no run uses it",
+            f"name: volume {name!r} is in use by a container (a run that mounts it); remove it "
+            "once no run uses it",
             field="name",
         ) from None
     except NotFound:

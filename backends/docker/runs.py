@@ -1,34 +1,41 @@
 """Async runs on Docker: containers that outlive the request that started them, and the runner.
 
 Everything a later question needs is kept on the engine, so a restarted runner, or another one
-on the same engine, answers for a run: the container's labels carry what the request asked
-(timeout, output caps, response paths, idempotency key), its state carries how it went (running,
-exit code, OOM, times), the `local` log driver keeps its output, and the stopped container keeps
-its files until the result's TTL passes. A run that ends without a container (cancelled, or
-failed before it started) leaves a record: an empty volume whose labels hold its state.
+on the same engine, answers for a run. While it runs, its container's labels carry what the
+request asked (timeout, disk limit, output caps, response paths, idempotency key), its state how
+it goes, and the `local` log driver its output. When it ends, the runner watching it (`watchers`)
+keeps its result without its container (`results`: exit, flags, output up to the caps, returned
+paths) and a record (an empty volume whose labels hold its state), then removes the container and
+its writable layer: a finished run holds no more disk than its result. A run that ends without a
+container (cancelled, or failed before it started) leaves a record only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import socket
-import struct
 import time
-from collections.abc import Iterator
-from datetime import datetime
-from typing import Any, TypeGuard
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import docker
-import requests
-import urllib3
 from docker.types import LogConfig
 
-from backends.docker import sockets
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors
 from backends.docker.output import Captured, read_frames
+from backends.docker.results import KeptResults
+from backends.docker.run_state import (
+    STOPPED,
+    KeptOutput,
+    OutputStream,
+    engine_logs,
+    present,
+    record_of,
+    stopped_for,
+)
 from backends.docker.stdin import StdinFeed
+from backends.docker.watchers import Watchers
 from backends.labels import (
     ASYNC_ROLE,
     CREATED,
@@ -37,59 +44,33 @@ from backends.labels import (
     OUTPUT,
     RECORD,
     RECORD_ROLE,
+    RESULT_ROLE,
     ROLE,
     RUN_ID,
+    SCRATCH,
     TENANT,
     TIMEOUT_AT,
     TTL,
     key_label,
     readable,
+    run_labels,
     selector,
 )
 from backends.leases import abandoned, past_deadline
 from backends.records import (
     collect_label,
-    finished_state,
     latest_per_run,
     record_label,
     record_labels,
     stored_collect,
     stored_record,
 )
-from runner.errors import BackendUnavailable, Conflict, NotFound
+from runner.errors import BackendUnavailable, Conflict, NotFound, RunnerError
 from runner.spec import Outcome, RunControl, RunRecord, RunSpec
 
 LOG_FILES = 4
+SETTLE_SECONDS = 60
 NEVER_STARTED = "the runner that accepted the run stopped before it started; start it again"
-FRAME_HEADER = struct.Struct(">BxxxL")
-STREAMS = {1: "stdout", 2: "stderr"}
-
-
-class OutputStream:
-    """A run's output from its first byte, as the engine's log has it: (stream, bytes) pairs;
-    with `follow`, until the container stops. Iterating closes the response at its end; `stop`
-    ends it from another thread (closing the response there would wait on the reader's lock)."""
-
-    def __init__(self, response: requests.Response, connection: socket.socket) -> None:
-        self._response = response
-        self._socket = connection
-
-    def __iter__(self) -> Iterator[tuple[str, bytes]]:
-        raw = self._response.raw
-        try:
-            while header := raw.read(FRAME_HEADER.size):
-                kind, length = FRAME_HEADER.unpack(header)
-                data = raw.read(length) if length else b""
-                if kind in STREAMS and data:
-                    yield STREAMS[kind], data
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError):
-            return  # stopped under us: the caller stopped listening
-        finally:
-            self._response.close()
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            self._socket.shutdown(socket.SHUT_RDWR)
 
 
 class DetachedRuns:
@@ -99,6 +80,12 @@ class DetachedRuns:
         self._feeds: dict[str, StdinFeed] = {}
         """Input still being written, by run: stopped when the run is seen to end (the engine
         keeps an input attach open after its container stopped)."""
+        self.results = KeptResults(
+            lambda: containers.api, containers.content, containers.settings.max_archive_members
+        )
+        self.watchers = Watchers(self._follow)
+        self._discarding: set[str] = set()
+        """Runs being cancelled or removed here: their end is not kept as a result."""
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         """Pull, prepare content, create and start; returns once the container runs."""
@@ -132,28 +119,58 @@ class DetachedRuns:
             TIMEOUT_AT: repr(now + spec.timeout_seconds),
             TTL: repr(ttl),
             OUTPUT: collect_label(spec.collecting),
+            SCRATCH: str(spec.scratch_bytes),
         }
         if idempotency_key is not None:
             labels[KEY] = key_label(idempotency_key)
         return labels
 
     def wait(self, run_id: str) -> None:
-        """Block until the run's container stops, killing it when its timeout passes; then
-        its input, if any is left unread, is dropped."""
+        """Block until the run has ended and its end is kept (`_follow`, in this runner's one
+        watcher of the run)."""
+        self.watchers.wait(run_id)
+
+    def _follow(self, run_id: str, stopped: Callable[[], None]) -> None:
+        """Wait for the run to stop, sampling its disk meanwhile and killing it at its deadline;
+        then drop its unread input, say it `stopped`, keep its end and remove its container."""
+        container = self._container(run_id)
+        if container is None:
+            return
+        reason = None
         try:
-            self._wait(run_id)
+            if container["State"] == "running":
+                reason = self._until_stopped(container)
         finally:
             self._stop_feed(run_id)
+        stopped()
+        if not self.watchers.closing:
+            self.keep(run_id, reason)
 
     def _stop_feed(self, run_id: str) -> None:
         feed = self._feeds.pop(run_id, None)
         if feed is not None:
             feed.stop()
 
-    def _wait(self, run_id: str) -> None:
-        container = self._container(run_id)
-        if container is None or container["State"] != "running":
-            return
+    def _until_stopped(self, container: dict[str, Any]) -> str | None:
+        """Until the container stops; why the runner stopped it for its disk, if it did."""
+        labels, run_id = container["Labels"], container["Labels"][RUN_ID]
+        limit = int(labels.get(SCRATCH, self.settings.default_scratch_bytes))
+        scratch = self.containers.watch_scratch(
+            container["Id"], limit, lambda kind: self._stop_for_disk(run_id, container["Id"], kind)
+        )
+        try:
+            self._wait(container)
+        finally:
+            reason = scratch.stop()
+        return reason
+
+    def _stop_for_disk(self, run_id: str, container: str, kind: str) -> None:
+        """Mark the container (its name says why it died, to any runner), then kill it."""
+        with contextlib.suppress(RunnerError), engine_errors("marking the run"):
+            self.containers.api.rename(container, f"oneoff-{run_id}{STOPPED}{kind}")
+        self.containers.kill(container)
+
+    def _wait(self, container: dict[str, Any]) -> None:
         remaining = float(container["Labels"][TIMEOUT_AT]) - time.time()
         try:
             if remaining > 0:
@@ -167,6 +184,47 @@ class DetachedRuns:
                 raise
         self.containers.kill(container["Id"])
 
+    def keep(self, run_id: str, reason: str | None = None) -> None:
+        """Keep a finished run's end (its result, then its record) and remove its container and
+        writable layer. Any runner may do it, more than once: the first result kept counts, and
+        a run found kept already is only recorded and removed."""
+        container = self._container(run_id)
+        if container is None or container["State"] not in ("exited", "dead"):
+            return
+        if run_id in self._discarding:
+            return  # cancelled: its end is the cancel's to record
+        if self._recorded(run_id):  # kept by another runner, or cancelled by one
+            self.containers.remove(container["Id"], f"oneoff-{run_id}")
+            return
+        inspected = self._inspect(container["Id"])
+        if inspected is None:
+            return
+        record = record_of(inspected)
+        labels = container["Labels"]
+        left = float(labels[TTL]) - (time.time() - (record.finished_at or time.time()))
+        if left <= 0:
+            self.discard(run_id)  # its result expired while nobody kept it
+            return
+        record.scratch_exceeded = record.scratch_exceeded or reason is not None
+        kept: Outcome | RunnerError
+        try:
+            kept = self._collect_container(container, record, reason)
+        except NotFound:
+            return  # removed meanwhile: another runner kept it
+        except RunnerError as exc:
+            kept = exc
+        instance = labels.get(INSTANCE, self.settings.instance_id)  # the runner that ran it
+        result_labels = run_labels(run_id, instance, RESULT_ROLE, record.tenant, left)
+        if not self.results.keep(run_id, result_labels, kept) and not self.results.whole(run_id):
+            return  # another runner is keeping it now
+        self.record(record, instance, left, labels.get(KEY))
+        self.containers.remove(container["Id"], f"oneoff-{run_id}")
+
+    def _recorded(self, run_id: str) -> bool:
+        with engine_errors("looking for the run's record"):
+            found = self.containers.api.volumes(filters={"name": f"oneoff-{run_id}-record"})
+        return any(item["Name"] == f"oneoff-{run_id}-record" for item in found.get("Volumes") or [])
+
     def find(
         self, tenant: str | None, run_id: str | None, idempotency_key: str | None
     ) -> list[RunRecord]:
@@ -177,61 +235,62 @@ class DetachedRuns:
                 all=True, filters={"label": [*label, f"{ROLE}={ASYNC_ROLE}"]}
             )
             inspected = [self._inspect(item["Id"]) for item in containers]
-            records = [self._readable(item) for item in inspected if _present(item)]
-            if idempotency_key is None:
-                found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
-                for item in found.get("Volumes") or []:
-                    kept = item.get("Labels") or {}
-                    records.append(stored_record(kept.get(RECORD), kept))
+            records = [self._readable(item) for item in inspected if present(item)]
+            found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
+            for item in found.get("Volumes") or []:
+                kept = item.get("Labels") or {}
+                records.append(stored_record(kept.get(RECORD), kept))
         return latest_per_run([record for record in records if record is not None])
 
     def _readable(self, inspected: dict[str, Any]) -> RunRecord | None:
-        return readable(f"container {inspected['Id'][:12]}", lambda: self._record_of(inspected))
+        return readable(f"container {inspected['Id'][:12]}", lambda: record_of(inspected))
 
-    def _record_of(self, inspected: dict[str, Any]) -> RunRecord:
-        labels = inspected["Config"]["Labels"]
-        state = inspected["State"]
-        record = RunRecord(
-            run_id=labels[RUN_ID],
-            state="running",
-            image=inspected["Config"]["Image"],
-            created_at=float(labels[CREATED]),
-            started_at=_timestamp(state.get("StartedAt")),
-            finished_at=_timestamp(state.get("FinishedAt")),
-            tenant=labels.get(TENANT, ""),
-        )
-        if state["Status"] == "created":
-            record.state = "pulling"
-        elif state["Status"] in ("exited", "dead"):
-            record.exit_code = state.get("ExitCode")
-            record.oom_killed = bool(state.get("OOMKilled"))
-            finished = record.finished_at or time.time()
-            record.timed_out = record.exit_code != 0 and finished >= float(labels[TIMEOUT_AT])
-            record.state = finished_state(record)
-        return record
+    def output(self, run_id: str, *, follow: bool) -> OutputStream | KeptOutput:
+        """From the engine's log while the run has its container, else from its kept result
+        (the engine answers 409 for the log of a container being removed: its end is kept)."""
+        try:
+            return self._logs(run_id, follow=follow)
+        except (NotFound, Conflict):
+            kept = self.results.output(run_id, self.settings.max_output_bytes)
+            if kept is None:
+                raise
+            return KeptOutput(kept)
 
-    def output(self, run_id: str, *, follow: bool) -> OutputStream:
+    def _logs(self, run_id: str, *, follow: bool) -> OutputStream:
         container = self._require(run_id)
         client = self.containers.streams if follow else self.containers.api
-        url = f"{client.base_url}/v{client.api_version}/containers/{container['Id']}/logs"
-        params = {"stdout": 1, "stderr": 1, "follow": int(follow)}
-        with engine_errors("reading the run's output"):
-            response = client.get(url, params=params, stream=True)
-            try:
-                response.raise_for_status()
-            except requests.exceptions.HTTPError as exc:
-                response.close()
-                raise docker.errors.create_api_error_from_http_exception(exc) from exc
-        return OutputStream(response, sockets.of_response(client, response))
+        return engine_logs(client, container["Id"], follow=follow)
 
     def collect(self, run_id: str) -> Outcome:
-        """The finished run's result: the first `max_output` bytes of each stream, and its
-        `response: true` paths, read from the stopped container."""
-        container = self._require(run_id)
-        with engine_errors("reading the run's state"):
-            record = self._record_of(self.containers.api.inspect_container(container["Id"]))
-        collect = stored_collect(container["Labels"][OUTPUT])
-        stream = self.output(run_id, follow=False)
+        """The finished run's result: as kept, or from its stopped container not kept yet."""
+        kept = self.results.outcome(run_id, self._result_limit())
+        if kept is not None:
+            return kept
+        try:
+            container = self._require(run_id)
+            with engine_errors("reading the run's state"):
+                record = record_of(self.containers.api.inspect_container(container["Id"]))
+            return self._collect_container(container, record)
+        except NotFound:  # kept meanwhile (the result is kept before the container goes)
+            kept = self.results.outcome(run_id, self._result_limit())
+            if kept is None:
+                raise
+            return kept
+
+    def _result_limit(self) -> int:
+        settings = self.settings
+        return 2 * settings.max_output_bytes + settings.max_response_bytes
+
+    def _collect_container(
+        self, container: dict[str, Any], record: RunRecord, stopped: str | None = None
+    ) -> Outcome:
+        """The first `max_output` bytes of each stream, and the `response: true` paths, read
+        from the run's stopped container; `stopped`: why this runner stopped it, if it did."""
+        labels = container["Labels"]
+        collect = stored_collect(labels[OUTPUT])
+        kind = stopped_for((container.get("Names") or [""])[0]) or stopped
+        limit = int(labels.get(SCRATCH, self.settings.default_scratch_bytes))
+        stream = self._logs(record.run_id, follow=False)
         pairs = ((data, None) if kind == "stdout" else (None, data) for kind, data in stream)
         captured: Captured = read_frames(pairs, collect.max_output_bytes, None, pairs.close)
         returned, unreturned = self.containers.returned.returned(collect, container["Id"])
@@ -243,12 +302,17 @@ class DetachedRuns:
             stderr_truncated=captured.cut["stderr"],
             timed_out=record.timed_out,
             oom_killed=record.oom_killed,
+            scratch_exceeded=self.containers.scratch_message(kind, limit),
             returned=returned,
             unreturned=unreturned,
         )
 
     def file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
-        """A finished run's `response: true` path, streamed out of its stopped container."""
+        """A finished run's `response: true` path: from its kept result, or streamed out of its
+        stopped container not kept yet."""
+        kept = self.results.file(run_id, path, self.settings.max_response_bytes)
+        if kept is not None:
+            return kept
         container = self._require(run_id)
         if container["State"] not in ("exited", "dead"):
             raise Conflict(
@@ -265,8 +329,22 @@ class DetachedRuns:
                 f"{returned})",
                 field="path",
             )
-        limit = collect.max_response_bytes
-        return mount.kind, self.containers.returned.stream(container["Id"], mount, limit)
+        chunks = self.containers.returned.stream(container["Id"], mount, collect.max_response_bytes)
+        return mount.kind, self._or_kept(run_id, path, chunks)
+
+    def _or_kept(self, run_id: str, path: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """`chunks`, or, when the container went before the first of them (its end was kept
+        meanwhile), the kept path."""
+        started = False
+        try:
+            for chunk in chunks:
+                started = True
+                yield chunk
+        except NotFound:
+            kept = None if started else self.results.file(run_id, path, self._result_limit())
+            if kept is None:
+                raise
+            yield from kept[1]
 
     def discard(
         self, run_id: str, record: RunRecord | None = None, instance: str | None = None
@@ -275,28 +353,55 @@ class DetachedRuns:
         and volume, if they are still there. The record comes before the removal (it outranks
         the container), so the run never looks gone meanwhile."""
         self._stop_feed(run_id)
-        container = self._container(run_id)
-        if container is not None:
-            self.containers.kill(container["Id"])
-        if record is not None:
-            self.record(record, instance)
-        self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+        self._discarding.add(run_id)
+        try:
+            container = self._container(run_id)
+            if container is not None:
+                self.containers.kill(container["Id"])
+            if record is not None:
+                self.record(record, instance)
+            self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+        finally:
+            self._discarding.discard(run_id)
 
-    def record(self, record: RunRecord, instance: str | None = None) -> None:
-        """Keep a run's end where a restarted runner finds it, for the result's TTL; labelled
-        with the runner that ran it (`instance`, by default this one)."""
-        labels = record_labels(
-            record, instance or self.settings.instance_id, self.settings.result_ttl_seconds
-        )
+    def record(
+        self,
+        record: RunRecord,
+        instance: str | None = None,
+        ttl: float | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Keep a run's end where a restarted runner finds it, for `ttl` (by default the
+        result's TTL); labelled with the runner that ran it (`instance`, by default this one)
+        and, when it was started with one, its hashed idempotency `key`."""
+        settings = self.settings
+        ttl = settings.result_ttl_seconds if ttl is None else ttl
+        labels = record_labels(record, instance or settings.instance_id, ttl)
         labels[RECORD] = record_label(record)
+        if key is not None:
+            labels[KEY] = key
         with engine_errors("recording the run's end"):
             self.containers.api.create_volume(f"oneoff-{record.run_id}-record", labels=labels)
 
+    def forget(self, run_id: str) -> None:
+        """Remove a finished run and all it kept: its record first (from then on it is not
+        found), then its result, and its container if it was not kept yet."""
+        self._discarding.add(run_id)
+        try:
+            self.watchers.settle(run_id, SETTLE_SECONDS)  # its end, being kept here, is kept
+            container = self._container(run_id)
+            self.containers.remove(None, f"oneoff-{run_id}-record")
+            self.results.remove(run_id)
+            self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+        finally:
+            self._discarding.discard(run_id)
+
     def expire(self, found: list[dict[str, Any]], live: set[str]) -> int:
-        """Of the async runs' containers `found`: kill runs past their timeout (nobody was
-        watching them), remove finished runs past their TTL, and remove runs whose launch died
-        with its runner (created, never started; their record says so). Returns how many runs
-        were removed."""
+        """Of the async runs' containers `found`: watch runs nobody watches (their runner is
+        gone, or they are past their timeout): the watcher samples them, kills them at their
+        deadline, keeps their end; keep the end of finished runs not kept yet; and remove runs
+        whose launch died with its runner (created, never started; their record says so).
+        Returns how many runs were removed."""
         removed = 0
         now = time.time()
         for item in found:
@@ -306,20 +411,14 @@ class DetachedRuns:
 
     def _expired(self, item: dict[str, Any], live: set[str], now: float) -> bool:
         labels = item["Labels"]
-        if item["State"] == "running" and float(labels[TIMEOUT_AT]) < now:
-            self.containers.kill(item["Id"])
+        if item["State"] == "running":
+            if float(labels[TIMEOUT_AT]) < now or abandoned(labels, live):
+                self.watchers.start(labels[RUN_ID])
         elif item["State"] == "created" and self._launch_died(labels, live, now):
             self.abandon(labels[RUN_ID], item)
             return True
         elif item["State"] in ("exited", "dead"):
-            with engine_errors("expiring async runs"):
-                inspected = self._inspect(item["Id"])
-            if inspected is None:
-                return False
-            record = self._record_of(inspected)
-            if (record.finished_at or now) + float(labels[TTL]) <= now:
-                self.discard(record.run_id)
-                return True
+            self.watchers.start(labels[RUN_ID])  # keeps its end, or removes it if expired
         return False
 
     @staticmethod
@@ -367,18 +466,3 @@ class DetachedRuns:
                 field="run_id",
             )
         return container
-
-
-def _timestamp(value: str | None) -> float | None:
-    """The engine's RFC 3339 time (nanoseconds, 'Z'), or None for its zero time."""
-    if not value or value.startswith("0001-"):
-        return None
-    head, _, fraction = value.rstrip("Z").partition(".")
-    seconds = datetime.fromisoformat(head + "+00:00").timestamp()
-    return seconds + float(f"0.{fraction or 0}")
-
-
-def _present(inspected: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
-    """Whether an inspected container still says something about its run: one being removed
-    (by a runner that recorded the run's end first, or past its result's TTL) does not."""
-    return inspected is not None and inspected["State"]["Status"] != "removing"

@@ -127,6 +127,9 @@ class KubernetesBackend:
     def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
         self.runs.discard(run_id, record)
 
+    def forget_run(self, run_id: str) -> None:
+        self.runs.forget(run_id)
+
     def record_run(self, record: RunRecord) -> None:
         self.runs.record(record)
 

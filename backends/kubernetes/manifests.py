@@ -16,6 +16,8 @@ import json
 import math
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
+
 from backends.kubernetes.returned import return_limit
 from backends.labels import volume_labels
 from runner.errors import InvalidRequest, PolicyRefused
@@ -215,6 +217,21 @@ def _container_security(kept: list[str] | None = None) -> dict[str, Any]:
     return {"allowPrivilegeEscalation": False, "capabilities": capabilities}
 
 
+def scratch_size(spec: RunSpec, settings: Settings) -> str:
+    """The run's `scratch` as a Kubernetes quantity, never more than RUNNER_KUBE_SCRATCH_SIZE:
+    the kubelet evicts a pod past it (its containers' ephemeral-storage, its emptyDirs)."""
+    ceiling = settings.kube_scratch_size
+    try:
+        if parse_quantity(ceiling) <= spec.scratch_bytes:
+            return ceiling
+    except ValueError:
+        return ceiling  # the API server says what is wrong with it
+    for unit, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if spec.scratch_bytes % size == 0:
+            return f"{spec.scratch_bytes // size}{unit}"
+    return str(spec.scratch_bytes)
+
+
 def _run_container(spec: RunSpec, settings: Settings) -> dict[str, Any]:
     """Capabilities (RUNNER_CAP_ADD) reach only a root process: a non-root one starts with
     none in effect whatever the bounding set, so they are added for uid 0 only."""
@@ -222,7 +239,7 @@ def _run_container(spec: RunSpec, settings: Settings) -> dict[str, Any]:
     limits = {
         "cpu": f"{millicores}m",
         "memory": str(spec.memory_bytes),
-        "ephemeral-storage": settings.kube_scratch_size,
+        "ephemeral-storage": scratch_size(spec, settings),
     }
     root = run_as(spec.user, settings)[0] == 0
     container: dict[str, Any] = {
@@ -260,7 +277,7 @@ def _volumes(
 ) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = []
     if any(mount.kind in ("file", "directory") for mount in spec.mounts):
-        scratch = {"sizeLimit": settings.kube_scratch_size}
+        scratch = {"sizeLimit": scratch_size(spec, settings)}
         volumes.append({"name": CONTENT_VOLUME, "emptyDir": scratch})
     if content_secret_name:
         volumes.append({"name": SECRET_VOLUME, "secret": {"secretName": content_secret_name}})

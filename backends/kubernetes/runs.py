@@ -171,6 +171,11 @@ class JobRuns:
             self.record(record)
         self.jobs.delete(job_name(run_id))
 
+    def forget(self, run_id: str) -> None:
+        """Delete a finished run's record, then its Job (with its pod and log)."""
+        self.jobs.delete_config_map(f"{job_name(run_id)}-record")
+        self.jobs.delete(job_name(run_id))
+
     def record(self, record: RunRecord) -> None:
         """A ConfigMap without data, whose annotation keeps the run's end for the TTL. The
         first end kept counts (as on Docker): a record already there is left as it is."""

@@ -49,6 +49,7 @@ def add_commands(commands: Any) -> None:
     )
     run.add_argument("--timeout", type=float, metavar="SECONDS")
     run.add_argument("--memory", metavar="SIZE", help="e.g. 512m")
+    run.add_argument("--scratch", metavar="SIZE", help="disk the run may write, e.g. 2g")
     run.add_argument("--cpus", type=float)
     run.add_argument("--runtime", help="as docker run, e.g. runsc (one the operator allows)")
     run.add_argument("--entrypoint")
@@ -216,6 +217,7 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         "pull_policy": args.pull,
         "timeout_seconds": args.timeout,
         "memory": args.memory,
+        "scratch": args.scratch,
         "cpus": args.cpus,
         "runtime": args.runtime,
         "stdin": getattr(args, "stdin", None),

@@ -51,7 +51,8 @@ class McpRunRequest(RunRequest):
         description="missing (default): pull if absent; always: pull first; never: local only.",
     )
 
-    entrypoint: Argv = Field(None, description="Replaces the image's; the forms of `command`.")
+    entrypoint: Argv = Field(None, description="Replaces the image's; forms as `command`.")
+    scratch: str | None = Field(None, description="Disk limit, e.g. 2g.")
     script: str | None = Field(
         None, description="Shell text, run with /bin/sh -c (instead of `command`)."
     )

@@ -67,6 +67,8 @@ def run_summary(result: RunResult) -> str:
         lines.append("the run hit its timeout and was killed (raise `timeout_seconds`)")
     if result.oom_killed:
         lines.append("the container ran out of memory (raise `memory`)")
+    if result.scratch_exceeded:
+        lines.append(result.message or "the run wrote past its disk limit (raise `scratch`)")
     for name, text, cut in (
         ("stdout", result.stdout, result.stdout_truncated),
         ("stderr", result.stderr, result.stderr_truncated),

@@ -13,8 +13,8 @@ runner_health, list_containers and list_images inspect the engine; pull_image fe
 RUN_CONTAINER = """Run a command in a fresh container and return its exit code, stdout and stderr.
 
 A non-zero exit code is a normal result (read stderr); an error result means the run could not
-happen and says which argument to fix. `script` is shell text (pipes, &&, $VARS) run with
-/bin/sh -c; `command` is exec form.
+happen and says which argument to fix. `script` is shell text (pipes, &&, $VARS); `command` is
+exec form.
 
 Defaults: no network (`network`), killed after {timeout:g}s (`timeout_seconds`, at most
 {max_timeout:g}), {memory} of memory (`memory`), {cpus:g} CPU (`cpus`); images are pulled only

@@ -213,7 +213,7 @@ def _query_tools(service: Callable[[], RunnerService]) -> list[Tool]:
         return structured(logs, shown)
 
     async def cancel_run(request: RunId, ctx: Context) -> CallToolResult:
-        status = await service().runs.cancel(_tenant(ctx), request.run_id)
+        status = await service().runs.remove(_tenant(ctx), request.run_id)
         return structured(status, status_summary(status))
 
     return [

@@ -24,7 +24,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         409: "The volume exists, or is in use.",
         413: "Content or returned content over the operator's size limits.",
         422: "A field is invalid; `field` names it.",
-        429: "All run slots and the queue are full; see Retry-After.",
+        429: "All run slots and the queue are full, or (POST /runs) the caller keeps as many "
+        "async runs as it may; see Retry-After.",
         501: "The backend cannot do this (e.g. list images on Kubernetes).",
         502: "The image registry could not be reached.",
         499: "The client went away; the run was cancelled.",

@@ -89,11 +89,14 @@ async def run_logs(
             yield ServerSentEvent(event=kind, data=text)
 
 
-@router.delete("/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="Cancel")
+@router.delete(
+    "/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="Cancel or remove"
+)
 async def cancel_run(run_id: RunId, service: Service, caller: Caller) -> RunStatus:
-    """Kill the run and remove its container; its state becomes `cancelled`. A finished run is
-    left as it is."""
-    return await service.runs.cancel(caller, run_id)
+    """Kill the run and remove its container; its state becomes `cancelled`. A finished run
+    (or a cancelled one) is removed with its result and returned files: the answer is its last
+    status, and it is not found from then on."""
+    return await service.runs.remove(caller, run_id)
 
 
 @router.get("/runs", response_model=RunList, responses=ERRORS, summary="List runs")

@@ -40,6 +40,8 @@ def test_result_has_every_documented_field(client):
         "stderr_truncated",
         "timed_out",
         "oom_killed",
+        "scratch_exceeded",
+        "message",
         "streams_merged",
         "volumes",
         "execution_time",

@@ -185,7 +185,12 @@ def test_a_helper_image_that_cannot_be_pulled_is_named_as_such(
 def test_pull_secrets_runtime_class_and_scratch_size_reach_the_pod(
     configured, fake: FakeKubernetes
 ):
-    api = configured(kube_image_pull_secrets=["regcred"], runtime="gvisor", kube_scratch_size="2Gi")
+    api = configured(
+        kube_image_pull_secrets=["regcred"],
+        runtime="gvisor",
+        kube_scratch_size="2Gi",
+        default_scratch_bytes=3 * 2**30,
+    )
     body = {**BODY, "volumes": {"/in.txt": {"type": "file", "content": b64(b"x")}}}
     assert api.post("/run", json=body).status_code == 200
     job = next(item for item in fake.received if item.get("kind") == "Job")
@@ -194,6 +199,22 @@ def test_pull_secrets_runtime_class_and_scratch_size_reach_the_pod(
     assert pod["runtimeClassName"] == "gvisor"
     assert pod["volumes"][0] == {"name": "content", "emptyDir": {"sizeLimit": "2Gi"}}
     assert pod["containers"][0]["resources"]["limits"]["ephemeral-storage"] == "2Gi"
+
+
+def test_a_run_s_scratch_is_its_ephemeral_storage_under_the_kubernetes_ceiling(
+    configured, fake: FakeKubernetes
+):
+    api = configured(kube_scratch_size="2Gi")
+    body = {
+        **BODY,
+        "scratch": "64m",
+        "volumes": {"/in.txt": {"type": "file", "content": b64(b"x")}},
+    }
+    assert api.post("/run", json=body).status_code == 200
+    job = next(item for item in fake.received if item.get("kind") == "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["volumes"][0] == {"name": "content", "emptyDir": {"sizeLimit": "64Mi"}}
+    assert pod["containers"][0]["resources"]["limits"]["ephemeral-storage"] == "64Mi"
 
 
 # ---- the helper containers ------------------------------------------------------------------

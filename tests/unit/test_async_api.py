@@ -64,15 +64,17 @@ def test_the_same_idempotency_key_starts_one_run(make_settings):
     assert len(backend.specs) == 1
 
 
-def test_cancelling_a_finished_run_leaves_its_result(make_settings):
+def test_deleting_a_finished_run_answers_its_result_and_removes_it(make_settings):
     backend = FakeBackend(lambda spec, control: outcome(stdout=b"done\n"))
     with TestClient(create_app(make_settings(), backend=backend)) as api:
         run_id = api.post("/runs", json=run_body("true")).json()["run_id"]
         with api.stream("GET", f"/runs/{run_id}/logs") as stream:
             assert any(line.startswith("event: exit") for line in stream.iter_lines())
         response = api.delete(f"/runs/{run_id}")
+        after = api.get(f"/runs/{run_id}")
     assert response.json()["state"] == "succeeded"
     assert response.json()["result"]["stdout"] == "done\n"
+    assert after.status_code == 404
 
 
 def test_many_runs_being_watched_do_not_starve_the_worker_threads(make_settings):
