@@ -30,7 +30,8 @@ def pull(api: docker.APIClient, spec: RunSpec | PullSpec, control: RunControl) -
     def translate(message: str) -> RunnerError:
         if auth is not None:
             message = message.replace(auth.password, "***")
-        return pull_failure(message, image, with_auth=auth is not None)
+        absent = isinstance(spec, RunSpec) and not pulls_first(spec)  # create found none
+        return pull_failure(message, image, with_auth=auth is not None, absent=absent)
 
     with engine_errors(f"pulling {image!r}", translate):
         events = api.pull(image, stream=True, decode=True, auth_config=auth_config)
