@@ -1,6 +1,9 @@
 # The oneoff-runner service image: REST on 8000, MCP on 8001, `oneoff-runner serve`.
 # Also the helper image of Kubernetes run pods (`python -m backends.kubernetes.pod_helper`).
-FROM python:3.11-slim AS build
+# BASE_IMAGE: python:3.11-slim pinned by digest, so every build starts from the same base;
+# docs/development.md says how the pin is checked and moved.
+ARG BASE_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
+FROM ${BASE_IMAGE} AS build
 RUN pip install --no-cache-dir "uv>=0.9,<1"
 WORKDIR /app
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
@@ -12,7 +15,7 @@ COPY backends ./backends
 COPY api_app.py mcp_app.py ./
 RUN uv sync --frozen --no-dev --no-editable
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin runner
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 RUNNER_HOST=0.0.0.0

@@ -68,7 +68,7 @@ class InvalidRequest(RunnerError):
         detail = [
             {
                 "field": _field_name(error["loc"]),
-                "message": str(error["msg"]).removeprefix("Value error, "),
+                "message": _in_words(error),
                 "type": str(error["type"]),
             }
             for error in errors
@@ -81,6 +81,17 @@ class InvalidRequest(RunnerError):
         if self.detail is not None:
             body["detail"] = self.detail
         return body
+
+
+def _in_words(error: Mapping[str, Any]) -> str:
+    """pydantic's message, but a pattern said in words rather than as its regex."""
+    if error["type"] == "string_pattern_mismatch":
+        # imported here: the pod helper uses this module, and must not load pydantic (memory)
+        from runner.models import PATTERN_WORDS
+
+        pattern = str((error.get("ctx") or {}).get("pattern"))
+        return PATTERN_WORDS.get(pattern, "not in the form the API schema gives for it")
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _field_name(loc: Sequence[int | str]) -> str:

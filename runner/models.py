@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_SCRATCH_BYTES, MIN_TIMEOUT_SECONDS
-from runner.sizes import SIZE_PATTERN, parse_size
+from runner.sizes import SIZE_PATTERN, SIZE_WORDS, parse_size
 
 VolumeType = Literal["file", "directory", "volume", "host"]
 PullPolicy = Literal["always", "missing", "never"]
@@ -36,6 +36,14 @@ RUN_ID = r"[0-9a-f]{16}"
 """What `new_run_id` mints."""
 RUN_ID_PATTERN = f"^{RUN_ID}$"
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
+PATTERN_WORDS = {
+    SIZE_PATTERN: SIZE_WORDS,
+    RUN_ID_PATTERN: "not a run id: a run id is 16 hex digits (0-9, a-f), as the run's start "
+    "returned it",
+    VOLUME_NAME_PATTERN: "not a volume name: a letter or digit, then up to 254 letters, digits, "
+    "'_', '.' or '-'",
+}
+"""What each pattern of these models means, in the words an error uses instead of the regex."""
 RESERVED_VOLUME_NAMES = re.compile(rf"oneoff-(lease-|hosts-|grant-|{RUN_ID}(-record)?$)")
 """Names of the volumes the runner makes for itself (its leases, its hosts file, its grants of
 private images, its runs' volumes and records): a caller's volume named so could stand in for

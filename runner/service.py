@@ -91,15 +91,23 @@ class RunnerService:
         """Take this runner's lease, reap what runners that are gone left, and keep doing both
         in the background."""
         await self._renew_lease()
+        self.keep_lease()
         await self._reap()
         try:
             await self.runs.resume()
         except RunnerError as exc:
             log.warning("async runs left running could not be resumed: %s", exc.message)
-        self._background = [
-            asyncio.create_task(self._every(self.settings.reap_interval_seconds, self._reap)),
-            asyncio.create_task(self._every(self.settings.lease_seconds / 3, self._renew_lease)),
-        ]
+        self._background.append(
+            asyncio.create_task(self._every(self.settings.reap_interval_seconds, self._reap))
+        )
+
+    def keep_lease(self) -> None:
+        """Renew this runner's lease in the background until `stop` (the backend takes it
+        before it makes anything): what it makes stays its own for as long as it lives. All
+        the command line's runs need of `start`."""
+        self._background.append(
+            asyncio.create_task(self._every(self.settings.lease_seconds / 3, self._renew_lease))
+        )
 
     def begin_shutdown(self) -> None:
         """SIGTERM: refuse new runs now, and kill synchronous runs still in flight once

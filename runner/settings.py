@@ -7,18 +7,21 @@ lower, and a maximum, which it may raise to but never past.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import uuid
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_SCRATCH_BYTES, MIN_TIMEOUT_SECONDS
-from runner.settings_errors import setting_problems
+from runner.settings_errors import setting_problems, unknown_variables
 from runner.sizes import parse_size
 from runner.tenancy import Tenant, parse_token
 
@@ -279,9 +282,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Tolerations of run pods, JSON list."
     )
     kube_helper_image: str = Field(
-        "ghcr.io/oneoff-runner/oneoff-runner:0.1.0",
-        description="The runner's own image: unpacks content and returns response paths in "
-        "run pods.",
+        "",
+        description="The runner's own image, as the cluster pulls it: it unpacks content and "
+        "returns response paths in run pods. Needed with RUNNER_BACKEND=kubernetes; no "
+        "registry publishes it, so build it from the Dockerfile and push it where the cluster "
+        "pulls from (the Helm chart sets it to the chart's image).",
     )
     kube_start_timeout_seconds: float = Field(
         120,
@@ -360,6 +365,11 @@ class Settings(BaseSettings):
             raise ValueError("default_cpus exceeds max_cpus")
         if self.default_scratch_bytes > self.max_scratch_bytes:
             raise ValueError("default_scratch_bytes exceeds max_scratch_bytes")
+        if self.backend == "kubernetes" and not self.kube_helper_image:
+            raise ValueError(
+                "with backend kubernetes, set kube_helper_image to the runner's image, as the "
+                "cluster pulls it (docs/kubernetes.md)"
+            )
         return self
 
     def tokens(self) -> list[tuple[str, Tenant]]:
@@ -384,10 +394,18 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read once. A bad value stops the process here, with exit status
     2 and one line per bad variable on stderr (`serve`, `mcp`, `uvicorn api_app:app` alike),
-    rather than a traceback."""
+    rather than a traceback; a `RUNNER_*` variable no setting reads is a warning line, once."""
     try:
-        return Settings()
+        settings = Settings()
     except (ValidationError, SettingsError) as exc:
         problems = setting_problems(Settings, exc)
         sys.stderr.write("".join(f"bad setting: {line}\n" for line in problems))
         raise SystemExit(2) from None
+    env_file = Path(str(Settings.model_config.get("env_file")))
+    found: dict[str, Iterable[str]] = {
+        "in the environment": os.environ,
+        f"in {env_file}": dotenv_values(env_file) if env_file.is_file() else {},
+    }
+    for line in unknown_variables(Settings, found):
+        sys.stderr.write(f"warning: {line}\n")
+    return settings

@@ -1,14 +1,17 @@
 """A bad setting, said in the operator's words: one line per bad variable, naming the variable
-(never pydantic's field path) and what it accepts, instead of a validation traceback.
+(never pydantic's field path) and what it accepts, instead of a validation traceback; and a
+`RUNNER_*` variable that is no setting (a typo), with the closest setting's name.
 
 Values are not echoed: a setting may hold a token.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +21,12 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import SettingsError
 
 PREFIX = "RUNNER_"
+NOT_SETTINGS = re.compile(
+    r"RUNNER_(TEST_.*|STDIO_COMMAND"  # the test suite's
+    r"|ARCH|DEBUG|ENVIRONMENT|NAME|OS|PERFLOG|TEMP|TOOL_CACHE|TRACKING_ID|WORKSPACE)"  # CI's
+)
+"""Variables that are not the runner's though they look it: the test suite's, and those GitHub
+Actions sets in every job (a warning for each would bury a real typo)."""
 TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", Path: "a file path"}
 BOUNDS = (
     (Ge, "ge", "{} or more"),
@@ -99,3 +108,19 @@ def _in_variables(model: type[BaseModel], message: str) -> str:
     for name in sorted(model.model_fields, key=len, reverse=True):
         message = re.sub(rf"\b{name}\b", variable(model, name), message)
     return message
+
+
+def unknown_variables(model: type[BaseModel], found: dict[str, Iterable[str]]) -> list[str]:
+    """One line per `RUNNER_*` name in `found` (where it was: names) that no setting reads,
+    with the closest setting's name when there is one."""
+    known = {name for field in model.model_fields for name in variable(model, field).split(" or ")}
+    suffixes = [name.removeprefix(PREFIX) for name in known if name.startswith(PREFIX)]
+    lines: list[str] = []
+    for where, names in found.items():
+        for name in sorted({name.upper() for name in names}):
+            if not name.startswith(PREFIX) or name in known or NOT_SETTINGS.fullmatch(name):
+                continue
+            close = difflib.get_close_matches(name.removeprefix(PREFIX), suffixes, n=1)
+            hint = f"did you mean {PREFIX}{close[0]}?" if close else "see docs/configuration.md"
+            lines.append(f"{name} ({where}) is no setting, so it is ignored; {hint}")
+    return lines

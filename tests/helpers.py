@@ -13,6 +13,7 @@ import base64
 import contextlib
 import io
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -195,6 +196,21 @@ def start_runner(
             time.sleep(0.1)  # polling a process that is starting: nothing to wait on instead
     process.kill()
     pytest.fail("the runner did not start")
+
+
+def read_until(pipe: IO[bytes], marker: bytes, seconds: float = 60) -> bytes:
+    """What a child process writes to `pipe` until `marker` has come (or it closed the pipe, or
+    `seconds` passed), read as it arrives: from the file descriptor, which a buffered reader
+    would hide from select."""
+    seen = b""
+    deadline = time.monotonic() + seconds
+    while marker not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([pipe], [], [], deadline - time.monotonic())
+        chunk = os.read(pipe.fileno(), 65536) if ready else b""
+        if ready and not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 # ---- what runners of this suite have on the engine -----------------------------------------

@@ -14,13 +14,20 @@ import threading
 from collections.abc import Callable, Iterator
 
 import docker
+import requests
 from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
 from backends.docker import inventory
 from backends.docker.cleanup import Cleanup
 from backends.docker.content import ContentCopier, straight_in
-from backends.docker.errors import create_refused, engine_errors, start_refused
+from backends.docker.errors import (
+    DEFAULT_ADDRESS,
+    create_refused,
+    engine_errors,
+    start_refused,
+    unreachable,
+)
 from backends.docker.images import Images, not_on_engine
 from backends.docker.loopback import Loopback
 from backends.docker.returned import ReturnedPaths
@@ -62,8 +69,7 @@ class Containers:
         """The engine client, made on first use so the service starts while the engine is down."""
         with self._lock:
             if self._client is None:
-                with engine_errors("connecting to the Docker engine"):
-                    self._client = self._connect(self.settings.docker_api_timeout_seconds)
+                self._client = self._connect(self.settings.docker_api_timeout_seconds)
             return self._client
 
     @property
@@ -73,18 +79,23 @@ class Containers:
         settings = self.settings
         with self._lock:
             if self._stream_client is None:
-                with engine_errors("connecting to the Docker engine"):
-                    timeout = settings.max_timeout_seconds + settings.docker_api_timeout_seconds
-                    self._stream_client = self._connect(timeout)
+                timeout = settings.max_timeout_seconds + settings.docker_api_timeout_seconds
+                self._stream_client = self._connect(timeout)
             return self._stream_client
 
     def _connect(self, timeout: float) -> docker.APIClient:
-        client = docker.APIClient(
-            version="auto",
-            timeout=int(timeout),
-            max_pool_size=self.settings.max_concurrent_runs * 2 + 8,
-            **kwargs_from_env(environment=self.settings.docker_environment()),
-        )
+        """A client of the engine the settings name; `BackendUnavailable`, naming its address,
+        when it cannot be reached."""
+        options = kwargs_from_env(environment=self.settings.docker_environment())
+        try:
+            client = docker.APIClient(
+                version="auto",
+                timeout=int(timeout),
+                max_pool_size=self.settings.max_concurrent_runs * 2 + 8,
+                **options,
+            )
+        except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
+            raise unreachable(exc, options.get("base_url") or DEFAULT_ADDRESS) from exc
         if client.base_url.startswith("http+docker://"):
             # a local socket: no proxy or .netrc applies, so requests need not look them up
             # on every call (about a tenth of the runner's own CPU for a short run)

@@ -5,6 +5,7 @@ backend's one translation boundary, and the phase-specific readings of the engin
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 
 import docker
 import requests
+from docker.context import ContextAPI
 
 from runner.errors import (
     BackendUnavailable,
@@ -53,6 +55,55 @@ def engine_errors(action: str, translate: Translate | None = None) -> Iterator[N
             f"cannot reach the Docker engine while {action} ({type(exc).__name__}); check that "
             "dockerd runs and DOCKER_HOST points at it"
         ) from exc
+
+
+DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
+
+
+def unreachable(exc: BaseException, address: str) -> BackendUnavailable:
+    """The engine at `address` could not be reached: why, in words, and what to do."""
+    cause = _os_error(exc)
+    code = cause.errno if cause is not None else None
+    if code == errno.ENOENT:
+        problem = f"no Docker engine at {address}: the socket does not exist"
+    elif code == errno.EACCES:
+        problem = (
+            f"no access to the Docker engine at {address}: permission denied; add your user to "
+            "the docker group (and log in again), or use rootless Docker"
+        )
+    elif code == errno.ECONNREFUSED:
+        problem = f"the Docker engine at {address} refused the connection"
+    else:
+        reason = cause.strerror if cause is not None else str(exc)
+        problem = f"cannot reach the Docker engine at {address}: {reason}"
+    hint = _context() if address == DEFAULT_ADDRESS else ""
+    return BackendUnavailable(
+        f"{problem}; start dockerd, or point DOCKER_HOST at a running engine{hint}"
+    )
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The operating system's own error under docker-py's and requests' wrappers."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _context() -> str:
+    """A hint when the `docker` command uses another engine than the default one, through a
+    context (as rootless Docker sets up)."""
+    try:
+        current = ContextAPI.get_current_context()
+    except (docker.errors.DockerException, LookupError, ValueError, OSError):  # a bad config
+        return ""
+    if current is None or current.Name == "default" or not current.Host:
+        return ""
+    return (
+        f" (the docker command uses context {current.Name!r}, at {current.Host}: set "
+        f"DOCKER_HOST={current.Host} to use that engine)"
+    )
 
 
 def exists(what: str, inspect: Callable[[str], object], name: str) -> bool:
@@ -102,14 +153,17 @@ def scrub(message: str) -> str:
     return _PATH.sub(replace, message)
 
 
-def pull_failure(message: str, image: str, *, with_auth: bool) -> RunnerError:
+def pull_failure(message: str, image: str, *, with_auth: bool, absent: bool = False) -> RunnerError:
     """What kind of no the registry (or the way to it) said, in our words: its answer may hold
     anything the registry chose to send, so it goes to the log only, never to the caller; nor
-    do the credentials (`message` has the password masked already)."""
+    do the credentials (`message` has the password masked already). `absent`: the pull was for
+    an image the engine does not have (pull_policy missing)."""
     log.warning("pulling %r failed: %r", image, message)
     low = message.lower()
     for words, kind in _PULL_FAILURES:
         if any(word in low for word in words):
+            if kind is _unreachable and absent:
+                return _absent_and_unreachable(image)
             return kind(image, with_auth)
     return RegistryUnavailable(
         f"image: the registry of {image!r} failed the pull (an error, or an answer the engine "
@@ -159,6 +213,15 @@ def _limited(image: str, with_auth: bool) -> RunnerError:
 def _missing(image: str, with_auth: bool) -> RunnerError:
     return ImageNotFound(
         f"image: {image!r} was not found in its registry; check the name and tag", field="image"
+    )
+
+
+def _absent_and_unreachable(image: str) -> RunnerError:
+    return RegistryUnavailable(
+        f"image: {image!r} is not on this engine, and its registry could not be reached; put "
+        "the image on the engine (docker pull where the registry is reachable, or docker load), "
+        "or check the registry address",
+        field="image",
     )
 
 

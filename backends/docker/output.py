@@ -5,7 +5,7 @@ pipe), and what is kept forwarded to a listener in batches as it arrives."""
 from __future__ import annotations
 
 import codecs
-import time
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -55,23 +55,35 @@ def read_frames(
 class Forward:
     """Output for the listener: decoded without splitting a UTF-8 sequence across events, and
     gathered into events of up to `FORWARD_BYTES` or `FORWARD_SECONDS` (a program printing
-    short lines must not become one event per line)."""
+    short lines must not become one event per line). Nothing waits longer than
+    `FORWARD_SECONDS` for more: a line followed by silence goes out on its own."""
 
     def __init__(self, events: EventSink, stream: str) -> None:
         self.events = events
         self.stream = stream
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.pending = bytearray()
-        self.since = time.monotonic()
+        self.lock = threading.Lock()
+        self.timer: threading.Timer | None = None
 
     def __call__(self, chunk: bytes) -> None:
-        self.pending += chunk
-        if len(self.pending) >= FORWARD_BYTES or time.monotonic() - self.since >= FORWARD_SECONDS:
-            self.flush()
+        with self.lock:
+            self.pending += chunk
+            if len(self.pending) < FORWARD_BYTES:
+                if self.timer is None:
+                    self.timer = threading.Timer(FORWARD_SECONDS, self.flush)
+                    self.timer.daemon = True
+                    self.timer.start()
+                return
+        self.flush()
 
     def flush(self) -> None:
-        text = self.decoder.decode(bytes(self.pending))
-        self.pending.clear()
-        self.since = time.monotonic()
-        if text:
-            self.events(self.stream, text)
+        """Forward what is pending, now (from the reader, or from the timer's thread)."""
+        with self.lock:  # held while forwarding, so events keep their order
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            text = self.decoder.decode(bytes(self.pending))
+            self.pending.clear()
+            if text:
+                self.events(self.stream, text)

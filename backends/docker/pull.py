@@ -46,11 +46,12 @@ def _auth_config(spec: RunSpec | PullSpec) -> dict[str, str] | None:
 def _translation(spec: RunSpec | PullSpec) -> Callable[[str], RunnerError]:
     """The registry's refusal as our error, the password masked before anything reads it."""
     auth = spec.auth
+    absent = isinstance(spec, RunSpec) and spec.pull_policy == "missing"  # create found none
 
     def translate(message: str) -> RunnerError:
         if auth is not None:
             message = message.replace(auth.password, "***")
-        return pull_failure(message, spec.image, with_auth=auth is not None)
+        return pull_failure(message, spec.image, with_auth=auth is not None, absent=absent)
 
     return translate
 

@@ -18,9 +18,10 @@ from typing import IO, Any, Protocol
 
 import httpx
 from httpx_sse import aconnect_sse
+from pydantic import ValidationError
 
 from runner.archives import pack_directory, pack_directory_into, unpack_directory, unpack_tar
-from runner.errors import RunnerError
+from runner.errors import InvalidRequest, RunnerError
 from runner.models import RunRequest
 from runner.service import RunnerService
 from runner.settings import Settings
@@ -58,6 +59,7 @@ class RemoteRuns:
     """A runner's REST API. A run is started with POST /runs, so it outlives this process."""
 
     def __init__(self, server: str, token: str | None) -> None:
+        self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         timeout = httpx.Timeout(60, read=None)  # a followed run may be quiet for hours
         self.http = httpx.AsyncClient(base_url=server, headers=headers, timeout=timeout)
@@ -80,7 +82,7 @@ class RemoteRuns:
         async with aconnect_sse(self.http, "GET", url, params={"follow": follow}) as source:
             if source.response.status_code != 200:
                 await source.response.aread()
-                raise ClientError(_message(source.response))
+                raise ClientError(self._message(source.response))
             async for sse in source.aiter_sse():
                 data = json.loads(sse.data) if sse.event in TEXT_EVENTS else sse.data
                 yield sse.event, data
@@ -92,7 +94,7 @@ class RemoteRuns:
             async with self.http.stream("GET", url) as response:
                 if response.is_error:
                     await response.aread()
-                    raise ClientError(f"--out {path}: {_message(response)}")
+                    raise ClientError(f"--out {path}: {self._message(response)}")
                 async for chunk in response.aiter_bytes():
                     spool.write(chunk)
             spool.seek(0)
@@ -118,9 +120,18 @@ class RemoteRuns:
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach the runner at {self.http.base_url}: {exc}") from exc
         if response.is_error:
-            raise ClientError(_message(response))
+            raise ClientError(self._message(response))
         answer: dict[str, Any] = response.json()
         return answer
+
+    def _message(self, response: httpx.Response) -> str:
+        """The runner's message; a refused token said in the command line's terms."""
+        if response.status_code == 401 and _body(response).get("error") == "unauthorized":
+            where = f"the runner at {self.http.base_url}"
+            if not self.token:
+                return f"{where} asks for an API token: give it with --token or ONEOFF_RUNNER_TOKEN"
+            return f"{where} refused the token (--token or ONEOFF_RUNNER_TOKEN): check it"
+        return _message(response)
 
 
 class LocalRuns:
@@ -141,8 +152,9 @@ class LocalRuns:
             volumes[key]["content"] = base64.b64encode(data).decode()
         try:
             request = RunRequest.model_validate(body)
-        except ValueError as exc:
-            raise ClientError(str(exc)) from exc
+        except ValidationError as exc:
+            raise ClientError(InvalidRequest.from_validation(exc.errors()).message) from None
+        self.service.keep_lease()  # else any runner's reaper takes the run for a leftover
         queue: asyncio.Queue[Event] = asyncio.Queue()
         work = asyncio.ensure_future(
             self.service.run(request, LOCAL, lambda kind, text: queue.put_nowait((kind, text)))
@@ -221,9 +233,16 @@ def _packed(local: Path) -> Iterator[IO[bytes]]:
         yield packed
 
 
-def _message(response: httpx.Response) -> str:
+def _body(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
-        return str(body.get("message") or body)
     except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _message(response: httpx.Response) -> str:
+    body = _body(response)
+    if not body:
         return f"HTTP {response.status_code}: {response.text[:200]}"
+    return str(body.get("message") or body)

@@ -15,46 +15,114 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import stat
 import sys
 from collections.abc import AsyncGenerator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from runner.cli.client import ClientError, Event, LocalRuns, RemoteRuns, Runs
-from runner.settings import get_settings
+from runner.settings import Settings, get_settings
 
 EXIT_TIMEOUT = 124
 EXIT_RUNNER_ERROR = 125
 EXIT_CANCELLED = 130
 
 
+def _default(name: str, unit: str = "") -> str:
+    """A setting's built-in default, as help text shows it."""
+    return f"{Settings.model_fields[name].default:g}{unit}"
+
+
 def add_commands(commands: Any) -> None:
     """The client commands, on the `oneoff-runner` parser's subcommands."""
     run = commands.add_parser("run", help="run a container, print its output, exit with its code")
-    run.add_argument("image")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments (after --)")
-    run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("-v", "--volume", action="append", default=[], metavar="LOCAL:PATH[:ro]")
-    run.add_argument("--out", action="append", default=[], metavar="PATH:LOCAL_DIR")
+    run.add_argument("image", help="the image to run, e.g. busybox or python:3.12-slim")
+    run.add_argument(
+        "cmd",
+        nargs=argparse.REMAINDER,
+        help="after --: the command and its arguments (default: the image's own)",
+    )
+    run.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable of the run; -e KEY passes this shell's value (repeatable)",
+    )
+    run.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="LOCAL:PATH[:ro]",
+        help="copy a local file or folder to PATH in the container before it starts; :ro "
+        "makes it read-only (repeatable)",
+    )
+    run.add_argument(
+        "--out",
+        action="append",
+        default=[],
+        metavar="PATH:LOCAL_DIR",
+        help="after the run, copy the container's PATH (file or folder) to LOCAL_DIR here "
+        "(repeatable)",
+    )
     run.add_argument(
         "--pull",
         choices=["always", "missing", "never"],
         default="missing",
-        help="as docker run: pull only when the image is absent (default)",
+        help="when to pull the image (default: missing, only when the engine lacks it, as "
+        "docker run)",
     )
-    run.add_argument("--timeout", type=float, metavar="SECONDS")
-    run.add_argument("--memory", metavar="SIZE", help="e.g. 512m")
-    run.add_argument("--scratch", metavar="SIZE", help="disk the run may write, e.g. 2g")
-    run.add_argument("--cpus", type=float)
-    run.add_argument("--runtime", help="as docker run, e.g. runsc (one the operator allows)")
-    run.add_argument("--entrypoint")
-    run.add_argument("-w", "--workdir")
-    run.add_argument("-u", "--user")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="kill the run after this many seconds (default: the runner's "
+        f"RUNNER_DEFAULT_TIMEOUT_SECONDS, {_default('default_timeout_seconds')} unless set; "
+        f"at most RUNNER_MAX_TIMEOUT_SECONDS, {_default('max_timeout_seconds')})",
+    )
+    run.add_argument(
+        "--memory",
+        metavar="SIZE",
+        help="memory limit: a number and a unit, e.g. 256m or 1g (default: the runner's "
+        f"RUNNER_DEFAULT_MEMORY, {Settings.model_fields['default_memory'].default} unless set; "
+        f"at most RUNNER_MAX_MEMORY, {Settings.model_fields['max_memory'].default})",
+    )
+    run.add_argument(
+        "--cpus",
+        type=float,
+        metavar="CPUS",
+        help="CPU limit in CPUs, e.g. 0.5 (default: the runner's RUNNER_DEFAULT_CPUS, "
+        f"{_default('default_cpus')} unless set; at most RUNNER_MAX_CPUS, "
+        f"{_default('max_cpus')})",
+    )
+    run.add_argument(
+        "--runtime",
+        help="the OCI runtime, as docker run, e.g. runsc: one the operator allows (default: "
+        "the runner's RUNNER_RUNTIME, else the engine's)",
+    )
+    run.add_argument("--entrypoint", help="the program to run instead of the image's ENTRYPOINT")
+    run.add_argument(
+        "-w", "--workdir", metavar="DIR", help="working directory (default: the image's)"
+    )
+    run.add_argument(
+        "-u", "--user", help="uid[:gid], or a user the image defines (default: the image's)"
+    )
+    run.add_argument(
+        "--scratch",
+        metavar="SIZE",
+        help="disk the run may write: a number and a unit, e.g. 2g (default: the runner's "
+        "RUNNER_DEFAULT_SCRATCH_BYTES; at most RUNNER_MAX_SCRATCH_BYTES)",
+    )
     run.add_argument(
         "-i",
         "--interactive",
@@ -62,36 +130,62 @@ def add_commands(commands: Any) -> None:
         help="as docker run -i: send this standard input, read to its end, as the run's stdin",
     )
     runs = commands.add_parser("runs", help="list async runs")
-    runs.add_argument("--state", help="only runs in this state")
+    runs.add_argument("--state", help="only runs in this state, e.g. running")
     logs = commands.add_parser("logs", help="print a run's output")
-    logs.add_argument("run_id")
+    logs.add_argument("run_id", help="the run's id, as `runs` lists it")
     logs.add_argument("-f", "--follow", action="store_true", help="until the run ends")
     cancel = commands.add_parser("cancel", help="cancel a run")
-    cancel.add_argument("run_id")
+    cancel.add_argument("run_id", help="the run's id, as `runs` lists it")
     for command in (run, runs, logs, cancel):
         command.add_argument(
             "--server",
             default=os.environ.get("ONEOFF_RUNNER_SERVER"),
-            help="runner URL (default: the local engine)",
+            metavar="URL",
+            help="a runner's REST API, e.g. http://127.0.0.1:8000 (default: "
+            "ONEOFF_RUNNER_SERVER; without either, this machine's engine)",
         )
-        command.add_argument("--token", default=os.environ.get("ONEOFF_RUNNER_TOKEN"))
+        command.add_argument(
+            "--token",
+            default=os.environ.get("ONEOFF_RUNNER_TOKEN"),
+            help="the API token --server asks for (default: ONEOFF_RUNNER_TOKEN)",
+        )
         command.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run one client command; returns the process's exit code."""
+    """Run one client command; returns the process's exit code. SIGTERM and SIGHUP stop it as
+    Ctrl-C does (a run here is killed and removed, one on a server cancelled), with their own
+    exit codes (143, 129)."""
     if getattr(args, "interactive", False):  # read before the event loop: it blocks
         args.stdin = sys.stdin.buffer.read().decode("utf-8", "replace")
+    stopped_by: list[int] = []
     try:
-        return asyncio.run(_command(args))
+        return asyncio.run(_command(args, stopped_by))
     except KeyboardInterrupt:
         return EXIT_CANCELLED
+    except asyncio.CancelledError:
+        if not stopped_by:
+            raise
+        return 128 + stopped_by[0]
     except ClientError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        say("error", str(exc))
         return EXIT_RUNNER_ERROR
 
 
-async def _command(args: argparse.Namespace) -> int:
+def say(label: str, message: str) -> None:
+    """One line on stderr, `label` coloured on a terminal; the message is printed as it is
+    (never read as markup: a bracket in it stays)."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        Text.assemble((f"{label}:", "red" if label == "error" else "yellow"), " ", message)
+    )
+
+
+async def _command(args: argparse.Namespace, stopped_by: list[int]) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signal_number, _stop, task, signal_number, stopped_by)
     runs: Runs = RemoteRuns(args.server, args.token) if args.server else LocalRuns(get_settings())
     try:
         if args.command == "run":
@@ -105,6 +199,12 @@ async def _command(args: argparse.Namespace) -> int:
         return 0
     finally:
         await runs.close()
+
+
+def _stop(task: asyncio.Task[int], signal_number: int, stopped_by: list[int]) -> None:
+    if not stopped_by:
+        stopped_by.append(signal_number)
+        task.cancel()
 
 
 async def _run(runs: Runs, args: argparse.Namespace) -> int:
@@ -146,6 +246,8 @@ async def _finish(
             await runs.save(status, *_split_out(spec))
     if status.get("error"):
         raise ClientError(status["error"])
+    if not args.json:
+        _notes(status, following=args.command == "run")
     state = status["state"]
     if state == "cancelled":
         return EXIT_CANCELLED
@@ -154,6 +256,22 @@ async def _finish(
     if result is None:  # logs of a run that is still going, without --follow
         return 0
     return int(result["exit_code"] if result["exit_code"] is not None else EXIT_RUNNER_ERROR)
+
+
+def _notes(status: dict[str, Any], *, following: bool) -> None:
+    """What the exit code alone does not say: a timeout, a cancel, a memory kill, output cut."""
+    result = status.get("result") or {}
+    if status["state"] == "timeout":
+        more = "; give it longer with --timeout SECONDS" if following else ""
+        say("timeout", f"the run took longer than its timeout and was killed{more}")
+    elif status["state"] == "cancelled":
+        say("cancelled", "the run was cancelled")
+    if result.get("oom_killed"):
+        more = "; give it more with --memory, e.g. --memory 1g" if following else ""
+        say("out of memory", f"the run reached its memory limit and was killed{more}")
+    for stream in ("stdout", "stderr"):
+        if result.get(f"{stream}_truncated"):
+            say("truncated", f"{stream} passed the runner's output cap and was cut")
 
 
 class Display:
@@ -280,16 +398,30 @@ def _split_out(spec: str) -> tuple[str, Path]:
 
 
 def _print_runs(runs: list[dict[str, Any]], as_json: bool) -> int:
+    """A table whose run ids are never cut, whatever the terminal's width: they are what `logs`
+    and `cancel` take."""
     if as_json:
         _line(json.dumps(runs))
         return 0
-    table = Table("RUN ID", "STATE", "IMAGE", "CREATED", "FINISHED", box=None)
+    table = Table(box=None)
+    table.add_column("RUN ID", no_wrap=True, min_width=len(runs[0]["run_id"]) if runs else 6)
+    table.add_column("STATE", no_wrap=True)
+    table.add_column("IMAGE", overflow="fold")
+    table.add_column("CREATED", no_wrap=True)
+    table.add_column("FINISHED", no_wrap=True)
     for run in runs:
-        table.add_row(
-            run["run_id"], run["state"], run["image"], run["created_at"], run["finished_at"] or ""
-        )
+        created, finished = _when(run["created_at"]), _when(run["finished_at"])
+        table.add_row(run["run_id"], run["state"], run["image"], created, finished)
     Console().print(table)
     return 0
+
+
+def _when(timestamp: str | None) -> str:
+    """An API timestamp as this machine's local time, to the second."""
+    if not timestamp:
+        return ""
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone()
+    return moment.strftime("%m-%d %H:%M:%S")
 
 
 def _line(text: str) -> None:

@@ -5,30 +5,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import NoReturn
 
-import uvicorn
 from pythonjsonlogger.json import JsonFormatter
-from starlette.types import ASGIApp
 
-from runner.cli import console
+from runner.cli import console, serving
 from runner.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from runner.service import RunnerService
 
 log = logging.getLogger("oneoff_runner")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """A mistake in the arguments is one line, and where to read about them."""
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def port_number(text: str) -> int:
+    """A TCP port, from the command line."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port: give a number from 1 to 65535")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     """Every command and its options."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="oneoff-runner",
         description="Run one-off containers through a REST API and an MCP server. "
         "Settings come from RUNNER_* environment variables or a .env file.",
@@ -39,10 +46,23 @@ def parser() -> argparse.ArgumentParser:
     mcp.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout")
     for command in (serve, mcp):
         command.add_argument("--host", help="bind address (default: RUNNER_HOST, 127.0.0.1)")
-        command.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-    serve.add_argument("--port", type=int, help="REST port (default: RUNNER_PORT, 8000)")
+        command.add_argument(
+            "--log-level",
+            default="info",
+            choices=["debug", "info", "warning"],
+            help="info (default): one line per server, the runs, warnings",
+        )
+        command.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            help="also the HTTP servers' own lines: their start and stop, each request",
+        )
+    serve.add_argument("--port", type=port_number, help="REST port (default: RUNNER_PORT, 8000)")
     for command in (serve, mcp):
-        command.add_argument("--mcp-port", type=int, help="MCP port (default: RUNNER_MCP_PORT)")
+        command.add_argument(
+            "--mcp-port", type=port_number, help="MCP port (default: RUNNER_MCP_PORT, 8001)"
+        )
     console.add_commands(commands)
     helper = commands.add_parser("pod-helper", help="(inside Kubernetes run pods)")
     helper.add_argument("step", nargs=argparse.REMAINDER)
@@ -59,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _configure_logging(get_settings(), "warning")
         sys.exit(console.main(args))
     settings = get_settings()
-    _configure_logging(settings, args.log_level)
+    _configure_logging(settings, args.log_level, verbose=args.verbose)
     overrides = {
         key: value
         for key, value in {
@@ -77,7 +97,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     _refuse_open_exposure(settings)
     try:
-        asyncio.run(_serve(settings, rest=args.command == "serve", log_level=args.log_level))
+        bound = serving.listeners(settings, rest=args.command == "serve")
+    except serving.CannotListen as exc:
+        sys.exit(str(exc))
+    if not settings.tokens():
+        log.warning("no API tokens (RUNNER_API_TOKENS): anyone on this machine can use it")
+    try:
+        asyncio.run(serving.serve(settings, bound))
     except KeyboardInterrupt:  # a second Ctrl-C after the loop's own handler was removed
         log.warning("interrupted while stopping: a runner's reaper removes what is left")
     finally:
@@ -86,15 +112,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _configure_logging(settings: Settings, level: str) -> None:
+def _configure_logging(settings: Settings, level: str, *, verbose: bool = False) -> None:
     """Logs go to stderr (stdout carries the protocol under `mcp --stdio`); with
-    RUNNER_LOG_FORMAT=json each line is one JSON object with the run's fields."""
+    RUNNER_LOG_FORMAT=json each line is one JSON object with the run's fields. The HTTP
+    servers' and the MCP SDK's own lines (starting, each request) show with `verbose` or at
+    debug level only: by default a server says where it serves in one line of ours."""
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    chatty = logging.NOTSET if verbose or level == "debug" else logging.WARNING
+    for name in ("uvicorn.error", "uvicorn.access", "mcp"):
+        logging.getLogger(name).setLevel(chatty)
 
 
 def _refuse_open_exposure(settings: Settings) -> None:
@@ -107,57 +138,6 @@ def _refuse_open_exposure(settings: Settings) -> None:
             "could run containers. Set RUNNER_API_TOKENS, or RUNNER_ALLOW_UNAUTHENTICATED_REMOTE"
             "=true if something else guards the network."
         )
-    log.warning("no API tokens configured (RUNNER_API_TOKENS): requests are not authenticated")
-
-
-async def _serve(settings: Settings, *, rest: bool, log_level: str) -> None:
-    """One service shared by both front doors: one concurrency limit, one reaper."""
-    import api_app
-    import mcp_app
-    from backends import get_backend
-    from runner.service import service_scope
-
-    async with service_scope(settings, lambda: get_backend(settings)) as service:
-        apps: list[tuple[ASGIApp, int, str]] = [
-            (mcp_app.create_app(settings, service=service), settings.mcp_port, "MCP at /mcp")
-        ]
-        if rest:
-            rest_app = api_app.create_app(settings, service=service)
-            apps.append((rest_app, settings.port, "REST API (docs at /docs)"))
-        for _, port, what in apps:
-            log.info("%s on http://%s:%d", what, settings.host, port)
-        servers = [
-            _Server(
-                uvicorn.Config(
-                    app,
-                    host=settings.host,
-                    port=port,
-                    log_level=log_level,
-                    timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-                )
-            )
-            for app, port, _ in apps
-        ]
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signal_number, _stop, servers, service)
-        await asyncio.gather(*(server.serve() for server in servers))
-
-
-def _stop(servers: list[_Server], service: RunnerService) -> None:
-    """SIGTERM/SIGINT: every server stops accepting, lets requests in flight finish (up to the
-    grace), then the shared service kills and removes what is left, and the process exits 0."""
-    service.begin_shutdown()
-    for server in servers:
-        server.should_exit = True
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """Signals are handled once for all servers (`_stop`): uvicorn's own handling re-raises
-        the signal when a server ends, which would kill the process before the cleanup."""
-        yield
 
 
 if __name__ == "__main__":

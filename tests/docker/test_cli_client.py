@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
-from tests.helpers import ROOT, TEST_IMAGE, Server, run_body
+import docker
+
+from tests.helpers import ROOT, TEST_IMAGE, Server, managed_objects, read_until, run_body
 
 TOKEN = "cli-test-token"
 
@@ -114,11 +117,61 @@ def test_a_run_that_cannot_start_exits_125_and_says_why(instance: str) -> None:
     assert done.stdout == ""
 
 
-def test_a_timeout_exits_124(instance: str) -> None:
+def test_a_timeout_exits_124_saying_so(instance: str) -> None:
     done = cli(
         "run", "--timeout", "1", TEST_IMAGE, "--", "sleep", "60", RUNNER_INSTANCE_ID=instance
     )
     assert done.returncode == 124
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("timeout: ") and "--timeout" in line
+
+
+def started(instance: str, script: str, until: bytes) -> tuple[subprocess.Popen[bytes], bytes]:
+    """`oneoff-runner run` of `script` in a pipe, and its stdout once `until` has arrived there
+    (within a minute: the script must then wait, so the run is still going)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli.main", "run", "--timeout", "600", TEST_IMAGE]
+        + ["--", "sh", "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "RUNNER_INSTANCE_ID": instance},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    seen = read_until(process.stdout, until)
+    if until not in seen:
+        process.kill()
+        process.communicate()
+    assert until in seen, f"{until!r} did not arrive while the run went on"
+    return process, seen
+
+
+def test_in_a_pipe_each_line_arrives_as_the_run_prints_it(instance: str) -> None:
+    """A line right after a burst (which is forwarded at once, being large) arrives without
+    waiting for more output."""
+    script = "head -c 20000 /dev/zero | tr '\\0' x; echo; echo marker; sleep 300"
+    process, seen = started(instance, script, until=b"marker\n")
+    assert seen == b"x" * 20000 + b"\nmarker\n"
+    assert process.poll() is None  # still running: the line came before the end
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+
+
+def test_sigterm_removes_the_run_at_once(docker_client: docker.DockerClient, instance: str) -> None:
+    """As `timeout 3 oneoff-runner run ...` does: the container goes with the command, not
+    later when a reaper finds it."""
+    process, _ = started(instance, "echo started; sleep 300", until=b"started\n")
+    assert managed_objects(docker_client, instance) != []
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert managed_objects(docker_client, instance) == []
+
+
+def test_a_bad_memory_size_is_one_line_in_words(instance: str) -> None:
+    done = cli("run", "--memory", "1x", TEST_IMAGE, "--", "true", RUNNER_INSTANCE_ID=instance)
+    assert done.returncode == 125
+    assert done.stderr == "error: memory: write a number and a unit, e.g. 256m or 1g\n"
 
 
 def test_a_remote_run_with_a_token_prints_output_and_exit_code(server: Server) -> None:
@@ -140,7 +193,36 @@ def test_a_remote_run_with_a_token_prints_output_and_exit_code(server: Server) -
     assert (done.returncode, done.stdout) == (7, "remote\n")
     assert done.stderr == ""  # no asyncio tracebacks from streams closed at exit
     assert refused.returncode == 125
-    assert "token" in refused.stderr.lower()
+    assert "refused the token" in refused.stderr and "--token" in refused.stderr
+
+
+def test_a_missing_token_is_asked_for_as_the_command_line_takes_it(server: Server) -> None:
+    with server(api_tokens=[TOKEN]) as client:
+        done = cli("runs", "--server", str(client.base_url), ONEOFF_RUNNER_TOKEN="")
+    assert done.returncode == 125
+    assert (
+        "asks for an API token" in done.stderr and "--token or ONEOFF_RUNNER_TOKEN" in done.stderr
+    )
+    assert "Authorization" not in done.stderr
+
+
+def test_runs_shows_whole_run_ids_in_an_80_column_terminal(server: Server) -> None:
+    with server() as client:
+        made = [client.post("/runs", json=run_body("true")).json()["run_id"] for _ in range(2)]
+        done = cli("runs", "--server", str(client.base_url), COLUMNS="80")
+    assert done.returncode == 0, done.stderr
+    assert max(len(line.rstrip()) for line in done.stdout.splitlines()) <= 80
+    listed = {line.split()[0] for line in done.stdout.splitlines()[1:] if line.strip()}
+    assert set(made) <= listed
+
+
+def test_an_id_that_is_no_run_id_is_said_in_words(server: Server) -> None:
+    with server() as client:
+        remote = cli("cancel", "nosuchid", "--server", str(client.base_url))
+    local = cli("cancel", "nosuchid")
+    assert remote.returncode == local.returncode == 125
+    assert "16 hex digits" in remote.stderr and "\\" not in remote.stderr
+    assert "no run 'nosuchid'" in local.stderr
 
 
 def test_json_output_is_the_final_status(server: Server) -> None:

@@ -107,3 +107,14 @@ def test_credentials_never_reach_the_logs(client, absent, caplog):
         client.post("/run", json=echo(PUBLIC_IMAGE, auth_config=auth, command=["/nope"]))
     assert caplog.records
     assert "leaky-secret-42" not in caplog.text
+
+
+def test_pull_missing_of_an_absent_image_with_its_registry_down_says_both(client):
+    """The request already said `missing`: the answer says what happened and what to do."""
+    absent = "127.0.0.1:9/oneoff-test/absent:1"  # no registry listens on port 9
+    response = client.post("/run", json=echo(absent, pull_policy="missing"))
+    assert response.status_code == 502, response.text
+    body = response.json()
+    assert body["field"] == "image"
+    assert "is not on this engine, and its registry could not be reached" in body["message"]
+    assert "pull_policy" not in body["message"]

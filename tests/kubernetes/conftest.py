@@ -27,6 +27,7 @@ def fake() -> Iterator[FakeKubernetes]:
 def kube_settings(fake: FakeKubernetes, tmp_path: Path) -> Settings:
     return Settings(
         backend="kubernetes",
+        kube_helper_image="oneoff-runner:test",
         instance_id="test-kube",
         kubeconfig=fake.kubeconfig(tmp_path),
         kube_namespace="runs",

@@ -107,6 +107,21 @@ def test_malformed_fields_are_422_naming_the_field(api, fields, field):
     assert error["field"].startswith(field), error
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field", "words"),
+    [
+        ("/run", run_body("true", memory="1x"), "memory", "write a number and a unit, e.g. 256m"),
+        ("/runs/nosuchid", None, "run_id", "a run id is 16 hex digits"),
+    ],
+)
+def test_a_malformed_value_is_said_in_words_not_as_a_regex(api, path, body, field, words):
+    response = api.post(path, json=body) if body else api.get(path)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["field"].endswith(field) and words in error["message"], error
+    assert "^" not in response.text and "\\d" not in response.text
+
+
 def test_missing_image_is_422(api):
     assert refused(api, {"command": ["true"]})["field"] == "image"
 

@@ -6,6 +6,7 @@ base image comes from Docker Hub.)"""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -77,6 +78,32 @@ def test_the_container_is_locked_down(service: dict[str, Any]) -> None:
     assert service["read_only"] is True
     assert service["cap_drop"] == ["ALL"]
     assert "no-new-privileges:true" in service["security_opt"]
+
+
+def test_docker_socket_mounts_another_socket_where_the_runner_looks() -> None:
+    """Rootless Docker's socket is under $XDG_RUNTIME_DIR, not /var/run."""
+    rootless = "/run/user/1000/docker.sock"
+    done = compose_config(RUNNER_API_TOKENS="compose-token", DOCKER_GID="0", DOCKER_SOCKET=rootless)
+    assert done.returncode == 0, done.stderr
+    runner = yaml.safe_load(done.stdout)["services"]["runner"]
+    assert runner["volumes"] == [f"{rootless}:{SOCKET}:rw"]
+
+
+def test_runner_host_publishes_the_ports_beyond_loopback() -> None:
+    done = compose_config(
+        RUNNER_API_TOKENS="compose-token", DOCKER_GID="998", RUNNER_HOST="0.0.0.0"
+    )
+    assert done.returncode == 0, done.stderr
+    ports = yaml.safe_load(done.stdout)["services"]["runner"]["ports"]
+    assert all(port.startswith("0.0.0.0:") for port in ports), ports
+
+
+def test_the_service_image_starts_from_a_base_pinned_by_digest() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    (base,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base)
+    stages = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert stages and set(stages) == {"${BASE_IMAGE}"}
 
 
 def _fields(environment: dict[str, str]) -> dict[str, str]:

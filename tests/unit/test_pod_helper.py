@@ -115,3 +115,16 @@ def test_unpack_refuses_writing_through_a_hard_link_to_a_symlink(tmp_path: Path)
     assert unpacked.returncode == 1
     assert "'h/evil' would be written through a symlink" in errors
     assert list(outside.iterdir()) == []
+
+
+def test_the_pod_helper_loads_no_pydantic():
+    """It runs in every run pod within a small memory request (measured by
+    tests/kubernetes/test_pod_helper_memory.py): the API's models are none of its business."""
+    probe = (
+        "import sys, backends.kubernetes.pod_helper; "
+        "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'runner.models'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout == "[]\n"

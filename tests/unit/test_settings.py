@@ -39,3 +39,9 @@ def test_environment_wins_over_the_env_file(tmp_path, monkeypatch):
 def test_inconsistent_settings_are_refused_at_startup(values):
     with pytest.raises(ValidationError):
         Settings(**values)
+
+
+def test_the_kubernetes_backend_asks_for_the_helper_image_nothing_publishes():
+    with pytest.raises(ValidationError, match="kube_helper_image"):
+        Settings(_env_file=None, backend="kubernetes")  # type: ignore[call-arg]
+    assert Settings(_env_file=None, backend="kubernetes", kube_helper_image="r/x:1")  # type: ignore[call-arg]

@@ -104,3 +104,23 @@ def test_every_way_of_starting_stops_with_the_lines_and_exit_2(command: list[str
     assert done.stderr.startswith("bad setting: RUNNER_MAX_OUTPUT_BYTES: "), done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_runner_variable_no_setting_reads_is_a_warning_naming_the_closest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in the environment or in .env is said, not silently ignored; CI's own RUNNER_*
+    variables (GitHub Actions sets RUNNER_OS in every job) are not the runner's."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("RUNNER_MAX_MEMROY=1g\nRUNNER_PORT=8123\n")
+    monkeypatch.setenv("RUNNER_PROT", "9000")
+    monkeypatch.setenv("RUNNER_OS", "Linux")
+    settings = get_settings.__wrapped__()
+    assert settings.port == 8123
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "RUNNER_" in line]
+    assert warnings == [
+        "warning: RUNNER_PROT (in the environment) is no setting, so it is ignored; did you mean "
+        "RUNNER_PORT?",
+        "warning: RUNNER_MAX_MEMROY (in .env) is no setting, so it is ignored; did you mean "
+        "RUNNER_MAX_MEMORY?",
+    ]
