@@ -1,6 +1,9 @@
 # The oneoff-runner service image: REST on 8000, MCP on 8001, `oneoff-runner serve`.
 # Also the helper image of Kubernetes run pods (`python -m backends.kubernetes.pod_helper`).
-FROM python:3.11-slim AS build
+# BASE_IMAGE: any image with Python 3.11 and pip on PATH as python:3.11-slim has them
+# (scripts/runner-image.sh builds one with debootstrap where Docker Hub is out of reach).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE} AS build
 RUN pip install --no-cache-dir "uv>=0.9,<1"
 WORKDIR /app
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
@@ -12,7 +15,7 @@ COPY backends ./backends
 COPY api_app.py mcp_app.py ./
 RUN uv sync --frozen --no-dev --no-editable
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin runner
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 RUNNER_HOST=0.0.0.0
