@@ -12,9 +12,11 @@
 #   - the container runtime is a containerd of its own (Debian's binary, its own config, root,
 #     state and socket), runc, and the CNI bridge plugin on a bridge of its own (never Docker's
 #     containerd, never docker0);
-#   - images come from the Docker engine (`load`) or from the local registries on 127.0.0.1:5000
-#     and :5001 (plain HTTP); docker.io is served by the anonymous one on :5001, as the Docker
-#     suite treats it, so a missing image is "not found" rather than an unreachable host.
+#   - images come from the Docker engine (`load`) or from registries on loopback over plain
+#     HTTP: the test registries of scripts/ci-provision.sh (127.0.0.1:5000 and :5001) and the
+#     cluster's own on :5002, which stands in for docker.io (no internet here) and serves
+#     busybox:1.36 and oneoff-test/busybox:latest, built here from Debian's busybox-static;
+#     any other docker.io name is "not found", as on Docker Hub.
 #
 #   scripts/cluster.sh up          build if needed, start what is not running, wait for the node
 #                                  and the default service account; prints the admin kubeconfig
@@ -25,6 +27,9 @@
 #   scripts/cluster.sh build       only build (prints the binaries' directory)
 # Logs go to stderr and $STATE/log/; only `up`, `build` and `env` print on stdout.
 set -euo pipefail
+# What the daemons started here create (containerd's snapshots, the kubelet's volumes) must be
+# readable by a container's non-root user, whatever umask the caller had.
+umask 022
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MODULE="$HERE/cluster/kube"
@@ -47,14 +52,15 @@ ETCD_CLIENT=127.0.0.1:23790
 ETCD_PEER=127.0.0.1:23800
 PUBLIC_REGISTRY="${RUNNER_TEST_PUBLIC_REGISTRY:-127.0.0.1:5001}"
 PRIVATE_REGISTRY="${RUNNER_TEST_REGISTRY:-127.0.0.1:5000}"
-TEST_IMAGE="${RUNNER_TEST_IMAGE:-oneoff-test/busybox:latest}"
+HUB="${ONEOFF_CLUSTER_HUB:-127.0.0.1:5002}"         # the cluster's docker.io
+HUB_IMAGES=(library/busybox:1.36 oneoff-test/busybox:latest)
 PAUSE_TAG=3.10.2
 PAUSE_IMAGE="registry.k8s.io/pause:$PAUSE_TAG"
 CONTAINERD_SOCK="$RUN/containerd.sock"
 PKI="$STATE/pki"
 LOG="$STATE/log"
 KUBECONFIG_ADMIN="$STATE/admin.kubeconfig"
-DAEMONS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy)
+DAEMONS=(registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy)
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -83,16 +89,18 @@ build_dir() {  # the cache directory of these sources, this Go and this pause ve
 build() {
   local dir
   dir=$(build_dir)
-  if [ -x "$dir/kube" ] && [ -x "$dir/coredns" ] && [ -f "$dir/pause.tar" ]; then
+  if [ -x "$dir/kube" ] && [ -x "$dir/coredns" ] && [ -f "$dir/pause.tar" ] \
+      && [ -f "$dir/busybox.tar" ]; then
     echo "$dir"; return 0
   fi
   command -v go >/dev/null || die "needs Go (the module proxy builds the cluster)"
   mkdir -p "$dir"
   local started=$SECONDS
   log "building Kubernetes $(kube_release), etcd, helm and CoreDNS into $dir"
-  go_build "$MODULE" "$dir/kube"
-  go_build "$DNS_MODULE" "$dir/coredns"
-  build_pause "$dir"
+  go_build "$MODULE" "$dir/kube" "$(version_flags)"
+  go_build "$DNS_MODULE" "$dir/coredns" ""
+  [ -f "$dir/pause.tar" ] || build_pause "$dir"
+  [ -f "$dir/busybox.tar" ] || build_busybox "$dir"
   for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy \
       kubectl helm; do
     ln -sfn kube "$dir/$name"
@@ -101,39 +109,76 @@ build() {
   echo "$dir"
 }
 
-go_build() {  # go_build MODULE OUTPUT: static, stripped, without local paths
+go_build() {  # go_build MODULE OUTPUT LDFLAGS: static, stripped, without local paths
   [ -x "$2" ] && return 0
   (cd "$1" && CGO_ENABLED=0 GOFLAGS=-mod=readonly nice -n "${ONEOFF_CLUSTER_NICE:-10}" \
-    go build -trimpath -ldflags='-s -w' -o "$2.new" .) >&2
+    go build -trimpath -ldflags="-s -w $3" -o "$2.new" .) >&2
   mv "$2.new" "$2"
 }
 
-build_pause() {  # build_pause DIR: pause.tar, a docker-archive image of Kubernetes' pause.c
-  local dir=$1 source work diff config
+version_flags() {  # what Kubernetes' and Helm's own builds stamp in (else: v0.0.0-master)
+  local release minor helm pkg flags=""
+  release=$(kube_release)
+  minor=${release#v1.}; minor=${minor%%.*}
+  helm=$(awk '$1 == "helm.sh/helm/v4" { print $2 }' "$MODULE/go.mod")
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$release -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean"
+  done
+  echo "$flags -X helm.sh/helm/v4/internal/version.version=$helm"
+}
+
+image_archive() {  # image_archive ROOTFS OUTPUT CONFIG TAGS: a one-layer docker-archive image
+  local rootfs=$1 output=$2 config=$3 tags=$4 work diff digest
+  work=$(mktemp -d)
+  chmod 755 "$rootfs"  # the layer's "./": containerd applies its mode to the container's /
+  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$rootfs" -cf "$work/layer.tar" .
+  diff=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+  printf '{"architecture":"amd64","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$config" "$diff" >"$work/config.json"
+  digest=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  mv "$work/config.json" "$work/$digest.json"
+  mkdir "$work/$diff" && mv "$work/layer.tar" "$work/$diff/layer.tar"
+  printf '[{"Config":"%s.json","RepoTags":%s,"Layers":["%s/layer.tar"]}]' \
+    "$digest" "$tags" "$diff" >"$work/manifest.json"
+  tar -C "$work" -cf "$output" manifest.json "$digest.json" "$diff/layer.tar"
+  rm -rf "$work"
+}
+
+build_pause() {  # build_pause DIR: pause.tar, Kubernetes' own build/pause/linux/pause.c
+  local dir=$1 source rootfs
   source="$(cd "$MODULE" && go mod download -json k8s.io/kubernetes \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')/build/pause/linux/pause.c"
-  work=$(mktemp -d)
-  mkdir "$work/rootfs"
-  gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_TAG-oneoff" -o "$work/rootfs/pause" "$source"
-  strip "$work/rootfs/pause"
-  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" pause
-  diff=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-  printf '{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/pause"],"User":"65535:65535"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-    "$diff" >"$work/config.json"
-  config=$(sha256sum "$work/config.json" | cut -d' ' -f1)
-  mv "$work/config.json" "$work/$config.json"
-  mkdir "$work/$diff" && mv "$work/layer.tar" "$work/$diff/layer.tar"
-  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]' \
-    "$config" "$PAUSE_IMAGE" "$diff" >"$work/manifest.json"
-  tar -C "$work" -cf "$dir/pause.tar" manifest.json "$config.json" "$diff/layer.tar"
-  rm -rf "$work"
+  rootfs=$(mktemp -d)
+  gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_TAG-oneoff" -o "$rootfs/pause" "$source"
+  strip "$rootfs/pause"
+  image_archive "$rootfs" "$dir/pause.tar" \
+    '{"Entrypoint":["/pause"],"User":"65535:65535"}' "[\"$PAUSE_IMAGE\"]"
+  rm -rf "$rootfs"
+}
+
+build_busybox() {  # build_busybox DIR: busybox.tar, Debian's busybox-static as a small image
+  local dir=$1 rootfs applet
+  rootfs=$(mktemp -d)
+  mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/root" "$rootfs/tmp"
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for applet in $("$rootfs/bin/busybox" --list); do
+    [ -e "$rootfs/bin/$applet" ] || ln -s busybox "$rootfs/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+  chmod 1777 "$rootfs/tmp"
+  image_archive "$rootfs" "$dir/busybox.tar" '{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]}' \
+    "[\"$HUB/${HUB_IMAGES[0]}\"]"
+  rm -rf "$rootfs"
 }
 
 # ---- host prerequisites --------------------------------------------------------------------
 
 ensure_packages() {
   local missing=() pkg
-  for pkg in containerd runc containernetworking-plugins iptables conntrack openssl gcc libc6-dev; do
+  for pkg in containerd runc containernetworking-plugins iptables conntrack openssl gcc libc6-dev \
+      busybox-static docker-registry curl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
@@ -175,7 +220,7 @@ subjectAltName=$sans"
 kubeconfig() {  # kubeconfig NAME: $STATE/NAME.kubeconfig, authenticated by $PKI/NAME.{crt,key}
   local name=$1 file="$STATE/$1.kubeconfig"
   [ -f "$file" ] && return 0
-  umask 077
+  touch "$file" && chmod 600 "$file"
   cat >"$file" <<EOF
 apiVersion: v1
 kind: Config
@@ -242,6 +287,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   netns_mounts_under_state_dir = true
+  # No CAP_SYS_RESOURCE here: an oom_score_adj below containerd's own (the kubelet asks -998 for
+  # sandboxes) fails runc ("can't get final child's PID from pipe"); it is raised to ours.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -257,10 +305,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "$STATE/containerd/certs.d"
 EOF
-  # The local registries speak plain HTTP; docker.io is the anonymous one (no internet here).
+  # The local registries speak plain HTTP; docker.io is the cluster's own (no internet here).
   registry_hosts "$PUBLIC_REGISTRY" "http://$PUBLIC_REGISTRY"
   registry_hosts "$PRIVATE_REGISTRY" "http://$PRIVATE_REGISTRY"
-  registry_hosts docker.io "http://$PUBLIC_REGISTRY"
+  registry_hosts docker.io "http://$HUB"
+  mkdir -p "$STATE/registry"
+  printf 'version: 0.1\nlog: {level: warn}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp: {addr: "%s"}\n' \
+    "$STATE/registry/data" "$HUB" >"$STATE/registry/config.yml"
 
   # Pods reach one another, Services and the node; no route leads off this machine.
   cat >"$STATE/cni/net.d/10-oneoff.conflist" <<EOF
@@ -502,6 +553,20 @@ wait_for_cluster() {
 
 # ---- images --------------------------------------------------------------------------------
 
+start_hub() {  # the cluster's docker.io, holding the images of HUB_IMAGES
+  start registry docker-registry serve "$STATE/registry/config.yml"
+  wait_for "the cluster's registry on $HUB" 30 curl -sf "http://$HUB/v2/"
+  local image
+  for image in "${HUB_IMAGES[@]}"; do
+    curl -sf -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+      "http://$HUB/v2/${image%:*}/manifests/${image##*:}" && continue
+    ctr_k8s images ls -q | grep -qx "$HUB/${HUB_IMAGES[0]}" \
+      || ctr_k8s images import "$BIN/busybox.tar" >/dev/null
+    log "pushing $image to $HUB"
+    ctr_k8s images push --plain-http "$HUB/$image" "$HUB/${HUB_IMAGES[0]}" >/dev/null
+  done
+}
+
 load() {  # load IMAGE...: from the Docker engine into the cluster's containerd (k8s.io)
   local image
   for image in "$@"; do
@@ -510,11 +575,6 @@ load() {  # load IMAGE...: from the Docker engine into the cluster's containerd 
   done
 }
 
-load_test_image() {
-  docker image inspect "$TEST_IMAGE" >/dev/null 2>&1 || return 0
-  ctr_k8s images ls -q | grep -qx "docker.io/$TEST_IMAGE" && return 0
-  load "$TEST_IMAGE"
-}
 
 # ---- commands ------------------------------------------------------------------------------
 
@@ -528,11 +588,11 @@ up() {
   mkdir -p "$STATE/bin"
   for name in kubectl helm; do ln -sfn "$BIN/$name" "$STATE/bin/$name"; done
   start_runtime
+  start_hub
   start_control_plane
   start_dns
   start_node
   wait_for_cluster
-  load_test_image
   log "ready: Kubernetes $(kube_release) on $NODE_NAME ($NODE_IP); kubectl and helm in $STATE/bin"
   echo "$KUBECONFIG_ADMIN"
 }
@@ -551,6 +611,7 @@ down() {
   stop kube-apiserver
   stop etcd
   stop containerd
+  stop registry
   kill_shims
   [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
   remove_firewall_chains

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -15,8 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-
-from tests.faults import pipe
 
 WAIT_SECONDS = 120
 IMAGE = os.environ.get("CLUSTER_TEST_IMAGE", "busybox:1.36")
@@ -110,8 +109,6 @@ class ApiProxy:
         self.open: list[socket.socket] = []
         self.down = False
         self.refused = threading.Event()
-        self.open_for_removals = threading.Event()  # DELETEs pass at once
-        self.open_for_removals.set()
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -146,9 +143,26 @@ class ApiProxy:
             upstream = socket.create_connection(self.upstream)
             with self.lock:
                 self.open += [client, upstream]
-            threading.Thread(
-                target=pipe, args=(client, upstream, self.open_for_removals), daemon=True
-            ).start()
+            threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
+
+
+def _pipe(one: socket.socket, other: socket.socket) -> None:
+    """Bytes both ways (TLS passes through untouched) until either end closes or is cut."""
+    peers = {one: other, other: one}
+    try:
+        while True:
+            readable, _, _ = select.select(list(peers), [], [])
+            for source in readable:
+                data = source.recv(65536)
+                if not data:
+                    return
+                peers[source].sendall(data)
+    except (OSError, ValueError):
+        return
+    finally:
+        for end in (one, other):
+            with contextlib.suppress(OSError):
+                end.close()
 
 
 @contextlib.contextmanager

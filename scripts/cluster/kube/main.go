@@ -5,6 +5,7 @@
 //
 // COMPONENT is one of kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
 // kube-proxy, kubectl, etcd, helm. Each runs as the upstream main of its release does.
+// `kube remove-pods ENDPOINT` stops and removes every pod of a CRI runtime (cluster.sh down).
 package main
 
 import (
@@ -52,6 +53,11 @@ func main() {
 	switch {
 	case name == "etcd":
 		etcdmain.Main(os.Args)
+	case name == "remove-pods" && len(os.Args) == 2:
+		if err := removePods(os.Args[1]); err != nil {
+			fmt.Fprintln(os.Stderr, "Error:", err)
+			os.Exit(1)
+		}
 	case name == "helm":
 		os.Exit(runHelm())
 	case name == "kubectl":
