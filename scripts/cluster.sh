@@ -94,6 +94,7 @@ build() {
     echo "$dir"; return 0
   fi
   command -v go >/dev/null || die "needs Go (the module proxy builds the cluster)"
+  ensure_packages
   mkdir -p "$dir"
   local started=$SECONDS
   log "building Kubernetes $(kube_release), etcd, helm and CoreDNS into $dir"
