@@ -22,6 +22,8 @@
 #                                  and the default service account; prints the admin kubeconfig
 #   scripts/cluster.sh down        stop everything, remove its state (not the build cache)
 #   scripts/cluster.sh load IMAGE  copy images from the Docker engine into the cluster
+#   scripts/cluster.sh restart NAME...  stop those daemons (e.g. kube-apiserver, kubelet) and
+#                                  bring the cluster up again: faults for tests
 #   scripts/cluster.sh env         `export KUBECONFIG=... PATH=...` for kubectl and helm
 #   scripts/cluster.sh status      what runs
 #   scripts/cluster.sh build       only build (prints the binaries' directory)
@@ -271,7 +273,7 @@ ensure_pki() {
 
 write_configs() {
   mkdir -p "$STATE/containerd/certs.d" "$STATE/cni/net.d" "$STATE/kubelet" "$LOG" "$RUN"
-  cat >"$STATE/containerd/config.toml" <<EOF
+  update "$STATE/containerd/config.toml" <<EOF
 # A containerd of the cluster's own: Docker's (/run/containerd, /var/lib/containerd) is untouched.
 version = 2
 root = "$STATE/containerd/root"
@@ -312,10 +314,10 @@ EOF
   registry_hosts docker.io "http://$HUB"
   mkdir -p "$STATE/registry"
   printf 'version: 0.1\nlog: {level: warn}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp: {addr: "%s"}\n' \
-    "$STATE/registry/data" "$HUB" >"$STATE/registry/config.yml"
+    "$STATE/registry/data" "$HUB" | update "$STATE/registry/config.yml"
 
   # Pods reach one another, Services and the node; no route leads off this machine.
-  cat >"$STATE/cni/net.d/10-oneoff.conflist" <<EOF
+  update "$STATE/cni/net.d/10-oneoff.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "oneoff",
@@ -335,7 +337,7 @@ EOF
 }
 EOF
 
-  cat >"$STATE/kubelet/config.yaml" <<EOF
+  update "$STATE/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # This host runs cgroup v1, which kubelet 1.35 and later refuse unless told otherwise.
@@ -367,7 +369,7 @@ imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 EOF
 
-  cat >"$STATE/Corefile" <<EOF
+  update "$STATE/Corefile" <<EOF
 .:53 {
     bind $NODE_IP
     errors
@@ -384,7 +386,7 @@ EOF
 }
 EOF
 
-  cat >"$STATE/kube-proxy.yaml" <<EOF
+  update "$STATE/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
@@ -403,7 +405,15 @@ EOF
 registry_hosts() {  # registry_hosts NAME URL: containerd pulls NAME's images from URL
   mkdir -p "$STATE/containerd/certs.d/$1"
   printf 'server = "%s"\n\n[host."%s"]\n  capabilities = ["pull", "resolve"]\n  skip_verify = true\n' \
-    "$2" "$2" >"$STATE/containerd/certs.d/$1/hosts.toml"
+    "$2" "$2" | update "$STATE/containerd/certs.d/$1/hosts.toml"
+}
+
+update() {  # update FILE: stdin becomes FILE unless FILE says that already (kube-proxy exits
+  # whenever its configuration file is written)
+  local new
+  new=$(cat)
+  [ -f "$1" ] && [ "$(cat "$1")" = "$new" ] && return 0
+  printf '%s\n' "$new" >"$1"
 }
 
 # ---- processes -----------------------------------------------------------------------------
@@ -680,7 +690,14 @@ case "${1:-}" in
   down) down ;;
   build) build ;;
   load) shift; load "$@" ;;
+  restart)
+    shift
+    for name in "$@"; do
+      [[ " ${DAEMONS[*]} " == *" $name "* ]] || die "no daemon $name (${DAEMONS[*]})"
+      stop "$name"
+    done
+    up ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_ADMIN PATH=$STATE/bin:\$PATH" ;;
   status) status ;;
-  *) echo "usage: $0 up|down|load IMAGE...|env|status|build" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|load IMAGE...|restart NAME...|env|status|build" >&2; exit 2 ;;
 esac
