@@ -675,7 +675,7 @@ remove_cgroups() {  # the kubelet's cgroups (kubepods) in every v1 hierarchy, de
 
 restore_sysctls() {
   [ -f "$STATE/sysctls.saved" ] || return 0
-  sysctl -q -w $(cat "$STATE/sysctls.saved") >/dev/null || true
+  xargs sysctl -q -w <"$STATE/sysctls.saved" >/dev/null || true
 }
 
 status() {
