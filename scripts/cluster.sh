@@ -29,8 +29,9 @@
 #   scripts/cluster.sh build       only build (prints the binaries' directory)
 # Logs go to stderr and $STATE/log/; only `up`, `build` and `env` print on stdout.
 set -euo pipefail
-# What the daemons started here create (containerd's snapshots, the kubelet's volumes) must be
-# readable by a container's non-root user, whatever umask the caller had.
+# What the daemons started here create must be readable by a container's non-root user,
+# whatever umask the caller had: containerd makes each container's / (the overlay's upper
+# directory) with it, and a 077 there fails every non-root exec ("executable file not found").
 umask 022
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -134,7 +135,7 @@ version_flags() {  # what Kubernetes' and Helm's own builds stamp in (else: v0.0
 image_archive() {  # image_archive ROOTFS OUTPUT CONFIG TAGS: a one-layer docker-archive image
   local rootfs=$1 output=$2 config=$3 tags=$4 work diff digest
   work=$(mktemp -d)
-  chmod 755 "$rootfs"  # the layer's "./": containerd applies its mode to the container's /
+  chmod 755 "$rootfs"  # mktemp's 0700; a root filesystem's / is 0755
   tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$rootfs" -cf "$work/layer.tar" .
   diff=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
   printf '{"architecture":"amd64","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \

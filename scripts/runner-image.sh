@@ -47,9 +47,7 @@ build_base() {
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/usr/share/doc/* \
     "$root"/usr/share/man/* "$root"/usr/share/locale/*
   log "importing $BASE_IMAGE"
-  # The layer's "./" is the image's /: Docker ignores its mode, containerd applies it, and
-  # mktemp made it 0700 (no non-root user could then reach /usr/bin/python3 on Kubernetes).
-  chmod 755 "$root"
+  chmod 755 "$root"  # mktemp's 0700; a root filesystem's / is 0755
   tar --numeric-owner -C "$root" -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
