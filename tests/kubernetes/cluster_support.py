@@ -10,6 +10,7 @@ import os
 import select
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,40 @@ def watch_until(list_call: Callable[..., Any], done: Callable[[Any], bool], **qu
         if done(event["object"]):
             return event["object"]
     raise AssertionError(f"nothing matched within {WAIT_SECONDS} s: {query}")
+
+
+@contextlib.contextmanager
+def runner_app(**changes: Any) -> Iterator[Any]:
+    """A runner (the REST app) on the cluster, of an instance id of its own unless `changes`
+    name one. When it stops, no Job or Secret of its runs may be left; what other runners
+    (other tests, other copies of the suite) have in the namespace is never looked at."""
+    from fastapi.testclient import TestClient
+
+    from api_app import create_app
+    from runner.settings import Settings
+
+    changes.setdefault("instance_id", f"cluster-{uuid.uuid4().hex[:8]}")
+    changes.setdefault("kube_namespace", namespace())
+    settings = Settings(backend="kubernetes", **changes)
+    with TestClient(create_app(settings)) as api:
+        yield api
+    left = left_by(settings.kube_namespace, settings.instance_id)
+    assert left == [], f"the runner left behind: {left}"
+
+
+def left_by(space: str, instance: str) -> list[str]:
+    """The Jobs and Secrets a runner of `instance` made in `space` that are still there."""
+    from kubernetes import client
+
+    from backends.labels import INSTANCE
+
+    selector = f"{INSTANCE}={instance}"
+    batch, api = client.BatchV1Api(core().api_client), core()
+    jobs = batch.list_namespaced_job(space, label_selector=selector).items
+    secrets = api.list_namespaced_secret(space, label_selector=selector).items
+    return [f"Job {item.metadata.name}" for item in jobs] + [
+        f"Secret {item.metadata.name}" for item in secrets
+    ]
 
 
 def remove_finished_run(space: str, run_id: str) -> None:
