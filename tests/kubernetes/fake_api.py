@@ -198,8 +198,9 @@ class FakeKubernetes:
         return 200, updated
 
     def delete(self, resource: str, namespace: str, name: str) -> tuple[int, Any]:
-        """Running pods end gracefully (their kubelet stops them); a Job's dependents go a
-        moment after it (background propagation)."""
+        """Running pods end gracefully (their kubelet stops them); an object's dependents (a
+        Job's pods and Secrets, whatever names it in ownerReferences) go a moment after it
+        (background propagation)."""
         found = self.get(resource, namespace, name)
         if found is None:
             return 404, status_body(404, "NotFound", f'{resource} "{name}" not found')
@@ -215,8 +216,9 @@ class FakeKubernetes:
                 )
             return 200, found
         self.remove(resource, namespace, name)
-        if resource == "jobs":
-            self.background(self._collect_garbage, namespace, found["metadata"]["uid"])
+        uid = found["metadata"].get("uid")  # a test may have put it in without one
+        if uid is not None and self._dependents(namespace, uid):
+            self.background(self._collect_garbage, namespace, uid)
         return 200, status_body(200, "Success", "deleted")
 
     def remove(self, resource: str, namespace: str, name: str) -> None:
@@ -229,15 +231,18 @@ class FakeKubernetes:
 
     def _collect_garbage(self, namespace: str, uid: str) -> None:
         self.wait(GC_DELAY_SECONDS)
+        for kind, name in self._dependents(namespace, uid):
+            self.delete(kind, namespace, name)
+
+    def _dependents(self, namespace: str, uid: str) -> list[tuple[str, str]]:
+        """(resource, name) of what the object `uid` owns (ownerReferences)."""
         with self.changed:
-            owned = [
+            return [
                 (kind, name)
                 for (kind, space, name), item in self.objects.items()
                 if space == namespace
                 and any(o.get("uid") == uid for o in item["metadata"].get("ownerReferences", []))
             ]
-        for kind, name in owned:
-            self.delete(kind, namespace, name)
 
     def list(
         self, resource: str, namespace: str, selector: str | None, fields: str | None = None

@@ -15,7 +15,8 @@ kubelet and the garbage collector, as the real ones behave where the runner can 
   pod at the pod's own `activeDeadlineSeconds` (counted from `status.startTime`, which the
   client may lower while the pod lives) leaving it `Failed` with reason `DeadlineExceeded`;
   graceful deletion (`deletionTimestamp`, containers terminated, then gone).
-- Garbage collector: a Job's dependents (pods, owned Secrets) go a moment after the Job.
+- Garbage collector: an object's dependents (a Job's pods and Secrets; what a runner's owner
+  ConfigMap owns) go a moment after it.
 """
 
 from __future__ import annotations

@@ -112,10 +112,14 @@ def test_an_idempotency_key_finds_the_job(api: TestClient, fake: FakeKubernetes)
 
 
 def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
-    api: TestClient, fake: FakeKubernetes
+    configured, fake: FakeKubernetes
 ) -> None:
     """Every kind of call, on one fake: plain and async runs with content, credentials and a
-    response path, a cancel, a claim, reaping; the calls made are the PERMISSIONS, no more."""
+    response path, a cancel, a claim, reaping, owned by a ConfigMap as the chart sets it; the
+    calls made are the PERMISSIONS, no more."""
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "runner-runs"}}
+    fake.create("configmaps", "runs", owner)
+    api = configured(kube_owner="runner-runs")
     # a pod slow to start: its end is seen by a watch, not by the first list
     fake.script = lambda job: scripts.Script(
         [scripts.running(), scripts.finished(0)], {"run": b"ok\n"}, start_delay=0.5
