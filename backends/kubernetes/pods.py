@@ -129,7 +129,8 @@ class RunPods:
         _require_unpacked(pod)
         terminated = _terminated(pod)
         cap = collect.max_output_bytes
-        log, cut = self._log(pod, RUN_CONTAINER, cap) if pod else (b"", False)
+        ran = pod is not None and _run_started_at(pod) is not None  # else it has no log
+        log, cut = self._log(pod, RUN_CONTAINER, cap) if ran else (b"", False)
         return Outcome(
             exit_code=terminated.exit_code if terminated else None,
             stdout=log,
