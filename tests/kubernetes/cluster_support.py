@@ -9,6 +9,7 @@ import contextlib
 import os
 import select
 import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -106,6 +107,25 @@ def left_by(space: str, instance: str) -> list[str]:
     ]
 
 
+def restart(*daemons: str) -> None:
+    """Stop those daemons of the cluster `scripts/cluster.sh` runs (kube-apiserver, kubelet,
+    ...) and bring the cluster up again: a fault, as a machine's restart of them is. Skips the
+    test on any other cluster, where the suite cannot do that."""
+    import pytest
+
+    from tests.helpers import ROOT
+
+    state = Path(os.environ.get("ONEOFF_CLUSTER_STATE", "/var/lib/oneoff-cluster"))
+    if require_kubeconfig().resolve() != (state / "admin.kubeconfig").resolve():
+        pytest.skip(
+            "restarting the cluster's daemons needs the cluster scripts/cluster.sh runs "
+            f"(KUBECONFIG={require_kubeconfig()})"
+        )
+    script = ROOT / "scripts" / "cluster.sh"
+    command = ["bash", str(script), "restart", *daemons]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
 def remove_finished_run(space: str, run_id: str) -> None:
     """A finished async run stays (with its result) for RUNNER_RESULT_TTL_SECONDS, and
     `DELETE /runs/{id}` leaves it: the test removes its Job itself, pods with it."""
@@ -113,6 +133,12 @@ def remove_finished_run(space: str, run_id: str) -> None:
 
     batch = client.BatchV1Api(core().api_client)
     batch.delete_namespaced_job(f"oneoff-{run_id}", space, propagation_policy="Background")
+
+
+def remove_record(space: str, run_id: str) -> None:
+    """A run that ended without a Job (cancelled, or failed to start) leaves its record (a
+    ConfigMap) for RUNNER_RESULT_TTL_SECONDS: the test removes it."""
+    core().delete_namespaced_config_map(f"oneoff-{run_id}-record", space)
 
 
 def wait_for_failed_create(api: Any, space: str, job: str) -> Any:
