@@ -25,7 +25,7 @@ from tests.kubernetes.cluster_support import WAIT_SECONDS, core, watch_until
 
 CHART = ROOT / "deploy" / "helm" / "oneoff-runner"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
-FORWARDING = re.compile(rb"Forwarding from 127\.0\.0\.1:(\d+) -> 8000")
+FORWARDING = re.compile(rb"Forwarding from 127\.0\.0\.1:(\d+) -> \d+")
 
 
 def tool(name: str) -> str:
@@ -46,19 +46,20 @@ def image() -> tuple[str, str]:
 
 
 class PortForward:
-    """`kubectl port-forward svc/...` to the runner's REST port, on a free local port. It
-    forwards to one pod: when that pod goes, `url()` starts a new one."""
+    """`kubectl port-forward svc/...` to one of the runner's ports (REST 8000, MCP 8001), on a
+    free local port. It forwards to one pod: when that pod goes, `url()` starts a new one."""
 
-    def __init__(self, space: str, service: str) -> None:
-        self.space, self.service = space, service
+    def __init__(self, space: str, service: str, port: int) -> None:
+        self.space, self.service, self.target = space, service, port
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     def url(self) -> str:
         if self.process is None or self.process.poll() is not None:
             self.close()
+            target = [f"svc/{self.service}", f":{self.target}"]
             self.process = subprocess.Popen(
-                [tool("kubectl"), "-n", self.space, "port-forward", f"svc/{self.service}", ":8000"],
+                [tool("kubectl"), "-n", self.space, "port-forward", *target],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
             )
@@ -84,7 +85,8 @@ class Release:
         self.space = f"oneoff-helm-{uuid.uuid4().hex[:8]}"
         self.name = "runner"
         self.fullname = f"{self.name}-oneoff-runner"
-        self.forward = PortForward(self.space, self.fullname)
+        self.forward = PortForward(self.space, self.fullname, 8000)
+        self.mcp_forward = PortForward(self.space, self.fullname, 8001)
         self.installed = False
 
     def helm(self, command: str, *settings: str) -> None:
@@ -101,6 +103,7 @@ class Release:
 
     def uninstall(self) -> None:
         self.forward.close()
+        self.mcp_forward.close()
         if self.installed:
             command = [tool("helm"), "uninstall", self.name, "-n", self.space, "--wait"]
             subprocess.run(command, check=True)
@@ -114,6 +117,19 @@ class Release:
         """The REST API through the port-forward, as the release's tenant (its token)."""
         headers = {"Authorization": f"Bearer {token or self.token()}"}
         return httpx.Client(base_url=self.forward.url(), headers=headers, timeout=WAIT_SECONDS)
+
+    def mcp(self) -> Any:
+        """The official MCP SDK client on Streamable HTTP through the port-forward to 8001, with
+        the release's token (an async context manager)."""
+        import httpx2
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+
+        http = httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {self.token()}"}, timeout=WAIT_SECONDS
+        )
+        url = f"{self.mcp_forward.url()}/mcp"
+        return Client(streamable_http_client(url, http_client=http), mode="legacy")
 
     def runner_pods(self) -> list[Any]:
         selector = f"app.kubernetes.io/instance={self.name}"

@@ -1,9 +1,10 @@
 """The chart on a real cluster, as a user installs and uses it (`pytest -m cluster`): `helm
 install` with the runner's image built here, the REST API through `kubectl port-forward`, runs
-with files both ways, an async run followed to its end, a private image pulled with the
-caller's credentials and with a pull Secret, `helm upgrade` keeping the token and the runs, the
-runner's pod deleted under a run, and `helm uninstall` leaving no run object behind. One release
-for the module; the tests run in this order, uninstall last."""
+with files both ways, an async run followed to its end, MCP through the Service (files both ways,
+a cancel), a private image pulled with the caller's credentials and with a pull Secret, `helm
+upgrade` keeping the token and the runs, the runner's pod deleted under a run, and `helm
+uninstall` leaving no run object behind. One release for the module; the tests run in this
+order, uninstall last."""
 
 from __future__ import annotations
 
@@ -12,12 +13,19 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from tests.helpers import PRIVATE_REGISTRY, untar_gz, until
 from tests.kubernetes.cluster_release import Release, installed
-from tests.kubernetes.cluster_support import FILES_RUN, IMAGE, WAIT_SECONDS, core, watch_until
+from tests.kubernetes.cluster_support import (
+    FILES_RUN,
+    IMAGE,
+    WAIT_SECONDS,
+    core,
+    wait_for_running,
+)
 from tests.registries import CREDENTIALS, Push
 
 pytestmark = pytest.mark.cluster
@@ -49,15 +57,7 @@ def started(release: Release, body: dict[str, Any]) -> str:
     """An async run of `body`, once its container runs."""
     with release.client() as api:
         run_id = str(api.post("/runs", json=body).json()["run_id"])
-    selector = f"oneoff-runner.run-id={run_id}"
-
-    def running(pod: Any) -> bool:
-        statuses = pod.status.container_statuses or []
-        return any(s.name == "run" and s.state and s.state.running for s in statuses)
-
-    watch_until(
-        core().list_namespaced_pod, running, namespace=release.space, label_selector=selector
-    )
+    wait_for_running(core(), release.space, f"oneoff-runner.run-id={run_id}")
     return run_id
 
 
@@ -107,6 +107,33 @@ def test_a_private_image_is_pulled_with_the_caller_s_credentials(
         assert refused.json()["field"] == "auth_config"
         result = api.post("/run", json={**body, "auth_config": CREDENTIALS}).json()
     assert (result.get("exit_code"), result.get("stdout")) == (0, "pulled\n"), result
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_mcp_through_the_chart_s_service_runs_with_files_and_cancels(
+    release: Release,
+) -> None:
+    """The official SDK client through the Service's MCP port: run_container with a file in and
+    a directory back; start_run, then cancel_run, after which the run's pod is gone."""
+    async with release.mcp() as client:
+        ran = await client.call_tool("run_container", FILES_RUN)
+        assert ran.is_error is False, ran.content
+        content = base64.b64decode(ran.structured_content["volumes"]["/out"]["content"])
+        assert untar_gz(content) == {"b.txt": b"payload\n"}
+        run_id = (await client.call_tool("start_run", SLOW)).structured_content["run_id"]
+        selector = f"oneoff-runner.run-id={run_id}"
+        await anyio.to_thread.run_sync(wait_for_running, core(), release.space, selector)
+        cancelled = await client.call_tool("cancel_run", {"run_id": run_id})
+        assert cancelled.structured_content["state"] == "cancelled", cancelled.content
+    until(
+        lambda: not core().list_namespaced_pod(release.space, label_selector=selector).items,
+        WAIT_SECONDS,
+    )
 
 
 def test_helm_upgrade_keeps_the_token_and_the_runs(release: Release, unique_image: Push) -> None:
