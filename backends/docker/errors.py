@@ -118,9 +118,21 @@ _UNREACHABLE_WORDS = (
 )
 
 
+def _credentials_required(image: str) -> RunnerError:
+    return RegistryAuthFailed(
+        f"auth_config: the registry of {image!r} requires credentials; pass auth_config with "
+        "a username and password",
+        field="auth_config",
+    )
+
+
 def pull_failure(message: str, image: str, *, with_auth: bool) -> RunnerError:
     """One clear error per way a registry says no; the credentials are never part of it."""
     low = message.lower()
+    if "no basic auth credentials" in low and not with_auth:
+        # the registry asked for credentials and none were sent; Docker 29 says it after
+        # "pull access denied, repository does not exist or may require authorization"
+        return _credentials_required(image)
     if "pull access denied" in low or "repository does not exist" in low:
         if with_auth:
             return RegistryAuthFailed(
@@ -140,11 +152,7 @@ def pull_failure(message: str, image: str, *, with_auth: bool) -> RunnerError:
                 "auth_config.username and auth_config.password (and serveraddress)",
                 field="auth_config",
             )
-        return RegistryAuthFailed(
-            f"auth_config: the registry of {image!r} requires credentials; pass auth_config "
-            "with a username and password",
-            field="auth_config",
-        )
+        return _credentials_required(image)
     if "manifest unknown" in low or "not found" in low or "manifest for" in low:
         return ImageNotFound(
             f"image: {image!r} was not found in its registry; check the name and tag",
@@ -189,7 +197,8 @@ def create_refused(message: str) -> RunnerError | None:
         return InvalidRequest(f"image: {message}; check the image reference", field="image")
     if "no such image" in low:
         return ImageNotFound(f"image: {message}", field="image")
-    if "unknown runtime specified" in low:
+    # Docker 20.10: "Unknown runtime specified x"; 29: "unknown or invalid runtime name: x"
+    if "unknown runtime specified" in low or "unknown or invalid runtime name" in low:
         return InvalidRequest(
             f"runtime: {message}; the operator allows it but the engine does not have it: "
             "leave runtime out, or ask the operator to register it with the engine",
