@@ -191,12 +191,15 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# `cmd | grep -q` under pipefail fails at random: grep exits at its first match and `cmd` dies
+# of SIGPIPE. So grep reads a command's output from a here-string, here and in engine.sh.
 ensure_network() {
   if ! ip link show "$NODE_IF" >/dev/null 2>&1; then
     # A bridge with no ports: an address of the node's own that nothing outside can reach.
     ip link add "$NODE_IF" type bridge
   fi
-  ip addr show dev "$NODE_IF" | grep -q "inet $NODE_IP/" || ip addr add "$NODE_IP/32" dev "$NODE_IF"
+  grep -q "inet $NODE_IP/" <<<"$(ip addr show dev "$NODE_IF")" \
+    || ip addr add "$NODE_IP/32" dev "$NODE_IF"
   ip link set "$NODE_IF" up
   sysctl -qw net.ipv4.ip_forward=1
   [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || modprobe br_netfilter 2>/dev/null || true
@@ -423,7 +426,8 @@ pid_of() {  # the pid of daemon NAME if it runs (its pid file names a live proce
   local file="$RUN/$1.pid" pid
   [ -f "$file" ] || return 1
   pid=$(cat "$file")
-  [ -d "/proc/$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$STATE\|$RUN" || return 1
+  [ -d "/proc/$pid" ] && grep -q -- "$STATE\|$RUN" <<<"$(tr '\0' ' ' <"/proc/$pid/cmdline")" \
+    || return 1
   echo "$pid"
 }
 
@@ -455,7 +459,7 @@ api_ready() {
 start_runtime() {
   start containerd containerd --config "$STATE/containerd/config.toml"
   wait_for "containerd" 60 ctr --address "$CONTAINERD_SOCK" version
-  ctr_k8s images ls -q | grep -qx "$PAUSE_IMAGE" || {
+  grep -qx "$PAUSE_IMAGE" <<<"$(ctr_k8s images ls -q)" || {
     log "importing $PAUSE_IMAGE (Kubernetes' pause.c, built here)"
     ctr_k8s images import "$BIN/pause.tar" >/dev/null
   }
@@ -572,7 +576,7 @@ start_hub() {  # the cluster's docker.io, holding the images of HUB_IMAGES
   for image in "${HUB_IMAGES[@]}"; do
     curl -sf -o /dev/null -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
       "http://$HUB/v2/${image%:*}/manifests/${image##*:}" && continue
-    ctr_k8s images ls -q | grep -qx "$HUB/${HUB_IMAGES[0]}" \
+    grep -qx "$HUB/${HUB_IMAGES[0]}" <<<"$(ctr_k8s images ls -q)" \
       || ctr_k8s images import "$BIN/busybox.tar" >/dev/null
     log "pushing $image to $HUB"
     ctr_k8s images push --plain-http "$HUB/$image" "$HUB/${HUB_IMAGES[0]}" >/dev/null

@@ -111,7 +111,7 @@ ensure_bridge() {
   local network
   network=$(python3 -c 'import ipaddress, sys; print(ipaddress.ip_interface(sys.argv[1]).network)' \
     "$BRIDGE_ADDRESS")
-  if ip -4 route show to match "$network" | grep -qv '^default' \
+  if [ -n "$(ip -4 route show to match "$network" | grep -v '^default')" ] \
       || [ -n "$(ip -4 route show root "$network")" ]; then
     log "the bridge's subnet $network overlaps a route of this machine; set ENGINE_BRIDGE_ADDRESS"
     exit 1
@@ -296,7 +296,7 @@ stop() {
 
 down() {
   stop
-  if findmnt -rn -o TARGET | grep -qE "^($STATE|$RUN)/"; then
+  if grep -qE "^($STATE|$RUN)/" <<<"$(findmnt -rn -o TARGET)"; then  # not a pipe: see cluster.sh
     log "mounts remain under $STATE or $RUN; not removing them"
     exit 1
   fi
