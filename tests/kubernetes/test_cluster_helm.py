@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from tests.helpers import PRIVATE_REGISTRY, untar_gz, until
@@ -26,6 +25,7 @@ from tests.kubernetes.cluster_support import (
     core,
     wait_for_running,
 )
+from tests.kubernetes.follow import follow
 from tests.registries import CREDENTIALS, Push
 
 pytestmark = pytest.mark.cluster
@@ -36,21 +36,6 @@ SLOW = {"image": IMAGE, "command": ["sh", "-c", "echo begun; sleep 15; echo ende
 def release() -> Iterator[Release]:
     with installed() as made:
         yield made
-
-
-def follow(api: httpx.Client, run_id: str) -> tuple[str, dict[str, Any]]:
-    """The run's log stream to its end, as a client reads it: (its output, the exit event)."""
-    output, event = "", ""
-    with api.stream("GET", f"/runs/{run_id}/logs") as stream:
-        assert stream.status_code == 200, stream.read()
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: ") and event == "stdout":
-                output += json.loads(line.removeprefix("data: "))
-            elif line.startswith("data: ") and event == "exit":
-                return output, json.loads(line.removeprefix("data: "))
-    raise AssertionError(f"the log stream of {run_id} ended without its exit event")
 
 
 def started(release: Release, body: dict[str, Any]) -> str:
