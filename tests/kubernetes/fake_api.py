@@ -49,6 +49,7 @@ class FakeKubernetes:
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []
         self.compacted = 0  # watches from an older resourceVersion get 410 Gone
         self.failures = 0  # the next requests answered 503
+        self.refused_patches = 0  # the next pod PATCHes answered 503 (a restart just then)
         self.watches: set[socket.socket] = set()
         self.watch_queries: list[dict[str, str]] = []  # the query of every watch request
         self.expired_watches = 0  # watches answered ERROR 410 Gone

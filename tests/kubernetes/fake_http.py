@@ -79,6 +79,8 @@ def handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
                 return self._send(404, status_body(404, "NotFound", url.path))
             with fake.changed:
                 failing, fake.failures = fake.failures > 0, max(0, fake.failures - 1)
+                if method == "PATCH" and rest[2] == "pods" and fake.refused_patches > 0:
+                    failing, fake.refused_patches = True, fake.refused_patches - 1
             if failing:
                 return self._send(503, status_body(503, "ServiceUnavailable", "restarting"))
             namespace, resource, name = rest[1], rest[2], (rest[3] if len(rest) > 3 else None)
