@@ -1,7 +1,9 @@
 # The oneoff-runner service image: REST on 8000, MCP on 8001, `oneoff-runner serve`.
 # Also the helper image of Kubernetes run pods (`python -m backends.kubernetes.pod_helper`).
 # BASE_IMAGE: python:3.11-slim pinned by digest, so every build starts from the same base;
-# docs/development.md says how the pin is checked and moved.
+# docs/development.md says how the pin is checked and moved. Any image with Python 3.11 and
+# pip on PATH will do (scripts/runner-image.sh builds one with debootstrap where Docker Hub
+# is out of reach).
 ARG BASE_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 FROM ${BASE_IMAGE} AS build
 RUN pip install --no-cache-dir "uv>=0.9,<1"

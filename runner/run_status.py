@@ -33,7 +33,9 @@ class RunStatus(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = Field(
-        None, description="Why the run never ran (e.g. image not found), when it failed so."
+        None,
+        description="Why the run never ran (e.g. image not found), when it failed so; in a "
+        "log stream's `exit` event, also why its result could not be read.",
     )
     result: RunResult | None = Field(
         None, description="The same result POST /run returns, once the run has finished."

@@ -417,7 +417,17 @@ class AsyncRuns:
         if follow:
             with contextlib.suppress(RunnerError):
                 await own_thread(self.backend.wait_run, run_id)
-        yield "exit", (await self.status(tenant, run_id)).model_dump_json()
+        yield "exit", (await self._exit_status(tenant, run_id)).model_dump_json()
+
+    async def _exit_status(self, tenant: Tenant, run_id: str) -> RunStatus:
+        """The status a stream ends with. A result that cannot be read (returned content over a
+        limit, or lost) is no reason to end it without one: `error` says why, as GET /runs/{id}
+        answers."""
+        try:
+            return await self.status(tenant, run_id)
+        except RunnerError as exc:
+            found = await self.status(tenant, run_id, with_result=False)
+            return found.model_copy(update={"error": f"no result: {exc.message}"})
 
     async def wait(self, tenant: Tenant, run_id: str) -> RunStatus:
         """The run's status once it has finished (with its result)."""

@@ -272,6 +272,12 @@ class Settings(BaseSettings):
     kube_service_account: str | None = Field(
         None, description="Service account of run pods (its token is never mounted)."
     )
+    kube_owner: str | None = Field(
+        None,
+        description="A ConfigMap in the run namespace that owns (ownerReferences) every Job, "
+        "run record and lease the runner makes there: deleting it, as `helm uninstall` does, "
+        "has the cluster delete them too. Default: none; they go when they end or expire.",
+    )
     kube_job_ttl_seconds: int = Field(
         600, ge=0, description="ttlSecondsAfterFinished of run Jobs: a safety net for cleanup."
     )

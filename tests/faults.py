@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-ENGINE_SOCKET = "/var/run/docker.sock"
+
+def engine_socket() -> str:
+    """The socket of the engine the suite runs against: DOCKER_HOST's when it names one (as for
+    `scripts/engine.sh`), else the default."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return host.removeprefix("unix://") if host.startswith("unix://") else "/var/run/docker.sock"
 
 
 # docker-py does not close a unix socket whose connect() failed, nor one reset under a live
@@ -110,7 +115,7 @@ class EngineProxy:
             except OSError:
                 return
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            upstream.connect(ENGINE_SOCKET)
+            upstream.connect(engine_socket())
             with self._lock:
                 self._connections += [client, upstream]
             threading.Thread(target=pipe, args=(client, upstream, self), daemon=True).start()

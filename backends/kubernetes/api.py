@@ -12,6 +12,7 @@ from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 from kubernetes.config.config_exception import ConfigException
 
 from backends.kubernetes.errors import api_errors
+from runner.errors import BackendUnavailable, NotFound
 from runner.settings import Settings
 
 RETRIES = urllib3.Retry(
@@ -30,6 +31,7 @@ class ClusterApi:
         self.namespace = settings.kube_namespace
         self._lock = threading.Lock()
         self._client: ApiClient | None = None
+        self._owner: dict[str, Any] | None = None
 
     @property
     def client(self) -> ApiClient:
@@ -52,6 +54,29 @@ class ClusterApi:
                 config.keep_alive = True  # a dead API server connection is noticed, not hung on
                 self._client = ApiClient(config)
             return self._client
+
+    def owner_references(self) -> list[dict[str, Any]]:
+        """What everything the runner makes in the namespace is owned by (`RUNNER_KUBE_OWNER`),
+        read once: the garbage collector deletes it all when that ConfigMap goes."""
+        name = self.settings.kube_owner
+        if not name:
+            return []
+        if self._owner is None:  # two threads may both read it: the same answer
+            try:
+                with api_errors("reading the runner's owner ConfigMap"):
+                    found = self.core.read_namespaced_config_map(name, self.namespace)
+            except NotFound:
+                raise BackendUnavailable(
+                    f"RUNNER_KUBE_OWNER names the ConfigMap {name!r}, which namespace "
+                    f"{self.namespace!r} does not have; create it, or unset the setting"
+                ) from None
+            self._owner = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": name,
+                "uid": found.metadata.uid,
+            }
+        return [dict(self._owner)]
 
     # The client's models make every field Optional; the wire is what the tests check, so
     # the APIs are used untyped here.

@@ -177,7 +177,9 @@ class KubernetesBackend:
         inventory.remove_claim(self.api.core, self.namespace, name)
 
     def health(self) -> Health:
-        return inventory.health(self.api.client, self.namespace)
+        found = inventory.health(self.api.client, self.namespace)
+        self.api.owner_references()  # the ConfigMap RUNNER_KUBE_OWNER names is there
+        return found
 
     def list_containers(
         self, *, tenant: str, all_states: bool, managed_only: bool

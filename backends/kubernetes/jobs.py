@@ -35,9 +35,13 @@ class Jobs:
     def meta(
         self, name: str, kept: dict[str, str], annotations: dict[str, str] | None = None
     ) -> dict[str, Any]:
+        """Metadata of a Job, record or lease: owned by `RUNNER_KUBE_OWNER`, when set."""
         meta: dict[str, Any] = {"name": name, "namespace": self.namespace, "labels": kept}
         if annotations:
             meta["annotations"] = annotations
+        owners = self.api.owner_references()
+        if owners:
+            meta["ownerReferences"] = owners
         return meta
 
     def create_job(

@@ -5,6 +5,7 @@ for plain and async runs alike."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from backends.kubernetes.returned import log_bytes_for, read_returned, return_li
 from backends.kubernetes.watching import PodWatch, job_deadline_exceeded
 from runner.errors import BackendUnavailable, Cancelled, InvalidRequest, NotFound
 from runner.spec import CollectSpec, Outcome, RunControl
+
+log = logging.getLogger(__name__)
 
 END_GRACE_SECONDS = 60  # past the timeout: the kubelet's kill, the helpers' collect
 LOG_CHUNK_BYTES = 64 * 1024
@@ -95,8 +98,14 @@ class RunPods:
         if current is not None and deadline >= current:
             return
         body = {"spec": {"activeDeadlineSeconds": deadline}}
-        with contextlib.suppress(NotFound), api_errors("starting the run's clock"):
-            self.api.core.patch_namespaced_pod(pod.metadata.name, self.api.namespace, body)
+        try:
+            with contextlib.suppress(NotFound), api_errors("starting the run's clock"):
+                self.api.core.patch_namespaced_pod(pod.metadata.name, self.api.namespace, body)
+        except ApiUnreachable as exc:
+            # An API server restarting as the run starts: the run goes on. The runner's own
+            # clock (the watch's give_up) still ends it on time; only if the runner goes too
+            # does it run on to the pod's first deadline, later by the start grace.
+            log.warning("the run's pod keeps its first deadline: %s", exc)
 
     def _ended(self, control: RunControl, kind: str, pod: Any, judge: PullJudge) -> bool:
         if kind == "DELETED" or pod.metadata.deletion_timestamp is not None:
@@ -129,7 +138,8 @@ class RunPods:
         _require_unpacked(pod)
         terminated = _terminated(pod)
         cap = collect.max_output_bytes
-        log, cut = self._log(pod, RUN_CONTAINER, cap) if pod else (b"", False)
+        ran = pod is not None and _run_started_at(pod) is not None  # else it has no log
+        log, cut = self._log(pod, RUN_CONTAINER, cap) if ran else (b"", False)
         return Outcome(
             exit_code=terminated.exit_code if terminated else None,
             stdout=log,

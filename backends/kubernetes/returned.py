@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
@@ -42,9 +43,11 @@ def log_bytes_for(limit: int) -> int:
 
 
 def read_returned(chunks: Iterable[bytes], limit: ReturnLimit) -> dict[str, tuple[str, bytes]]:
-    records = (_record(line) for line in _lines(chunks))
+    records = _records(_lines(chunks))
     first = next(records, None)
-    if first is None or "begin" not in first:
+    if first is None:  # not one record: the sidecar was stopped before it wrote
+        raise _cut()
+    if "begin" not in first:
         raise PayloadTooLarge(
             "volumes: the returned content outgrew the collect sidecar's log, which the kubelet "
             "rotated (containerLogMaxSize); return less, or write it to a volume",
@@ -99,6 +102,21 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
             raise _cut()
     if pending:
         yield pending
+
+
+def _records(lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    """The sidecar's records. A pod log merges a container's stdout and stderr, so lines that
+    are not records come first: the sidecar saying it is ready, and, in a rotated log, the end
+    of a line whose start was rotated away. From the first record on, every line is one."""
+    for line in lines:
+        with contextlib.suppress(RunnerError):
+            first = _record(line)
+            break
+    else:
+        return
+    yield first
+    for line in lines:
+        yield _record(line)
 
 
 def _record(line: bytes) -> dict[str, Any]:

@@ -141,9 +141,13 @@ class JobRuns:
         return readable(f"Job {found.metadata.name}", lambda: self._record_of(found))
 
     def output(self, run_id: str, *, follow: bool) -> PodLogStream:
+        """The pod log of the run's container; NotFound while it has none: no pod, or a
+        container that has not run (the kubelet serves no log of a waiting one)."""
         pod = self._started_pod(run_id) if follow else self._pod(run_id)
         if pod is None:
             raise NotFound(f"run {run_id!r} has no pod yet, or no more", field="run_id")
+        if _run_state(pod, "running") is None and _run_state(pod, "terminated") is None:
+            raise NotFound(f"run {run_id!r}: its container has not run", field="run_id")
         with api_errors("reading the run's log"):
             response = self.jobs.api.core.read_namespaced_pod_log(
                 pod.metadata.name,

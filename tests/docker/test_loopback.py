@@ -102,7 +102,9 @@ def test_a_run_on_a_named_network_takes_the_engine_s_way(app_client, own_network
 
 
 @engine_fault
-def test_while_the_hosts_file_cannot_be_made_runs_take_the_engine_s_way(app_client, tmp_path):
+def test_while_the_hosts_file_cannot_be_made_runs_take_the_engine_s_way(
+    app_client, docker_client, tmp_path
+):
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
     proxy.refused.append(b"/archive?path=%2Fv ")  # filling the hosts file's volume
@@ -110,7 +112,8 @@ def test_while_the_hosts_file_cannot_be_made_runs_take_the_engine_s_way(app_clie
     command = "grep ' /etc/hosts ' /proc/self/mountinfo | cut -d' ' -f4; cat /etc/hosts"
     result = client.post("/run", json=run_body("sh", "-c", command)).json()
     source, *hosts = result["stdout"].splitlines()
-    assert source.startswith("/var/lib/docker/containers/"), source  # the engine's own
+    root = docker_client.info()["DockerRootDir"]
+    assert source.startswith(f"{root}/containers/"), source  # the engine's own
     assert hosts[0] == "127.0.0.1\tlocalhost"
     proxy.refused.clear()
     client.app.state.service.backend.renew_lease()  # the next renewal makes it

@@ -52,8 +52,8 @@ def test_a_long_run_survives_another_runner_starting_reaping_and_stopping(docker
                 reaper.reap_orphans()  # what it removes on this shared engine is others' business
             finally:
                 reaper.close()
-            assert docker_client.api.inspect_container(started["id"])["State"]["Running"]
-            release(docker_client, started["id"])
+            assert docker_client.api.inspect_container(started["Actor"]["ID"])["State"]["Running"]
+            release(docker_client, started["Actor"]["ID"])
             response = pending()
             assert isinstance(response, httpx.Response), response
             assert response.status_code == 200, response.text

@@ -147,7 +147,7 @@ def test_a_sync_run_is_listed_to_its_tenant_only(tenants, docker_client, instanc
     run_id = event["Actor"]["Attributes"][RUN_ID]
     assert run_id in listed(A)
     assert run_id not in listed(B)
-    docker_client.containers.get(event["id"]).kill()
+    docker_client.containers.get(event["Actor"]["ID"]).kill()
     worker.join(60)
     assert answers[0]["exit_code"] == 137
 

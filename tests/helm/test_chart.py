@@ -104,6 +104,28 @@ def test_runs_go_to_their_own_namespace_with_the_role_there() -> None:
     assert env["RUNNER_KUBE_NODE_SELECTOR"] == '{"pool":"runs"}'
 
 
+def runner_config(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ConfigMap of the runner's settings (the other one owns the runs)."""
+    (config,) = [item for item in find(items, "ConfigMap") if "data" in item]
+    return config
+
+
+def test_an_owner_config_map_in_the_runs_namespace_owns_the_runs() -> None:
+    """RUNNER_KUBE_OWNER names it, the runner may read it: `helm uninstall` deletes it, and
+    with it every Job, record and lease of the release's runners."""
+    items = objects(VALUE_SETS["own-namespace-and-scheduling"])
+    (owner,) = [item for item in find(items, "ConfigMap") if "data" not in item]
+    assert (owner["metadata"]["name"], owner["metadata"]["namespace"]) == (
+        "demo-oneoff-runner-runs",
+        "sandbox",
+    )
+    assert container_env(items)["RUNNER_KUBE_OWNER"] == "demo-oneoff-runner-runs"
+    docker = objects(VALUE_SETS["docker-mode"])
+    assert [item["metadata"]["name"] for item in find(docker, "ConfigMap")] == [
+        "demo-oneoff-runner"
+    ]
+
+
 def container_env(items: list[dict[str, Any]]) -> dict[str, str]:
     (deployment,) = find(items, "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -115,8 +137,7 @@ def test_the_environment_the_chart_gives_is_valid_runner_settings(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     items = objects(VALUE_SETS[name])
-    (config,) = find(items, "ConfigMap")
-    env = {**config["data"], **container_env(items)}
+    env = {**runner_config(items)["data"], **container_env(items)}
     env["RUNNER_INSTANCE_ID"] = "demo-oneoff-runner-abc12"  # the pod's name, in a cluster
     tokens = tmp_path / "tokens"
     tokens.write_text("t\n")
@@ -131,7 +152,7 @@ def test_the_environment_the_chart_gives_is_valid_runner_settings(
 def test_values_carry_every_runner_setting() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     items = objects({})
-    (config,) = find(items, "ConfigMap")
+    config = runner_config(items)
     covered = {
         key.removeprefix("RUNNER_").lower() for key in [*config["data"], *container_env(items)]
     }
@@ -246,7 +267,7 @@ def test_the_dockerfile_builds_a_non_root_image_from_the_lock_file() -> None:
 
 def test_map_settings_reach_the_runner_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
     options = {"size": ["1Gi", "10Gi"]}
-    (config,) = find(objects({"config": {"allowed_volume_options": options}}), "ConfigMap")
+    config = runner_config(objects({"config": {"allowed_volume_options": options}}))
     for name, value in config["data"].items():
         monkeypatch.setenv(name, value)
     assert Settings().allowed_volume_options == options

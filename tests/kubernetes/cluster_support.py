@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
+import subprocess
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-
-from tests.faults import pipe
 
 WAIT_SECONDS = 120
 IMAGE = os.environ.get("CLUSTER_TEST_IMAGE", "busybox:1.36")
@@ -72,6 +73,59 @@ def watch_until(list_call: Callable[..., Any], done: Callable[[Any], bool], **qu
     raise AssertionError(f"nothing matched within {WAIT_SECONDS} s: {query}")
 
 
+@contextlib.contextmanager
+def runner_app(**changes: Any) -> Iterator[Any]:
+    """A runner (the REST app) on the cluster, of an instance id of its own unless `changes`
+    name one. When it stops, no Job or Secret of its runs may be left; what other runners
+    (other tests, other copies of the suite) have in the namespace is never looked at."""
+    from fastapi.testclient import TestClient
+
+    from api_app import create_app
+    from runner.settings import Settings
+
+    changes.setdefault("instance_id", f"cluster-{uuid.uuid4().hex[:8]}")
+    changes.setdefault("kube_namespace", namespace())
+    settings = Settings(backend="kubernetes", **changes)
+    with TestClient(create_app(settings)) as api:
+        yield api
+    left = left_by(settings.kube_namespace, settings.instance_id)
+    assert left == [], f"the runner left behind: {left}"
+
+
+def left_by(space: str, instance: str) -> list[str]:
+    """The Jobs and Secrets a runner of `instance` made in `space` that are still there."""
+    from kubernetes import client
+
+    from backends.labels import INSTANCE
+
+    selector = f"{INSTANCE}={instance}"
+    batch, api = client.BatchV1Api(core().api_client), core()
+    jobs = batch.list_namespaced_job(space, label_selector=selector).items
+    secrets = api.list_namespaced_secret(space, label_selector=selector).items
+    return [f"Job {item.metadata.name}" for item in jobs] + [
+        f"Secret {item.metadata.name}" for item in secrets
+    ]
+
+
+def restart(*daemons: str) -> None:
+    """Stop those daemons of the cluster `scripts/cluster.sh` runs (kube-apiserver, kubelet,
+    ...) and bring the cluster up again: a fault, as a machine's restart of them is. Skips the
+    test on any other cluster, where the suite cannot do that."""
+    import pytest
+
+    from tests.helpers import ROOT
+
+    state = Path(os.environ.get("ONEOFF_CLUSTER_STATE", "/var/lib/oneoff-cluster"))
+    if require_kubeconfig().resolve() != (state / "admin.kubeconfig").resolve():
+        pytest.skip(
+            "restarting the cluster's daemons needs the cluster scripts/cluster.sh runs "
+            f"(KUBECONFIG={require_kubeconfig()})"
+        )
+    script = ROOT / "scripts" / "cluster.sh"
+    command = ["bash", str(script), "restart", *daemons]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
 def remove_finished_run(space: str, run_id: str) -> None:
     """A finished async run stays (with its result) for RUNNER_RESULT_TTL_SECONDS, and
     `DELETE /runs/{id}` leaves it: the test removes its Job itself, pods with it."""
@@ -79,6 +133,12 @@ def remove_finished_run(space: str, run_id: str) -> None:
 
     batch = client.BatchV1Api(core().api_client)
     batch.delete_namespaced_job(f"oneoff-{run_id}", space, propagation_policy="Background")
+
+
+def remove_record(space: str, run_id: str) -> None:
+    """A run that ended without a Job (cancelled, or failed to start) leaves its record (a
+    ConfigMap) for RUNNER_RESULT_TTL_SECONDS: the test removes it."""
+    core().delete_namespaced_config_map(f"oneoff-{run_id}-record", space)
 
 
 def wait_for_failed_create(api: Any, space: str, job: str) -> Any:
@@ -110,8 +170,6 @@ class ApiProxy:
         self.open: list[socket.socket] = []
         self.down = False
         self.refused = threading.Event()
-        self.open_for_removals = threading.Event()  # DELETEs pass at once
-        self.open_for_removals.set()
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -146,9 +204,26 @@ class ApiProxy:
             upstream = socket.create_connection(self.upstream)
             with self.lock:
                 self.open += [client, upstream]
-            threading.Thread(
-                target=pipe, args=(client, upstream, self.open_for_removals), daemon=True
-            ).start()
+            threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
+
+
+def _pipe(one: socket.socket, other: socket.socket) -> None:
+    """Bytes both ways (TLS passes through untouched) until either end closes or is cut."""
+    peers = {one: other, other: one}
+    try:
+        while True:
+            readable, _, _ = select.select(list(peers), [], [])
+            for source in readable:
+                data = source.recv(65536)
+                if not data:
+                    return
+                peers[source].sendall(data)
+    except (OSError, ValueError):
+        return
+    finally:
+        for end in (one, other):
+            with contextlib.suppress(OSError):
+                end.close()
 
 
 @contextlib.contextmanager

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
+from tests.kubernetes.cluster_support import core, delete_namespace, labelled_namespace, runner_app
 from tests.kubernetes.fake_api import FakeKubernetes, Script
 
 Scripted = Callable[[dict[str, Any]], Script]
@@ -63,3 +66,32 @@ def configured(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[type[T
         app.__exit__(None, None, None)
     fake.settle()
     assert [name for kind in ("jobs", "pods") for name in fake.named(kind)] == []
+
+
+# ---- the real cluster (`-m cluster`) ---------------------------------------------------------
+
+Runner = Callable[..., AbstractContextManager[TestClient]]
+Namespaces = Callable[[dict[str, str]], str]
+
+
+@pytest.fixture
+def runner() -> Runner:
+    """`with runner(**settings) as api:` a runner on the cluster, of its own instance id;
+    nothing of its runs may be left when it stops (`cluster_support.runner_app`)."""
+    return runner_app
+
+
+@pytest.fixture
+def own_namespace() -> Iterator[Namespaces]:
+    """`own_namespace(labels)`: a namespace for this test, deleted after it."""
+    api, made = core(), []
+
+    def make(labels: dict[str, str]) -> str:
+        name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
+        labelled_namespace(api, name, labels)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        delete_namespace(api, name)

@@ -49,6 +49,7 @@ class FakeKubernetes:
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []
         self.compacted = 0  # watches from an older resourceVersion get 410 Gone
         self.failures = 0  # the next requests answered 503
+        self.refused_patches = 0  # the next pod PATCHes answered 503 (a restart just then)
         self.watches: set[socket.socket] = set()
         self.watch_queries: list[dict[str, str]] = []  # the query of every watch request
         self.expired_watches = 0  # watches answered ERROR 410 Gone
@@ -198,8 +199,9 @@ class FakeKubernetes:
         return 200, updated
 
     def delete(self, resource: str, namespace: str, name: str) -> tuple[int, Any]:
-        """Running pods end gracefully (their kubelet stops them); a Job's dependents go a
-        moment after it (background propagation)."""
+        """Running pods end gracefully (their kubelet stops them); an object's dependents (a
+        Job's pods and Secrets, whatever names it in ownerReferences) go a moment after it
+        (background propagation)."""
         found = self.get(resource, namespace, name)
         if found is None:
             return 404, status_body(404, "NotFound", f'{resource} "{name}" not found')
@@ -215,8 +217,9 @@ class FakeKubernetes:
                 )
             return 200, found
         self.remove(resource, namespace, name)
-        if resource == "jobs":
-            self.background(self._collect_garbage, namespace, found["metadata"]["uid"])
+        uid = found["metadata"].get("uid")  # a test may have put it in without one
+        if uid is not None and self._dependents(namespace, uid):
+            self.background(self._collect_garbage, namespace, uid)
         return 200, status_body(200, "Success", "deleted")
 
     def remove(self, resource: str, namespace: str, name: str) -> None:
@@ -229,15 +232,18 @@ class FakeKubernetes:
 
     def _collect_garbage(self, namespace: str, uid: str) -> None:
         self.wait(GC_DELAY_SECONDS)
+        for kind, name in self._dependents(namespace, uid):
+            self.delete(kind, namespace, name)
+
+    def _dependents(self, namespace: str, uid: str) -> list[tuple[str, str]]:
+        """(resource, name) of what the object `uid` owns (ownerReferences)."""
         with self.changed:
-            owned = [
+            return [
                 (kind, name)
                 for (kind, space, name), item in self.objects.items()
                 if space == namespace
                 and any(o.get("uid") == uid for o in item["metadata"].get("ownerReferences", []))
             ]
-        for kind, name in owned:
-            self.delete(kind, namespace, name)
 
     def list(
         self, resource: str, namespace: str, selector: str | None, fields: str | None = None

@@ -10,19 +10,23 @@ kubelet and the garbage collector, as the real ones behave where the runner can 
   Job's `activeDeadlineSeconds` (from its start) it deletes the pod, whose log goes with it.
 - Admission: Pod Security `restricted` (the namespace's level), plus `refuse(pod)` from the test
   (quota, a missing service account).
-- Kubelet: plays the test's `Script`; runs the runner's helper containers for real; kills the
+- Kubelet: plays the test's `Script`; runs the runner's helper containers for real (their
+  image's command, in processes of their own), each log merging stdout and stderr; kills the
   pod at the pod's own `activeDeadlineSeconds` (counted from `status.startTime`, which the
   client may lower while the pod lives) leaving it `Failed` with reason `DeadlineExceeded`;
   graceful deletion (`deletionTimestamp`, containers terminated, then gone).
-- Garbage collector: a Job's dependents (pods, owned Secrets) go a moment after the Job.
+- Garbage collector: an object's dependents (a Job's pods and Secrets; what a runner's owner
+  ConfigMap owns) go a moment after it.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import io
-import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -30,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends.kubernetes import pod_helper
+from tests.helpers import ROOT
 from tests.kubernetes.fake_admission import pod_security_violations
 from tests.kubernetes.fake_scripts import Script, status
 
@@ -217,6 +221,7 @@ class Kubelet:
         self.logs: dict[str, bytes] = {}
         self.run_started: str | None = None
         self.helper_names = [c["name"] for c in pod["spec"].get("initContainers", [])]
+        self.unpack_failure = script.unpack_fails
 
     def play(self) -> None:
         self._set(
@@ -231,8 +236,8 @@ class Kubelet:
         if stopped := self._pause(self.script.start_delay):
             return self._stop(stopped)
         self.logs = {**self.script.logs, **self._helpers()}
-        if self.script.unpack_fails is not None:
-            return self._unpack_failed(self.script.unpack_fails)
+        if self.unpack_failure is not None:
+            return self._unpack_failed(self.unpack_failure)
         for index, state in enumerate(self.script.states):
             state = self._stamped(state)
             self._publish_logs(state)
@@ -352,15 +357,19 @@ class Kubelet:
         self.fake.remove("pods", self.namespace, self.name)
 
     def _helpers(self) -> dict[str, bytes]:
-        """What the runner's helper containers do in a real pod, really done."""
+        """What the runner's helper containers do in a real pod, really done, in the order the
+        kubelet keeps: unpack; the collect sidecar, until it says it is ready; the run's own
+        command (`program`); then SIGTERM to the sidecar, which writes the returned paths.
+        Each helper is its image's command in a process of its own whose log, as a container
+        runtime keeps it, merges its stdout and stderr."""
         pod = self.fake.get("pods", self.namespace, self.name) or {}
         helpers = {c["name"]: c for c in pod["spec"].get("initContainers", [])}
         if "unpack" not in helpers:
             return {}
-        steps = json.loads(helpers["unpack"]["command"][-1])
         with tempfile.TemporaryDirectory() as scratch:
             source, root = Path(scratch, "input"), Path(scratch, "content")
             source.mkdir()
+            root.mkdir()
             for volume in pod["spec"]["volumes"]:
                 if "secret" in volume:
                     secret = self.fake.get(
@@ -368,11 +377,35 @@ class Kubelet:
                     ) or {"data": {}}
                     for item, value in secret["data"].items():
                         (source / item).write_bytes(base64.b64decode(value))
-            pod_helper.unpack(steps, source, root)
+            unpack = _helper(helpers["unpack"], scratch)
+            unpacked, _ = unpack.communicate()
+            if unpack.returncode:
+                # FallbackToLogsOnError: the failed container's log is its termination message
+                self.unpack_failure = self.unpack_failure or unpacked[-2048:].decode()
+                return {"unpack": unpacked}
+            collect = _helper(helpers["collect"], scratch) if "collect" in helpers else None
+            if collect is not None:
+                assert collect.stdout is not None
+                ready = collect.stdout.readline()  # its startupProbe passes: the run starts
             if self.script.program is not None:
                 self.script.program(root)
-            if "collect" not in helpers:
-                return {}
-            out = io.BytesIO()
-            pod_helper.collect(steps, root, int(helpers["collect"]["command"][-1]), out)
-            return {"collect": out.getvalue()[: self.script.collect_cut]}
+            if collect is None:
+                return {"unpack": unpacked}
+            collect.send_signal(signal.SIGTERM)  # the run's container has exited
+            written, _ = collect.communicate()
+            log = ready + written
+            return {"unpack": unpacked, "collect": log[: self.script.collect_cut]}
+
+
+def _helper(container: dict[str, Any], root: str) -> subprocess.Popen[bytes]:
+    """A helper container's command (`python -m backends.kubernetes.pod_helper ...`) with its
+    pod's /oneoff at `root`; stdout and stderr are one stream, as in a pod's log."""
+    python, *arguments = container["command"]
+    assert python == "python", container["command"]
+    return subprocess.Popen(
+        [sys.executable, *arguments],
+        cwd=ROOT,
+        env={**os.environ, "ONEOFF_POD_ROOT": root},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )

@@ -4,7 +4,8 @@ Watches behave as the real server's: without a resourceVersion they start with A
 exists; with one they send what changed after it, or an ERROR event with a 410 Status when it
 is older than the history kept; `allowWatchBookmarks` adds BOOKMARK events carrying the
 current resourceVersion; `timeoutSeconds` ends them. Pod logs: `limitBytes`, the newest log
-file only, and `follow` until the container ends.
+file only, `follow` until the container ends, and a 400 with the kubelet's words for a container
+that has not started (waiting, or no status yet).
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
                 return self._send(404, status_body(404, "NotFound", url.path))
             with fake.changed:
                 failing, fake.failures = fake.failures > 0, max(0, fake.failures - 1)
+                if method == "PATCH" and rest[2] == "pods" and fake.refused_patches > 0:
+                    failing, fake.refused_patches = True, fake.refused_patches - 1
             if failing:
                 return self._send(503, status_body(503, "ServiceUnavailable", "restarting"))
             namespace, resource, name = rest[1], rest[2], (rest[3] if len(rest) > 3 else None)
@@ -180,9 +183,13 @@ def handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
                     fake.watches.discard(self.connection)
 
         def _log(self, namespace: str, name: str, query: dict[str, str]) -> None:
-            if fake.get("pods", namespace, name) is None:
+            pod = fake.get("pods", namespace, name)
+            if pod is None:
                 return self._send(404, status_body(404, "NotFound", f'pods "{name}" not found'))
             container = query.get("container", "run")
+            unavailable = _no_log_yet(pod, container)
+            if unavailable is not None:
+                return self._send(400, status_body(400, "BadRequest", unavailable))
             limit = int(query.get("limitBytes", "0")) or None
             if query.get("follow") not in TRUE:
                 text = fake.served_log(namespace, name, container)[:limit]
@@ -211,6 +218,28 @@ def handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
 
 def _matches(item: dict[str, Any], selector: str | None, fields: str | None) -> bool:
     return matches(item, selector) and fields_match(item, fields)
+
+
+def _no_log_yet(pod: dict[str, Any], container: str) -> str | None:
+    """Why the kubelet has no log of `container` to serve (the API server answers 400 with
+    its words), or None: the container has run, or runs."""
+    statuses = [
+        *pod["status"].get("initContainerStatuses", []),
+        *pod["status"].get("containerStatuses", []),
+    ]
+    found = next((s for s in statuses if s["name"] == container), None)
+    where = f'container "{container}" in pod "{pod["metadata"]["name"]}"'
+    if found is None:
+        return f"{where} is not available"
+    waiting = found["state"].get("waiting")
+    if waiting is None:
+        return None
+    reason = waiting.get("reason", "")
+    words = {
+        "ErrImagePull": "image can't be pulled",
+        "ImagePullBackOff": "trying and failing to pull image",
+    }
+    return f"{where} is waiting to start: {words.get(reason, reason)}"
 
 
 def _container_ended(pod: dict[str, Any] | None, container: str) -> bool:

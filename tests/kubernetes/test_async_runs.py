@@ -4,7 +4,6 @@ runner answers for a run; cancel; a pod that cannot start; idempotency."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 
 from fastapi.testclient import TestClient
@@ -16,22 +15,9 @@ from runner.spec import RunRecord
 from runner.tenancy import tenant_for
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
+from tests.kubernetes.follow import follow
 
 BODY = {"image": "busybox:1.36", "command": ["sh", "-c", "echo hi"]}
-
-
-def follow(api: TestClient, run_id: str) -> tuple[str, dict]:  # type: ignore[type-arg]
-    output, final = "", {}
-    with api.stream("GET", f"/runs/{run_id}/logs") as stream:
-        event = None
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: ") and event == "stdout":
-                output += json.loads(line.removeprefix("data: "))
-            elif line.startswith("data: ") and event == "exit":
-                final = json.loads(line.removeprefix("data: "))
-    return output, final
 
 
 def test_an_async_run_is_followed_and_collected(api: TestClient, fake: FakeKubernetes) -> None:
@@ -112,10 +98,14 @@ def test_an_idempotency_key_finds_the_job(api: TestClient, fake: FakeKubernetes)
 
 
 def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
-    api: TestClient, fake: FakeKubernetes
+    configured, fake: FakeKubernetes
 ) -> None:
     """Every kind of call, on one fake: plain and async runs with content, credentials and a
-    response path, a cancel, a claim, reaping; the calls made are the PERMISSIONS, no more."""
+    response path, a cancel, a claim, reaping, owned by a ConfigMap as the chart sets it; the
+    calls made are the PERMISSIONS, no more."""
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "runner-runs"}}
+    fake.create("configmaps", "runs", owner)
+    api = configured(kube_owner="runner-runs")
     # a pod slow to start: its end is seen by a watch, not by the first list
     fake.script = lambda job: scripts.Script(
         [scripts.running(), scripts.finished(0)], {"run": b"ok\n"}, start_delay=0.5

@@ -12,10 +12,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api_app import create_app
-from runner.settings import Settings
 from tests.helpers import untar_gz
-from tests.kubernetes.cluster_support import FILES_RUN, namespace, remove_finished_run
+from tests.kubernetes.cluster_support import FILES_RUN, namespace, remove_finished_run, runner_app
 from tests.kubernetes.follow import final_state
 
 pytestmark = pytest.mark.cluster
@@ -24,17 +22,9 @@ IMAGE = os.environ.get("CLUSTER_TEST_IMAGE", "busybox:1.36")
 
 @pytest.fixture(scope="module")
 def cluster_api() -> Iterator[TestClient]:
-    if not os.environ.get("KUBECONFIG"):
-        pytest.fail("-m cluster needs KUBECONFIG pointing at a cluster (see README)", pytrace=False)
-    settings = Settings(
-        backend="kubernetes",
-        instance_id="cluster-tests",
-        kube_namespace=os.environ.get("RUNNER_KUBE_NAMESPACE", "default"),
-    )
-    with TestClient(create_app(settings)) as client:
+    with runner_app() as client:
         assert client.get("/health").status_code == 200, client.get("/health").text
         yield client
-        assert client.get("/containers", params={"all": True}).json() == []
 
 
 def test_a_run_prints_and_exits(cluster_api: TestClient) -> None:

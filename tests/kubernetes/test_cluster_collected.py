@@ -12,6 +12,8 @@ MODULES = [
     "tests/kubernetes/test_cluster.py",
     "tests/kubernetes/test_cluster_resilience.py",
     "tests/kubernetes/test_cluster_settings.py",
+    "tests/kubernetes/test_cluster_helm.py",
+    "tests/kubernetes/test_cluster_faults.py",
 ]
 EXPECTED = {
     "test_an_api_server_blip_during_a_run_neither_fails_nor_deletes_it[sync]",
@@ -24,6 +26,12 @@ EXPECTED = {
     "test_returned_content_past_the_kubernetes_bound_is_a_413",
     "test_runtime_class_and_scratch_size_reach_a_real_pod",
     "test_the_chart_s_role_gives_runs_what_they_need_and_no_secret",
+    "test_helm_upgrade_keeps_the_token_and_the_runs",
+    "test_a_deleted_runner_pod_is_replaced_and_its_async_run_answered",
+    "test_helm_uninstall_leaves_no_run_object",
+    "test_a_restart_under_a_run_neither_fails_nor_loses_it[kube-apiserver]",
+    "test_a_restart_under_a_run_neither_fails_nor_loses_it[kubelet]",
+    "test_a_run_no_node_has_the_cpu_for_is_the_documented_503",
 }
 
 

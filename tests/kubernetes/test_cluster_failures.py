@@ -134,6 +134,19 @@ def test_an_async_run_survives_an_api_server_blip(api: TestClient, fake: FakeKub
     fake.delete("jobs", "runs", f"oneoff-{run_id}")
 
 
+def test_a_run_whose_clock_cannot_be_started_for_an_outage_goes_on(api, fake: FakeKubernetes):
+    """As a real API server restarting when the run's container starts: its deadline cannot be
+    lowered (every PATCH refused, past the client's retries); the run goes on and answers."""
+    fake.refused_patches = 100
+    fake.script = lambda job: scripts.Script(
+        [scripts.running(), scripts.finished(0)], {"run": b"through\n"}, pauses={0: 0.5}
+    )
+    result = api.post("/run", json={**BODY, "timeout_seconds": 30})
+    assert result.status_code == 200, result.text
+    assert (result.json()["status"], result.json()["stdout"]) == ("success", "through\n")
+    fake.refused_patches = 0
+
+
 # ---- images ---------------------------------------------------------------------------------
 
 

@@ -12,24 +12,18 @@ import shutil
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from api_app import create_app
 from backends.labels import INSTANCE
-from runner.settings import Settings
 from tests.helpers import ROOT
 from tests.kubernetes.cluster_support import (
     FILES_RUN,
     api_endpoint,
     apply_policy,
     core,
-    delete_namespace,
-    labelled_namespace,
     namespace,
     probe,
     proxied_kubeconfig,
@@ -37,47 +31,13 @@ from tests.kubernetes.cluster_support import (
     wait_for_failed_create,
     wait_for_running,
 )
+from tests.kubernetes.conftest import Namespaces, Runner
 from tests.kubernetes.follow import final_state
 
 pytestmark = pytest.mark.cluster
 IMAGE = os.environ.get("CLUSTER_TEST_IMAGE", "busybox:1.36")
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 SLOW = ["sh", "-c", "echo before; sleep 10; echo after"]
-Runner = Callable[..., contextlib.AbstractContextManager[TestClient]]
-Namespaces = Callable[[dict[str, str]], str]
-
-
-@pytest.fixture
-def runner() -> Runner:
-    """`with runner(**settings) as api:` a runner of its own instance id, on the cluster;
-    nothing of its runs may be left when it stops."""
-
-    @contextlib.contextmanager
-    def start(**changes: Any) -> Iterator[TestClient]:
-        changes.setdefault("instance_id", f"cluster-{uuid.uuid4().hex[:8]}")
-        changes.setdefault("kube_namespace", namespace())
-        settings = Settings(backend="kubernetes", **changes)
-        with TestClient(create_app(settings)) as api:
-            yield api
-            assert api.get("/containers", params={"all": True}).json() == []
-
-    return start
-
-
-@pytest.fixture
-def own_namespace() -> Iterator[Callable[[dict[str, str]], str]]:
-    """`own_namespace(labels)`: a namespace for this test, deleted after it."""
-    api, made = core(), []
-
-    def make(labels: dict[str, str]) -> str:
-        name = f"oneoff-test-{uuid.uuid4().hex[:8]}"
-        labelled_namespace(api, name, labels)
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        delete_namespace(api, name)
 
 
 # ---- an API-server blip ---------------------------------------------------------------------

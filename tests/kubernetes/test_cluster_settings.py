@@ -24,11 +24,10 @@ from tests.kubernetes.cluster_support import (
     remove_finished_run,
     wait_for_running,
 )
+from tests.kubernetes.conftest import Namespaces, Runner
 from tests.kubernetes.follow import final_state
-from tests.kubernetes.test_cluster_resilience import Namespaces, Runner, own_namespace, runner
 
 pytestmark = pytest.mark.cluster
-__all__ = ["own_namespace", "runner"]  # fixtures shared with the resilience cases
 
 
 @pytest.fixture

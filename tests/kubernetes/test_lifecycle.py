@@ -17,6 +17,7 @@ from runner.tenancy import LOCAL
 from tests.helpers import b64, tar_gz
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
+from tests.kubernetes.follow import final_state
 
 
 @pytest.fixture
@@ -108,6 +109,47 @@ def test_a_volume_is_a_persistent_volume_claim(
     )
     with pytest.raises(Unsupported):
         backend.create_volume(with_content)
+
+
+def test_what_the_runner_makes_goes_with_its_owner_config_map(configured, fake: FakeKubernetes):
+    """RUNNER_KUBE_OWNER (the chart's `<release>-runs` ConfigMap) owns the runner's Jobs, run
+    records and lease: deleting it, as `helm uninstall` does, deletes them, pods and Secrets
+    with the Jobs. A finished async run, kept for its TTL, goes too."""
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "runner-runs"}}
+    _, made = fake.create("configmaps", "runs", owner)
+    api = configured(kube_owner="runner-runs")
+    fake.script = lambda job: scripts.succeeds(b"done\n")
+    body = {"image": "busybox:1.36", "volumes": {"/in.txt": {"type": "file", "content": "eA=="}}}
+    finished = api.post("/runs", json=body).json()["run_id"]
+    assert final_state(api, finished)["state"] == "succeeded"
+    fake.script = lambda job: scripts.runs_until_deleted()
+    cancelled = api.post("/runs", json=body).json()["run_id"]
+    fake.wait_for(lambda: len(fake.named("pods")) == 2)
+    assert api.delete(f"/runs/{cancelled}").json()["state"] == "cancelled"
+    kept = [
+        fake.get(kind, "runs", name)
+        for kind, name in [
+            ("jobs", f"oneoff-{finished}"),
+            ("configmaps", f"oneoff-{cancelled}-record"),
+            *(("configmaps", name) for name in fake.named("configmaps") if "lease" in name),
+        ]
+    ]
+    uid = made["metadata"]["uid"]
+    owned = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "runner-runs", "uid": uid}]
+    assert len(kept) == 3
+    for item in kept:
+        assert item is not None
+        assert item["metadata"]["ownerReferences"] == owned
+    fake.delete("configmaps", "runs", "runner-runs")
+    fake.settle()
+    assert [fake.named(kind) for kind in ("jobs", "pods", "secrets", "configmaps")] == [[]] * 4
+
+
+def test_an_owner_config_map_that_is_not_there_fails_health_naming_the_setting(configured):
+    api = configured(kube_owner="missing")
+    response = api.get("/health")
+    assert response.status_code == 503
+    assert "RUNNER_KUBE_OWNER" in response.json()["message"]
 
 
 def _labels(instance: str, owner: str | None = None) -> dict[str, str]:

@@ -91,6 +91,45 @@ def test_a_collect_log_cut_short_is_a_clear_error(api: TestClient, fake: FakeKub
     assert "collect sidecar" in response.json()["message"]
 
 
+def test_a_collect_sidecar_stopped_before_it_wrote_is_a_503_not_a_rotation(
+    api: TestClient, fake: FakeKubernetes
+):
+    """Its log holds only what it said on stderr (merged into the pod log, as on a real
+    cluster): no record at all."""
+
+    def cut(job: dict) -> scripts.Script:  # type: ignore[type-arg]
+        script = scripts.succeeds(program=writes(1024))
+        script.collect_cut = 60  # the ready line and the start of the first record
+        return script
+
+    fake.script = cut
+    response = api.post("/run", json=BODY)
+    assert response.status_code == 503
+    assert "collect sidecar" in response.json()["message"]
+
+
+def test_an_async_run_whose_paths_are_lost_ends_its_log_stream_saying_so(
+    api: TestClient, fake: FakeKubernetes
+):
+    """The stream still ends with its `exit` event (the run's state, no result, and why);
+    GET /runs/{id} answers the error itself."""
+
+    def cut(job: dict) -> scripts.Script:  # type: ignore[type-arg]
+        script = scripts.collects(writes(100 * 1024))
+        script.collect_cut = 70 * 1024
+        return script
+
+    fake.script = cut
+    run_id = api.post("/runs", json=BODY).json()["run_id"]
+    final = final_state(api, run_id)
+    assert (final["state"], final["result"]) == ("succeeded", None), final
+    assert "collect sidecar" in final["error"]
+    response = api.get(f"/runs/{run_id}")
+    assert response.status_code == 503
+    assert "collect sidecar" in response.json()["message"]
+    fake.delete("jobs", "runs", f"oneoff-{run_id}")
+
+
 def test_an_async_run_is_not_finished_while_its_paths_are_being_collected(
     api: TestClient, fake: FakeKubernetes
 ):

@@ -48,6 +48,7 @@ def test_the_job_is_shaped_from_the_request(api, fake: FakeKubernetes):
     assert (spec["backoffLimit"], pod["activeDeadlineSeconds"]) == (0, 120 + 30)
     assert spec["activeDeadlineSeconds"] > pod["activeDeadlineSeconds"]
     assert spec["ttlSecondsAfterFinished"] == 600
+    assert pod["terminationGracePeriodSeconds"] == 1  # a timeout kills, as on Docker
     assert pod["restartPolicy"] == "Never"
     assert pod["automountServiceAccountToken"] is False
     security = pod["securityContext"]
@@ -191,6 +192,8 @@ def test_files_go_in_and_a_directory_comes_back(api, fake: FakeKubernetes):
     }
     names = [c["name"] for c in job["spec"]["template"]["spec"]["initContainers"]]
     assert names == ["unpack", "collect"]
+    # the collect sidecar writes the paths between SIGTERM and SIGKILL: 5 s + 1 s per MiB
+    assert job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 5 + 7
 
 
 def test_content_over_the_secret_limit_is_413(api, fake: FakeKubernetes):
