@@ -44,6 +44,8 @@ log = logging.getLogger("oneoff_runner.docker")
 
 CLEANUP_WORKERS = 4
 CLEANUP_DRAIN_SECONDS = 60
+CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
+"""The `driver-type` `docker info` reports for the containerd image store."""
 
 
 class Containers:
@@ -273,11 +275,17 @@ class Containers:
         return None if kind is None else stopped_for(kind, limit, self.settings.max_scratch_files)
 
     def _probe_quota(self) -> bool:
-        """Whether the engine takes `storage_opt size`: a never-started container made with it,
-        and removed. Decided on success, not on the refusal's status (a 500 here)."""
+        """Whether the engine enforces `storage_opt size`: not on the containerd image store
+        (Docker 29's default), which takes it and ignores it; elsewhere, whether a
+        never-started container made with it is accepted (then removed). Decided on success,
+        not on the refusal's status (a 500 here)."""
         labels = self.labels("quota-probe", CARRIER_ROLE, 60, LOCAL.label)
         try:
             with engine_errors("asking the engine for storage quotas"):
+                status = dict(self.api.info().get("DriverStatus") or [])
+                if status.get("driver-type") == CONTAINERD_SNAPSHOTTER:
+                    log.debug("no storage quota: the containerd image store ignores size")
+                    return False
                 probe = self.content.carrier(labels, storage_opt={"size": "64m"})
         except RunnerError as exc:
             log.debug("no storage quota: %s", exc.message)

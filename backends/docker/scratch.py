@@ -27,7 +27,7 @@ import docker
 import requests
 
 from backends.docker.errors import engine_errors
-from runner.errors import NotFound, RunnerError
+from runner.errors import BackendUnavailable, NotFound, RunnerError
 
 log = logging.getLogger("oneoff_runner.docker")
 
@@ -38,6 +38,8 @@ ENTRY_BYTES = 4352
 """What one entry (an inode and its directory entry) costs the disk beyond its apparent size."""
 COUNT_AFTER_SECONDS = 0.010
 WALKS = 2
+UNMEASURABLE_AFTER = 3
+"""Samples in a row the engine answers with an error before the run counts as unmeasurable."""
 MiB = 1024 * 1024
 PATH_KEY = b'"Path":'
 """One per entry in `/changes`; never inside a JSON string, where every quote is escaped."""
@@ -150,7 +152,7 @@ class Sampler:
         max_files: int,
         kill: Callable[[str], None],
     ) -> None:
-        delay = 0.0
+        delay, refused = 0.0, 0
         while not watch.stopped.wait(delay):
             started = time.monotonic()
             try:
@@ -159,8 +161,16 @@ class Sampler:
                 return  # gone: the run is over
             except RunnerError as exc:
                 log.warning("scratch sample of %s failed (retried): %s", container[:12], exc)
+                # The engine answering, yet failing each time, cannot measure the layer (the
+                # containerd image store's walk of a tree deeper than PATH_MAX is a 500).
+                refused = 0 if isinstance(exc, BackendUnavailable) else refused + 1
+                if refused >= UNMEASURABLE_AFTER:
+                    if watch.decide("unmeasurable"):
+                        kill("unmeasurable")
+                    return
                 delay = SAMPLE_SECONDS
                 continue
+            refused = 0
             running, size, entries = sample
             if not running:
                 return

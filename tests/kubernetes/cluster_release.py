@@ -167,15 +167,15 @@ class Release:
 
 
 @contextlib.contextmanager
-def installed() -> Iterator[Release]:
-    """The chart installed in a restricted namespace of its own; uninstalled and the namespace
-    deleted afterwards."""
+def installed(*settings: str) -> Iterator[Release]:
+    """The chart installed in a restricted namespace of its own, with `settings` (`--set`
+    values); uninstalled and the namespace deleted afterwards."""
     from tests.kubernetes.cluster_support import delete_namespace, labelled_namespace
 
     release = Release()
     labelled_namespace(core(), release.space, RESTRICTED)
     try:
-        release.helm("install")
+        release.helm("install", *settings)
         yield release
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):

@@ -78,14 +78,25 @@ def test_an_async_run_past_its_timeout_ends_timed_out_with_its_output(runner: Ru
     assert (final["result"]["timed_out"], final["result"]["stdout"]) == (True, "started\n")
 
 
+UNREACHABLE = {"image": "127.0.0.1:9/oneoff-test/unreachable:1", "pull_policy": "always"}
+
+
+def test_an_unlisted_loopback_registry_is_a_403(runner: Runner) -> None:
+    """The node's loopback is the kubelet's to reach, not a caller's: a registry there is a
+    403 naming RUNNER_ALLOWED_REGISTRIES, and nothing of the run is left (`runner_app`)."""
+    with runner() as api:
+        response = api.post("/run", json=UNREACHABLE)
+    assert response.status_code == 403, response.text
+    assert "RUNNER_ALLOWED_REGISTRIES" in response.json()["message"]
+
+
 def test_an_image_whose_registry_cannot_be_reached_is_a_502_after_retries(
     runner: Runner,
 ) -> None:
-    """Nothing listens on the registry's port: the kubelet's pulls fail and back off; the
-    runner answers once they have failed three times."""
-    body = {"image": "127.0.0.1:9/oneoff-test/unreachable:1", "pull_policy": "always"}
-    with runner() as api:
-        response = api.post("/run", json=body)
+    """A registry the operator lists, where nothing listens on the port: the kubelet's pulls
+    fail and back off; the runner answers once they have failed three times."""
+    with runner(allowed_registries=["127.0.0.1:9"]) as api:
+        response = api.post("/run", json=UNREACHABLE)
     assert response.status_code == 502, response.text
     assert response.json()["field"] == "image"
 

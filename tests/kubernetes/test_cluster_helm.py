@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import PRIVATE_REGISTRY, untar_gz, until
+from tests.helpers import PRIVATE_REGISTRY, PUBLIC_REGISTRY, untar_gz, until
 from tests.kubernetes.cluster_release import Release, installed
 from tests.kubernetes.cluster_support import (
     FILES_RUN,
@@ -34,7 +34,9 @@ SLOW = {"image": IMAGE, "command": ["sh", "-c", "echo begun; sleep 15; echo ende
 
 @pytest.fixture(scope="module")
 def release() -> Iterator[Release]:
-    with installed() as made:
+    """The chart, listing the test's private registry (on the node's loopback) as one runs may
+    pull from: a registry there is refused unless the operator lists it."""
+    with installed(f"config.allowed_registries={{{PRIVATE_REGISTRY}}}") as made:
         yield made
 
 
@@ -81,12 +83,16 @@ def test_an_async_run_is_followed_to_its_end(release: Release) -> None:
 def test_a_private_image_is_pulled_with_the_caller_s_credentials(
     release: Release, unique_image: Push
 ) -> None:
-    """From the authenticated registry on 127.0.0.1:5000, which the node's containerd reaches:
-    without credentials the registry's refusal is a 401 naming auth_config; with them, a
-    pull Secret of the run's own."""
+    """From the authenticated registry on 127.0.0.1:5000, which the node's containerd reaches
+    and the chart's config.allowed_registries lists: without credentials the registry's refusal
+    is a 401 naming auth_config; with them, a pull Secret of the run's own. The anonymous
+    registry beside it, not listed, is a 403 naming RUNNER_ALLOWED_REGISTRIES."""
     private = unique_image(private=True)
     body = {"image": private, "command": ["sh", "-c", "test -f /blob && echo pulled"]}
     with release.client() as api:
+        unlisted = api.post("/run", json={**body, "image": f"{PUBLIC_REGISTRY}/oneoff-test/x:1"})
+        assert unlisted.status_code == 403, unlisted.text
+        assert "RUNNER_ALLOWED_REGISTRIES" in unlisted.json()["message"]
         refused = api.post("/run", json=body)
         assert refused.status_code == 401, refused.text
         assert refused.json()["field"] == "auth_config"

@@ -20,30 +20,28 @@ from tests.registries import CREDENTIALS, Push, SlowProxy
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(  # type: ignore[no-untyped-def]
-    unique_image: Push, docker_client: docker.DockerClient, make_settings
+async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(
+    slow_registry: tuple[SlowProxy, str], unique_image: Push, docker_client: docker.DockerClient
 ) -> None:
     """Through a proxy that passes 2 MB/s, so the 4 MB layer downloads for about 2 s: an engine
     that reports a download's bytes on a timer (the containerd image store, Docker 29's default,
     every 100 ms) reports them too, not only one that reports each chunk as it comes."""
-    proxy = SlowProxy(PUBLIC_REGISTRY, rate=2_000_000)
+    proxy, url = slow_registry
+    proxy.rate = 2_000_000
     image = unique_image(megabytes=4).replace(PUBLIC_REGISTRY, proxy.address)
     notes: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         notes.append((value, total, message))
 
-    settings = make_settings(allowed_registries=[*TEST_REGISTRIES, proxy.address])
     try:
-        with serving(create_app(settings)) as port:
-            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
-                result = await client.call_tool(
-                    "pull_image", {"image": image}, progress_callback=on_progress
-                )
+        async with Client(url) as client:
+            result = await client.call_tool(
+                "pull_image", {"image": image}, progress_callback=on_progress
+            )
         assert result.is_error is False, result.content
         assert docker_client.images.get(image).id == result.structured_content["id"]
     finally:
-        proxy.close()
         with contextlib.suppress(docker.errors.ImageNotFound):
             docker_client.images.remove(image, force=True)
     assert result.content[0].text.startswith(f"pulled {image}")
