@@ -77,7 +77,8 @@ class DockerBackend:
             self.detached.launch(spec, control, idempotency_key)
 
     def wait_run(self, run_id: str) -> None:
-        self.detached.wait(run_id)
+        with self.pool.running():
+            self.detached.wait(run_id)
 
     def find_runs(
         self, *, tenant: str | None, run_id: str | None, idempotency_key: str | None
@@ -162,9 +163,11 @@ class DockerBackend:
 
     def renew_lease(self) -> None:
         """The lease, and the hosts file of runs without a network: made at the first renewal
-        (at startup) so that no run waits for it, and made again if it was removed."""
+        (at startup) so that no run waits for it, and made again if it was removed. The warm
+        pool starts filling then too."""
         self.containers.lease.renew()
         self.containers.loopback.keep()
+        self.pool.start()
 
     def reap_orphans(self) -> int:
         containers = self.containers

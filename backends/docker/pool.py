@@ -24,7 +24,8 @@ of its own and no tenant: no tenant's selector can ever match it, so it is in no
 listing, and the reaper removes it like any synchronous run's container once its runner's lease
 is gone. At take, the run's identity goes where labels can be made: a claim volume
 `oneoff-<run>-claim` (role `warm-claim`) carrying the run id, the tenant, the owner and the
-container's id, and the container is renamed `oneoff-<run>` like a cold run's. Only the runner
+container's id, and the container is renamed `oneoff-<run>` like a cold run's (both beside the
+run, off the answer's path). Only the runner
 makes claims (callers cannot set reserved labels, nor mount a runner-made volume), a claim is
 made after the container left the pool (so it names one run's container only), and it lives
 and is reaped with its run's objects. Listings show a claimed container to the claim's tenant
@@ -197,7 +198,12 @@ class Pool:
         size = min(sum(entry.size for entry in self.entries), settings.max_concurrent_runs)
         self._makers = ThreadPoolExecutor(max(size, 1), thread_name_prefix="oneoff-pool-fill")
         self._thread: threading.Thread | None = None
-        if self.entries:
+
+    def start(self) -> None:
+        """Begin filling (at the runner's first lease renewal, at startup); again: nothing."""
+        with self._lock:
+            if self._thread is not None or not self.entries or self._closed.is_set():
+                return
             self._thread = threading.Thread(target=self._refill, name="oneoff-pool", daemon=True)
             self._thread.start()
 
@@ -205,7 +211,8 @@ class Pool:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
-        """Count a run in flight: the refill waits while every slot is busy."""
+        """Count a run in flight (a synchronous run, an async run being started or watched):
+        fills take only the slots these leave free."""
         with self._lock:
             self._in_flight += 1
         try:
@@ -237,6 +244,8 @@ class Pool:
         return None
 
     def _entry_for(self, spec: RunSpec, control: RunControl) -> WarmEntry | None:
+        if not self.entries:
+            return None
         if control.uploads is not None or spec.network != "none" or not straight_in(spec):
             return None  # streamed content is read once; a network or a mount needs create
         image = _normal(spec.image)
@@ -317,14 +326,16 @@ class Pool:
                 raise docker.errors.create_api_error_from_http_exception(exc) from exc
 
     def _claim(self, spec: RunSpec, container: str) -> str:
-        """The run's identity where labels can still be set: a claim volume. Made beside the
-        run (its removal waits for it), not on the answer's path."""
+        """The run's identity where labels can still be set: a claim volume; and the name a
+        cold run's container has (its `rename` event tells the engine's watchers the run
+        began). Made beside the run (its removal waits for it), not on the answer's path."""
         containers = self.containers
         name = f"oneoff-{spec.run_id}-claim"
         labels = containers.labels(spec.run_id, CLAIM_ROLE, spec.timeout_seconds, spec.tenant)
         labels[CONTAINER] = container
         with engine_errors("claiming the warm container"):
             containers.api.create_volume(name, driver="local", labels=labels)
+            containers.api.rename(container, f"oneoff-{spec.run_id}")  # a cold run's name
         return name
 
     def kill(self, run_id: str) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import signal
+import socket
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -22,13 +24,14 @@ from fastapi.testclient import TestClient
 from api_app import create_app
 from backends.labels import CLAIM_ROLE, INSTANCE, POOL_ROLE, ROLE
 from runner.settings import Settings
-from tests.docker.watching import Events
+from tests.docker.watching import Events, warm_run_began
 from tests.helpers import (
     TEST_IMAGE,
     free_port,
     instance_id,
     remove_objects_of,
     run_body,
+    serving,
     start_runner,
     until,
 )
@@ -275,24 +278,26 @@ def _claims(docker_client: docker.DockerClient, instance: str) -> list[dict[str,
     return docker_client.api.volumes(filters=claims).get("Volumes") or []  # type: ignore[no-any-return]
 
 
-def test_cancelling_a_warm_run_kills_and_removes_it(server, docker_client, instance):
-    with server(warm_pool=f"{TEST_IMAGE}={POOL}") as client:
-        events = Events(docker_client, instance)
-        until(lambda: len(_pool_containers(docker_client, instance)) >= POOL, 60)
-        try:
-            client.post("/run", json=run_body("sleep", "60", timeout_seconds=120), timeout=1.5)
-        except httpx.ReadTimeout:
-            pass  # the caller went away: the runner cancels the run
-        events.wait("die", role=POOL_ROLE)
-        until(lambda: not _claims(docker_client, instance), 30)
-        until(
-            lambda: (
-                not [
-                    c for c in _pool_containers(docker_client, instance) if c["State"] != "running"
-                ]
-            ),
-            30,
-        )
+def test_a_caller_going_away_kills_and_removes_its_warm_run(make_settings, docker_client, instance):
+    body = json.dumps(run_body("sleep", "60", timeout_seconds=120)).encode()
+    request = (
+        "POST /run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    app = create_app(make_settings(instance_id=instance, warm_pool=[f"{TEST_IMAGE}={POOL}"]))
+    events = Events(docker_client, instance)
+    try:
+        with serving(app) as port:
+            httpx.get(f"http://127.0.0.1:{port}/livez")  # served: the pool has started
+            assert app.state.service.backend.pool.wait_full(60)
+            connection = socket.create_connection(("127.0.0.1", port))
+            connection.sendall(request)
+            taken = events.wait("start")  # a warm container renamed for the run
+            assert warm_run_began(taken)
+            connection.close()  # the caller went away: the runner cancels the run
+            events.until_removed([taken["Actor"]["Attributes"]["name"]])
+            until(lambda: not _claims(docker_client, instance), 30)
+    finally:
         events.close()
 
 
