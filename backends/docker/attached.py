@@ -96,6 +96,7 @@ class AttachedRuns:
                     read_frames, taken.frames(), cap, control.on_event, taken.stop
                 )
                 watch = self.exits.watch(container)
+                scratch: ScratchWatch | None = None
                 try:
                     if control.cancelled.is_set():
                         raise Cancelled("the run was cancelled before it started")
@@ -103,12 +104,19 @@ class AttachedRuns:
                     taken.go(spec.stdin)
                     control.emit("phase", "running")
                     taken.started(spec.timeout_seconds)
+                    scratch = self.containers.watch_scratch(
+                        container, spec.scratch_bytes, lambda _: self.containers.kill(container)
+                    )
                     ended = self._wait(spec, control, container, watch, started)
                 finally:
                     self.exits.forget(container)
+                    stopped_for = scratch.stop() if scratch is not None else None
             with timed(phases, "collect"):
                 control.emit("phase", "collecting output")
                 outcome = self._collect(spec, control, container, ended, output, watch)
+                outcome.scratch_exceeded = self.containers.scratch_message(
+                    stopped_for, spec.scratch_bytes
+                )
             finished = True
         finally:
             self.pool.finish(spec.run_id, taken, later=finished)

@@ -278,6 +278,10 @@ class Pool:
     def _fits(self, spec: RunSpec, waiting: Waiting) -> bool:
         if spec.user not in (None, waiting.user):
             return False
+        default_scratch = self.containers.settings.default_scratch_bytes
+        if spec.scratch_bytes != default_scratch and self.containers.quota():
+            return False  # the engine's quota was set at create, for the default
+
         argv = waiter.engine_argv(waiting.entrypoint, waiting.cmd, spec.entrypoint, spec.command)
         return waiter.fits(argv, spec.env, spec.working_dir)
 
@@ -531,6 +535,7 @@ class Pool:
             max_response_bytes=0,
             stdin=b"",
             runtime=entry.runtime,
+            scratch_bytes=settings.default_scratch_bytes,
         )
 
 

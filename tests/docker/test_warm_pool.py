@@ -43,6 +43,13 @@ BOB = {"authorization": "Bearer bob-secret-token-5678"}
 WARM_TAKES = re.compile(r'^oneoff_runner_phase_seconds_count\{phase="warm"\} (\S+)$', re.M)
 
 
+SCRATCH_WRITER = (
+    "i=0; while [ $i -lt 24 ]; do dd if=/dev/zero of=/tmp/f$i bs=1M count=2 2>/dev/null; "
+    "i=$((i + 1)); sleep 0.5; done; echo wrote it all"
+)
+"""48 MiB in 2 MiB files over about 12 s (as tests/docker/test_scratch.py writes)."""
+
+
 def _settings(**overrides: object) -> Settings:
     return Settings(
         instance_id=instance_id("warm"),
@@ -168,6 +175,15 @@ def test_a_signal_from_outside_ends_it_as_on_the_cold_path(warm, cold):
     first, second = _both(warm, cold, run_body("sh", "-c", hog, memory="16m"))
     assert first == second
     assert (first["exit_code"], first["oom_killed"]) == (137, True)
+
+
+def test_a_run_past_its_scratch_is_stopped_as_on_the_cold_path(warm, cold):
+    """The disk bound holds in a warm container too (sampled from the command's start)."""
+    first, second = _both(warm, cold, run_body("sh", "-c", SCRATCH_WRITER, scratch="8m"))
+    for result in (first, second):
+        assert (result["status"], result["exit_code"]) == ("scratch_exceeded", 137), result
+        assert "wrote it all" not in result["stdout"]
+    assert first["message"] == second["message"]
 
 
 def test_the_runs_limits_are_in_force_before_its_command(warm, cold):
