@@ -47,6 +47,8 @@ IMAGE = f"{PREFIX}.image"
 """The image id a grant is for (`backends.docker.grants`)."""
 SCRATCH = f"{PREFIX}.scratch"
 """The run's disk limit in bytes, for whichever runner samples it."""
+CONTAINER = f"{PREFIX}.container"
+"""The id of the warm container a claim gives its run (`backends.docker.pool`)."""
 
 # Roles: what an object is to the runner.
 RUN_ROLE = "run"
@@ -62,6 +64,10 @@ HOSTS_ROLE = "hosts"
 """The Docker runner's hosts file for runs without a network."""
 GRANT_ROLE = "grant"
 """A tenant's proven access to a private image on the Docker engine."""
+POOL_ROLE = "pool"
+"""A warm container waiting for its run (`backends.docker.pool`): no run, no tenant yet."""
+CLAIM_ROLE = "warm-claim"
+"""A volume naming the run and tenant a warm container was given to (its labels are fixed)."""
 
 CLEANUP_GRACE_SECONDS = 300
 """How long past its run's end what a run made is kept before any reaper may remove it."""

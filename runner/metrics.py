@@ -24,7 +24,8 @@ class Metrics:
         )
         self.phases = Histogram(
             "oneoff_runner_phase_seconds",
-            "Time spent in each phase of a run (pull, prepare, create, run, collect, cleanup).",
+            "Time spent in each phase of a run (pull, prepare, create, run, collect, cleanup; "
+            "warm: taking a warm container, for runs that took one).",
             ["phase"],
             buckets=PHASE_BUCKETS,
             registry=self.registry,

@@ -12,6 +12,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -142,6 +143,14 @@ class Settings(BaseSettings):
     )
     runtime: str | None = Field(
         None, description="OCI runtime for runs, e.g. runsc (gVisor). Default: the engine's."
+    )
+    warm_pool: StrList = Field(
+        default_factory=list,
+        description="Docker only: containers kept started and waiting for a run, per image: "
+        "`image=N[@runtime]`, comma-separated, e.g. `python:3.12-slim=4,busybox:1.36=2`. A "
+        "synchronous run without a network, named volumes or host paths, on that image and "
+        "runtime, takes one instead of creating and starting a container; other runs, and an "
+        "image without a POSIX shell, start cold (see Operations: Warm pool). Empty: no pool.",
     )
     allowed_runtimes: StrList = Field(
         default_factory=list,
@@ -337,6 +346,7 @@ class Settings(BaseSettings):
         "allowed_volumes",
         "allowed_volume_drivers",
         "cap_add",
+        "warm_pool",
         "kube_image_pull_secrets",
         "api_tokens",
         "mcp_allowed_hosts",
@@ -353,6 +363,13 @@ class Settings(BaseSettings):
     @classmethod
     def _size_in_bytes(cls, value: object) -> object:
         return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("warm_pool")
+    @classmethod
+    def _warm_entries(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parse_warm_entry(item)
+        return value
 
     @field_validator("default_memory", "max_memory")
     @classmethod
@@ -376,7 +393,19 @@ class Settings(BaseSettings):
                 "with backend kubernetes, set kube_helper_image to the runner's image, as the "
                 "cluster pulls it (docs/kubernetes.md)"
             )
+        allowed = {self.runtime, *self.allowed_runtimes}
+        for entry in self.warm_entries():
+            if entry.runtime not in allowed:
+                raise ValueError(
+                    f"warm_pool: runtime {entry.runtime!r} of {entry.image!r} is not "
+                    "RUNNER_RUNTIME nor in RUNNER_ALLOWED_RUNTIMES: no run could take it"
+                )
         return self
+
+    def warm_entries(self) -> list[WarmEntry]:
+        """The warm pool's entries; an entry without a runtime uses RUNNER_RUNTIME."""
+        entries = [parse_warm_entry(item) for item in self.warm_pool]
+        return [WarmEntry(e.image, e.size, e.runtime or self.runtime) for e in entries]
 
     def tokens(self) -> list[tuple[str, Tenant]]:
         """Every accepted API token and its tenant: from the setting and from the tokens file."""
@@ -394,6 +423,30 @@ class Settings(BaseSettings):
             "DOCKER_CERT_PATH": self.docker_cert_path,
         }
         return {name: value for name, value in values.items() if value}
+
+
+@dataclass(frozen=True)
+class WarmEntry:
+    """One image of the warm pool: `size` containers of `image` on `runtime` (None: default)."""
+
+    image: str
+    size: int
+    runtime: str | None = None
+
+
+MAX_WARM_PER_IMAGE = 64
+
+
+def parse_warm_entry(text: str) -> WarmEntry:
+    """`image=N[@runtime]`; the image may hold a digest (`name@sha256:...=2`)."""
+    image, _, rest = text.rpartition("=")
+    count, _, runtime = rest.partition("@")
+    if not image or not count.isdigit() or not 1 <= int(count) <= MAX_WARM_PER_IMAGE:
+        raise ValueError(
+            f"{text!r} is not `image=N[@runtime]` with N from 1 to {MAX_WARM_PER_IMAGE}, e.g. "
+            "busybox:1.36=2"
+        )
+    return WarmEntry(image, int(count), runtime or None)
 
 
 @lru_cache

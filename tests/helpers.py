@@ -31,7 +31,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-from backends.labels import HOSTS_ROLE, INSTANCE, LEASE_ROLE, ROLE
+from backends.labels import HOSTS_ROLE, INSTANCE, LEASE_ROLE, POOL_ROLE, ROLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,8 +225,8 @@ def until(condition: Callable[[], object], seconds: float) -> None:
         time.sleep(0.1)
 
 
-HELD_ROLES = (LEASE_ROLE, HOSTS_ROLE)
-"""What a runner holds on the engine while it lives, beside its runs."""
+HELD_ROLES = (LEASE_ROLE, HOSTS_ROLE, POOL_ROLE)
+"""What a runner holds on the engine while it lives, beside its runs (its warm pool too)."""
 
 
 def objects_of(docker_client: docker.DockerClient, instance: str) -> list[tuple[str, str | None]]:

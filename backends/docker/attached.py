@@ -12,6 +12,7 @@ from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors
 from backends.docker.exits import Exits, Watch
 from backends.docker.output import Captured, read_frames
+from backends.docker.pool import Pool, Taken, WarmLost
 from backends.docker.scratch import ScratchWatch
 from backends.labels import RUN_ROLE
 from runner.errors import BackendUnavailable, Cancelled
@@ -23,8 +24,9 @@ RECHECK_SECONDS = 5.0
 
 
 class AttachedRuns:
-    def __init__(self, containers: Containers) -> None:
+    def __init__(self, containers: Containers, pool: Pool) -> None:
         self.containers = containers
+        self.pool = pool
         self.exits = Exits(lambda: containers.streams, containers.lease.owner)
         self._readers = ThreadPoolExecutor(
             max_workers=containers.settings.max_concurrent_runs + 4,
@@ -39,6 +41,14 @@ class AttachedRuns:
         containers, phases = self.containers, dict[str, float]()
         with timed(phases, "pull"):
             containers.ensure_image(spec, control)
+        took: dict[str, float] = {}
+        with timed(took, "warm"):
+            taken = self.pool.take(spec, control)
+        if taken is not None:
+            try:
+                return self._run_warm(spec, control, taken, phases | took)
+            except WarmLost:
+                pass  # the command did not start there: the run goes cold
         labels = containers.labels(spec.run_id, RUN_ROLE, spec.timeout_seconds, spec.tenant)
         container, volume = containers.prepare(spec, control, labels, phases)
         try:
@@ -73,6 +83,46 @@ class AttachedRuns:
         outcome.phases = phases
         return outcome
 
+    def _run_warm(
+        self, spec: RunSpec, control: RunControl, taken: Taken, phases: dict[str, float]
+    ) -> Outcome:
+        """A run in a pool container (`pool`): the same steps as a cold run from its start on;
+        the command's clock starts when its line is written."""
+        container, finished = taken.container, False
+        try:
+            with timed(phases, "run"):
+                cap = spec.max_output_bytes
+                output = self._readers.submit(
+                    read_frames, taken.frames(), cap, control.on_event, taken.stop
+                )
+                watch = self.exits.watch(container)
+                scratch: ScratchWatch | None = None
+                try:
+                    if control.cancelled.is_set():
+                        raise Cancelled("the run was cancelled before it started")
+                    started = time.monotonic()
+                    taken.go(spec.stdin)
+                    control.emit("phase", "running")
+                    taken.started(spec.timeout_seconds)
+                    scratch = self.containers.watch_scratch(
+                        container, spec.scratch_bytes, lambda _: self.containers.kill(container)
+                    )
+                    ended = self._wait(spec, control, container, watch, started)
+                finally:
+                    self.exits.forget(container)
+                    stopped_for = scratch.stop() if scratch is not None else None
+            with timed(phases, "collect"):
+                control.emit("phase", "collecting output")
+                outcome = self._collect(spec, control, container, ended, output, watch)
+                outcome.scratch_exceeded = self.containers.scratch_message(
+                    stopped_for, spec.scratch_bytes
+                )
+            finished = True
+        finally:
+            self.pool.finish(spec.run_id, taken, later=finished)
+        outcome.phases = phases
+        return outcome
+
     def _capture(self, spec: RunSpec, control: RunControl, container: str) -> Future[Captured]:
         """Attach before the start, so nothing is missed, and read both streams in a worker;
         the run's input, if any, is written meanwhile through its own attach (`stdin`).
@@ -102,16 +152,22 @@ class AttachedRuns:
         return self._readers.submit(read_frames, frames, cap, control.on_event, close)
 
     def _wait(
-        self, spec: RunSpec, control: RunControl, container: str, watch: Watch | None
+        self,
+        spec: RunSpec,
+        control: RunControl,
+        container: str,
+        watch: Watch | None,
+        started: float | None = None,
     ) -> tuple[int | None, bool]:
-        """Wait until exit or the deadline; returns (exit code, timed out). The event stream
-        tells first (`exits`); without it, `wait`.
+        """Wait until exit or the deadline (the timeout from `started`, by default now);
+        returns (exit code, timed out). The event stream tells first (`exits`); without it,
+        `wait`.
 
         `wait(timeout=)` is an HTTP read timeout, not a deadline: on expiry we kill, then wait
         again for the exit status.
         """
-        api, started = self.containers.api, time.monotonic()
-        if watch is not None and self._ended(watch, container, spec.timeout_seconds):
+        api, started = self.containers.api, started or time.monotonic()
+        if watch is not None and self._ended(watch, container, started + spec.timeout_seconds):
             return watch.code, False
         left = spec.timeout_seconds - (time.monotonic() - started)
         try:
@@ -128,10 +184,10 @@ class AttachedRuns:
             status = api.wait(container, timeout=30)
         return status.get("StatusCode"), True
 
-    def _ended(self, watch: Watch, container: str, seconds: float) -> bool:
-        """Whether the event stream told the run's end within `seconds`. Every few seconds the
-        container's state is asked too, so that an end the stream missed costs no more."""
-        deadline = time.monotonic() + seconds
+    def _ended(self, watch: Watch, container: str, deadline: float) -> bool:
+        """Whether the event stream told the run's end by `deadline` (monotonic). Every few
+        seconds the container's state is asked too, so that an end the stream missed costs no
+        more."""
         while (left := deadline - time.monotonic()) > 0:
             if watch.ended.wait(min(left, RECHECK_SECONDS)):
                 return not watch.lost

@@ -8,8 +8,9 @@ One run: pull per policy → create (without a network: without the engine's net
 (`content`) → attach (`output`) → start → its end from the event stream (`exits`) or at the
 deadline → copy response paths out (`returned`) → answer, and remove in the background
 (`cleanup`); a run that fails removes what it made before it raises. What cannot be removed is
-retried by the reaper (`reaping`). docker-py's exceptions become `RunnerError`s in
-`errors.engine_errors` only.
+retried by the reaper (`reaping`). With RUNNER_WARM_POOL, a synchronous run that fits takes a
+container started ahead (`pool`) instead of create and start. docker-py's exceptions become
+`RunnerError`s in `errors.engine_errors` only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from backends.docker import inventory, reaping
 from backends.docker.attached import AttachedRuns
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors, exists
+from backends.docker.pool import Pool
 from backends.docker.runs import DetachedRuns
 from backends.labels import CARRIER_ROLE, MANAGED, volume_labels
 from backends.leases import LEASE_SELECTOR
@@ -49,10 +51,12 @@ class DockerBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.containers = Containers(settings)
-        self.attached = AttachedRuns(self.containers)
+        self.pool = Pool(self.containers)
+        self.attached = AttachedRuns(self.containers, self.pool)
         self.detached = DetachedRuns(self.containers)
 
     def close(self) -> None:
+        self.pool.close()
         self.detached.watchers.close(KEEP_WAIT_SECONDS)
         self.attached.close()
         self.containers.close()
@@ -60,16 +64,21 @@ class DockerBackend:
     # ---- runs -------------------------------------------------------------------------------
 
     def run(self, spec: RunSpec, control: RunControl) -> Outcome:
-        return self.attached.run(spec, control)
+        with self.pool.running():
+            return self.attached.run(spec, control)
 
     def cancel(self, run_id: str) -> None:
+        self.pool.kill(run_id)
         self.containers.kill_run(run_id)
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
-        self.detached.launch(spec, control, idempotency_key)
+        """Async runs always start cold: their identity lives in their container's labels."""
+        with self.pool.running():
+            self.detached.launch(spec, control, idempotency_key)
 
     def wait_run(self, run_id: str) -> None:
-        self.detached.wait(run_id)
+        with self.pool.running():
+            self.detached.wait(run_id)
 
     def find_runs(
         self, *, tenant: str | None, run_id: str | None, idempotency_key: str | None
@@ -154,9 +163,11 @@ class DockerBackend:
 
     def renew_lease(self) -> None:
         """The lease, and the hosts file of runs without a network: made at the first renewal
-        (at startup) so that no run waits for it, and made again if it was removed."""
+        (at startup) so that no run waits for it, and made again if it was removed. The warm
+        pool starts filling then too."""
         self.containers.lease.renew()
         self.containers.loopback.keep()
+        self.pool.start()
 
     def reap_orphans(self) -> int:
         containers = self.containers

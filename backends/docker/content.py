@@ -102,7 +102,7 @@ class ContentCopier:
         """Unpack the run's content (inline, and `uploads` as they arrive) into its created, not
         yet started, container; False, with nothing written, when the container has something
         at one of the paths already."""
-        if not all(self._absent(container, mount.path) for mount in spec.mounts):
+        if not all(self.absent(container, mount.path) for mount in spec.mounts):
             return False
         if spec.mounts or uploads is not None:
             tar = content_tar(spec, uploads, lambda index: "")
@@ -140,7 +140,7 @@ class ContentCopier:
                 field=f"volumes[{mount.key!r}].name",
             )
 
-    def _absent(self, container: str, path: str) -> bool:
+    def absent(self, container: str, path: str) -> bool:
         """Whether the container has nothing at `path`: the engine's stat of it is a 404."""
         api = self.api()
         with engine_errors("looking at a path of the container"):

@@ -9,8 +9,12 @@ import docker
 
 from backends.docker.errors import engine_errors
 from backends.labels import (
+    CLAIM_ROLE,
+    CONTAINER,
     CREATED_BY,
     MANAGED,
+    POOL_ROLE,
+    ROLE,
     RUN_ID,
     TENANT,
     VOLUME_API,
@@ -39,19 +43,42 @@ def health(api: docker.APIClient) -> Health:
 def containers(
     api: docker.APIClient, *, tenant: str, all_states: bool, managed_only: bool
 ) -> list[ContainerInfo]:
+    """The engine's containers, or (`managed_only`) the tenant's runs': those labelled for it,
+    and the warm containers its runs claimed (`backends.docker.pool`), shown as their runs."""
     filters = {"label": [f"{MANAGED}=true", f"{TENANT}={tenant}"]} if managed_only else None
     with engine_errors("listing containers"):
         found = api.containers(all=all_states, filters=filters)
-    return [
-        ContainerInfo(
-            id=item["Id"][:12],
-            name=(item.get("Names") or ["/"])[0].lstrip("/"),
-            image=item.get("Image", ""),
-            status=item.get("Status") or item.get("State", ""),
-            run_id=(item.get("Labels") or {}).get(RUN_ID),
-        )
-        for item in found
+        claimed = _claimed(api, tenant, all_states) if managed_only else []
+    return [_container_info(item, (item.get("Labels") or {}).get(RUN_ID)) for item in found] + [
+        _container_info(item, run_id, f"oneoff-{run_id}") for item, run_id in claimed
     ]
+
+
+def _claimed(api: docker.APIClient, tenant: str, all_states: bool) -> list[tuple[Any, str]]:
+    """The tenant's runs' warm containers, with their run ids, from the runner's claims."""
+    terms = [f"{MANAGED}=true", f"{ROLE}={CLAIM_ROLE}", f"{TENANT}={tenant}"]
+    claims = api.volumes(filters={"label": terms}).get("Volumes") or []
+    runs = {
+        labels[CONTAINER]: labels[RUN_ID]
+        for labels in (claim.get("Labels") or {} for claim in claims)
+        if CONTAINER in labels and RUN_ID in labels
+    }
+    if not runs:
+        return []
+    pool = {"id": list(runs), "label": [f"{MANAGED}=true", f"{ROLE}={POOL_ROLE}"]}
+    return [(item, runs[item["Id"]]) for item in api.containers(all=all_states, filters=pool)]
+
+
+def _container_info(
+    item: dict[str, Any], run_id: str | None, name: str | None = None
+) -> ContainerInfo:
+    return ContainerInfo(
+        id=item["Id"][:12],
+        name=name or (item.get("Names") or ["/"])[0].lstrip("/"),
+        image=item.get("Image", ""),
+        status=item.get("Status") or item.get("State", ""),
+        run_id=run_id,
+    )
 
 
 def images(api: docker.APIClient, reference: str | None) -> list[ImageInfo]:

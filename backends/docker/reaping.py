@@ -2,9 +2,10 @@
 deadline. Judged on one listing of the engine (objects listed before leases, see
 `backends.leases`), so the rules are plain functions of labels and states.
 
-- A synchronous run's container and volume, and a content carrier: when its owner no longer
-  holds a lease (it crashed: gone within `lease_seconds` + one reap interval), or past its
-  deadline (objects of runners from before leases).
+- A synchronous run's container and volume, a content carrier, a warm pool container and a warm
+  run's claim (`pool`): when its owner no longer holds a lease (it crashed: gone within
+  `lease_seconds` + one reap interval), or past its deadline (objects of runners from before
+  leases).
 - An async run's container is judged by `DetachedRuns.expire` (it outlives its runner on
   purpose); its run volume goes once its owner is gone and it has no container (the launch died
   before creating one).

@@ -7,14 +7,16 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import docker
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from backends.labels import INSTANCE, RUN_ID, TENANT
+from backends.labels import INSTANCE, ROLE, RUN_ID, RUN_ROLE, TENANT
 from runner.tenancy import tenant_for
+from tests.docker.watching import warm_run_began
 from tests.helpers import Server, run_body
 
 A = {"Authorization": "Bearer tok-alice"}
@@ -132,8 +134,8 @@ def test_a_sync_run_is_listed_to_its_tenant_only(tenants, docker_client, instanc
     def listed(headers: dict[str, str]) -> list[str | None]:
         return [item["run_id"] for item in tenants.get("/containers", headers=headers).json()]
 
-    started = {"type": "container", "event": "start", "label": f"{INSTANCE}={instance}"}
-    events = docker_client.events(decode=True, filters=started)
+    began = {"type": "container", "event": ["start", "rename"], "label": f"{INSTANCE}={instance}"}
+    events = docker_client.events(decode=True, filters=began)
     answers: list[dict[str, object]] = []
     body = run_body("sleep", "60")
     worker = threading.Thread(
@@ -141,15 +143,29 @@ def test_a_sync_run_is_listed_to_its_tenant_only(tenants, docker_client, instanc
     )
     worker.start()
     try:
-        event = next(iter(events))
+        event = next(item for item in events if _run_began(item))
     finally:
         events.close()
-    run_id = event["Actor"]["Attributes"][RUN_ID]
+    run_id = _run_of(event)
     assert run_id in listed(A)
     assert run_id not in listed(B)
     docker_client.containers.get(event["Actor"]["ID"]).kill()
     worker.join(60)
     assert answers[0]["exit_code"] == 137
+
+
+def _run_began(event: dict[str, Any]) -> bool:
+    role = event["Actor"]["Attributes"].get(ROLE)
+    return (event["Action"], role) == ("start", RUN_ROLE) or warm_run_began(event)
+
+
+def _run_of(event: dict[str, Any]) -> str:
+    """The run whose container started, or (RUNNER_WARM_POOL) took a warm container: renamed
+    `oneoff-<run>`, as a cold run's is named."""
+    attributes = event["Actor"]["Attributes"]
+    if warm_run_began(event):
+        return str(attributes["name"]).removeprefix("oneoff-")
+    return str(attributes[RUN_ID])
 
 
 def test_a_wrong_token_is_401(tenants):

@@ -14,7 +14,7 @@ import docker
 import httpx
 import pytest
 
-from backends.labels import INSTANCE, ROLE
+from backends.labels import INSTANCE, POOL_ROLE, ROLE, RUN_ROLE
 from tests.helpers import HELD_ROLES, free_port, managed_objects, objects_of, start_runner
 
 
@@ -33,11 +33,15 @@ class Events:
         )
 
     def wait(self, action: str, role: str = "run") -> dict:  # type: ignore[type-arg]
+        """The next `action` event of a container of `role`; with RUNNER_WARM_POOL, a warm
+        container's renaming to its run's name counts as a synchronous run's start."""
         for event in self.stream:
             attributes = event.get("Actor", {}).get("Attributes", {})
             if event["Type"] != "container" or attributes.get(INSTANCE) != self.instance:
                 continue
             if attributes.get(ROLE) == role and event["Action"] == action:
+                return event  # type: ignore[no-any-return]
+            if (action, role) == ("start", RUN_ROLE) and warm_run_began(event):
                 return event  # type: ignore[no-any-return]
         pytest.fail(f"no {action!r} event for instance {self.instance}")
 
@@ -68,6 +72,13 @@ class Events:
 
     def close(self) -> None:
         self.stream.close()
+
+
+def warm_run_began(event: dict) -> bool:  # type: ignore[type-arg]
+    """Whether a container event is a warm pool container taken by a run (`backends.docker.pool`
+    renames it to the run's name then)."""
+    attributes = event.get("Actor", {}).get("Attributes", {})
+    return event.get("Action") == "rename" and attributes.get(ROLE) == POOL_ROLE
 
 
 def everything_of(docker_client: docker.DockerClient, instance: str) -> list[str]:
