@@ -76,6 +76,14 @@ class Settings(BaseSettings):
         description="Origin headers the MCP endpoint accepts besides loopback origins, e.g. "
         "https://runner.example.com. Comma-separated.",
     )
+    mcp_answer_seconds: float = Field(
+        45,
+        ge=5,
+        le=55,
+        description="Every MCP tool call answers within this many seconds: a run still going "
+        'then answers "still running" with its run id, and wait_run follows it. Keep it '
+        "under your MCP clients' request timeout (60 s in most; lower it for 30 s clients).",
+    )
     instance_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()[:54]}-{uuid.uuid4().hex[:8]}",
         description="Names this runner in labels and logs. Ownership does not depend on it "

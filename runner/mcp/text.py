@@ -2,41 +2,70 @@
 example call. Models choose tools by these words, so they say when to use a tool, not how it
 works."""
 
+import json
+
 from runner.settings import Settings
 
-INSTRUCTIONS = """Runs one-off containers: call run_container with an image and a command to execute
-code in isolation and get its exit code and output back. For long runs, start_run returns at
-once; get_run_logs, get_run and cancel_run follow it. Files go in as text in `files` or as
-base64 in `volumes`; create_volume keeps files between runs (list_volumes, remove_volume);
-runner_health, list_containers and list_images inspect the engine; pull_image fetches ahead."""
+INSTRUCTIONS = """Runs one-off containers: run_container runs a command and returns its exit
+code, output and the files in `outputs` (images shown). It answers within {answer:g}s; a longer
+run answers "still running" with a run_id: call wait_run until it finishes, cancel_run to stop
+it. read_file reads a returned file by its uri. create_volume keeps files between runs."""
 
-RUN_CONTAINER = """Run a command in a fresh container and return its exit code, stdout and stderr.
+RUN_CONTAINER = """Run a command in a fresh container; get its exit code, output and files.
 
-A non-zero exit code is a normal result (read stderr); an error result means the run could not
-happen and says which argument to fix. `script` is shell text (pipes, &&, $VARS); `command` is
-exec form.
+Answers within {answer:g}s; a run still going then answers "still running" (not an error) with
+its run_id: call wait_run until finished. A non-zero exit code is a normal result; an error
+result means the run could not happen and names the argument to fix.
 
-Defaults: no network (`network`), killed after {timeout:g}s (`timeout_seconds`, at most
-{max_timeout:g}), {memory} of memory (`memory`), {cpus:g} CPU (`cpus`); images are pulled only
-when missing.
+`script` is shell text; `command` is exec form. Defaults: no network, killed after
+{timeout:g}s (`timeout_seconds`, at most {max_timeout:g}), {memory} memory, {cpus:g} CPU.
 
-Files: `files` maps an absolute path to its text; `volumes` takes base64 files, tar.gz
-directories and named volumes, and "response": true hands a path back after the run (small
-text files as text too).
+`files` maps an absolute path to its text. `outputs` are directories handed back after the
+run: text files and images shown, every file linked for read_file.
 
-Example: {{"image": "python:3.12-slim", "script": "python -c 'print(2 + 2)'"}}
+Example: {example}
 """
+RUN_EXAMPLE = {
+    "image": "python:3.12-slim",
+    "script": "cd /app && python plot.py",
+    "files": {"/app/plot.py": "..."},
+    "outputs": ["/out"],
+}
+
+
+def instructions(settings: Settings) -> str:
+    return INSTRUCTIONS.format(answer=settings.mcp_answer_seconds)
 
 
 def run_container(settings: Settings) -> str:
     """RUN_CONTAINER with the operator's defaults, which surprise models when unsaid."""
     return RUN_CONTAINER.format(
+        answer=settings.mcp_answer_seconds,
+        example=json.dumps(RUN_EXAMPLE),
         timeout=settings.default_timeout_seconds,
         max_timeout=settings.max_timeout_seconds,
         memory=settings.default_memory,
         cpus=settings.default_cpus,
     )
 
+
+WAIT_RUN = """Wait up to wait_seconds (default and at most {answer:g}) for a run; get its
+output after the offsets, and once finished its result and files. Still running: call again
+with the new offsets.
+
+Example: {{"run_id": "3f9c0a1b2c3d4e5f", "stdout_offset": 2048, "stderr_offset": 0}}
+"""
+
+
+def wait_run(settings: Settings) -> str:
+    return WAIT_RUN.format(answer=settings.mcp_answer_seconds)
+
+
+READ_FILE = """Read a file a run handed back, by the uri its answer gave: text as text, an image
+as an image, other files as base64. Readable until the run's result expires.
+
+Example: {"uri": "run://3f9c0a1b2c3d4e5f/files/out/report.csv"}
+"""
 
 CREATE_VOLUME = """Create a named Docker volume, optionally filled from a base64 tar.gz.
 
@@ -86,26 +115,6 @@ PULL_IMAGE = """Pull an image onto the engine ahead of runs, with download progr
 the operator allows; `auth_config` (private registries) is used for this pull only.
 
 Example: {"image": "python:3.12-slim"}
-"""
-
-START_RUN = """Start a long run (a build, a test suite) and return its run_id at once.
-
-Same arguments as run_container (described there). Follow it with get_run_logs (output as
-it comes), get_run (state; the result once finished) and cancel_run.
-
-Example: {"image": "python:3.12-slim", "script": "python -m pytest"}
-"""
-
-GET_RUN = """State of a run started with start_run (queued, pulling, running, succeeded, failed,
-timeout, cancelled) and, once finished, the same result run_container returns.
-
-Example: {"run_id": "3f9c0a1b2c3d4e5f"}
-"""
-
-GET_RUN_LOGS = """Output of a run so far. Pass back the offsets of the previous answer to get only
-newer output; `finished` says no more will come.
-
-Example: {"run_id": "3f9c0a1b2c3d4e5f", "stdout_offset": 0, "stderr_offset": 0}
 """
 
 CANCEL_RUN = """Cancel a run: its container is killed and removed, its state becomes cancelled.

@@ -1,15 +1,20 @@
 """The MCP server's tools: every runner capability, with input schemas generated from the shared
 models (`runner.models`, shaped by `runner.mcp.schema`) and arguments validated by those same
 models, so a bad call gets the same field-naming message as on REST, as an `isError` result the
-model can act on. While a run goes on, progress and its output arrive as notifications
+model can act on. Every call answers within `mcp_answer_seconds`: a run is an async run
+followed by the call (`runner.mcp.follow`), with progress carrying its latest output
 (`runner.mcp.progress`)."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import mcp_types as types
+from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import func_metadata
@@ -20,8 +25,12 @@ from runner import __version__
 from runner.engine_models import (
     ContainerList,
     CreateVolumeRequest,
+    CreateVolumeResult,
+    Health,
     ImageList,
+    PulledImage,
     PullImageRequest,
+    RemovedVolume,
     VolumeList,
     VolumeName,
 )
@@ -32,19 +41,25 @@ from runner.mcp.arguments import (
     ListImagesArguments,
     McpRunRequest,
     NoArguments,
+    ReadFileArguments,
     RunId,
-    RunLogsArguments,
+    WaitRunArguments,
 )
+from runner.mcp.follow import answer
 from runner.mcp.progress import LogLevels, reporting
-from runner.mcp.results import error_result, run_result, status_summary, structured, task_result
-from runner.mcp.schema import input_schema
+from runner.mcp.reading import file_content, read_returned
+from runner.mcp.results import RUN_VIEW, ended_answer, error_result, expiry, structured
+from runner.mcp.schema import input_schema, output_schema
 from runner.mcp.tasks import RunTasks, TasksServer, caller
+from runner.run_status import RunStatus
 from runner.service import RunnerService
 from runner.settings import Settings
 from runner.tenancy import Tenant
 
 Body = Callable[[Any, Context], Awaitable[CallToolResult]]
 UNSERVED = ("prompts/list", "prompts/get", "resources/list", "resources/read")
+LIST_TTL_MS = 3_600_000
+"""How long a client may cache the tool list: it changes only with the runner's version."""
 UNSERVED_TEMPLATES = ("resources/templates/list",)
 
 
@@ -55,6 +70,12 @@ class RunnerTool(Tool):
 
     request_model: type[BaseModel] = Field(exclude=True)
     body: Body = Field(exclude=True)
+    declared_output: dict[str, Any] | None = Field(None, exclude=True)
+
+    @property
+    def output_schema(self) -> dict[str, Any] | None:
+        """What `structuredContent` holds (error results carry none)."""
+        return self.declared_output
 
     async def run(
         self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False
@@ -87,33 +108,41 @@ def _tool(
     title: str,
     model: type[BaseModel],
     body: Body,
+    hints: ToolAnnotations,
     *,
-    read_only: bool = False,
+    output: type[BaseModel] | dict[str, Any] | None = None,
     description: str | None = None,
-    explained: bool = True,
 ) -> RunnerTool:
-    """A tool taking `model`'s fields, described by `text.<NAME>`."""
+    """A tool taking `model`'s fields, described by `text.<NAME>`, its structured content
+    declared by `output` (a model, shown shallow, or a schema)."""
 
     async def placeholder() -> None:
         """Never called: `RunnerTool.run` calls `body`."""
 
-    destructive = name in ("cancel_run", "remove_volume")
     return RunnerTool(
         fn=placeholder,
         name=name,
         title=title,
         description=description or getattr(text, name.upper()),
-        parameters=input_schema(model, explained=explained),
+        parameters=input_schema(model),
         fn_metadata=func_metadata(placeholder, structured_output=False),
         is_async=True,
-        annotations=(
-            ToolAnnotations(read_only_hint=True)
-            if read_only
-            else ToolAnnotations(destructive_hint=destructive)
-        ),
+        annotations=hints,
         request_model=model,
         body=body,
+        declared_output=output
+        if isinstance(output, dict) or output is None
+        else output_schema(output),
     )
+
+
+READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+"""Hints differ from the spec's defaults only where they are set: a tool is presumed to write,
+destructively, not idempotently, to an open world."""
+REMOVES = ToolAnnotations(idempotent_hint=True, open_world_hint=False)
+RUNS = ToolAnnotations(destructive_hint=False)
+PULLS = ToolAnnotations(destructive_hint=False, idempotent_hint=True)
+CREATES = ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
 def _tenant(ctx: Context[Any, Any]) -> Tenant:
@@ -126,16 +155,19 @@ def build_server(service: Callable[[], RunnerService], settings: Settings) -> MC
     server = TasksServer(
         "oneoff-runner",
         version=__version__,
-        instructions=text.INSTRUCTIONS,
+        instructions=text.instructions(settings),
         log_level="WARNING",
         tools=[
             *_run_tools(service, levels, settings),
             *_volume_tools(service),
-            *_query_tools(service),
             *_engine_tools(service),
         ],
-        middleware=[RunTasks(service, task_result)],
+        middleware=[RunTasks(service, _task_answer(service))],
         subscriptions=False,
+        cache_hints={
+            "tools/list": CacheHint(LIST_TTL_MS, "public"),
+            "server/discover": CacheHint(LIST_TTL_MS, "public"),
+        },
     )
     handlers = server._lowlevel_server._request_handlers  # noqa: SLF001 - nothing to offer there
     for method in (*UNSERVED, *UNSERVED_TEMPLATES, "completion/complete"):
@@ -146,20 +178,58 @@ def build_server(service: Callable[[], RunnerService], settings: Settings) -> MC
     return server
 
 
+def _task_answer(service: Callable[[], RunnerService]) -> Callable[[RunStatus], Any]:
+    """What a run_container task ends with: the call's own answer, from the ended run."""
+
+    async def of(status: RunStatus) -> CallToolResult:
+        expires = expiry(status, service().settings.result_ttl_seconds)
+        return await anyio.to_thread.run_sync(ended_answer, status, (0, 0), expires)
+
+    return of
+
+
 def _run_tools(
     service: Callable[[], RunnerService], levels: LogLevels, settings: Settings
 ) -> list[Tool]:
-    """The tools that run or make things: a run (now or started) and a volume."""
+    """The tools of runs: run (and follow for up to the answer bound), wait, read its files,
+    cancel."""
+    bound = settings.mcp_answer_seconds
 
     async def run_container(request: McpRunRequest, ctx: Context) -> CallToolResult:
+        arrived = time.monotonic()
+        runs, tenant = service().runs, _tenant(ctx)
+        wait = bound if request.wait_seconds is None else min(request.wait_seconds, bound)
         timeout = request.timeout_seconds or service().settings.default_timeout_seconds
-        async with reporting(ctx, timeout, levels.wants(ctx, "info")) as progress:
-            result, _ = await service().run(request.as_run(), _tenant(ctx), progress)
-        return run_result(result)
+        started = await runs.start(request.as_run(), tenant, None)
+        try:
+            async with reporting(ctx, timeout, levels.wants(ctx, "info")) as progress:
+                progress("phase", started.state)
+                return await answer(
+                    service(), tenant, started.run_id, arrived + wait, (0, 0), progress
+                )
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), contextlib.suppress(RunnerError):
+                await runs.cancel(tenant, started.run_id)  # the caller pressed stop
+            raise
 
-    async def start_run(request: McpRunRequest, ctx: Context) -> CallToolResult:
-        status = await service().runs.start(request.as_run(), _tenant(ctx), None)
-        return structured(status, f"{status_summary(status)}; follow it with get_run_logs")
+    async def wait_run(request: WaitRunArguments, ctx: Context) -> CallToolResult:
+        arrived = time.monotonic()
+        tenant = _tenant(ctx)
+        wait = bound if request.wait_seconds is None else min(request.wait_seconds, bound)
+        await service().runs.require(tenant, request.run_id)
+        offsets = (request.stdout_offset, request.stderr_offset)
+        async with reporting(ctx, None, levels.wants(ctx, "info")) as progress:
+            return await answer(
+                service(), tenant, request.run_id, arrived + wait, offsets, progress
+            )
+
+    async def read_file(request: ReadFileArguments, ctx: Context) -> CallToolResult:
+        found = await read_returned(service(), _tenant(ctx), request.uri)
+        return CallToolResult(content=file_content(found))
+
+    async def cancel_run(request: RunId, ctx: Context) -> CallToolResult:
+        status = await service().runs.remove(_tenant(ctx), request.run_id)
+        return structured(status, f"run {status.run_id}: {status.state}")
 
     return [
         _tool(
@@ -167,9 +237,21 @@ def _run_tools(
             "Run a container",
             McpRunRequest,
             run_container,
+            RUNS,
+            output=RUN_VIEW,
             description=text.run_container(settings),
         ),
-        _tool("start_run", "Start a long run", McpRunRequest, start_run, explained=False),
+        _tool(
+            "wait_run",
+            "Wait for a run",
+            WaitRunArguments,
+            wait_run,
+            READS,
+            output=RUN_VIEW,
+            description=text.wait_run(settings),
+        ),
+        _tool("read_file", "Read a returned file", ReadFileArguments, read_file, READS),
+        _tool("cancel_run", "Cancel a run", RunId, cancel_run, REMOVES, output=RunStatus),
     ]
 
 
@@ -190,38 +272,25 @@ def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
         return structured(removed, f"volume {removed.name!r} removed")
 
     return [
-        _tool("create_volume", "Create a volume", CreateVolumeRequest, create_volume),
-        _tool("list_volumes", "List your volumes", NoArguments, list_volumes, read_only=True),
-        _tool("remove_volume", "Remove a volume", VolumeName, remove_volume),
-    ]
-
-
-def _query_tools(service: Callable[[], RunnerService]) -> list[Tool]:
-    """Tools about async runs: state, output, cancel."""
-
-    async def get_run(request: RunId, ctx: Context) -> CallToolResult:
-        status = await service().runs.status(_tenant(ctx), request.run_id)
-        return structured(status, status_summary(status))
-
-    async def get_run_logs(request: RunLogsArguments, ctx: Context) -> CallToolResult:
-        logs = await service().runs.output(
-            _tenant(ctx), request.run_id, request.stdout_offset, request.stderr_offset
-        )
-        shown = f"run {request.run_id}: {logs.state}\n{logs.stdout}"
-        if logs.stderr:
-            shown += f"\n--- stderr ---\n{logs.stderr}"
-        return structured(logs, shown)
-
-    async def cancel_run(request: RunId, ctx: Context) -> CallToolResult:
-        status = await service().runs.remove(_tenant(ctx), request.run_id)
-        return structured(status, status_summary(status))
-
-    return [
-        _tool("get_run", "Get a run", RunId, get_run, read_only=True),
         _tool(
-            "get_run_logs", "Read a run's output", RunLogsArguments, get_run_logs, read_only=True
+            "create_volume",
+            "Create a volume",
+            CreateVolumeRequest,
+            create_volume,
+            CREATES,
+            output=CreateVolumeResult,
         ),
-        _tool("cancel_run", "Cancel a run", RunId, cancel_run),
+        _tool(
+            "list_volumes", "List your volumes", NoArguments, list_volumes, READS, output=VolumeList
+        ),
+        _tool(
+            "remove_volume",
+            "Remove a volume",
+            VolumeName,
+            remove_volume,
+            REMOVES,
+            output=RemovedVolume,
+        ),
     ]
 
 
@@ -252,15 +321,24 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
         return structured(ImageList(images=found), f"{len(found)} image(s): {tags}")
 
     return [
-        _tool("runner_health", "Check the backend", NoArguments, runner_health, read_only=True),
-        _tool("docker_health", "Check the backend", NoArguments, runner_health, read_only=True),
+        _tool(
+            "runner_health", "Check the backend", NoArguments, runner_health, READS, output=Health
+        ),
+        _tool(
+            "docker_health", "Check the backend", NoArguments, runner_health, READS, output=Health
+        ),
         _tool(
             "list_containers",
             "List containers",
             ListContainersArguments,
             list_containers,
-            read_only=True,
+            READS,
+            output=ContainerList,
         ),
-        _tool("list_images", "List images", ListImagesArguments, list_images, read_only=True),
-        _tool("pull_image", "Pull an image", PullImageRequest, pull_image),
+        _tool(
+            "list_images", "List images", ListImagesArguments, list_images, READS, output=ImageList
+        ),
+        _tool(
+            "pull_image", "Pull an image", PullImageRequest, pull_image, PULLS, output=PulledImage
+        ),
     ]

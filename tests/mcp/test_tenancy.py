@@ -4,6 +4,7 @@ volumes; for each, the other's things do not exist."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -108,22 +109,24 @@ async def test_tasks_belong_to_the_tenant_that_started_them(tenants_url, alice, 
 
 async def test_run_tools_answer_only_for_the_tenant_s_own_runs(alice, bob):
     started = await alice.call_tool(
-        "start_run", {**run_body("sh", "-c", "echo up; exec sleep 120")}
+        "run_container", {**run_body("sh", "-c", "echo up; exec sleep 120"), "wait_seconds": 0}
     )
     run_id = started.structured_content["run_id"]
     try:
         for tool, arguments in [
-            ("get_run", {"run_id": run_id}),
-            ("get_run_logs", {"run_id": run_id}),
+            ("wait_run", {"run_id": run_id, "wait_seconds": 0}),
+            ("read_file", {"uri": f"run://{run_id}/files/out/a.txt"}),
             ("cancel_run", {"run_id": run_id}),
         ]:
             theirs = await bob.call_tool(tool, arguments)
-            nobody = await bob.call_tool(tool, {**arguments, "run_id": NOBODY})
+            nobody_arguments = json.loads(json.dumps(arguments).replace(run_id, NOBODY))
+            nobody = await bob.call_tool(tool, nobody_arguments)
             assert theirs.is_error and nobody.is_error
             assert theirs.content[0].text.replace(run_id, "<id>") == nobody.content[0].text.replace(
                 NOBODY, "<id>"
             )
-        state = (await alice.call_tool("get_run", {"run_id": run_id})).structured_content["state"]
+        looked = await alice.call_tool("wait_run", {"run_id": run_id, "wait_seconds": 0})
+        state = looked.structured_content["state"]
         assert state in ("queued", "pulling", "running")
         listed = await bob.call_tool("list_containers", {"all": True})
         assert run_id not in [item["run_id"] for item in listed.structured_content["containers"]]
