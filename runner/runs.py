@@ -440,6 +440,11 @@ class AsyncRuns:
             await own_thread(self.backend.wait_run, run_id)
         return await self.status(tenant, run_id)
 
+    async def settle(self, run_id: str, timeout: float) -> None:
+        """Until the end of a run that has stopped is kept (on Docker: its container gone, its
+        volumes free), at most `timeout` seconds."""
+        await own_thread(self.backend.settle_run, run_id, timeout)
+
     async def until_launched(self, run_id: str) -> None:
         """Until the run has left `queued` and `pulling`: started, or failed to."""
         while (pending := self._pending.get(run_id)) is not None:

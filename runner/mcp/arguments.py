@@ -4,7 +4,7 @@ models, they refuse unknown fields, so a misspelt argument is named rather than 
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -56,6 +56,21 @@ class ListContainersArguments(Arguments):
 
 class ListImagesArguments(Arguments):
     reference: str | None = Field(None, description="e.g. python or python:3.12")
+
+
+EngineView = Literal["health", "containers", "images"]
+
+
+class EngineInfoArguments(ListContainersArguments, ListImagesArguments):
+    """engine_info's: what to look at, and the filters of that listing only."""
+
+    what: EngineView = Field("health", description="health, containers or images.")
+
+    def misplaced(self) -> str | None:
+        """A filter given that does not apply to `what`."""
+        applies = {"health": set(), "containers": {"all", "managed_only", "status"}}
+        wrong = self.model_fields_set - {"what"} - applies.get(self.what, {"reference"})
+        return min(wrong, default=None)
 
 
 class McpRunRequest(RunRequest):

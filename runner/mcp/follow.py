@@ -36,8 +36,9 @@ async def answer(
     """The run's answer once it has ended, or at `until` (a `time.monotonic()` moment) with
     what it has done so far; output before `offsets` (bytes of stdout, stderr) is not shown."""
     seconds = until - ASSEMBLY_SECONDS - time.monotonic()
-    if seconds > 0:
-        await _follow(service, tenant, run_id, seconds, offsets, sink)
+    if seconds > 0 and await _follow(service, tenant, run_id, seconds, offsets, sink):
+        # its container goes once its end is kept: answering after that frees its volumes
+        await service.runs.settle(run_id, max(until - ASSEMBLY_SECONDS - time.monotonic(), 0))
     status = await service.runs.status(tenant, run_id)
     if status.finished:
         expires = expiry(status, service.settings.result_ttl_seconds)
@@ -54,15 +55,15 @@ async def _follow(
     seconds: float,
     offsets: tuple[int, int],
     sink: EventSink | None,
-) -> None:
+) -> bool:
     """Until the run ends or `seconds` pass, its events to `sink` (output before `offsets`
-    left out: the caller has seen it)."""
+    left out: the caller has seen it); whether it ended."""
     skip = dict(zip(("stdout", "stderr"), offsets, strict=True))
     forward: Callable[[str, str], None] = sink or (lambda kind, text: None)
     with anyio.move_on_after(seconds):
         async for kind, text in service.runs.events(tenant, run_id):
             if kind == "exit":
-                return
+                return True
             if kind in skip and skip[kind] > 0:
                 data = text.encode()
                 text = data[skip[kind] :].decode("utf-8", "ignore")
@@ -70,3 +71,4 @@ async def _follow(
                 if not text:
                     continue
             forward(kind, text)
+    return False

@@ -43,7 +43,7 @@ RUN_VIEW = {
         "stdout_offset": {"type": "integer"},
         "stderr_offset": {"type": "integer"},
     },
-    "required": ["run_id", "state", "finished", "stdout_offset", "stderr_offset"],
+    "required": ["run_id", "state", "finished"],
 }
 """The `outputSchema` of the run tools: few properties, open to more (see docs/mcp.md)."""
 

@@ -11,6 +11,7 @@ field it refuses).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,24 +21,33 @@ DROPPED = frozenset(
 )
 
 
-def input_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """`model`'s JSON schema, inlined, unions merged, closed to unknown fields."""
+def input_schema(
+    model: type[BaseModel], words: Mapping[str, str | None] | None = None
+) -> dict[str, Any]:
+    """`model`'s JSON schema, inlined, unions merged, closed to unknown fields; `words`
+    replaces fields' descriptions (None: drops it)."""
     schema = model.model_json_schema(by_alias=True)
     shaped: dict[str, Any] = plain(schema, schema.get("$defs", {}))
     shaped.pop("description", None)  # the tool's description says it better
     shaped["additionalProperties"] = False
-    for field in shaped.get("properties", {}).values():
+    for name, field in shaped.get("properties", {}).items():
         _unexplained_nested(field)
+        if words and name in words:  # the words say it all: nested choices too
+            _unexplained_nested(field, choices=True)
+            field.pop("description", None)
+            if (description := words[name]) is not None:
+                field["description"] = description
     return shaped
 
 
-def _unexplained_nested(field: dict[str, Any]) -> None:
+def _unexplained_nested(field: dict[str, Any], *, choices: bool = False) -> None:
     """The fields of an argument's objects lose their descriptions (their names say enough,
-    the argument's own description the rest), except a choice among values (an enum)."""
+    the argument's own description the rest), except a choice among values (an enum) unless
+    `choices`."""
     for node in (field, field.get("additionalProperties")):
         if isinstance(node, dict):
             for inner in node.get("properties", {}).values():
-                if "enum" not in inner:
+                if choices or "enum" not in inner:
                     inner.pop("description", None)
 
 
@@ -90,7 +100,8 @@ def _merged(union: list[Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 def output_schema(model: type[BaseModel]) -> dict[str, Any]:
     """`model`'s structured content, shallow: the JSON types of the fields it always has,
-    the rest left open (the text says it; every byte of the list costs)."""
+    the rest left open (the text says it; every byte of the list costs, so their names are
+    not repeated in a `required`)."""
     schema = model.model_json_schema(by_alias=True, mode="serialization")
     required = schema.get("required", [])
     properties: dict[str, Any] = {}
@@ -102,4 +113,4 @@ def output_schema(model: type[BaseModel]) -> dict[str, Any]:
         types += ["object" for member in union if "$ref" in member]
         unique = list(dict.fromkeys(types))
         properties[name] = {"type": unique[0] if len(unique) == 1 else unique}
-    return {"type": "object", "properties": properties, "required": required}
+    return {"type": "object", "properties": properties}

@@ -189,10 +189,14 @@ class TasksServer(MCPServer):
     """Lists `run_container` with `execution.taskSupport: optional`, which the SDK's tool
     registry has no field for; answers a call of an unknown tool with the protocol error the
     spec asks for (-32602), where the SDK answers with a tool error (`isError`) that a client
-    takes for the tool's own answer."""
+    takes for the tool's own answer. Tools named `unlisted` answer calls but are not listed."""
+
+    def __init__(self, *args: Any, unlisted: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unlisted = unlisted
 
     async def list_tools(self) -> list[types.Tool]:
-        tools = await super().list_tools()
+        tools = [tool for tool in await super().list_tools() if tool.name not in self.unlisted]
         for tool in tools:
             if tool.name in TASK_TOOLS:
                 tool.execution = types.ToolExecution(task_support="optional")

@@ -13,15 +13,12 @@ it. read_file reads a returned file by its uri. create_volume keeps files betwee
 
 RUN_CONTAINER = """Run a command in a fresh container; get its exit code, output and files.
 
-Answers within {answer:g}s; a run still going then answers "still running" (not an error) with
-its run_id: call wait_run until finished. A non-zero exit code is a normal result; an error
-result means the run could not happen and names the argument to fix.
+Answers within {answer:g}s; a run still going answers "still running" with its run_id: call
+wait_run until finished. A non-zero exit is a normal result; an error names the argument to fix.
 
-`script` is shell text; `command` is exec form. Defaults: no network, killed after
-{timeout:g}s (`timeout_seconds`, at most {max_timeout:g}), {memory} memory, {cpus:g} CPU.
-
-`files` maps an absolute path to its text. `outputs` are directories handed back after the
-run: text files and images shown, every file linked for read_file.
+Defaults: no network, killed after {timeout:g}s (`timeout_seconds`, at most {max_timeout:g}),
+{memory} memory, {cpus:g} CPU. `outputs`: directories handed back (text and images shown, each
+file linked for read_file).
 
 Example: {example}
 """
@@ -49,9 +46,8 @@ def run_container(settings: Settings) -> str:
     )
 
 
-WAIT_RUN = """Wait up to wait_seconds (default and at most {answer:g}) for a run; get its
-output after the offsets, and once finished its result and files. Still running: call again
-with the new offsets.
+WAIT_RUN = """Wait up to wait_seconds (default and at most {answer:g}) for a run: its output
+after the offsets; once finished, its result and files. Still running: call again.
 
 Example: {{"run_id": "3f9c0a1b2c3d4e5f", "stdout_offset": 2048, "stderr_offset": 0}}
 """
@@ -61,63 +57,74 @@ def wait_run(settings: Settings) -> str:
     return WAIT_RUN.format(answer=settings.mcp_answer_seconds)
 
 
-READ_FILE = """Read a file a run handed back, by the uri its answer gave: text as text, an image
-as an image, other files as base64. Readable until the run's result expires.
+READ_FILE = """Read a file a run handed back, by its uri: text, image, or base64. Readable until
+the run's result expires.
 
 Example: {"uri": "run://3f9c0a1b2c3d4e5f/files/out/report.csv"}
 """
 
-CREATE_VOLUME = """Create a named Docker volume, optionally filled from a base64 tar.gz.
-
-Use it to keep files between runs: mount it in run_container with
-{"type": "volume", "name": <name>}. A single top-level folder in the archive is stripped. Only
-runs made with the same API token may mount it; `driver` and `driver_opts` must be on the
-operator's lists (default: the local driver, no options).
+CREATE_VOLUME = """Create a named volume that keeps files between runs: mount it in run_container
+as volumes {"/work": {"type": "volume", "name": <name>}}. Only your API token's runs mount it.
 
 Example: {"name": "project-cache"}
 """
 
-LIST_VOLUMES = """List the named volumes you created with create_volume (no other volume is shown).
+LIST_VOLUMES = """List the volumes you created.
 
 Example: {}
 """
 
-REMOVE_VOLUME = """Remove a volume you created, and its data. Refused while a run uses it.
+REMOVE_VOLUME = """Remove a volume you created and its files; refused while a run uses it.
 
 Example: {"name": "project-cache"}
 """
 
-RUNNER_HEALTH = """Check that the backend (Docker or Kubernetes) is reachable; returns its version.
+ENGINE_INFO = """Look at the engine: `what` health (its version; try it on "backend
+unavailable"), containers (your runs going; `all`: stopped too) or images (present ones).
 
-Use it when runs fail with "backend unavailable", or before a first run.
-
-Example: {}
+Example: {"what": "images", "reference": "python"}
 """
 
-DOCKER_HEALTH = """The old name of runner_health.
-
-Example: {}
-"""
-
-LIST_CONTAINERS = """List containers on the engine: by default your own runs in progress
-(`managed_only: false`, every container on the engine, only without API tokens).
-
-Example: {"all": true, "status": "running"}
-"""
-
-LIST_IMAGES = """List images present on the engine (so pull_policy "never" or "missing" can use
-them), optionally filtered by reference.
-
-Example: {"reference": "python"}
-"""
-
-PULL_IMAGE = """Pull an image onto the engine ahead of runs, with download progress. Only images
-the operator allows; `auth_config` (private registries) is used for this pull only.
+PULL_IMAGE = """Pull an image ahead of runs, with progress; `auth_config` serves this pull only.
 
 Example: {"image": "python:3.12-slim"}
 """
 
-CANCEL_RUN = """Cancel a run: its container is killed and removed, its state becomes cancelled.
+CANCEL_RUN = """Stop a run (its container is removed), or drop a finished one's result and files.
 
 Example: {"run_id": "3f9c0a1b2c3d4e5f"}
 """
+
+FIELDS: dict[str, dict[str, str | None]] = {
+    "run_container": {
+        "command": "Exec form: a list, or a string split like a shell.",
+        "script": "Shell text for /bin/sh -c (instead of `command`).",
+        "env_vars": "Values: text, ints, bools.",
+        "pull_policy": "missing (default), always or never.",
+        "volumes": 'Path[:ro] to {"type": ...}: file (`content` base64), directory (`content` '
+        "base64 tar.gz), volume (`name`), host (`host_path`); `response`: hand it back.",
+        "timeout_seconds": "Kill it after this long.",
+        "network": '"none" or a network name.',
+        "stdin": "Text for standard input.",
+        "files": 'Path: its text, or {"content": ..., "mode": "0755"}.',
+        "outputs": "Directories handed back.",
+        "entrypoint": "Replaces the image's.",
+        "user": "name, uid or uid:gid.",
+        "runtime": "e.g. runsc, if the operator allows it.",
+        "memory": "e.g. 256m.",
+        "cpus": "e.g. 0.5.",
+    },
+    "create_volume": {
+        "name": None,
+        "driver_opts": None,
+        "content": "Base64 tar.gz to fill it.",
+        "labels": None,
+        "reuse_existing": "Fill an existing one.",
+        "driver": "Operator-allowed; default local.",
+    },
+    "engine_info": {"what": None, "reference": "e.g. python"},
+    "pull_image": {"auth_config": "Registry credentials."},
+    "remove_volume": {"name": None},
+}
+"""Argument descriptions shorter than the shared models' (REST's), by tool; None: none (the
+name and the tool's description say it). Every byte of tools/list is read on every turn."""

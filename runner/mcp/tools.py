@@ -37,6 +37,7 @@ from runner.engine_models import (
 from runner.errors import InvalidRequest, RunnerError
 from runner.mcp import text
 from runner.mcp.arguments import (
+    EngineInfoArguments,
     ListContainersArguments,
     ListImagesArguments,
     McpRunRequest,
@@ -124,7 +125,7 @@ def _tool(
         name=name,
         title=title,
         description=description or getattr(text, name.upper()),
-        parameters=input_schema(model),
+        parameters=input_schema(model, text.FIELDS.get(name, {})),
         fn_metadata=func_metadata(placeholder, structured_output=False),
         is_async=True,
         annotations=hints,
@@ -157,6 +158,7 @@ def build_server(service: Callable[[], RunnerService], settings: Settings) -> MC
         version=__version__,
         instructions=text.instructions(settings),
         log_level="WARNING",
+        unlisted=UNLISTED,
         tools=[
             *_run_tools(service, levels, settings),
             *_volume_tools(service),
@@ -182,7 +184,9 @@ def _task_answer(service: Callable[[], RunnerService]) -> Callable[[RunStatus], 
     """What a run_container task ends with: the call's own answer, from the ended run."""
 
     async def of(status: RunStatus) -> CallToolResult:
-        expires = expiry(status, service().settings.result_ttl_seconds)
+        settings = service().settings
+        await service().runs.settle(status.run_id, settings.mcp_answer_seconds)  # volumes free
+        expires = expiry(status, settings.result_ttl_seconds)
         return await anyio.to_thread.run_sync(ended_answer, status, (0, 0), expires)
 
     return of
@@ -295,13 +299,15 @@ def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
 
 
 def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
-    """Tools about the engine: health, containers, images (listed and pulled)."""
+    """Tools about the engine: one to look at it (health, containers, images), one to pull. The
+    tools it replaced answer under their old names, unlisted (callers of oneoff-docker-runner
+    call them by name)."""
 
-    async def runner_health(request: NoArguments, ctx: Context) -> CallToolResult:
-        health = await service().health()
-        return structured(health, f"{health.backend} {health.version}: ok")
+    async def health(ctx: Context) -> CallToolResult:
+        found = await service().health()
+        return structured(found, f"{found.backend} {found.version}: ok")
 
-    async def list_containers(request: ListContainersArguments, ctx: Context) -> CallToolResult:
+    async def containers(request: ListContainersArguments, ctx: Context) -> CallToolResult:
         found = await service().list_containers(
             _tenant(ctx), all_states=request.all, managed_only=request.managed_only
         )
@@ -310,35 +316,82 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
             found = [item for item in found if item.status.lower().startswith(wanted)]
         return structured(ContainerList(containers=found), f"{len(found)} container(s)")
 
+    async def images(request: ListImagesArguments, ctx: Context) -> CallToolResult:
+        found = await service().list_images(_tenant(ctx), reference=request.reference)
+        tags = ", ".join(tag for image in found for tag in image.tags) or "none tagged"
+        return structured(ImageList(images=found), f"{len(found)} image(s): {tags}")
+
+    async def engine_info(request: EngineInfoArguments, ctx: Context) -> CallToolResult:
+        if (misplaced := request.misplaced()) is not None:
+            raise InvalidRequest(
+                f"{misplaced}: does not apply to what: {request.what!r}", field=misplaced
+            )
+        if request.what == "containers":
+            return await containers(ListContainersArguments(**_given(request)), ctx)
+        if request.what == "images":
+            return await images(ListImagesArguments(**_given(request)), ctx)
+        return await health(ctx)
+
+    async def runner_health(request: NoArguments, ctx: Context) -> CallToolResult:
+        return await health(ctx)
+
     async def pull_image(request: PullImageRequest, ctx: Context) -> CallToolResult:
         async with reporting(ctx, None, send_output=False) as progress:
             pulled = await service().pull_image(request, _tenant(ctx), progress)
         return structured(pulled, f"pulled {pulled.image}: {pulled.id} ({pulled.size} bytes)")
 
-    async def list_images(request: ListImagesArguments, ctx: Context) -> CallToolResult:
-        found = await service().list_images(_tenant(ctx), reference=request.reference)
-        tags = ", ".join(tag for image in found for tag in image.tags) or "none tagged"
-        return structured(ImageList(images=found), f"{len(found)} image(s): {tags}")
-
+    alias = "The old name of engine_info {}."
     return [
         _tool(
-            "runner_health", "Check the backend", NoArguments, runner_health, READS, output=Health
-        ),
-        _tool(
-            "docker_health", "Check the backend", NoArguments, runner_health, READS, output=Health
-        ),
-        _tool(
-            "list_containers",
-            "List containers",
-            ListContainersArguments,
-            list_containers,
+            "engine_info",
+            "Look at the engine",
+            EngineInfoArguments,
+            engine_info,
             READS,
-            output=ContainerList,
-        ),
-        _tool(
-            "list_images", "List images", ListImagesArguments, list_images, READS, output=ImageList
+            output=ENGINE_VIEW,
         ),
         _tool(
             "pull_image", "Pull an image", PullImageRequest, pull_image, PULLS, output=PulledImage
         ),
+        *(
+            _tool(name, title, model, body, READS, output=shape, description=alias.format(what))
+            for name, title, model, body, shape, what in (
+                ("runner_health", "Check the backend", NoArguments, runner_health, Health, "{}"),
+                ("docker_health", "Check the backend", NoArguments, runner_health, Health, "{}"),
+                (
+                    "list_containers",
+                    "List containers",
+                    ListContainersArguments,
+                    containers,
+                    ContainerList,
+                    '{"what": "containers"}',
+                ),
+                (
+                    "list_images",
+                    "List images",
+                    ListImagesArguments,
+                    images,
+                    ImageList,
+                    '{"what": "images"}',
+                ),
+            )
+        ),
     ]
+
+
+ENGINE_VIEW = {
+    "type": "object",
+    "properties": {
+        "version": {"type": "string"},
+        "containers": {"type": "array"},
+        "images": {"type": "array"},
+    },
+}
+"""engine_info's `structuredContent`: `Health`, `ContainerList` or `ImageList` by `what`."""
+UNLISTED = frozenset({"runner_health", "docker_health", "list_containers", "list_images"})
+"""Tools callable by name but not listed: engine_info took their place in the list."""
+
+
+def _given(request: EngineInfoArguments) -> dict[str, Any]:
+    """The filters the caller gave (`what` aside)."""
+    return request.model_dump(include=request.model_fields_set - {"what"})

@@ -176,3 +176,42 @@ async def test_every_run_answer_matches_the_declared_output_schema(agents_url: s
         for answer in (done, slow):
             jsonschema.validate(answer.structured_content, RUN_VIEW)
         await alice.call_tool("cancel_run", {"run_id": slow.structured_content["run_id"]})
+
+
+def run_containers(docker_client: docker.DockerClient, run_id: str) -> list[str]:
+    """The roles of the engine's containers of the run, in any state."""
+    found = docker_client.containers.list(
+        all=True, filters={"label": f"oneoff-runner.run-id={run_id}"}
+    )
+    return sorted(item.labels["oneoff-runner.role"] for item in found)
+
+
+@pytest.mark.parametrize("script", ["echo kept > /work/k", "sleep 8; echo kept > /work/k"])
+async def test_an_ended_run_keeps_its_result_not_its_container(
+    agents_url: str, docker_client: docker.DockerClient, script: str
+) -> None:
+    """Answered by run_container, or (past the bound) by wait_run: the run's container is gone
+    by then, so the workspace it mounted is removed at once; its result and files stay."""
+    async with connect(agents_url, "tok-alice") as alice:
+        name = f"oneoff-test-{time.monotonic_ns()}"
+        assert (await alice.call_tool("create_volume", {"name": name})).is_error is False
+        arguments = {
+            "image": TEST_IMAGE,
+            "pull_policy": "never",
+            "volumes": {"/work": {"type": "volume", "name": name}},
+            "script": f"{script}; mkdir -p /out; echo report > /out/r.txt",
+            "outputs": ["/out"],
+        }
+        answer = await alice.call_tool("run_container", arguments)
+        view = answer.structured_content
+        while not view["finished"]:
+            answer = await alice.call_tool("wait_run", {"run_id": view["run_id"]})
+            view = answer.structured_content
+        assert view["exit_code"] == 0, answer.content
+        assert run_containers(docker_client, view["run_id"]) == ["run-result"]
+        removed = await alice.call_tool("remove_volume", {"name": name})
+        assert removed.is_error is False, removed.content
+        read = await alice.call_tool("read_file", {"uri": view["files"][0]["uri"]})
+        assert read.is_error is False and "report" in read.content[0].text
+        looked = await alice.call_tool("wait_run", {"run_id": view["run_id"], "wait_seconds": 0})
+        assert looked.structured_content["exit_code"] == 0

@@ -289,6 +289,7 @@ def test_discovery_on_2026_advertises_no_prompts_resources_or_list_changes(fake_
     ("tool", "arguments"),
     [
         ("wait_run", {"run_id": "0123456789abcdef", "runid": "x"}),
+        ("engine_info", {"verbose": True}),
         ("runner_health", {"verbose": True}),
         ("list_images", {"ref": "busybox"}),
     ],
