@@ -252,8 +252,10 @@ class Settings(BaseSettings):
         50,
         ge=1,
         description="Async runs one tenant may keep: running, and finished within "
-        "RUNNER_RESULT_TTL_SECONDS. Past it POST /runs is a 429 until one is removed "
-        "(DELETE /runs/{id}) or expires.",
+        "RUNNER_RESULT_TTL_SECONDS. At it, the oldest finished MCP run_container run whose "
+        "result run_container or wait_run already answered with is removed to make room; "
+        "when there is none, POST /runs is a 429 (run_container a tool error) until one is "
+        "removed (DELETE /runs/{id}, cancel_run) or expires.",
     )
     max_volumes_per_tenant: int = Field(
         50,

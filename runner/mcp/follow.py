@@ -42,7 +42,9 @@ async def answer(
     status = await service.runs.status(tenant, run_id)
     if status.finished:
         expires = expiry(status, service.settings.result_ttl_seconds)
-        return await in_worker(ended_answer, status, offsets, expires)
+        ended = await in_worker(ended_answer, status, offsets, expires)
+        service.runs.delivered(tenant, run_id)  # room under the kept-runs bound, if needed
+        return ended
     logs = await service.runs.output(tenant, run_id, *offsets)
     began = (status.started_at or status.created_at).timestamp()
     return running_answer(status, logs, time.time() - began)

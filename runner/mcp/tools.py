@@ -204,7 +204,7 @@ def _run_tools(
         runs, tenant = service().runs, _tenant(ctx)
         wait = bound if request.wait_seconds is None else min(request.wait_seconds, bound)
         timeout = request.timeout_seconds or service().settings.default_timeout_seconds
-        started = await runs.start(request.as_run(), tenant, None)
+        started = await runs.start(request.as_run(), tenant, None, evictable=True)
         try:
             async with reporting(ctx, timeout, levels.wants(ctx, "info")) as progress:
                 progress("phase", started.state)

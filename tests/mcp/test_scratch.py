@@ -80,11 +80,11 @@ async def test_a_bad_scratch_is_a_tool_error_like_memory(fake_client: Client) ->
 
 @contextlib.asynccontextmanager
 async def own_tenant(
-    make_settings, docker_client: docker.DockerClient, **bounds: int
+    make_settings, docker_client: docker.DockerClient, token: str | None = None, **bounds: int
 ) -> AsyncIterator[Client]:  # type: ignore[no-untyped-def]
     """The SDK client on a runner of its own under `bounds`, as a tenant of its own (the engine
-    is shared); what the runner made is removed after."""
-    token = uuid.uuid4().hex
+    is shared) unless `token` names one; what the runner made is removed after."""
+    token = token or uuid.uuid4().hex
     settings = make_settings(api_tokens=[f"bounded:{token}"], **bounds)
     headers = {"Authorization": f"Bearer {token}"}
     try:
