@@ -67,7 +67,13 @@ class KeptRuns(Protocol):
 
     def wait_run(self, run_id: str) -> None:
         """Block until the run stops, killing it when its timeout passes (or, on Docker, when it
-        writes past its disk limit), and its end is kept."""
+        writes past its disk limit). Its end is kept meanwhile (`settle_run`)."""
+        ...
+
+    def settle_run(self, run_id: str, timeout: float) -> None:
+        """Until the end of a stopped run is kept, at most `timeout` seconds: on Docker its
+        container is removed then, so the volumes it mounted are free. At once when this
+        runner is keeping nothing of the run."""
         ...
 
     def find_runs(

@@ -67,6 +67,9 @@ class AsyncRuns:
         """One kept-runs check at a time per tenant, so that its bound holds in this runner."""
         self._starting: dict[str, int] = {}
         """Runs admitted under the bound and not yet accepted, per tenant."""
+        self._delivered: dict[str, dict[str, bool]] = {}
+        """Per tenant, the runs started `evictable` by this runner: whether an answer has
+        delivered their final result (`delivered`)."""
 
     async def resume(self) -> None:
         """Watch the runs a previous life of the runner (or another replica) left running, so
@@ -124,10 +127,13 @@ class AsyncRuns:
         idempotency_key: str | None,
         uploads: Uploads | None = None,
         ticket: Ticket | None = None,
+        *,
+        evictable: bool = False,
     ) -> RunStatus:
         """Start a run for `tenant`; a key the tenant used before returns that run. `uploads`:
         its content parts still arriving; `ticket`: a queue place reserved before the request
-        body was read."""
+        body was read. `evictable`: once `delivered`, the run may be removed to make room
+        under the tenant's kept-runs bound (MCP's runs; never REST's)."""
         if self._closing:
             raise BackendUnavailable("the runner is shutting down; retry on another replica")
         if idempotency_key is not None:
@@ -144,6 +150,8 @@ class AsyncRuns:
                 spec = dataclasses.replace(spec, accepted_at=time.time())
                 control = RunControl(uploads=arriving)
                 pending = Pending(spec, control, idempotency_key, ticket, tenant)
+                if evictable:
+                    self._delivered.setdefault(tenant.label, {})[spec.run_id] = False
                 self._accept(pending)
         except BaseException:
             ticket.release()
@@ -164,12 +172,29 @@ class AsyncRuns:
 
     async def _within_kept_bound(self, tenant: Tenant) -> None:
         """Busy (429) when the tenant keeps `max_kept_runs` async runs already: running ones,
-        and finished ones whose result has not expired. Retry-After: when the first of them
-        expires (it may be sooner: a DELETE frees one at once)."""
+        and finished ones whose result has not expired. At the bound, the oldest finished runs
+        whose final result an answer delivered (`delivered`) are removed to make room first.
+        Retry-After: when the first of them expires (it may be sooner: a DELETE frees one at
+        once)."""
         bound = self.settings.max_kept_runs
         kept = await self._find(tenant, None)
         mine = {run_id for run_id, run in self._pending.items() if run.tenant == tenant}
-        count = len(mine | {record.run_id for record in kept}) + self._starting.get(tenant.label, 0)
+        known = mine | {record.run_id for record in kept}
+        delivered = self._delivered.get(tenant.label, {})
+        for run_id in set(delivered) - known:  # removed or expired meanwhile
+            del delivered[run_id]
+        count = len(known) + self._starting.get(tenant.label, 0)
+        evictable = [record for record in kept if delivered.get(record.run_id)]
+        evictable.sort(key=lambda record: record.finished_at or record.created_at)
+        for record in evictable[: max(count - bound + 1, 0)]:
+            await self._call(self.backend.forget_run, record.run_id)
+            del delivered[record.run_id]
+            count -= 1
+            log.info(
+                "run %s removed to make room under max_kept_runs: its result was delivered",
+                record.run_id,
+                extra={"run_id": record.run_id, "tenant": tenant.name},
+            )
         if count < bound:
             return
         ttl, now = self.settings.result_ttl_seconds, time.time()
@@ -177,10 +202,19 @@ class AsyncRuns:
         raise KeptRunsFull(
             f"you keep {count} async runs, the operator's bound "
             f"(RUNNER_MAX_KEPT_RUNS: {bound}): running ones, and finished ones until their "
-            f"result expires (result_ttl_seconds: {ttl:g}); free one by removing a finished "
-            "run (DELETE /runs/{id}, or the MCP tool cancel_run), then start again",
+            f"result expires (result_ttl_seconds: {ttl:g}); free one by removing a finished run "
+            "(DELETE /runs/{id}, or the MCP tool cancel_run), then start again. A run "
+            "run_container started makes room by itself once run_container or wait_run has "
+            "answered with its result",
             retry_after=max(1, int(min(ends, default=ttl)) + 1),
         )
+
+    def delivered(self, tenant: Tenant, run_id: str) -> None:
+        """An answer has delivered the run's final result: if it was started `evictable`, it
+        may now be removed to make room under the tenant's kept-runs bound."""
+        delivered = self._delivered.get(tenant.label, {})
+        if run_id in delivered:
+            delivered[run_id] = True
 
     def _accept(self, pending: Pending) -> None:
         """Keep the run as pending and start it in the background (its ticket freed at its
@@ -439,6 +473,11 @@ class AsyncRuns:
         with contextlib.suppress(NotFound):
             await own_thread(self.backend.wait_run, run_id)
         return await self.status(tenant, run_id)
+
+    async def settle(self, run_id: str, timeout: float) -> None:
+        """Until the end of a run that has stopped is kept (on Docker: its container gone, its
+        volumes free), at most `timeout` seconds."""
+        await own_thread(self.backend.settle_run, run_id, timeout)
 
     async def until_launched(self, run_id: str) -> None:
         """Until the run has left `queued` and `pulling`: started, or failed to."""

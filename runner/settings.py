@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         description="Origin headers the MCP endpoint accepts besides loopback origins, e.g. "
         "https://runner.example.com. Comma-separated.",
     )
+    mcp_answer_seconds: float = Field(
+        45,
+        ge=5,
+        le=55,
+        description="Every MCP tool call answers within this many seconds: a run still going "
+        'then answers "still running" with its run id, and wait_run follows it. Keep it '
+        "under your MCP clients' request timeout (60 s in most; lower it for 30 s clients).",
+    )
     instance_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()[:54]}-{uuid.uuid4().hex[:8]}",
         description="Names this runner in labels and logs. Ownership does not depend on it "
@@ -253,8 +261,10 @@ class Settings(BaseSettings):
         50,
         ge=1,
         description="Async runs one tenant may keep: running, and finished within "
-        "RUNNER_RESULT_TTL_SECONDS. Past it POST /runs is a 429 until one is removed "
-        "(DELETE /runs/{id}) or expires.",
+        "RUNNER_RESULT_TTL_SECONDS. At it, the oldest finished MCP run_container run whose "
+        "result run_container or wait_run already answered with is removed to make room; "
+        "when there is none, POST /runs is a 429 (run_container a tool error) until one is "
+        "removed (DELETE /runs/{id}, cancel_run) or expires.",
     )
     max_volumes_per_tenant: int = Field(
         50,

@@ -88,6 +88,9 @@ class FakeBackend:
     def wait_run(self, run_id: str) -> None:
         pass
 
+    def settle_run(self, run_id: str, timeout: float) -> None:
+        pass
+
     def find_runs(
         self, *, tenant: str | None, run_id: str | None, idempotency_key: str | None
     ) -> list[RunRecord]:

@@ -80,6 +80,9 @@ class DockerBackend:
         with self.pool.running():
             self.detached.wait(run_id)
 
+    def settle_run(self, run_id: str, timeout: float) -> None:
+        self.detached.watchers.settle(run_id, timeout)
+
     def find_runs(
         self, *, tenant: str | None, run_id: str | None, idempotency_key: str | None
     ) -> list[RunRecord]:

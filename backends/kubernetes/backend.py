@@ -107,6 +107,9 @@ class KubernetesBackend:
     def wait_run(self, run_id: str) -> None:
         self.runs.wait(run_id)
 
+    def settle_run(self, run_id: str, timeout: float) -> None:
+        """Nothing to wait for: a finished run's Job holds its result until it expires."""
+
     def find_runs(
         self, *, tenant: str | None, run_id: str | None, idempotency_key: str | None
     ) -> list[RunRecord]:

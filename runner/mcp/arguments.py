@@ -4,11 +4,21 @@ models, they refuse unknown fields, so a misspelt argument is named rather than 
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from runner.models import NOT_BOOLEAN, RUN_ID_PATTERN, Argv, PullPolicy, RunRequest
+
+ANSWER_CAP = 55.0
+"""The most `wait_seconds` may ask for (the operator's `mcp_answer_seconds` bounds it below)."""
 
 
 class Arguments(BaseModel):
@@ -20,16 +30,22 @@ class NoArguments(Arguments):
 
 
 class RunId(Arguments):
-    run_id: str = Field(pattern=RUN_ID_PATTERN, description="From start_run.")
+    run_id: str = Field(pattern=RUN_ID_PATTERN, description="From run_container.")
 
 
-class RunLogsArguments(RunId):
-    stdout_offset: Annotated[int, NOT_BOOLEAN] = Field(
-        0, ge=0, description="stdout_offset of the last answer."
+WaitSeconds = Annotated[float | None, NOT_BOOLEAN]
+
+
+class WaitRunArguments(RunId):
+    wait_seconds: WaitSeconds = Field(
+        None, ge=0, le=ANSWER_CAP, allow_inf_nan=False, description="0: only look."
     )
-    stderr_offset: Annotated[int, NOT_BOOLEAN] = Field(
-        0, ge=0, description="stderr_offset of the last answer."
-    )
+    stdout_offset: Annotated[int, NOT_BOOLEAN] = Field(0, ge=0, description="From the last answer.")
+    stderr_offset: Annotated[int, NOT_BOOLEAN] = Field(0, ge=0, description="Likewise.")
+
+
+class ReadFileArguments(Arguments):
+    uri: str = Field(max_length=4096, description="A run:// uri from a run's answer.")
 
 
 class ListContainersArguments(Arguments):
@@ -42,6 +58,21 @@ class ListImagesArguments(Arguments):
     reference: str | None = Field(None, description="e.g. python or python:3.12")
 
 
+EngineView = Literal["health", "containers", "images"]
+
+
+class EngineInfoArguments(ListContainersArguments, ListImagesArguments):
+    """engine_info's: what to look at, and the filters of that listing only."""
+
+    what: EngineView = Field("health", description="health, containers or images.")
+
+    def misplaced(self) -> str | None:
+        """A filter given that does not apply to `what`."""
+        applies = {"health": set(), "containers": {"all", "managed_only", "status"}}
+        wrong = self.model_fields_set - {"what"} - applies.get(self.what, {"reference"})
+        return min(wrong, default=None)
+
+
 class McpRunRequest(RunRequest):
     """A run as MCP callers send it: the image is pulled only when missing by default (`always`
     is slow, and fails offline), unlike REST's documented `always`."""
@@ -51,8 +82,12 @@ class McpRunRequest(RunRequest):
         description="missing (default): pull if absent; always: pull first; never: local only.",
     )
 
-    entrypoint: Argv = Field(None, description="Replaces the image's; forms as `command`.")
+    command: Argv = Field(None, description="Exec form: a list, or a string split like a shell.")
+    entrypoint: Argv = Field(None, description="Replaces the image's; as `command`.")
     scratch: str | None = Field(None, description="Disk limit, e.g. 2g.")
+    runtime: str | None = Field(
+        None, min_length=1, description="e.g. runsc (gVisor), if the operator allows it."
+    )
     script: str | None = Field(
         None, description="Shell text, run with /bin/sh -c (instead of `command`)."
     )
@@ -60,6 +95,30 @@ class McpRunRequest(RunRequest):
         default_factory=dict,
         description='Absolute path: its text, or {"content": <text>, "mode": "0755"}.',
     )
+    outputs: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Absolute directories handed back after the run.",
+    )
+    wait_seconds: WaitSeconds = Field(
+        None, ge=0, le=ANSWER_CAP, allow_inf_nan=False, description="0: answer at once."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_needs_content(cls, data: Any) -> Any:
+        """A file volume without content is refused in MCP's words (REST's message speaks of
+        multipart parts, which MCP has not)."""
+        volumes = data.get("volumes") if isinstance(data, dict) else None
+        for key, volume in (volumes or {}).items() if isinstance(volumes, dict) else ():
+            if isinstance(volume, dict) and volume.get("type") == "file":
+                if volume.get("content") is None:
+                    raise ValueError(
+                        f"volumes[{key!r}]: a file volume needs `content` (base64; or use "
+                        "`files` for text); to get back a file the run writes, name its "
+                        "directory in `outputs`"
+                    )
+        return data
 
     @field_validator("script")
     @classmethod
@@ -76,9 +135,22 @@ class McpRunRequest(RunRequest):
                 raise ValueError(f"{path!r} must be an absolute path")
         return files
 
+    @field_validator("outputs")
+    @classmethod
+    def _output_directories(cls, outputs: list[str], info: ValidationInfo) -> list[str]:
+        taken = {key.split(":")[0].rstrip("/") for key in info.data.get("volumes") or {}}
+        for path in outputs:
+            if not path.startswith("/") or path.rstrip("/") == "":
+                raise ValueError(f"{path!r} must be an absolute directory other than /")
+            if path.rstrip("/") in taken:
+                raise ValueError(f"{path!r} is also in `volumes`: name it in one of the two")
+        return outputs
+
     def as_run(self) -> RunRequest:
         """The request the runner runs: the script as a command, the files as file volumes."""
-        fields = self.model_dump(exclude={"script", "files"}, exclude_none=True)
+        fields = self.model_dump(
+            exclude={"script", "files", "outputs", "wait_seconds"}, exclude_none=True
+        )
         if self.script is not None:
             fields["command"] = ["/bin/sh", "-c", self.script]
         volumes = dict(fields.get("volumes", {}))
@@ -86,6 +158,8 @@ class McpRunRequest(RunRequest):
             text, mode = (file, None) if isinstance(file, str) else (file.content, file.mode)
             content = base64.b64encode(text.encode()).decode()
             volumes[path] = {"type": "file", "content": content, "mode": mode}
+        for path in self.outputs:
+            volumes[path.rstrip("/")] = {"type": "directory", "response": True}
         fields["volumes"] = volumes
         return RunRequest.model_validate(fields)
 

@@ -35,10 +35,10 @@ TASKS_VERSION = "2025-11-25"
 EXTENSION = "io.modelcontextprotocol/tasks"
 EXTENSION_METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
 TASK_TOOLS = frozenset({"run_container"})
-POLL_MILLISECONDS = 1000
+POLL_MILLISECONDS = 2000
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 
-ResultOf = Callable[[RunStatus], types.CallToolResult]
+ResultOf = Callable[[RunStatus], Awaitable[types.CallToolResult]]
 
 
 def caller(request: Any) -> Tenant:
@@ -119,7 +119,7 @@ class RunTasks:
             return {"resultType": "complete"}
         task = self._extension_task(status)
         if task["status"] == "completed":
-            task["result"] = _wire(self.result_of(await runs.status(tenant, status.run_id)))
+            task["result"] = _wire(await self.result_of(await runs.status(tenant, status.run_id)))
         return {"resultType": "complete", **task}
 
     def _extension_task(self, status: RunStatus) -> dict[str, Any]:
@@ -151,7 +151,7 @@ class RunTasks:
     async def _result(self, params: dict[str, Any], tenant: Tenant) -> BaseModel:
         """Blocks until the run ends, as the protocol asks of `tasks/result`."""
         task_id = _task_id(params)
-        result = self.result_of(await self.service().runs.wait(tenant, task_id))
+        result = await self.result_of(await self.service().runs.wait(tenant, task_id))
         result.meta = {**(result.meta or {}), RELATED_TASK: {"taskId": task_id}}
         return result
 
@@ -189,10 +189,14 @@ class TasksServer(MCPServer):
     """Lists `run_container` with `execution.taskSupport: optional`, which the SDK's tool
     registry has no field for; answers a call of an unknown tool with the protocol error the
     spec asks for (-32602), where the SDK answers with a tool error (`isError`) that a client
-    takes for the tool's own answer."""
+    takes for the tool's own answer. Tools named `unlisted` answer calls but are not listed."""
+
+    def __init__(self, *args: Any, unlisted: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unlisted = unlisted
 
     async def list_tools(self) -> list[types.Tool]:
-        tools = await super().list_tools()
+        tools = [tool for tool in await super().list_tools() if tool.name not in self.unlisted]
         for tool in tools:
             if tool.name in TASK_TOOLS:
                 tool.execution = types.ToolExecution(task_support="optional")

@@ -2,35 +2,43 @@
 example call. Models choose tools by these words, so they say when to use a tool, not how it
 works."""
 
+import json
+
 from runner.settings import Settings
 
-INSTRUCTIONS = """Runs one-off containers: call run_container with an image and a command to execute
-code in isolation and get its exit code and output back. For long runs, start_run returns at
-once; get_run_logs, get_run and cancel_run follow it. Files go in as text in `files` or as
-base64 in `volumes`; create_volume keeps files between runs (list_volumes, remove_volume);
-runner_health, list_containers and list_images inspect the engine; pull_image fetches ahead."""
+INSTRUCTIONS = """Runs one-off containers: run_container runs a command and returns its exit
+code, output and the files in `outputs` (images shown). It answers within {answer:g}s; a longer
+run answers "still running" with a run_id: call wait_run until it finishes, cancel_run to stop
+it. read_file reads a returned file by its uri. create_volume keeps files between runs."""
 
-RUN_CONTAINER = """Run a command in a fresh container and return its exit code, stdout and stderr.
+RUN_CONTAINER = """Run a command in a fresh container; get its exit code, output and files.
 
-A non-zero exit code is a normal result (read stderr); an error result means the run could not
-happen and says which argument to fix. `script` is shell text (pipes, &&, $VARS); `command` is
-exec form.
+Answers within {answer:g}s; a run still going answers "still running" with its run_id: call
+wait_run until finished. A non-zero exit is a normal result; an error names the argument to fix.
 
-Defaults: no network (`network`), killed after {timeout:g}s (`timeout_seconds`, at most
-{max_timeout:g}), {memory} of memory (`memory`), {cpus:g} CPU (`cpus`); images are pulled only
-when missing.
+Defaults: no network, killed after {timeout:g}s (`timeout_seconds`, at most {max_timeout:g}),
+{memory} memory, {cpus:g} CPU. `outputs`: directories handed back (text and images shown, each
+file linked for read_file).
 
-Files: `files` maps an absolute path to its text; `volumes` takes base64 files, tar.gz
-directories and named volumes, and "response": true hands a path back after the run (small
-text files as text too).
-
-Example: {{"image": "python:3.12-slim", "script": "python -c 'print(2 + 2)'"}}
+Example: {example}
 """
+RUN_EXAMPLE = {
+    "image": "python:3.12-slim",
+    "script": "cd /app && python plot.py",
+    "files": {"/app/plot.py": "..."},
+    "outputs": ["/out"],
+}
+
+
+def instructions(settings: Settings) -> str:
+    return INSTRUCTIONS.format(answer=settings.mcp_answer_seconds)
 
 
 def run_container(settings: Settings) -> str:
     """RUN_CONTAINER with the operator's defaults, which surprise models when unsaid."""
     return RUN_CONTAINER.format(
+        answer=settings.mcp_answer_seconds,
+        example=json.dumps(RUN_EXAMPLE),
         timeout=settings.default_timeout_seconds,
         max_timeout=settings.max_timeout_seconds,
         memory=settings.default_memory,
@@ -38,77 +46,85 @@ def run_container(settings: Settings) -> str:
     )
 
 
-CREATE_VOLUME = """Create a named Docker volume, optionally filled from a base64 tar.gz.
+WAIT_RUN = """Wait up to wait_seconds (default and at most {answer:g}) for a run: its output
+after the offsets; once finished, its result and files. Still running: call again.
 
-Use it to keep files between runs: mount it in run_container with
-{"type": "volume", "name": <name>}. A single top-level folder in the archive is stripped. Only
-runs made with the same API token may mount it; `driver` and `driver_opts` must be on the
-operator's lists (default: the local driver, no options).
+Example: {{"run_id": "3f9c0a1b2c3d4e5f", "stdout_offset": 2048, "stderr_offset": 0}}
+"""
+
+
+def wait_run(settings: Settings) -> str:
+    return WAIT_RUN.format(answer=settings.mcp_answer_seconds)
+
+
+READ_FILE = """Read a file a run handed back, by its uri: text, image, or base64. Readable until
+the run's result expires.
+
+Example: {"uri": "run://3f9c0a1b2c3d4e5f/files/out/report.csv"}
+"""
+
+CREATE_VOLUME = """Create a named volume that keeps files between runs: mount it in run_container
+as volumes {"/work": {"type": "volume", "name": <name>}}. Only your API token's runs mount it.
 
 Example: {"name": "project-cache"}
 """
 
-LIST_VOLUMES = """List the named volumes you created with create_volume (no other volume is shown).
+LIST_VOLUMES = """List the volumes you created.
 
 Example: {}
 """
 
-REMOVE_VOLUME = """Remove a volume you created, and its data. Refused while a run uses it.
+REMOVE_VOLUME = """Remove a volume you created and its files; refused while a run uses it.
 
 Example: {"name": "project-cache"}
 """
 
-RUNNER_HEALTH = """Check that the backend (Docker or Kubernetes) is reachable; returns its version.
+ENGINE_INFO = """Look at the engine: `what` health (its version; try it on "backend
+unavailable"), containers (your runs going; `all`: stopped too) or images (present ones).
 
-Use it when runs fail with "backend unavailable", or before a first run.
-
-Example: {}
+Example: {"what": "images", "reference": "python"}
 """
 
-DOCKER_HEALTH = """The old name of runner_health.
-
-Example: {}
-"""
-
-LIST_CONTAINERS = """List containers on the engine: by default your own runs in progress
-(`managed_only: false`, every container on the engine, only without API tokens).
-
-Example: {"all": true, "status": "running"}
-"""
-
-LIST_IMAGES = """List images present on the engine (so pull_policy "never" or "missing" can use
-them), optionally filtered by reference.
-
-Example: {"reference": "python"}
-"""
-
-PULL_IMAGE = """Pull an image onto the engine ahead of runs, with download progress. Only images
-the operator allows; `auth_config` (private registries) is used for this pull only.
+PULL_IMAGE = """Pull an image ahead of runs, with progress; `auth_config` serves this pull only.
 
 Example: {"image": "python:3.12-slim"}
 """
 
-START_RUN = """Start a long run (a build, a test suite) and return its run_id at once.
-
-Same arguments as run_container (described there). Follow it with get_run_logs (output as
-it comes), get_run (state; the result once finished) and cancel_run.
-
-Example: {"image": "python:3.12-slim", "script": "python -m pytest"}
-"""
-
-GET_RUN = """State of a run started with start_run (queued, pulling, running, succeeded, failed,
-timeout, cancelled) and, once finished, the same result run_container returns.
+CANCEL_RUN = """Stop a run (its container is removed), or drop a finished one's result and files.
 
 Example: {"run_id": "3f9c0a1b2c3d4e5f"}
 """
 
-GET_RUN_LOGS = """Output of a run so far. Pass back the offsets of the previous answer to get only
-newer output; `finished` says no more will come.
-
-Example: {"run_id": "3f9c0a1b2c3d4e5f", "stdout_offset": 0, "stderr_offset": 0}
-"""
-
-CANCEL_RUN = """Cancel a run: its container is killed and removed, its state becomes cancelled.
-
-Example: {"run_id": "3f9c0a1b2c3d4e5f"}
-"""
+FIELDS: dict[str, dict[str, str | None]] = {
+    "run_container": {
+        "command": "Exec form: a list, or a string split like a shell.",
+        "script": "Shell text for /bin/sh -c (instead of `command`).",
+        "env_vars": "Values: text, ints, bools.",
+        "pull_policy": "missing (default), always or never.",
+        "volumes": 'Path[:ro] to {"type": ...}: file (`content` base64), directory (`content` '
+        "base64 tar.gz), volume (`name`), host (`host_path`); `response`: hand it back.",
+        "timeout_seconds": "Kill it after this long.",
+        "network": '"none" or a network name.',
+        "stdin": "Text for standard input.",
+        "files": 'Path: its text, or {"content": ..., "mode": "0755"}.',
+        "outputs": "Directories handed back.",
+        "entrypoint": "Replaces the image's.",
+        "user": "name, uid or uid:gid.",
+        "runtime": "e.g. runsc, if the operator allows it.",
+        "memory": "e.g. 256m.",
+        "cpus": "e.g. 0.5.",
+    },
+    "create_volume": {
+        "name": None,
+        "driver_opts": None,
+        "content": "Base64 tar.gz to fill it.",
+        "labels": None,
+        "reuse_existing": "Fill an existing one.",
+        "driver": "Operator-allowed; default local.",
+    },
+    "engine_info": {"what": None, "reference": "e.g. python"},
+    "pull_image": {"auth_config": "Registry credentials."},
+    "remove_volume": {"name": None},
+}
+"""Argument descriptions shorter than the shared models' (REST's), by tool; None: none (the
+name and the tool's description say it). Every byte of tools/list is read on every turn."""

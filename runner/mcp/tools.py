@@ -1,15 +1,20 @@
 """The MCP server's tools: every runner capability, with input schemas generated from the shared
 models (`runner.models`, shaped by `runner.mcp.schema`) and arguments validated by those same
 models, so a bad call gets the same field-naming message as on REST, as an `isError` result the
-model can act on. While a run goes on, progress and its output arrive as notifications
+model can act on. Every call answers within `mcp_answer_seconds`: a run is an async run
+followed by the call (`runner.mcp.follow`), with progress carrying its latest output
 (`runner.mcp.progress`)."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import mcp_types as types
+from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import func_metadata
@@ -20,31 +25,42 @@ from runner import __version__
 from runner.engine_models import (
     ContainerList,
     CreateVolumeRequest,
+    CreateVolumeResult,
+    Health,
     ImageList,
+    PulledImage,
     PullImageRequest,
+    RemovedVolume,
     VolumeList,
     VolumeName,
 )
 from runner.errors import InvalidRequest, RunnerError
 from runner.mcp import text
 from runner.mcp.arguments import (
+    EngineInfoArguments,
     ListContainersArguments,
     ListImagesArguments,
     McpRunRequest,
     NoArguments,
+    ReadFileArguments,
     RunId,
-    RunLogsArguments,
+    WaitRunArguments,
 )
+from runner.mcp.follow import answer
 from runner.mcp.progress import LogLevels, reporting
-from runner.mcp.results import error_result, run_result, status_summary, structured, task_result
-from runner.mcp.schema import input_schema
+from runner.mcp.reading import file_content, read_returned
+from runner.mcp.results import RUN_VIEW, ended_answer, error_result, expiry, structured
+from runner.mcp.schema import input_schema, output_schema
 from runner.mcp.tasks import RunTasks, TasksServer, caller
+from runner.run_status import RunStatus
 from runner.service import RunnerService
 from runner.settings import Settings
 from runner.tenancy import Tenant
 
 Body = Callable[[Any, Context], Awaitable[CallToolResult]]
 UNSERVED = ("prompts/list", "prompts/get", "resources/list", "resources/read")
+LIST_TTL_MS = 3_600_000
+"""How long a client may cache the tool list: it changes only with the runner's version."""
 UNSERVED_TEMPLATES = ("resources/templates/list",)
 
 
@@ -55,6 +71,12 @@ class RunnerTool(Tool):
 
     request_model: type[BaseModel] = Field(exclude=True)
     body: Body = Field(exclude=True)
+    declared_output: dict[str, Any] | None = Field(None, exclude=True)
+
+    @property
+    def output_schema(self) -> dict[str, Any] | None:
+        """What `structuredContent` holds (error results carry none)."""
+        return self.declared_output
 
     async def run(
         self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False
@@ -87,33 +109,41 @@ def _tool(
     title: str,
     model: type[BaseModel],
     body: Body,
+    hints: ToolAnnotations,
     *,
-    read_only: bool = False,
+    output: type[BaseModel] | dict[str, Any] | None = None,
     description: str | None = None,
-    explained: bool = True,
 ) -> RunnerTool:
-    """A tool taking `model`'s fields, described by `text.<NAME>`."""
+    """A tool taking `model`'s fields, described by `text.<NAME>`, its structured content
+    declared by `output` (a model, shown shallow, or a schema)."""
 
     async def placeholder() -> None:
         """Never called: `RunnerTool.run` calls `body`."""
 
-    destructive = name in ("cancel_run", "remove_volume")
     return RunnerTool(
         fn=placeholder,
         name=name,
         title=title,
         description=description or getattr(text, name.upper()),
-        parameters=input_schema(model, explained=explained),
+        parameters=input_schema(model, text.FIELDS.get(name, {})),
         fn_metadata=func_metadata(placeholder, structured_output=False),
         is_async=True,
-        annotations=(
-            ToolAnnotations(read_only_hint=True)
-            if read_only
-            else ToolAnnotations(destructive_hint=destructive)
-        ),
+        annotations=hints,
         request_model=model,
         body=body,
+        declared_output=output
+        if isinstance(output, dict) or output is None
+        else output_schema(output),
     )
+
+
+READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+"""Hints differ from the spec's defaults only where they are set: a tool is presumed to write,
+destructively, not idempotently, to an open world."""
+REMOVES = ToolAnnotations(idempotent_hint=True, open_world_hint=False)
+RUNS = ToolAnnotations(destructive_hint=False)
+PULLS = ToolAnnotations(destructive_hint=False, idempotent_hint=True)
+CREATES = ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
 def _tenant(ctx: Context[Any, Any]) -> Tenant:
@@ -126,16 +156,20 @@ def build_server(service: Callable[[], RunnerService], settings: Settings) -> MC
     server = TasksServer(
         "oneoff-runner",
         version=__version__,
-        instructions=text.INSTRUCTIONS,
+        instructions=text.instructions(settings),
         log_level="WARNING",
+        unlisted=UNLISTED,
         tools=[
             *_run_tools(service, levels, settings),
             *_volume_tools(service),
-            *_query_tools(service),
             *_engine_tools(service),
         ],
-        middleware=[RunTasks(service, task_result)],
+        middleware=[RunTasks(service, _task_answer(service))],
         subscriptions=False,
+        cache_hints={
+            "tools/list": CacheHint(LIST_TTL_MS, "public"),
+            "server/discover": CacheHint(LIST_TTL_MS, "public"),
+        },
     )
     handlers = server._lowlevel_server._request_handlers  # noqa: SLF001 - nothing to offer there
     for method in (*UNSERVED, *UNSERVED_TEMPLATES, "completion/complete"):
@@ -146,20 +180,60 @@ def build_server(service: Callable[[], RunnerService], settings: Settings) -> MC
     return server
 
 
+def _task_answer(service: Callable[[], RunnerService]) -> Callable[[RunStatus], Any]:
+    """What a run_container task ends with: the call's own answer, from the ended run."""
+
+    async def of(status: RunStatus) -> CallToolResult:
+        settings = service().settings
+        await service().runs.settle(status.run_id, settings.mcp_answer_seconds)  # volumes free
+        expires = expiry(status, settings.result_ttl_seconds)
+        return await anyio.to_thread.run_sync(ended_answer, status, (0, 0), expires)
+
+    return of
+
+
 def _run_tools(
     service: Callable[[], RunnerService], levels: LogLevels, settings: Settings
 ) -> list[Tool]:
-    """The tools that run or make things: a run (now or started) and a volume."""
+    """The tools of runs: run (and follow for up to the answer bound), wait, read its files,
+    cancel."""
+    bound = settings.mcp_answer_seconds
 
     async def run_container(request: McpRunRequest, ctx: Context) -> CallToolResult:
+        arrived = time.monotonic()
+        runs, tenant = service().runs, _tenant(ctx)
+        wait = bound if request.wait_seconds is None else min(request.wait_seconds, bound)
         timeout = request.timeout_seconds or service().settings.default_timeout_seconds
-        async with reporting(ctx, timeout, levels.wants(ctx, "info")) as progress:
-            result, _ = await service().run(request.as_run(), _tenant(ctx), progress)
-        return run_result(result)
+        started = await runs.start(request.as_run(), tenant, None, evictable=True)
+        try:
+            async with reporting(ctx, timeout, levels.wants(ctx, "info")) as progress:
+                progress("phase", started.state)
+                return await answer(
+                    service(), tenant, started.run_id, arrived + wait, (0, 0), progress
+                )
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), contextlib.suppress(RunnerError):
+                await runs.cancel(tenant, started.run_id)  # the caller pressed stop
+            raise
 
-    async def start_run(request: McpRunRequest, ctx: Context) -> CallToolResult:
-        status = await service().runs.start(request.as_run(), _tenant(ctx), None)
-        return structured(status, f"{status_summary(status)}; follow it with get_run_logs")
+    async def wait_run(request: WaitRunArguments, ctx: Context) -> CallToolResult:
+        arrived = time.monotonic()
+        tenant = _tenant(ctx)
+        wait = bound if request.wait_seconds is None else min(request.wait_seconds, bound)
+        await service().runs.require(tenant, request.run_id)
+        offsets = (request.stdout_offset, request.stderr_offset)
+        async with reporting(ctx, None, levels.wants(ctx, "info")) as progress:
+            return await answer(
+                service(), tenant, request.run_id, arrived + wait, offsets, progress
+            )
+
+    async def read_file(request: ReadFileArguments, ctx: Context) -> CallToolResult:
+        found = await read_returned(service(), _tenant(ctx), request.uri)
+        return CallToolResult(content=file_content(found))
+
+    async def cancel_run(request: RunId, ctx: Context) -> CallToolResult:
+        status = await service().runs.remove(_tenant(ctx), request.run_id)
+        return structured(status, f"run {status.run_id}: {status.state}")
 
     return [
         _tool(
@@ -167,9 +241,21 @@ def _run_tools(
             "Run a container",
             McpRunRequest,
             run_container,
+            RUNS,
+            output=RUN_VIEW,
             description=text.run_container(settings),
         ),
-        _tool("start_run", "Start a long run", McpRunRequest, start_run, explained=False),
+        _tool(
+            "wait_run",
+            "Wait for a run",
+            WaitRunArguments,
+            wait_run,
+            READS,
+            output=RUN_VIEW,
+            description=text.wait_run(settings),
+        ),
+        _tool("read_file", "Read a returned file", ReadFileArguments, read_file, READS),
+        _tool("cancel_run", "Cancel a run", RunId, cancel_run, REMOVES, output=RunStatus),
     ]
 
 
@@ -190,49 +276,38 @@ def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
         return structured(removed, f"volume {removed.name!r} removed")
 
     return [
-        _tool("create_volume", "Create a volume", CreateVolumeRequest, create_volume),
-        _tool("list_volumes", "List your volumes", NoArguments, list_volumes, read_only=True),
-        _tool("remove_volume", "Remove a volume", VolumeName, remove_volume),
-    ]
-
-
-def _query_tools(service: Callable[[], RunnerService]) -> list[Tool]:
-    """Tools about async runs: state, output, cancel."""
-
-    async def get_run(request: RunId, ctx: Context) -> CallToolResult:
-        status = await service().runs.status(_tenant(ctx), request.run_id)
-        return structured(status, status_summary(status))
-
-    async def get_run_logs(request: RunLogsArguments, ctx: Context) -> CallToolResult:
-        logs = await service().runs.output(
-            _tenant(ctx), request.run_id, request.stdout_offset, request.stderr_offset
-        )
-        shown = f"run {request.run_id}: {logs.state}\n{logs.stdout}"
-        if logs.stderr:
-            shown += f"\n--- stderr ---\n{logs.stderr}"
-        return structured(logs, shown)
-
-    async def cancel_run(request: RunId, ctx: Context) -> CallToolResult:
-        status = await service().runs.remove(_tenant(ctx), request.run_id)
-        return structured(status, status_summary(status))
-
-    return [
-        _tool("get_run", "Get a run", RunId, get_run, read_only=True),
         _tool(
-            "get_run_logs", "Read a run's output", RunLogsArguments, get_run_logs, read_only=True
+            "create_volume",
+            "Create a volume",
+            CreateVolumeRequest,
+            create_volume,
+            CREATES,
+            output=CreateVolumeResult,
         ),
-        _tool("cancel_run", "Cancel a run", RunId, cancel_run),
+        _tool(
+            "list_volumes", "List your volumes", NoArguments, list_volumes, READS, output=VolumeList
+        ),
+        _tool(
+            "remove_volume",
+            "Remove a volume",
+            VolumeName,
+            remove_volume,
+            REMOVES,
+            output=RemovedVolume,
+        ),
     ]
 
 
 def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
-    """Tools about the engine: health, containers, images (listed and pulled)."""
+    """Tools about the engine: one to look at it (health, containers, images), one to pull. The
+    tools it replaced answer under their old names, unlisted (callers of oneoff-docker-runner
+    call them by name)."""
 
-    async def runner_health(request: NoArguments, ctx: Context) -> CallToolResult:
-        health = await service().health()
-        return structured(health, f"{health.backend} {health.version}: ok")
+    async def health(ctx: Context) -> CallToolResult:
+        found = await service().health()
+        return structured(found, f"{found.backend} {found.version}: ok")
 
-    async def list_containers(request: ListContainersArguments, ctx: Context) -> CallToolResult:
+    async def containers(request: ListContainersArguments, ctx: Context) -> CallToolResult:
         found = await service().list_containers(
             _tenant(ctx), all_states=request.all, managed_only=request.managed_only
         )
@@ -241,26 +316,82 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
             found = [item for item in found if item.status.lower().startswith(wanted)]
         return structured(ContainerList(containers=found), f"{len(found)} container(s)")
 
+    async def images(request: ListImagesArguments, ctx: Context) -> CallToolResult:
+        found = await service().list_images(_tenant(ctx), reference=request.reference)
+        tags = ", ".join(tag for image in found for tag in image.tags) or "none tagged"
+        return structured(ImageList(images=found), f"{len(found)} image(s): {tags}")
+
+    async def engine_info(request: EngineInfoArguments, ctx: Context) -> CallToolResult:
+        if (misplaced := request.misplaced()) is not None:
+            raise InvalidRequest(
+                f"{misplaced}: does not apply to what: {request.what!r}", field=misplaced
+            )
+        if request.what == "containers":
+            return await containers(ListContainersArguments(**_given(request)), ctx)
+        if request.what == "images":
+            return await images(ListImagesArguments(**_given(request)), ctx)
+        return await health(ctx)
+
+    async def runner_health(request: NoArguments, ctx: Context) -> CallToolResult:
+        return await health(ctx)
+
     async def pull_image(request: PullImageRequest, ctx: Context) -> CallToolResult:
         async with reporting(ctx, None, send_output=False) as progress:
             pulled = await service().pull_image(request, _tenant(ctx), progress)
         return structured(pulled, f"pulled {pulled.image}: {pulled.id} ({pulled.size} bytes)")
 
-    async def list_images(request: ListImagesArguments, ctx: Context) -> CallToolResult:
-        found = await service().list_images(_tenant(ctx), reference=request.reference)
-        tags = ", ".join(tag for image in found for tag in image.tags) or "none tagged"
-        return structured(ImageList(images=found), f"{len(found)} image(s): {tags}")
-
+    alias = "The old name of engine_info {}."
     return [
-        _tool("runner_health", "Check the backend", NoArguments, runner_health, read_only=True),
-        _tool("docker_health", "Check the backend", NoArguments, runner_health, read_only=True),
         _tool(
-            "list_containers",
-            "List containers",
-            ListContainersArguments,
-            list_containers,
-            read_only=True,
+            "engine_info",
+            "Look at the engine",
+            EngineInfoArguments,
+            engine_info,
+            READS,
+            output=ENGINE_VIEW,
         ),
-        _tool("list_images", "List images", ListImagesArguments, list_images, read_only=True),
-        _tool("pull_image", "Pull an image", PullImageRequest, pull_image),
+        _tool(
+            "pull_image", "Pull an image", PullImageRequest, pull_image, PULLS, output=PulledImage
+        ),
+        *(
+            _tool(name, title, model, body, READS, output=shape, description=alias.format(what))
+            for name, title, model, body, shape, what in (
+                ("runner_health", "Check the backend", NoArguments, runner_health, Health, "{}"),
+                ("docker_health", "Check the backend", NoArguments, runner_health, Health, "{}"),
+                (
+                    "list_containers",
+                    "List containers",
+                    ListContainersArguments,
+                    containers,
+                    ContainerList,
+                    '{"what": "containers"}',
+                ),
+                (
+                    "list_images",
+                    "List images",
+                    ListImagesArguments,
+                    images,
+                    ImageList,
+                    '{"what": "images"}',
+                ),
+            )
+        ),
     ]
+
+
+ENGINE_VIEW = {
+    "type": "object",
+    "properties": {
+        "version": {"type": "string"},
+        "containers": {"type": "array"},
+        "images": {"type": "array"},
+    },
+}
+"""engine_info's `structuredContent`: `Health`, `ContainerList` or `ImageList` by `what`."""
+UNLISTED = frozenset({"runner_health", "docker_health", "list_containers", "list_images"})
+"""Tools callable by name but not listed: engine_info took their place in the list."""
+
+
+def _given(request: EngineInfoArguments) -> dict[str, Any]:
+    """The filters the caller gave (`what` aside)."""
+    return request.model_dump(include=request.model_fields_set - {"what"})

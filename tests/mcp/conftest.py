@@ -44,8 +44,12 @@ def fake_url(make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-
 
 @pytest.fixture(scope="module")
 def mcp_url(docker_client, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    with serving(create_app(make_module_settings())) as port:
+    """Every run_container is an async run, kept for `result_ttl_seconds` by design: after the
+    module, what the server made is removed by its instance label."""
+    settings = make_module_settings()
+    with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp"
+    remove_objects_of(docker_client, settings.instance_id)
 
 
 @pytest.fixture(scope="module")

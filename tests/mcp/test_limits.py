@@ -10,7 +10,6 @@ from tests.helpers import run_body
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize("tool", ["run_container", "start_run"])
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
@@ -19,8 +18,8 @@ pytestmark = pytest.mark.anyio
         ({"timeout_seconds": 1e-9}, "0.1"),
     ],
 )
-async def test_a_limit_below_its_floor_is_a_tool_error(fake_client, tool, fields, words):  # type: ignore[no-untyped-def]
-    result = await fake_client.call_tool(tool, run_body("true", **fields))
+async def test_a_limit_below_its_floor_is_a_tool_error(fake_client, fields, words):  # type: ignore[no-untyped-def]
+    result = await fake_client.call_tool("run_container", run_body("true", **fields))
     assert result.is_error is True
     text = result.content[0].text
     assert words in text and next(iter(fields)) in text, text
@@ -32,9 +31,8 @@ async def test_a_runtime_the_operator_did_not_allow_is_a_tool_error(fake_client)
     assert "RUNNER_ALLOWED_RUNTIMES" in result.content[0].text
 
 
-@pytest.mark.parametrize("tool", ["run_container", "start_run"])
-async def test_a_malformed_size_is_said_in_words_not_as_a_regex(fake_client, tool):  # type: ignore[no-untyped-def]
-    result = await fake_client.call_tool(tool, run_body("true", memory="1x"))
+async def test_a_malformed_size_is_said_in_words_not_as_a_regex(fake_client):  # type: ignore[no-untyped-def]
+    result = await fake_client.call_tool("run_container", run_body("true", memory="1x"))
     assert result.is_error is True
     text = result.content[0].text
     assert "memory" in text and "write a number and a unit, e.g. 256m or 1g" in text, text

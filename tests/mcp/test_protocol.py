@@ -16,7 +16,7 @@ from backends.labels import INSTANCE
 from mcp_app import create_app
 from runner.settings import Settings
 from tests.fakes import FakeBackend
-from tests.helpers import b64, run_body, serving, until
+from tests.helpers import b64, remove_objects_of, run_body, serving, until
 from tests.mcp.test_tasks import modern
 from tests.mcp.test_wire import message
 
@@ -26,10 +26,12 @@ SSE = "application/json, text/event-stream"
 
 @pytest.fixture(scope="module")
 def served(docker_client, make_module_settings) -> Iterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
-    """A server over the engine, for what runs containers: (its URL, its settings)."""
+    """A server over the engine, for what runs containers: (its URL, its settings). Its runs
+    are kept for their TTL by design: after the module, they are removed by its label."""
     settings = make_module_settings(api_tokens=list(TOKENS.values()))
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp", settings
+    remove_objects_of(docker_client, settings.instance_id)
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +288,8 @@ def test_discovery_on_2026_advertises_no_prompts_resources_or_list_changes(fake_
 @pytest.mark.parametrize(
     ("tool", "arguments"),
     [
-        ("get_run", {"run_id": "0123456789abcdef", "runid": "x"}),
+        ("wait_run", {"run_id": "0123456789abcdef", "runid": "x"}),
+        ("engine_info", {"verbose": True}),
         ("runner_health", {"verbose": True}),
         ("list_images", {"ref": "busybox"}),
     ],

@@ -1,4 +1,4 @@
-"""No SSRF through image references at MCP's doors (run_container, start_run, pull_image), with
+"""No SSRF through image references at MCP's doors (run_container, pull_image), with
 the SDK's own client over real HTTP: registries that are not public are refused as tool errors
 naming `image` and RUNNER_ALLOWED_REGISTRIES before the engine contacts them, and a registry's
 answer never reaches the agent."""
@@ -34,7 +34,7 @@ async def test_a_registry_that_is_not_public_is_refused_by_every_tool(
     run = {"image": image, "command": ["true"]}
     refused(await client.call_tool("run_container", run), domain)
     refused(await client.call_tool("run_container", {**run, "pull_policy": "missing"}), domain)
-    refused(await client.call_tool("start_run", run), domain)
+    refused(await client.call_tool("run_container", {**run, "wait_seconds": 0}), domain)
     refused(await client.call_tool("pull_image", {"image": image}), domain)
     with_auth = {"image": image, "auth_config": CREDENTIALS}
     refused(await client.call_tool("pull_image", with_auth), domain)

@@ -38,11 +38,11 @@ async def test_run_container_past_its_scratch_says_so(client: Client) -> None:
     assert "scratch limit of 8.0 MiB" in result.content[0].text
 
 
-async def test_get_run_reads_a_finished_run_from_its_kept_result(
+async def test_wait_run_reads_a_finished_run_from_its_kept_result(
     runs_client: Client, docker_client: docker.DockerClient
 ) -> None:
-    body = run_body("sh", "-c", f"echo before; {WRITER}", scratch="8m")
-    started = await runs_client.call_tool("start_run", body)
+    body = run_body("sh", "-c", f"echo before; {WRITER}", scratch="8m", wait_seconds=0)
+    started = await runs_client.call_tool("run_container", body)
     run_id = started.structured_content["run_id"]
     stdout, _, _ = await read_until_finished(runs_client, run_id)
 
@@ -51,12 +51,12 @@ async def test_get_run_reads_a_finished_run_from_its_kept_result(
         return [item["Names"] for item in found]
 
     until(lambda: kept() == [[f"/oneoff-{run_id}-result"]], 30)  # its container removed
-    final = await runs_client.call_tool("get_run", {"run_id": run_id})
-    assert final.structured_content["result"]["stdout"] == stdout == "before\n"
-    assert final.structured_content["result"]["scratch_exceeded"] is True
+    final = await runs_client.call_tool("wait_run", {"run_id": run_id, "wait_seconds": 0})
+    assert final.structured_content["stdout"] == stdout == "before\n"
+    assert final.structured_content["scratch_exceeded"] is True
     removed = await runs_client.call_tool("cancel_run", {"run_id": run_id})
     assert removed.is_error is False
-    gone = await runs_client.call_tool("get_run", {"run_id": run_id})
+    gone = await runs_client.call_tool("wait_run", {"run_id": run_id, "wait_seconds": 0})
     assert gone.is_error is True and "run_id" in gone.content[0].text
 
 
@@ -80,11 +80,11 @@ async def test_a_bad_scratch_is_a_tool_error_like_memory(fake_client: Client) ->
 
 @contextlib.asynccontextmanager
 async def own_tenant(
-    make_settings, docker_client: docker.DockerClient, **bounds: int
+    make_settings, docker_client: docker.DockerClient, token: str | None = None, **bounds: int
 ) -> AsyncIterator[Client]:  # type: ignore[no-untyped-def]
     """The SDK client on a runner of its own under `bounds`, as a tenant of its own (the engine
-    is shared); what the runner made is removed after."""
-    token = uuid.uuid4().hex
+    is shared) unless `token` names one; what the runner made is removed after."""
+    token = token or uuid.uuid4().hex
     settings = make_settings(api_tokens=[f"bounded:{token}"], **bounds)
     headers = {"Authorization": f"Bearer {token}"}
     try:
@@ -112,16 +112,17 @@ async def test_create_volume_past_the_bound_is_a_tool_error_naming_it(
     assert "remove_volume" in second.content[0].text
 
 
-async def test_start_run_past_the_kept_runs_bound_is_a_tool_error_naming_it(
+async def test_a_run_past_the_kept_runs_bound_is_a_tool_error_naming_it(
     make_settings, docker_client: docker.DockerClient
 ) -> None:  # type: ignore[no-untyped-def]
+    at_once = run_body("true", wait_seconds=0)
     async with own_tenant(make_settings, docker_client, max_kept_runs=1) as client:
-        first = await client.call_tool("start_run", run_body("true"))
+        first = await client.call_tool("run_container", at_once)
         run_id = first.structured_content["run_id"]
-        refused = await client.call_tool("start_run", run_body("true"))
+        refused = await client.call_tool("run_container", at_once)
         await read_until_finished(client, run_id)
         assert (await client.call_tool("cancel_run", {"run_id": run_id})).is_error is False
-        again = await client.call_tool("start_run", run_body("true"))
+        again = await client.call_tool("run_container", at_once)
         await read_until_finished(client, again.structured_content["run_id"])
     assert first.is_error is False and again.is_error is False
     assert refused.is_error is True

@@ -44,7 +44,7 @@ def test_the_tasks_capability_and_the_tool_s_task_support_are_advertised(fake_ur
     assert "cancel" in tasks and "list" in tasks
     tools = {tool["name"]: tool for tool in call(fake_url, "tools/list", {})["result"]["tools"]}
     assert tools["run_container"]["execution"] == {"taskSupport": "optional"}
-    assert "execution" not in tools["list_images"]
+    assert "execution" not in tools["engine_info"]
 
 
 def test_a_task_returns_at_once_and_its_result_is_the_call_s_result(runs_url):

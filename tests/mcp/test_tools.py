@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 
@@ -17,23 +16,21 @@ from runner.engine_models import CreateVolumeRequest
 from runner.mcp.arguments import McpRunRequest
 from runner.models import RunRequest, VolumeSpec
 from tests.fakes import FakeBackend
-from tests.helpers import TEST_IMAGE, b64, run_body, serving, untar_gz
+from tests.helpers import TEST_IMAGE, b64, run_body, serving
 
 pytestmark = pytest.mark.anyio
 
+OLD_NAMES = {"runner_health", "docker_health", "list_containers", "list_images"}
+"""Unlisted, still answering: engine_info took their place in the list."""
 TOOLS = {
     "run_container",
     "create_volume",
     "list_volumes",
     "remove_volume",
-    "runner_health",
-    "docker_health",
-    "list_containers",
-    "list_images",
+    "engine_info",
     "pull_image",
-    "start_run",
-    "get_run",
-    "get_run_logs",
+    "wait_run",
+    "read_file",
     "cancel_run",
 }
 
@@ -55,22 +52,26 @@ async def test_every_tool_is_listed_with_a_description_an_example_and_a_title(fa
 
 
 async def test_annotations_say_which_tools_only_read_and_which_destroy(fake_client):
+    """Hints are set where they differ from the spec's defaults (not read-only, destructive,
+    not idempotent, open world)."""
     tools = await tools_by_name(fake_client)
     for name in (
-        "get_run",
-        "get_run_logs",
-        "runner_health",
-        "docker_health",
-        "list_containers",
-        "list_images",
+        "wait_run",
+        "read_file",
+        "engine_info",
         "list_volumes",
     ):
-        assert tools[name].annotations.read_only_hint is True, name
-    assert tools["cancel_run"].annotations.destructive_hint is True
-    assert tools["remove_volume"].annotations.destructive_hint is True
+        hints = tools[name].annotations
+        assert hints.read_only_hint is True and hints.open_world_hint is False, name
+    for name in ("cancel_run", "remove_volume"):
+        hints = tools[name].annotations
+        assert hints.destructive_hint is None and hints.idempotent_hint is True, name
+        assert hints.open_world_hint is False, name
     assert tools["pull_image"].annotations.destructive_hint is False
-    assert tools["run_container"].annotations.read_only_hint is not True
+    assert tools["pull_image"].annotations.idempotent_hint is True
+    assert tools["run_container"].annotations.read_only_hint is None
     assert tools["run_container"].annotations.destructive_hint is False
+    assert tools["run_container"].annotations.open_world_hint is None
 
 
 async def test_input_schemas_carry_every_field_of_the_models_inlined(fake_client):
@@ -85,14 +86,6 @@ async def test_input_schemas_carry_every_field_of_the_models_inlined(fake_client
         assert field.get("description"), name
     volume_schema = tools["create_volume"].input_schema
     assert set(volume_schema["properties"]) == set(CreateVolumeRequest.model_fields)
-
-
-async def test_start_run_takes_the_same_arguments_described_once(fake_client):
-    tools = await tools_by_name(fake_client)
-    run_schema, start_schema = (tools[name].input_schema for name in ("run_container", "start_run"))
-    assert set(start_schema["properties"]) == set(run_schema["properties"])
-    assert "description" not in json.dumps(start_schema)
-    assert "run_container" in tools["start_run"].description
 
 
 async def test_the_pull_policy_defaults_to_missing_over_mcp(fake_client):
@@ -114,9 +107,9 @@ async def test_run_with_input_and_response_volumes(client):
     assert result.is_error is False
     structured = result.structured_content
     assert structured["status"] == "success"
-    content = base64.b64decode(structured["volumes"]["/out"]["content"])
-    assert untar_gz(content) == {"result.txt": b"from-script\n"}
-    assert "returned directory /out" in result.content[0].text
+    assert [item["path"] for item in structured["files"]] == ["/out/result.txt"]
+    assert result.content[1].text == "--- /out/result.txt ---\nfrom-script\n"
+    assert "- /out/result.txt (text/plain, 12 bytes): shown below" in result.content[0].text
 
 
 async def test_a_returned_file_the_run_made_a_symlink_is_named_in_the_text(client):
@@ -125,8 +118,8 @@ async def test_a_returned_file_the_run_made_a_symlink_is_named_in_the_text(clien
     result = await client.call_tool("run_container", body)
     assert result.is_error is False
     assert result.structured_content["stdout"] == "done\n"
-    assert "a symlink at /out/f" in result.structured_content["volumes"]["/out/f"]["error"]
     assert "nothing returned from file /out/f: " in result.content[0].text
+    assert "a symlink at /out/f" in result.content[0].text
 
 
 async def test_a_failing_command_is_a_result_that_leads_with_its_exit_code(client):
@@ -158,15 +151,15 @@ async def test_bad_input_is_a_tool_error_naming_the_field(fake_client, arguments
 
 REQUIRED = {
     "run_container": {"image": "x"},
-    "start_run": {"image": "x"},
-    "get_run_logs": {"run_id": "0123456789abcdef"},
+    "wait_run": {"run_id": "0123456789abcdef"},
 }
 """What each tool with a number argument needs besides it."""
 
 
 def number_arguments(schema: dict) -> list[str]:  # type: ignore[type-arg]
     def kinds(property: dict) -> set[str]:  # type: ignore[type-arg]
-        return {property.get("type"), *(part.get("type") for part in property.get("anyOf", []))}
+        kind = property.get("type")
+        return set(kind) if isinstance(kind, list) else {kind}
 
     return [
         name
@@ -186,7 +179,8 @@ async def test_no_number_argument_takes_true_for_one(fake_client):
             assert result.is_error is True, (tool.name, name)
             assert result.content[0].text.startswith(f"{name}: must be a number"), result
             checked.append(f"{tool.name}.{name}")
-    assert {"run_container.timeout_seconds", "get_run_logs.stdout_offset"} <= set(checked)
+    assert {"run_container.timeout_seconds", "wait_run.stdout_offset"} <= set(checked)
+    assert {"run_container.wait_seconds", "wait_run.wait_seconds"} <= set(checked)
 
 
 async def test_an_unknown_tool_is_a_json_rpc_error_for_the_sdk_client(fake_client):
@@ -227,7 +221,7 @@ async def test_a_long_run_reports_progress_and_streams_its_output(mcp_url):
         done = True
     assert result.structured_content["stdout"] == "first\n"
     assert any(note.startswith("running (") for note in progress if note)
-    assert any(note.startswith("collecting output") for note in progress if note)
+    assert any("--- latest output ---\nfirst\n" in note for note in progress if note)
     assert ("stdout", "first\n", False) in lines
     assert ("stderr", "second\n", False) in lines
 
@@ -261,31 +255,52 @@ async def test_a_volume_in_use_is_not_removed_and_the_error_says_why(client, doc
     assert (await client.call_tool("remove_volume", {"name": name})).is_error is False
 
 
-async def test_runner_health_reports_the_engine(client, docker_client):
-    result = await client.call_tool("runner_health", {})
+async def test_engine_info_reports_the_engine_s_health_by_default(client, docker_client):
+    result = await client.call_tool("engine_info", {})
     assert result.is_error is False
     assert result.structured_content["version"] == docker_client.version()["Version"]
 
 
-async def test_docker_health_is_runner_health_under_its_old_name(fake_client):
-    old = await fake_client.call_tool("docker_health", {})
-    new = await fake_client.call_tool("runner_health", {})
-    assert old.structured_content == new.structured_content
+async def test_the_old_engine_tools_answer_unlisted_as_engine_info_does(fake_client):
+    """oneoff-docker-runner's callers name runner_health, docker_health, list_containers and
+    list_images: they still answer, with their old arguments, without costing the list."""
+    assert OLD_NAMES.isdisjoint(await tools_by_name(fake_client))
+    health = await fake_client.call_tool("engine_info", {"what": "health"})
+    for name in ("runner_health", "docker_health"):
+        old = await fake_client.call_tool(name, {})
+        assert old.is_error is False and old.structured_content == health.structured_content
+    for name, what, arguments in (
+        ("list_containers", "containers", {"all": True, "status": "running"}),
+        ("list_images", "images", {"reference": "python"}),
+    ):
+        old = await fake_client.call_tool(name, arguments)
+        new = await fake_client.call_tool("engine_info", {"what": what, **arguments})
+        assert old.is_error is False and old.structured_content == new.structured_content
 
 
-async def test_list_images_finds_the_test_image(client):
-    result = await client.call_tool("list_images", {"reference": TEST_IMAGE.split(":")[0]})
+async def test_engine_info_refuses_a_filter_of_another_listing_by_name(fake_client):
+    refused = await fake_client.call_tool("engine_info", {"what": "images", "all": True})
+    assert refused.is_error is True
+    assert refused.content[0].text == "all: does not apply to what: 'images'"
+    refused = await fake_client.call_tool("engine_info", {"reference": "python"})
+    assert refused.content[0].text == "reference: does not apply to what: 'health'"
+
+
+async def test_engine_info_finds_the_test_image(client):
+    arguments = {"what": "images", "reference": TEST_IMAGE.split(":")[0]}
+    result = await client.call_tool("engine_info", arguments)
     tags = [tag for image in result.structured_content["images"] for tag in image["tags"]]
     assert TEST_IMAGE in tags
 
 
-async def test_list_containers_returns_a_structured_list(client, docker_client):
+async def test_engine_info_lists_containers_structured(client, docker_client):
     container = docker_client.containers.create(TEST_IMAGE, ["true"], labels={"test": "mcp"})
     try:
-        result = await client.call_tool("list_containers", {"all": True, "managed_only": False})
+        arguments = {"what": "containers", "all": True, "managed_only": False}
+        result = await client.call_tool("engine_info", arguments)
         ids = [item["id"] for item in result.structured_content["containers"]]
         assert container.id[:12] in ids
-        managed = await client.call_tool("list_containers", {"all": True})
+        managed = await client.call_tool("engine_info", {"what": "containers", "all": True})
         assert container.id[:12] not in [c["id"] for c in managed.structured_content["containers"]]
     finally:
         container.remove(force=True)
@@ -298,7 +313,7 @@ async def test_tools_list_fits_the_budget_with_plain_input_schemas(fake_url):
     async with httpx.AsyncClient() as http:
         response = await http.post(fake_url, json=body, headers=headers)
     tools = response.json()["result"]["tools"]
-    assert len(json.dumps(tools, separators=(",", ":"))) <= 12 * 1024
+    assert len(json.dumps(tools, separators=(",", ":"))) <= 10_240
     for tool in tools:
         schema = json.dumps(tool["inputSchema"])
         for keyword in ('"$ref"', '"$defs"', '"anyOf"', '"oneOf"'):
@@ -308,7 +323,7 @@ async def test_tools_list_fits_the_budget_with_plain_input_schemas(fake_url):
 
 async def test_the_description_states_the_defaults_that_surprise(fake_client):
     description = " ".join((await tools_by_name(fake_client))["run_container"].description.split())
-    for words in ("no network", "timeout_seconds", "of memory", "pulled only when missing"):
+    for words in ("no network", "timeout_seconds", "512m memory", "Answers within 45s"):
         assert words in description
 
 
@@ -331,7 +346,7 @@ async def test_text_files_go_in_and_small_text_files_come_back_as_text(client):
     }
     result = await client.call_tool("run_container", arguments)
     assert result.structured_content["stdout"] == "ran\n"
-    assert "--- /out/b.txt ---\nalpha\n" in result.content[0].text
+    assert result.content[1].text == "--- /out/b.txt ---\nalpha\n"
 
 
 async def test_stdin_reaches_the_command_then_end_of_file(client):

@@ -6,8 +6,6 @@ assertions are here."""
 
 from __future__ import annotations
 
-import base64
-import itertools
 import json
 import os
 import sys
@@ -25,10 +23,10 @@ from tests.helpers import (
     TEST_REGISTRIES,
     b64,
     instance_id,
+    remove_objects_of,
     run_body,
     serving,
     tar_gz,
-    untar_gz,
     until,
 )
 from tests.mcp.nodejs import NODE_DIR, node
@@ -39,16 +37,13 @@ STDIO_INSTANCE = instance_id("ts-stdio")
 
 @pytest.fixture(scope="module")
 def http_target(docker_client, make_module_settings) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    """The HTTP server; after the module, the task's run records (kept for their TTL by
-    design) are removed with the rest of both servers' objects."""
+    """The HTTP server; after the module, the runs' containers and records (kept for their TTL
+    by design) are removed with the rest of both servers' objects."""
     settings = make_module_settings()
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp", settings.instance_id
     for instance in (settings.instance_id, STDIO_INSTANCE):
-        for item in docker_client.api.containers(
-            all=True, filters={"label": f"{INSTANCE}={instance}"}
-        ):
-            docker_client.api.remove_container(item["Id"], force=True, v=True)
+        remove_objects_of(docker_client, instance)
 
 
 @pytest.fixture(params=["http", "stdio"])
@@ -77,7 +72,7 @@ def call(target: str, tool: str, arguments: dict[str, Any], timeout: float = 120
 
 def test_the_tools_and_capabilities(target):
     seen = client(target[0], "tools")
-    assert {"run_container", "start_run", "get_run", "cancel_run"} <= set(seen["tools"])
+    assert {"run_container", "wait_run", "read_file", "cancel_run"} <= set(seen["tools"])
     assert "logging" in seen["capabilities"] and "prompts" not in seen["capabilities"]
 
 
@@ -94,8 +89,11 @@ def test_a_run_with_files_in_and_out(target):
     seen = call(target[0], "run_container", body)
     structured = seen["result"]["structuredContent"]
     assert structured["stdout"] == "done\n"
-    returned = untar_gz(base64.b64decode(structured["volumes"]["/out"]["content"]))
-    assert returned == {"copy.txt": b"from ts"}
+    assert [item["path"] for item in structured["files"]] == ["/out/copy.txt"]
+    assert seen["result"]["content"][1] == {
+        "type": "text",
+        "text": "--- /out/copy.txt ---\nfrom ts",
+    }
 
 
 def test_a_failing_command_is_a_result_with_its_exit_code(target):
@@ -147,15 +145,45 @@ def test_a_task_runs_to_its_result(target):
     assert seen["result"]["structuredContent"]["stdout"] == "tasked\n"
 
 
-def test_a_run_longer_than_the_sdk_request_timeout_completes_on_progress(http_target):
-    """The SDK gives up on a request after 60 s without progress; the heartbeat keeps it alive."""
-    body = run_body("sh", "-c", "sleep 75; echo survived", timeout_seconds=120)
-    seen = call(http_target[0], "run_container", body, timeout=150)
-    assert seen["result"]["structuredContent"]["stdout"] == "survived\n"
-    assert seen["seconds"] > 75
-    gaps = [b["progress"] - a["progress"] for a, b in itertools.pairwise(seen["progress"])]
-    assert max(gaps) <= 10
-    assert {note["total"] for note in seen["progress"]} == {120}
+def loop(target: str, arguments: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
+    """An agent's loop with the SDK's default options: run_container, then wait_run with the
+    offsets each answer gives until the run has finished; every call and its duration."""
+    call = {"name": "run_container", "arguments": arguments}
+    calls: list[dict[str, Any]] = client(target, "loop", call, timeout=timeout)["calls"]
+    return calls
+
+
+def assert_the_loop(calls: list[dict[str, Any]], expected_stdout: str) -> None:
+    """Every call answered within the bound (45 s, under the SDK's 60 s), no error; only the
+    last one finished; the output, read across the offsets, is whole."""
+    assert all(call["seconds"] < 47 for call in calls), [call["seconds"] for call in calls]
+    views = [call["result"]["structuredContent"] for call in calls]
+    assert [call["result"].get("isError", False) for call in calls] == [False] * len(calls)
+    assert [view["finished"] for view in views] == [False] * (len(views) - 1) + [True]
+    for call in calls[:-1]:
+        assert "still running" in call["result"]["content"][0]["text"]
+    assert "".join(view["stdout"] for view in views) == expected_stdout
+    assert views[-1]["exit_code"] == 0
+
+
+def test_a_70_second_run_through_default_options(target, docker_client):
+    """The SDK times a request out after 60 s unless the host opts into progress resets; the
+    run answers "still running" before that, and wait_run brings the rest."""
+    script = "echo begin; sleep 70; echo end"
+    arguments = {**run_body("sh", "-c", script), "timeout_seconds": 120}
+    calls = loop(target[0], arguments, timeout=150)
+    assert len(calls) == 2
+    assert calls[0]["seconds"] > 40
+    assert_the_loop(calls, "begin\nend\n")
+
+
+@pytest.mark.timeout(480)
+def test_a_five_minute_run_through_default_options(http_target):
+    script = "for i in 1 2 3 4 5; do echo minute $i; sleep 60; done"
+    arguments = {**run_body("sh", "-c", script), "timeout_seconds": 400}
+    calls = loop(http_target[0], arguments, timeout=420)
+    assert len(calls) >= 7
+    assert_the_loop(calls, "".join(f"minute {i}\n" for i in range(1, 6)))
 
 
 def test_stdin_reaches_the_command(target):

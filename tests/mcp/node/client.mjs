@@ -78,6 +78,30 @@ const scenarios = {
     }
   },
 
+  // An agent's loop with the SDK's default options (60 s request timeout, no progress): list
+  // the tools (so callTool validates structured results against their outputSchema), call,
+  // then wait_run with the offsets each answer gives until the run has finished.
+  async loop(client) {
+    await client.listTools();
+    const calls = [];
+    let call = argumentsOf;
+    for (;;) {
+      const started = Date.now();
+      const result = await client.callTool(call);
+      calls.push({ seconds: (Date.now() - started) / 1000, result });
+      const view = result.structuredContent;
+      if (result.isError || view.finished) return { calls };
+      call = {
+        name: "wait_run",
+        arguments: {
+          run_id: view.run_id,
+          stdout_offset: view.stdout_offset,
+          stderr_offset: view.stderr_offset,
+        },
+      };
+    }
+  },
+
   // A task-augmented call (protocol 2025-11-25), polled to its end, then its result.
   async task(client) {
     const created = await client.request(
