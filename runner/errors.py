@@ -9,6 +9,11 @@ Backends translate their SDK's exceptions into this tree at exactly one boundary
     RunnerError (500)
     ├── InvalidRequest (422)          a field is malformed: names the field and the fix
     ├── PolicyRefused (403)           the operator's policy forbids what was asked
+    ├── Unauthenticated (401)         no valid API token (`runner.guards`)
+    ├── BrowserRefused                what a web page could send (`runner.browsers`)
+    │   ├── CrossSiteRefused (403)    a foreign Origin, or a cross-site fetch
+    │   ├── UnsupportedMediaType (415) a body that does not say application/json
+    │   └── MisdirectedHost (421)     a Host header the runner does not serve (DNS rebinding)
     ├── RegistryAuthFailed (401)      the registry refused the credentials (never echoed)
     ├── NotFound (404)
     │   ├── ImageNotFound             not on the engine / not in the registry
@@ -94,6 +99,30 @@ def _field_name(loc: Sequence[int | str]) -> str:
 class PolicyRefused(RunnerError):
     status_code = 403
     code = "policy_refused"
+
+
+class Unauthenticated(RunnerError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class BrowserRefused(RunnerError):
+    """A request refused before any door saw it; `field` names the header."""
+
+
+class CrossSiteRefused(BrowserRefused):
+    status_code = 403
+    code = "origin_refused"
+
+
+class UnsupportedMediaType(BrowserRefused):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class MisdirectedHost(BrowserRefused):
+    status_code = 421
+    code = "misdirected_host"
 
 
 class RegistryAuthFailed(RunnerError):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.archives import Budget, check_tar_gz, decode_base64, single_top_folder, strip_top_folder
-from runner.engine_models import CreateVolumeRequest, PullImageRequest
+from runner.engine_models import CreateVolumeRequest, ImageInfo, PullImageRequest
 from runner.errors import (
     Conflict,
     InvalidRequest,
@@ -243,16 +243,36 @@ def _within(field: str, asked: float | None, default: float, maximum: float, env
     return asked
 
 
-def _allowed_image(image: str, settings: Settings) -> None:
+def runnable_images(images: list[ImageInfo], tenant: Tenant, settings: Settings) -> list[ImageInfo]:
+    """What a tenant's image listing shows: the images it may run, by a tag (only those tags
+    are shown) or by id; an operator sees them all. Private images (pulled with another
+    tenant's credentials) are for this function to leave out too."""
+    if tenant.operator:
+        return images
+    shown = []
+    for image in images:
+        tags = [tag for tag in image.tags if image_allowed(tag, settings)]
+        if tags or image_allowed(image.id, settings):
+            shown.append(image.model_copy(update={"tags": tags}))
+    return shown
+
+
+def image_allowed(image: str, settings: Settings) -> bool:
     """Glob patterns match the reference as written and as the engine reads it
     (`python:3` is `docker.io/library/python:3`); a pattern ending in / is a registry prefix."""
     candidates = {image, _qualified(image)}
-    for pattern in settings.allowed_images:
-        for candidate in candidates:
-            if pattern.endswith("/") and candidate.startswith(pattern):
-                return
-            if fnmatch.fnmatchcase(candidate, pattern):
-                return
+    return any(
+        candidate.startswith(pattern)
+        if pattern.endswith("/")
+        else fnmatch.fnmatchcase(candidate, pattern)
+        for pattern in settings.allowed_images
+        for candidate in candidates
+    )
+
+
+def _allowed_image(image: str, settings: Settings) -> None:
+    if image_allowed(image, settings):
+        return
     raise PolicyRefused(
         f"image: {image!r} is not allowed by the operator (RUNNER_ALLOWED_IMAGES: "
         f"{', '.join(settings.allowed_images) or 'none'})",

@@ -35,7 +35,7 @@ def setting_problems(model: type[BaseModel], error: ValidationError | SettingsEr
         return [_line(model, name, "is not valid JSON")]
     lines: dict[str, str] = {}
     for item in error.errors():
-        name = str(item["loc"][0]) if item["loc"] else ""
+        name = _field_name(model, str(item["loc"][0])) if item["loc"] else ""
         if not name:  # a rule across fields: name every variable in it
             message = _in_variables(model, str(item["msg"]).removeprefix("Value error, "))
             lines.setdefault(message, message)
@@ -43,6 +43,14 @@ def setting_problems(model: type[BaseModel], error: ValidationError | SettingsEr
         reason = str(item["msg"]).removeprefix("Value error, ").replace("Input should", "should")
         lines.setdefault(name, _line(model, name, reason))
     return list(lines.values())
+
+
+def _field_name(model: type[BaseModel], found: str) -> str:
+    """The field pydantic reports by name, or by the alias it was read from."""
+    for name, field in model.model_fields.items():
+        if found == name or found in getattr(field.validation_alias, "choices", ()):
+            return name
+    return found
 
 
 def variable(model: type[BaseModel], name: str) -> str:

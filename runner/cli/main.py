@@ -108,6 +108,11 @@ def _refuse_open_exposure(settings: Settings) -> None:
             "=true if something else guards the network."
         )
     log.warning("no API tokens configured (RUNNER_API_TOKENS): requests are not authenticated")
+    if settings.host not in LOOPBACK and not settings.allowed_hosts:
+        log.warning(
+            "without API tokens only requests to a loopback name (127.0.0.1, localhost) are "
+            "answered; list the names clients call this runner by in RUNNER_ALLOWED_HOSTS"
+        )
 
 
 async def _serve(settings: Settings, *, rest: bool, log_level: str) -> None:

@@ -247,7 +247,7 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
         return structured(pulled, f"pulled {pulled.image}: {pulled.id} ({pulled.size} bytes)")
 
     async def list_images(request: ListImagesArguments, ctx: Context) -> CallToolResult:
-        found = await service().list_images(reference=request.reference)
+        found = await service().list_images(_tenant(ctx), reference=request.reference)
         tags = ", ".join(tag for image in found for tag in image.tags) or "none tagged"
         return structured(ImageList(images=found), f"{len(found)} image(s): {tags}")
 

@@ -19,19 +19,24 @@ async def list_containers(
     service: Service,
     caller: Caller,
     all_states: Annotated[bool, Query(alias="all", description="Include stopped ones.")] = False,
-    managed_only: Annotated[bool, Query(description="Only the runner's own.")] = True,
+    managed_only: Annotated[
+        bool, Query(description="false: every container on the engine (operators only).")
+    ] = True,
 ) -> list[ContainerInfo]:
-    """Containers on the engine: by default your own runs in progress."""
+    """Containers on the engine: by default your own runs in progress. Every container on the
+    engine (`managed_only=false`) only for an operator (403 for other tenants)."""
     return await service.list_containers(caller, all_states=all_states, managed_only=managed_only)
 
 
 @router.get("/images", response_model=list[ImageInfo], responses=ERRORS)
 async def list_images(
     service: Service,
+    caller: Caller,
     reference: Annotated[str | None, Query(description="e.g. busybox or busybox:1.36")] = None,
 ) -> list[ImageInfo]:
-    """Images present on the engine, optionally filtered by reference."""
-    return await service.list_images(reference=reference)
+    """Images present on the engine that you may run (RUNNER_ALLOWED_IMAGES), optionally
+    filtered by reference; an operator sees them all."""
+    return await service.list_images(caller, reference=reference)
 
 
 @router.post("/images/pull", response_model=PulledImage, responses=ERRORS, summary="Pull an image")

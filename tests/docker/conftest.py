@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
-from tests.helpers import Server, instance_id, remove_objects_of, serving
+from tests.helpers import LocalClient, Server, instance_id, remove_objects_of, serving
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def module_settings() -> Settings:
 
 @pytest.fixture(scope="module")
 def client(docker_client: docker.DockerClient, module_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(module_settings)) as test_client:
+    with LocalClient(create_app(module_settings)) as test_client:
         yield test_client
 
 
@@ -32,7 +32,7 @@ def app_client(docker_client: docker.DockerClient, make_settings):  # type: igno
     clients: list[TestClient] = []
 
     def make(**overrides: object) -> TestClient:
-        test_client = TestClient(create_app(make_settings(**overrides)))
+        test_client = LocalClient(create_app(make_settings(**overrides)))
         clients.append(test_client.__enter__())
         return test_client
 

@@ -13,7 +13,15 @@ import httpx
 import pytest
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from tests.helpers import ZeroTar, gzip_bomb, managed_objects, run_body, tar_gz, tar_member
+from tests.helpers import (
+    LocalClient,
+    ZeroTar,
+    gzip_bomb,
+    managed_objects,
+    run_body,
+    tar_gz,
+    tar_member,
+)
 
 MiB = 1024 * 1024
 
@@ -176,14 +184,12 @@ def hostile() -> list[Any]:
 
 @pytest.fixture(scope="module")
 def strict(docker_client, make_module_settings):  # type: ignore[no-untyped-def]
-    from fastapi.testclient import TestClient
-
     from api_app import create_app
 
     settings = make_module_settings(
         max_extracted_bytes=8 * MiB, max_archive_members=20, max_archive_bytes=2 * MiB
     )
-    with TestClient(create_app(settings)) as test_client:
+    with LocalClient(create_app(settings)) as test_client:
         yield test_client
 
 

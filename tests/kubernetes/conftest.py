@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
+from tests.helpers import LocalClient
 from tests.kubernetes.fake_api import FakeKubernetes, Script
 
 Scripted = Callable[[dict[str, Any]], Script]
@@ -37,7 +38,7 @@ def kube_settings(fake: FakeKubernetes, tmp_path: Path) -> Settings:
 @pytest.fixture
 def api(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[TestClient]:
     """The REST app on the Kubernetes backend; set `fake.script` to play the run's pod."""
-    with TestClient(create_app(kube_settings)) as client:
+    with LocalClient(create_app(kube_settings)) as client:
         yield client
     fake.settle()
     leftovers = [
@@ -52,7 +53,7 @@ def configured(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[type[T
     made: list[TestClient] = []
 
     def client(**changes: object) -> TestClient:
-        app = TestClient(create_app(kube_settings.model_copy(update=changes)))
+        app = LocalClient(create_app(kube_settings.model_copy(update=changes)))
         made.append(app.__enter__())
         return made[-1]
 

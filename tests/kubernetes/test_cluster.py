@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
-from tests.helpers import untar_gz
+from tests.helpers import LocalClient, untar_gz
 from tests.kubernetes.cluster_support import FILES_RUN, namespace, remove_finished_run
 from tests.kubernetes.follow import final_state
 
@@ -31,7 +31,7 @@ def cluster_api() -> Iterator[TestClient]:
         instance_id="cluster-tests",
         kube_namespace=os.environ.get("RUNNER_KUBE_NAMESPACE", "default"),
     )
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         assert client.get("/health").status_code == 200, client.get("/health").text
         yield client
         assert client.get("/containers", params={"all": True}).json() == []

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from api_app import create_app
 from backends.labels import INSTANCE
 from runner.settings import Settings
-from tests.helpers import ROOT
+from tests.helpers import ROOT, LocalClient
 from tests.kubernetes.cluster_support import (
     FILES_RUN,
     api_endpoint,
@@ -57,7 +57,7 @@ def runner() -> Runner:
         changes.setdefault("instance_id", f"cluster-{uuid.uuid4().hex[:8]}")
         changes.setdefault("kube_namespace", namespace())
         settings = Settings(backend="kubernetes", **changes)
-        with TestClient(create_app(settings)) as api:
+        with LocalClient(create_app(settings)) as api:
             yield api
             assert api.get("/containers", params={"all": True}).json() == []
 

@@ -9,7 +9,6 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 from starlette.requests import Request
 
 from api_app import create_app
@@ -17,7 +16,7 @@ from runner.errors import InvalidRequest
 from runner.rest.bodies import _body
 from runner.rest.multipart import read_run_form
 from tests.fakes import FakeBackend, outcome
-from tests.helpers import run_body
+from tests.helpers import LocalClient, run_body
 
 
 class Body:
@@ -45,7 +44,7 @@ def test_a_full_runner_answers_429_before_reading_a_large_body(make_settings):
         return outcome()
 
     settings = make_settings(max_concurrent_runs=1, max_queued_runs=0)
-    with TestClient(create_app(settings, backend=FakeBackend(blocking))) as api:
+    with LocalClient(create_app(settings, backend=FakeBackend(blocking))) as api:
         busy = threading.Thread(target=api.post, args=("/run",), kwargs={"json": run_body("x")})
         busy.start()
         assert entered.wait(10)

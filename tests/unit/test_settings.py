@@ -39,3 +39,13 @@ def test_environment_wins_over_the_env_file(tmp_path, monkeypatch):
 def test_inconsistent_settings_are_refused_at_startup(values):
     with pytest.raises(ValidationError):
         Settings(**values)
+
+
+def test_the_older_mcp_names_of_the_browser_settings_still_work(monkeypatch):
+    monkeypatch.setenv("RUNNER_MCP_ALLOWED_HOSTS", "runner.example.com")
+    monkeypatch.setenv("RUNNER_MCP_ALLOWED_ORIGINS", "https://tools.example.com")
+    settings = Settings(_env_file=None)
+    assert settings.allowed_hosts == ["runner.example.com"]
+    assert settings.allowed_origins == ["https://tools.example.com"]
+    monkeypatch.setenv("RUNNER_ALLOWED_HOSTS", "new.example.com")
+    assert Settings(_env_file=None).allowed_hosts == ["new.example.com"]

@@ -75,6 +75,23 @@ def test_a_variable_with_an_alias_is_named_both_ways() -> None:
     assert variable(Settings, "docker_host") == "RUNNER_DOCKER_HOST or DOCKER_HOST"
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("RUNNER_ALLOWED_HOSTS", "https://runner.example.com", "`name:port`"),
+        ("RUNNER_MCP_ALLOWED_HOSTS", "a b", "`name:port`"),
+        ("RUNNER_ALLOWED_ORIGINS", "runner.example.com", "scheme://name[:port]"),
+    ],
+)
+def test_a_bad_browser_setting_names_both_its_variables(
+    stderr_lines, variable, value, says
+) -> None:  # type: ignore[no-untyped-def]
+    (line,) = stderr_lines(**{variable: value})
+    names = variable.replace("MCP_", "")
+    assert line.startswith(f"bad setting: {names} or {names.replace('RUNNER_', 'RUNNER_MCP_')}: ")
+    assert says in line and value not in line
+
+
 def test_the_bad_value_itself_is_not_echoed(stderr_lines) -> None:  # type: ignore[no-untyped-def]
     (line,) = stderr_lines(RUNNER_PORT="s3cret-token")
     assert "s3cret-token" not in line
