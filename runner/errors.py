@@ -85,7 +85,10 @@ class InvalidRequest(RunnerError):
 
 
 def _field_name(loc: Sequence[int | str]) -> str:
-    """`volumes['/app:ro'].content` style: dots for names, brackets for keys and indexes."""
+    """`volumes['/app:ro'].content` style: dots for names, brackets for keys and indexes; a
+    header by its name (`Idempotency-Key`)."""
+    if len(loc) == 2 and loc[0] == "header":
+        return "-".join(word.capitalize() for word in str(loc[1]).split("-"))
     parts = list(loc)[1:] if loc and loc[0] == "body" else list(loc)
     name = ""
     for part in parts:

@@ -34,7 +34,8 @@ CONTENT_PARTS = "content_parts"
 RUN_ID = r"[0-9a-f]{16}"
 """What `new_run_id` mints."""
 RUN_ID_PATTERN = f"^{RUN_ID}$"
-VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
+VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,254}$"
+"""The engine's own rule (at least two characters), so a name it would refuse is a 422."""
 RESERVED_VOLUME_NAMES = re.compile(rf"oneoff-(lease-|hosts-|{RUN_ID}(-record)?$)")
 """Names of the volumes the runner makes for itself (its leases, its hosts file, its runs'
 volumes and records): a caller's volume named so could stand in for one of them."""
@@ -143,7 +144,12 @@ class VolumeSpec(StrictModel):
         description="Return this file or directory's content after the run.",
         examples=[True],
     )
-    name: str | None = Field(None, description="Volume name, for type volume.", examples=["cache"])
+    name: str | None = Field(
+        None,
+        pattern=VOLUME_NAME_PATTERN,
+        description="Volume name, for type volume.",
+        examples=["cache"],
+    )
     host_path: str | None = Field(
         None, description="Absolute host path, for type host.", examples=["/srv/shared"]
     )
@@ -165,8 +171,6 @@ class VolumeSpec(StrictModel):
             )
         if self.type == "volume" and not self.name:
             raise ValueError("a volume of type volume needs `name` (create it with /volume)")
-        if self.type == "volume" and not re.match(VOLUME_NAME_PATTERN, self.name or ""):
-            raise ValueError(f"volume name {self.name!r} is not a valid Docker volume name")
         if self.type == "host" and not self.host_path:
             raise ValueError("a volume of type host needs `host_path` (an absolute host path)")
         if self.type == "host" and not posixpath.isabs(self.host_path or ""):

@@ -73,7 +73,7 @@ class RunnerService:
         self._closing_at: float | None = None
         self.metrics = Metrics(
             running=lambda: self.admission.running,
-            waiting=lambda: self.admission.waiting,
+            waiting=lambda: self.admission.queued,
             tenants=settings.metrics_tenants,
         )
         self._health: Health | RunnerError | None = None

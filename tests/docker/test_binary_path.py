@@ -136,6 +136,18 @@ def test_a_finished_async_runs_returned_paths_download_as_a_file_and_a_tar(serve
     assert "/out.txt, /out" in missing.json()["message"]
 
 
+def test_a_returned_path_written_with_a_leading_slash_is_404_however_many(server):
+    volumes = {"/out": {"type": "directory", "response": True}}
+    with server() as client:
+        run_id = client.post("/runs", json=run_body("true", volumes=volumes)).json()["run_id"]
+        client.get(f"/runs/{run_id}/logs", timeout=60)  # the event stream ends with the run
+        answers = [client.get(f"/runs/{run_id}/files{slashes}out") for slashes in ("//", "///")]
+        assert client.get(f"/runs/{run_id}/files/out").status_code == 200
+    assert [answer.status_code for answer in answers] == [404, 404]
+    assert {answer.json()["field"] for answer in answers} == {"path"}
+    assert f"/runs/{run_id}/files/out" in answers[1].json()["message"]
+
+
 def test_a_200_mib_directory_streams_in(server):
     limits = {"max_archive_bytes": 300 * MiB, "max_extracted_bytes": 300 * MiB}
     with server(max_request_bytes=300 * MiB, **limits) as client:

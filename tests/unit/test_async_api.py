@@ -52,6 +52,16 @@ def test_past_the_queue_limit_a_start_is_429(make_settings):
     assert second.headers["retry-after"]
 
 
+def test_an_empty_idempotency_key_is_422_naming_the_header(make_settings):
+    """An empty key is no key: taken as one, unrelated starts would get back an earlier run."""
+    backend = FakeBackend()
+    with LocalClient(create_app(make_settings(), backend=backend)) as api:
+        response = api.post("/runs", json=run_body("true"), headers={"Idempotency-Key": ""})
+    assert response.status_code == 422
+    assert response.json()["field"] == "Idempotency-Key"
+    assert backend.specs == []
+
+
 def test_the_same_idempotency_key_starts_one_run(make_settings):
     backend = FakeBackend()
     key = {"Idempotency-Key": "deploy-42"}
