@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from runner.browsers import host_entry, parse_origin
 from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_SCRATCH_BYTES, MIN_TIMEOUT_SECONDS
 from runner.settings_errors import setting_problems, unknown_variables
 from runner.sizes import parse_size
@@ -66,15 +67,35 @@ class Settings(BaseSettings):
         description="Allow binding to a non-loopback address without API tokens.",
     )
     mcp_port: int = Field(8001, ge=1, le=65535, description="MCP (Streamable HTTP) port.")
-    mcp_allowed_hosts: StrList = Field(
+    allowed_hosts: StrList = Field(
         default_factory=list,
-        description="Host headers the MCP endpoint accepts besides loopback names "
-        "(DNS-rebinding protection), e.g. runner.example.com:8001. Comma-separated.",
+        validation_alias=AliasChoices("RUNNER_ALLOWED_HOSTS", "RUNNER_MCP_ALLOWED_HOSTS"),
+        description="Host headers both doors accept besides loopback names (DNS-rebinding "
+        "protection): `name` (any port), `name:port` or `name:*`, comma-separated, e.g. "
+        "runner.example.com. Empty with API tokens: any Host. RUNNER_MCP_ALLOWED_HOSTS is an "
+        "older name for it.",
     )
-    mcp_allowed_origins: StrList = Field(
+    allowed_origins: StrList = Field(
         default_factory=list,
-        description="Origin headers the MCP endpoint accepts besides loopback origins, e.g. "
-        "https://runner.example.com. Comma-separated.",
+        validation_alias=AliasChoices("RUNNER_ALLOWED_ORIGINS", "RUNNER_MCP_ALLOWED_ORIGINS"),
+        description="Web origins whose pages may call both doors besides the runner's own "
+        "(they get CORS answers), comma-separated, e.g. https://tools.example.com or "
+        "http://localhost:*. Empty: none. RUNNER_MCP_ALLOWED_ORIGINS is an older name for it.",
+    )
+    operator_tokens: StrList = Field(
+        default_factory=list,
+        description="Bearer tokens of operators (comma-separated, `token` or `name:token`): "
+        "tenants that also see engine-wide listings (every container, every image) and, with "
+        "RUNNER_METRICS_TENANTS, the metrics. Without any token the local caller is the "
+        "operator.",
+    )
+    operator_tokens_file: Path | None = Field(
+        None, description="File with more operator tokens, one per line (e.g. a mounted Secret)."
+    )
+    metrics_tenants: bool = Field(
+        False,
+        description="Label run counts in /metrics with the tenant's name; then, when tokens are "
+        "configured, /metrics needs an operator token (RUNNER_OPERATOR_TOKENS).",
     )
     instance_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()[:54]}-{uuid.uuid4().hex[:8]}",
@@ -339,8 +360,9 @@ class Settings(BaseSettings):
         "cap_add",
         "kube_image_pull_secrets",
         "api_tokens",
-        "mcp_allowed_hosts",
-        "mcp_allowed_origins",
+        "operator_tokens",
+        "allowed_hosts",
+        "allowed_origins",
         mode="before",
     )
     @classmethod
@@ -353,6 +375,31 @@ class Settings(BaseSettings):
     @classmethod
     def _size_in_bytes(cls, value: object) -> object:
         return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                host_entry(entry)
+            except ValueError:
+                raise ValueError(
+                    "each entry is `name`, `name:port` or `name:*`, e.g. runner.example.com"
+                ) from None
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origin_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                parse_origin(entry, entry=True)
+            except ValueError:
+                raise ValueError(
+                    "each entry is an origin, `scheme://name[:port]` (the port may be `*`), "
+                    "e.g. https://tools.example.com"
+                ) from None
+        return value
 
     @field_validator("default_memory", "max_memory")
     @classmethod
@@ -379,12 +426,13 @@ class Settings(BaseSettings):
         return self
 
     def tokens(self) -> list[tuple[str, Tenant]]:
-        """Every accepted API token and its tenant: from the setting and from the tokens file."""
-        entries = list(self.api_tokens)
-        if self.api_tokens_file is not None:
-            lines = self.api_tokens_file.read_text().splitlines()
-            entries += [line.strip() for line in lines if line.strip()]
-        return [parse_token(entry) for entry in entries]
+        """Every accepted API token and its tenant (operators' first): from the settings and
+        from the tokens file."""
+        operators = _entries(self.operator_tokens, self.operator_tokens_file)
+        tenants = _entries(self.api_tokens, self.api_tokens_file)
+        return [parse_token(entry, operator=True) for entry in operators] + [
+            parse_token(entry) for entry in tenants
+        ]
 
     def docker_environment(self) -> dict[str, str]:
         """The DOCKER_* variables docker-py understands, from these settings (env or .env)."""
@@ -394,6 +442,12 @@ class Settings(BaseSettings):
             "DOCKER_CERT_PATH": self.docker_cert_path,
         }
         return {name: value for name, value in values.items() if value}
+
+
+def _entries(listed: list[str], file: Path | None) -> list[str]:
+    """Token entries from a setting and, one per line, from a file."""
+    lines = file.read_text().splitlines() if file is not None else []
+    return [*listed, *(line.strip() for line in lines if line.strip())]
 
 
 @lru_cache

@@ -23,12 +23,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import docker
 import httpx
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 from starlette.types import ASGIApp
 
 from backends.labels import HOSTS_ROLE, INSTANCE, LEASE_ROLE, ROLE
@@ -264,3 +265,11 @@ def remove_gone(remove: Callable[..., object], name: str, **options: object) -> 
     except docker.errors.APIError as exc:
         if exc.status_code not in (404, 409):
             raise
+
+
+class LocalClient(TestClient):
+    """Starlette's TestClient, calling as a local program does: to `localhost` (its default
+    host name, `testserver`, is not one a runner serves: `runner.browsers`)."""
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        super().__init__(app, base_url="http://localhost", **options)

@@ -138,6 +138,11 @@ def _refuse_open_exposure(settings: Settings) -> None:
             "could run containers. Set RUNNER_API_TOKENS, or RUNNER_ALLOW_UNAUTHENTICATED_REMOTE"
             "=true if something else guards the network."
         )
+    if settings.host not in LOOPBACK and not settings.allowed_hosts:
+        log.warning(
+            "without API tokens only requests to a loopback name (127.0.0.1, localhost) are "
+            "answered; list the names clients call this runner by in RUNNER_ALLOWED_HOSTS"
+        )
 
 
 if __name__ == "__main__":

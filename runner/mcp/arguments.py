@@ -34,7 +34,9 @@ class RunLogsArguments(RunId):
 
 class ListContainersArguments(Arguments):
     all: bool = Field(False, description="Include stopped containers.")
-    managed_only: bool = Field(True, description="Only the runner's own.")
+    managed_only: bool = Field(
+        True, description="false: every container on the engine (operators only)."
+    )
     status: str | None = Field(None, description="e.g. running, exited")
 
 

@@ -25,6 +25,7 @@ from tests.helpers import (
     TEST_REGISTRIES,
     b64,
     instance_id,
+    remove_objects_of,
     run_body,
     serving,
     tar_gz,
@@ -45,10 +46,7 @@ def http_target(docker_client, make_module_settings) -> Iterator[tuple[str, str]
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp", settings.instance_id
     for instance in (settings.instance_id, STDIO_INSTANCE):
-        for item in docker_client.api.containers(
-            all=True, filters={"label": f"{INSTANCE}={instance}"}
-        ):
-            docker_client.api.remove_container(item["Id"], force=True, v=True)
+        remove_objects_of(docker_client, instance)
 
 
 @pytest.fixture(params=["http", "stdio"])
