@@ -34,9 +34,7 @@ class RunLogsArguments(RunId):
 
 class ListContainersArguments(Arguments):
     all: bool = Field(False, description="Include stopped containers.")
-    managed_only: bool = Field(
-        True, description="false: every container on the engine (operators only)."
-    )
+    managed_only: bool = Field(True, description="false: every container (operators only).")
     status: str | None = Field(None, description="e.g. running, exited")
 
 

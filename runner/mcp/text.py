@@ -71,13 +71,13 @@ Example: {}
 """
 
 LIST_CONTAINERS = """List containers on the engine: by default your own runs in progress
-(`managed_only: false`, every container on the engine, only for an operator).
+(`managed_only: false`: every container, for operators only).
 
 Example: {"all": true, "status": "running"}
 """
 
-LIST_IMAGES = """List images present on the engine that you may run (so pull_policy "never" or
-"missing" can use them), optionally filtered by reference.
+LIST_IMAGES = """List the images on the engine you may run (for pull_policy "never" or
+"missing"), optionally filtered by reference.
 
 Example: {"reference": "python"}
 """
