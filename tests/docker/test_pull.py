@@ -12,6 +12,7 @@ from tests.helpers import (
     REGISTRY_PASSWORD,
     REGISTRY_USER,
     TEST_IMAGE,
+    TEST_REGISTRIES,
 )
 
 
@@ -114,9 +115,10 @@ def test_credentials_never_reach_the_logs(client, absent, caplog):
     assert "leaky-secret-42" not in caplog.text
 
 
-def test_pull_missing_of_an_absent_image_with_its_registry_down_says_both(client):
+def test_pull_missing_of_an_absent_image_with_its_registry_down_says_both(app_client):
     """The request already said `missing`: the answer says what happened and what to do."""
     absent = "127.0.0.1:9/oneoff-test/absent:1"  # no registry listens on port 9
+    client = app_client(allowed_registries=[*TEST_REGISTRIES, "127.0.0.1:9"])
     response = client.post("/run", json=echo(absent, pull_policy="missing"))
     assert response.status_code == 502, response.text
     body = response.json()

@@ -20,8 +20,8 @@ from tests.registries import CREDENTIALS, Push, SlowProxy
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(
-    client: Client, unique_image: Push, docker_client: docker.DockerClient
+async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(  # type: ignore[no-untyped-def]
+    unique_image: Push, docker_client: docker.DockerClient, make_settings
 ) -> None:
     """Through a proxy that passes 2 MB/s, so the 4 MB layer downloads for about 2 s: an engine
     that reports a download's bytes on a timer (the containerd image store, Docker 29's default,
@@ -33,10 +33,13 @@ async def test_a_pull_reports_progress_and_leaves_the_image_on_the_engine(
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         notes.append((value, total, message))
 
+    settings = make_settings(allowed_registries=[*TEST_REGISTRIES, proxy.address])
     try:
-        result = await client.call_tool(
-            "pull_image", {"image": image}, progress_callback=on_progress
-        )
+        with serving(create_app(settings)) as port:
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                result = await client.call_tool(
+                    "pull_image", {"image": image}, progress_callback=on_progress
+                )
         assert result.is_error is False, result.content
         assert docker_client.images.get(image).id == result.structured_content["id"]
     finally:
