@@ -98,13 +98,15 @@ def _configure_logging(settings: Settings, level: str) -> None:
 
 
 def _refuse_open_exposure(settings: Settings) -> None:
-    """Without API tokens the service listens on loopback only, unless the operator insists."""
-    if settings.tokens():
+    """Without API tokens or an identity provider the service listens on loopback only, unless
+    the operator insists."""
+    if settings.tokens() or settings.oauth_issuers:
         return
     if settings.host not in LOOPBACK and not settings.allow_unauthenticated_remote:
         sys.exit(
             f"refusing to listen on {settings.host} without API tokens: anyone who can reach it "
-            "could run containers. Set RUNNER_API_TOKENS, or RUNNER_ALLOW_UNAUTHENTICATED_REMOTE"
+            "could run containers. Set RUNNER_API_TOKENS or RUNNER_OAUTH_ISSUERS, or "
+            "RUNNER_ALLOW_UNAUTHENTICATED_REMOTE"
             "=true if something else guards the network."
         )
     log.warning("no API tokens configured (RUNNER_API_TOKENS): requests are not authenticated")

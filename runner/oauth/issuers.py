@@ -20,7 +20,7 @@ from jwt import PyJWK, PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWKSetError
 
 from runner.oauth.errors import TokenRefused, VerifierUnavailable
-from runner.oauth.policy import OAuthPolicy
+from runner.oauth.policy import OAuthPolicy, check_provider_url
 
 FAILURE_BACKOFF = 5.0
 MAX_DOCUMENT_BYTES = 1024 * 1024
@@ -67,8 +67,10 @@ class Issuer:
         uri = document.get("jwks_uri")
         if document.get("issuer") != self.issuer or not isinstance(uri, str):
             self._failed("its discovery document names another issuer or no jwks_uri")
-        if not uri.startswith(("https://", "http://")):
-            self._failed("its jwks_uri is not an HTTP(S) URL")
+        try:
+            check_provider_url(uri)
+        except ValueError:
+            self._failed("its jwks_uri is neither https nor on loopback")
         return uri
 
     def _discover(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from runner.oauth.errors import ScopeMissing, TokenRefused
 
@@ -31,15 +32,27 @@ accepted (an HMAC "signed" with the issuer's public key is the classic forgery).
 MAX_TENANT_LENGTH = 200
 
 
+def check_provider_url(url: str) -> None:
+    """Keys and answers that decide who gets in travel over TLS, or never leave the host."""
+    parsed = urlsplit(url)
+    loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parsed.hostname or not (
+        parsed.scheme == "https" or (parsed.scheme == "http" and loopback)
+    ):
+        raise ValueError(
+            f"{url!r}: the identity provider is reached over https (http only on loopback)"
+        )
+
+
 @dataclass(frozen=True)
 class OAuthPolicy:
-    """`issuers`: exact issuer identifiers (`iss`); `audience`: this runner's resource
-    identifier, which `aud` must contain; `leeway`: seconds of clock skew allowed on
+    """`issuers`: exact issuer identifiers (`iss`); `audiences`: this runner's resource
+    identifiers, one of which `aud` must contain; `leeway`: seconds of clock skew allowed on
     `exp`/`nbf`/`iat`; `jwks_lifespan`: how long fetched keys are used before a refetch;
     `jwks_cooldown`: the least time between two refetches caused by an unknown key id."""
 
     issuers: tuple[str, ...]
-    audience: str
+    audiences: tuple[str, ...]
     tenant_claim: str = "sub"
     required_scopes: tuple[str, ...] = ()
     algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS

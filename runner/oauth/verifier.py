@@ -63,13 +63,13 @@ class TokenVerifier:
                 token,
                 key,
                 algorithms=[str(algorithm)],
-                audience=self.policy.audience,
+                audience=list(self.policy.audiences),
                 issuer=issuer.issuer,
                 leeway=self.policy.leeway,
                 options={"require": REQUIRED_CLAIMS, "enforce_minimum_key_length": True},
             )
         except jwt_errors.PyJWTError as exc:
-            raise refusal(exc, self.policy.audience) from None
+            raise refusal(exc, self.policy.audiences) from None
         return identity_of(claims, issuer.issuer, self.policy)
 
     def _issuer(self, token: str) -> Issuer:
@@ -95,8 +95,8 @@ class TokenVerifier:
             )
         audience = claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
-        if self.policy.audience not in audiences:
-            raise TokenRefused("audience", audience_message(self.policy.audience))
+        if not set(self.policy.audiences) & set(audiences):
+            raise TokenRefused("audience", audience_message(self.policy.audiences))
         expires = claims.get("exp")
         if isinstance(expires, int | float) and expires + self.policy.leeway < time.time():
             raise TokenRefused("expired", EXPIRED)
@@ -106,11 +106,13 @@ class TokenVerifier:
 EXPIRED = "the token has expired: get a new one from the identity provider"
 
 
-def audience_message(audience: str) -> str:
-    return f"the token is not for this runner: its audience (aud) must include {audience!r}"
+def audience_message(audiences: tuple[str, ...]) -> str:
+    return "the token is not for this runner: its audience (aud) must include " + " or ".join(
+        repr(audience) for audience in audiences
+    )
 
 
-def refusal(exc: jwt_errors.PyJWTError, audience: str) -> TokenRefused:
+def refusal(exc: jwt_errors.PyJWTError, audiences: tuple[str, ...]) -> TokenRefused:
     """PyJWT's finding, as a reason an operator can act on."""
     if isinstance(exc, jwt_errors.ExpiredSignatureError):
         return TokenRefused("expired", EXPIRED)
@@ -121,7 +123,7 @@ def refusal(exc: jwt_errors.PyJWTError, audience: str) -> TokenRefused:
             "and the provider apart? (RUNNER_OAUTH_LEEWAY_SECONDS)",
         )
     if isinstance(exc, jwt_errors.InvalidAudienceError):
-        return TokenRefused("audience", audience_message(audience))
+        return TokenRefused("audience", audience_message(audiences))
     if isinstance(exc, jwt_errors.InvalidIssuerError):
         return TokenRefused("issuer", "the token's issuer (iss) is not trusted here")
     if isinstance(exc, jwt_errors.InvalidSignatureError):

@@ -24,7 +24,7 @@ OTHER = "http://other-service.test/"
 
 
 def policy(provider: Provider, **overrides: object) -> OAuthPolicy:
-    values: dict[str, object] = {"issuers": (provider.issuer,), "audience": AUDIENCE}
+    values: dict[str, object] = {"issuers": (provider.issuer,), "audiences": (AUDIENCE,)}
     values.update(overrides)
     return OAuthPolicy(**values)  # type: ignore[arg-type]
 
@@ -81,7 +81,7 @@ def test_a_token_for_another_audience_is_refused(provider: Provider) -> None:
 
 def test_a_token_of_an_untrusted_issuer_is_refused(provider: Provider) -> None:
     client = provider.client([AUDIENCE])
-    verifier = TokenVerifier(OAuthPolicy(issuers=("https://idp.example",), audience=AUDIENCE))
+    verifier = TokenVerifier(OAuthPolicy(issuers=("https://idp.example",), audiences=(AUDIENCE,)))
     assert refusal(verifier, provider.token(client, AUDIENCE)).reason == "issuer"
 
 
