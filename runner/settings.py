@@ -230,9 +230,10 @@ class Settings(BaseSettings):
     oauth_audience: StrList = Field(
         default_factory=list,
         description="This runner's resource identifier(s), e.g. https://runner.example.com: a "
-        "token's `aud` must contain one. The first whose origin matches the request is the "
-        "`resource` of the protected-resource metadata. Never a client id (an ID token would "
-        "pass). Required with oauth_issuers.",
+        "token's `aud` must contain one. To a request, the runner names itself (`resource` of "
+        "its protected-resource metadata) with the one on the same host and port whose path "
+        "leads the request's (e.g. https://runner.example.com/mcp for /mcp), else the first. "
+        "Never a client id (an ID token would pass). Required with oauth_issuers.",
     )
     oauth_tenant_claim: str = Field(
         "sub",

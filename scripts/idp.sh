@@ -12,7 +12,8 @@
 #   scripts/idp.sh down    stop what `up` started
 #   scripts/idp.sh status  whether it runs
 #
-# The tests (tests/idp.py) call only `build` and start their own copy on free ports.
+# The tests (tests/idp.py) call only `build` and start their own copy on free ports; CI
+# (.ci/run) builds in the background while the suite's first tests run.
 # Logs go to stderr and $STATE/idp.log; only `build` and `up` print on stdout.
 set -euo pipefail
 
@@ -40,10 +41,13 @@ build_dir() {  # the cache directory of these sources and this Go
   echo "$CACHE_ROOT/hydra-$(release)-$hash"
 }
 
-build() {
+build() {  # one build at a time: a second caller waits for the first, then finds the binary
   command -v go >/dev/null || die "needs Go (the module proxy builds the provider)"
   local dir
   dir=$(build_dir)
+  mkdir -p "$CACHE_ROOT"
+  exec 9>"$CACHE_ROOT/.build.lock"
+  flock 9
   if [ ! -x "$dir/idp" ]; then
     command -v gcc >/dev/null || die "needs gcc (Hydra's in-memory SQLite is cgo)"
     mkdir -p "$dir"
@@ -55,6 +59,7 @@ build() {
     mv "$dir/idp.new" "$dir/idp"
     log "built in $((SECONDS - started)) s"
   fi
+  exec 9>&-
   echo "$dir/idp"
 }
 
