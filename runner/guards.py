@@ -19,25 +19,34 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runner.oauth import OAuthError
-from runner.oauth.door import OAuthDoor
+from runner.oauth.door import OAuthDoor, allowed
 from runner.settings import Settings
 from runner.tenancy import LOCAL, Tenant, remember
 
 
-def guard(app: Starlette, settings: Settings, open_paths: frozenset[str]) -> None:
-    """Put the checks every HTTP door shares in front of `app`; `open_paths` need no token."""
+def guard(
+    app: Starlette,
+    settings: Settings,
+    open_paths: frozenset[str],
+    operation: Callable[[Scope], str] | None = None,
+) -> None:
+    """Put the checks every HTTP door shares in front of `app`; `open_paths` need no token.
+    `operation` tells a request's operation (`runner.oauth.door`) from its scope, for the
+    scopes an access token needs; a door that cannot (MCP: the body tells) checks them itself."""
     policy = settings.oauth_policy()
     app.add_middleware(
         BearerTokenAuth,
         tokens=settings.tokens(),
         open_paths=open_paths,
         oauth=OAuthDoor(policy) if policy else None,
+        operation=operation,
     )
 
 
@@ -48,8 +57,10 @@ class BearerTokenAuth:
         tokens: list[tuple[str, Tenant]],
         open_paths: frozenset[str],
         oauth: OAuthDoor | None = None,
+        operation: Callable[[Scope], str] | None = None,
     ) -> None:
         self.app = app
+        self.operation = operation
         self.tokens = [(token.encode(), tenant) for token, tenant in tokens]
         self.open_paths = open_paths
         self.oauth = oauth
@@ -101,12 +112,14 @@ class BearerTokenAuth:
             await self.oauth.refuse(scope, send, None)
             return
         try:
-            tenant = await self.oauth.tenant(presented.strip())
+            await self.oauth.sign_in(scope, presented.strip())
         except OAuthError as exc:
             await self.oauth.refuse(scope, send, exc)
             return
-        remember(scope, tenant)
-        await self.app(scope, receive, send)
+        if self.operation is None or await allowed(
+            self.oauth.policy, scope, self.operation(scope), send
+        ):
+            await self.app(scope, receive, send)
 
     def _tenant(self, header: str) -> Tenant | None:
         """The tenant whose token was presented; every token is compared, matching or not."""

@@ -246,6 +246,16 @@ class Settings(BaseSettings):
         description="Scopes every access token must grant (comma-separated); advertised as "
         "`scopes_supported`. Missing ones are 403 insufficient_scope.",
     )
+    oauth_read_scopes: StrList = Field(
+        default_factory=list,
+        description="Scopes an access token needs to read (REST GET; MCP read-only tools, "
+        "listings, task status), comma-separated. API tokens need none.",
+    )
+    oauth_write_scopes: StrList = Field(
+        default_factory=list,
+        description="Scopes an access token needs for everything else (starting and "
+        "cancelling runs, volumes, pulls), comma-separated.",
+    )
     oauth_leeway_seconds: float = Field(
         30, ge=0, le=300, description="Clock skew allowed on a token's exp, nbf and iat."
     )
@@ -349,6 +359,8 @@ class Settings(BaseSettings):
         "oauth_issuers",
         "oauth_audience",
         "oauth_required_scopes",
+        "oauth_read_scopes",
+        "oauth_write_scopes",
         "mcp_allowed_hosts",
         "mcp_allowed_origins",
         mode="before",
@@ -395,6 +407,8 @@ class Settings(BaseSettings):
             audiences=tuple(self.oauth_audience),
             tenant_claim=self.oauth_tenant_claim,
             required_scopes=tuple(self.oauth_required_scopes),
+            read_scopes=tuple(self.oauth_read_scopes),
+            write_scopes=tuple(self.oauth_write_scopes),
             leeway=self.oauth_leeway_seconds,
             jwks_lifespan=self.oauth_jwks_cache_seconds,
             jwks_cooldown=self.oauth_jwks_refresh_seconds,

@@ -46,8 +46,9 @@ def document(policy: OAuthPolicy, resource: str) -> dict[str, Any]:
         "bearer_methods_supported": ["header"],
         "resource_name": "oneoff-runner",
     }
-    if policy.required_scopes:
-        body["scopes_supported"] = list(policy.required_scopes)
+    scopes = [*policy.required_scopes, *policy.read_scopes, *policy.write_scopes]
+    if scopes:
+        body["scopes_supported"] = list(dict.fromkeys(scopes))
     return body
 
 

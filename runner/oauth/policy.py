@@ -49,12 +49,16 @@ class OAuthPolicy:
     """`issuers`: exact issuer identifiers (`iss`); `audiences`: this runner's resource
     identifiers, one of which `aud` must contain; `leeway`: seconds of clock skew allowed on
     `exp`/`nbf`/`iat`; `jwks_lifespan`: how long fetched keys are used before a refetch;
-    `jwks_cooldown`: the least time between two refetches caused by an unknown key id."""
+    `jwks_cooldown`: the least time between two refetches caused by an unknown key id;
+    `required_scopes` every request needs, `read_scopes` and `write_scopes` those of the two
+    operations (`read`: what changes nothing; `write`: the rest)."""
 
     issuers: tuple[str, ...]
     audiences: tuple[str, ...]
     tenant_claim: str = "sub"
     required_scopes: tuple[str, ...] = ()
+    read_scopes: tuple[str, ...] = ()
+    write_scopes: tuple[str, ...] = ()
     algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
     leeway: float = 30.0
     jwks_lifespan: float = 300.0
@@ -63,6 +67,9 @@ class OAuthPolicy:
     introspection_client_id: str | None = None
     introspection_client_secret: str | None = None
     timeout: float = 5.0
+
+    def scopes_for(self, operation: str) -> tuple[str, ...]:
+        return self.read_scopes if operation == "read" else self.write_scopes
 
     def __post_init__(self) -> None:
         unsafe = [name for name in self.algorithms if name not in ASYMMETRIC_ALGORITHMS]

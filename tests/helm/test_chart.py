@@ -58,6 +58,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "audience": ["https://runner.example.com"],
                 "tenantClaim": "org.id",
                 "requiredScopes": ["runner"],
+                "writeScopes": ["runner.write"],
                 "introspection": {
                     "url": "https://login.example.com/introspect",
                     "clientId": "runner",
@@ -320,6 +321,10 @@ def test_the_identity_provider_values_reach_the_runner() -> None:
     assert env["RUNNER_OAUTH_AUDIENCE"] == "https://runner.example.com"
     assert env["RUNNER_OAUTH_TENANT_CLAIM"] == "org.id"
     assert env["RUNNER_OAUTH_REQUIRED_SCOPES"] == "runner"
+    assert (env["RUNNER_OAUTH_READ_SCOPES"], env["RUNNER_OAUTH_WRITE_SCOPES"]) == (
+        "",
+        "runner.write",
+    )
     (deployment,) = find(items, "Deployment")
     (secret,) = [item for item in _env(deployment) if item["name"].endswith("CLIENT_SECRET")]
     assert secret["valueFrom"]["secretKeyRef"] == {

@@ -158,6 +158,33 @@ def test_a_token_without_a_required_scope_is_403(
         assert httpx.get(urls.rest + PRM).json()["scopes_supported"] == ["runs"]
 
 
+def test_reading_and_writing_need_their_own_scopes_on_both_doors(
+    provider: Provider, docker_client: docker.DockerClient
+) -> None:
+    scopes = {"oauth_read_scopes": ["runs.read"], "oauth_write_scopes": ["runs.write"]}
+    with runner(provider, docker_client, **scopes) as urls:
+        audiences = [urls.rest, urls.mcp]
+        client = provider.client(audiences, scope="runs.read runs.write")
+        reader = {door: provider.token(client, door, scope="runs.read") for door in audiences}
+        writer = {door: provider.token(client, door, scope="runs.write") for door in audiences}
+        assert httpx.get(f"{urls.rest}/runs", headers=bearer(reader[urls.rest])).status_code == 200
+        body = run_body("true")
+        answer = httpx.post(f"{urls.rest}/run", json=body, headers=bearer(reader[urls.rest]))
+        assert answer.status_code == 403
+        assert 'scope="runs.write"' in answer.headers["www-authenticate"]
+        answer = httpx.post(f"{urls.rest}/run", json=body, headers=bearer(writer[urls.rest]))
+        assert answer.status_code == 200
+        assert httpx.get(f"{urls.rest}/runs", headers=bearer(writer[urls.rest])).status_code == 403
+
+        assert mcp_call(urls.mcp, reader[urls.mcp], "list_volumes", {}).status_code == 200
+        refused = mcp_call(urls.mcp, reader[urls.mcp], "run_container", body)
+        assert refused.status_code == 403
+        assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+        assert mcp_call(urls.mcp, writer[urls.mcp], "run_container", body).status_code == 200
+        assert mcp_call(urls.mcp, STATIC, "run_container", body).status_code == 200
+        assert httpx.get(urls.rest + PRM).json()["scopes_supported"] == ["runs.read", "runs.write"]
+
+
 def test_a_key_rotation_at_the_provider_is_picked_up(doors: Runner, provider: Provider) -> None:
     client = provider.client([doors.rest])
     before = provider.token(client, doors.rest)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from runner.oauth import OAuthPolicy, TokenRefused
+from runner.oauth.door import mcp_operation
 from runner.oauth.metadata import challenge, document, metadata_url, resource_for
 from runner.oauth.policy import identity_of, scopes_of
 from runner.settings import Settings
@@ -134,3 +135,22 @@ def test_a_loopback_provider_may_speak_plain_http():
     assert policy.issuers == ("http://127.0.0.1:4444", "https://idp.example")
     assert policy.introspection_client_secret == "s3cret"
     assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("message", "operation"),
+    [
+        ({"method": "tools/call", "params": {"name": "get_run"}}, "read"),
+        ({"method": "tools/call", "params": {"name": "run_container"}}, "write"),
+        ({"method": "tools/call", "params": {"name": 3}}, "write"),
+        ({"method": "tools/call"}, "write"),
+        ({"method": "tasks/cancel", "params": {"taskId": "x"}}, "write"),
+        ({"method": "tools/list"}, "read"),
+        ({"method": "initialize"}, "read"),
+        ([{"method": "tools/list"}, {"method": "tools/call", "params": {"name": "x"}}], "write"),
+        ([1, "x", None], "read"),
+        (None, "read"),  # not JSON: the SDK answers with a parse error
+    ],
+)
+def test_an_mcp_message_writes_unless_everything_in_it_only_reads(message, operation):
+    assert mcp_operation(message, {"get_run"}) == operation
