@@ -130,8 +130,10 @@ def tenant_of(claims: Mapping[str, Any], path: str) -> str:
             "a string, a number, or a list of one",
         )
     text = str(value)
-    if not text or len(text) > MAX_TENANT_LENGTH:
+    if not text or len(text) > MAX_TENANT_LENGTH or not text.isprintable():
         raise TokenRefused(
-            "tenant", f"the token's {path!r} claim must be 1 to {MAX_TENANT_LENGTH} characters"
+            "tenant",
+            f"the token's {path!r} claim must be 1 to {MAX_TENANT_LENGTH} printable characters "
+            "(it names the tenant in logs and metrics)",
         )
     return text

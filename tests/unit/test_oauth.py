@@ -88,7 +88,15 @@ def test_the_tenant_is_the_chosen_claim(claims, path, tenant):
 
 @pytest.mark.parametrize(
     "claims",
-    [{}, {"sub": ""}, {"sub": True}, {"sub": ["a", "b"]}, {"sub": {"x": 1}}, {"sub": "x" * 201}],
+    [
+        {},
+        {"sub": ""},
+        {"sub": True},
+        {"sub": ["a", "b"]},
+        {"sub": {"x": 1}},
+        {"sub": "x" * 201},
+        {"sub": "alice\nINFO forged log line"},
+    ],
 )
 def test_a_token_that_names_no_single_tenant_is_refused(claims):
     with pytest.raises(TokenRefused) as refused:
