@@ -15,6 +15,7 @@ from backends import get_backend
 from runner.backend import Backend
 from runner.browsers import FORM, JSON
 from runner.guards import guard
+from runner.oauth.door import rest_operation
 from runner.rest import files, health, inventory, run, runs, volumes
 from runner.rest.bodies import document_run_request
 from runner.rest.docs import documented_app, open_docs_paths
@@ -49,6 +50,7 @@ def create_app(
         open_paths=health.OPEN_PATHS | open_docs_paths(),
         probe_paths=health.OPEN_PATHS,
         body_types=(JSON, FORM),
+        operation=rest_operation,
     )
     answer_errors(app)
     for module in ROUTES:

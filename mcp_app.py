@@ -14,7 +14,9 @@ import logging
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
+from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.applications import Starlette
@@ -26,8 +28,9 @@ from backends import get_backend
 from runner.backend import Backend
 from runner.guards import guard
 from runner.mcp import stdio
-from runner.mcp.http import JsonRpcDoor
-from runner.mcp.tools import build_server
+from runner.mcp.http import Authorize, JsonRpcDoor
+from runner.mcp.tools import build_server, read_only_tools
+from runner.oauth.door import allowed, mcp_operation
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
 
@@ -89,10 +92,25 @@ def create_app(
                 await stack.enter_async_context(transport.router.lifespan_context(transport))
             yield
 
-    door = JsonRpcDoor(_ByAccept(*transports), settings.max_request_bytes)
+    door = JsonRpcDoor(
+        _ByAccept(*transports), settings.max_request_bytes, _authorize(settings, server)
+    )
     app = Starlette(routes=[Route("/mcp", door)], lifespan=lifespan)
     guard(app, settings, open_paths=())
     return app
+
+
+def _authorize(settings: Settings, server: MCPServer) -> Authorize | None:
+    """The scopes an access token needs for a message (`runner.oauth.door`)."""
+    policy = settings.oauth_policy()
+    if policy is None:
+        return None
+    read_only = read_only_tools(server)
+
+    async def authorize(scope: Scope, message: Any, send: Send) -> bool:
+        return await allowed(policy, scope, mcp_operation(message, read_only), send)
+
+    return authorize
 
 
 async def serve_stdio(settings: Settings) -> None:

@@ -17,11 +17,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from runner.browsers import host_entry, parse_origin
 from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_SCRATCH_BYTES, MIN_TIMEOUT_SECONDS
+from runner.oauth.policy import OAuthPolicy, check_provider_url
 from runner.settings_errors import setting_problems, unknown_variables
 from runner.sizes import parse_size
 from runner.tenancy import Tenant, parse_token
@@ -280,6 +288,72 @@ class Settings(BaseSettings):
         description="Engine log kept per async run (local log driver); past it the oldest "
         "output is dropped.",
     )
+    oauth_issuers: StrList = Field(
+        default_factory=list,
+        description="OpenID Connect / OAuth 2.1 issuers whose access tokens are accepted "
+        "beside the API tokens, exactly as each writes `iss` (comma-separated; https, or http "
+        "on loopback only). Empty: no sign-in with an identity provider.",
+    )
+    oauth_audience: StrList = Field(
+        default_factory=list,
+        description="This runner's resource identifier(s), e.g. https://runner.example.com: a "
+        "token's `aud` must contain one. To a request, the runner names itself (`resource` of "
+        "its protected-resource metadata) with the one on the same host and port whose path "
+        "leads the request's (e.g. https://runner.example.com/mcp for /mcp), else the first. "
+        "Never a client id (an ID token would pass). Required with oauth_issuers.",
+    )
+    oauth_tenant_claim: str = Field(
+        "sub",
+        min_length=1,
+        description="The token claim that names the tenant (`sub`, or e.g. `org_id`; a dotted "
+        "path reaches into objects). The same value from two issuers is two tenants.",
+    )
+    oauth_required_scopes: StrList = Field(
+        default_factory=list,
+        description="Scopes every access token must grant (comma-separated); advertised as "
+        "`scopes_supported`. Missing ones are 403 insufficient_scope.",
+    )
+    oauth_read_scopes: StrList = Field(
+        default_factory=list,
+        description="Scopes an access token needs to read (REST GET; MCP read-only tools, "
+        "listings, task status), comma-separated. API tokens need none.",
+    )
+    oauth_write_scopes: StrList = Field(
+        default_factory=list,
+        description="Scopes an access token needs for everything else (starting and "
+        "cancelling runs, volumes, pulls), comma-separated.",
+    )
+    oauth_leeway_seconds: float = Field(
+        30, ge=0, le=300, description="Clock skew allowed on a token's exp, nbf and iat."
+    )
+    oauth_jwks_cache_seconds: float = Field(
+        300,
+        ge=1,
+        le=86400,
+        description="How long an issuer's signing keys are used before they are fetched again; "
+        "when they cannot be, tokens of that issuer are refused with 503.",
+    )
+    oauth_jwks_refresh_seconds: float = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="Least time between two fetches of the keys caused by a token naming an "
+        "unknown key (a rotation): tokens of made-up key ids cannot flood the provider.",
+    )
+    oauth_introspection_url: str | None = Field(
+        None,
+        description="RFC 7662 introspection endpoint, for opaque (non-JWT) access tokens. "
+        "Unset: only JWT access tokens are accepted.",
+    )
+    oauth_introspection_client_id: str | None = Field(
+        None, description="Client id the runner introspects with (HTTP Basic)."
+    )
+    oauth_introspection_client_secret: SecretStr | None = Field(
+        None, description="That client's secret."
+    )
+    oauth_timeout_seconds: float = Field(
+        5, gt=0, le=60, description="Timeout of one request to the identity provider."
+    )
     docker_api_timeout_seconds: float = Field(
         120, gt=0, description="Timeout of one Docker API call (not of a run)."
     )
@@ -363,6 +437,11 @@ class Settings(BaseSettings):
         "operator_tokens",
         "allowed_hosts",
         "allowed_origins",
+        "oauth_issuers",
+        "oauth_audience",
+        "oauth_required_scopes",
+        "oauth_read_scopes",
+        "oauth_write_scopes",
         mode="before",
     )
     @classmethod
@@ -423,7 +502,41 @@ class Settings(BaseSettings):
                 "with backend kubernetes, set kube_helper_image to the runner's image, as the "
                 "cluster pulls it (docs/kubernetes.md)"
             )
+        if self.oauth_issuers and not self.oauth_audience:
+            raise ValueError("oauth_issuers needs oauth_audience: the identifier tokens name")
         return self
+
+    @field_validator("oauth_issuers", "oauth_introspection_url")
+    @classmethod
+    def _provider_urls(cls, value: list[str] | str | None) -> list[str] | str | None:
+        for url in [value] if isinstance(value, str) else value or []:
+            check_provider_url(url)
+        return value
+
+    def oauth_policy(self) -> OAuthPolicy | None:
+        """What the identity provider sign-in trusts; None when no issuer is configured."""
+        if not self.oauth_issuers:
+            return None
+        secret = self.oauth_introspection_client_secret
+        return OAuthPolicy(
+            issuers=tuple(self.oauth_issuers),
+            audiences=tuple(self.oauth_audience),
+            tenant_claim=self.oauth_tenant_claim,
+            required_scopes=tuple(self.oauth_required_scopes),
+            read_scopes=tuple(self.oauth_read_scopes),
+            write_scopes=tuple(self.oauth_write_scopes),
+            leeway=self.oauth_leeway_seconds,
+            jwks_lifespan=self.oauth_jwks_cache_seconds,
+            jwks_cooldown=self.oauth_jwks_refresh_seconds,
+            introspection_url=self.oauth_introspection_url,
+            introspection_client_id=self.oauth_introspection_client_id,
+            introspection_client_secret=secret.get_secret_value() if secret else None,
+            timeout=self.oauth_timeout_seconds,
+        )
+
+    def authenticates(self) -> bool:
+        """Whether callers must present a token: an API token, or an identity provider's."""
+        return bool(self.tokens()) or bool(self.oauth_issuers)
 
     def tokens(self) -> list[tuple[str, Tenant]]:
         """Every accepted API token and its tenant (operators' first): from the settings and

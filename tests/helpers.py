@@ -134,11 +134,12 @@ def run_body(*command: str, **fields: object) -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def serving(app: ASGIApp) -> Iterator[int]:
-    """Serve `app` with uvicorn on a loopback port; yields the port, already listening (the
-    socket is bound before the server starts, so requests queue until it is up)."""
+def serving(app: ASGIApp, port: int = 0) -> Iterator[int]:
+    """Serve `app` with uvicorn on a loopback port (`port`, or a free one); yields the port,
+    already listening (the socket is bound before the server starts, so requests queue until
+    it is up)."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     sock.listen(64)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -51,6 +51,22 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceAccount": {"create": False, "name": "runner"},
     },
     "docker-mode": {"docker": {"enabled": True}, "networkPolicy": {"enabled": False}},
+    "identity-provider": {
+        "auth": {
+            "oauth": {
+                "issuers": ["https://login.example.com/realms/acme"],
+                "audience": ["https://runner.example.com"],
+                "tenantClaim": "org.id",
+                "requiredScopes": ["runner"],
+                "writeScopes": ["runner.write"],
+                "introspection": {
+                    "url": "https://login.example.com/introspect",
+                    "clientId": "runner",
+                    "existingSecret": "runner-introspection",
+                },
+            }
+        }
+    },
 }
 
 
@@ -184,6 +200,8 @@ def test_values_carry_every_runner_setting() -> None:
     # tokens come from a Secret's files (operators' only when auth.operatorTokens are given)
     covered |= {"api_tokens", "operator_tokens", "operator_tokens_file"}
     covered |= {"allow_unauthenticated_remote"}
+    oauth = objects(VALUE_SETS["identity-provider"])
+    covered |= {key.removeprefix("RUNNER_").lower() for key in container_env(oauth)}
     covered |= set(values["config"]) | {"kube_service_account"}  # runs.serviceAccount
     assert set(Settings.model_fields) - covered == set()
     assert set(values["config"]) <= set(Settings.model_fields)
@@ -335,6 +353,28 @@ def test_run_pod_settings_reach_the_runner() -> None:
     assert env["RUNNER_KUBE_RETURN_LIMIT_BYTES"] == "7340032"
     lowered = objects({"runs": {"returnLimitBytes": 1048576}})
     assert container_env(lowered)["RUNNER_KUBE_RETURN_LIMIT_BYTES"] == "1048576"
+
+
+def test_the_identity_provider_values_reach_the_runner() -> None:
+    items = objects(VALUE_SETS["identity-provider"])
+    env = container_env(items)
+    assert env["RUNNER_OAUTH_ISSUERS"] == "https://login.example.com/realms/acme"
+    assert env["RUNNER_OAUTH_AUDIENCE"] == "https://runner.example.com"
+    assert env["RUNNER_OAUTH_TENANT_CLAIM"] == "org.id"
+    assert env["RUNNER_OAUTH_REQUIRED_SCOPES"] == "runner"
+    assert (env["RUNNER_OAUTH_READ_SCOPES"], env["RUNNER_OAUTH_WRITE_SCOPES"]) == (
+        "",
+        "runner.write",
+    )
+    (deployment,) = find(items, "Deployment")
+    (secret,) = [item for item in _env(deployment) if item["name"].endswith("CLIENT_SECRET")]
+    assert secret["valueFrom"]["secretKeyRef"] == {
+        "name": "runner-introspection",
+        "key": "client-secret",
+    }
+    assert not any(name.startswith("RUNNER_OAUTH_I") for name in container_env(objects({})))
+    with pytest.raises(Exception, match="auth.oauth.audience"):
+        objects({"auth": {"oauth": {"issuers": ["https://login.example.com"]}}})
 
 
 def _env(deployment: dict[str, Any]) -> list[dict[str, Any]]:
