@@ -215,3 +215,43 @@ def test_a_provider_that_is_down_keeps_out_only_its_callers(
         assert mcp_call(urls.mcp, token, "list_volumes", {}).status_code == 503
     finally:
         doomed.__exit__(None, None, None)
+
+
+def test_a_signed_in_identity_is_a_tenant_not_an_operator(
+    doors: Runner, provider: Provider
+) -> None:
+    """Whoever the provider signs in gets a tenant's view, on both doors: not every container
+    on the engine (403 naming the parameter), not the per-tenant metrics."""
+    rest_token = provider.token(provider.client([doors.rest]), doors.rest)
+    every = httpx.get(f"{doors.rest}/containers?managed_only=false", headers=bearer(rest_token))
+    assert every.status_code == 403, every.text
+    assert every.json()["field"] == "managed_only"
+    own = httpx.get(f"{doors.rest}/containers", headers=bearer(rest_token))
+    assert own.status_code == 200, own.text
+    mcp_token = provider.token(provider.client([doors.mcp]), doors.mcp)
+    listed = mcp_call(doors.mcp, mcp_token, "list_containers", {"managed_only": False})
+    assert listed.status_code == 200, listed.text
+    assert '"isError":true' in listed.text.replace(" ", ""), listed.text
+    assert "RUNNER_OPERATOR_TOKENS" in listed.text
+
+
+def test_beside_a_provider_only_operator_tokens_make_operators(
+    provider: Provider, docker_client: docker.DockerClient
+) -> None:
+    """No tenant API token, a provider trusted: a caller with no token is no longer the local
+    operator of a token-less runner, but a 401 with the challenge, even on loopback; an
+    operator token (RUNNER_OPERATOR_TOKENS) still sees every container."""
+    with runner(provider, docker_client, api_tokens=[], operator_tokens=["ops:tok-ops"]) as urls:
+        answer = httpx.get(f"{urls.rest}/containers?managed_only=false")
+        operator = httpx.get(
+            f"{urls.rest}/containers?managed_only=false", headers=bearer("tok-ops")
+        )
+        mcp = httpx.post(
+            urls.mcp,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+    assert answer.status_code == 401, answer.text
+    assert "resource_metadata=" in answer.headers["www-authenticate"]
+    assert mcp.status_code == 401, mcp.text
+    assert operator.status_code == 200, operator.text

@@ -117,6 +117,19 @@ def test_with_tokens_and_no_listed_hosts_a_token_passes_under_any_name(make_door
     assert served.call(door, Host="10.1.2.3:8000", Authorization="Bearer tok").status_code == 200
 
 
+@DOORS
+def test_with_only_an_identity_provider_any_name_reaches_the_token_check(make_doors, door):
+    """A provider's sign-in is a token too: no API token configured, the Host check is off as
+    with API tokens, and a caller without a token under any name meets the 401 and its
+    challenge, not the local operator of a token-less runner."""
+    served = make_doors(
+        oauth_issuers=["http://127.0.0.1:9/"], oauth_audience=["http://runner.example.com"]
+    )
+    response = served.call(door, Host="10.1.2.3:8000")
+    assert response.status_code == 401, response.text
+    assert "resource_metadata=" in response.headers["www-authenticate"]
+
+
 def test_with_tokens_and_listed_hosts_probes_pass_by_address(make_doors):
     served = make_doors(api_tokens=["tok"], allowed_hosts=["runner.example.com"])
     pod = {"Host": "10.1.2.3:8000"}
