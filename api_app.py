@@ -13,7 +13,9 @@ from fastapi import FastAPI
 
 from backends import get_backend
 from runner.backend import Backend
+from runner.browsers import FORM, JSON
 from runner.guards import guard
+from runner.oauth.door import rest_operation
 from runner.rest import files, health, inventory, run, runs, volumes
 from runner.rest.bodies import document_run_request
 from runner.rest.docs import documented_app, open_docs_paths
@@ -42,7 +44,14 @@ def create_app(
             yield
 
     app = documented_app(lifespan=lifespan, max_body_size=settings.max_request_bytes)
-    guard(app, settings, open_paths=health.OPEN_PATHS | open_docs_paths())
+    guard(
+        app,
+        settings,
+        open_paths=health.OPEN_PATHS | open_docs_paths(),
+        probe_paths=health.OPEN_PATHS,
+        body_types=(JSON, FORM),
+        operation=rest_operation,
+    )
     answer_errors(app)
     for module in ROUTES:
         app.include_router(module.router)

@@ -3,7 +3,8 @@ stdio.
 
 The HTTP app is stateless (any replica can answer any request) and speaks plain JSON or SSE as
 the client's `Accept` header asks; `runner.mcp.http` handles what spans messages (batches,
-cancellation, hang-ups, the size limit) in front of both. `create_app(settings)` builds it;
+cancellation, hang-ups, the size limit) in front of both, and `runner.guards` what both doors
+check first (the token, and what a web page could send). `create_app(settings)` builds it;
 `app = create_app()` is what `uvicorn mcp_app:app` serves.
 """
 
@@ -13,7 +14,9 @@ import logging
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
+from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.applications import Starlette
@@ -25,8 +28,9 @@ from backends import get_backend
 from runner.backend import Backend
 from runner.guards import guard
 from runner.mcp import stdio
-from runner.mcp.http import JsonRpcDoor
-from runner.mcp.tools import build_server
+from runner.mcp.http import Authorize, JsonRpcDoor
+from runner.mcp.tools import build_server, read_only_tools
+from runner.oauth.door import allowed, mcp_operation
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
 
@@ -38,22 +42,9 @@ warnings.filterwarnings(
     "ignore", message="The logging capability is deprecated", category=MCPDeprecationWarning
 )
 
-LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-
-
-def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """DNS-rebinding protection: loopback names always, plus the operator's real hostnames.
-
-    Bound beyond loopback with no hostnames configured, the Host check is off (a remote
-    deployment is reached by names we cannot guess); Origin is still checked when sent.
-    """
-    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=loopback or bool(settings.mcp_allowed_hosts),
-        allowed_hosts=[*LOOPBACK_HOSTS, *settings.mcp_allowed_hosts],
-        allowed_origins=[*LOOPBACK_ORIGINS, *settings.mcp_allowed_origins],
-    )
+NO_SDK_HOST_CHECK = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+"""The SDK's own Host and Origin check is off: `runner.guards` makes it for both doors alike.
+(The SDK still refuses a POST that is not JSON, behind the guard's own 415.)"""
 
 
 class _ByAccept:
@@ -79,12 +70,11 @@ def create_app(
     settings = settings or get_settings()
     running: list[RunnerService] = []
     server = build_server(lambda: running[0], settings)
-    security = transport_security(settings)
     transports = [
         server.streamable_http_app(
             stateless_http=True,
             json_response=json_mode,
-            transport_security=security,
+            transport_security=NO_SDK_HOST_CHECK,
             max_request_body_size=settings.max_request_bytes,
         )
         for json_mode in (True, False)
@@ -102,10 +92,25 @@ def create_app(
                 await stack.enter_async_context(transport.router.lifespan_context(transport))
             yield
 
-    door = JsonRpcDoor(_ByAccept(*transports), settings.max_request_bytes)
+    door = JsonRpcDoor(
+        _ByAccept(*transports), settings.max_request_bytes, _authorize(settings, server)
+    )
     app = Starlette(routes=[Route("/mcp", door)], lifespan=lifespan)
-    guard(app, settings, open_paths=frozenset())
+    guard(app, settings, open_paths=())
     return app
+
+
+def _authorize(settings: Settings, server: MCPServer) -> Authorize | None:
+    """The scopes an access token needs for a message (`runner.oauth.door`)."""
+    policy = settings.oauth_policy()
+    if policy is None:
+        return None
+    read_only = read_only_tools(server)
+
+    async def authorize(scope: Scope, message: Any, send: Send) -> bool:
+        return await allowed(policy, scope, mcp_operation(message, read_only), send)
+
+    return authorize
 
 
 async def serve_stdio(settings: Settings) -> None:

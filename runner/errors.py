@@ -9,6 +9,11 @@ Backends translate their SDK's exceptions into this tree at exactly one boundary
     RunnerError (500)
     ├── InvalidRequest (422)          a field is malformed: names the field and the fix
     ├── PolicyRefused (403)           the operator's policy forbids what was asked
+    ├── Unauthenticated (401)         no valid API token (`runner.guards`)
+    ├── BrowserRefused                what a web page could send (`runner.browsers`)
+    │   ├── CrossSiteRefused (403)    a foreign Origin, or a cross-site fetch
+    │   ├── UnsupportedMediaType (415) a body that does not say application/json
+    │   └── MisdirectedHost (421)     a Host header the runner does not serve (DNS rebinding)
     ├── RegistryAuthFailed (401)      the registry refused the credentials (never echoed)
     ├── NotFound (404)
     │   ├── ImageNotFound             not on the engine / not in the registry
@@ -95,7 +100,10 @@ def _in_words(error: Mapping[str, Any]) -> str:
 
 
 def _field_name(loc: Sequence[int | str]) -> str:
-    """`volumes['/app:ro'].content` style: dots for names, brackets for keys and indexes."""
+    """`volumes['/app:ro'].content` style: dots for names, brackets for keys and indexes; a
+    header by its name (`Idempotency-Key`)."""
+    if len(loc) == 2 and loc[0] == "header":
+        return "-".join(word.capitalize() for word in str(loc[1]).split("-"))
     parts = list(loc)[1:] if loc and loc[0] == "body" else list(loc)
     name = ""
     for part in parts:
@@ -109,6 +117,30 @@ def _field_name(loc: Sequence[int | str]) -> str:
 class PolicyRefused(RunnerError):
     status_code = 403
     code = "policy_refused"
+
+
+class Unauthenticated(RunnerError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class BrowserRefused(RunnerError):
+    """A request refused before any door saw it; `field` names the header."""
+
+
+class CrossSiteRefused(BrowserRefused):
+    status_code = 403
+    code = "origin_refused"
+
+
+class UnsupportedMediaType(BrowserRefused):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class MisdirectedHost(BrowserRefused):
+    status_code = 421
+    code = "misdirected_host"
 
 
 class RegistryAuthFailed(RunnerError):

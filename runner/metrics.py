@@ -1,6 +1,8 @@
 """Prometheus metrics of one service: runs by outcome, phase durations, queue and in-flight.
 
 Each service has its own registry, so several apps in one process (tests) never collide.
+Tenant names are labels only when the operator asks (`RUNNER_METRICS_TENANTS`): they tell
+whoever reads /metrics who else uses the runner.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ PHASE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 36
 
 
 class Metrics:
-    def __init__(self, running: Callable[[], int], waiting: Callable[[], int]) -> None:
+    def __init__(
+        self, running: Callable[[], int], waiting: Callable[[], int], *, tenants: bool = False
+    ) -> None:
         self.registry = CollectorRegistry()
+        self.tenants = tenants
         self.runs = Counter(
             "oneoff_runner_runs",
-            "Runs by tenant (its name) and outcome: success, error (non-zero exit), timeout, or "
-            "the refusal's code.",
-            ["tenant", "outcome"],
+            "Runs by outcome: success, error (non-zero exit), timeout, or the refusal's code; "
+            "and by tenant (its name) with RUNNER_METRICS_TENANTS.",
+            ["tenant", "outcome"] if tenants else ["outcome"],
             registry=self.registry,
         )
         self.phases = Histogram(
@@ -40,7 +45,8 @@ class Metrics:
         queued.set_function(waiting)
 
     def record(self, tenant: str, outcome: str, phases: dict[str, float]) -> None:
-        self.runs.labels(tenant=tenant, outcome=outcome).inc()
+        labels = {"tenant": tenant, "outcome": outcome} if self.tenants else {"outcome": outcome}
+        self.runs.labels(**labels).inc()
         for phase, seconds in phases.items():
             self.phases.labels(phase=phase).observe(seconds)
 

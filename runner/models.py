@@ -35,12 +35,13 @@ CONTENT_PARTS = "content_parts"
 RUN_ID = r"[0-9a-f]{16}"
 """What `new_run_id` mints."""
 RUN_ID_PATTERN = f"^{RUN_ID}$"
-VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
+VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,254}$"
+"""The engine's own rule (at least two characters), so a name it would refuse is a 422."""
 PATTERN_WORDS = {
     SIZE_PATTERN: SIZE_WORDS,
     RUN_ID_PATTERN: "not a run id: a run id is 16 hex digits (0-9, a-f), as the run's start "
     "returned it",
-    VOLUME_NAME_PATTERN: "not a volume name: a letter or digit, then up to 254 letters, digits, "
+    VOLUME_NAME_PATTERN: "not a volume name: a letter or digit, then 1 to 254 letters, digits, "
     "'_', '.' or '-'",
 }
 """What each pattern of these models means, in the words an error uses instead of the regex."""
@@ -164,7 +165,12 @@ class VolumeSpec(StrictModel):
         description="Return this file or directory's content after the run.",
         examples=[True],
     )
-    name: str | None = Field(None, description="Volume name, for type volume.", examples=["cache"])
+    name: str | None = Field(
+        None,
+        pattern=VOLUME_NAME_PATTERN,
+        description="Volume name, for type volume.",
+        examples=["cache"],
+    )
     host_path: str | None = Field(
         None, description="Absolute host path, for type host.", examples=["/srv/shared"]
     )
@@ -186,8 +192,6 @@ class VolumeSpec(StrictModel):
             )
         if self.type == "volume" and not self.name:
             raise ValueError("a volume of type volume needs `name` (create it with /volume)")
-        if self.type == "volume" and not re.match(VOLUME_NAME_PATTERN, self.name or ""):
-            raise ValueError(f"volume name {self.name!r} is not a valid Docker volume name")
         if self.type == "host" and not self.host_path:
             raise ValueError("a volume of type host needs `host_path` (an absolute host path)")
         if self.type == "host" and not posixpath.isabs(self.host_path or ""):

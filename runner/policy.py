@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.archives import Budget, check_tar_gz, decode_base64, repacked, single_top_folder
-from runner.engine_models import CreateVolumeRequest, PullImageRequest
+from runner.engine_models import CreateVolumeRequest, ImageInfo, PullImageRequest
 from runner.errors import (
     Conflict,
     InvalidRequest,
@@ -22,6 +22,7 @@ from runner.errors import (
     VolumeNotFound,
 )
 from runner.models import AuthConfig, MountPoint, RunRequest, VolumeSpec
+from runner.private_images import Grants, usable_images
 from runner.registries import check_registry, names_registry
 from runner.settings import Settings
 from runner.sizes import parse_size
@@ -262,16 +263,38 @@ def _within(field: str, asked: float | None, default: float, maximum: float, env
     return asked
 
 
-def _allowed_image(image: str, settings: Settings) -> None:
+def runnable_images(
+    images: list[ImageInfo], grants: Grants, tenant: Tenant, settings: Settings
+) -> list[ImageInfo]:
+    """What a tenant's image listing shows: the images it may run, by a tag (only those tags
+    are shown) or by id, less the private ones it holds no grant for (`runner.private_images`);
+    an operator sees them all."""
+    if tenant.operator:
+        return images
+    shown = []
+    for image in usable_images(images, grants, tenant.label):
+        tags = [tag for tag in image.tags if image_allowed(tag, settings)]
+        if tags or image_allowed(image.id, settings):
+            shown.append(image.model_copy(update={"tags": tags}))
+    return shown
+
+
+def image_allowed(image: str, settings: Settings) -> bool:
     """Glob patterns match the reference as written and as the engine reads it
     (`python:3` is `docker.io/library/python:3`); a pattern ending in / is a registry prefix."""
     candidates = {image, _qualified(image)}
-    for pattern in settings.allowed_images:
-        for candidate in candidates:
-            if pattern.endswith("/") and candidate.startswith(pattern):
-                return
-            if fnmatch.fnmatchcase(candidate, pattern):
-                return
+    return any(
+        candidate.startswith(pattern)
+        if pattern.endswith("/")
+        else fnmatch.fnmatchcase(candidate, pattern)
+        for pattern in settings.allowed_images
+        for candidate in candidates
+    )
+
+
+def _allowed_image(image: str, settings: Settings) -> None:
+    if image_allowed(image, settings):
+        return
     raise PolicyRefused(
         f"image: {image!r} is not allowed by the operator (RUNNER_ALLOWED_IMAGES: "
         f"{', '.join(settings.allowed_images) or 'none'})",

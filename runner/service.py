@@ -47,13 +47,13 @@ from runner.policy import (
     build_run_spec,
     build_volume_fill,
     require_own_volume,
+    runnable_images,
 )
-from runner.private_images import usable_images
 from runner.runs import AsyncRuns
 from runner.settings import Settings
 from runner.shutdown import also_on_signal
 from runner.spec import Arriving, EventSink, Outcome, ReturnedFile, RunControl, RunSpec
-from runner.tenancy import LOCAL, Tenant
+from runner.tenancy import Tenant
 from runner.threads import in_worker, on_this_loop, own_thread
 from runner.uploads import Uploads
 
@@ -78,7 +78,9 @@ class RunnerService:
         self._idle.set()
         self._closing_at: float | None = None
         self.metrics = Metrics(
-            running=lambda: self.admission.running, waiting=lambda: self.admission.waiting
+            running=lambda: self.admission.running,
+            waiting=lambda: self.admission.queued,
+            tenants=settings.metrics_tenants,
         )
         self._health: Health | RunnerError | None = None
         self._health_at = 0.0
@@ -322,12 +324,12 @@ class RunnerService:
     async def list_containers(
         self, tenant: Tenant, *, all_states: bool, managed_only: bool
     ) -> list[ContainerInfo]:
-        """The tenant's runs; everything on the engine (`managed_only` false) only in
-        single-user mode: other containers belong to no tenant."""
-        if not managed_only and tenant != LOCAL:
+        """The tenant's runs; everything on the engine (`managed_only` false) only for an
+        operator: other containers belong to no tenant."""
+        if not managed_only and not tenant.operator:
             raise PolicyRefused(
-                "managed_only: false would list containers that belong to no tenant; it is "
-                "available only without API tokens (RUNNER_API_TOKENS)",
+                "managed_only: false lists every container on the engine, which only an operator "
+                "may see (a token of RUNNER_OPERATOR_TOKENS)",
                 field="managed_only",
             )
         listing = functools.partial(
@@ -339,10 +341,21 @@ class RunnerService:
         return await self.call(listing)
 
     async def list_images(self, tenant: Tenant, *, reference: str | None = None) -> list[ImageInfo]:
-        """Images on the engine the tenant may use: another tenant's private ones are left out
-        (`runner.private_images`)."""
-        images = await self.call(functools.partial(self.backend.list_images, reference=reference))
-        return usable_images(images, await self.call(self.backend.image_grants), tenant.label)
+        """The images on the engine the tenant may run: allowed, and not another tenant's private
+        ones (`runner.private_images`); an operator sees them all."""
+        found = await self.call(functools.partial(self.backend.list_images, reference=reference))
+        grants = await self.call(self.backend.image_grants)
+        return await self.call(runnable_images, found, grants, tenant, self.settings)
+
+    def metrics_for(self, tenant: Tenant) -> bytes:
+        """The Prometheus exposition; with tenant names in it, for operators only."""
+        if self.settings.metrics_tenants and not tenant.operator:
+            raise PolicyRefused(
+                "/metrics names every tenant (RUNNER_METRICS_TENANTS), so it needs an operator "
+                "token (RUNNER_OPERATOR_TOKENS)",
+                field="Authorization",
+            )
+        return self.metrics.exposition()
 
     async def pull_image(
         self, request: PullImageRequest, tenant: Tenant, listener: EventSink | None = None

@@ -18,10 +18,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from runner.browsers import host_entry, parse_origin
 from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_SCRATCH_BYTES, MIN_TIMEOUT_SECONDS
+from runner.oauth.policy import OAuthPolicy, check_provider_url
 from runner.settings_errors import setting_problems, unknown_variables
 from runner.sizes import parse_size
 from runner.tenancy import Tenant, parse_token
@@ -67,15 +76,35 @@ class Settings(BaseSettings):
         description="Allow binding to a non-loopback address without API tokens.",
     )
     mcp_port: int = Field(8001, ge=1, le=65535, description="MCP (Streamable HTTP) port.")
-    mcp_allowed_hosts: StrList = Field(
+    allowed_hosts: StrList = Field(
         default_factory=list,
-        description="Host headers the MCP endpoint accepts besides loopback names "
-        "(DNS-rebinding protection), e.g. runner.example.com:8001. Comma-separated.",
+        validation_alias=AliasChoices("RUNNER_ALLOWED_HOSTS", "RUNNER_MCP_ALLOWED_HOSTS"),
+        description="Host headers both doors accept besides loopback names (DNS-rebinding "
+        "protection): `name` (any port), `name:port` or `name:*`, comma-separated, e.g. "
+        "runner.example.com. Empty with API tokens: any Host. RUNNER_MCP_ALLOWED_HOSTS is an "
+        "older name for it.",
     )
-    mcp_allowed_origins: StrList = Field(
+    allowed_origins: StrList = Field(
         default_factory=list,
-        description="Origin headers the MCP endpoint accepts besides loopback origins, e.g. "
-        "https://runner.example.com. Comma-separated.",
+        validation_alias=AliasChoices("RUNNER_ALLOWED_ORIGINS", "RUNNER_MCP_ALLOWED_ORIGINS"),
+        description="Web origins whose pages may call both doors besides the runner's own "
+        "(they get CORS answers), comma-separated, e.g. https://tools.example.com or "
+        "http://localhost:*. Empty: none. RUNNER_MCP_ALLOWED_ORIGINS is an older name for it.",
+    )
+    operator_tokens: StrList = Field(
+        default_factory=list,
+        description="Bearer tokens of operators (comma-separated, `token` or `name:token`): "
+        "tenants that also see engine-wide listings (every container, every image) and, with "
+        "RUNNER_METRICS_TENANTS, the metrics. Without any token the local caller is the "
+        "operator.",
+    )
+    operator_tokens_file: Path | None = Field(
+        None, description="File with more operator tokens, one per line (e.g. a mounted Secret)."
+    )
+    metrics_tenants: bool = Field(
+        False,
+        description="Label run counts in /metrics with the tenant's name; then, when tokens are "
+        "configured, /metrics needs an operator token (RUNNER_OPERATOR_TOKENS).",
     )
     mcp_answer_seconds: float = Field(
         45,
@@ -278,6 +307,72 @@ class Settings(BaseSettings):
         description="Engine log kept per async run (local log driver); past it the oldest "
         "output is dropped.",
     )
+    oauth_issuers: StrList = Field(
+        default_factory=list,
+        description="OpenID Connect / OAuth 2.1 issuers whose access tokens are accepted "
+        "beside the API tokens, exactly as each writes `iss` (comma-separated; https, or http "
+        "on loopback only). Empty: no sign-in with an identity provider.",
+    )
+    oauth_audience: StrList = Field(
+        default_factory=list,
+        description="This runner's resource identifier(s), e.g. https://runner.example.com: a "
+        "token's `aud` must contain one. To a request, the runner names itself (`resource` of "
+        "its protected-resource metadata) with the one on the same host and port whose path "
+        "leads the request's (e.g. https://runner.example.com/mcp for /mcp), else the first. "
+        "Never a client id (an ID token would pass). Required with oauth_issuers.",
+    )
+    oauth_tenant_claim: str = Field(
+        "sub",
+        min_length=1,
+        description="The token claim that names the tenant (`sub`, or e.g. `org_id`; a dotted "
+        "path reaches into objects). The same value from two issuers is two tenants.",
+    )
+    oauth_required_scopes: StrList = Field(
+        default_factory=list,
+        description="Scopes every access token must grant (comma-separated); advertised as "
+        "`scopes_supported`. Missing ones are 403 insufficient_scope.",
+    )
+    oauth_read_scopes: StrList = Field(
+        default_factory=list,
+        description="Scopes an access token needs to read (REST GET; MCP read-only tools, "
+        "listings, task status), comma-separated. API tokens need none.",
+    )
+    oauth_write_scopes: StrList = Field(
+        default_factory=list,
+        description="Scopes an access token needs for everything else (starting and "
+        "cancelling runs, volumes, pulls), comma-separated.",
+    )
+    oauth_leeway_seconds: float = Field(
+        30, ge=0, le=300, description="Clock skew allowed on a token's exp, nbf and iat."
+    )
+    oauth_jwks_cache_seconds: float = Field(
+        300,
+        ge=1,
+        le=86400,
+        description="How long an issuer's signing keys are used before they are fetched again; "
+        "when they cannot be, tokens of that issuer are refused with 503.",
+    )
+    oauth_jwks_refresh_seconds: float = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="Least time between two fetches of the keys caused by a token naming an "
+        "unknown key (a rotation): tokens of made-up key ids cannot flood the provider.",
+    )
+    oauth_introspection_url: str | None = Field(
+        None,
+        description="RFC 7662 introspection endpoint, for opaque (non-JWT) access tokens. "
+        "Unset: only JWT access tokens are accepted.",
+    )
+    oauth_introspection_client_id: str | None = Field(
+        None, description="Client id the runner introspects with (HTTP Basic)."
+    )
+    oauth_introspection_client_secret: SecretStr | None = Field(
+        None, description="That client's secret."
+    )
+    oauth_timeout_seconds: float = Field(
+        5, gt=0, le=60, description="Timeout of one request to the identity provider."
+    )
     docker_api_timeout_seconds: float = Field(
         120, gt=0, description="Timeout of one Docker API call (not of a run)."
     )
@@ -359,8 +454,14 @@ class Settings(BaseSettings):
         "warm_pool",
         "kube_image_pull_secrets",
         "api_tokens",
-        "mcp_allowed_hosts",
-        "mcp_allowed_origins",
+        "operator_tokens",
+        "allowed_hosts",
+        "allowed_origins",
+        "oauth_issuers",
+        "oauth_audience",
+        "oauth_required_scopes",
+        "oauth_read_scopes",
+        "oauth_write_scopes",
         mode="before",
     )
     @classmethod
@@ -379,6 +480,31 @@ class Settings(BaseSettings):
     def _warm_entries(cls, value: list[str]) -> list[str]:
         for item in value:
             parse_warm_entry(item)
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                host_entry(entry)
+            except ValueError:
+                raise ValueError(
+                    "each entry is `name`, `name:port` or `name:*`, e.g. runner.example.com"
+                ) from None
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origin_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                parse_origin(entry, entry=True)
+            except ValueError:
+                raise ValueError(
+                    "each entry is an origin, `scheme://name[:port]` (the port may be `*`), "
+                    "e.g. https://tools.example.com"
+                ) from None
         return value
 
     @field_validator("default_memory", "max_memory")
@@ -410,6 +536,8 @@ class Settings(BaseSettings):
                     f"warm_pool: runtime {entry.runtime!r} of {entry.image!r} is not "
                     "RUNNER_RUNTIME nor in RUNNER_ALLOWED_RUNTIMES: no run could take it"
                 )
+        if self.oauth_issuers and not self.oauth_audience:
+            raise ValueError("oauth_issuers needs oauth_audience: the identifier tokens name")
         return self
 
     def warm_entries(self) -> list[WarmEntry]:
@@ -417,13 +545,46 @@ class Settings(BaseSettings):
         entries = [parse_warm_entry(item) for item in self.warm_pool]
         return [WarmEntry(e.image, e.size, e.runtime or self.runtime) for e in entries]
 
+    @field_validator("oauth_issuers", "oauth_introspection_url")
+    @classmethod
+    def _provider_urls(cls, value: list[str] | str | None) -> list[str] | str | None:
+        for url in [value] if isinstance(value, str) else value or []:
+            check_provider_url(url)
+        return value
+
+    def oauth_policy(self) -> OAuthPolicy | None:
+        """What the identity provider sign-in trusts; None when no issuer is configured."""
+        if not self.oauth_issuers:
+            return None
+        secret = self.oauth_introspection_client_secret
+        return OAuthPolicy(
+            issuers=tuple(self.oauth_issuers),
+            audiences=tuple(self.oauth_audience),
+            tenant_claim=self.oauth_tenant_claim,
+            required_scopes=tuple(self.oauth_required_scopes),
+            read_scopes=tuple(self.oauth_read_scopes),
+            write_scopes=tuple(self.oauth_write_scopes),
+            leeway=self.oauth_leeway_seconds,
+            jwks_lifespan=self.oauth_jwks_cache_seconds,
+            jwks_cooldown=self.oauth_jwks_refresh_seconds,
+            introspection_url=self.oauth_introspection_url,
+            introspection_client_id=self.oauth_introspection_client_id,
+            introspection_client_secret=secret.get_secret_value() if secret else None,
+            timeout=self.oauth_timeout_seconds,
+        )
+
+    def authenticates(self) -> bool:
+        """Whether callers must present a token: an API token, or an identity provider's."""
+        return bool(self.tokens()) or bool(self.oauth_issuers)
+
     def tokens(self) -> list[tuple[str, Tenant]]:
-        """Every accepted API token and its tenant: from the setting and from the tokens file."""
-        entries = list(self.api_tokens)
-        if self.api_tokens_file is not None:
-            lines = self.api_tokens_file.read_text().splitlines()
-            entries += [line.strip() for line in lines if line.strip()]
-        return [parse_token(entry) for entry in entries]
+        """Every accepted API token and its tenant (operators' first): from the settings and
+        from the tokens file."""
+        operators = _entries(self.operator_tokens, self.operator_tokens_file)
+        tenants = _entries(self.api_tokens, self.api_tokens_file)
+        return [parse_token(entry, operator=True) for entry in operators] + [
+            parse_token(entry) for entry in tenants
+        ]
 
     def docker_environment(self) -> dict[str, str]:
         """The DOCKER_* variables docker-py understands, from these settings (env or .env)."""
@@ -433,6 +594,12 @@ class Settings(BaseSettings):
             "DOCKER_CERT_PATH": self.docker_cert_path,
         }
         return {name: value for name, value in values.items() if value}
+
+
+def _entries(listed: list[str], file: Path | None) -> list[str]:
+    """Token entries from a setting and, one per line, from a file."""
+    lines = file.read_text().splitlines() if file is not None else []
+    return [*listed, *(line.strip() for line in lines if line.strip())]
 
 
 @dataclass(frozen=True)

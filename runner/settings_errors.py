@@ -44,7 +44,7 @@ def setting_problems(model: type[BaseModel], error: ValidationError | SettingsEr
         return [_line(model, name, "is not valid JSON")]
     lines: dict[str, str] = {}
     for item in error.errors():
-        name = str(item["loc"][0]) if item["loc"] else ""
+        name = _field_name(model, str(item["loc"][0])) if item["loc"] else ""
         if not name:  # a rule across fields: name every variable in it
             message = _in_variables(model, str(item["msg"]).removeprefix("Value error, "))
             lines.setdefault(message, message)
@@ -52,6 +52,14 @@ def setting_problems(model: type[BaseModel], error: ValidationError | SettingsEr
         reason = str(item["msg"]).removeprefix("Value error, ").replace("Input should", "should")
         lines.setdefault(name, _line(model, name, reason))
     return list(lines.values())
+
+
+def _field_name(model: type[BaseModel], found: str) -> str:
+    """The field pydantic reports by name, or by the alias it was read from."""
+    for name, field in model.model_fields.items():
+        if found == name or found in getattr(field.validation_alias, "choices", ()):
+            return name
+    return found
 
 
 def variable(model: type[BaseModel], name: str) -> str:
@@ -112,15 +120,23 @@ def _in_variables(model: type[BaseModel], message: str) -> str:
 
 def unknown_variables(model: type[BaseModel], found: dict[str, Iterable[str]]) -> list[str]:
     """One line per `RUNNER_*` name in `found` (where it was: names) that no setting reads,
-    with the closest setting's name when there is one."""
-    known = {name for field in model.model_fields for name in variable(model, field).split(" or ")}
-    suffixes = [name.removeprefix(PREFIX) for name in known if name.startswith(PREFIX)]
+    with the closest setting's name when there is one (its current name, when the closest is
+    an older one it still reads: RUNNER_MCP_ALLOWED_HOSTS → RUNNER_ALLOWED_HOSTS)."""
+    current: dict[str, str] = {}
+    for field in model.model_fields:
+        choices = variable(model, field).split(" or ")
+        current.update((name, choices[0]) for name in choices)
+    suffixes = [name.removeprefix(PREFIX) for name in current if name.startswith(PREFIX)]
     lines: list[str] = []
     for where, names in found.items():
         for name in sorted({name.upper() for name in names}):
-            if not name.startswith(PREFIX) or name in known or NOT_SETTINGS.fullmatch(name):
+            if not name.startswith(PREFIX) or name in current or NOT_SETTINGS.fullmatch(name):
                 continue
             close = difflib.get_close_matches(name.removeprefix(PREFIX), suffixes, n=1)
-            hint = f"did you mean {PREFIX}{close[0]}?" if close else "see docs/configuration.md"
+            hint = (
+                f"did you mean {current[PREFIX + close[0]]}?"
+                if close
+                else "see docs/configuration.md"
+            )
             lines.append(f"{name} ({where}) is no setting, so it is ignored; {hint}")
     return lines

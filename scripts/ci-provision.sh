@@ -167,7 +167,8 @@ ensure_node_clients() {
 }
 
 # time: GNU time, which measures the pod helper's memory (bench/pod_helper.py and its test)
-apt_install curl ca-certificates chromium docker-compose time
+# gcc: cgo for the SQLite of the tests' OpenID provider (scripts/idp.sh, built by .ci/run)
+apt_install curl ca-certificates chromium docker-compose time gcc libc6-dev
 ensure_uv
 ensure_node_clients
 ensure_docker

@@ -1,7 +1,8 @@
 """Fixtures shared by every suite, and the lanes: what each test needs beyond Python.
 
 - A test is marked by what it needs: `docker` (every test under tests/docker/, and any test
-  that uses the `docker_client` fixture), `registry`, `chromium`, `compose`, `node`, `cluster`.
+  that uses the `docker_client` fixture), `registry`, `chromium`, `compose`, `node`, `cluster`,
+  `idp` (any test that uses the `provider` fixture: a real OpenID provider, tests/idp.py).
   A test marked `docker` gets the engine before it starts: it fails loudly when none is
   reachable.
 - The tests of the Kubernetes backend against its fake API server need nothing but take
@@ -23,9 +24,9 @@ from backends.labels import DEADLINE, INSTANCE, RECORD_ROLE, RESULT_ROLE, ROLE
 from runner.settings import Settings
 from tests.helpers import SUITE_ID, TEST_IMAGE, TEST_REGISTRIES, instance_id, remove_gone
 
-pytest_plugins = ["tests.registries"]
+pytest_plugins = ["tests.registries", "tests.idp"]
 KEPT_ENDS = (RECORD_ROLE, RESULT_ROLE)
-NOT_FAST = ("docker", "registry", "chromium", "compose", "node", "cluster", "kubernetes")
+NOT_FAST = ("docker", "registry", "chromium", "compose", "node", "cluster", "kubernetes", "idp")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -34,6 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = str(item.path)
         if "/tests/docker/" in path or "docker_client" in item.fixturenames:  # type: ignore[attr-defined]
             item.add_marker(pytest.mark.docker)
+        if "provider" in item.fixturenames:  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.idp)
         if "/tests/kubernetes/" in path and not item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.kubernetes)
         if not any(item.get_closest_marker(name) for name in NOT_FAST):

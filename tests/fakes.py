@@ -68,6 +68,11 @@ class FakeBackend:
         self.recorded: dict[str, RunRecord] = {}
         self.tenants: dict[str, str] = {}
         self.volumes: dict[str, VolumeState] = {}
+        self.images: list[ImageInfo] = []
+        self.grants: dict[str, frozenset[str]] = {}
+        """Image id → labels of the tenants granted it (`runner.private_images`)."""
+        self.listings: list[tuple[str, bool]] = []
+        """(tenant, managed_only) of each container listing asked."""
 
     def run(self, spec: RunSpec, control: RunControl) -> Outcome:
         self.specs.append(spec)
@@ -154,16 +159,17 @@ class FakeBackend:
     def list_containers(
         self, *, tenant: str, all_states: bool, managed_only: bool
     ) -> list[ContainerInfo]:
+        self.listings.append((tenant, managed_only))
         return []
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
-        return []
+        return list(self.images)
 
     def pull_image(self, spec: PullSpec, control: RunControl) -> ImageInfo:
         return ImageInfo(id="sha256:fake", tags=[spec.image], size=0)
 
     def image_grants(self) -> Grants:
-        return {}
+        return dict(self.grants)
 
     def renew_lease(self) -> None:
         pass

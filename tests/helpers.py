@@ -23,12 +23,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import docker
 import httpx
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 from starlette.types import ASGIApp
 
 from backends.labels import HOSTS_ROLE, INSTANCE, LEASE_ROLE, POOL_ROLE, ROLE
@@ -133,11 +134,12 @@ def run_body(*command: str, **fields: object) -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def serving(app: ASGIApp) -> Iterator[int]:
-    """Serve `app` with uvicorn on a loopback port; yields the port, already listening (the
-    socket is bound before the server starts, so requests queue until it is up)."""
+def serving(app: ASGIApp, port: int = 0) -> Iterator[int]:
+    """Serve `app` with uvicorn on a loopback port (`port`, or a free one); yields the port,
+    already listening (the socket is bound before the server starts, so requests queue until
+    it is up)."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     sock.listen(64)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -264,3 +266,11 @@ def remove_gone(remove: Callable[..., object], name: str, **options: object) -> 
     except docker.errors.APIError as exc:
         if exc.status_code not in (404, 409):
             raise
+
+
+class LocalClient(TestClient):
+    """Starlette's TestClient, calling as a local program does: to `localhost` (its default
+    host name, `testserver`, is not one a runner serves: `runner.browsers`)."""
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        super().__init__(app, base_url="http://localhost", **options)

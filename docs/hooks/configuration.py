@@ -26,6 +26,7 @@ BEGIN = "<!-- generated from runner/settings.py by docs/hooks/configuration.py: 
 END = "<!-- generated: end -->"
 GENERATED = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
 SECTIONS = (
+    ("Identity provider (OAuth 2.1 / OpenID Connect)", ("oauth_",)),
     ("Docker engine", ("docker_",)),
     ("Kubernetes backend", ("kube_", "kubeconfig")),
 )

@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         bound = serving.listeners(settings, rest=args.command == "serve")
     except serving.CannotListen as exc:
         sys.exit(str(exc))
-    if not settings.tokens():
+    if not settings.authenticates():
         log.warning("no API tokens (RUNNER_API_TOKENS): anyone on this machine can use it")
     try:
         asyncio.run(serving.serve(settings, bound))
@@ -129,14 +129,21 @@ def _configure_logging(settings: Settings, level: str, *, verbose: bool = False)
 
 
 def _refuse_open_exposure(settings: Settings) -> None:
-    """Without API tokens the service listens on loopback only, unless the operator insists."""
-    if settings.tokens():
+    """Without API tokens or an identity provider the service listens on loopback only, unless
+    the operator insists."""
+    if settings.authenticates():
         return
     if settings.host not in LOOPBACK and not settings.allow_unauthenticated_remote:
         sys.exit(
             f"refusing to listen on {settings.host} without API tokens: anyone who can reach it "
-            "could run containers. Set RUNNER_API_TOKENS, or RUNNER_ALLOW_UNAUTHENTICATED_REMOTE"
+            "could run containers. Set RUNNER_API_TOKENS or RUNNER_OAUTH_ISSUERS, or "
+            "RUNNER_ALLOW_UNAUTHENTICATED_REMOTE"
             "=true if something else guards the network."
+        )
+    if settings.host not in LOOPBACK and not settings.allowed_hosts:
+        log.warning(
+            "without API tokens only requests to a loopback name (127.0.0.1, localhost) are "
+            "answered; list the names clients call this runner by in RUNNER_ALLOWED_HOSTS"
         )
 
 

@@ -50,7 +50,7 @@ class ReadFileArguments(Arguments):
 
 class ListContainersArguments(Arguments):
     all: bool = Field(False, description="Include stopped containers.")
-    managed_only: bool = Field(True, description="Only the runner's own.")
+    managed_only: bool = Field(True, description="false: every container (operators only).")
     status: str | None = Field(None, description="e.g. running, exited")
 
 

@@ -12,6 +12,8 @@ transport:
 - a request whose client hangs up (JSON or SSE) is cancelled, and so is one named by a
   `notifications/cancelled` from the same caller (its bearer token and address): either way
   the run's container is killed and removed, as on REST;
+- an access token must grant the scopes of what the message does (`authorize`, from
+  `runner.oauth.door`: only the body tells a read-only tool call from another);
 - routing headers are read as HTTP reads them (surrounding whitespace is not part of a value),
   and on 2026-07-28 a task method's `Mcp-Name` must name its task.
 """
@@ -37,6 +39,8 @@ NOT_JSON = object()
 HEADER_MISMATCH = -32020
 REQUEST_CANCELLED = -32800
 CallKey = tuple[str, str, str]
+Authorize = Callable[[Scope, Any, Send], Awaitable[bool]]
+"""(scope, decoded message, send) -> may it go on; if not, the refusal has been sent."""
 
 
 class Calls:
@@ -63,10 +67,11 @@ class Calls:
 class JsonRpcDoor:
     """ASGI middleware in front of the MCP transports; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, authorize: Authorize | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.calls = Calls()
+        self.authorize = authorize
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -85,6 +90,8 @@ class JsonRpcDoor:
             return
         except ValueError:
             decoded = NOT_JSON  # the SDK answers with a parse error
+        if self.authorize is not None and not await self.authorize(scope, decoded, send):
+            return
         await self._dispatch(scope, body, decoded, receive, send)
 
     async def _dispatch(

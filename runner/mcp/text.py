@@ -80,7 +80,8 @@ Example: {"name": "project-cache"}
 """
 
 ENGINE_INFO = """Look at the engine: `what` health (its version; try it on "backend
-unavailable"), containers (your runs going; `all`: stopped too) or images (present ones).
+unavailable"), containers (your runs going; `all`: stopped too; `managed_only: false`: every
+one, operators only) or images (those you may run).
 
 Example: {"what": "images", "reference": "python"}
 """

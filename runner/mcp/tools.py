@@ -192,6 +192,14 @@ def _task_answer(service: Callable[[], RunnerService]) -> Callable[[RunStatus], 
     return of
 
 
+def read_only_tools(server: MCPServer) -> frozenset[str]:
+    """The tools annotated `readOnlyHint`: calling them changes nothing."""
+    tools = server._tool_manager.list_tools()  # noqa: SLF001 - the SDK's list is async only
+    return frozenset(
+        tool.name for tool in tools if tool.annotations and tool.annotations.read_only_hint
+    )
+
+
 def _run_tools(
     service: Callable[[], RunnerService], levels: LogLevels, settings: Settings
 ) -> list[Tool]:

@@ -19,10 +19,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "model": ErrorBody}
     for code, text in {
         401: "Missing or wrong API token, or the registry refused the credentials.",
-        403: "The operator's policy refused the request.",
+        403: "The operator's policy refused the request, a listing is an operator's, or a web "
+        "page of another origin sent it.",
         404: "Image, volume or run not found.",
         409: "The volume exists, or is in use.",
         413: "Content or returned content over the operator's size limits.",
+        415: "The body is not application/json (or multipart/form-data where taken).",
+        421: "The Host header is not a name this runner serves (RUNNER_ALLOWED_HOSTS).",
         422: "A field is invalid; `field` names it.",
         429: "All run slots and the queue are full, or (POST /runs) the caller keeps as many "
         "async runs as it may; see Retry-After.",

@@ -21,6 +21,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from runner.errors import NotFound
 from runner.models import RunResult
 from runner.rest.deps import Caller, RunId, Service
 from runner.rest.errors import JSON_ERRORS
@@ -73,7 +74,14 @@ async def run_file(
     caller: Caller,
 ) -> StreamingResponse:
     """A finished run's `response: true` path: a file's bytes (`application/octet-stream`), or
-    a plain tar of a directory with names relative to it (`application/x-tar`)."""
+    a plain tar of a directory with names relative to it (`application/x-tar`). The path is
+    written without its leading slash (`files/app/data`); `files//app/data` is a 404."""
+    if path.startswith("/"):
+        raise NotFound(
+            f"path: {path!r} starts with '/'; write the container path without its leading "
+            f"slash: /runs/{run_id}/files/{path.lstrip('/')}",
+            field="path",
+        )
     container_path = posixpath.normpath("/" + path)
     kind, chunks = await service.run_file(caller, run_id, container_path)
     name = download_name(container_path, kind)

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from runner.engine_models import Health, Unavailable
 from runner.errors import RunnerError
-from runner.rest.deps import Service
+from runner.rest.deps import Caller, Service
 
 router = APIRouter()
 OPEN_PATHS = frozenset({"/health", "/livez"})
@@ -45,6 +45,7 @@ async def livez() -> dict[str, str]:
     summary="Prometheus metrics",
     responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
 )
-async def metrics(service: Service) -> Response:
-    """Runs by outcome, phase durations, runs in flight and queued, in Prometheus format."""
-    return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(service: Service, caller: Caller) -> Response:
+    """Runs by outcome, phase durations, runs in flight and queued, in Prometheus format. With
+    tenant names (RUNNER_METRICS_TENANTS), for operators only."""
+    return Response(service.metrics_for(caller), media_type=CONTENT_TYPE_LATEST)

@@ -19,9 +19,12 @@ async def list_containers(
     service: Service,
     caller: Caller,
     all_states: Annotated[bool, Query(alias="all", description="Include stopped ones.")] = False,
-    managed_only: Annotated[bool, Query(description="Only the runner's own.")] = True,
+    managed_only: Annotated[
+        bool, Query(description="false: every container on the engine (operators only).")
+    ] = True,
 ) -> list[ContainerInfo]:
-    """Containers on the engine: by default your own runs in progress."""
+    """Containers on the engine: by default your own runs in progress. Every container on the
+    engine (`managed_only=false`) only for an operator (403 for other tenants)."""
     return await service.list_containers(caller, all_states=all_states, managed_only=managed_only)
 
 
@@ -31,8 +34,9 @@ async def list_images(
     caller: Caller,
     reference: Annotated[str | None, Query(description="e.g. busybox or busybox:1.36")] = None,
 ) -> list[ImageInfo]:
-    """Images present on the engine that you may use, optionally filtered by reference: not
-    another tenant's private ones (pulled with credentials you have not shown)."""
+    """Images present on the engine that you may run (RUNNER_ALLOWED_IMAGES), optionally
+    filtered by reference: not another tenant's private ones (pulled with credentials you have
+    not shown); an operator sees them all."""
     return await service.list_images(caller, reference=reference)
 
 

@@ -36,6 +36,7 @@ async def start_run(
     idempotency_key: Annotated[
         str | None,
         Header(
+            min_length=1,
             max_length=255,
             description="A repeated key returns the run it started (keys are per API token).",
         ),

@@ -12,7 +12,14 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
-from tests.helpers import TEST_REGISTRIES, Server, instance_id, remove_objects_of, serving
+from tests.helpers import (
+    TEST_REGISTRIES,
+    LocalClient,
+    Server,
+    instance_id,
+    remove_objects_of,
+    serving,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +33,7 @@ def module_settings() -> Settings:
 
 @pytest.fixture(scope="module")
 def client(docker_client: docker.DockerClient, module_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(module_settings)) as test_client:
+    with LocalClient(create_app(module_settings)) as test_client:
         yield test_client
 
 
@@ -36,7 +43,7 @@ def app_client(docker_client: docker.DockerClient, make_settings):  # type: igno
     clients: list[TestClient] = []
 
     def make(**overrides: object) -> TestClient:
-        test_client = TestClient(create_app(make_settings(**overrides)))
+        test_client = LocalClient(create_app(make_settings(**overrides)))
         clients.append(test_client.__enter__())
         return test_client
 

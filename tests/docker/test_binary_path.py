@@ -13,7 +13,15 @@ import httpx
 import pytest
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from tests.helpers import ZeroTar, gzip_bomb, managed_objects, run_body, tar_gz, tar_member
+from tests.helpers import (
+    LocalClient,
+    ZeroTar,
+    gzip_bomb,
+    managed_objects,
+    run_body,
+    tar_gz,
+    tar_member,
+)
 
 MiB = 1024 * 1024
 
@@ -128,6 +136,18 @@ def test_a_finished_async_runs_returned_paths_download_as_a_file_and_a_tar(serve
     assert "/out.txt, /out" in missing.json()["message"]
 
 
+def test_a_returned_path_written_with_a_leading_slash_is_404_however_many(server):
+    volumes = {"/out": {"type": "directory", "response": True}}
+    with server() as client:
+        run_id = client.post("/runs", json=run_body("true", volumes=volumes)).json()["run_id"]
+        client.get(f"/runs/{run_id}/logs", timeout=60)  # the event stream ends with the run
+        answers = [client.get(f"/runs/{run_id}/files{slashes}out") for slashes in ("//", "///")]
+        assert client.get(f"/runs/{run_id}/files/out").status_code == 200
+    assert [answer.status_code for answer in answers] == [404, 404]
+    assert {answer.json()["field"] for answer in answers} == {"path"}
+    assert f"/runs/{run_id}/files/out" in answers[1].json()["message"]
+
+
 def test_a_200_mib_directory_streams_in(server):
     limits = {"max_archive_bytes": 300 * MiB, "max_extracted_bytes": 300 * MiB}
     with server(max_request_bytes=300 * MiB, **limits) as client:
@@ -176,14 +196,12 @@ def hostile() -> list[Any]:
 
 @pytest.fixture(scope="module")
 def strict(docker_client, make_module_settings):  # type: ignore[no-untyped-def]
-    from fastapi.testclient import TestClient
-
     from api_app import create_app
 
     settings = make_module_settings(
         max_extracted_bytes=8 * MiB, max_archive_members=20, max_archive_bytes=2 * MiB
     )
-    with TestClient(create_app(settings)) as test_client:
+    with LocalClient(create_app(settings)) as test_client:
         yield test_client
 
 

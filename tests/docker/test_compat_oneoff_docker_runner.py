@@ -31,6 +31,7 @@ from tests.helpers import (
     PUBLIC_IMAGE,
     REGISTRY_PASSWORD,
     REGISTRY_USER,
+    LocalClient,
     b64,
     serving,
     tar_gz,
@@ -139,7 +140,7 @@ def compat(docker_client: docker.DockerClient, make_module_settings) -> Iterator
     settings = make_module_settings(allowed_host_paths=["/tmp"])
     from api_app import create_app
 
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         yield client
 
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from api_app import create_app
 from backends.labels import IMAGE, ROLE
 from runner.run_status import FINISHED_STATES
-from tests.helpers import PRIVATE_REGISTRY, PUBLIC_REGISTRY, REGISTRY_USER, until
+from tests.helpers import PRIVATE_REGISTRY, PUBLIC_REGISTRY, REGISTRY_USER, LocalClient, until
 from tests.registries import CREDENTIALS, Push
 
 A = {"Authorization": "Bearer tok-alice"}
@@ -129,14 +129,14 @@ def test_grants_hold_across_a_restart_and_for_another_runner(
 ) -> None:
     image = unique_image(private=True)
     settings = make_settings(api_tokens=TOKENS)
-    with TestClient(create_app(settings)) as first:
+    with LocalClient(create_app(settings)) as first:
         pulled_by_alice(first, image)
 
     def holds(client: TestClient) -> None:
         assert run(client, A, image, pull_policy="never").status_code == 200
         assert run(client, B, image, pull_policy="never").status_code == 404
 
-    with TestClient(create_app(settings)) as restarted:
+    with LocalClient(create_app(settings)) as restarted:
         holds(restarted)
     holds(app_client(api_tokens=TOKENS))  # another runner, on the same engine
 

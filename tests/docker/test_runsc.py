@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api_app import create_app
-from tests.helpers import b64, instance_id, run_body, untar_gz
+from tests.helpers import LocalClient, b64, instance_id, run_body, untar_gz
 
 SCRIPT = b"#!/bin/sh\ncat /in/name.txt > /out/copy.txt\necho written > /in/name.txt\necho $?\n"
 Check = Callable[[dict[str, Any]], None]
@@ -66,7 +66,7 @@ def gvisor(docker_client: docker.DockerClient, make_module_settings) -> Iterator
     settings = make_module_settings(
         instance_id=instance_id("runsc"), runtime="runsc", max_output_bytes=1024
     )
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         yield client
 
 

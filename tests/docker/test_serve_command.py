@@ -35,6 +35,8 @@ def test_startup_is_one_line_per_server_with_its_url(instance: str) -> None:
         _, rest = process.communicate(timeout=120)
     assert process.returncode == 0, rest
     said = [line.split(" ", 2)[2] for line in (seen + rest).decode().splitlines()]
+    # what the backend finds out about the engine once (how scratch limits hold) is no server's
+    said = [line for line in said if not line.startswith("INFO oneoff_runner.docker: ")]
     servers = [
         f"INFO oneoff_runner: REST API on http://127.0.0.1:{port} (API pages at /docs)",
         f"INFO oneoff_runner: MCP server on http://127.0.0.1:{mcp_port}/mcp",

@@ -17,7 +17,7 @@ from httpx_sse import connect_sse
 from backends.labels import INSTANCE, ROLE, RUN_ID, RUN_ROLE, TENANT
 from runner.tenancy import tenant_for
 from tests.docker.watching import warm_run_began
-from tests.helpers import Server, run_body
+from tests.helpers import TEST_IMAGE, Server, run_body
 
 A = {"Authorization": "Bearer tok-alice"}
 B = {"Authorization": "Bearer tok-bob"}
@@ -121,11 +121,12 @@ def test_a_cancel_by_another_tenant_leaves_the_run_running(tenants, alice_run, d
     assert container.status == "running"
 
 
-def test_a_sync_run_is_counted_and_logged_for_its_named_tenant_never_its_token(tenants, caplog):
+def test_a_sync_run_is_logged_for_its_named_tenant_and_counted_without_names(tenants, caplog):
     caplog.set_level(logging.INFO, logger="oneoff_runner")
     assert tenants.post("/run", json=run_body("true"), headers=A).status_code == 200
     metrics = tenants.get("/metrics", headers=B).text
-    assert 'oneoff_runner_runs_total{outcome="success",tenant="alice"} 1.0' in metrics
+    assert 'oneoff_runner_runs_total{outcome="success"} 1.0' in metrics
+    assert "alice" not in metrics  # names only with RUNNER_METRICS_TENANTS, for operators
     assert "tenant=alice" in caplog.text
     assert "tok-alice" not in caplog.text
 
@@ -182,3 +183,32 @@ def test_no_engine_object_carries_a_token(
     kept += [item.attrs["Labels"] for item in docker_client.volumes.list(filters=label)]
     assert kept
     assert all("tok-" not in str(labels) for labels in kept)
+
+
+def test_what_belongs_to_no_tenant_is_listed_to_operators_only(server, docker_client):
+    """On the real engine: a container and an image tag of nobody's (the test's own) are in an
+    operator's listings; a tenant may not list every container, and sees only the images and
+    tags it may run (RUNNER_ALLOWED_IMAGES)."""
+    hidden = f"oneoff-test/hidden-{uuid.uuid4().hex[:8]}:latest"
+    docker_client.images.get(TEST_IMAGE).tag(hidden)
+    stranger = docker_client.containers.create(TEST_IMAGE, labels={"oneoff-test": "stranger"})
+    operator = {"Authorization": "Bearer tok-ops"}
+    try:
+        with server(
+            api_tokens=["tok-bob"], operator_tokens=["ops:tok-ops"], allowed_images=[TEST_IMAGE]
+        ) as client:
+            every = client.get("/containers?managed_only=false&all=true", headers=operator)
+            refused = client.get("/containers?managed_only=false&all=true", headers=B)
+            tenant_images = client.get("/images", headers=B).json()
+            hidden_by_name = client.get("/images", params={"reference": hidden}, headers=B)
+            operator_images = client.get("/images", headers=operator).json()
+    finally:
+        stranger.remove(force=True)
+        docker_client.images.remove(hidden)
+    assert stranger.short_id in [item["id"] for item in every.json()]
+    assert refused.status_code == 403
+    assert refused.json()["field"] == "managed_only"
+    assert "RUNNER_OPERATOR_TOKENS" in refused.json()["message"]
+    assert [image["tags"] for image in tenant_images] == [[TEST_IMAGE]]
+    assert hidden_by_name.json() == []
+    assert any(hidden in image["tags"] for image in operator_images)

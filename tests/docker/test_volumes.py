@@ -181,3 +181,17 @@ def test_returned_content_over_the_limit_is_413_and_leaves_nothing(app_client, d
     assert response.status_code == 413
     assert "RUNNER_MAX_RESPONSE_BYTES" in response.json()["message"]
     assert managed_objects(docker_client, client.app.state.service.settings.instance_id) == []
+
+
+def test_a_one_character_volume_name_is_422_naming_it_never_the_engine_s_500(client):
+    """The engine needs two characters; the published pattern says so, and the runner too."""
+    created = client.post("/volume", json={"name": "a"})
+    mounted = client.post(
+        "/run", json=run_body("true", volumes={"/v": {"type": "volume", "name": "a"}})
+    )
+    removed = client.delete("/volume/a")
+    assert [created.status_code, mounted.status_code, removed.status_code] == [422, 422, 422]
+    assert created.json()["field"] == "name"
+    assert mounted.json()["field"] == "volumes['/v'].name"
+    pattern = client.get("/openapi.json").json()["components"]["schemas"]["CreateVolumeRequest"]
+    assert pattern["properties"]["name"]["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.-]{1,254}$"

@@ -15,7 +15,14 @@ import httpx
 import pytest
 
 from backends.labels import INSTANCE, POOL_ROLE, ROLE, RUN_ROLE
-from tests.helpers import HELD_ROLES, free_port, managed_objects, objects_of, start_runner
+from tests.helpers import (
+    HELD_ROLES,
+    TEST_IMAGE,
+    free_port,
+    managed_objects,
+    objects_of,
+    start_runner,
+)
 
 
 class Events:
@@ -142,3 +149,32 @@ def release(docker_client: docker.DockerClient, container: str) -> None:
 
 
 WAITS_FOR_GO = "until [ -e /tmp/go ]; do sleep 0.1; done; echo survived"
+
+
+SENTINEL_ROLE = "test-sentinel"
+
+
+@contextlib.contextmanager
+def containers_made(docker_client: docker.DockerClient, instance: str) -> Iterator[list[str]]:
+    """The roles of the containers runners of `instance` create while the block runs (what a
+    runner holds aside), from the engine's event stream, filled in when the block ends: a
+    container of the test's own, made then, is the last event read, so the list is complete."""
+    made: list[str] = []
+    label = f"{INSTANCE}={instance}"
+    stream = docker_client.api.events(
+        decode=True, filters={"type": ["container"], "event": ["create"], "label": [label]}
+    )
+    try:
+        yield made
+        sentinel = docker_client.api.create_container(
+            TEST_IMAGE, labels={INSTANCE: instance, ROLE: SENTINEL_ROLE}
+        )
+        docker_client.api.remove_container(sentinel["Id"], force=True)
+        for event in stream:
+            role = event.get("Actor", {}).get("Attributes", {}).get(ROLE)
+            if role == SENTINEL_ROLE:
+                break
+            if role not in HELD_ROLES:
+                made.append(str(role))
+    finally:
+        stream.close()

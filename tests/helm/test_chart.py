@@ -26,7 +26,7 @@ SCHEMA_VERSIONS = ("1.29.0", "1.37.0")
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "tokens-ingress-egress": {
-        "auth": {"tokens": ["t1", "t2"]},
+        "auth": {"tokens": ["t1", "t2"], "operatorTokens": ["ops:t3"]},
         "ingress": {
             "enabled": True,
             "className": "nginx",
@@ -51,6 +51,22 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceAccount": {"create": False, "name": "runner"},
     },
     "docker-mode": {"docker": {"enabled": True}, "networkPolicy": {"enabled": False}},
+    "identity-provider": {
+        "auth": {
+            "oauth": {
+                "issuers": ["https://login.example.com/realms/acme"],
+                "audience": ["https://runner.example.com"],
+                "tenantClaim": "org.id",
+                "requiredScopes": ["runner"],
+                "writeScopes": ["runner.write"],
+                "introspection": {
+                    "url": "https://login.example.com/introspect",
+                    "clientId": "runner",
+                    "existingSecret": "runner-introspection",
+                },
+            }
+        }
+    },
 }
 
 
@@ -149,6 +165,24 @@ def test_the_environment_the_chart_gives_is_valid_runner_settings(
     assert settings.host == "0.0.0.0"
 
 
+def test_operator_tokens_go_into_the_secret_and_make_operators(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "RUNNER_OPERATOR_TOKENS_FILE" not in container_env(objects({}))
+    items = objects(VALUE_SETS["tokens-ingress-egress"])
+    (secret,) = find(items, "Secret")
+    env = container_env(items)
+    mounted = "/etc/oneoff-runner/tokens/"
+    assert env["RUNNER_OPERATOR_TOKENS_FILE"] == f"{mounted}operators"
+    for key, text in secret["stringData"].items():
+        (tmp_path / key).write_text(text)
+    for key in ("RUNNER_API_TOKENS_FILE", "RUNNER_OPERATOR_TOKENS_FILE"):
+        monkeypatch.setenv(key, env[key].replace(mounted, f"{tmp_path}/"))
+    tenants = dict(Settings(_env_file=None).tokens())
+    assert tenants["t3"].operator and tenants["t3"].name == "ops"
+    assert not tenants["t1"].operator
+
+
 def test_values_carry_every_runner_setting() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     items = objects({})
@@ -163,7 +197,11 @@ def test_values_carry_every_runner_setting() -> None:
         "kubeconfig",
         "kube_context",
     }
-    covered |= {"api_tokens", "allow_unauthenticated_remote"}  # tokens come from a Secret file
+    # tokens come from a Secret's files (operators' only when auth.operatorTokens are given)
+    covered |= {"api_tokens", "operator_tokens", "operator_tokens_file"}
+    covered |= {"allow_unauthenticated_remote"}
+    oauth = objects(VALUE_SETS["identity-provider"])
+    covered |= {key.removeprefix("RUNNER_").lower() for key in container_env(oauth)}
     covered |= set(values["config"]) | {"kube_service_account"}  # runs.serviceAccount
     assert set(Settings.model_fields) - covered == set()
     assert set(values["config"]) <= set(Settings.model_fields)
@@ -315,6 +353,28 @@ def test_run_pod_settings_reach_the_runner() -> None:
     assert env["RUNNER_KUBE_RETURN_LIMIT_BYTES"] == "7340032"
     lowered = objects({"runs": {"returnLimitBytes": 1048576}})
     assert container_env(lowered)["RUNNER_KUBE_RETURN_LIMIT_BYTES"] == "1048576"
+
+
+def test_the_identity_provider_values_reach_the_runner() -> None:
+    items = objects(VALUE_SETS["identity-provider"])
+    env = container_env(items)
+    assert env["RUNNER_OAUTH_ISSUERS"] == "https://login.example.com/realms/acme"
+    assert env["RUNNER_OAUTH_AUDIENCE"] == "https://runner.example.com"
+    assert env["RUNNER_OAUTH_TENANT_CLAIM"] == "org.id"
+    assert env["RUNNER_OAUTH_REQUIRED_SCOPES"] == "runner"
+    assert (env["RUNNER_OAUTH_READ_SCOPES"], env["RUNNER_OAUTH_WRITE_SCOPES"]) == (
+        "",
+        "runner.write",
+    )
+    (deployment,) = find(items, "Deployment")
+    (secret,) = [item for item in _env(deployment) if item["name"].endswith("CLIENT_SECRET")]
+    assert secret["valueFrom"]["secretKeyRef"] == {
+        "name": "runner-introspection",
+        "key": "client-secret",
+    }
+    assert not any(name.startswith("RUNNER_OAUTH_I") for name in container_env(objects({})))
+    with pytest.raises(Exception, match="auth.oauth.audience"):
+        objects({"auth": {"oauth": {"issuers": ["https://login.example.com"]}}})
 
 
 def _env(deployment: dict[str, Any]) -> list[dict[str, Any]]:

@@ -78,15 +78,14 @@ def runner_app(**changes: Any) -> Iterator[Any]:
     """A runner (the REST app) on the cluster, of an instance id of its own unless `changes`
     name one. When it stops, no Job or Secret of its runs may be left; what other runners
     (other tests, other copies of the suite) have in the namespace is never looked at."""
-    from fastapi.testclient import TestClient
-
     from api_app import create_app
     from runner.settings import Settings
+    from tests.helpers import LocalClient
 
     changes.setdefault("instance_id", f"cluster-{uuid.uuid4().hex[:8]}")
     changes.setdefault("kube_namespace", namespace())
     settings = Settings(backend="kubernetes", **changes)
-    with TestClient(create_app(settings)) as api:
+    with LocalClient(create_app(settings)) as api:
         yield api
     left = left_by(settings.kube_namespace, settings.instance_id)
     assert left == [], f"the runner left behind: {left}"

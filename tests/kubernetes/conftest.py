@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api_app import create_app
 from runner.settings import Settings
+from tests.helpers import LocalClient
 from tests.kubernetes.cluster_support import core, delete_namespace, labelled_namespace, runner_app
 from tests.kubernetes.fake_api import FakeKubernetes, Script
 
@@ -42,7 +43,7 @@ def kube_settings(fake: FakeKubernetes, tmp_path: Path) -> Settings:
 @pytest.fixture
 def api(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[TestClient]:
     """The REST app on the Kubernetes backend; set `fake.script` to play the run's pod."""
-    with TestClient(create_app(kube_settings)) as client:
+    with LocalClient(create_app(kube_settings)) as client:
         yield client
     fake.settle()
     leftovers = [
@@ -57,7 +58,7 @@ def configured(fake: FakeKubernetes, kube_settings: Settings) -> Iterator[type[T
     made: list[TestClient] = []
 
     def client(**changes: object) -> TestClient:
-        app = TestClient(create_app(kube_settings.model_copy(update=changes)))
+        app = LocalClient(create_app(kube_settings.model_copy(update=changes)))
         made.append(app.__enter__())
         return made[-1]
 

@@ -13,6 +13,7 @@ from backends.kubernetes.inventory import PERMISSIONS
 from runner.settings import Settings
 from runner.spec import RunRecord
 from runner.tenancy import tenant_for
+from tests.helpers import LocalClient
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
 from tests.kubernetes.follow import follow
@@ -44,7 +45,7 @@ def test_a_new_runner_answers_for_a_run_another_started(
     run_id = api.post("/runs", json=BODY).json()["run_id"]
     follow(api, run_id)
     other = kube_settings.model_copy(update={"instance_id": "another-replica"})
-    with TestClient(create_app(other)) as second:
+    with LocalClient(create_app(other)) as second:
         status = second.get(f"/runs/{run_id}").json()
         listed = second.get("/runs").json()["runs"]
     assert (status["state"], status["result"]["exit_code"]) == ("failed", 2)
@@ -167,7 +168,7 @@ def test_tenants_see_only_their_own_runs_and_claims(
     fake.script = lambda job: scripts.succeeds(b"alice-secret\n")
     alice, bob = {"Authorization": "Bearer tok-a"}, {"Authorization": "Bearer tok-b"}
     settings = kube_settings.model_copy(update={"api_tokens": ["alice:tok-a", "tok-b"]})
-    with TestClient(create_app(settings)) as api:
+    with LocalClient(create_app(settings)) as api:
         run_id = api.post("/runs", json=BODY, headers=alice).json()["run_id"]
         assert api.get(f"/runs/{run_id}", headers=alice).status_code == 200
         for method in ("GET", "DELETE"):
@@ -195,7 +196,7 @@ def test_claims_are_listed_and_removed_by_their_tenant_only(
     settings = kube_settings.model_copy(update={"api_tokens": ["alice:tok-a", "tok-b"]})
     claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "spec": {}}
     fake.put("persistentvolumeclaims", "runs", {**claim, "metadata": {"name": "by-hand"}}, "ADDED")
-    with TestClient(create_app(settings)) as api:
+    with LocalClient(create_app(settings)) as api:
         body = {"name": "alices", "labels": {"team": "ci"}}
         assert api.post("/volume", json=body, headers=alice).status_code == 200
         (listed,) = api.get("/volumes", headers=alice).json()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
-from fastapi.testclient import TestClient
-
 from api_app import create_app
 from backends.labels import DEADLINE, MANAGED, RECORD, ROLE, RUN_ID, TENANT
 from runner.settings import Settings
+from tests.helpers import LocalClient
 from tests.kubernetes.fake_api import FakeKubernetes
 
 GARBAGE = {
@@ -31,7 +30,7 @@ def test_garbage_records_are_skipped_at_startup_and_in_listings(
         fake.create(
             "configmaps", "runs", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
         )
-    with TestClient(create_app(kube_settings)) as client:  # startup reaps: reads each deadline
+    with LocalClient(create_app(kube_settings)) as client:  # startup reaps: reads each deadline
         listed = client.get("/runs")
         one = client.get("/runs/0123456789abcdef")
     for run_id in GARBAGE:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
 from api_app import create_app
 from backends.kubernetes.inventory import PERMISSIONS
 from runner.settings import Settings
-from tests.helpers import b64, untar_gz
+from tests.helpers import LocalClient, b64, untar_gz
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
 
@@ -243,7 +241,7 @@ def test_a_missing_allowed_claim_is_404_before_anything_is_made(
     fake: FakeKubernetes, kube_settings: Settings
 ):
     settings = kube_settings.model_copy(update={"allowed_volumes": ["cache"]})
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         body = {**BODY, "volumes": {"/data": {"type": "volume", "name": "cache"}}}
         response = client.post("/run", json=body)
     assert response.status_code == 404
@@ -262,7 +260,7 @@ def test_health_reports_the_api_server_and_missing_permissions(
         for verb in verbs
         if resource != "pods/log"
     }
-    with TestClient(create_app(kube_settings)) as fresh:  # asks now, not from a cache
+    with LocalClient(create_app(kube_settings)) as fresh:  # asks now, not from a cache
         response = fresh.get("/health")
     assert response.status_code == 503
     assert "may not get pods/log" in response.json()["message"]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
-
 from api_app import create_app
 from runner.settings import Settings
+from tests.helpers import LocalClient
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
 
@@ -17,7 +16,7 @@ def test_the_chosen_runtime_is_the_pods_runtime_class(
 ) -> None:
     fake.script = lambda job: scripts.succeeds()
     settings = kube_settings.model_copy(update={"allowed_runtimes": ["gvisor"]})
-    with TestClient(create_app(settings)) as client:
+    with LocalClient(create_app(settings)) as client:
         chosen = client.post("/run", json={**BODY, "runtime": "gvisor"})
         default = client.post("/run", json=BODY)
     assert (chosen.status_code, default.status_code) == (200, 200)

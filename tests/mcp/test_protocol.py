@@ -223,7 +223,11 @@ def test_json_nested_too_deeply_to_read_is_a_parse_error(url):
     response = httpx.post(
         url,
         content=body + b"]" * 100_000 + b"}}",
-        headers={"Accept": "application/json", "Authorization": f"Bearer {TOKENS['a']}"},
+        headers={
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {TOKENS['a']}",
+        },
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == -32700

@@ -124,7 +124,7 @@ def test_a_foreign_host_header_is_refused_on_localhost(fake_url):
 
 
 def test_an_allowed_hostname_is_accepted(make_settings):
-    settings = make_settings(mcp_allowed_hosts=["runner.example.com"])
+    settings = make_settings(allowed_hosts=["runner.example.com"])
     with serving(create_app(settings, backend=FakeBackend())) as port:
         response = rpc(
             f"http://127.0.0.1:{port}/mcp",

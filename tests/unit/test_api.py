@@ -8,11 +8,11 @@ from api_app import create_app
 from runner.errors import BackendUnavailable, Busy, RegistryAuthFailed
 from runner.tenancy import LOCAL
 from tests.fakes import FakeBackend, outcome
-from tests.helpers import run_body
+from tests.helpers import LocalClient, run_body
 
 
 def app_with(handler, make_settings) -> TestClient:  # type: ignore[no-untyped-def]
-    return TestClient(create_app(make_settings(), backend=FakeBackend(handler)))
+    return LocalClient(create_app(make_settings(), backend=FakeBackend(handler)))
 
 
 def raising(error):  # type: ignore[no-untyped-def]
@@ -43,7 +43,7 @@ def test_runner_errors_map_to_their_status_and_body(make_settings):
 
 
 def test_unexpected_errors_are_500_without_internals(make_settings):
-    with TestClient(
+    with LocalClient(
         create_app(make_settings(), backend=FakeBackend(raising(RuntimeError("secret internals")))),
         raise_server_exceptions=False,
     ) as api:
@@ -64,7 +64,7 @@ def test_health_is_ok_with_the_backend_version(api):
 def test_health_is_503_with_a_reason_when_the_backend_is_down(make_settings):
     backend = FakeBackend()
     backend.health = raising(BackendUnavailable("engine gone"))  # type: ignore[method-assign]
-    with TestClient(create_app(make_settings(), backend=backend)) as api:
+    with LocalClient(create_app(make_settings(), backend=backend)) as api:
         response = api.get("/health")
     assert response.status_code == 503
     assert response.json()["message"] == "engine gone"
@@ -74,7 +74,7 @@ def test_livez_answers_without_asking_the_backend(make_settings):
     """Liveness must not restart a replica (and its runs) because the backend is away."""
     backend = FakeBackend()
     backend.health = raising(BackendUnavailable("engine gone"))  # type: ignore[method-assign]
-    with TestClient(create_app(make_settings(), backend=backend)) as api:
+    with LocalClient(create_app(make_settings(), backend=backend)) as api:
         response = api.get("/livez")
     assert (response.status_code, response.json()) == (200, {"status": "alive"})
 
@@ -123,7 +123,7 @@ def test_health_answers_while_every_run_slot_is_busy_and_extra_runs_get_429(make
         return outcome()
 
     settings = make_settings(max_concurrent_runs=2, max_queued_runs=0)
-    with TestClient(create_app(settings, backend=FakeBackend(blocking))) as api:
+    with LocalClient(create_app(settings, backend=FakeBackend(blocking))) as api:
         runs = [
             threading.Thread(target=api.post, args=("/run",), kwargs={"json": run_body("x")})
             for _ in range(2)
@@ -145,8 +145,8 @@ def test_metrics_count_runs_by_outcome_in_prometheus_format(api, fake):
     api.post("/run", json=run_body("true"))
     api.post("/run", json=run_body("true", timeout_seconds=10_000))
     body = api.get("/metrics").text
-    assert 'oneoff_runner_runs_total{outcome="success",tenant="local"} 1.0' in body
-    assert 'oneoff_runner_runs_total{outcome="invalid_request",tenant="local"} 1.0' in body
+    assert 'oneoff_runner_runs_total{outcome="success"} 1.0' in body
+    assert 'oneoff_runner_runs_total{outcome="invalid_request"} 1.0' in body
     assert "oneoff_runner_runs_in_flight 0.0" in body
     assert "oneoff_runner_phase_seconds_bucket" in body or "oneoff_runner_runs_queued" in body
 
@@ -172,7 +172,7 @@ def test_a_service_that_is_shutting_down_refuses_new_runs_with_503(make_settings
 
 def test_api_tokens_never_reach_the_logs(make_settings, caplog):
     settings = make_settings(api_tokens=["token-right-1"])
-    with caplog.at_level("DEBUG"), TestClient(create_app(settings, backend=FakeBackend())) as api:
+    with caplog.at_level("DEBUG"), LocalClient(create_app(settings, backend=FakeBackend())) as api:
         denied = api.post("/run", json=run_body("x"), headers={"Authorization": "Bearer guess-2"})
         allowed = api.post(
             "/run", json=run_body("x"), headers={"Authorization": "Bearer token-right-1"}
@@ -193,7 +193,7 @@ def test_runs_log_one_json_line_each_with_their_fields(make_settings, capsys):
     saved = (root.handlers[:], root.level)
     _configure_logging(make_settings(log_format="json"), "info")
     try:
-        with TestClient(create_app(make_settings(), backend=FakeBackend())) as api:
+        with LocalClient(create_app(make_settings(), backend=FakeBackend())) as api:
             api.post("/run", json=run_body("true"))
     finally:
         root.handlers[:], root.level = saved

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import threading
 
-from fastapi.testclient import TestClient
-
 from api_app import create_app
 from tests.fakes import FakeBackend, outcome
-from tests.helpers import run_body
+from tests.helpers import LocalClient, run_body
 
 
 def test_an_unknown_run_is_404_naming_run_id_and_the_ttl(make_settings):
-    with TestClient(create_app(make_settings(), backend=FakeBackend())) as api:
+    with LocalClient(create_app(make_settings(), backend=FakeBackend())) as api:
         response = api.get("/runs/0123456789abcdef")
         logs = api.get("/runs/0123456789abcdef/logs")
     assert response.status_code == 404
@@ -22,7 +20,7 @@ def test_an_unknown_run_is_404_naming_run_id_and_the_ttl(make_settings):
 
 
 def test_a_malformed_run_id_is_422(make_settings):
-    with TestClient(create_app(make_settings(), backend=FakeBackend())) as api:
+    with LocalClient(create_app(make_settings(), backend=FakeBackend())) as api:
         response = api.delete("/runs/not-a-run")
     assert response.status_code == 422
     assert response.json()["field"] == "path.run_id"
@@ -30,7 +28,7 @@ def test_a_malformed_run_id_is_422(make_settings):
 
 def test_a_bad_body_is_refused_before_anything_starts(make_settings):
     backend = FakeBackend()
-    with TestClient(create_app(make_settings(), backend=backend)) as api:
+    with LocalClient(create_app(make_settings(), backend=backend)) as api:
         response = api.post("/runs", json=run_body("true", memory="lots"))
     assert response.status_code == 422
     assert response.json()["field"] == "memory"
@@ -45,7 +43,7 @@ def test_past_the_queue_limit_a_start_is_429(make_settings):
         return outcome()
 
     settings = make_settings(max_concurrent_runs=1, max_queued_runs=0)
-    with TestClient(create_app(settings, backend=FakeBackend(slow))) as api:
+    with LocalClient(create_app(settings, backend=FakeBackend(slow))) as api:
         first = api.post("/runs", json=run_body("true"))
         second = api.post("/runs", json=run_body("true"))
         release.set()
@@ -54,10 +52,20 @@ def test_past_the_queue_limit_a_start_is_429(make_settings):
     assert second.headers["retry-after"]
 
 
+def test_an_empty_idempotency_key_is_422_naming_the_header(make_settings):
+    """An empty key is no key: taken as one, unrelated starts would get back an earlier run."""
+    backend = FakeBackend()
+    with LocalClient(create_app(make_settings(), backend=backend)) as api:
+        response = api.post("/runs", json=run_body("true"), headers={"Idempotency-Key": ""})
+    assert response.status_code == 422
+    assert response.json()["field"] == "Idempotency-Key"
+    assert backend.specs == []
+
+
 def test_the_same_idempotency_key_starts_one_run(make_settings):
     backend = FakeBackend()
     key = {"Idempotency-Key": "deploy-42"}
-    with TestClient(create_app(make_settings(), backend=backend)) as api:
+    with LocalClient(create_app(make_settings(), backend=backend)) as api:
         first = api.post("/runs", json=run_body("true"), headers=key).json()
         again = api.post("/runs", json=run_body("true"), headers=key).json()
     assert first["run_id"] == again["run_id"]
@@ -66,7 +74,7 @@ def test_the_same_idempotency_key_starts_one_run(make_settings):
 
 def test_deleting_a_finished_run_answers_its_result_and_removes_it(make_settings):
     backend = FakeBackend(lambda spec, control: outcome(stdout=b"done\n"))
-    with TestClient(create_app(make_settings(), backend=backend)) as api:
+    with LocalClient(create_app(make_settings(), backend=backend)) as api:
         run_id = api.post("/runs", json=run_body("true")).json()["run_id"]
         with api.stream("GET", f"/runs/{run_id}/logs") as stream:
             assert any(line.startswith("event: exit") for line in stream.iter_lines())
@@ -87,7 +95,7 @@ def test_many_runs_being_watched_do_not_starve_the_worker_threads(make_settings)
             release.wait(60)
 
     settings = make_settings(max_concurrent_runs=64, max_queued_runs=64)
-    with TestClient(create_app(settings, backend=Waiting())) as api:
+    with LocalClient(create_app(settings, backend=Waiting())) as api:
         for _ in range(45):
             assert api.post("/runs", json=run_body("true")).status_code == 202
         listed = api.get("/runs")
@@ -98,18 +106,18 @@ def test_many_runs_being_watched_do_not_starve_the_worker_threads(make_settings)
 
 def test_async_outcomes_are_counted_in_the_metrics(make_settings):
     backend = FakeBackend(lambda spec, control: outcome(exit_code=1))
-    with TestClient(create_app(make_settings(), backend=backend)) as api:
+    with LocalClient(create_app(make_settings(), backend=backend)) as api:
         run_id = api.post("/runs", json=run_body("true")).json()["run_id"]
         api.portal.call(api.app.state.service.runs.until_settled)
         metrics = api.get("/metrics").text
         assert api.get(f"/runs/{run_id}").json()["state"] == "failed"
-    assert 'oneoff_runner_runs_total{outcome="error",tenant="local"} 1.0' in metrics
+    assert 'oneoff_runner_runs_total{outcome="error"} 1.0' in metrics
 
 
 def test_an_idempotency_key_belongs_to_the_caller_s_token(make_settings):
     settings = make_settings(api_tokens=["alice-token", "bob-token"])
     key = {"Idempotency-Key": "nightly"}
-    with TestClient(create_app(settings, backend=FakeBackend())) as api:
+    with LocalClient(create_app(settings, backend=FakeBackend())) as api:
         alice = {**key, "Authorization": "Bearer alice-token"}
         bob = {**key, "Authorization": "Bearer bob-token"}
         first = api.post("/runs", json=run_body("true"), headers=alice).json()["run_id"]

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from api_app import create_app
 from runner.spec import Outcome, RunControl, RunSpec
 from tests.fakes import FakeBackend
-from tests.helpers import run_body
+from tests.helpers import LocalClient, run_body
 
 
 def crash(spec: RunSpec, control: RunControl) -> Outcome:
@@ -38,7 +38,7 @@ def started(make_settings) -> Iterator[Started]:  # type: ignore[no-untyped-def]
     """`started(backend)`: an app over it, one run started and settled: (app, run id)."""
 
     def start(backend: FakeBackend) -> tuple[TestClient, str]:
-        api = TestClient(create_app(make_settings(), backend=backend)).__enter__()
+        api = LocalClient(create_app(make_settings(), backend=backend)).__enter__()
         opened.append(api)
         accepted = api.post("/runs", json=run_body("true"))
         assert accepted.status_code == 202

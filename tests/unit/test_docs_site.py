@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -126,6 +127,25 @@ def test_the_configuration_page_is_generated_from_settings() -> None:
     )
     for name in Settings.model_fields:
         assert f"`RUNNER_{name.upper()}`" in page, name
+
+
+TEST_REFERENCE = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
+"""How a page names the test of a control (`docs/security.md`): `tests/<file>.py::<test>`."""
+
+
+def test_every_test_a_page_names_exists() -> None:
+    named = [
+        (page.name, *found.groups())
+        for page in DOCS.rglob("*.md")
+        for found in TEST_REFERENCE.finditer(page.read_text())
+    ]
+    assert named
+    for page, file, test in named:
+        source = ROOT / file
+        assert source.is_file(), f"{page} names {file}, which does not exist"
+        assert re.search(rf"^(async )?def {test}\(", source.read_text(), re.M), (
+            f"{page} names {file}::{test}, which does not exist"
+        )
 
 
 def test_the_built_configuration_page_lists_every_setting(built: tuple[Path, str]) -> None:

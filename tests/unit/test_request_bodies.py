@@ -4,12 +4,14 @@ JSON part is bad is refused before its content parts are read."""
 from __future__ import annotations
 
 import json
+import selectors
+import socket
 import threading
 import tracemalloc
 from collections.abc import Iterator
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from starlette.requests import Request
 
 from api_app import create_app
@@ -17,7 +19,7 @@ from runner.errors import InvalidRequest
 from runner.rest.bodies import _body
 from runner.rest.multipart import read_run_form
 from tests.fakes import FakeBackend, outcome
-from tests.helpers import run_body
+from tests.helpers import LocalClient, run_body, serving
 
 
 class Body:
@@ -45,7 +47,7 @@ def test_a_full_runner_answers_429_before_reading_a_large_body(make_settings):
         return outcome()
 
     settings = make_settings(max_concurrent_runs=1, max_queued_runs=0)
-    with TestClient(create_app(settings, backend=FakeBackend(blocking))) as api:
+    with LocalClient(create_app(settings, backend=FakeBackend(blocking))) as api:
         busy = threading.Thread(target=api.post, args=("/run",), kwargs={"json": run_body("x")})
         busy.start()
         assert entered.wait(10)
@@ -132,3 +134,40 @@ async def test_a_json_body_is_held_once_while_it_is_read():
         tracemalloc.stop()
     assert len(body) == size
     assert peak < 1.25 * size, peak
+
+
+def test_slow_bodies_never_take_the_queue_past_its_limit(make_settings):
+    """A place is taken before a body is read: bodies that never finish hold places, but no
+    more than the free slots and the queue, and the queued gauge stays within its limit."""
+    settings = make_settings(max_concurrent_runs=2, max_queued_runs=3)
+    head = json.dumps(run_body("true")).encode()[:10]
+    with serving(create_app(settings, backend=FakeBackend())) as port:
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+        try:
+            for connection in slow:
+                connection.sendall(
+                    b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 1000\r\n\r\n" + head
+                )
+            answered = _answered(slow, count=5)
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        finally:
+            for connection in slow:
+                connection.close()
+    assert all(answer.startswith(b"HTTP/1.1 429") for answer in answered)
+    assert "oneoff_runner_runs_queued 3.0" in metrics
+
+
+def _answered(connections: list[socket.socket], count: int) -> list[bytes]:
+    """The first bytes of the first `count` answers, as they arrive."""
+    with selectors.DefaultSelector() as selector:
+        for connection in connections:
+            selector.register(connection, selectors.EVENT_READ)
+        answers: list[bytes] = []
+        while len(answers) < count:
+            ready = selector.select(timeout=30)
+            assert ready, f"only {len(answers)} of {count} requests were answered"
+            for key, _ in ready:
+                answers.append(key.fileobj.recv(64))  # type: ignore[union-attr]
+                selector.unregister(key.fileobj)
+    return answers

@@ -45,3 +45,13 @@ def test_the_kubernetes_backend_asks_for_the_helper_image_nothing_publishes():
     with pytest.raises(ValidationError, match="kube_helper_image"):
         Settings(_env_file=None, backend="kubernetes")  # type: ignore[call-arg]
     assert Settings(_env_file=None, backend="kubernetes", kube_helper_image="r/x:1")  # type: ignore[call-arg]
+
+
+def test_the_older_mcp_names_of_the_browser_settings_still_work(monkeypatch):
+    monkeypatch.setenv("RUNNER_MCP_ALLOWED_HOSTS", "runner.example.com")
+    monkeypatch.setenv("RUNNER_MCP_ALLOWED_ORIGINS", "https://tools.example.com")
+    settings = Settings(_env_file=None)
+    assert settings.allowed_hosts == ["runner.example.com"]
+    assert settings.allowed_origins == ["https://tools.example.com"]
+    monkeypatch.setenv("RUNNER_ALLOWED_HOSTS", "new.example.com")
+    assert Settings(_env_file=None).allowed_hosts == ["new.example.com"]

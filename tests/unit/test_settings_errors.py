@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.settings import Settings, get_settings
-from runner.settings_errors import variable
+from runner.settings_errors import unknown_variables, variable
 from tests.helpers import ROOT
 
 
@@ -75,6 +75,23 @@ def test_a_variable_with_an_alias_is_named_both_ways() -> None:
     assert variable(Settings, "docker_host") == "RUNNER_DOCKER_HOST or DOCKER_HOST"
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("RUNNER_ALLOWED_HOSTS", "https://runner.example.com", "`name:port`"),
+        ("RUNNER_MCP_ALLOWED_HOSTS", "a b", "`name:port`"),
+        ("RUNNER_ALLOWED_ORIGINS", "runner.example.com", "scheme://name[:port]"),
+    ],
+)
+def test_a_bad_browser_setting_names_both_its_variables(
+    stderr_lines, variable, value, says
+) -> None:  # type: ignore[no-untyped-def]
+    (line,) = stderr_lines(**{variable: value})
+    names = variable.replace("MCP_", "")
+    assert line.startswith(f"bad setting: {names} or {names.replace('RUNNER_', 'RUNNER_MCP_')}: ")
+    assert says in line and value not in line
+
+
 def test_the_bad_value_itself_is_not_echoed(stderr_lines) -> None:  # type: ignore[no-untyped-def]
     (line,) = stderr_lines(RUNNER_PORT="s3cret-token")
     assert "s3cret-token" not in line
@@ -123,4 +140,21 @@ def test_a_runner_variable_no_setting_reads_is_a_warning_naming_the_closest(
         "RUNNER_PORT?",
         "warning: RUNNER_MAX_MEMROY (in .env) is no setting, so it is ignored; did you mean "
         "RUNNER_MAX_MEMORY?",
+    ]
+
+
+def test_a_typo_of_a_renamed_variable_names_the_current_name() -> None:
+    """The browser settings lost their MCP_ prefix (both doors read them); their older names are
+    still read, so they are no typo, and a typo of one points at the current name."""
+    found = {
+        "in the environment": [
+            "RUNNER_ALLOWED_HOSTS",
+            "RUNNER_MCP_ALLOWED_ORIGINS",
+            "RUNNER_OPERATOR_TOKENS_FILE",
+            "RUNNER_MCP_ALLOWED_HOST",
+        ]
+    }
+    assert unknown_variables(Settings, found) == [
+        "RUNNER_MCP_ALLOWED_HOST (in the environment) is no setting, so it is ignored; did you "
+        "mean RUNNER_ALLOWED_HOSTS?"
     ]

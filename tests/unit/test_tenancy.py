@@ -80,7 +80,7 @@ def test_the_engine_s_socket_and_state_are_never_mounted_however_written(host_pa
     ).filter(lambda options: options and (options.get("type") != "tmpfs" or len(options) > 1))
 )
 def test_volume_options_that_bind_the_host_are_refused_even_when_allowed(options):
-    request = CreateVolumeRequest(name="v", driver_opts=options)
+    request = CreateVolumeRequest(name="vv", driver_opts=options)
     with pytest.raises(PolicyRefused) as caught:
         build_volume_fill(request, PERMISSIVE, LOCAL, lambda name: None)
     assert caught.value.field == "driver_opts"

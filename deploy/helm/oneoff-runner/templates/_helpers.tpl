@@ -43,3 +43,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "oneoff-runner.tokensSecret" -}}
 {{- default (printf "%s-tokens" (include "oneoff-runner.fullname" .)) .Values.auth.existingSecret }}
 {{- end }}
+
+{{- define "oneoff-runner.operatorsKey" -}}
+{{- if .Values.auth.operatorTokensKey }}{{ .Values.auth.operatorTokensKey }}
+{{- else if .Values.auth.operatorTokens }}operators
+{{- end }}
+{{- end }}
