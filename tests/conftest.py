@@ -22,7 +22,14 @@ import pytest
 
 from backends.labels import DEADLINE, INSTANCE, RECORD_ROLE, RESULT_ROLE, ROLE
 from runner.settings import Settings
-from tests.helpers import SUITE_ID, TEST_IMAGE, TEST_REGISTRIES, instance_id, remove_gone
+from tests.helpers import (
+    SUITE_ID,
+    SUITE_KEPT_RUNS,
+    TEST_IMAGE,
+    TEST_REGISTRIES,
+    instance_id,
+    remove_gone,
+)
 
 pytest_plugins = ["tests.registries", "tests.idp"]
 KEPT_ENDS = (RECORD_ROLE, RESULT_ROLE)
@@ -64,6 +71,7 @@ def _settings(**overrides: object) -> Settings:
     values: dict[str, object] = {
         "instance_id": instance_id(),
         "allowed_registries": TEST_REGISTRIES,
+        "max_kept_runs": SUITE_KEPT_RUNS,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

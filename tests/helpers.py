@@ -42,6 +42,10 @@ PRIVATE_REGISTRY = os.environ.get("RUNNER_TEST_REGISTRY", "127.0.0.1:5000")
 REGISTRY_USER = os.environ.get("RUNNER_TEST_REGISTRY_USER", "tester")
 REGISTRY_PASSWORD = os.environ.get("RUNNER_TEST_REGISTRY_PASSWORD", "s3cret-pass")
 TEST_REGISTRIES = [PRIVATE_REGISTRY, PUBLIC_REGISTRY]
+SUITE_KEPT_RUNS = 100_000
+"""The suite's runners' RUNNER_MAX_KEPT_RUNS: the bound counts a tenant's kept runs on the whole
+engine, and every runner of the suite (and of other suites on the engine) calls as the tenant
+`local`, whose MCP runs are kept for their TTL; the bound's own tests set a small one."""
 """The suite's own registries, on loopback: every runner it starts lists them
 (`RUNNER_ALLOWED_REGISTRIES`), as an operator with a local registry must."""
 PUBLIC_IMAGE = f"{PUBLIC_REGISTRY}/oneoff-test/busybox:latest"
@@ -178,6 +182,7 @@ def start_runner(
         "RUNNER_PORT": str(port),
         "RUNNER_MCP_PORT": str(mcp_port or free_port()),
         "RUNNER_ALLOWED_REGISTRIES": ",".join(TEST_REGISTRIES),
+        "RUNNER_MAX_KEPT_RUNS": str(SUITE_KEPT_RUNS),
         **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
     }
     command = ["runner.cli.main", "serve", "--log-level", "warning"]

@@ -20,6 +20,7 @@ import pytest
 from backends.labels import INSTANCE
 from mcp_app import create_app
 from tests.helpers import (
+    SUITE_KEPT_RUNS,
     TEST_REGISTRIES,
     b64,
     instance_id,
@@ -59,6 +60,7 @@ def client(target: str, scenario: str, arguments: object = None, timeout: float 
         "RUNNER_STDIO_COMMAND": json.dumps(command),
         "RUNNER_INSTANCE_ID": STDIO_INSTANCE,
         "RUNNER_ALLOWED_REGISTRIES": ",".join(TEST_REGISTRIES),
+        "RUNNER_MAX_KEPT_RUNS": str(SUITE_KEPT_RUNS),
     }
     script = NODE_DIR / "client.mjs"
     ran = node(script, target, scenario, json.dumps(arguments or {}), timeout=timeout, env=env)
