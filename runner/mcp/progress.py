@@ -177,9 +177,9 @@ class RunProgress:
         """The output that came since the last log message, newest whole lines, per stream."""
         for name in STREAMS:
             data, skipped = self.unsent[name], self.skipped[name]
+            self.unsent[name], self.skipped[name] = b"", 0  # past the limit, dropped: never due
             if not data or self.logged >= LOG_CALL_BYTES:
                 continue
-            self.unsent[name], self.skipped[name] = b"", 0
             if skipped:
                 start = data.find(b"\n") + 1 if b"\n" in data[:-1] else 0
                 shown = data[start:].decode("utf-8", "ignore")
