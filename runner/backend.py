@@ -6,7 +6,7 @@ block. The service calls these methods in worker threads, never on the event loo
 
 A backend must implement `Runs` and `Upkeep`. Of `KeptRuns`, `Volumes` and `Inventory` it may
 leave any method unsupported: it raises `runner.errors.Unsupported`, which callers get as a 501
-(Kubernetes does so for `run_file`, `list_images` and `pull_image`); a listing may answer empty.
+(Kubernetes does so for `list_images` and `pull_image`); a listing may answer empty.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ run's log and returned paths are read → the Job is deleted with its pods and S
 
 from __future__ import annotations
 
+import gzip
 import logging
 import time
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from backends.labels import (
 from backends.leases import abandoned, live_owners, past_deadline
 from runner.backend import OutputStream
 from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
-from runner.errors import Conflict, NotFound, RunnerError, Unsupported
+from runner.errors import Conflict, NotFound, RunnerError, Unreturnable, Unsupported
 from runner.private_images import Grants
 from runner.settings import Settings
 from runner.spec import (
@@ -122,10 +123,20 @@ class KubernetesBackend:
         return self.runs.collect(run_id)
 
     def run_file(self, run_id: str, path: str) -> tuple[str, Iterator[bytes]]:
-        raise Unsupported(
-            "returned paths as raw streams are not supported by the Kubernetes backend; read "
-            "them from the run's result (GET /runs/{id}), as base64"
-        )
+        """Read again from the run's collect log, which its Job keeps until the run is
+        forgotten (so within the Kubernetes bound on returned content, in memory)."""
+        outcome = self.runs.collect(run_id)
+        if path in outcome.unreturned:
+            raise Unreturnable(outcome.unreturned[path][1], field="path")
+        if path not in outcome.returned:
+            paths = ", ".join(outcome.returned) or "nothing"
+            raise NotFound(
+                f"path: {path!r} is not a `response: true` path of run {run_id!r} (it "
+                f"returns: {paths})",
+                field="path",
+            )
+        kind, data = outcome.returned[path]
+        return kind, iter([data if kind == "file" else gzip.decompress(data)])
 
     def discard_run(self, run_id: str, record: RunRecord | None = None) -> None:
         self.runs.discard(run_id, record)

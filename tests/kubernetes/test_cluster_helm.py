@@ -110,13 +110,19 @@ async def test_mcp_through_the_chart_s_service_runs_with_files_and_cancels(
     release: Release,
 ) -> None:
     """The official SDK client through the Service's MCP port: run_container with a file in and
-    a directory back; start_run, then cancel_run, after which the run's pod is gone."""
+    a directory back, whose file read_file reads; run_container answering at once, then
+    cancel_run, after which the run's pod is gone."""
     async with release.mcp() as client:
         ran = await client.call_tool("run_container", FILES_RUN)
         assert ran.is_error is False, ran.content
-        content = base64.b64decode(ran.structured_content["volumes"]["/out"]["content"])
-        assert untar_gz(content) == {"b.txt": b"payload\n"}
-        run_id = (await client.call_tool("start_run", SLOW)).structured_content["run_id"]
+        view = ran.structured_content
+        assert (view["finished"], view["exit_code"]) == (True, 0), ran.content
+        assert [item["path"] for item in view["files"]] == ["/out/b.txt"], view
+        read = await client.call_tool("read_file", {"uri": view["files"][0]["uri"]})
+        assert read.is_error is False, read.content
+        assert read.content[0].text == "--- /out/b.txt ---\npayload\n", read.content
+        started = await client.call_tool("run_container", {**SLOW, "wait_seconds": 0})
+        run_id = started.structured_content["run_id"]
         selector = f"oneoff-runner.run-id={run_id}"
         await anyio.to_thread.run_sync(wait_for_running, core(), release.space, selector)
         cancelled = await client.call_tool("cancel_run", {"run_id": run_id})

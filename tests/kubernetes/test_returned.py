@@ -4,8 +4,10 @@ clear answer when the kubelet rotated the log or the sidecar was cut short."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
+import tarfile
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -154,4 +156,10 @@ def test_an_async_run_returns_its_paths_once_collected(api: TestClient, fake: Fa
     assert final["state"] == "succeeded"
     returned = base64.b64decode(final["result"]["volumes"]["/out"]["content"])
     assert len(untar_gz(returned)["data.bin"]) == 1024
+    raw = api.get(f"/runs/{run_id}/files/out")  # what MCP's read_file reads
+    assert raw.headers["content-type"] == "application/x-tar", raw.text
+    with tarfile.open(fileobj=io.BytesIO(raw.content)) as tar:
+        assert tar.extractfile("data.bin").read() == untar_gz(returned)["data.bin"]  # type: ignore[union-attr]
+    missing = api.get(f"/runs/{run_id}/files/elsewhere")
+    assert (missing.status_code, missing.json()["field"]) == (404, "path"), missing.text
     fake.delete("jobs", "runs", f"oneoff-{run_id}")
