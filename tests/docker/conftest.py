@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api_app import create_app
 from runner.settings import Settings
 from tests.helpers import (
+    SUITE_KEPT_RUNS,
     TEST_REGISTRIES,
     LocalClient,
     Server,
@@ -28,6 +29,7 @@ def module_settings() -> Settings:
         instance_id=instance_id("docker"),
         max_output_bytes=64 * 1024,
         allowed_registries=TEST_REGISTRIES,
+        max_kept_runs=SUITE_KEPT_RUNS,
     )
 
 

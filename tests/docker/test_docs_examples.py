@@ -22,7 +22,15 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, get_default_environment
 
-from tests.helpers import ROOT, TEST_IMAGE, free_port, instance_id, remove_objects_of, start_runner
+from tests.helpers import (
+    ROOT,
+    SUITE_KEPT_RUNS,
+    TEST_IMAGE,
+    free_port,
+    instance_id,
+    remove_objects_of,
+    start_runner,
+)
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 PORTS = (8000, 8001, 9000, 9001)
@@ -161,6 +169,7 @@ def environment(tmp_path_factory: pytest.TempPathFactory, instance: str) -> dict
         "UV_TOOL_BIN_DIR": str(tools / "bin"),
         "PATH": f"{tools / 'bin'}:{os.environ['PATH']}",
         "RUNNER_INSTANCE_ID": instance,
+        "RUNNER_MAX_KEPT_RUNS": str(SUITE_KEPT_RUNS),
     }
 
 
@@ -252,7 +261,11 @@ async def test_an_mcp_client_configuration_connects_and_runs(block: Block, insta
     servers = json.loads(block.text.replace("/path/to/oneoff-runner", str(ROOT)))["mcpServers"]
     for config in servers.values():
         command = shutil.which(config["command"]) or config["command"]
-        environment = {**get_default_environment(), "RUNNER_INSTANCE_ID": instance}
+        environment = {
+            **get_default_environment(),
+            "RUNNER_INSTANCE_ID": instance,
+            "RUNNER_MAX_KEPT_RUNS": str(SUITE_KEPT_RUNS),
+        }
         server = StdioServerParameters(command=command, args=config["args"], env=environment)
         async with Client(server) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
