@@ -266,6 +266,8 @@ async def test_an_mcp_client_configuration_connects_and_runs(block: Block, insta
             "RUNNER_INSTANCE_ID": instance,
             "RUNNER_MAX_KEPT_RUNS": str(SUITE_KEPT_RUNS),
         }
+        if "DOCKER_HOST" in os.environ:  # the suite's engine (the SDK passes only a few)
+            environment["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
         server = StdioServerParameters(command=command, args=config["args"], env=environment)
         async with Client(server) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from backends.labels import RECORD_ROLE, RESULT_ROLE
+from backends.labels import ASYNC_ROLE, RECORD_ROLE, RESULT_ROLE
 from tests.helpers import (
     HELD_ROLES,
     b64,
@@ -25,8 +25,10 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.anyio
-KEPT_ROLES = {RECORD_ROLE, RESULT_ROLE}
-"""What a finished async run keeps for the result TTL; run_container's runs are async."""
+KEPT_ROLES = {RECORD_ROLE, RESULT_ROLE, ASYNC_ROLE}
+"""What an async run (run_container's runs are async) may leave when its runner stops: its kept
+end for the result TTL, or, while that end is being kept, its container, which another runner
+adopts or reaps by design."""
 
 MIX = [
     (run_body("echo", "ok"), lambda r: r["status"] == "success" and r["stdout"] == "ok\n"),
