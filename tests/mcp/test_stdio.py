@@ -20,7 +20,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, get_default_environment
 from mcp.shared.exceptions import MCPError
 
-from tests.helpers import instance_id, run_body
+from tests.helpers import SUITE_KEPT_RUNS, instance_id, run_body
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 COMMAND = [str(Path(sys.executable).with_name("oneoff-runner")), "mcp", "--stdio"]
@@ -28,7 +28,11 @@ MiB = 1024 * 1024
 
 
 def sdk_server(tmp_path: Path) -> StdioServerParameters:
-    environment = {**get_default_environment(), "RUNNER_INSTANCE_ID": instance_id("stdio")}
+    environment = {
+        **get_default_environment(),
+        "RUNNER_INSTANCE_ID": instance_id("stdio"),
+        "RUNNER_MAX_KEPT_RUNS": str(SUITE_KEPT_RUNS),
+    }
     return StdioServerParameters(
         command=COMMAND[0], args=COMMAND[1:], env=environment, cwd=str(tmp_path)
     )
@@ -62,6 +66,7 @@ class Pipes:
         environment = {
             **os.environ,
             "RUNNER_INSTANCE_ID": instance_id("stdio-raw"),
+            "RUNNER_MAX_KEPT_RUNS": str(SUITE_KEPT_RUNS),
             **{f"RUNNER_{key.upper()}": value for key, value in settings.items()},
         }
         self.process = subprocess.Popen(
