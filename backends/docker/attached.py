@@ -4,8 +4,11 @@ output, state and returned paths collected, and its removal left to the backgrou
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
 
 from backends.docker import sockets
 from backends.docker.containers import Containers
@@ -21,6 +24,15 @@ from runner.spec import Outcome, RunControl, RunSpec, timed
 OUTPUT_GRACE_SECONDS = 30
 SIGKILLED = 137
 RECHECK_SECONDS = 5.0
+
+
+class Ended(NamedTuple):
+    """How a run's command ended: its exit code, whether its timeout killed it, and why the
+    scratch watch stopped it (None: it did not)."""
+
+    exit_code: int | None
+    timed_out: bool
+    stopped_for: str | None
 
 
 class AttachedRuns:
@@ -55,22 +67,11 @@ class AttachedRuns:
             with timed(phases, "run"):
                 output = self._capture(spec, control, container)
                 watch = self.exits.watch(container)
-                scratch: ScratchWatch | None = None
-                try:
-                    containers.start(spec, control, container)
-                    scratch = containers.watch_scratch(
-                        container, spec.scratch_bytes, lambda _: containers.kill(container)
-                    )
-                    ended = self._wait(spec, control, container, watch)
-                finally:
-                    self.exits.forget(container)
-                    stopped_for = scratch.stop() if scratch is not None else None
+                start = functools.partial(containers.start, spec, control, container)
+                ended = self._to_end(spec, control, container, watch, start)
             with timed(phases, "collect"):
                 control.emit("phase", "collecting output")
                 outcome = self._collect(spec, control, container, ended, output, watch)
-                outcome.scratch_exceeded = containers.scratch_message(
-                    stopped_for, spec.scratch_bytes
-                )
         except BaseException:
             with timed(phases, "cleanup"):
                 containers.remove(container, volume)
@@ -96,27 +97,20 @@ class AttachedRuns:
                     read_frames, taken.frames(), cap, control.on_event, taken.stop
                 )
                 watch = self.exits.watch(container)
-                scratch: ScratchWatch | None = None
-                try:
+
+                def begin() -> float:
                     if control.cancelled.is_set():
                         raise Cancelled("the run was cancelled before it started")
                     started = time.monotonic()
                     taken.go(spec.stdin)
                     control.emit("phase", "running")
                     taken.started(spec.timeout_seconds)
-                    scratch = self.containers.watch_scratch(
-                        container, spec.scratch_bytes, lambda _: self.containers.kill(container)
-                    )
-                    ended = self._wait(spec, control, container, watch, started)
-                finally:
-                    self.exits.forget(container)
-                    stopped_for = scratch.stop() if scratch is not None else None
+                    return started
+
+                ended = self._to_end(spec, control, container, watch, begin)
             with timed(phases, "collect"):
                 control.emit("phase", "collecting output")
                 outcome = self._collect(spec, control, container, ended, output, watch)
-                outcome.scratch_exceeded = self.containers.scratch_message(
-                    stopped_for, spec.scratch_bytes
-                )
             finished = True
         finally:
             self.pool.finish(spec.run_id, taken, later=finished)
@@ -150,6 +144,31 @@ class AttachedRuns:
 
         cap = spec.max_output_bytes
         return self._readers.submit(read_frames, frames, cap, control.on_event, close)
+
+    def _to_end(
+        self,
+        spec: RunSpec,
+        control: RunControl,
+        container: str,
+        watch: Watch | None,
+        begin: Callable[[], float | None],
+    ) -> Ended:
+        """Start the command (`begin` returns when its clock started; None: now), hold its
+        writable layer to its scratch limit, and wait for its end (`_wait`); with why the
+        scratch watch stopped it, if it did."""
+        scratch: ScratchWatch | None = None
+        stopped_for: str | None = None
+        try:
+            started = begin()
+            scratch = self.containers.watch_scratch(
+                container, spec.scratch_bytes, lambda _: self.containers.kill(container)
+            )
+            exit_code, timed_out = self._wait(spec, control, container, watch, started)
+        finally:
+            self.exits.forget(container)
+            if scratch is not None:
+                stopped_for = scratch.stop()
+        return Ended(exit_code, timed_out, stopped_for)
 
     def _wait(
         self,
@@ -201,14 +220,14 @@ class AttachedRuns:
         spec: RunSpec,
         control: RunControl,
         container: str,
-        ended: tuple[int | None, bool],
+        ended: Ended,
         output: Future[Captured],
         watch: Watch | None,
     ) -> Outcome:
-        """The outcome from the run's (exit code, timed out), its output and its container."""
+        """The outcome from how the run ended, its output and its container."""
         if control.cancelled.is_set():
             raise Cancelled("the run was cancelled")
-        exit_code, timed_out = ended
+        exit_code, timed_out = ended.exit_code, ended.timed_out
         returned = self.containers.returned
         with engine_errors("reading the container's output"):
             captured = output.result(timeout=OUTPUT_GRACE_SECONDS)
@@ -221,6 +240,7 @@ class AttachedRuns:
             stderr_truncated=captured.cut["stderr"],
             timed_out=timed_out,
             oom_killed=oom_killed,
+            scratch_exceeded=self.containers.scratch_message(ended.stopped_for, spec.scratch_bytes),
         )
         if spec.raw_returned:
             outcome.files, outcome.unreturned = returned.spooled(spec.collecting, container)
