@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -53,15 +55,28 @@ def load(url: str, resolve: dict[str, str] | None = None) -> Loaded:
     rules = ", ".join(f"MAP {name} {address}" for name, address in (resolve or {}).items())
     resolving = [f"--host-resolver-rules={rules}"] if rules else []
     with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run(
+        process = subprocess.Popen(
             [browser, *CHROMIUM_FLAGS, *resolving, f"--user-data-dir={profile}", "--dump-dom", url],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
+            start_new_session=True,
         )
-    assert done.returncode == 0, done.stderr[-2000:]
-    console = [line for line in done.stderr.splitlines() if CONSOLE in line]
-    return Loaded(done.stdout, console)
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            _end(process)
+    assert process.returncode == 0, stderr[-2000:]
+    console = [line for line in stderr.splitlines() if CONSOLE in line]
+    return Loaded(stdout, console)
+
+
+def _end(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """Kill Chromium and every helper it started (its session), so none still writes into the
+    profile when the profile's directory is removed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
 
 
 def rendered(url: str) -> str:
@@ -178,6 +193,7 @@ def tab(url: str) -> Iterator[Tab]:
             [browser, *flags, "--remote-debugging-port=0", f"--user-data-dir={profile}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -197,8 +213,7 @@ def tab(url: str) -> Iterator[Tab]:
                 opened.evaluate(LOADED)
                 yield opened
         finally:
-            process.kill()
-            process.wait(30)
+            _end(process)
 
 
 LOADED = """new Promise((done) => {
