@@ -53,8 +53,9 @@ async def test_a_flooding_run_gets_notifications_bounded_in_rate_and_size(mcp_ur
     each, progress messages at most 1200 bytes with the newest output, log messages at most a
     chunk each and 64 KiB in all, then a note; the answer comes within the bound."""
     script = (
-        "i=0; while [ $i -lt 100 ]; do yes 0123456789abcdef | head -c 20000; echo line $i; "
-        "yes fedcba9876543210 | head -c 20000 >&2; i=$((i+1)); sleep 0.1; done"
+        # each round ends with "line N" on stdout, so the newest output between rounds holds it
+        "i=0; while [ $i -lt 100 ]; do yes fedcba9876543210 | head -c 20000 >&2; "
+        "yes 0123456789abcdef | head -c 20000; echo line $i; i=$((i+1)); sleep 0.1; done"
     )
     progress: list[str] = []
     logs: dict[str, list[str]] = {"stdout": [], "stderr": []}
