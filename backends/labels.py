@@ -47,6 +47,11 @@ IMAGE = f"{PREFIX}.image"
 """The image id a grant is for (`backends.docker.grants`)."""
 SCRATCH = f"{PREFIX}.scratch"
 """The run's disk limit in bytes, for whichever runner samples it."""
+EVICTABLE = f"{PREFIX}.evictable"
+""""true" on an async run MCP's run_container started: once an answer delivered its result, it
+may be removed to make room under the tenant's kept-runs bound."""
+DELIVERED = f"{PREFIX}.delivered"
+""""true" on a Kubernetes Job whose final result an answer delivered."""
 CONTAINER = f"{PREFIX}.container"
 """The id of the warm container a claim gives its run (`backends.docker.pool`)."""
 
@@ -66,6 +71,9 @@ GRANT_ROLE = "grant"
 """A tenant's proven access to a private image on the Docker engine."""
 POOL_ROLE = "pool"
 """A warm container waiting for its run (`backends.docker.pool`): no run, no tenant yet."""
+DELIVERED_ROLE = "delivered"
+"""A Docker volume marking that an answer delivered an evictable run's result (its labels are
+fixed): any runner on the engine sees the mark."""
 CLAIM_ROLE = "warm-claim"
 """A volume naming the run and tenant a warm container was given to (its labels are fixed)."""
 

@@ -111,6 +111,11 @@ class KeptRuns(Protocol):
         first end kept counts: recording a run again changes nothing."""
         ...
 
+    def mark_delivered(self, run_id: str, tenant: str) -> None:
+        """Keep, where every runner sees it, that an answer delivered the finished run's
+        result: its record then says `delivered`. Marking it again changes nothing."""
+        ...
+
 
 class Volumes(Protocol):
     """Named volumes (`POST /volume` and friends; runs mount them)."""

@@ -63,6 +63,7 @@ class Pending:
             finished_at=time.time(),
             error=error,
             tenant=self.tenant.label,
+            evictable=self.spec.evictable,
         )
 
 

@@ -67,9 +67,6 @@ class AsyncRuns:
         """One kept-runs check at a time per tenant, so that its bound holds in this runner."""
         self._starting: dict[str, int] = {}
         """Runs admitted under the bound and not yet accepted, per tenant."""
-        self._delivered: dict[str, dict[str, bool]] = {}
-        """Per tenant, the runs started `evictable` by this runner: whether an answer has
-        delivered their final result (`delivered`)."""
 
     async def resume(self) -> None:
         """Watch the runs a previous life of the runner (or another replica) left running, so
@@ -147,11 +144,9 @@ class AsyncRuns:
             async with self._kept_place(tenant):
                 resolved = await self._call(self.resolve, request, new_run_id(), tenant, uploads)
                 spec, arriving = resolved
-                spec = dataclasses.replace(spec, accepted_at=time.time())
+                spec = dataclasses.replace(spec, accepted_at=time.time(), evictable=evictable)
                 control = RunControl(uploads=arriving)
                 pending = Pending(spec, control, idempotency_key, ticket, tenant)
-                if evictable:
-                    self._delivered.setdefault(tenant.label, {})[spec.run_id] = False
                 self._accept(pending)
         except BaseException:
             ticket.release()
@@ -180,15 +175,11 @@ class AsyncRuns:
         kept = await self._find(tenant, None)
         mine = {run_id for run_id, run in self._pending.items() if run.tenant == tenant}
         known = mine | {record.run_id for record in kept}
-        delivered = self._delivered.get(tenant.label, {})
-        for run_id in set(delivered) - known:  # removed or expired meanwhile
-            del delivered[run_id]
         count = len(known) + self._starting.get(tenant.label, 0)
-        evictable = [record for record in kept if delivered.get(record.run_id)]
+        evictable = [record for record in kept if record.evictable and record.delivered]
         evictable.sort(key=lambda record: record.finished_at or record.created_at)
         for record in evictable[: max(count - bound + 1, 0)]:
             await self._call(self.backend.forget_run, record.run_id)
-            del delivered[record.run_id]
             count -= 1
             log.info(
                 "run %s removed to make room under max_kept_runs: its result was delivered",
@@ -209,12 +200,10 @@ class AsyncRuns:
             retry_after=max(1, int(min(ends, default=ttl)) + 1),
         )
 
-    def delivered(self, tenant: Tenant, run_id: str) -> None:
+    async def delivered(self, tenant: Tenant, run_id: str) -> None:
         """An answer has delivered the run's final result: if it was started `evictable`, it
-        may now be removed to make room under the tenant's kept-runs bound."""
-        delivered = self._delivered.get(tenant.label, {})
-        if run_id in delivered:
-            delivered[run_id] = True
+        may now be removed to make room under the tenant's kept-runs bound, by any runner."""
+        await self._call(self.backend.mark_delivered, run_id, tenant.label)
 
     def _accept(self, pending: Pending) -> None:
         """Keep the run as pending and start it in the background (its ticket freed at its

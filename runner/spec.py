@@ -82,6 +82,9 @@ class RunSpec:
     accepted_at: float | None = None  # an async run's creation time, as first reported
     raw_returned: bool = False
     """Return `response: true` paths as spooled streams (`Outcome.files`), not base64."""
+    evictable: bool = False
+    """Once an answer delivered its result (`Backend.mark_delivered`), the run may be removed
+    to make room under the tenant's kept-runs bound (MCP's runs; never REST's)."""
 
     @property
     def collecting(self) -> CollectSpec:
@@ -154,6 +157,10 @@ class RunRecord:
     error: str | None = None
     tenant: str = LOCAL.label
     scratch_exceeded: bool = False
+    evictable: bool = False
+    """Started `evictable` (`RunSpec.evictable`)."""
+    delivered: bool = False
+    """An answer delivered its final result (`Backend.mark_delivered`), as any runner sees."""
 
 
 @dataclass

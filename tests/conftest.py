@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from backends.labels import DEADLINE, INSTANCE, RECORD_ROLE, RESULT_ROLE, ROLE
+from backends.labels import DEADLINE, DELIVERED_ROLE, INSTANCE, RECORD_ROLE, RESULT_ROLE, ROLE
 from runner.settings import Settings
 from tests.helpers import (
     SUITE_ID,
@@ -32,7 +32,7 @@ from tests.helpers import (
 )
 
 pytest_plugins = ["tests.registries", "tests.idp"]
-KEPT_ENDS = (RECORD_ROLE, RESULT_ROLE)
+KEPT_ENDS = (RECORD_ROLE, RESULT_ROLE, DELIVERED_ROLE)
 NOT_FAST = ("docker", "registry", "chromium", "compose", "node", "cluster", "kubernetes", "idp")
 
 

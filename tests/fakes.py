@@ -138,6 +138,10 @@ class FakeBackend:
     def record_run(self, record: RunRecord) -> None:
         self.recorded[record.run_id] = record
 
+    def mark_delivered(self, run_id: str, tenant: str) -> None:
+        if run_id in self.recorded:
+            self.recorded[run_id].delivered = True
+
     def create_volume(self, fill: VolumeFill) -> str:
         self.fills.append(fill)
         self.volumes[fill.name] = VolumeState(tenant=fill.tenant)

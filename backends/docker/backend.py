@@ -106,6 +106,9 @@ class DockerBackend:
     def record_run(self, record: RunRecord) -> None:
         self.detached.record(record)
 
+    def mark_delivered(self, run_id: str, tenant: str) -> None:
+        self.detached.mark_delivered(run_id, tenant)
+
     # ---- volumes, health, listings, reaping ----------------------------------------------------
 
     def create_volume(self, fill: VolumeFill) -> str:

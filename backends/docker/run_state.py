@@ -18,7 +18,7 @@ import urllib3
 from backends.docker import sockets
 from backends.docker.errors import engine_errors
 from backends.docker.scratch import KINDS
-from backends.labels import CREATED, RUN_ID, TENANT, TIMEOUT_AT
+from backends.labels import CREATED, EVICTABLE, RUN_ID, TENANT, TIMEOUT_AT
 from backends.records import finished_state
 from runner.spec import RunRecord
 
@@ -95,6 +95,7 @@ def record_of(inspected: dict[str, Any]) -> RunRecord:
         started_at=_timestamp(state.get("StartedAt")),
         finished_at=_timestamp(state.get("FinishedAt")),
         tenant=labels.get(TENANT, ""),
+        evictable=labels.get(EVICTABLE) == "true",
     )
     if state["Status"] == "created":
         record.state = "pulling"

@@ -39,6 +39,8 @@ from backends.docker.watchers import Watchers
 from backends.labels import (
     ASYNC_ROLE,
     CREATED,
+    DELIVERED_ROLE,
+    EVICTABLE,
     INSTANCE,
     KEY,
     OUTPUT,
@@ -71,6 +73,10 @@ from runner.spec import Outcome, RunControl, RunRecord, RunSpec
 LOG_FILES = 4
 SETTLE_SECONDS = 60
 NEVER_STARTED = "the runner that accepted the run stopped before it started; start it again"
+
+
+def delivered_name(run_id: str) -> str:
+    return f"oneoff-{run_id}-delivered"
 
 
 class DetachedRuns:
@@ -123,6 +129,8 @@ class DetachedRuns:
         }
         if idempotency_key is not None:
             labels[KEY] = key_label(idempotency_key)
+        if spec.evictable:
+            labels[EVICTABLE] = "true"
         return labels
 
     def wait(self, run_id: str) -> None:
@@ -236,11 +244,18 @@ class DetachedRuns:
             )
             inspected = [self._inspect(item["Id"]) for item in containers]
             records = [self._readable(item) for item in inspected if present(item)]
-            found = api.volumes(filters={"label": [*label, f"{ROLE}={RECORD_ROLE}"]})
-            for item in found.get("Volumes") or []:
-                kept = item.get("Labels") or {}
+            # records and delivered marks in one listing (label filters cannot say "or")
+            found = api.volumes(filters={"label": label}).get("Volumes") or []
+        marked = set()
+        for kept in (item.get("Labels") or {} for item in found):
+            if kept.get(ROLE) == RECORD_ROLE:
                 records.append(stored_record(kept.get(RECORD), kept))
-        return latest_per_run([record for record in records if record is not None])
+            elif kept.get(ROLE) == DELIVERED_ROLE:
+                marked.add(kept.get(RUN_ID))
+        chosen = latest_per_run([record for record in records if record is not None])
+        for record in chosen:
+            record.delivered = record.run_id in marked
+        return chosen
 
     def _readable(self, inspected: dict[str, Any]) -> RunRecord | None:
         return readable(f"container {inspected['Id'][:12]}", lambda: record_of(inspected))
@@ -383,6 +398,19 @@ class DetachedRuns:
         with engine_errors("recording the run's end"):
             self.containers.api.create_volume(f"oneoff-{record.run_id}-record", labels=labels)
 
+    def mark_delivered(self, run_id: str, tenant: str) -> None:
+        """A volume `oneoff-<run>-delivered` (labels cannot change): gone with the run, or
+        past the result's TTL (it has no owner, so it outlives the runner that made it)."""
+        labels = run_labels(
+            run_id,
+            self.settings.instance_id,
+            DELIVERED_ROLE,
+            tenant,
+            self.settings.result_ttl_seconds,
+        )
+        with engine_errors("marking the run's result delivered"):
+            self.containers.api.create_volume(delivered_name(run_id), labels=labels)
+
     def forget(self, run_id: str) -> None:
         """Remove a finished run and all it kept: its record first (from then on it is not
         found), then its result, and its container if it was not kept yet."""
@@ -393,6 +421,7 @@ class DetachedRuns:
             self.containers.remove(None, f"oneoff-{run_id}-record")
             self.results.remove(run_id)
             self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+            self.containers.remove(None, delivered_name(run_id))
         finally:
             self._discarding.discard(run_id)
 
@@ -437,6 +466,7 @@ class DetachedRuns:
             created_at=float(labels[CREATED]),
             finished_at=time.time(),
             error=NEVER_STARTED,
+            evictable=labels.get(EVICTABLE) == "true",
         )
         if TENANT in labels:
             record.tenant = labels[TENANT]

@@ -147,6 +147,9 @@ class KubernetesBackend:
     def record_run(self, record: RunRecord) -> None:
         self.runs.record(record)
 
+    def mark_delivered(self, run_id: str, tenant: str) -> None:
+        self.runs.mark_delivered(run_id)
+
     # ---- volumes, health, listings, reaping ----------------------------------------------
 
     def create_volume(self, fill: VolumeFill) -> str:

@@ -29,7 +29,7 @@ PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("", "events"): ("list",),
     ("", "pods/log"): ("get",),
     ("", "secrets"): ("create", "delete"),
-    ("", "configmaps"): ("create", "delete", "get", "list"),
+    ("", "configmaps"): ("create", "delete", "get", "list", "patch"),
     # blockOwnerDeletion on the Secrets the Job owns, where OwnerReferencesPermissionEnforcement
     # admission is on (OpenShift): the API server checks it, the runner never calls it
     ("batch", "jobs/finalizers"): ("update",),

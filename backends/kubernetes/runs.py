@@ -27,6 +27,8 @@ from backends.kubernetes.watching import job_deadline_exceeded
 from backends.labels import (
     ASYNC_ROLE,
     CREATED,
+    DELIVERED,
+    EVICTABLE,
     KEY,
     OUTPUT,
     RECORD,
@@ -89,6 +91,8 @@ class JobRuns:
         kept = run_labels(spec.run_id, self.settings.instance_id, ASYNC_ROLE, spec.tenant, lasts)
         if idempotency_key is not None:
             kept[KEY] = key_label(idempotency_key)
+        if spec.evictable:
+            kept[EVICTABLE] = "true"
         annotations = {
             CREATED: repr(spec.accepted_at or now),
             TIMEOUT_AT: repr(now + spec.timeout_seconds),
@@ -134,7 +138,10 @@ class JobRuns:
                         item.metadata.annotations or {},
                         item.metadata.labels or {},
                     )
-                    records.append(stored_record(annotations.get(RECORD), labels))
+                    record = stored_record(annotations.get(RECORD), labels)
+                    if record is not None:
+                        record.delivered = labels.get(DELIVERED) == "true"
+                    records.append(record)
         return latest_per_run([record for record in records if record is not None])
 
     def _readable(self, found: Any) -> RunRecord | None:
@@ -179,6 +186,17 @@ class JobRuns:
         """Delete a finished run's record, then its Job (with its pod and log)."""
         self.jobs.delete_config_map(f"{job_name(run_id)}-record")
         self.jobs.delete(job_name(run_id))
+
+    def mark_delivered(self, run_id: str) -> None:
+        """A label on the run's Job and on its record, whichever it has (a record's labels are
+        read with it)."""
+        body = {"metadata": {"labels": {DELIVERED: "true"}}}
+        name = job_name(run_id)
+        doing = "marking the run's result delivered"
+        with contextlib.suppress(NotFound), api_errors(doing):
+            self.jobs.api.batch.patch_namespaced_job(name, self.namespace, body)
+        with contextlib.suppress(NotFound), api_errors(doing):
+            self.jobs.api.core.patch_namespaced_config_map(f"{name}-record", self.namespace, body)
 
     def record(self, record: RunRecord) -> None:
         """A ConfigMap without data, whose annotation keeps the run's end for the TTL. The
@@ -237,6 +255,8 @@ class JobRuns:
             image=found.spec.template.spec.containers[0].image,
             created_at=float(annotations[CREATED]),
             tenant=found.metadata.labels.get(TENANT, ""),
+            evictable=found.metadata.labels.get(EVICTABLE) == "true",
+            delivered=found.metadata.labels.get(DELIVERED) == "true",
         )
         pod = self._pod(run_id)
         terminated = _run_state(pod, "terminated")

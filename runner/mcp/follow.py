@@ -43,7 +43,7 @@ async def answer(
     if status.finished:
         expires = expiry(status, service.settings.result_ttl_seconds)
         ended = await in_worker(ended_answer, status, offsets, expires)
-        service.runs.delivered(tenant, run_id)  # room under the kept-runs bound, if needed
+        await service.runs.delivered(tenant, run_id)  # room under the kept-runs bound, if needed
         return ended
     logs = await service.runs.output(tenant, run_id, *offsets)
     began = (status.started_at or status.created_at).timestamp()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from backends.labels import ASYNC_ROLE, RECORD_ROLE, RESULT_ROLE
+from backends.labels import ASYNC_ROLE, DELIVERED_ROLE, RECORD_ROLE, RESULT_ROLE
 from tests.helpers import (
     HELD_ROLES,
     b64,
@@ -25,10 +25,10 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.anyio
-KEPT_ROLES = {RECORD_ROLE, RESULT_ROLE, ASYNC_ROLE}
+KEPT_ROLES = {RECORD_ROLE, RESULT_ROLE, DELIVERED_ROLE, ASYNC_ROLE}
 """What an async run (run_container's runs are async) may leave when its runner stops: its kept
-end for the result TTL, or, while that end is being kept, its container, which another runner
-adopts or reaps by design."""
+end (and the mark that an answer delivered it) for the result TTL, or, while that end is being
+kept, its container, which another runner adopts or reaps by design."""
 
 MIX = [
     (run_body("echo", "ok"), lambda r: r["status"] == "success" and r["stdout"] == "ok\n"),

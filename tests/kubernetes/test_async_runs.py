@@ -6,14 +6,18 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
+import pytest
 from fastapi.testclient import TestClient
+from mcp import Client
 
 from api_app import create_app
 from backends.kubernetes.inventory import PERMISSIONS
+from backends.labels import DELIVERED, EVICTABLE
+from mcp_app import create_app as create_mcp_app
 from runner.settings import Settings
 from runner.spec import RunRecord
-from runner.tenancy import tenant_for
-from tests.helpers import LocalClient
+from runner.tenancy import LOCAL, tenant_for
+from tests.helpers import LocalClient, serving
 from tests.kubernetes import fake_scripts as scripts
 from tests.kubernetes.fake_api import FakeKubernetes
 from tests.kubernetes.follow import follow
@@ -126,6 +130,7 @@ def test_the_backend_calls_exactly_what_the_chart_s_role_grants(
     fake.script = lambda job: scripts.runs_until_deleted()
     held = api.post("/runs", json=BODY).json()["run_id"]
     api.delete(f"/runs/{held}")
+    api.app.state.service.backend.mark_delivered(held, LOCAL.label)  # type: ignore[attr-defined]
     fake.script = lambda job: scripts.succeeds()
     api.post("/volume", json={"name": "cache"})
     api.post("/run", json={**BODY, "volumes": {"/c": {"type": "volume", "name": "cache"}}})
@@ -209,3 +214,37 @@ def test_claims_are_listed_and_removed_by_their_tenant_only(
         assert api.get("/volumes", headers=alice).json() == []
     assert fake.named("persistentvolumeclaims") == ["by-hand"]
     fake.delete("persistentvolumeclaims", "runs", "by-hand")
+
+
+@pytest.mark.anyio
+async def test_delivered_marks_are_labels_every_runner_reads(
+    api: TestClient, fake: FakeKubernetes, kube_settings: Settings
+) -> None:
+    """run_container's run is labelled evictable on its Job, and once its answer delivered the
+    result, delivered: a second runner reads both. A REST run is never evictable, and a run
+    kept as a record only (cancelled) is marked on its record."""
+    fake.script = lambda job: scripts.succeeds(b"hi\n")
+    with serving(create_mcp_app(kube_settings)) as port:
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            answer = await client.call_tool("run_container", {**BODY, "wait_seconds": 30})
+    mcp_run = answer.structured_content["run_id"]
+    fake.script = lambda job: scripts.runs_until_deleted(b"working\n")
+    rest_run = api.post("/runs", json=BODY).json()["run_id"]
+    assert api.delete(f"/runs/{rest_run}").json()["state"] == "cancelled"
+    other = kube_settings.model_copy(update={"instance_id": "another-replica"})
+    with LocalClient(create_app(other)) as second:
+        backend = second.app.state.service.backend  # type: ignore[attr-defined]
+        before = backend.find_runs(tenant=None, run_id=rest_run, idempotency_key=None)
+        backend.mark_delivered(rest_run, LOCAL.label)
+        found = {
+            record.run_id: record
+            for record in backend.find_runs(tenant=None, run_id=None, idempotency_key=None)
+        }
+    labels = fake.get("jobs", "runs", f"oneoff-{mcp_run}")["metadata"]["labels"]  # type: ignore[index]
+    assert answer.is_error is False and answer.structured_content["stdout"] == "hi\n"
+    assert (labels[EVICTABLE], labels[DELIVERED]) == ("true", "true")
+    assert (found[mcp_run].evictable, found[mcp_run].delivered) == (True, True)
+    assert [(record.evictable, record.delivered) for record in before] == [(False, False)]
+    assert (found[rest_run].evictable, found[rest_run].delivered) == (False, True)
+    fake.delete("jobs", "runs", f"oneoff-{mcp_run}")  # as its TTL would
+    fake.delete("configmaps", "runs", f"oneoff-{rest_run}-record")

@@ -12,10 +12,11 @@ import pytest
 
 from api_app import create_app as create_rest_app
 from backends.labels import RUN_ID, TENANT
+from mcp_app import create_app
 from runner.tenancy import tenant_for
 from tests.docker.test_async_runs import follow_to_exit, start
 from tests.helpers import remove_objects_of, run_body, serving, until
-from tests.mcp.test_scratch import own_tenant
+from tests.mcp.test_scratch import own_tenant, sdk_client
 
 pytestmark = pytest.mark.anyio
 BOUND = 2
@@ -94,3 +95,33 @@ async def test_unread_and_rest_runs_are_kept_and_the_bound_still_refuses(
     assert again.is_error is False and again.structured_content["stdout"] == "again\n"
     assert held == {rest_run, again.structured_content["run_id"]}
     assert status.status_code == 200 and status.json()["result"]["stdout"] == "rest\n"
+
+
+async def test_runs_one_runner_delivered_make_room_on_another(
+    make_settings, docker_client: docker.DockerClient
+) -> None:  # type: ignore[no-untyped-def]
+    """The delivered mark is on the engine: a second runner of the tenant (a replica, or the
+    first one restarted) removes the runs the first one delivered to make room."""
+    token = uuid.uuid4().hex
+    first, second = (
+        make_settings(api_tokens=[f"agent:{token}"], max_kept_runs=BOUND) for _ in range(2)
+    )
+    try:
+        with serving(create_app(first)) as port:
+            async with sdk_client(port, token) as client:
+                delivered = [
+                    await client.call_tool("run_container", run_body("echo", str(number)))
+                    for number in range(BOUND)
+                ]
+        with serving(create_app(second)) as port:
+            async with sdk_client(port, token) as client:
+                admitted = await client.call_tool("run_container", run_body("echo", "more"))
+        held = kept_runs(docker_client, token)
+    finally:
+        for settings in (first, second):
+            remove_objects_of(docker_client, settings.instance_id)
+    ids = [answer.structured_content["run_id"] for answer in delivered]
+    assert [answer.is_error for answer in delivered] == [False] * BOUND
+    assert admitted.is_error is False, admitted.content[0].text
+    assert admitted.structured_content["stdout"] == "more\n"
+    assert held == {*ids[1:], admitted.structured_content["run_id"]}  # the oldest went

@@ -86,17 +86,24 @@ async def own_tenant(
     is shared) unless `token` names one; what the runner made is removed after."""
     token = token or uuid.uuid4().hex
     settings = make_settings(api_tokens=[f"bounded:{token}"], **bounds)
-    headers = {"Authorization": f"Bearer {token}"}
     try:
         with serving(create_app(settings)) as port:
-            url = f"http://127.0.0.1:{port}/mcp"
-            async with (
-                httpx2.AsyncClient(headers=headers, timeout=60) as http,
-                Client(streamable_http_client(url, http_client=http)) as client,
-            ):
+            async with sdk_client(port, token) as client:
                 yield client
     finally:
         remove_objects_of(docker_client, settings.instance_id)
+
+
+@contextlib.asynccontextmanager
+async def sdk_client(port: int, token: str) -> AsyncIterator[Client]:
+    """The official SDK's client on the MCP door at `port`, with `token`."""
+    url = f"http://127.0.0.1:{port}/mcp"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=60) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
 
 
 async def test_create_volume_past_the_bound_is_a_tool_error_naming_it(

@@ -8,6 +8,7 @@ from backends.docker.reaping import Listing, containers_to_remove, volumes_to_re
 from backends.labels import (
     ASYNC_ROLE,
     DEADLINE,
+    DELIVERED_ROLE,
     HOSTS_ROLE,
     LEASE_ROLE,
     OWNER,
@@ -94,9 +95,11 @@ def test_an_async_run_s_volume_goes_only_when_its_launch_died_with_its_runner():
         {"Name": "died", "Labels": labelled(ASYNC_ROLE, GONE, run_id="died")},
         {"Name": "starting", "Labels": labelled(ASYNC_ROLE, LIVE, run_id="starting")},
         {"Name": "record", "Labels": labelled(RECORD_ROLE, None)},
+        {"Name": "delivered", "Labels": labelled(DELIVERED_ROLE, None)},
+        {"Name": "old-mark", "Labels": labelled(DELIVERED_ROLE, None, deadline=NOW - 1)},
         {"Name": "old-lease", "Labels": labelled(LEASE_ROLE, GONE, deadline=NOW - 1)},
     ]
-    assert volumes_to_remove(listing(containers, volumes)) == ["died", "old-lease"]
+    assert volumes_to_remove(listing(containers, volumes)) == ["died", "old-mark", "old-lease"]
 
 
 def test_a_runner_s_hosts_file_volume_goes_with_its_lease_and_stays_while_it_lives():
