@@ -49,6 +49,7 @@ from runner.mcp.arguments import (
 from runner.mcp.follow import answer
 from runner.mcp.progress import LogLevels, reporting
 from runner.mcp.reading import file_content, read_returned
+from runner.mcp.resources import serve_resources
 from runner.mcp.results import RUN_VIEW, ended_answer, error_result, expiry, structured
 from runner.mcp.schema import input_schema, output_schema
 from runner.mcp.tasks import RunTasks, TasksServer, caller
@@ -58,10 +59,10 @@ from runner.settings import Settings
 from runner.tenancy import Tenant
 
 Body = Callable[[Any, Context], Awaitable[CallToolResult]]
-UNSERVED = ("prompts/list", "prompts/get", "resources/list", "resources/read")
+UNSERVED = ("prompts/list", "prompts/get", "completion/complete")
 LIST_TTL_MS = 3_600_000
-"""How long a client may cache the tool list: it changes only with the runner's version."""
-UNSERVED_TEMPLATES = ("resources/templates/list",)
+"""How long a client may cache the tool list (and the resource lists, which name no run): they
+change only with the runner's version."""
 
 
 class RunnerTool(Tool):
@@ -169,11 +170,14 @@ def build_server(service: Callable[[], RunnerService], settings: Settings) -> MC
         cache_hints={
             "tools/list": CacheHint(LIST_TTL_MS, "public"),
             "server/discover": CacheHint(LIST_TTL_MS, "public"),
+            "resources/list": CacheHint(LIST_TTL_MS, "public"),
+            "resources/templates/list": CacheHint(LIST_TTL_MS, "public"),
         },
     )
     handlers = server._lowlevel_server._request_handlers  # noqa: SLF001 - nothing to offer there
-    for method in (*UNSERVED, *UNSERVED_TEMPLATES, "completion/complete"):
+    for method in UNSERVED:
         handlers.pop(method, None)
+    serve_resources(server, service)
     server._lowlevel_server.add_request_handler(  # noqa: SLF001
         "logging/setLevel", types.SetLevelRequestParams, levels.set_level
     )

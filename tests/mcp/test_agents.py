@@ -20,8 +20,10 @@ import jsonschema
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from mcp_app import create_app
+from runner.mcp.resources import SIZE, TRUNCATED
 from runner.mcp.results import RUN_VIEW
 from tests.helpers import TEST_IMAGE, instance_id, remove_objects_of, serving
 
@@ -215,3 +217,53 @@ async def test_an_ended_run_keeps_its_result_not_its_container(
         assert read.is_error is False and "report" in read.content[0].text
         looked = await alice.call_tool("wait_run", {"run_id": view["run_id"], "wait_seconds": 0})
         assert looked.structured_content["exit_code"] == 0
+
+
+async def test_linked_files_are_read_as_resources_by_their_tenant_only(agents_url: str) -> None:
+    """What a client does with a resource_link: resources/read of its uri. Text comes as text,
+    other files as base64 blobs; another tenant, a path the run did not hand back and a uri
+    that is not a run's are JSON-RPC -32602 naming the uri (SEP-2164)."""
+    async with connect(agents_url, "tok-alice") as alice, connect(agents_url, "tok-bob") as bob:
+        arguments = {
+            "image": TEST_IMAGE,
+            "pull_policy": "never",
+            "files": {"/in/plot.b64": base64.b64encode(PLOT).decode()},
+            "script": FILES_SCRIPT,
+            "outputs": ["/out"],
+        }
+        result = await alice.call_tool("run_container", arguments)
+        links = {block.uri: block for block in result.content if block.type == "resource_link"}
+        templates = await alice.list_resource_templates()
+        listed = await alice.list_resources()
+        read = {uri: (await alice.read_resource(uri)).contents[0] for uri in links}
+        refused = []
+        summary = next(uri for uri in links if uri.endswith("summary.txt"))
+        for client, uri in (
+            (bob, summary),
+            (alice, summary[:-3] + "md"),
+            (alice, "file:///etc/passwd"),
+        ):
+            with pytest.raises(MCPError) as caught:
+                await client.read_resource(uri)
+            refused.append(caught.value)
+    assert [template.uri_template for template in templates.resource_templates] == [
+        "run://{run_id}/files/{path}"
+    ]
+    assert listed.resources == []
+    by_name = {uri.rsplit("/", 1)[1]: contents for uri, contents in read.items()}
+    assert by_name["summary.txt"].text == "accuracy 0.91\n"
+    assert by_name["summary.txt"].mime_type == "text/plain"
+    assert base64.b64decode(by_name["plot.png"].blob) == PLOT
+    assert by_name["plot.png"].mime_type == "image/png"
+    assert len(base64.b64decode(by_name["model.bin"].blob)) == 3000
+    sizes = {"summary.txt": 14, "plot.png": len(PLOT), "model.bin": 3000}
+    assert {name: by_name[name].meta for name in sizes} == {
+        name: {SIZE: size, TRUNCATED: False} for name, size in sizes.items()
+    }
+    assert [error.code for error in refused] == [-32602] * 3
+    assert [error.message.split(": ")[0] for error in refused] == [
+        summary,
+        summary[:-3] + "md",
+        "file:///etc/passwd",
+    ]
+    assert "handed back no file" in refused[1].message

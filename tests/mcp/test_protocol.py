@@ -276,13 +276,19 @@ def test_only_what_exists_is_advertised(url, version):
         },
     )
     capabilities = message(post(url, init, version=None))["result"]["capabilities"]
-    assert "prompts" not in capabilities and "resources" not in capabilities
+    assert "prompts" not in capabilities and "completions" not in capabilities
+    assert capabilities["resources"] == {"subscribe": False, "listChanged": False}
     assert message(post(url, request("prompts/list")))["error"]["code"] == -32601
+    assert (
+        message(post(url, request("resources/subscribe", {"uri": "run://x"})))["error"]["code"]
+        == -32601
+    )
 
 
-def test_discovery_on_2026_advertises_no_prompts_resources_or_list_changes(fake_url):
+def test_discovery_on_2026_advertises_resources_without_subscriptions_or_list_changes(fake_url):
     found = modern(fake_url, "server/discover", {})["result"]["capabilities"]
-    assert "prompts" not in found and "resources" not in found
+    assert "prompts" not in found
+    assert not found["resources"].get("subscribe") and not found["resources"].get("listChanged")
     assert not found["tools"].get("listChanged")
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from backends.labels import INSTANCE
 from mcp_app import create_app
+from runner.mcp.resources import SIZE, TRUNCATED
 from tests.helpers import (
     SUITE_KEPT_RUNS,
     TEST_REGISTRIES,
@@ -96,6 +97,19 @@ def test_a_run_with_files_in_and_out(target):
         "type": "text",
         "text": "--- /out/copy.txt ---\nfrom ts",
     }
+
+
+def test_a_returned_file_is_read_through_its_resource_link(target):
+    """The host follows the answer's resource_link with resources/read, as hosts do."""
+    script = "printf 'from ts' > /out/copy.txt; printf '\\000\\377' > /out/raw.bin"
+    body = run_body("sh", "-c", script, outputs=["/out"])
+    seen = client(target[0], "links", {"name": "run_container", "arguments": body})
+    contents = {
+        item["contents"][0]["uri"].rsplit("/", 1)[1]: item["contents"][0] for item in seen["read"]
+    }
+    assert contents["copy.txt"]["text"] == "from ts"
+    assert contents["raw.bin"]["blob"] == b64(b"\x00\xff")
+    assert contents["raw.bin"]["_meta"] == {SIZE: 2, TRUNCATED: False}
 
 
 def test_a_failing_command_is_a_result_with_its_exit_code(target):

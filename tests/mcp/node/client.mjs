@@ -45,6 +45,15 @@ const scenarios = {
     return { result, progress, logs, seconds: (Date.now() - started) / 1000 };
   },
 
+  // One call, then every resource_link of its answer read as a resource, as a host follows one.
+  async links(client) {
+    const result = await client.callTool(argumentsOf, CallToolResultSchema);
+    const links = result.content.filter((block) => block.type === "resource_link");
+    const read = [];
+    for (const link of links) read.push(await client.readResource({ uri: link.uri }));
+    return { result, read };
+  },
+
   // One call that must fail as a JSON-RPC error: its code and message (or the result, if not).
   async error(client) {
     try {
