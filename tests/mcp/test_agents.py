@@ -76,18 +76,18 @@ FILES_SCRIPT = (
     "base64 -d /in/plot.b64 > /out/plot.png; "
     "head -c 3000 /dev/urandom > /out/model.bin; echo made"
 )
+FILES_RUN = {
+    "image": TEST_IMAGE,
+    "pull_policy": "never",
+    "files": {"/in/plot.b64": base64.b64encode(PLOT).decode()},
+    "script": FILES_SCRIPT,
+    "outputs": ["/out"],
+}
 
 
 async def test_returned_files_come_as_text_an_image_and_links(agents_url: str) -> None:
     async with connect(agents_url, "tok-alice") as alice, connect(agents_url, "tok-bob") as bob:
-        arguments = {
-            "image": TEST_IMAGE,
-            "pull_policy": "never",
-            "files": {"/in/plot.b64": base64.b64encode(PLOT).decode()},
-            "script": FILES_SCRIPT,
-            "outputs": ["/out"],
-        }
-        result = await alice.call_tool("run_container", arguments)
+        result = await alice.call_tool("run_container", FILES_RUN)
         assert result.is_error is False, result.content
         kinds = [block.type for block in result.content]
         assert kinds == ["text", "text", "image", "resource_link", "resource_link", "resource_link"]
@@ -224,14 +224,7 @@ async def test_linked_files_are_read_as_resources_by_their_tenant_only(agents_ur
     other files as base64 blobs; another tenant, a path the run did not hand back and a uri
     that is not a run's are JSON-RPC -32602 naming the uri (SEP-2164)."""
     async with connect(agents_url, "tok-alice") as alice, connect(agents_url, "tok-bob") as bob:
-        arguments = {
-            "image": TEST_IMAGE,
-            "pull_policy": "never",
-            "files": {"/in/plot.b64": base64.b64encode(PLOT).decode()},
-            "script": FILES_SCRIPT,
-            "outputs": ["/out"],
-        }
-        result = await alice.call_tool("run_container", arguments)
+        result = await alice.call_tool("run_container", FILES_RUN)
         links = {block.uri: block for block in result.content if block.type == "resource_link"}
         templates = await alice.list_resource_templates()
         listed = await alice.list_resources()
