@@ -87,6 +87,7 @@ Example: {"what": "images", "reference": "python"}
 """
 
 PULL_IMAGE = """Pull an image ahead of runs, with progress; `auth_config` serves this pull only.
+A pull past the answer bound goes on: the answer says "pulling"; call again to wait for it.
 
 Example: {"image": "python:3.12-slim"}
 """

@@ -28,7 +28,6 @@ from runner.engine_models import (
     CreateVolumeResult,
     Health,
     ImageList,
-    PulledImage,
     PullImageRequest,
     RemovedVolume,
     VolumeList,
@@ -46,8 +45,9 @@ from runner.mcp.arguments import (
     RunId,
     WaitRunArguments,
 )
-from runner.mcp.follow import answer
+from runner.mcp.follow import ASSEMBLY_SECONDS, answer
 from runner.mcp.progress import LogLevels, reporting
+from runner.mcp.pulls import Pulls, PullView, still_pulling
 from runner.mcp.reading import file_content, read_returned
 from runner.mcp.resources import serve_resources
 from runner.mcp.results import RUN_VIEW, ended_answer, error_result, expiry, structured
@@ -163,7 +163,7 @@ def build_server(service: Callable[[], RunnerService], settings: Settings) -> MC
         tools=[
             *_run_tools(service, levels, settings),
             *_volume_tools(service),
-            *_engine_tools(service),
+            *_engine_tools(service, settings),
         ],
         middleware=[RunTasks(service, _task_answer(service))],
         subscriptions=False,
@@ -310,7 +310,7 @@ def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
     ]
 
 
-def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
+def _engine_tools(service: Callable[[], RunnerService], settings: Settings) -> list[Tool]:
     """Tools about the engine: one to look at it (health, containers, images), one to pull. The
     tools it replaced answer under their old names, unlisted (callers of oneoff-docker-runner
     call them by name)."""
@@ -347,10 +347,15 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
     async def runner_health(request: NoArguments, ctx: Context) -> CallToolResult:
         return await health(ctx)
 
+    pulls = Pulls()
+    within = settings.mcp_answer_seconds - ASSEMBLY_SECONDS
+
     async def pull_image(request: PullImageRequest, ctx: Context) -> CallToolResult:
         async with reporting(ctx, None, send_output=False) as progress:
-            pulled = await service().pull_image(request, _tenant(ctx), progress)
-        return structured(pulled, f"pulled {pulled.image}: {pulled.id} ({pulled.size} bytes)")
+            view, lasted = await pulls.follow(service(), request, _tenant(ctx), progress, within)
+        if view.status == "pulling":
+            return structured(view, still_pulling(view, lasted))
+        return structured(view, f"pulled {view.image}: {view.id} ({view.size} bytes)")
 
     alias = "The old name of engine_info {}."
     return [
@@ -362,9 +367,7 @@ def _engine_tools(service: Callable[[], RunnerService]) -> list[Tool]:
             READS,
             output=ENGINE_VIEW,
         ),
-        _tool(
-            "pull_image", "Pull an image", PullImageRequest, pull_image, PULLS, output=PulledImage
-        ),
+        _tool("pull_image", "Pull an image", PullImageRequest, pull_image, PULLS, output=PullView),
         *(
             _tool(name, title, model, body, READS, output=shape, description=alias.format(what))
             for name, title, model, body, shape, what in (

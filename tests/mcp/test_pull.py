@@ -5,12 +5,15 @@ cancelled call stopping the download."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 import anyio
 import docker
+import jsonschema
 import pytest
 from mcp import Client
+from mcp.types import CallToolResult
 
 from mcp_app import create_app
 from tests.helpers import PUBLIC_REGISTRY, REGISTRY_USER, TEST_REGISTRIES, serving
@@ -122,3 +125,52 @@ async def test_a_cancelled_pull_stops_downloading(
     finally:
         for tag in docker_client.images.list(name=image.rsplit(":", 1)[0]):
             docker_client.images.remove(tag.id, force=True)
+
+
+async def test_a_pull_past_the_answer_bound_goes_on_and_the_next_call_follows_it(
+    unique_image: Push, docker_client: docker.DockerClient, make_settings
+) -> None:  # type: ignore[no-untyped-def]
+    """Through a proxy passing 400 KB/s, a 4 MB layer takes ~10 s, past a 5 s answer bound:
+    each call answers "pulling" within the bound (with a schema-valid result), the pull goes
+    on in the runner, and the next calls follow it (one download) until it answers the image."""
+    proxy = SlowProxy(PUBLIC_REGISTRY, rate=400_000)
+    bound = 5
+    settings = make_settings(
+        allowed_registries=[*TEST_REGISTRIES, proxy.address], mcp_answer_seconds=bound
+    )
+    image = unique_image(megabytes=4).replace(PUBLIC_REGISTRY, proxy.address)
+    answers: list[tuple[CallToolResult, float]] = []
+    try:
+        with serving(create_app(settings)) as port:
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                schema = next(
+                    tool.output_schema
+                    for tool in (await client.list_tools()).tools
+                    if tool.name == "pull_image"
+                )
+                while len(answers) < 30:
+                    began = time.monotonic()
+                    result = await client.call_tool("pull_image", {"image": image})
+                    answers.append((result, time.monotonic() - began))
+                    if result.is_error or result.structured_content["status"] != "pulling":
+                        break
+        pulled_id = docker_client.images.get(image).id
+    finally:
+        proxy.close()
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(image, force=True)
+    first, last = answers[0][0], answers[-1][0]
+    assert first.structured_content == {
+        "status": "pulling",
+        "image": image,
+        "id": None,
+        "size": None,
+    }
+    assert "call pull_image again with the same arguments" in first.content[0].text
+    assert last.is_error is False, last.content
+    assert last.structured_content["status"] == "pulled"
+    assert last.structured_content["id"] == pulled_id
+    assert all(seconds < bound + 1 for _, seconds in answers), answers  # within the bound
+    for result, _ in answers:
+        jsonschema.validate(result.structured_content, schema)
+    assert proxy.downloads == 1  # one pull, followed by every call
