@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import codecs
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from runner.backend import OutputStream
 from runner.threads import to_loop
 
 
-async def stream_events(stream: OutputStream) -> AsyncIterator[tuple[str, str]]:
+async def stream_events(stream: OutputStream) -> AsyncGenerator[tuple[str, str], None]:
     """The stream read in its own thread (not the shared pool: a follower lasts as long as its
     run), decoded, consecutive chunks of one stream joined into one event."""
     loop = asyncio.get_running_loop()

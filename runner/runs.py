@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -423,7 +423,7 @@ class AsyncRuns:
 
     async def events(
         self, tenant: Tenant, run_id: str, *, follow: bool = True
-    ) -> AsyncIterator[tuple[str, str]]:
+    ) -> AsyncGenerator[tuple[str, str], None]:
         """(kind, text): phase and pull events while it starts (from this replica), its output
         from the first byte as it arrives, then ("exit", the status as JSON). Without `follow`,
         the output so far and the status now."""
@@ -435,8 +435,9 @@ class AsyncRuns:
         if pending is None or follow:
             with contextlib.suppress(NotFound):
                 stream = await self._call(lambda: self.backend.run_output(run_id, follow=follow))
-                async for event in stream_events(stream):
-                    yield event
+                async with contextlib.aclosing(stream_events(stream)) as output:
+                    async for event in output:
+                        yield event
         if follow:
             with contextlib.suppress(RunnerError):
                 await own_thread(self.backend.wait_run, run_id)

@@ -9,6 +9,7 @@ the one exception, handled by the tool: the user pressed stop).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -62,15 +63,17 @@ async def _follow(
     left out: the caller has seen it); whether it ended."""
     skip = dict(zip(("stdout", "stderr"), offsets, strict=True))
     forward: Callable[[str, str], None] = sink or (lambda kind, text: None)
+    # closed on the way out, so the engine's log stream under it is closed now, not at GC
     with anyio.move_on_after(seconds):
-        async for kind, text in service.runs.events(tenant, run_id):
-            if kind == "exit":
-                return True
-            if kind in skip and skip[kind] > 0:
-                data = text.encode()
-                text = data[skip[kind] :].decode("utf-8", "ignore")
-                skip[kind] = max(skip[kind] - len(data), 0)
-                if not text:
-                    continue
-            forward(kind, text)
+        async with contextlib.aclosing(service.runs.events(tenant, run_id)) as events:
+            async for kind, text in events:
+                if kind == "exit":
+                    return True
+                if kind in skip and skip[kind] > 0:
+                    data = text.encode()
+                    text = data[skip[kind] :].decode("utf-8", "ignore")
+                    skip[kind] = max(skip[kind] - len(data), 0)
+                    if not text:
+                        continue
+                forward(kind, text)
     return False
