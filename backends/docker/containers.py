@@ -153,7 +153,8 @@ class Containers:
         with timed(phases, "create"), self._removed_on_error(None, volume):
             container = self.create(spec, control, volume, labels, logs)
         with timed(phases, "prepare"), self._removed_on_error(container, volume):
-            check_targets(spec.mounts, link_reader(self.api, container))
+            targets = [mount.path for mount in spec.mounts]
+            check_targets(spec.mounts, link_reader(self.api, container, targets))
         return container, volume
 
     @contextlib.contextmanager

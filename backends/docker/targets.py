@@ -22,16 +22,18 @@ import posixpath
 from collections.abc import Callable
 
 import docker
+import requests
 
 from backends.docker.errors import engine_errors
 from backends.docker.returned import archive_url
-from runner.errors import InvalidRequest
+from runner.errors import InvalidRequest, RunnerError
 from runner.policy import NEVER_TARGETS, SHARED_KINDS, outside_shared, within_path
 from runner.spec import MountSpec
 
 MAX_LINKS = 40
 """Symlinks followed on the way to one target, as the kernel's MAXSYMLINKS."""
 STAT_HEADER = "X-Docker-Container-Path-Stat"
+LOOKING = "looking at a mount's path in the container"
 
 LinkOf = Callable[[str], str | None]
 """Where the symlink at a path leads, resolved in the container; None: no symlink there."""
@@ -99,33 +101,61 @@ def _refused(path: str) -> str | None:
     return next((never for never in NEVER_TARGETS if within_path(path, never)), None)
 
 
-def link_reader(api: docker.APIClient, container: str) -> LinkOf:
-    """`LinkOf` for a created container, from the engine's stat of each path (asked once)."""
+def link_reader(api: docker.APIClient, container: str, targets: list[str]) -> LinkOf:
+    """`LinkOf` for a created container, from the engine's stat of each path (asked once);
+    `targets`: its mounts' paths, named when the engine cannot mount them to look."""
     url, seen = archive_url(api, container), dict[str, str | None]()
 
     def link_of(path: str) -> str | None:
         if path not in seen:
-            with engine_errors("looking at a mount's path in the container"):
+            with engine_errors(LOOKING):
                 response = api.head(url, params={"path": path})
-            seen[path] = _link(path, response.status_code, response.headers.get(STAT_HEADER))
+            if response.status_code not in (200, 404):
+                _unmountable(api, container, path, targets)
+            seen[path] = _link(response.status_code, response.headers.get(STAT_HEADER))
         return seen[path]
 
     return link_of
 
 
-def _link(path: str, status: int, header: str | None) -> str | None:
+def _link(status: int, header: str | None) -> str | None:
     if status == 404:
         return None  # the runtime makes the rest: directories, no symlinks
     try:
-        stat = json.loads(base64.b64decode(header or "", validate=True)) if status == 200 else {}
+        stat = json.loads(base64.b64decode(header or "", validate=True))
     except (binascii.Error, ValueError):
-        stat = {}
+        stat = None
     target = stat.get("linkTarget") if isinstance(stat, dict) else None
     if not isinstance(target, str) or not (target == "" or target.startswith("/")):
-        raise InvalidRequest(
-            "volumes: the engine cannot follow the container's paths to this run's mounts (it "
-            "mounts them all to look at one: a symlink loop on the way to one of them?); "
-            "remove the loop, or mount at other paths",
+        raise RunnerError(f"the Docker engine failed while {LOOKING}: its stat is unreadable")
+    return target or None
+
+
+def _unmountable(api: docker.APIClient, container: str, path: str, targets: list[str]) -> None:
+    """The engine mounts all the run's volumes to look at any path, and could not: the same
+    archive call with a body says why (a HEAD has none), as the start would."""
+
+    def refused(message: str) -> InvalidRequest:
+        return InvalidRequest(
+            f"volumes: the run's mounts ({', '.join(json.dumps(target) for target in targets)}) "
+            f"cannot be put in place ({message}); a file cannot go where the image has a "
+            "directory, nor a directory where it has a file, and no symlink loop may be on the "
+            "way: choose another container path",
             field="volumes",
         )
-    return target or None
+
+    with engine_errors(LOOKING, refused):
+        response = api.get(archive_url(api, container), params={"path": path}, stream=True)
+        if not response.ok:  # its small body holds the engine's words
+            why = _message(response)
+            raise docker.errors.APIError(why, response=response, explanation=why)
+        response.close()
+    raise RunnerError(f"the Docker engine failed while {LOOKING}: a stat, then not")
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text
+    return str(body.get("message", body)) if isinstance(body, dict) else response.text
