@@ -35,6 +35,8 @@ from runner.settings import Settings
 from runner.spec import RunControl
 from runner.tenancy import LOCAL
 
+MOUNTED_FILE = {"type": "file", "content": base64.b64encode(b"x").decode()}
+"""Read-only content: a mount (through a run volume), whose target is checked (`targets`)."""
 ID = re.compile(r"/(?:[0-9a-f]{64}|oneoff-[0-9a-z-]+)(?=/|$)")
 VERSION = re.compile(r"^/v[0-9.]+")
 
@@ -115,7 +117,11 @@ def report(name: str, traces: list[Trace]) -> str:
         for call in trace.calls:
             counts[call.what] += 1
             durations.setdefault(call.what, []).append(call.end - call.start)
-    lines = [f"\n== {name}: {sum(counts.values()) / len(traces):.1f} calls per run"]
+    spans = [max(call.end for call in trace.calls) for trace in traces if trace.calls]
+    lines = [
+        f"\n== {name}: {sum(counts.values()) / len(traces):.1f} calls per run, "
+        f"p50 {statistics.median(spans) * 1000:.1f} ms to its last call's end"
+    ]
     for what, count in counts.most_common():
         median = statistics.median(durations[what]) * 1000
         lines.append(f"  {count / len(traces):4.1f} x {what:<45} p50 {median:7.1f} ms")
@@ -147,6 +153,10 @@ def main() -> None:
     runner_clients = [backend.containers.api, backend.containers.streams]
     cases: dict[str, tuple[Callable[[], object], list[docker.APIClient]]] = {
         "runner echo": (runner_run(backend, echo), runner_clients),
+        "runner echo, a :ro file mounted at /in/f": (
+            runner_run(backend, {**echo, "volumes": {"/in/f:ro": MOUNTED_FILE}}),
+            runner_clients,
+        ),
         "bare SDK echo": (lambda: sdk_run(api, ["echo", "hi"]), [api]),
         "runner directory in and out": (
             runner_run(backend, content_body(args.content_kib, "/data")),

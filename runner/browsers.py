@@ -14,7 +14,13 @@ and reads the answers. So, in this order:
    `RUNNER_ALLOWED_ORIGINS`; `null` never; else 403. Another loopback port is another origin.
 3. Without an allowed `Origin`, `Sec-Fetch-Site: cross-site` or `same-site` is 403, except a
    top-level GET navigation (a link to /docs from elsewhere), whose answer the page cannot read.
-4. A body (POST, PUT, PATCH) must say what it is: `application/json`, or where the door takes
+4. Without tokens, a request that changes something (any method but GET, HEAD, OPTIONS) from
+   a browser (its `User-Agent` says `Mozilla/`, as every browser's does) that sends neither
+   `Origin` nor `Sec-Fetch-Site` is 403: only a browser too old to say where a request comes
+   from sends that (browsers of 2019 on send `Sec-Fetch-Site` to loopback; older ones sent no
+   `Origin` with a form), so it could be a page's cross-site form. Clients that are not
+   browsers (curl, the CLI, SDKs) say no `Mozilla/` and pass.
+5. A body (POST, PUT, PATCH) must say what it is: `application/json`, or where the door takes
    it, `multipart/form-data`; else 415.
 """
 
@@ -35,6 +41,9 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 CROSS_SITE = frozenset({"cross-site", "same-site"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BROWSER_AGENT = "mozilla/"
+"""How every browser's `User-Agent` begins (and no client that is not one, by default)."""
 ANY_PORT = "*"
 _HOST = re.compile(
     r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?))"
@@ -100,13 +109,14 @@ def parse_origin(value: str, *, entry: bool = False) -> Origin:
 
 @dataclass(frozen=True)
 class BrowserPolicy:
-    """The four checks of the module docstring, for one door."""
+    """The five checks of the module docstring, for one door."""
 
     hosts: tuple[Address, ...]
     origins: tuple[Origin, ...]
     check_host: bool
     probe_paths: frozenset[str]
     body_types: frozenset[str]
+    tokens: bool = False
 
     @classmethod
     def of(
@@ -126,6 +136,7 @@ class BrowserPolicy:
             check_host=not tokens or bool(hosts),
             probe_paths=frozenset(probe_paths) if tokens else frozenset(),
             body_types=frozenset(body_types),
+            tokens=tokens,
         )
 
     def judge(self, scope: Scope) -> BrowserRefused | None:
@@ -150,7 +161,25 @@ class BrowserPolicy:
                 "operator lists the origins that may in RUNNER_ALLOWED_ORIGINS",
                 field="Sec-Fetch-Site",
             )
+        elif self._old_browser(scope["method"], headers):
+            return CrossSiteRefused(
+                "User-Agent: a browser that sends neither Origin nor Sec-Fetch-Site (one too "
+                "old to say which page sent a request) may not change anything on a runner "
+                "without API tokens; use a current browser or a client that is not one (curl, "
+                "the CLI, an SDK), or have the operator set RUNNER_API_TOKENS",
+                field="User-Agent",
+            )
         return self._body_type(scope["method"], headers.get("content-type"))
+
+    def _old_browser(self, method: str, headers: Headers) -> bool:
+        """A state-changing request, without tokens, from a browser that says nothing of the
+        page it came from (called when `Origin` is absent)."""
+        return (
+            not self.tokens
+            and method not in SAFE_METHODS
+            and "sec-fetch-site" not in headers
+            and headers.get("user-agent", "").lstrip().lower().startswith(BROWSER_AGENT)
+        )
 
     def _host(self, value: str, scheme: str, path: str) -> Address | None | BrowserRefused:
         """The request's Host (None when absent or unreadable and not checked), or a refusal."""

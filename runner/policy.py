@@ -62,6 +62,9 @@ RUNTIME_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 """Files the engine writes into every container: a run may bring its own file there, never a
 directory or volume (the engine would refuse it only when the container starts)."""
 
+SHARED_KINDS = ("volume", "host")
+"""Mounts whose content a run does not own alone: other runs, or the host, write there."""
+
 VolumeLookup = Callable[[str], VolumeState | None]
 """The backend's answer about a named volume (`Backend.volume_state`)."""
 
@@ -82,9 +85,11 @@ def build_run_spec(
         check_registry(request.image, settings.allowed_registries)  # the engine may contact it
     budget = Budget(settings.max_extracted_bytes, settings.max_archive_members)
     mounts = [_mount(key, spec, settings, budget) for key, spec in request.volumes.items()]
+    shared = [(mount, mount.path) for mount in mounts if mount.kind in SHARED_KINDS]
     for mount in mounts:
         if mount.kind == "volume":
             _allowed_named_volume(mount, tenant, volumes(str(mount.name)), settings)
+        outside_shared(mount, mount.path, shared)
     spec = RunSpec(
         run_id=run_id,
         tenant=tenant.label,
@@ -400,7 +405,7 @@ def _allowed_target(key: str, path: str, kind: str) -> None:
     """Never over the kernel's or runtime's filesystems; at the engine's own files, a file only."""
     field = f"volumes[{key!r}]"
     for never in NEVER_TARGETS:
-        if _within_path(path, never):
+        if within_path(path, never):
             raise InvalidRequest(
                 f"{field}: {path} is at or under {never}, which the kernel and the runtime "
                 "provide (there a volume would replace memory-backed or kernel filesystems with "
@@ -415,12 +420,28 @@ def _allowed_target(key: str, path: str, kind: str) -> None:
         )
 
 
+def outside_shared(mount: MountSpec, path: str, shared: list[tuple[MountSpec, str]]) -> None:
+    """Refuse `mount`, reaching `path`, inside another of `shared` (a named volume or host
+    path, where it lands): a symlink made there before the run starts could move it."""
+    field = f"volumes[{mount.key!r}]"
+    for other, landing in shared:
+        if other is not mount and path != landing and within_path(path, landing):
+            what = "named volume" if other.kind == "volume" else "host path"
+            how = "is" if path == mount.path else f"leads through a symlink to {path},"
+            raise InvalidRequest(
+                f"{field}: {mount.path} {how} inside the {what} mounted at {other.path}, whose "
+                "content may change before the run starts (a symlink there would move this "
+                f"mount); mount it beside the {what}, not inside it",
+                field=field,
+            )
+
+
 def _allowed_host_path(key: str, host_path: str, settings: Settings) -> None:
     normal = _normal(host_path)
     field = f"volumes[{key!r}].host_path"
     _refuse_never_paths(field, host_path, settings)
     for prefix in settings.allowed_host_paths:
-        if _within_path(normal, _normal(prefix)):
+        if within_path(normal, _normal(prefix)):
             return
     raise PolicyRefused(
         f"{field}: {host_path!r} is not under a host path the operator allows "
@@ -433,7 +454,7 @@ def _refuse_never_paths(field: str, host_path: str, settings: Settings) -> None:
     """A path that is, holds or lies in the engine's socket or state, or the kernel's views."""
     normal = _normal(host_path)
     for never in [*NEVER_HOST_PATHS, *_unix_socket(settings.docker_host)]:
-        if _within_path(never, normal) or _within_path(normal, never):
+        if within_path(never, normal) or within_path(normal, never):
             raise PolicyRefused(
                 f"{field}: {host_path!r} is, holds or lies in {never}, the container engine's "
                 "socket or state or the kernel's view of the host: a run with it could control "
@@ -447,7 +468,8 @@ def _normal(path: str) -> str:
     return "/" + posixpath.normpath("/" + path).lstrip("/")
 
 
-def _within_path(path: str, root: str) -> bool:
+def within_path(path: str, root: str) -> bool:
+    """Whether `path` is `root` or under it (both normalised)."""
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 

@@ -33,6 +33,7 @@ from backends.docker.loopback import Loopback
 from backends.docker.returned import ReturnedPaths
 from backends.docker.scratch import Quota, Sampler, ScratchWatch, stopped_for
 from backends.docker.stdin import StdinFeed
+from backends.docker.targets import check_targets, link_reader
 from backends.labels import CARRIER_ROLE, RUN_ID, run_labels
 from backends.leases import Lease
 from runner.errors import Cancelled, Conflict, ImageNotFound, InvalidRequest, NotFound, RunnerError
@@ -136,8 +137,9 @@ class Containers:
         logs: LogConfig | None = None,
     ) -> tuple[str, str | None]:
         """The run's container, created, with its content in place: (container, run volume or
-        None). Content goes straight into the container when it can (`content.straight_in`);
-        what this made is removed if it fails."""
+        None). Content goes straight into the container when it can (`content.straight_in`:
+        then it has no mounts); else the mounts' targets are checked where they will land
+        (`targets`). What this made is removed if it fails."""
         if straight_in(spec):
             with timed(phases, "create"):
                 container = self.create(spec, control, None, labels, logs)
@@ -149,7 +151,11 @@ class Containers:
         with timed(phases, "prepare"):
             volume = self.content.volume_for(spec, control.uploads, labels)
         with timed(phases, "create"), self._removed_on_error(None, volume):
-            return self.create(spec, control, volume, labels, logs), volume
+            container = self.create(spec, control, volume, labels, logs)
+        with timed(phases, "prepare"), self._removed_on_error(container, volume):
+            targets = [mount.path for mount in spec.mounts]
+            check_targets(spec.mounts, link_reader(self.api, container, targets))
+        return container, volume
 
     @contextlib.contextmanager
     def _removed_on_error(self, container: str | None, volume: str | None) -> Iterator[None]:

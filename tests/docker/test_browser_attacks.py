@@ -12,6 +12,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -248,3 +250,71 @@ def test_a_listed_host_name_reaches_both_doors(docker_client, runner):
     mcp = httpx.post(runner.mcp, json=TOOL_CALL, headers=mcp_headers, timeout=60)
     assert mcp.status_code == 200
     assert '"pwned\\n"' in mcp.text
+
+
+OLD_FIREFOX = "Mozilla/5.0 (Windows NT 6.1; Win64; x64; rv:60.0) Gecko/20100101 Firefox/60.0"
+"""A browser of 2018: it sends a cross-site form's POST with neither `Origin` nor
+`Sec-Fetch-Site`, so only its `User-Agent` tells that a browser sent it."""
+
+
+def old_browser_post(url: str, content_type: str, body: bytes) -> tuple[int, dict[str, object]]:
+    """POST `body` over a raw socket with the headers an old browser sends for a page's form;
+    the answer's status and JSON body."""
+    target = httpx.URL(url)
+    head = (
+        f"POST {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+        f"User-Agent: {OLD_FIREFOX}\r\n"
+        "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+        "Accept-Language: en-US,en;q=0.5\r\nReferer: http://attacker.example/\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\nUpgrade-Insecure-Requests: 1\r\n\r\n"
+    )
+    with socket.create_connection((target.host, target.port), timeout=60) as sock:
+        sock.sendall(head.encode() + body)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def form_body(boundary: str) -> bytes:
+    """The multipart body an old browser sends for the attacker's form of one `request` field."""
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="request"\r\n\r\n'
+        f"{json.dumps(ATTACK)}\r\n--{boundary}--\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("path", ["/run", "/runs"])
+def test_an_old_browser_s_cross_site_form_makes_no_container(docker_client, runner, path):
+    boundary = "---------------------------1950542012118457316891396486"
+    with containers_made(docker_client, runner.instance) as made:
+        status, body = old_browser_post(
+            f"{runner.rest}{path}", f"multipart/form-data; boundary={boundary}", form_body(boundary)
+        )
+    assert (status, body["error"], body["field"]) == (403, "origin_refused", "User-Agent")
+    assert "RUNNER_API_TOKENS" in str(body["message"])
+    assert made == []
+
+
+def test_an_old_browser_s_post_to_the_mcp_door_makes_no_container(docker_client, runner):
+    with containers_made(docker_client, runner.instance) as made:
+        status, body = old_browser_post(runner.mcp, "text/plain", json.dumps(TOOL_CALL).encode())
+    assert (status, body["field"]) == (403, "User-Agent")
+    assert made == []
+
+
+def test_curl_s_form_post_still_runs(runner):
+    """`curl -F` sends neither `Origin` nor `Sec-Fetch-Site` either, and says it is curl."""
+    answer = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-F",
+            f"request={json.dumps(ATTACK)};type=application/json",
+            f"{runner.rest}/run",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    assert json.loads(answer.stdout)["stdout"] == "pwned\n", answer.stdout

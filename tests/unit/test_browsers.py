@@ -173,6 +173,56 @@ def test_a_fetch_from_another_site_without_origin_is_403(doors, door, site):
     refused(response, 403, "Sec-Fetch-Site", "RUNNER_ALLOWED_ORIGINS")
 
 
+OLD_BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:60.0) Gecko/20100101 Firefox/60.0"}
+"""A browser too old to send `Sec-Fetch-Site`, or `Origin` with a form."""
+
+
+def post(doors: Doors, door: str, **headers: str) -> httpx.Response:
+    """A request that changes something: a run on REST, a tool call on MCP."""
+    if door == "rest":
+        return httpx.post(
+            f"http://127.0.0.1:{doors.rest}/run", json=run_body("true"), headers=headers
+        )
+    return doors.call(door, **headers)
+
+
+@DOORS
+def test_a_browser_sending_neither_origin_nor_fetch_metadata_may_change_nothing(doors, door):
+    response = post(doors, door, **OLD_BROWSER)
+    refused(response, 403, "User-Agent", "RUNNER_API_TOKENS")
+    assert response.json()["error"] == "origin_refused"
+
+
+@DOORS
+@pytest.mark.parametrize(
+    "agent", ["curl/8.5.0", "python-httpx/0.28.1", "node", "oneoff-runner/0.1", "axios/1.7.2"]
+)
+def test_clients_that_are_not_browsers_pass_without_origin(doors, door, agent):
+    assert post(doors, door, **{"User-Agent": agent}).status_code == 200
+
+
+@DOORS
+def test_a_browser_that_says_where_a_request_comes_from_passes(doors, door):
+    own = f"http://127.0.0.1:{doors.port(door)}"
+    assert post(doors, door, **OLD_BROWSER, Origin=own).status_code == 200
+    assert post(doors, door, **OLD_BROWSER, **{"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert post(doors, door, **OLD_BROWSER, **{"Sec-Fetch-Site": "none"}).status_code == 200
+
+
+def test_an_old_browser_still_reads_what_anyone_may_read(doors):
+    """Only requests that change something are refused: GETs answer (a page cannot read them:
+    another origin's answer is the browser's to withhold, and rebinding meets the Host check)."""
+    response = httpx.get(f"http://127.0.0.1:{doors.rest}/docs", headers=OLD_BROWSER)
+    assert response.status_code == 200
+
+
+@DOORS
+def test_with_tokens_an_old_browser_meets_the_token_check(make_doors, door):
+    """A page cannot send the token, so the rule is for runners without tokens only."""
+    served = make_doors(api_tokens=["tok"])
+    assert post(served, door, **OLD_BROWSER, Authorization="Bearer tok").status_code == 200
+
+
 def test_a_link_from_another_site_opens_the_docs(doors):
     navigation = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
     page = httpx.get(f"http://127.0.0.1:{doors.rest}/docs", headers=navigation)
