@@ -3,10 +3,12 @@ backend's health. Shared by REST and MCP like `runner.models`, whose base they u
 
 from __future__ import annotations
 
+import base64
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from runner.errors import InvalidRequest
 from runner.models import (
     RESERVED_LABEL_PREFIX,
     RESERVED_VOLUME_NAMES,
@@ -159,3 +161,82 @@ class ContainerList(BaseModel):
 
 class ImageList(BaseModel):
     images: list[ImageInfo]
+
+
+VOLUME_PATH_MAX = 4096
+
+
+def volume_path(value: str) -> str:
+    """A path inside a volume, relative to its root, normalised: "" is the root. Refused:
+    absolute paths, `..`, and what no file system holds."""
+    if value.startswith("/"):
+        raise ValueError(
+            f"{value!r} is absolute; write the path relative to the volume's root, e.g. "
+            f"{value.lstrip('/') or 'src/app.py'!r}"
+        )
+    if len(value.encode()) > VOLUME_PATH_MAX:
+        raise ValueError(f"is longer than {VOLUME_PATH_MAX} bytes")
+    parts = [part for part in value.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{value!r} climbs out of the volume with '..'; name a path inside it")
+    return "/".join(parts)
+
+
+class VolumeEntry(BaseModel):
+    path: str = Field(description="Relative to the volume's root.")
+    type: Literal["file", "directory", "symlink", "other"]
+    size: int = Field(description="Bytes (files).")
+    mode: str = Field(description="Permission bits, octal.")
+
+
+class VolumeFiles(BaseModel):
+    """What a volume holds under a path, every level down."""
+
+    name: str
+    path: str
+    entries: list[VolumeEntry]
+    total_bytes: int = Field(
+        description="What the entries use on disk, as the size bound counts it: their bytes "
+        "and a block per entry."
+    )
+    max_bytes: int = Field(description="The volume's size bound (RUNNER_MAX_VOLUME_BYTES).")
+
+
+class VolumeFile(BaseModel):
+    """One file of a volume: text when it is UTF-8, else base64."""
+
+    name: str
+    path: str
+    content: str
+    encoding: Literal["text", "base64"]
+    size: int
+
+
+class WriteVolumeFile(StrictModel):
+    """A file to write into a volume (made, or replaced), its parent directories made."""
+
+    path: str = Field(description="Relative to the volume's root.", examples=["src/app.py"])
+    content: str = Field(description="The file's text, or base64 with encoding base64.")
+    encoding: Literal["text", "base64"] = Field("text", description="How content is written.")
+    mode: str = Field("0644", pattern=r"^0?[0-7]{3}$", description="Permission bits, octal.")
+
+    _path = field_validator("path")(volume_path)
+
+    def data(self) -> bytes:
+        """The file's bytes; InvalidRequest naming `content` when base64 is not."""
+        if self.encoding == "text":
+            return self.content.encode()
+        try:
+            return base64.b64decode(self.content, validate=True)
+        except ValueError:
+            raise InvalidRequest(
+                "content: not base64; send the text with encoding text, or valid base64",
+                field="content",
+            ) from None
+
+
+class WrittenVolumeFile(BaseModel):
+    name: str
+    path: str
+    size: int
+    total_bytes: int = Field(description="The volume's use after the write (see VolumeFiles).")

@@ -301,6 +301,14 @@ class Settings(BaseSettings):
         description="Named volumes one tenant may have (POST /volume, create_volume). Past it "
         "creating another is a 409 until one is removed (DELETE /volume/{name}).",
     )
+    max_volume_bytes: int = Field(
+        1024 * MiB,
+        ge=MIN_SCRATCH_BYTES,
+        description="What one named volume may hold (bytes and a block per entry; bytes or a "
+        "size such as 2g): a write through the volume's file endpoints past it is a 413, and a "
+        "run that grows a volume past it is stopped (sampled, like scratch). A tenant's volumes "
+        "hold at most this times RUNNER_MAX_VOLUMES_PER_TENANT.",
+    )
     run_log_max_bytes: int = Field(
         64 * MiB,
         ge=1 * MiB,
@@ -470,7 +478,9 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("default_scratch_bytes", "max_scratch_bytes", mode="before")
+    @field_validator(
+        "default_scratch_bytes", "max_scratch_bytes", "max_volume_bytes", mode="before"
+    )
     @classmethod
     def _size_in_bytes(cls, value: object) -> object:
         return parse_size(value) if isinstance(value, str) else value

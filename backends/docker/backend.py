@@ -24,10 +24,11 @@ from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors, exists
 from backends.docker.pool import Pool
 from backends.docker.runs import DetachedRuns
+from backends.docker.volume_files import VolumeFiles
 from backends.labels import CARRIER_ROLE, MANAGED, volume_labels
 from backends.leases import LEASE_SELECTOR
 from runner.backend import OutputStream
-from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeEntry, VolumeInfo
 from runner.errors import Conflict, RunnerError
 from runner.private_images import Grants
 from runner.settings import Settings
@@ -54,6 +55,13 @@ class DockerBackend:
         self.pool = Pool(self.containers)
         self.attached = AttachedRuns(self.containers, self.pool)
         self.detached = DetachedRuns(self.containers)
+        containers = self.containers
+        self.files = VolumeFiles(
+            containers.content,
+            lambda tenant: containers.labels("volume", CARRIER_ROLE, 60, tenant),
+            containers.remove,
+            settings.max_archive_members,
+        )
 
     def close(self) -> None:
         self.pool.close()
@@ -144,6 +152,16 @@ class DockerBackend:
 
     def remove_volume(self, name: str) -> None:
         inventory.remove_volume(self.containers.api, name)
+
+    def volume_files(self, name: str, tenant: str, path: str) -> tuple[int, list[VolumeEntry]]:
+        return self.files.listing(name, tenant, path)
+
+    def read_volume_file(self, name: str, tenant: str, path: str, max_bytes: int) -> bytes:
+        return self.files.read(name, tenant, path, max_bytes)
+
+    def write_volume_file(self, name: str, tenant: str, path: str, data: bytes, mode: int) -> int:
+        limit = self.settings.max_volume_bytes
+        return self.files.write(name, tenant, path, data, mode, limit)
 
     def health(self) -> Health:
         return inventory.health(self.containers.api)

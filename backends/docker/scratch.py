@@ -188,7 +188,7 @@ class Sampler:
             started = time.monotonic()
             with engine_errors("measuring the run's disk"):
                 response = api.get(_url(api, container, "json"), params={"size": 1})
-                _raise_for_status(response)
+                raise_for_status(response)
                 inspected: dict[str, Any] = response.json()
             took = time.monotonic() - started
             running = bool(inspected["State"].get("Running"))
@@ -220,7 +220,7 @@ def _url(api: docker.APIClient, container: str, what: str) -> str:
     return f"{api.base_url}/v{api.api_version}/containers/{container}/{what}"
 
 
-def _raise_for_status(response: requests.Response) -> None:
+def raise_for_status(response: requests.Response) -> None:
     try:
         response.raise_for_status()
     except requests.exceptions.HTTPError as exc:

@@ -34,7 +34,7 @@ from backends.labels import (
 )
 from backends.leases import abandoned, live_owners, past_deadline
 from runner.backend import OutputStream
-from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeEntry, VolumeInfo
 from runner.errors import Conflict, NotFound, RunnerError, Unreturnable, Unsupported
 from runner.private_images import Grants
 from runner.settings import Settings
@@ -190,6 +190,15 @@ class KubernetesBackend:
     def remove_volume(self, name: str) -> None:
         inventory.remove_claim(self.api.core, self.namespace, name)
 
+    def volume_files(self, name: str, tenant: str, path: str) -> tuple[int, list[VolumeEntry]]:
+        raise _no_volume_files()
+
+    def read_volume_file(self, name: str, tenant: str, path: str, max_bytes: int) -> bytes:
+        raise _no_volume_files()
+
+    def write_volume_file(self, name: str, tenant: str, path: str, data: bytes, mode: int) -> int:
+        raise _no_volume_files()
+
     def health(self) -> Health:
         found = inventory.health(self.api.client, self.namespace)
         self.api.owner_references()  # the ConfigMap RUNNER_KUBE_OWNER names is there
@@ -249,6 +258,14 @@ class KubernetesBackend:
                 self.jobs.delete_config_map(item.metadata.name)
                 removed += 1
         return removed
+
+
+def _no_volume_files() -> Unsupported:
+    return Unsupported(
+        "name: a volume's files are read and written without a run on the Docker backend only; "
+        "on Kubernetes, mount the volume (a PersistentVolumeClaim) in a run and use its files "
+        "there"
+    )
 
 
 def _inline_content_only(uploads: Arriving | None) -> None:

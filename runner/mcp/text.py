@@ -4,6 +4,7 @@ works."""
 
 import json
 
+from runner.engine_models import VolumeFiles
 from runner.settings import Settings
 
 INSTRUCTIONS = """Runs one-off containers: run_container runs a command and returns its exit
@@ -79,6 +80,27 @@ REMOVE_VOLUME = """Remove a volume you created and its files; refused while a ru
 Example: {"name": "project-cache"}
 """
 
+READ_VOLUME = """No run needed. Without `name`: your volumes. With it: a file's text (or base64),
+or a directory's files and the bytes used of the volume's bound.
+
+Example: {"name": "project", "path": "src/app.py"}
+"""
+
+WRITE_VOLUME_FILE = """Write (or replace) a file in a volume; no run needed.
+
+Example: {"name": "project", "path": "src/app.py", "content": "print('v2')"}
+"""
+
+
+def listing(found: VolumeFiles) -> str:
+    """A volume's entries as lines a model reads: path (directories end in /), bytes."""
+    lines = [
+        f"{entry.path}{'/' if entry.type == 'directory' else ''}  {entry.size}"
+        for entry in found.entries
+    ]
+    return "\n".join([f"{found.total_bytes} of {found.max_bytes} bytes used", *lines])
+
+
 ENGINE_INFO = """Look at the engine: `what` health (its version; try it on "backend
 unavailable"), containers (your runs going; `all`: stopped too; `managed_only: false`: every
 one, operators only) or images (those you may run).
@@ -126,6 +148,8 @@ FIELDS: dict[str, dict[str, str | None]] = {
     "engine_info": {"what": None, "reference": "e.g. python"},
     "pull_image": {"auth_config": "Registry credentials."},
     "remove_volume": {"name": None},
+    "read_volume": {"path": "Relative to the volume's root."},
+    "write_volume_file": {},
 }
 """Argument descriptions shorter than the shared models' (REST's), by tool; None: none (the
 name and the tool's description say it). Every byte of tools/list is read on every turn."""

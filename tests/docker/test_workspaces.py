@@ -90,3 +90,105 @@ def test_read_only_content_under_a_workspace_is_not_written_into_it(runner, work
     assert run(runner, "cat", "/work/conf", volumes=given)["stdout"] == "ro"
     left = run(runner, "sh", "-c", "wc -c < /work/conf", volumes=mounted)["stdout"]
     assert left.strip() == "0"  # the engine's mount point, never the content
+
+
+# ---- files without a run -----------------------------------------------------------------------
+
+
+def write(client: httpx.Client, name: str, path: str, content: str, **fields: object):  # type: ignore[no-untyped-def]
+    return client.put(f"/volume/{name}/file", json={"path": path, "content": content, **fields})
+
+
+def test_a_file_written_without_a_run_is_read_back_and_seen_by_runs(runner, workspace):
+    written = write(runner, workspace, "src/app.py", "print('hi')\n", mode="0755")
+    assert written.status_code == 200, written.text
+    assert written.json()["size"] == 12
+    read = runner.get(f"/volume/{workspace}/file", params={"path": "src/app.py"})
+    assert read.json() | {"name": None} == {
+        "name": None,
+        "path": "src/app.py",
+        "content": "print('hi')\n",
+        "encoding": "text",
+        "size": 12,
+    }
+    mounted = {"/work": {"type": "volume", "name": workspace}}
+    result = run(
+        runner, "sh", "-c", "stat -c %a /work/src/app.py; cat /work/src/app.py", volumes=mounted
+    )
+    assert result["stdout"] == "755\nprint('hi')\n"
+
+
+def test_what_a_run_wrote_is_listed_and_read_binary_as_base64(runner, workspace):
+    mounted = {"/work": {"type": "volume", "name": workspace}}
+    command = "mkdir -p /work/out && printf '\\377\\376' > /work/out/blob && echo ok > /work/a"
+    run(runner, "sh", "-c", command, volumes=mounted)
+    listed = runner.get(f"/volume/{workspace}/files").json()
+    entries = {entry["path"]: (entry["type"], entry["size"]) for entry in listed["entries"]}
+    assert entries == {"a": ("file", 3), "out": ("directory", 0), "out/blob": ("file", 2)}
+    assert listed["total_bytes"] >= 5 and listed["max_bytes"] > listed["total_bytes"]
+    sub = runner.get(f"/volume/{workspace}/files", params={"path": "out"}).json()
+    assert [entry["path"] for entry in sub["entries"]] == ["blob"]
+    blob = runner.get(f"/volume/{workspace}/file", params={"path": "out/blob"}).json()
+    assert (blob["encoding"], blob["content"]) == ("base64", b64(b"\xff\xfe"))
+
+
+def test_another_tenant_s_volume_answers_404_to_every_file_endpoint(runner, workspace):
+    write(runner, workspace, "secret.txt", "alice's")
+    theirs = [
+        runner.get(f"/volume/{workspace}/files", headers=B),
+        runner.get(f"/volume/{workspace}/file", params={"path": "secret.txt"}, headers=B),
+        runner.put(f"/volume/{workspace}/file", json={"path": "x", "content": "bob"}, headers=B),
+    ]
+    assert [response.status_code for response in theirs] == [404, 404, 404]
+    assert all(workspace in response.json()["message"] for response in theirs)
+    names = {entry["path"] for entry in runner.get(f"/volume/{workspace}/files").json()["entries"]}
+    assert names == {"secret.txt"}
+
+
+@pytest.mark.parametrize("path", ["../x", "a/../../x", "/etc/passwd"])
+def test_a_path_out_of_the_volume_is_422_naming_path(runner, workspace, path):
+    answers = [
+        runner.get(f"/volume/{workspace}/file", params={"path": path}),
+        runner.get(f"/volume/{workspace}/files", params={"path": path}),
+        write(runner, workspace, path, "x"),
+    ]
+    assert [response.status_code for response in answers] == [422, 422, 422]
+    assert {response.json()["field"] for response in answers} == {"path"}
+
+
+def test_a_symlink_a_run_planted_is_never_followed(runner, workspace):
+    mounted = {"/work": {"type": "volume", "name": workspace}}
+    run(runner, "sh", "-c", "ln -s / /work/esc && ln -s /etc/passwd /work/pw", volumes=mounted)
+    answers = [
+        runner.get(f"/volume/{workspace}/file", params={"path": "esc/etc/passwd"}),
+        runner.get(f"/volume/{workspace}/file", params={"path": "pw"}),
+        runner.get(f"/volume/{workspace}/files", params={"path": "esc"}),
+        write(runner, workspace, "esc/planted", "x"),
+        write(runner, workspace, "pw", "x"),
+    ]
+    assert [response.status_code for response in answers] == [409] * 5
+    assert all("symbolic link" in response.json()["message"] for response in answers)
+    listed = runner.get(f"/volume/{workspace}/files").json()["entries"]
+    assert {(entry["path"], entry["type"]) for entry in listed} == {
+        ("esc", "symlink"),
+        ("pw", "symlink"),
+    }
+
+
+def test_a_directory_is_not_read_as_a_file_and_a_missing_path_is_404(runner, workspace):
+    write(runner, workspace, "d/f", "x")
+    directory = runner.get(f"/volume/{workspace}/file", params={"path": "d"})
+    missing = runner.get(f"/volume/{workspace}/file", params={"path": "nothing/here"})
+    onto = write(runner, workspace, "d", "x")
+    assert [directory.status_code, missing.status_code, onto.status_code] == [409, 404, 409]
+    assert "is a directory" in directory.json()["message"]
+
+
+def test_file_endpoints_leave_nothing_behind(runner, workspace, instance, docker_client):
+    from tests.helpers import managed_objects
+
+    write(runner, workspace, "a", "x")
+    runner.get(f"/volume/{workspace}/file", params={"path": "a"})
+    runner.get(f"/volume/{workspace}/file", params={"path": "missing"})
+    runner.get(f"/volume/{workspace}/files")
+    assert managed_objects(docker_client, instance) == [workspace]  # no carrier is left
