@@ -4,12 +4,13 @@ backend's health. Shared by REST and MCP like `runner.models`, whose base they u
 from __future__ import annotations
 
 import base64
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from runner.errors import InvalidRequest
 from runner.models import (
+    NOT_BOOLEAN,
     RESERVED_LABEL_PREFIX,
     RESERVED_VOLUME_NAMES,
     VOLUME_NAME_PATTERN,
@@ -48,6 +49,14 @@ class CreateVolumeRequest(StrictModel):
         description="Fill an existing volume of that name instead of answering 409.",
         examples=[False],
     )
+    ttl_seconds: Annotated[int | None, NOT_BOOLEAN] = Field(
+        None,
+        ge=60,
+        description="Keep it this long from now (default RUNNER_VOLUME_TTL_SECONDS from its "
+        "creation, at most RUNNER_MAX_VOLUME_TTL_SECONDS); with reuse_existing, extends an "
+        "existing volume's life.",
+        examples=[86400],
+    )
 
     @field_validator("name")
     @classmethod
@@ -55,7 +64,8 @@ class CreateVolumeRequest(StrictModel):
         if RESERVED_VOLUME_NAMES.match(value):
             raise ValueError(
                 f"{value!r} is shaped like the names of the runner's own volumes (oneoff-lease-*, "
-                "oneoff-hosts-*, oneoff-grant-*, oneoff-<run id>); choose another name"
+                "oneoff-hosts-*, oneoff-grant-*, oneoff-expiry-*, oneoff-<run id>); choose another "
+                "name"
             )
         return value
 
@@ -84,6 +94,11 @@ class VolumeInfo(BaseModel):
     driver: str
     created_at: str | None = Field(None, description="When it was created (RFC 3339).")
     labels: dict[str, str] = Field(default_factory=dict, description="The caller's labels.")
+    expires_at: str | None = Field(
+        None,
+        description="When the reaper removes it, once no run uses it (RFC 3339); extend it "
+        "with POST /volume (reuse_existing, ttl_seconds). None: kept until removed.",
+    )
 
 
 class VolumeList(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -174,7 +175,18 @@ def build_volume_fill(
         labels=request.labels,
         reuse_existing=request.reuse_existing,
         tenant=tenant.label,
+        expires_at=_expiry(request, settings),
     )
+
+
+def _expiry(request: CreateVolumeRequest, settings: Settings) -> float | None:
+    """When a volume asked to live `ttl_seconds` from now expires; at most the operator's
+    maximum away."""
+    if request.ttl_seconds is None:
+        return None
+    bound = settings.max_volume_ttl_seconds
+    ttl = _within("ttl_seconds", request.ttl_seconds, 0, bound, "RUNNER_MAX_VOLUME_TTL_SECONDS")
+    return time.time() + ttl
 
 
 def require_own_volume(name: str, tenant: Tenant, volumes: VolumeLookup) -> None:

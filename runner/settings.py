@@ -309,6 +309,17 @@ class Settings(BaseSettings):
         "run that grows a volume past it is stopped (sampled, like scratch). A tenant's volumes "
         "hold at most this times RUNNER_MAX_VOLUMES_PER_TENANT.",
     )
+    volume_ttl_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        description="How long a named volume is kept from its creation, or from its last "
+        "extension (ttl_seconds); past it the reaper removes it once no run uses it (Docker).",
+    )
+    max_volume_ttl_seconds: int = Field(
+        30 * 24 * 3600,
+        ge=60,
+        description="The longest ttl_seconds a caller may ask for a volume.",
+    )
     run_log_max_bytes: int = Field(
         64 * MiB,
         ge=1 * MiB,
@@ -534,6 +545,8 @@ class Settings(BaseSettings):
             raise ValueError("default_cpus exceeds max_cpus")
         if self.default_scratch_bytes > self.max_scratch_bytes:
             raise ValueError("default_scratch_bytes exceeds max_scratch_bytes")
+        if self.volume_ttl_seconds > self.max_volume_ttl_seconds:
+            raise ValueError("volume_ttl_seconds exceeds max_volume_ttl_seconds")
         if self.backend == "kubernetes" and not self.kube_helper_image:
             raise ValueError(
                 "with backend kubernetes, set kube_helper_image to the runner's image, as the "

@@ -167,6 +167,8 @@ class VolumeFill:
     labels: dict[str, str]
     reuse_existing: bool
     tenant: str = LOCAL.label
+    expires_at: float | None = None
+    """Unix seconds it is kept until (the caller's `ttl_seconds` from now); None: the default."""
 
 
 @dataclass(frozen=True)

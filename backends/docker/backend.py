@@ -22,6 +22,7 @@ from backends.docker import inventory, reaping
 from backends.docker.attached import AttachedRuns
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors, exists
+from backends.docker.expiry import Expiries
 from backends.docker.pool import Pool
 from backends.docker.runs import DetachedRuns
 from backends.docker.volume_files import VolumeFiles
@@ -56,6 +57,9 @@ class DockerBackend:
         self.attached = AttachedRuns(self.containers, self.pool)
         self.detached = DetachedRuns(self.containers)
         containers = self.containers
+        self.expiries = Expiries(
+            lambda: containers.api, settings.instance_id, settings.volume_ttl_seconds
+        )
         self.files = VolumeFiles(
             containers.content,
             lambda tenant: containers.labels("volume", CARRIER_ROLE, 60, tenant),
@@ -133,6 +137,8 @@ class DockerBackend:
                     driver_opts=fill.driver_opts or None,
                     labels=volume_labels(fill, self.settings.instance_id),
                 )
+        if fill.expires_at is not None:
+            self.expiries.extend(fill.name, fill.tenant, fill.expires_at)
         if fill.tar is None:
             return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"
         try:
@@ -148,10 +154,11 @@ class DockerBackend:
         return inventory.volume_state(self.containers.api, name)
 
     def list_volumes(self, *, tenant: str) -> list[VolumeInfo]:
-        return inventory.volumes(self.containers.api, tenant)
+        return self.expiries.stamped(inventory.volumes(self.containers.api, tenant), tenant)
 
     def remove_volume(self, name: str) -> None:
         inventory.remove_volume(self.containers.api, name)
+        self.expiries.forget(name)
 
     def volume_files(self, name: str, tenant: str, path: str) -> tuple[int, list[VolumeEntry]]:
         return self.files.listing(name, tenant, path)
@@ -208,4 +215,5 @@ class DockerBackend:
             removed += containers.remove(container, None)
         for volume in reaping.volumes_to_remove(listing):
             removed += containers.remove(None, volume)
+        removed += self.expiries.reap(time.time())
         return removed + containers.images.grants.reap()

@@ -152,6 +152,12 @@ class KubernetesBackend:
     def create_volume(self, fill: VolumeFill) -> str:
         """A PersistentVolumeClaim (`driver` is its storage class, `driver_opts.size` its
         size, 1Gi by default)."""
+        if fill.expires_at is not None:
+            raise Unsupported(
+                "ttl_seconds: volumes do not expire on Kubernetes (PersistentVolumeClaims are "
+                "kept until removed); leave it out",
+                field="ttl_seconds",
+            )
         if fill.tar is not None:
             raise Unsupported(
                 "content: filling a volume is not available on Kubernetes; create it empty and "

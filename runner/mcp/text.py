@@ -64,10 +64,11 @@ the run's result expires.
 Example: {"uri": "run://3f9c0a1b2c3d4e5f/files/out/report.csv"}
 """
 
-CREATE_VOLUME = """Create a named volume that keeps files between runs: mount it in run_container
-as volumes {"/work": {"type": "volume", "name": <name>}}. Only your API token's runs mount it.
+CREATE_VOLUME = """A workspace that keeps files between runs. Loop: mount it in run_container
+(volumes {"/work": {"type": "volume", "name": <name>}}), install dependencies into it once,
+run; read_volume, write_volume_file; run again. It expires: read_volume shows when.
 
-Example: {"name": "project-cache"}
+Example: {"name": "project"}
 """
 
 LIST_VOLUMES = """List the volumes you created.
@@ -143,7 +144,8 @@ FIELDS: dict[str, dict[str, str | None]] = {
         "content": "Base64 tar.gz to fill it.",
         "labels": None,
         "reuse_existing": "Fill an existing one.",
-        "driver": "Operator-allowed; default local.",
+        "ttl_seconds": "Life from now.",
+        "driver": None,
     },
     "engine_info": {"what": None, "reference": "e.g. python"},
     "pull_image": {"auth_config": "Registry credentials."},

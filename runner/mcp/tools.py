@@ -281,7 +281,7 @@ def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
 
     async def list_volumes(request: NoArguments, ctx: Context) -> CallToolResult:
         found = await service().list_volumes(_tenant(ctx))
-        names = ", ".join(volume.name for volume in found) or "none"
+        names = ", ".join(f"{v.name} (expires {v.expires_at or 'never'})" for v in found) or "none"
         return structured(VolumeList(volumes=found), f"{len(found)} volume(s): {names}")
 
     async def remove_volume(request: VolumeName, ctx: Context) -> CallToolResult:

@@ -3,13 +3,17 @@ given under a volume are kept in it (the run → edit → rerun loop)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 
 import docker
 import httpx
 import pytest
+from httpx_sse import connect_sse
 
+from backends.labels import TENANT, VOLUME
 from tests.helpers import b64, instance_id, remove_objects_of, run_body, serving
 
 A = {"Authorization": "Bearer tok-alice"}
@@ -24,13 +28,21 @@ def instance(docker_client: docker.DockerClient) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def runner(instance: str, make_module_settings) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
-    """A served runner with two tenants, alice and bob."""
+def app(instance: str, make_module_settings):  # type: ignore[no-untyped-def]
+    """A runner with two tenants, alice and bob."""
     from api_app import create_app
 
-    settings = make_module_settings(instance_id=instance, api_tokens=["alice:tok-alice", "tok-bob"])
+    settings = make_module_settings(
+        instance_id=instance, api_tokens=["alice:tok-alice", "tok-bob"], max_volume_bytes="2m"
+    )
+    return create_app(settings)
+
+
+@pytest.fixture(scope="module")
+def runner(app) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    """`app`, served."""
     with (
-        serving(create_app(settings)) as port,
+        serving(app) as port,
         httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=A, timeout=120) as client,
     ):
         yield client
@@ -192,3 +204,54 @@ def test_file_endpoints_leave_nothing_behind(runner, workspace, instance, docker
     runner.get(f"/volume/{workspace}/file", params={"path": "missing"})
     runner.get(f"/volume/{workspace}/files")
     assert managed_objects(docker_client, instance) == [workspace]  # no carrier is left
+
+
+# ---- lifetime ----------------------------------------------------------------------------------
+
+
+def expires_in(client: httpx.Client, name: str) -> float:
+    """Seconds from now until the volume expires, as GET /volumes shows it."""
+    listed = {volume["name"]: volume for volume in client.get("/volumes").json()}
+    expires = datetime.fromisoformat(listed[name]["expires_at"].replace("Z", "+00:00"))
+    return expires.timestamp() - time.time()
+
+
+def test_a_volume_shows_when_it_expires_and_the_caller_extends_it(runner, workspace):
+    assert 7 * 86400 - 120 < expires_in(runner, workspace) <= 7 * 86400
+    body = {"name": workspace, "reuse_existing": True, "ttl_seconds": 3600}
+    assert runner.post("/volume", json=body).status_code == 200
+    assert 3600 - 120 < expires_in(runner, workspace) <= 3600
+    longer = runner.post("/volume", json={**body, "ttl_seconds": 31 * 86400})
+    assert longer.status_code == 422
+    assert "RUNNER_MAX_VOLUME_TTL_SECONDS" in longer.json()["message"]
+    assert 3600 - 120 < expires_in(runner, workspace) <= 3600
+
+
+def test_another_tenant_cannot_extend_a_volume(runner, workspace):
+    body = {"name": workspace, "reuse_existing": True, "ttl_seconds": 3600}
+    assert runner.post("/volume", json=body, headers=B).status_code == 409
+    assert expires_in(runner, workspace) > 86400
+
+
+def test_an_expired_volume_is_reaped_once_no_run_uses_it(app, runner, workspace, docker_client):
+    backend = app.state.service.backend
+    tenant = docker_client.volumes.get(workspace).attrs["Labels"][TENANT]
+    mounted = {"/work": {"type": "volume", "name": workspace}}
+    body = run_body("sh", "-c", "echo up; exec sleep 300", volumes=mounted)
+    started = runner.post("/runs", json=body)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    with connect_sse(runner, "GET", f"/runs/{run_id}/logs", timeout=60) as source:
+        assert next(e.data for e in source.iter_sse() if e.event == "stdout") == '"up\\n"'
+    backend.expiries.extend(workspace, tenant, time.time() - 1)
+    assert expires_in(runner, workspace) < 0
+    backend.reap_orphans()
+    assert docker_client.volumes.get(workspace).name == workspace  # in use: kept
+    assert runner.delete(f"/runs/{run_id}").status_code == 200
+    deadline = time.monotonic() + 60
+    while docker_client.volumes.list(filters={"name": workspace}):
+        assert time.monotonic() < deadline, "the expired volume was never reaped"
+        backend.reap_orphans()
+    assert workspace not in [volume["name"] for volume in runner.get("/volumes").json()]
+    records = docker_client.volumes.list(filters={"label": f"{VOLUME}={workspace}"})
+    assert records == []

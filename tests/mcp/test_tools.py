@@ -153,6 +153,7 @@ async def test_bad_input_is_a_tool_error_naming_the_field(fake_client, arguments
 REQUIRED = {
     "run_container": {"image": "x"},
     "wait_run": {"run_id": "0123456789abcdef"},
+    "create_volume": {"name": "ab"},
 }
 """What each tool with a number argument needs besides it."""
 

@@ -4,8 +4,10 @@ tenant sees none of it."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 
 import docker
 import pytest
@@ -102,3 +104,15 @@ async def test_a_path_out_of_the_volume_is_a_tool_error_naming_path(alice, works
         answer = await alice.call_tool("read_volume", {"name": workspace, "path": path})
         assert answer.is_error is True
         assert "path" in answer.content[0].text
+
+
+async def test_create_volume_again_with_ttl_seconds_extends_its_life(alice, workspace):
+    body = {"name": workspace, "reuse_existing": True, "ttl_seconds": 7200}
+    assert (await alice.call_tool("create_volume", body)).is_error is False
+    listed = await alice.call_tool("read_volume", {})
+    (mine,) = [v for v in listed.structured_content["volumes"] if v["name"] == workspace]
+    left = (
+        datetime.fromisoformat(mine["expires_at"].replace("Z", "+00:00")).timestamp() - time.time()
+    )
+    assert 7200 - 120 < left <= 7200
+    assert f"{workspace} (expires {mine['expires_at']})" in listed.content[0].text
