@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -264,15 +265,19 @@ class Containers:
         self, container: str, limit: int, kill: Callable[[str], None]
     ) -> ScratchWatch:
         """Sample the started run's disk, calling `kill(reason)` once it is past its scratch
-        limit; without sampling (the engine's quota holds it) the watch never fires."""
-        if self.quota():
-            return ScratchWatch()
+        limit or a volume it writes is past RUNNER_MAX_VOLUME_BYTES (where the engine's quota
+        holds the layer, only the volumes are sampled)."""
         files = self.settings.max_scratch_files
-        return self.sampler.watch(container, limit, files, kill)
+        if self.quota():
+            limit = files = sys.maxsize
+        return self.sampler.watch(container, limit, files, kill, self.settings.max_volume_bytes)
 
     def scratch_message(self, kind: str | None, limit: int) -> str | None:
         """What the result says of a run stopped for its disk (`scratch.KINDS`), if it was."""
-        return None if kind is None else stopped_for(kind, limit, self.settings.max_scratch_files)
+        if kind is None:
+            return None
+        settings = self.settings
+        return stopped_for(kind, limit, settings.max_scratch_files, settings.max_volume_bytes)
 
     def _probe_quota(self) -> bool:
         """Whether the engine enforces `storage_opt size`: not on the containerd image store

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import sys
 import tarfile
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -24,7 +25,7 @@ from docker.types import Mount
 from backends.docker.content import ContentCopier
 from backends.docker.errors import engine_errors
 from backends.docker.returned import archive_url, engine_archive
-from backends.docker.scratch import ENTRY_BYTES, raise_for_status
+from backends.docker.scratch import ENTRY_BYTES, raise_for_status, tree_use
 from backends.labels import CARRIER_ROLE, ROLE
 from runner import archive_streams, archives
 from runner.engine_models import VolumeEntry
@@ -43,34 +44,29 @@ Stat = dict[str, Any]
 
 
 def use(entries: int, size: int) -> int:
-    """What a volume's entries use on disk as its bound counts it: bytes, and a block each."""
+    """What entries of these bytes use on disk as the volume's bound counts it."""
     return size + ENTRY_BYTES * entries
 
 
-def measure(
-    api: docker.APIClient, container: str, path: str, stop_above: int, listed: int = 0
+def listed(
+    api: docker.APIClient, container: str, path: str, most: int
 ) -> tuple[int, list[VolumeEntry]]:
-    """What the tree at `path` in the container uses (`use`), read from the engine's archive
-    of it; reading stops once past `stop_above`. With `listed`, its entries too (relative to
-    `path`), at most that many: past them, a 413."""
+    """What the tree at `path` uses (`scratch.tree_use`) and its entries, relative to it; past
+    `most` entries, a 413."""
     found: list[VolumeEntry] = []
-    entries = size = 0
-    with engine_archive(api, container, path) as chunks:
-        reader = archive_streams.ChunkReader(chunks, 2**62, "path")
-        with tarfile.open(fileobj=reader, mode="r|") as archive:
-            for member in archives.members(archive):
-                entries, size = entries + 1, size + (member.size if member.isfile() else 0)
-                if listed and entries > 1:
-                    found.append(_entry(member))
-                    if len(found) > listed:
-                        raise PayloadTooLarge(
-                            f"path: more than {listed} entries (RUNNER_MAX_ARCHIVE_MEMBERS); "
-                            "list a directory further down",
-                            field="path",
-                        )
-                if use(entries, size) > stop_above:
-                    break
-    return use(entries, size), found
+
+    def seen(member: tarfile.TarInfo) -> None:
+        if "/" not in member.name:
+            return  # the tree's top: `path` itself
+        found.append(_entry(member))
+        if len(found) > most:
+            raise PayloadTooLarge(
+                f"path: more than {most} entries (RUNNER_MAX_ARCHIVE_MEMBERS); list a directory "
+                "further down",
+                field="path",
+            )
+
+    return tree_use(api, container, path, sys.maxsize, seen), found
 
 
 def _entry(member: tarfile.TarInfo) -> VolumeEntry:
@@ -102,7 +98,7 @@ class VolumeFiles:
             if self._walk(carrier, path, volume) is None:
                 raise _nothing_at(path, volume)
             with engine_errors("listing the volume's files"):
-                return measure(self._api, carrier, _at(path), 2**62, self._max_members)
+                return listed(self._api, carrier, _at(path), self._max_members)
 
     def read(self, volume: str, tenant: str, path: str, max_bytes: int) -> bytes:
         """One file's bytes: 409 for a directory, 413 past `max_bytes`."""
@@ -137,7 +133,7 @@ class VolumeFiles:
             if found is not None and found["mode"] & DIRECTORY:
                 raise Conflict(f"path: {path!r} is a directory; name a file", field="path")
             with engine_errors("measuring the volume"):
-                used, _ = measure(self._api, carrier, ROOT, limit + len(data) + ENTRY_BYTES)
+                used = tree_use(self._api, carrier, ROOT, limit + use(1, len(data)))
             replaced = use(1, int(found["size"])) if found is not None else 0
             after = used - replaced + use(1, len(data))
             if after > limit:

@@ -255,3 +255,40 @@ def test_an_expired_volume_is_reaped_once_no_run_uses_it(app, runner, workspace,
     assert workspace not in [volume["name"] for volume in runner.get("/volumes").json()]
     records = docker_client.volumes.list(filters={"label": f"{VOLUME}={workspace}"})
     assert records == []
+
+
+# ---- size bound (RUNNER_MAX_VOLUME_BYTES: 2 MiB here) -------------------------------------------
+
+
+def test_a_write_past_the_volume_bound_is_413_naming_it_and_writes_nothing(runner, workspace):
+    assert (
+        write(runner, workspace, "half", b64(b"x" * 1_000_000), encoding="base64").status_code
+        == 200
+    )
+    over = write(runner, workspace, "more", b64(b"y" * 1_200_000), encoding="base64")
+    assert over.status_code == 413
+    assert "RUNNER_MAX_VOLUME_BYTES" in over.json()["message"]
+    names = [entry["path"] for entry in runner.get(f"/volume/{workspace}/files").json()["entries"]]
+    assert names == ["half"]
+    replaced = write(runner, workspace, "half", b64(b"z" * 1_500_000), encoding="base64")
+    assert replaced.status_code == 200  # what it replaces is no longer counted
+
+
+def test_a_run_growing_a_volume_past_its_bound_is_stopped_saying_so(runner, workspace):
+    mounted = {"/work": {"type": "volume", "name": workspace}}
+    script = (
+        "i=0; while [ $i -lt 200 ]; do head -c 262144 /dev/zero > /work/f$i; i=$((i+1)); "
+        "sleep 0.05; done"
+    )
+    result = run(runner, "sh", "-c", script, volumes=mounted)
+    assert result["status"] == "scratch_exceeded" and result["scratch_exceeded"] is True
+    assert "RUNNER_MAX_VOLUME_BYTES" in result["message"]
+    used = runner.get(f"/volume/{workspace}/files").json()
+    assert 2 * 1024 * 1024 < used["total_bytes"] < 200 * 262144
+
+
+def test_a_run_within_the_volume_bound_is_not_stopped(runner, workspace):
+    mounted = {"/work": {"type": "volume", "name": workspace}}
+    script = "head -c 1000000 /dev/zero > /work/f; sleep 1; echo done"
+    result = run(runner, "sh", "-c", script, volumes=mounted)
+    assert (result["status"], result["stdout"]) == ("success", "done\n")

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(scope="module")
 def workspaces_url(docker_client: docker.DockerClient, make_module_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     settings = make_module_settings(
-        instance_id=instance_id("mcp-workspaces"), api_tokens=["alice:tok-alice", "tok-bob"]
+        instance_id=instance_id("mcp-workspaces"),
+        api_tokens=["alice:tok-alice", "tok-bob"],
+        max_volume_bytes="2m",
     )
     with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}/mcp"
@@ -116,3 +118,13 @@ async def test_create_volume_again_with_ttl_seconds_extends_its_life(alice, work
     )
     assert 7200 - 120 < left <= 7200
     assert f"{workspace} (expires {mine['expires_at']})" in listed.content[0].text
+
+
+async def test_a_run_growing_a_workspace_past_its_bound_is_stopped_saying_so(alice, workspace):
+    script = "i=0; while [ $i -lt 200 ]; do head -c 262144 /dev/zero > /work/f$i; i=$((i+1)); done"
+    answer = await alice.call_tool("run_container", mounted(workspace, script + "; sleep 30"))
+    assert answer.structured_content["status"] == "scratch_exceeded", answer.structured_content
+    assert "RUNNER_MAX_VOLUME_BYTES" in answer.content[0].text
+    big = {"name": workspace, "path": "big", "content": "x" * 3_000_000}
+    refused = await alice.call_tool("write_volume_file", big)
+    assert refused.is_error and "RUNNER_MAX_VOLUME_BYTES" in refused.content[0].text
