@@ -34,7 +34,7 @@ from backends.labels import CARRIER_ROLE, ROLE
 from runner import archive_streams, archives
 from runner.archives import Budget
 from runner.errors import VolumeNotFound
-from runner.spec import Arriving, MountSpec, RunSpec
+from runner.spec import Arriving, MountSpec, RunSpec, into_volumes
 from runner.uploads import relative_path
 
 CARRIER_IMAGE = "oneoff-runner/carrier"
@@ -56,29 +56,6 @@ def straight_in(spec: RunSpec) -> bool:
     paths = [mount.path.rstrip("/") for mount in spec.mounts]
     others = [(i, path) for i, path in enumerate(paths)] + [(-1, path) for path in RUNTIME_PATHS]
     return not any(i != j and _overlap(a, b) for i, a in enumerate(paths) for j, b in others)
-
-
-def into_volumes(spec: RunSpec) -> dict[int, int]:
-    """Writable file and directory mounts inside a writable named volume's path: index → the
-    index of that volume's mount (the deepest mount holding it, which must be that volume)."""
-    found: dict[int, int] = {}
-    for index, mount in enumerate(spec.mounts):
-        if mount.kind not in ("file", "directory") or mount.read_only:
-            continue
-        holders = [
-            (len(other.path), at)
-            for at, other in enumerate(spec.mounts)
-            if other.kind in ("volume", "host") and _inside(mount.path, other.path)
-        ]
-        if holders:
-            at = max(holders)[1]
-            if spec.mounts[at].kind == "volume" and not spec.mounts[at].read_only:
-                found[index] = at
-    return found
-
-
-def _inside(path: str, holder: str) -> bool:
-    return path.rstrip("/").startswith(f"{holder.rstrip('/')}/")
 
 
 def _overlap(a: str, b: str) -> bool:

@@ -47,6 +47,7 @@ from runner.spec import (
     RunSpec,
     VolumeFill,
     VolumeState,
+    into_volumes,
     timed,
 )
 
@@ -74,6 +75,7 @@ class KubernetesBackend:
 
     def run(self, spec: RunSpec, control: RunControl) -> Outcome:
         _inline_content_only(control.uploads)
+        _no_content_into_volumes(spec)
         jobs, phases = self.jobs, dict[str, float]()
         name = job_name(spec.run_id)
         try:
@@ -103,6 +105,7 @@ class KubernetesBackend:
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         _inline_content_only(control.uploads)
+        _no_content_into_volumes(spec)
         self.runs.launch(spec, control, idempotency_key)
 
     def wait_run(self, run_id: str) -> None:
@@ -272,6 +275,20 @@ def _no_volume_files() -> Unsupported:
         "on Kubernetes, mount the volume (a PersistentVolumeClaim) in a run and use its files "
         "there"
     )
+
+
+def _no_content_into_volumes(spec: RunSpec) -> None:
+    """Content under a writable volume's mount would be mounted over the claim, for that run
+    only (the Docker backend writes it into the volume): refused rather than silently lost."""
+    for index in into_volumes(spec):
+        mount = spec.mounts[index]
+        field = f"volumes[{mount.key!r}]"
+        raise Unsupported(
+            f"{field}: content under a volume's mount is not written into the volume on "
+            "Kubernetes; write it from a run (e.g. a command that writes the file) or mount it "
+            "elsewhere",
+            field=field,
+        )
 
 
 def _inline_content_only(uploads: Arriving | None) -> None:
