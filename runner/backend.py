@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeEntry, VolumeInfo
 from runner.private_images import Grants
 from runner.spec import (
     Outcome,
@@ -135,6 +135,19 @@ class Volumes(Protocol):
     def remove_volume(self, name: str) -> None:
         """Remove a named volume (the service has checked it is the caller's); `Conflict` when
         a container still uses it."""
+        ...
+
+    def volume_files(self, name: str, tenant: str, path: str) -> tuple[int, list[VolumeEntry]]:
+        """What the volume holds under `path` (relative, checked): what it uses on disk as its
+        size bound counts it, and its entries; `Unsupported` where a backend cannot."""
+        ...
+
+    def read_volume_file(self, name: str, tenant: str, path: str, max_bytes: int) -> bytes:
+        """One file of the volume, never through a symlink."""
+        ...
+
+    def write_volume_file(self, name: str, tenant: str, path: str, data: bytes, mode: int) -> int:
+        """Write one file into the volume, within RUNNER_MAX_VOLUME_BYTES; its use after."""
         ...
 
 

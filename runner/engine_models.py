@@ -3,11 +3,14 @@ backend's health. Shared by REST and MCP like `runner.models`, whose base they u
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from runner.errors import InvalidRequest
 from runner.models import (
+    NOT_BOOLEAN,
     RESERVED_LABEL_PREFIX,
     RESERVED_VOLUME_NAMES,
     VOLUME_NAME_PATTERN,
@@ -46,6 +49,14 @@ class CreateVolumeRequest(StrictModel):
         description="Fill an existing volume of that name instead of answering 409.",
         examples=[False],
     )
+    ttl_seconds: Annotated[int | None, NOT_BOOLEAN] = Field(
+        None,
+        ge=60,
+        description="Keep it this long from now (default RUNNER_VOLUME_TTL_SECONDS from its "
+        "creation, at most RUNNER_MAX_VOLUME_TTL_SECONDS); with reuse_existing, extends an "
+        "existing volume's life.",
+        examples=[86400],
+    )
 
     @field_validator("name")
     @classmethod
@@ -53,7 +64,8 @@ class CreateVolumeRequest(StrictModel):
         if RESERVED_VOLUME_NAMES.match(value):
             raise ValueError(
                 f"{value!r} is shaped like the names of the runner's own volumes (oneoff-lease-*, "
-                "oneoff-hosts-*, oneoff-grant-*, oneoff-<run id>); choose another name"
+                "oneoff-hosts-*, oneoff-grant-*, oneoff-expiry-*, oneoff-<run id>); choose another "
+                "name"
             )
         return value
 
@@ -82,6 +94,11 @@ class VolumeInfo(BaseModel):
     driver: str
     created_at: str | None = Field(None, description="When it was created (RFC 3339).")
     labels: dict[str, str] = Field(default_factory=dict, description="The caller's labels.")
+    expires_at: str | None = Field(
+        None,
+        description="When the reaper removes it, once no run uses it (RFC 3339); extend it "
+        "with POST /volume (reuse_existing, ttl_seconds). None: kept until removed.",
+    )
 
 
 class VolumeList(BaseModel):
@@ -159,3 +176,82 @@ class ContainerList(BaseModel):
 
 class ImageList(BaseModel):
     images: list[ImageInfo]
+
+
+VOLUME_PATH_MAX = 4096
+
+
+def volume_path(value: str) -> str:
+    """A path inside a volume, relative to its root, normalised: "" is the root. Refused:
+    absolute paths, `..`, and what no file system holds."""
+    if value.startswith("/"):
+        raise ValueError(
+            f"{value!r} is absolute; write the path relative to the volume's root, e.g. "
+            f"{value.lstrip('/') or 'src/app.py'!r}"
+        )
+    if len(value.encode()) > VOLUME_PATH_MAX:
+        raise ValueError(f"is longer than {VOLUME_PATH_MAX} bytes")
+    parts = [part for part in value.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{value!r} climbs out of the volume with '..'; name a path inside it")
+    return "/".join(parts)
+
+
+class VolumeEntry(BaseModel):
+    path: str = Field(description="Relative to the volume's root.")
+    type: Literal["file", "directory", "symlink", "other"]
+    size: int = Field(description="Bytes (files).")
+    mode: str = Field(description="Permission bits, octal.")
+
+
+class VolumeFiles(BaseModel):
+    """What a volume holds under a path, every level down."""
+
+    name: str
+    path: str
+    entries: list[VolumeEntry]
+    total_bytes: int = Field(
+        description="What the entries use on disk, as the size bound counts it: their bytes "
+        "and a block per entry."
+    )
+    max_bytes: int = Field(description="The volume's size bound (RUNNER_MAX_VOLUME_BYTES).")
+
+
+class VolumeFile(BaseModel):
+    """One file of a volume: text when it is UTF-8, else base64."""
+
+    name: str
+    path: str
+    content: str
+    encoding: Literal["text", "base64"]
+    size: int
+
+
+class WriteVolumeFile(StrictModel):
+    """A file to write into a volume (made, or replaced), its parent directories made."""
+
+    path: str = Field(description="Relative to the volume's root.", examples=["src/app.py"])
+    content: str = Field(description="The file's text, or base64 with encoding base64.")
+    encoding: Literal["text", "base64"] = Field("text", description="How content is written.")
+    mode: str = Field("0644", pattern=r"^0?[0-7]{3}$", description="Permission bits, octal.")
+
+    _path = field_validator("path")(volume_path)
+
+    def data(self) -> bytes:
+        """The file's bytes; InvalidRequest naming `content` when base64 is not."""
+        if self.encoding == "text":
+            return self.content.encode()
+        try:
+            return base64.b64decode(self.content, validate=True)
+        except ValueError:
+            raise InvalidRequest(
+                "content: not base64; send the text with encoding text, or valid base64",
+                field="content",
+            ) from None
+
+
+class WrittenVolumeFile(BaseModel):
+    name: str
+    path: str
+    size: int
+    total_bytes: int = Field(description="The volume's use after the write (see VolumeFiles).")

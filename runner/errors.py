@@ -22,6 +22,7 @@ Backends translate their SDK's exceptions into this tree at exactly one boundary
     │   └── Unreturnable              a returned path the run left as something else (a
     │                                 symlink, a FIFO, ...) or removed; in a run's result, a
     │                                 per-path `error`
+    │   └── IsDirectory               a volume's directory read as a file
     ├── PayloadTooLarge (413)         archive, file or returned content over a size limit
     ├── Busy (429)                    concurrency and queue are full; carries Retry-After
     │   └── KeptRunsFull              a tenant keeps as many async runs as it may
@@ -168,6 +169,10 @@ class Conflict(RunnerError):
 
 class Unreturnable(Conflict):
     code = "unreturnable_path"
+
+
+class IsDirectory(Conflict):
+    code = "is_a_directory"
 
 
 class PayloadTooLarge(RunnerError):

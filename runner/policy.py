@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ from runner.spec import (
     RunSpec,
     VolumeFill,
     VolumeState,
+    placed,
 )
 from runner.tenancy import Tenant
 from runner.uploads import Uploads, checked
@@ -85,11 +87,9 @@ def build_run_spec(
         check_registry(request.image, settings.allowed_registries)  # the engine may contact it
     budget = Budget(settings.max_extracted_bytes, settings.max_archive_members)
     mounts = [_mount(key, spec, settings, budget) for key, spec in request.volumes.items()]
-    shared = [(mount, mount.path) for mount in mounts if mount.kind in SHARED_KINDS]
     for mount in mounts:
         if mount.kind == "volume":
             _allowed_named_volume(mount, tenant, volumes(str(mount.name)), settings)
-        outside_shared(mount, mount.path, shared)
     spec = RunSpec(
         run_id=run_id,
         tenant=tenant.label,
@@ -110,6 +110,9 @@ def build_run_spec(
         runtime=_runtime(request.runtime, settings),
         stdin=_stdin(request.stdin, settings),
     )
+    shared = [(mount, mount.path) for mount in mounts if mount.kind in SHARED_KINDS]
+    for mount in placed(spec):
+        outside_shared(mount, mount.path, shared)
     if uploads is None:
         return spec, None
     return spec, checked(uploads, spec.mounts, budget, settings.max_archive_bytes)
@@ -179,7 +182,18 @@ def build_volume_fill(
         labels=request.labels,
         reuse_existing=request.reuse_existing,
         tenant=tenant.label,
+        expires_at=_expiry(request, settings),
     )
+
+
+def _expiry(request: CreateVolumeRequest, settings: Settings) -> float | None:
+    """When a volume asked to live `ttl_seconds` from now expires; at most the operator's
+    maximum away."""
+    if request.ttl_seconds is None:
+        return None
+    bound = settings.max_volume_ttl_seconds
+    ttl = _within("ttl_seconds", request.ttl_seconds, 0, bound, "RUNNER_MAX_VOLUME_TTL_SECONDS")
+    return time.time() + ttl
 
 
 def require_own_volume(name: str, tenant: Tenant, volumes: VolumeLookup) -> None:

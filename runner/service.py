@@ -56,6 +56,7 @@ from runner.spec import Arriving, EventSink, Outcome, ReturnedFile, RunControl, 
 from runner.tenancy import Tenant
 from runner.threads import in_worker, on_this_loop, own_thread
 from runner.uploads import Uploads
+from runner.workspaces import Workspaces
 
 log = logging.getLogger("oneoff_runner")
 
@@ -86,6 +87,7 @@ class RunnerService:
         self._health_at = 0.0
         self._health_refresh: asyncio.Task[None] | None = None
         self.runs = AsyncRuns(settings, backend, self.admission, self.metrics, self.resolve)
+        self.workspaces = Workspaces(settings, backend)
         self._creating_volume: dict[str, asyncio.Lock] = {}
         """One volume creation at a time per tenant, so that its volume bound holds here."""
 

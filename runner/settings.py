@@ -301,6 +301,25 @@ class Settings(BaseSettings):
         description="Named volumes one tenant may have (POST /volume, create_volume). Past it "
         "creating another is a 409 until one is removed (DELETE /volume/{name}).",
     )
+    max_volume_bytes: int = Field(
+        1024 * MiB,
+        ge=MIN_SCRATCH_BYTES,
+        description="What one named volume may hold (bytes and a block per entry; bytes or a "
+        "size such as 2g): a write through the volume's file endpoints past it is a 413, and a "
+        "run that grows a volume past it is stopped (sampled, like scratch). A tenant's volumes "
+        "hold at most this times RUNNER_MAX_VOLUMES_PER_TENANT.",
+    )
+    volume_ttl_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        description="How long a named volume is kept from its creation, or from its last "
+        "extension (ttl_seconds); past it the reaper removes it once no run uses it (Docker).",
+    )
+    max_volume_ttl_seconds: int = Field(
+        30 * 24 * 3600,
+        ge=60,
+        description="The longest ttl_seconds a caller may ask for a volume.",
+    )
     run_log_max_bytes: int = Field(
         64 * MiB,
         ge=1 * MiB,
@@ -470,7 +489,9 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("default_scratch_bytes", "max_scratch_bytes", mode="before")
+    @field_validator(
+        "default_scratch_bytes", "max_scratch_bytes", "max_volume_bytes", mode="before"
+    )
     @classmethod
     def _size_in_bytes(cls, value: object) -> object:
         return parse_size(value) if isinstance(value, str) else value
@@ -524,6 +545,8 @@ class Settings(BaseSettings):
             raise ValueError("default_cpus exceeds max_cpus")
         if self.default_scratch_bytes > self.max_scratch_bytes:
             raise ValueError("default_scratch_bytes exceeds max_scratch_bytes")
+        if self.volume_ttl_seconds > self.max_volume_ttl_seconds:
+            raise ValueError("volume_ttl_seconds exceeds max_volume_ttl_seconds")
         if self.backend == "kubernetes" and not self.kube_helper_image:
             raise ValueError(
                 "with backend kubernetes, set kube_helper_image to the runner's image, as the "

@@ -95,6 +95,36 @@ class RunSpec:
         )
 
 
+def into_volumes(spec: RunSpec) -> dict[int, int]:
+    """Writable file and directory mounts inside a writable named volume's path: index → the
+    index of that volume's mount (the deepest mount holding it, which must be that volume)."""
+    found: dict[int, int] = {}
+    for index, mount in enumerate(spec.mounts):
+        if mount.kind not in ("file", "directory") or mount.read_only:
+            continue
+        holders = [
+            (len(other.path), at)
+            for at, other in enumerate(spec.mounts)
+            if other.kind in ("volume", "host") and _inside(mount.path, other.path)
+        ]
+        if holders:
+            at = max(holders)[1]
+            if spec.mounts[at].kind == "volume" and not spec.mounts[at].read_only:
+                found[index] = at
+    return found
+
+
+def placed(spec: RunSpec) -> list[MountSpec]:
+    """The run's mounts the runtime puts in place: not the content written into a named volume
+    (`into_volumes`)."""
+    written = into_volumes(spec)
+    return [mount for index, mount in enumerate(spec.mounts) if index not in written]
+
+
+def _inside(path: str, holder: str) -> bool:
+    return path.rstrip("/").startswith(f"{holder.rstrip('/')}/")
+
+
 @dataclass(frozen=True)
 class CollectSpec:
     """What collecting a run's result needs of its request: the output cap, and the returned
@@ -174,6 +204,8 @@ class VolumeFill:
     labels: dict[str, str]
     reuse_existing: bool
     tenant: str = LOCAL.label
+    expires_at: float | None = None
+    """Unix seconds it is kept until (the caller's `ttl_seconds` from now); None: the default."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeEntry, VolumeInfo
 from runner.errors import NotFound
 from runner.private_images import Grants
 from runner.spec import (
@@ -68,6 +68,7 @@ class FakeBackend:
         self.recorded: dict[str, RunRecord] = {}
         self.tenants: dict[str, str] = {}
         self.volumes: dict[str, VolumeState] = {}
+        self.files: dict[tuple[str, str], bytes] = {}
         self.images: list[ImageInfo] = []
         self.grants: dict[str, frozenset[str]] = {}
         """Image id → labels of the tenants granted it (`runner.private_images`)."""
@@ -156,6 +157,22 @@ class FakeBackend:
 
     def remove_volume(self, name: str) -> None:
         del self.volumes[name]
+
+    def volume_files(self, name: str, tenant: str, path: str) -> tuple[int, list[VolumeEntry]]:
+        found = {key[1]: data for key, data in self.files.items() if key[0] == name}
+        entries = [
+            VolumeEntry(path=p, type="file", size=len(d), mode="0644") for p, d in found.items()
+        ]
+        return sum(len(data) for data in found.values()), entries
+
+    def read_volume_file(self, name: str, tenant: str, path: str, max_bytes: int) -> bytes:
+        if (name, path) not in self.files:
+            raise NotFound(f"path: nothing at {path!r}", field="path")
+        return self.files[name, path]
+
+    def write_volume_file(self, name: str, tenant: str, path: str, data: bytes, mode: int) -> int:
+        self.files[name, path] = data
+        return self.volume_files(name, tenant, "")[0]
 
     def health(self) -> Health:
         return Health(backend=self.name, version="0")

@@ -22,12 +22,14 @@ from backends.docker import inventory, reaping
 from backends.docker.attached import AttachedRuns
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors, exists
+from backends.docker.expiry import Expiries
 from backends.docker.pool import Pool
 from backends.docker.runs import DetachedRuns
+from backends.docker.volume_files import VolumeFiles
 from backends.labels import CARRIER_ROLE, MANAGED, volume_labels
 from backends.leases import LEASE_SELECTOR
 from runner.backend import OutputStream
-from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeEntry, VolumeInfo
 from runner.errors import Conflict, RunnerError
 from runner.private_images import Grants
 from runner.settings import Settings
@@ -54,6 +56,16 @@ class DockerBackend:
         self.pool = Pool(self.containers)
         self.attached = AttachedRuns(self.containers, self.pool)
         self.detached = DetachedRuns(self.containers)
+        containers = self.containers
+        self.expiries = Expiries(
+            lambda: containers.api, settings.instance_id, settings.volume_ttl_seconds
+        )
+        self.files = VolumeFiles(
+            containers.content,
+            lambda tenant: containers.labels("volume", CARRIER_ROLE, 60, tenant),
+            containers.remove,
+            settings.max_archive_members,
+        )
 
     def close(self) -> None:
         self.pool.close()
@@ -128,6 +140,8 @@ class DockerBackend:
                     driver_opts=fill.driver_opts or None,
                     labels=volume_labels(fill, self.settings.instance_id),
                 )
+        if fill.expires_at is not None:
+            self.expiries.extend(fill.name, fill.tenant, fill.expires_at)
         if fill.tar is None:
             return f"volume {fill.name!r} {'exists' if existed else 'created'}, empty"
         try:
@@ -143,10 +157,21 @@ class DockerBackend:
         return inventory.volume_state(self.containers.api, name)
 
     def list_volumes(self, *, tenant: str) -> list[VolumeInfo]:
-        return inventory.volumes(self.containers.api, tenant)
+        return self.expiries.stamped(inventory.volumes(self.containers.api, tenant), tenant)
 
     def remove_volume(self, name: str) -> None:
         inventory.remove_volume(self.containers.api, name)
+        self.expiries.forget(name)
+
+    def volume_files(self, name: str, tenant: str, path: str) -> tuple[int, list[VolumeEntry]]:
+        return self.files.listing(name, tenant, path)
+
+    def read_volume_file(self, name: str, tenant: str, path: str, max_bytes: int) -> bytes:
+        return self.files.read(name, tenant, path, max_bytes)
+
+    def write_volume_file(self, name: str, tenant: str, path: str, data: bytes, mode: int) -> int:
+        limit = self.settings.max_volume_bytes
+        return self.files.write(name, tenant, path, data, mode, limit)
 
     def health(self) -> Health:
         return inventory.health(self.containers.api)
@@ -193,4 +218,5 @@ class DockerBackend:
             removed += containers.remove(container, None)
         for volume in reaping.volumes_to_remove(listing):
             removed += containers.remove(None, volume)
+        removed += self.expiries.reap(time.time())
         return removed + containers.images.grants.reap()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -38,7 +39,7 @@ from backends.labels import CARRIER_ROLE, RUN_ID, run_labels
 from backends.leases import Lease
 from runner.errors import Cancelled, Conflict, ImageNotFound, InvalidRequest, NotFound, RunnerError
 from runner.settings import Settings
-from runner.spec import RunControl, RunSpec, timed
+from runner.spec import RunControl, RunSpec, placed, timed
 from runner.tenancy import LOCAL
 
 log = logging.getLogger("oneoff_runner.docker")
@@ -144,8 +145,8 @@ class Containers:
             with timed(phases, "create"):
                 container = self.create(spec, control, None, labels, logs)
             with timed(phases, "prepare"), self._removed_on_error(container, None):
-                placed = self.content.into_container(spec, control.uploads, container)
-            if placed:
+                put = self.content.into_container(spec, control.uploads, container)
+            if put:
                 return container, None
             self.remove(container, None)  # the image has one of the paths: a mount hides it
         with timed(phases, "prepare"):
@@ -153,8 +154,9 @@ class Containers:
         with timed(phases, "create"), self._removed_on_error(None, volume):
             container = self.create(spec, control, volume, labels, logs)
         with timed(phases, "prepare"), self._removed_on_error(container, volume):
-            targets = [mount.path for mount in spec.mounts]
-            check_targets(spec.mounts, link_reader(self.api, container, targets))
+            mounts = placed(spec)
+            targets = [mount.path for mount in mounts]
+            check_targets(mounts, link_reader(self.api, container, targets))
         return container, volume
 
     @contextlib.contextmanager
@@ -270,15 +272,19 @@ class Containers:
         self, container: str, limit: int, kill: Callable[[str], None]
     ) -> ScratchWatch:
         """Sample the started run's disk, calling `kill(reason)` once it is past its scratch
-        limit; without sampling (the engine's quota holds it) the watch never fires."""
-        if self.quota():
-            return ScratchWatch()
+        limit or a volume it writes is past RUNNER_MAX_VOLUME_BYTES (where the engine's quota
+        holds the layer, only the volumes are sampled)."""
         files = self.settings.max_scratch_files
-        return self.sampler.watch(container, limit, files, kill)
+        if self.quota():
+            limit = files = sys.maxsize
+        return self.sampler.watch(container, limit, files, kill, self.settings.max_volume_bytes)
 
     def scratch_message(self, kind: str | None, limit: int) -> str | None:
         """What the result says of a run stopped for its disk (`scratch.KINDS`), if it was."""
-        return None if kind is None else stopped_for(kind, limit, self.settings.max_scratch_files)
+        if kind is None:
+            return None
+        settings = self.settings
+        return stopped_for(kind, limit, settings.max_scratch_files, settings.max_volume_bytes)
 
     def _probe_quota(self) -> bool:
         """Whether the engine enforces `storage_opt size`: not on the containerd image store

@@ -12,12 +12,16 @@ A run's file and directory content goes one of two ways:
   there by a carrier container (created, never started, from a tiny image imported locally
   once, so no registry is needed); the run gets bind mounts of the volume's paths, so `:ro`
   holds. Mount `n` lives at `<n>/<its container path>` in the volume.
+
+Content at a path inside a writable named volume of the run (`into_volumes`) is written into
+that volume instead, by the same carrier and archive call: a workspace keeps the files a run
+was given (a bind mount there would leave only an empty placeholder in the volume).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import docker
@@ -30,7 +34,7 @@ from backends.labels import CARRIER_ROLE, ROLE
 from runner import archive_streams, archives
 from runner.archives import Budget
 from runner.errors import VolumeNotFound
-from runner.spec import Arriving, MountSpec, RunSpec
+from runner.spec import Arriving, MountSpec, RunSpec, into_volumes
 from runner.uploads import relative_path
 
 CARRIER_IMAGE = "oneoff-runner/carrier"
@@ -112,18 +116,23 @@ class ContentCopier:
 
     def mounts(self, spec: RunSpec, volume: str | None) -> list[Mount]:
         """The run's mounts: its named volumes and host paths, and, with a run `volume`, the
-        volume's paths for its file and directory content."""
+        volume's paths for its file and directory content (not what went into a named
+        volume: `into_volumes`)."""
         root = None
         if volume is not None:
             with engine_errors("inspecting the run's volume"):
                 root = self.api().inspect_volume(volume)["Mountpoint"]
-        made = (self._mount(index, mount, root) for index, mount in enumerate(spec.mounts))
+        kept = into_volumes(spec)
+        made = (
+            self._mount(index, mount, None if index in kept else root)
+            for index, mount in enumerate(spec.mounts)
+        )
         return [mount for mount in made if mount is not None]
 
     def _mount(self, index: int, mount: MountSpec, root: str | None) -> Mount | None:
         if mount.kind in ("file", "directory"):
             if root is None:
-                return None  # its content is in the container itself
+                return None  # its content is in the container itself, or in a named volume
             source = bind_source(root, index, mount)
             return Mount(mount.path, source, type="bind", read_only=mount.read_only)
         if mount.kind == "volume":
@@ -150,23 +159,40 @@ class ContentCopier:
     def volume_for(
         self, spec: RunSpec, uploads: Arriving | None, labels: dict[str, str]
     ) -> str | None:
-        """Create the run's volume and fill it with every file and directory mount's content;
-        None when the run has no such mount."""
-        content = any(mount.kind in ("file", "directory") for mount in spec.mounts)
+        """Fill the run's content in: into the named volumes that hold it (`into_volumes`),
+        and the rest into a run volume made for it, all in one archive call; the run volume,
+        or None when the run needs none."""
+        kept = into_volumes(spec)
+        content = [i for i, m in enumerate(spec.mounts) if m.kind in ("file", "directory")]
+        beside = [self._carried(spec.mounts[at], at) for at in sorted(set(kept.values()))]
         if not content and uploads is None:
             return None
+        own = "v/" if kept else ""  # the run volume is at /v when the carrier has others
+        tar = content_tar(spec, uploads, lambda i: f"w/{kept[i]}/" if i in kept else f"{own}{i}/")
+        if kept and all(index in kept for index in content):
+            self.unpack(tar, labels, beside)
+            return None
         name = f"oneoff-{spec.run_id}"
-        tar = content_tar(spec, uploads, lambda index: f"{index}/")
-        self.new_volume(name, tar, labels, "the run's volume")
+        self.new_volume(name, tar, labels, "the run's volume", beside)
         return name
 
-    def new_volume(self, name: str, tar: Tar, labels: dict[str, str], what: str) -> dict[str, Any]:
+    def _carried(self, mount: MountSpec, index: int) -> Mount:
+        """A named volume of the run in the carrier: at `/w/<index>` + its path in the run, so
+        that its content's names in the run's tar (`w/<index>/<container path>`) land in it."""
+        self._require_volume(mount)
+        return Mount(f"/w/{index}{mount.path.rstrip('/')}", mount.name, type="volume")
+
+    def new_volume(
+        self, name: str, tar: Tar, labels: dict[str, str], what: str, beside: Sequence[Mount] = ()
+    ) -> dict[str, Any]:
         """A volume of the runner's own (`inventory.make_own_volume`) filled with `tar`; the
         engine's description of it. Removed again when filling fails (refused content is
-        checked as it streams, so it fails here)."""
+        checked as it streams, so it fails here). With `beside` (other mounts of the carrier)
+        the tar is unpacked at `/`, the new volume being at `/v`; else in the volume."""
         made = inventory.make_own_volume(self.api(), name, labels, what)
         try:
-            self.fill_volume(name, tar, labels)
+            mounts = [Mount(target="/v", source=name, type="volume"), *beside]
+            self.unpack(tar, labels, mounts, "/" if beside else "/v")
         except BaseException:
             with engine_errors(f"removing {what}"):
                 self.api().remove_volume(name, force=True)
@@ -175,11 +201,14 @@ class ContentCopier:
 
     def fill_volume(self, volume: str, tar: Tar, labels: dict[str, str]) -> None:
         """Unpack a tar into `volume` through a container that is created but never started."""
+        self.unpack(tar, labels, [Mount(target="/v", source=volume, type="volume")], "/v")
+
+    def unpack(self, tar: Tar, labels: dict[str, str], mounts: list[Mount], at: str = "/") -> None:
+        """Unpack a tar at `at` in a carrier with these mounts, removed afterwards."""
         with engine_errors("copying content into the volume", content_refused):
-            mounts = [Mount(target="/v", source=volume, type="volume")]
             carrier = self.carrier({**labels, ROLE: CARRIER_ROLE}, mounts=mounts)
             try:
-                self.api().put_archive(carrier, "/v", tar)
+                self.api().put_archive(carrier, at, tar)
             finally:
                 self.api().remove_container(carrier, force=True)
 

@@ -39,6 +39,30 @@ def archive_url(api: docker.APIClient, container: str) -> str:
     return f"{api.base_url}/v{api.api_version}/containers/{container}/archive"
 
 
+@contextmanager
+def engine_archive(api: docker.APIClient, container: str, path: str) -> Iterator[Iterator[bytes]]:
+    """The engine's tar of `path` in the container, as chunks; the HTTP response is closed on
+    exit.
+
+    docker-py's `get_archive` hands out a generator that leaves the response open when it is
+    not drained (we stop at size limits), and the engine then will not remove the container
+    until the stream ends; so the request is made here, on the client's session.
+    """
+    # identity: otherwise the engine gzips the stream (slowly) only for us to inflate it
+    headers = {"Accept-Encoding": "identity"}
+    response = api.get(
+        archive_url(api, container), params={"path": path}, stream=True, headers=headers
+    )
+    try:
+        try:
+            response.raise_for_status()
+        except requests.exceptions.HTTPError as exc:
+            raise docker.errors.create_api_error_from_http_exception(exc) from exc
+        yield response.iter_content(ARCHIVE_CHUNK_BYTES)
+    finally:
+        response.close()
+
+
 class ReturnedPaths:
     def __init__(self, api: Callable[[], docker.APIClient], max_members: int) -> None:
         self.api = api
@@ -124,32 +148,9 @@ class ReturnedPaths:
         field = f"volumes[{mount.key!r}]"
         with (
             engine_errors(f"copying {mount.path} out of the container", _left(mount, field)),
-            self._archive(container, mount.path) as chunks,
+            engine_archive(self.api(), container, mount.path) as chunks,
         ):
             yield archive_streams.ChunkReader(chunks, limit, field)
-
-    @contextmanager
-    def _archive(self, container: str, path: str) -> Iterator[Iterator[bytes]]:
-        """The engine's tar of `path`, as chunks; the HTTP response is closed on exit.
-
-        docker-py's `get_archive` hands out a generator that leaves the response open when it
-        is not drained (we stop at the size limit), and the engine then will not remove the
-        container until the stream ends; so the request is made here, on the client's session.
-        """
-        api = self.api()
-        # identity: otherwise the engine gzips the stream (slowly) only for us to inflate it
-        headers = {"Accept-Encoding": "identity"}
-        response = api.get(
-            archive_url(api, container), params={"path": path}, stream=True, headers=headers
-        )
-        try:
-            try:
-                response.raise_for_status()
-            except requests.exceptions.HTTPError as exc:
-                raise docker.errors.create_api_error_from_http_exception(exc) from exc
-            yield response.iter_content(ARCHIVE_CHUNK_BYTES)
-        finally:
-            response.close()
 
 
 def _left(mount: MountSpec, field: str) -> Callable[[str], RunnerError | None]:

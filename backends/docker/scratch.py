@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
+import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +29,9 @@ import docker
 import requests
 
 from backends.docker.errors import engine_errors
+from backends.docker.returned import engine_archive
+from backends.labels import CREATED_BY, VOLUME_API
+from runner import archive_streams, archives
 from runner.errors import BackendUnavailable, NotFound, RunnerError
 
 log = logging.getLogger("oneoff_runner.docker")
@@ -62,9 +67,9 @@ class Quota:
             return self._known
 
 
-KINDS = ("scratch", "files", "unmeasurable")
-"""Why the runner stops a run for its disk: past its scratch, past the entry cap, or its layer
-could not be measured."""
+KINDS = ("scratch", "files", "unmeasurable", "volume")
+"""Why the runner stops a run for its disk: past its scratch, past the entry cap, its layer
+could not be measured, or a named volume it writes is past RUNNER_MAX_VOLUME_BYTES."""
 
 
 def why_over(limit: int, max_files: int, size: int | None, entries: int | None) -> str | None:
@@ -78,8 +83,14 @@ def why_over(limit: int, max_files: int, size: int | None, entries: int | None) 
     return None
 
 
-def stopped_for(kind: str, limit: int, max_files: int) -> str:
+def stopped_for(kind: str, limit: int, max_files: int, volume_limit: int = 0) -> str:
     """The sentence a result carries for a run the runner stopped for `kind`."""
+    if kind == "volume":
+        return (
+            "the runner stopped the run: a named volume it mounts grew past its bound of "
+            f"{_size(volume_limit)} (RUNNER_MAX_VOLUME_BYTES); remove files from it (a short run "
+            "with rm) or write less"
+        )
     if kind == "files":
         return (
             f"the runner stopped the run: it made more than {max_files} files and directories "
@@ -98,6 +109,29 @@ def stopped_for(kind: str, limit: int, max_files: int) -> str:
 
 def _size(count: int) -> str:
     return f"{count / MiB:.1f} MiB"
+
+
+def tree_use(
+    api: docker.APIClient,
+    container: str,
+    path: str,
+    stop_above: int,
+    seen: Callable[[tarfile.TarInfo], None] | None = None,
+) -> int:
+    """What the tree at `path` in the container uses, as the disk bounds count it (apparent
+    bytes and `ENTRY_BYTES` per entry), read from the engine's archive of it, each member
+    shown to `seen`; reading stops once past `stop_above`."""
+    entries = size = 0
+    with engine_archive(api, container, path) as chunks:
+        reader = archive_streams.ChunkReader(chunks, sys.maxsize, "path")
+        with tarfile.open(fileobj=reader, mode="r|") as archive:
+            for member in archives.members(archive):
+                entries, size = entries + 1, size + (member.size if member.isfile() else 0)
+                if seen is not None:
+                    seen(member)
+                if size + ENTRY_BYTES * entries > stop_above:
+                    break
+    return size + ENTRY_BYTES * entries
 
 
 class ScratchWatch:
@@ -130,14 +164,21 @@ class Sampler:
         self._walks = threading.BoundedSemaphore(WALKS)
 
     def watch(
-        self, container: str, limit: int, max_files: int, kill: Callable[[str], None]
+        self,
+        container: str,
+        limit: int,
+        max_files: int,
+        kill: Callable[[str], None],
+        volume_limit: int = sys.maxsize,
     ) -> ScratchWatch:
         """Sample `container` in a thread of its own until `ScratchWatch.stop`, or until it is over
-        its limit: then `kill(kind)` is called once (`KINDS`)."""
+        its limit, or a caller's named volume it mounts writable is over `volume_limit`: then
+        `kill(kind)` is called once (`KINDS`). Without a layer `limit` (sys.maxsize: the
+        engine's quota holds it), a run that mounts no such volume is not sampled."""
         watch = ScratchWatch()
         thread = threading.Thread(
             target=self._loop,
-            args=(watch, container, limit, max_files, kill),
+            args=(watch, container, (limit, max_files, volume_limit), kill),
             name="oneoff-scratch",
             daemon=True,
         )
@@ -148,15 +189,21 @@ class Sampler:
         self,
         watch: ScratchWatch,
         container: str,
-        limit: int,
-        max_files: int,
+        limits: tuple[int, int, int],
         kill: Callable[[str], None],
     ) -> None:
+        limit, max_files, volume_limit = limits
         delay, refused = 0.0, 0
+        volumes: list[str] | None = None
         while not watch.stopped.wait(delay):
             started = time.monotonic()
             try:
-                sample = self._sample(container)
+                running, size, entries, mounts = self._sample(container)
+                if running and volumes is None:
+                    volumes = self._bounded(mounts)
+                    if not volumes and limit == sys.maxsize:
+                        return  # the engine's quota holds the layer, and no volume to sample
+                over = running and self._volume_over(container, volumes or [], volume_limit)
             except NotFound:
                 return  # gone: the run is over
             except RunnerError as exc:
@@ -171,31 +218,52 @@ class Sampler:
                 delay = SAMPLE_SECONDS
                 continue
             refused = 0
-            running, size, entries = sample
             if not running:
                 return
-            reason = why_over(limit, max_files, size, entries)
+            reason = "volume" if over else why_over(limit, max_files, size, entries)
             if reason is not None:
                 if watch.decide(reason):
                     kill(reason)
                 return
             delay = max(SAMPLE_SECONDS, ADAPT * (time.monotonic() - started))
 
-    def _sample(self, container: str) -> tuple[bool, int | None, int | None]:
-        """(running, SizeRw, entries or None when not counted)."""
+    def _bounded(self, mounts: list[dict[str, Any]]) -> list[str]:
+        """Where the run mounts, writable, named volumes callers made (POST /volume)."""
+        api = self._api()
+        found = []
+        for mount in mounts:
+            if mount.get("Type") != "volume" or not mount.get("RW"):
+                continue
+            with engine_errors("looking at the run's volumes"):
+                labels = api.inspect_volume(mount["Name"]).get("Labels") or {}
+            if labels.get(CREATED_BY) == VOLUME_API:
+                found.append(str(mount["Destination"]))
+        return found
+
+    def _volume_over(self, container: str, paths: list[str], limit: int) -> bool:
+        """Whether a volume at one of `paths` in the container holds more than `limit`."""
+        for path in paths:
+            with self._walks, engine_errors("measuring the run's volumes"):
+                if tree_use(self._api(), container, path, limit) > limit:
+                    return True
+        return False
+
+    def _sample(self, container: str) -> tuple[bool, int | None, int | None, list[Any]]:
+        """(running, SizeRw, entries or None when not counted, its mounts)."""
         api = self._api()
         with self._walks:
             started = time.monotonic()
             with engine_errors("measuring the run's disk"):
                 response = api.get(_url(api, container, "json"), params={"size": 1})
-                _raise_for_status(response)
+                raise_for_status(response)
                 inspected: dict[str, Any] = response.json()
             took = time.monotonic() - started
             running = bool(inspected["State"].get("Running"))
             size = inspected.get("SizeRw")
+            mounts = inspected.get("Mounts") or []
             if not running or size is None or size < 0 or took < COUNT_AFTER_SECONDS:
-                return running, size, None
-            return running, size, self._entries(api, container)
+                return running, size, None, mounts
+            return running, size, self._entries(api, container), mounts
 
     @staticmethod
     def _entries(api: docker.APIClient, container: str) -> int:
@@ -220,7 +288,7 @@ def _url(api: docker.APIClient, container: str, what: str) -> str:
     return f"{api.base_url}/v{api.api_version}/containers/{container}/{what}"
 
 
-def _raise_for_status(response: requests.Response) -> None:
+def raise_for_status(response: requests.Response) -> None:
     try:
         response.raise_for_status()
     except requests.exceptions.HTTPError as exc:

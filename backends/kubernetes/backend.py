@@ -34,7 +34,7 @@ from backends.labels import (
 )
 from backends.leases import abandoned, live_owners, past_deadline
 from runner.backend import OutputStream
-from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeInfo
+from runner.engine_models import ContainerInfo, Health, ImageInfo, VolumeEntry, VolumeInfo
 from runner.errors import Conflict, NotFound, RunnerError, Unreturnable, Unsupported
 from runner.private_images import Grants
 from runner.settings import Settings
@@ -47,6 +47,7 @@ from runner.spec import (
     RunSpec,
     VolumeFill,
     VolumeState,
+    into_volumes,
     timed,
 )
 
@@ -74,6 +75,7 @@ class KubernetesBackend:
 
     def run(self, spec: RunSpec, control: RunControl) -> Outcome:
         _inline_content_only(control.uploads)
+        _no_content_into_volumes(spec)
         jobs, phases = self.jobs, dict[str, float]()
         name = job_name(spec.run_id)
         try:
@@ -103,6 +105,7 @@ class KubernetesBackend:
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         _inline_content_only(control.uploads)
+        _no_content_into_volumes(spec)
         self.runs.launch(spec, control, idempotency_key)
 
     def wait_run(self, run_id: str) -> None:
@@ -155,6 +158,12 @@ class KubernetesBackend:
     def create_volume(self, fill: VolumeFill) -> str:
         """A PersistentVolumeClaim (`driver` is its storage class, `driver_opts.size` its
         size, 1Gi by default)."""
+        if fill.expires_at is not None:
+            raise Unsupported(
+                "ttl_seconds: volumes do not expire on Kubernetes (PersistentVolumeClaims are "
+                "kept until removed); leave it out",
+                field="ttl_seconds",
+            )
         if fill.tar is not None:
             raise Unsupported(
                 "content: filling a volume is not available on Kubernetes; create it empty and "
@@ -192,6 +201,15 @@ class KubernetesBackend:
 
     def remove_volume(self, name: str) -> None:
         inventory.remove_claim(self.api.core, self.namespace, name)
+
+    def volume_files(self, name: str, tenant: str, path: str) -> tuple[int, list[VolumeEntry]]:
+        raise _no_volume_files()
+
+    def read_volume_file(self, name: str, tenant: str, path: str, max_bytes: int) -> bytes:
+        raise _no_volume_files()
+
+    def write_volume_file(self, name: str, tenant: str, path: str, data: bytes, mode: int) -> int:
+        raise _no_volume_files()
 
     def health(self) -> Health:
         found = inventory.health(self.api.client, self.namespace)
@@ -252,6 +270,28 @@ class KubernetesBackend:
                 self.jobs.delete_config_map(item.metadata.name)
                 removed += 1
         return removed
+
+
+def _no_volume_files() -> Unsupported:
+    return Unsupported(
+        "name: a volume's files are read and written without a run on the Docker backend only; "
+        "on Kubernetes, mount the volume (a PersistentVolumeClaim) in a run and use its files "
+        "there"
+    )
+
+
+def _no_content_into_volumes(spec: RunSpec) -> None:
+    """Content under a writable volume's mount would be mounted over the claim, for that run
+    only (the Docker backend writes it into the volume): refused rather than silently lost."""
+    for index in into_volumes(spec):
+        mount = spec.mounts[index]
+        field = f"volumes[{mount.key!r}]"
+        raise Unsupported(
+            f"{field}: content under a volume's mount is not written into the volume on "
+            "Kubernetes; write it from a run (e.g. a command that writes the file) or mount it "
+            "elsewhere",
+            field=field,
+        )
 
 
 def _inline_content_only(uploads: Arriving | None) -> None:

@@ -15,7 +15,15 @@ from pydantic import (
     model_validator,
 )
 
-from runner.models import NOT_BOOLEAN, RUN_ID_PATTERN, Argv, PullPolicy, RunRequest
+from runner.engine_models import volume_path
+from runner.models import (
+    NOT_BOOLEAN,
+    RUN_ID_PATTERN,
+    VOLUME_NAME_PATTERN,
+    Argv,
+    PullPolicy,
+    RunRequest,
+)
 
 ANSWER_CAP = 55.0
 """The most `wait_seconds` may ask for (the operator's `mcp_answer_seconds` bounds it below)."""
@@ -46,6 +54,24 @@ class WaitRunArguments(RunId):
 
 class ReadFileArguments(Arguments):
     uri: str = Field(max_length=4096, description="A run:// uri from a run's answer.")
+
+
+class ReadVolumeArguments(Arguments):
+    """read_volume: without a name, the caller's volumes; with one, a file or a directory."""
+
+    name: str | None = Field(None, pattern=VOLUME_NAME_PATTERN)
+    path: str = ""
+
+    _path = field_validator("path")(volume_path)
+
+
+class WriteVolumeFileArguments(Arguments):
+    name: str = Field(pattern=VOLUME_NAME_PATTERN)
+    path: str
+    content: str
+    encoding: Literal["text", "base64"] = "text"
+
+    _path = field_validator("path")(volume_path)
 
 
 class ListContainersArguments(Arguments):

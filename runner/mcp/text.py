@@ -4,6 +4,7 @@ works."""
 
 import json
 
+from runner.engine_models import VolumeFiles
 from runner.settings import Settings
 
 INSTRUCTIONS = """Runs one-off containers: run_container runs a command and returns its exit
@@ -57,16 +58,17 @@ def wait_run(settings: Settings) -> str:
     return WAIT_RUN.format(answer=settings.mcp_answer_seconds)
 
 
-READ_FILE = """Read a file a run handed back, by its uri: text, image, or base64. Readable until
-the run's result expires.
+READ_FILE = """Read a file a run handed back, by its uri (text, image or base64), until the run's
+result expires.
 
 Example: {"uri": "run://3f9c0a1b2c3d4e5f/files/out/report.csv"}
 """
 
-CREATE_VOLUME = """Create a named volume that keeps files between runs: mount it in run_container
-as volumes {"/work": {"type": "volume", "name": <name>}}. Only your API token's runs mount it.
+CREATE_VOLUME = """A workspace that keeps files between runs. Loop: mount it in run_container
+(volumes {"/work": {"type": "volume", "name": <name>}}), install dependencies into it once,
+run; read_volume, write_volume_file; run again. It expires: read_volume shows when.
 
-Example: {"name": "project-cache"}
+Example: {"name": "project"}
 """
 
 LIST_VOLUMES = """List the volumes you created.
@@ -79,15 +81,36 @@ REMOVE_VOLUME = """Remove a volume you created and its files; refused while a ru
 Example: {"name": "project-cache"}
 """
 
+READ_VOLUME = """No run needed. Without `name`: your volumes. With it: a file's text (or base64),
+or a directory's files and the bytes used of the volume's bound.
+
+Example: {"name": "project", "path": "src/app.py"}
+"""
+
+WRITE_VOLUME_FILE = """Write (or replace) a file in a volume; no run needed.
+
+Example: {"name": "project", "path": "src/app.py", "content": "print('v2')"}
+"""
+
+
+def listing(found: VolumeFiles) -> str:
+    """A volume's entries as lines a model reads: path (directories end in /), bytes."""
+    lines = [
+        f"{entry.path}{'/' if entry.type == 'directory' else ''}  {entry.size}"
+        for entry in found.entries
+    ]
+    return "\n".join([f"{found.total_bytes} of {found.max_bytes} bytes used", *lines])
+
+
 ENGINE_INFO = """Look at the engine: `what` health (its version; try it on "backend
-unavailable"), containers (your runs going; `all`: stopped too; `managed_only: false`: every
-one, operators only) or images (those you may run).
+unavailable"), containers (your runs; `all`: stopped too; `managed_only: false`: all, for
+operators) or images (those you may run).
 
 Example: {"what": "images", "reference": "python"}
 """
 
 PULL_IMAGE = """Pull an image ahead of runs, with progress; `auth_config` serves this pull only.
-A pull past the answer bound goes on: the answer says "pulling"; call again to wait for it.
+Status "pulling": it goes on; call again to wait.
 
 Example: {"image": "python:3.12-slim"}
 """
@@ -105,9 +128,9 @@ FIELDS: dict[str, dict[str, str | None]] = {
         "pull_policy": "missing (default), always or never.",
         "volumes": 'Path[:ro] to {"type": ...}: file (`content` base64), directory (`content` '
         "base64 tar.gz), volume (`name`), host (`host_path`); `response`: hand it back.",
-        "timeout_seconds": "Kill it after this long.",
+        "timeout_seconds": "Seconds.",
         "network": '"none" or a network name.',
-        "stdin": "Text for standard input.",
+        "stdin": "Input text.",
         "files": 'Path: its text, or {"content": ..., "mode": "0755"}.',
         "outputs": "Directories handed back.",
         "entrypoint": "Replaces the image's.",
@@ -122,11 +145,14 @@ FIELDS: dict[str, dict[str, str | None]] = {
         "content": "Base64 tar.gz to fill it.",
         "labels": None,
         "reuse_existing": "Fill an existing one.",
-        "driver": "Operator-allowed; default local.",
+        "ttl_seconds": "Life from now.",
+        "driver": None,
     },
     "engine_info": {"what": None, "reference": "e.g. python"},
     "pull_image": {"auth_config": "Registry credentials."},
     "remove_volume": {"name": None},
+    "read_volume": {"path": "Relative to the volume's root."},
+    "write_volume_file": {},
 }
 """Argument descriptions shorter than the shared models' (REST's), by tool; None: none (the
 name and the tool's description say it). Every byte of tools/list is read on every turn."""

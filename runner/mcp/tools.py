@@ -32,8 +32,9 @@ from runner.engine_models import (
     RemovedVolume,
     VolumeList,
     VolumeName,
+    WriteVolumeFile,
 )
-from runner.errors import InvalidRequest, RunnerError
+from runner.errors import InvalidRequest, IsDirectory, RunnerError
 from runner.mcp import text
 from runner.mcp.arguments import (
     EngineInfoArguments,
@@ -42,8 +43,10 @@ from runner.mcp.arguments import (
     McpRunRequest,
     NoArguments,
     ReadFileArguments,
+    ReadVolumeArguments,
     RunId,
     WaitRunArguments,
+    WriteVolumeFileArguments,
 )
 from runner.mcp.follow import ASSEMBLY_SECONDS, answer
 from runner.mcp.progress import LogLevels, reporting
@@ -144,6 +147,8 @@ destructively, not idempotently, to an open world."""
 REMOVES = ToolAnnotations(idempotent_hint=True, open_world_hint=False)
 RUNS = ToolAnnotations(destructive_hint=False)
 PULLS = ToolAnnotations(destructive_hint=False, idempotent_hint=True)
+WRITES = REMOVES
+"""Writing a file replaces what was there (destructive), and again changes nothing more."""
 CREATES = ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
@@ -272,7 +277,7 @@ def _run_tools(
 
 
 def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
-    """The caller's named volumes: create, list, remove."""
+    """The caller's named volumes: create, list, remove; read and write their files."""
 
     async def create_volume(request: CreateVolumeRequest, ctx: Context) -> CallToolResult:
         result = await service().create_volume(request, _tenant(ctx))
@@ -280,12 +285,31 @@ def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
 
     async def list_volumes(request: NoArguments, ctx: Context) -> CallToolResult:
         found = await service().list_volumes(_tenant(ctx))
-        names = ", ".join(volume.name for volume in found) or "none"
+        names = ", ".join(f"{v.name} (expires {v.expires_at or 'never'})" for v in found) or "none"
         return structured(VolumeList(volumes=found), f"{len(found)} volume(s): {names}")
 
     async def remove_volume(request: VolumeName, ctx: Context) -> CallToolResult:
         removed = await service().remove_volume(request.name, _tenant(ctx))
         return structured(removed, f"volume {removed.name!r} removed")
+
+    async def read_volume(request: ReadVolumeArguments, ctx: Context) -> CallToolResult:
+        workspaces, tenant = service().workspaces, _tenant(ctx)
+        if request.name is None:
+            return await list_volumes(NoArguments(), ctx)
+        if request.path:
+            with contextlib.suppress(IsDirectory):
+                found = await workspaces.read(request.name, request.path, tenant)
+                return structured(found, found.content)
+        listing = await workspaces.files(request.name, request.path, tenant)
+        return structured(listing, text.listing(listing))
+
+    async def write_volume_file(request: WriteVolumeFileArguments, ctx: Context) -> CallToolResult:
+        body = WriteVolumeFile.model_validate(request.model_dump(exclude={"name"}))
+        written = await service().workspaces.write(request.name, body, _tenant(ctx))
+        return structured(
+            written,
+            f"wrote {written.path} ({written.size} bytes); volume uses {written.total_bytes}",
+        )
 
     return [
         _tool(
@@ -296,9 +320,7 @@ def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
             CREATES,
             output=CreateVolumeResult,
         ),
-        _tool(
-            "list_volumes", "List your volumes", NoArguments, list_volumes, READS, output=VolumeList
-        ),
+        _tool("list_volumes", "List your volumes", NoArguments, list_volumes, READS),
         _tool(
             "remove_volume",
             "Remove a volume",
@@ -306,6 +328,14 @@ def _volume_tools(service: Callable[[], RunnerService]) -> list[Tool]:
             remove_volume,
             REMOVES,
             output=RemovedVolume,
+        ),
+        _tool("read_volume", "Read volumes", ReadVolumeArguments, read_volume, READS),
+        _tool(
+            "write_volume_file",
+            "Write a volume's file",
+            WriteVolumeFileArguments,
+            write_volume_file,
+            WRITES,
         ),
     ]
 
@@ -403,8 +433,10 @@ ENGINE_VIEW = {
     },
 }
 """engine_info's `structuredContent`: `Health`, `ContainerList` or `ImageList` by `what`."""
-UNLISTED = frozenset({"runner_health", "docker_health", "list_containers", "list_images"})
-"""Tools callable by name but not listed: engine_info took their place in the list."""
+UNLISTED = frozenset(
+    {"runner_health", "docker_health", "list_containers", "list_images", "list_volumes"}
+)
+"""Tools callable by name but not listed: engine_info and read_volume took their place."""
 
 
 def _given(request: EngineInfoArguments) -> dict[str, Any]:

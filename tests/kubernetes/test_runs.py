@@ -270,3 +270,29 @@ def test_list_images_says_it_is_not_available(api):
     response = api.get("/images")
     assert response.status_code == 501
     assert "Kubernetes" in response.json()["message"]
+
+
+def test_workspace_features_answer_501_saying_what_kubernetes_lacks(api):
+    """The volume file endpoints and ttl_seconds are the Docker backend's; content under a
+    volume's mount is refused rather than mounted over the claim and lost."""
+    assert api.post("/volume", json={"name": "ws-k8s"}).status_code == 200
+    answers = [
+        api.get("/volume/ws-k8s/files"),
+        api.get("/volume/ws-k8s/file", params={"path": "a"}),
+        api.put("/volume/ws-k8s/file", json={"path": "a", "content": "x"}),
+        api.post("/volume", json={"name": "ws-k8s", "reuse_existing": True, "ttl_seconds": 600}),
+        api.post(
+            "/run",
+            json={
+                "image": "busybox",
+                "command": ["true"],
+                "volumes": {
+                    "/work": {"type": "volume", "name": "ws-k8s"},
+                    "/work/a.txt": {"type": "file", "content": "eA=="},
+                },
+            },
+        ),
+    ]
+    assert [answer.status_code for answer in answers] == [501] * 5
+    assert "Kubernetes" in answers[0].json()["message"]
+    assert "not written into the volume on Kubernetes" in answers[4].json()["message"]

@@ -20,13 +20,14 @@ from tests.helpers import TEST_IMAGE, b64, run_body, serving
 
 pytestmark = pytest.mark.anyio
 
-OLD_NAMES = {"runner_health", "docker_health", "list_containers", "list_images"}
-"""Unlisted, still answering: engine_info took their place in the list."""
+OLD_NAMES = {"runner_health", "docker_health", "list_containers", "list_images", "list_volumes"}
+"""Unlisted, still answering: engine_info and read_volume took their place in the list."""
 TOOLS = {
     "run_container",
     "create_volume",
-    "list_volumes",
     "remove_volume",
+    "read_volume",
+    "write_volume_file",
     "engine_info",
     "pull_image",
     "wait_run",
@@ -59,11 +60,11 @@ async def test_annotations_say_which_tools_only_read_and_which_destroy(fake_clie
         "wait_run",
         "read_file",
         "engine_info",
-        "list_volumes",
+        "read_volume",
     ):
         hints = tools[name].annotations
         assert hints.read_only_hint is True and hints.open_world_hint is False, name
-    for name in ("cancel_run", "remove_volume"):
+    for name in ("cancel_run", "remove_volume", "write_volume_file"):
         hints = tools[name].annotations
         assert hints.destructive_hint is None and hints.idempotent_hint is True, name
         assert hints.open_world_hint is False, name
@@ -152,6 +153,7 @@ async def test_bad_input_is_a_tool_error_naming_the_field(fake_client, arguments
 REQUIRED = {
     "run_container": {"image": "x"},
     "wait_run": {"run_id": "0123456789abcdef"},
+    "create_volume": {"name": "ab"},
 }
 """What each tool with a number argument needs besides it."""
 

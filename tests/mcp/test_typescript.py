@@ -226,6 +226,33 @@ def test_a_volume_is_created_listed_and_removed(target, docker_client):
     assert name not in [volume["name"] for volume in after["structuredContent"]["volumes"]]
 
 
+def test_a_workspace_keeps_a_file_written_and_edited_without_a_run(target, docker_client):
+    name = f"oneoff-test-ts-{uuid.uuid4().hex[:8]}"
+    mounted = run_body("cat", "/work/app.txt", volumes={"/work": {"type": "volume", "name": name}})
+    calls = [
+        {"name": "create_volume", "arguments": {"name": name}},
+        {
+            "name": "write_volume_file",
+            "arguments": {"name": name, "path": "app.txt", "content": "v1"},
+        },
+        {"name": "read_volume", "arguments": {"name": name, "path": "app.txt"}},
+        {
+            "name": "write_volume_file",
+            "arguments": {"name": name, "path": "app.txt", "content": "v2"},
+        },
+        {"name": "run_container", "arguments": mounted},
+        {"name": "remove_volume", "arguments": {"name": name}},
+    ]
+    try:
+        results = client(target[0], "sequence", calls)["results"]
+    finally:
+        for volume in docker_client.volumes.list(filters={"name": name}):
+            volume.remove(force=True)
+    assert [result["isError"] for result in results] == [False] * 6
+    assert results[2]["content"][0]["text"] == "v1"
+    assert results[4]["structuredContent"]["stdout"] == "v2"
+
+
 def test_an_image_is_pulled_with_progress(target, unique_image, docker_client):
     image = unique_image()
     seen = call(target[0], "pull_image", {"image": image})

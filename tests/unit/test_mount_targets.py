@@ -10,7 +10,7 @@ from backends.docker.targets import MAX_LINKS, check_targets, walk
 from runner.errors import InvalidRequest
 from runner.models import RunRequest
 from runner.policy import build_run_spec
-from runner.spec import MountSpec
+from runner.spec import MountSpec, placed
 from runner.tenancy import LOCAL
 
 
@@ -73,13 +73,31 @@ def test_a_mount_led_into_a_named_volume_is_refused():
     assert caught.value.field == "volumes['/opt/link/x']"
 
 
+CACHE = {"type": "volume", "name": "cache"}
+
+
 @pytest.mark.parametrize(
-    "outer", [{"type": "volume", "name": "cache"}, {"type": "host", "host_path": "/srv/in"}]
+    ("outer", "inner", "content"),
+    [
+        (CACHE, "/work/shm:ro", {"type": "directory"}),
+        (CACHE, "/work/shm", {"type": "volume", "name": "other"}),
+        ({"type": "host", "host_path": "/srv/in"}, "/work/shm", {"type": "directory"}),
+    ],
 )
-def test_the_policy_refuses_a_mount_inside_a_named_volume_or_host_path(make_settings, outer):
-    settings = make_settings(allowed_host_paths=["/srv"], allowed_volumes=["cache"])
-    volumes = {"/work": outer, "/work/shm": {"type": "directory"}}
-    request = RunRequest(image="busybox", volumes=volumes)
+def test_the_policy_refuses_a_mount_inside_a_named_volume_or_host_path(
+    make_settings, outer, inner, content
+):  # type: ignore[no-untyped-def]
+    settings = make_settings(allowed_host_paths=["/srv"], allowed_volumes=["cache", "other"])
+    request = RunRequest(image="busybox", volumes={"/work": outer, inner: content})
     with pytest.raises(InvalidRequest, match="not inside it") as caught:
         build_run_spec(request, settings, "run-1", LOCAL, lambda name: None)
-    assert caught.value.field == "volumes['/work/shm']"
+    assert caught.value.field == f"volumes[{inner!r}]"
+
+
+def test_writable_content_inside_a_named_volume_is_no_mount_and_passes(make_settings):
+    """It is written into the volume (a workspace keeps it), so nothing is mounted there."""
+    settings = make_settings(allowed_volumes=["cache"])
+    volumes = {"/work": CACHE, "/work/app.py": {"type": "file", "content": "eA=="}}
+    request = RunRequest(image="busybox", volumes=volumes)
+    spec, _ = build_run_spec(request, settings, "run-1", LOCAL, lambda name: None)
+    assert [mount.path for mount in placed(spec)] == ["/work"]
