@@ -14,8 +14,9 @@ and reads the answers. So, in this order:
    `RUNNER_ALLOWED_ORIGINS`; `null` never; else 403. Another loopback port is another origin.
 3. Without an allowed `Origin`, `Sec-Fetch-Site: cross-site` or `same-site` is 403, except a
    top-level GET navigation (a link to /docs from elsewhere), whose answer the page cannot read.
-4. A body (POST, PUT, PATCH) must say what it is: `application/json`, or where the door takes
-   it, `multipart/form-data`; else 415.
+4. A POST body must say what it is: `application/json`, or where the door takes it,
+   `multipart/form-data`; else 415. (No door takes PUT or PATCH, which a page cannot send
+   cross-site without a preflight: they get the door's 405.)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ JSON = "application/json"
 FORM = "multipart/form-data"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BODY_METHODS = frozenset({"POST"})
 CROSS_SITE = frozenset({"cross-site", "same-site"})
 ANY_PORT = "*"
 _HOST = re.compile(
@@ -123,7 +124,7 @@ class BrowserPolicy:
         return cls(
             hosts=tuple(host_entry(entry) for entry in hosts),
             origins=tuple(parse_origin(entry, entry=True) for entry in origins),
-            check_host=not tokens or bool(hosts),
+            check_host=checks_host(tokens, hosts),
             probe_paths=frozenset(probe_paths) if tokens else frozenset(),
             body_types=frozenset(body_types),
         )
@@ -191,6 +192,11 @@ class BrowserPolicy:
             f"{' or '.join(sorted(self.body_types))} (curl: -H 'Content-Type: {JSON}')",
             field="Content-Type",
         )
+
+
+def checks_host(tokens: bool, hosts: Collection[str]) -> bool:
+    """Whether the Host check is on: without tokens, or when the operator lists hosts."""
+    return not tokens or bool(hosts)
 
 
 def _navigation(scope: Scope, headers: Headers) -> bool:

@@ -133,19 +133,26 @@ class AsyncRuns:
         """Start a run for `tenant`; a key the tenant used before returns that run. `uploads`:
         its content parts still arriving; `ticket`: a queue place reserved before the request
         body was read. `evictable`: once `delivered`, the run may be removed to make room
-        under the tenant's kept-runs bound (MCP's runs; never REST's)."""
+        under the tenant's kept-runs bound (MCP's runs; never REST's). The request is judged
+        first: a repeated key does not make a request it would refuse acceptable."""
         if self._closing:
             raise BackendUnavailable("the runner is shutting down; retry on another replica")
-        if idempotency_key is not None:
-            existing = await self._by_key(tenant, idempotency_key)
-            if existing is not None:
-                if ticket is not None:
-                    ticket.release()
-                return existing
+        try:
+            resolved = await self._call(self.resolve, request, new_run_id(), tenant, uploads)
+            existing = None
+            if idempotency_key is not None:
+                existing = await self._by_key(tenant, idempotency_key)
+        except BaseException:
+            if ticket is not None:
+                ticket.release()
+            raise
+        if existing is not None:
+            if ticket is not None:
+                ticket.release()
+            return existing
         ticket = ticket or self.admission.reserve()
         try:
             async with self._kept_place(tenant):
-                resolved = await self._call(self.resolve, request, new_run_id(), tenant, uploads)
                 spec, arriving = resolved
                 spec = dataclasses.replace(spec, accepted_at=time.time())
                 control = RunControl(uploads=arriving)

@@ -12,19 +12,38 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from runner.rest.answers import errors
 from runner.rest.bodies import REQUEST_BODY, feed_parts, run_body
 from runner.rest.deps import Caller, RunId, Service, known_run
-from runner.rest.errors import ERRORS, JSON_ERRORS
 from runner.run_status import RunAccepted, RunList, RunState, RunStatus
 
-router = APIRouter()
+router = APIRouter(tags=["runs"])
+RUN_LOOKUP = errors("invalid", "run_not_found", "engine_down")
+LOCATION = {
+    "Location": {
+        "description": "The run's status URL, as `status_url`.",
+        "required": True,
+        "schema": {"type": "string", "format": "uri"},
+    }
+}
 
 
 @router.post(
     "/runs",
     response_model=RunAccepted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=ERRORS,
+    responses={
+        **errors(
+            "invalid",
+            "policy",
+            "volume_missing",
+            "content_size",
+            "busy",
+            "kept_runs",
+            "engine_down",
+        ),
+        202: {"headers": LOCATION},
+    },
     summary="Start a run, return at once",
     openapi_extra=REQUEST_BODY,
 )
@@ -61,7 +80,9 @@ async def start_run(
     )
 
 
-@router.get("/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="A run's state")
+@router.get(
+    "/runs/{run_id}", response_model=RunStatus, responses=RUN_LOOKUP, summary="A run's state"
+)
 async def get_run(run_id: RunId, service: Service, caller: Caller) -> Response:
     """State and times; once finished, `result` holds what POST /run would have returned."""
     found = await service.runs.status(caller, run_id)
@@ -71,7 +92,7 @@ async def get_run(run_id: RunId, service: Service, caller: Caller) -> Response:
 @router.get(
     "/runs/{run_id}/logs",
     response_class=EventSourceResponse,
-    responses=JSON_ERRORS,
+    responses=RUN_LOOKUP,
     summary="Follow a run's output (Server-Sent Events)",
 )
 async def run_logs(
@@ -91,7 +112,7 @@ async def run_logs(
 
 
 @router.delete(
-    "/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="Cancel or remove"
+    "/runs/{run_id}", response_model=RunStatus, responses=RUN_LOOKUP, summary="Cancel or remove"
 )
 async def cancel_run(run_id: RunId, service: Service, caller: Caller) -> RunStatus:
     """Kill the run and remove its container; its state becomes `cancelled`. A finished run
@@ -100,7 +121,12 @@ async def cancel_run(run_id: RunId, service: Service, caller: Caller) -> RunStat
     return await service.runs.remove(caller, run_id)
 
 
-@router.get("/runs", response_model=RunList, responses=ERRORS, summary="List runs")
+@router.get(
+    "/runs",
+    response_model=RunList,
+    responses=errors("invalid", "engine_down"),
+    summary="List runs",
+)
 async def list_runs(
     service: Service,
     caller: Caller,

@@ -8,16 +8,24 @@ from fastapi import APIRouter, Path
 
 from runner.engine_models import CreateVolumeRequest, CreateVolumeResult, RemovedVolume, VolumeInfo
 from runner.models import VOLUME_NAME_PATTERN
+from runner.rest.answers import errors
 from runner.rest.deps import Caller, Service
-from runner.rest.errors import ERRORS
 
-router = APIRouter()
+router = APIRouter(tags=["volumes"])
 
 
 @router.post(
     "/volume",
     response_model=CreateVolumeResult,
-    responses=ERRORS,
+    responses=errors(
+        "unreadable",
+        "invalid",
+        "policy",
+        "volume_exists",
+        "content_size",
+        "unsupported",
+        "engine_down",
+    ),
     summary="Create a named volume",
 )
 async def create_volume(
@@ -31,7 +39,12 @@ async def create_volume(
     return await service.create_volume(body, caller)
 
 
-@router.get("/volumes", response_model=list[VolumeInfo], responses=ERRORS, summary="List volumes")
+@router.get(
+    "/volumes",
+    response_model=list[VolumeInfo],
+    responses=errors("engine_down"),
+    summary="List volumes",
+)
 async def list_volumes(service: Service, caller: Caller) -> list[VolumeInfo]:
     """The named volumes you created with POST /volume (same API token), by name; no other
     volume on the engine is ever listed."""
@@ -39,7 +52,10 @@ async def list_volumes(service: Service, caller: Caller) -> list[VolumeInfo]:
 
 
 @router.delete(
-    "/volume/{name}", response_model=RemovedVolume, responses=ERRORS, summary="Remove a volume"
+    "/volume/{name}",
+    response_model=RemovedVolume,
+    responses=errors("invalid", "volume_not_found", "volume_in_use", "engine_down"),
+    summary="Remove a volume",
 )
 async def remove_volume(
     name: Annotated[str, Path(pattern=VOLUME_NAME_PATTERN, description="From GET /volumes.")],
