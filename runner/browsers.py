@@ -15,8 +15,9 @@ and reads the answers. So, in this order:
 3. Without an allowed `Origin`, `Sec-Fetch-Site: cross-site` or `same-site` is 403, except a
    top-level GET navigation (a link to /docs from elsewhere), whose answer the page cannot read.
 4. A POST body must say what it is: `application/json`, or where the door takes it,
-   `multipart/form-data`; else 415. (No door takes PUT or PATCH, which a page cannot send
-   cross-site without a preflight: they get the door's 405.)
+   `multipart/form-data`; else 415. A POST without a body (no Content-Length, or 0, and no
+   Transfer-Encoding: `POST /runs/{id}/cancel`) has nothing to say. (No door takes PUT or
+   PATCH, which a page cannot send cross-site without a preflight: they get the door's 405.)
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ class BrowserPolicy:
                 "operator lists the origins that may in RUNNER_ALLOWED_ORIGINS",
                 field="Sec-Fetch-Site",
             )
+        if not _has_body(headers):
+            return None
         return self._body_type(scope["method"], headers.get("content-type"))
 
     def _host(self, value: str, scheme: str, path: str) -> Address | None | BrowserRefused:
@@ -192,6 +195,10 @@ class BrowserPolicy:
             f"{' or '.join(sorted(self.body_types))} (curl: -H 'Content-Type: {JSON}')",
             field="Content-Type",
         )
+
+
+def _has_body(headers: Headers) -> bool:
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
 
 
 def checks_host(tokens: bool, hosts: Collection[str]) -> bool:

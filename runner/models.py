@@ -62,8 +62,10 @@ VOLUME_KEY_PATTERN = r"^/[^:]*[^:/][^:]*(:(ro|rw)?)?$"
 ENV_NAME_PATTERN = r"^[^=]+$"
 IMAGE_PATTERN = r"^[^@]{0,255}(:[^@/:]*)?(@[\s\S]*)?$"
 """An image reference whose name (before the tag or digest) fits `IMAGE_NAME_MAX`."""
+SPLITTABLE_PATTERN = r"""^([^'"\\]|\\[\s\S]|'[^']*'|"([^"\\]|\\[\s\S])*")*$"""
+"""A string `shlex.split` splits: quotes closed, no backslash left at the end."""
 ARGUMENTS_PATTERN = r"[^ \t\r\n]"
-"""A command line that splits into at least one argument."""
+"""A command line that splits into at least one argument (with `SPLITTABLE_PATTERN`)."""
 
 
 def _not_boolean(value: Any) -> Any:

@@ -393,17 +393,21 @@ class AsyncRuns:
         log.info("run %s cancelled by tenant=%s", run_id, tenant.name, extra={"run_id": run_id})
         return _status(record, None)
 
-    async def remove(self, tenant: Tenant, run_id: str) -> RunStatus:
-        """DELETE: a finished run is removed with all it kept (record, result, files) and is
-        not found from then on (the answer is its last status, with its result); any other run
-        is cancelled (`cancel`)."""
+    async def remove(self, tenant: Tenant, run_id: str, *, unfinished: bool = False) -> RunStatus:
+        """A finished run is removed with all it kept (record, result, files) and is not found
+        from then on (the answer is its last status, with its result); any other run is
+        cancelled (`cancel`), and removed too when `unfinished` (REST's DELETE)."""
         if self._pending_of(tenant, run_id) is None:
             status = await self.status(tenant, run_id)
             if status.finished:
                 await self._call(self.backend.forget_run, run_id)
                 log.info("run %s removed by tenant=%s", run_id, tenant.name)
                 return status
-        return await self.cancel(tenant, run_id)
+        status = await self.cancel(tenant, run_id)
+        if unfinished:
+            await self._call(self.backend.forget_run, run_id)
+            log.info("run %s removed by tenant=%s", run_id, tenant.name)
+        return status
 
     async def _stop_pending(self, pending: Pending) -> None:
         """A queued run leaves the queue; a starting one stops at its next step (the pull

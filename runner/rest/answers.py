@@ -214,6 +214,25 @@ ANSWERS: dict[str, Answer] = {
         "A container uses the volume.",
         _body("conflict", "removing volume 'my-data': volume is in use"),
     ),
+    "run_unfinished": Answer(
+        409,
+        "The run has not finished: its files can be read once it has.",
+        _body(
+            "conflict",
+            f"path: run '{RUN_ID}' is still running; its files can be read once it has finished",
+            "path",
+        ),
+    ),
+    "unreturnable": Answer(
+        409,
+        "The run left something else at the path (a symlink, a FIFO, ...), or removed it.",
+        _body(
+            "unreturnable_path",
+            "volumes['/app/out']: the run left a symbolic link at /app/out, not a file; "
+            "nothing of it is returned",
+            "volumes['/app/out']",
+        ),
+    ),
     "busy": Answer(
         429,
         "All run slots and the queue are full; retry after Retry-After seconds.",
@@ -267,23 +286,25 @@ ANSWERS: dict[str, Answer] = {
 }
 """Every documented error answer, by name."""
 
-HEADERS: dict[int, dict[str, Any]] = {
-    401: {
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+HEADERS: dict[str, dict[str, Any]] = {
+    "token": {
         "WWW-Authenticate": {
             "description": "The scheme to authenticate with, on a refused token "
             '(`Bearer realm="oneoff-runner"`, or the identity provider\'s challenge).',
             "schema": {"type": "string"},
         }
     },
-    429: {
-        "Retry-After": {
-            "description": "Seconds to wait before trying again.",
-            "required": True,
-            "schema": {"type": "integer", "minimum": 0},
-        }
-    },
+    "busy": RETRY_AFTER,
+    "kept_runs": RETRY_AFTER,
 }
-"""Headers sent with an error status."""
+"""Headers sent with an answer."""
 
 
 def errors(*names: str) -> dict[int | str, dict[str, Any]]:
@@ -309,5 +330,5 @@ def add_error(responses: dict[Any, dict[str, Any]], name: str, *, document: bool
         return
     examples[name] = {"summary": answer.summary, "value": answer.body}
     response["description"] = " ".join(filter(None, [response.get("description"), answer.summary]))
-    if answer.status in HEADERS:
-        response.setdefault("headers", {}).update(HEADERS[answer.status])
+    if name in HEADERS:
+        response.setdefault("headers", {}).update(HEADERS[name])

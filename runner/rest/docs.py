@@ -123,11 +123,21 @@ def _shaped(schema: dict[str, Any], guarded: Guarded) -> dict[str, Any]:
     return schema
 
 
+CONSTRAINTS = ("pattern", "minimum", "maximum", "Length", '"integer"', '"number"', '"boolean"')
+
+
+def _can_be_invalid(operation: dict[str, Any]) -> bool:
+    """Whether a parameter of the operation has a value FastAPI would refuse (a free text has
+    none)."""
+    return any(word in str(operation.get("parameters")).replace("'", '"') for word in CONSTRAINTS)
+
+
 def _guarded_operation(operation: dict[str, Any], method: str, path: str, guarded: Guarded) -> None:
     responses = operation.setdefault("responses", {})
     if "HTTPValidationError" in str(responses.get("422")):
         del responses["422"]  # FastAPI's own, in a format the runner never answers
-        add_error(responses, "invalid", document=True)
+        if _can_be_invalid(operation):
+            add_error(responses, "invalid", document=True)
     if guarded.tokens and path not in guarded.open_paths:
         operation["security"] = [{SCHEME: []}]
         add_error(responses, "token", document=True)

@@ -65,7 +65,14 @@ router = APIRouter(tags=["runs"])
     "/runs/{run_id}/files/{path:anypath}",
     response_class=StreamingResponse,
     responses={
-        **errors("invalid", "run_not_found", "path_not_returned", "engine_down"),
+        **errors(
+            "invalid",
+            "run_not_found",
+            "path_not_returned",
+            "run_unfinished",
+            "unreturnable",
+            "engine_down",
+        ),
         200: {
             "content": {TAR: {}, OCTETS: {}},
             "headers": {

@@ -36,7 +36,7 @@ async def list_containers(
 @router.get(
     "/images",
     response_model=list[ImageInfo],
-    responses=errors("invalid", "unsupported", "engine_down"),
+    responses=errors("unsupported", "engine_down"),
     summary="List images",
 )
 async def list_images(

@@ -19,6 +19,16 @@ from runner.run_status import RunAccepted, RunList, RunState, RunStatus
 
 router = APIRouter(tags=["runs"])
 RUN_LOOKUP = errors("invalid", "run_not_found", "engine_down")
+RUN_LINKS = {
+    name: {"operationId": operation, "parameters": {"run_id": "$response.body#/run_id"}}
+    for name, operation in {
+        "status": "get_run_runs__run_id__get",
+        "logs": "run_logs_runs__run_id__logs_get",
+        "cancel": "cancel_run_runs__run_id__cancel_post",
+        "remove": "remove_run_runs__run_id__delete",
+    }.items()
+}
+"""Where an async run's id leads (a synchronous run's id leads nowhere: it is not kept)."""
 LOCATION = {
     "Location": {
         "description": "The run's status URL, as `status_url`.",
@@ -42,7 +52,7 @@ LOCATION = {
             "kept_runs",
             "engine_down",
         ),
-        202: {"headers": LOCATION},
+        202: {"headers": LOCATION, "links": RUN_LINKS},
     },
     summary="Start a run, return at once",
     openapi_extra=REQUEST_BODY,
@@ -112,13 +122,26 @@ async def run_logs(
 
 
 @router.delete(
-    "/runs/{run_id}", response_model=RunStatus, responses=RUN_LOOKUP, summary="Cancel or remove"
+    "/runs/{run_id}", response_model=RunStatus, responses=RUN_LOOKUP, summary="Remove a run"
+)
+async def remove_run(run_id: RunId, service: Service, caller: Caller) -> RunStatus:
+    """Remove the run with its result and returned files, killing it first if it has not
+    ended (its container is removed): the answer is its last status (`cancelled` for a run
+    that was killed), and it is not found from then on."""
+    return await service.runs.remove(caller, run_id, unfinished=True)
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    response_model=RunStatus,
+    responses=RUN_LOOKUP,
+    summary="Cancel a run, keep its state",
 )
 async def cancel_run(run_id: RunId, service: Service, caller: Caller) -> RunStatus:
-    """Kill the run and remove its container; its state becomes `cancelled`. A finished run
-    (or a cancelled one) is removed with its result and returned files: the answer is its last
-    status, and it is not found from then on."""
-    return await service.runs.remove(caller, run_id)
+    """Kill the run and remove its container; its state becomes `cancelled` and stays
+    readable (GET /runs/{id}, its logs so far) until it expires or is removed (DELETE). A run
+    that has ended is left as it is. No body."""
+    return await service.runs.cancel(caller, run_id)
 
 
 @router.get(

@@ -1,5 +1,6 @@
 """The request schemas of the OpenAPI, as tight as what the server accepts where JSON Schema can
-say it: volume keys and environment names (`propertyNames`), a command of at least one argument,
+say it: volume keys and environment names (`propertyNames`), a command line that splits into at
+least one argument,
 octal modes, sizes above their floors, the fields each volume type needs (`oneOf`, one branch per
 `type`), base64 content, and `null` wherever it means "not given" (`runner.models.StrictModel`).
 Never tighter than the server: every rule here is one of its own.
@@ -19,6 +20,7 @@ from runner.models import (
     IMAGE_PATTERN,
     MODE_PATTERN,
     RUN_ID,
+    SPLITTABLE_PATTERN,
     VOLUME_KEY_PATTERN,
 )
 from runner.sizes import at_least_pattern
@@ -54,9 +56,13 @@ def tighten(schemas: dict[str, Any]) -> None:
     run["image"]["pattern"] = IMAGE_PATTERN
     run["command"]["anyOf"] = [
         {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        {"type": "string", "pattern": ARGUMENTS_PATTERN},
+        {
+            "type": "string",
+            "allOf": [{"pattern": SPLITTABLE_PATTERN}, {"pattern": ARGUMENTS_PATTERN}],
+        },
         NULL,
     ]
+    run["entrypoint"]["anyOf"][1]["pattern"] = SPLITTABLE_PATTERN
     run["volumes"]["anyOf"][0]["propertyNames"] = {"pattern": VOLUME_KEY_PATTERN}
     run["env_vars"]["anyOf"][0]["propertyNames"] = {"pattern": ENV_NAME_PATTERN}
     run["working_dir"]["anyOf"][0] = ABSOLUTE

@@ -17,15 +17,25 @@ router = APIRouter(tags=["volumes"])
 @router.post(
     "/volume",
     response_model=CreateVolumeResult,
-    responses=errors(
-        "unreadable",
-        "invalid",
-        "policy",
-        "volume_exists",
-        "content_size",
-        "unsupported",
-        "engine_down",
-    ),
+    responses={
+        200: {
+            "links": {
+                "remove": {
+                    "operationId": "remove_volume_volume__name__delete",
+                    "parameters": {"name": "$response.body#/name"},
+                }
+            }
+        },
+        **errors(
+            "unreadable",
+            "invalid",
+            "policy",
+            "volume_exists",
+            "content_size",
+            "unsupported",
+            "engine_down",
+        ),
+    },
     summary="Create a named volume",
 )
 async def create_volume(
