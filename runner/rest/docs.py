@@ -12,6 +12,7 @@ show no lock); the answers every operation can get from the guards (`runner.guar
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from importlib.resources import files
@@ -129,7 +130,8 @@ CONSTRAINTS = ("pattern", "minimum", "maximum", "Length", '"integer"', '"number"
 def _can_be_invalid(operation: dict[str, Any]) -> bool:
     """Whether a parameter of the operation has a value FastAPI would refuse (a free text has
     none)."""
-    return any(word in str(operation.get("parameters")).replace("'", '"') for word in CONSTRAINTS)
+    parameters = json.dumps(operation.get("parameters", []))
+    return any(word in parameters for word in CONSTRAINTS)
 
 
 def _guarded_operation(operation: dict[str, Any], method: str, path: str, guarded: Guarded) -> None:
