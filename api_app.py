@@ -13,13 +13,13 @@ from fastapi import FastAPI
 
 from backends import get_backend
 from runner.backend import Backend
-from runner.browsers import FORM, JSON
+from runner.browsers import FORM, JSON, checks_host
 from runner.guards import guard
 from runner.oauth.door import rest_operation
 from runner.rest import files, health, inventory, run, runs, volumes
-from runner.rest.bodies import document_run_request
-from runner.rest.docs import documented_app, open_docs_paths
-from runner.rest.errors import answer_errors
+from runner.rest.body_size import BodySizeLimit
+from runner.rest.docs import Guarded, documented_app, open_docs_paths
+from runner.rest.errors import answer_errors, serves
 from runner.service import RunnerService, service_scope
 from runner.settings import Settings, get_settings
 
@@ -43,19 +43,28 @@ def create_app(
             app.state.service = running
             yield
 
-    app = documented_app(lifespan=lifespan, max_body_size=settings.max_request_bytes)
+    open_paths = health.OPEN_PATHS | open_docs_paths()
+    tokens = settings.authenticates()
+    guarded = Guarded(
+        tokens=tokens,
+        check_host=checks_host(tokens, settings.allowed_hosts),
+        open_paths=open_paths,
+        probe_paths=health.OPEN_PATHS if tokens else frozenset(),
+    )
+    app = documented_app(guarded, lifespan=lifespan)
+    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
     guard(
         app,
         settings,
-        open_paths=health.OPEN_PATHS | open_docs_paths(),
+        open_paths=open_paths,
         probe_paths=health.OPEN_PATHS,
         body_types=(JSON, FORM),
+        posts=lambda scope: serves(app, scope, "POST"),
         operation=rest_operation,
     )
-    answer_errors(app)
+    answer_errors(app, settings.max_request_bytes)
     for module in ROUTES:
         app.include_router(module.router)
-    document_run_request(app)
     return app
 
 

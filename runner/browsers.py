@@ -21,7 +21,8 @@ and reads the answers. So, in this order:
    `Origin` with a form), so it could be a page's cross-site form. Clients that are not
    browsers (curl, the CLI, SDKs) say no `Mozilla/` and pass.
 5. A body (POST, PUT, PATCH) must say what it is: `application/json`, or where the door takes
-   it, `multipart/form-data`; else 415.
+   it, `multipart/form-data`; else 415. A request without a body (no Content-Length, or 0, and
+   no Transfer-Encoding: `POST /runs/{id}/cancel`) has nothing to say.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class BrowserPolicy:
         return cls(
             hosts=tuple(host_entry(entry) for entry in hosts),
             origins=tuple(parse_origin(entry, entry=True) for entry in origins),
-            check_host=not tokens or bool(hosts),
+            check_host=checks_host(tokens, hosts),
             probe_paths=frozenset(probe_paths) if tokens else frozenset(),
             body_types=frozenset(body_types),
             tokens=tokens,
@@ -169,6 +170,8 @@ class BrowserPolicy:
                 "the CLI, an SDK), or have the operator set RUNNER_API_TOKENS",
                 field="User-Agent",
             )
+        if not _has_body(headers):
+            return None
         return self._body_type(scope["method"], headers.get("content-type"))
 
     def _old_browser(self, method: str, headers: Headers) -> bool:
@@ -220,6 +223,15 @@ class BrowserPolicy:
             f"{' or '.join(sorted(self.body_types))} (curl: -H 'Content-Type: {JSON}')",
             field="Content-Type",
         )
+
+
+def _has_body(headers: Headers) -> bool:
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+
+
+def checks_host(tokens: bool, hosts: Collection[str]) -> bool:
+    """Whether the Host check is on: without tokens, or when the operator lists hosts."""
+    return not tokens or bool(hosts)
 
 
 def _navigation(scope: Scope, headers: Headers) -> bool:

@@ -31,7 +31,10 @@ class CreateVolumeRequest(StrictModel):
         None,
         description="Base64 of a tar.gz. The contents of a single top-level folder shared by "
         "every member land at the volume's root; otherwise the archive is extracted as it is.",
-        examples=["H4sIAAAAAAAAA+3OMQ6AIAwF0M5cBg..."],
+        examples=[
+            "H4sIAAAAAAACA+3RMQqDQBAF0Kk9RU5gVlDvsxAhhSAkK3j8rFbBPoGQ95o//CmmmFsu+Xqf5nlpy1biI1I19v2R"
+            "1Tn37dtc+y4N3RiXFF+wPkt+1PPxn47XNwEAAAAAAAAAAMCPeQF8ipoWACgAAA=="
+        ],
     )
     driver: str | None = Field(
         None, description="Volume driver (engine default: local).", examples=["local"]
@@ -46,6 +49,7 @@ class CreateVolumeRequest(StrictModel):
     )
     reuse_existing: bool = Field(
         False,
+        strict=True,
         description="Fill an existing volume of that name instead of answering 409.",
         examples=[False],
     )

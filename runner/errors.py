@@ -7,6 +7,7 @@ them into responses in one place (`runner.rest.errors`), MCP into tool errors in
 Backends translate their SDK's exceptions into this tree at exactly one boundary each.
 
     RunnerError (500)
+    ├── UnreadableBody (400)          a body that is not text in the encoding it must be in
     ├── InvalidRequest (422)          a field is malformed: names the field and the fix
     ├── PolicyRefused (403)           the operator's policy forbids what was asked
     ├── Unauthenticated (401)         no valid API token (`runner.guards`)
@@ -18,6 +19,7 @@ Backends translate their SDK's exceptions into this tree at exactly one boundary
     ├── NotFound (404)
     │   ├── ImageNotFound             not on the engine / not in the registry
     │   └── VolumeNotFound
+    ├── MethodNotAllowed (405)        a method the path does not serve; carries Allow
     ├── Conflict (409)                e.g. a volume of that name exists
     │   └── Unreturnable              a returned path the run left as something else (a
     │                                 symlink, a FIFO, ...) or removed; in a run's result, a
@@ -55,6 +57,11 @@ class RunnerError(Exception):
         if self.field is not None:
             body["field"] = self.field
         return body
+
+
+class UnreadableBody(RunnerError):
+    status_code = 400
+    code = "unreadable_body"
 
 
 class InvalidRequest(RunnerError):
@@ -160,6 +167,15 @@ class ImageNotFound(NotFound):
 
 class VolumeNotFound(NotFound):
     code = "volume_not_found"
+
+
+class MethodNotAllowed(RunnerError):
+    status_code = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class Conflict(RunnerError):

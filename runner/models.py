@@ -55,7 +55,17 @@ and judge its runs, so callers can never set them."""
 IMAGE_NAME_MAX = 255
 BYTES_FIELDS = frozenset({"stdin"})
 """Text that reaches only a pipe, never a C string: NUL is data there."""
-_MODE = re.compile(r"^0?[0-7]{3}$")
+MODE_PATTERN = r"^0?[0-7]{3}$"
+_MODE = re.compile(MODE_PATTERN)
+VOLUME_KEY_PATTERN = r"^/[^:]*[^:/][^:]*(:(ro|rw)?)?$"
+"""A volume key as `MountPoint.parse` takes it (for the OpenAPI; the parser says why not)."""
+ENV_NAME_PATTERN = r"^[^=]+$"
+IMAGE_PATTERN = r"^[^@]{0,255}(:[^@/:]*)?(@[\s\S]*)?$"
+"""An image reference whose name (before the tag or digest) fits `IMAGE_NAME_MAX`."""
+SPLITTABLE_PATTERN = r"""^([^'"\\]|\\[\s\S]|'[^']*'|"([^"\\]|\\[\s\S])*")*$"""
+"""A string `shlex.split` splits: quotes closed, no backslash left at the end."""
+ARGUMENTS_PATTERN = r"[^ \t\r\n]"
+"""A command line that splits into at least one argument (with `SPLITTABLE_PATTERN`)."""
 
 
 def _not_boolean(value: Any) -> Any:
@@ -236,6 +246,7 @@ class RunRequest(StrictModel):
             "examples": [
                 {
                     "image": "busybox:latest",
+                    "pull_policy": "missing",
                     "command": ["/test.sh"],
                     "volumes": {
                         "/test.sh:ro": {

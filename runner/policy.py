@@ -274,7 +274,7 @@ def _within(field: str, asked: float | None, default: float, maximum: float, env
     if asked is None:
         return default
     if asked > maximum:
-        raise InvalidRequest(
+        raise PolicyRefused(
             f"{field}: {asked:g} is above the operator's maximum of {maximum:g} ({env}); "
             "ask for less",
             field=field,

@@ -130,19 +130,26 @@ class AsyncRuns:
         """Start a run for `tenant`; a key the tenant used before returns that run. `uploads`:
         its content parts still arriving; `ticket`: a queue place reserved before the request
         body was read. `evictable`: once `delivered`, the run may be removed to make room
-        under the tenant's kept-runs bound (MCP's runs; never REST's)."""
+        under the tenant's kept-runs bound (MCP's runs; never REST's). The request is judged
+        first: a repeated key does not make a request it would refuse acceptable."""
         if self._closing:
             raise BackendUnavailable("the runner is shutting down; retry on another replica")
-        if idempotency_key is not None:
-            existing = await self._by_key(tenant, idempotency_key)
-            if existing is not None:
-                if ticket is not None:
-                    ticket.release()
-                return existing
+        try:
+            resolved = await self._call(self.resolve, request, new_run_id(), tenant, uploads)
+            existing = None
+            if idempotency_key is not None:
+                existing = await self._by_key(tenant, idempotency_key)
+        except BaseException:
+            if ticket is not None:
+                ticket.release()
+            raise
+        if existing is not None:
+            if ticket is not None:
+                ticket.release()
+            return existing
         ticket = ticket or self.admission.reserve()
         try:
             async with self._kept_place(tenant):
-                resolved = await self._call(self.resolve, request, new_run_id(), tenant, uploads)
                 spec, arriving = resolved
                 spec = dataclasses.replace(spec, accepted_at=time.time(), evictable=evictable)
                 control = RunControl(uploads=arriving)
@@ -375,17 +382,21 @@ class AsyncRuns:
         log.info("run %s cancelled by tenant=%s", run_id, tenant.name, extra={"run_id": run_id})
         return _status(record, None)
 
-    async def remove(self, tenant: Tenant, run_id: str) -> RunStatus:
-        """DELETE: a finished run is removed with all it kept (record, result, files) and is
-        not found from then on (the answer is its last status, with its result); any other run
-        is cancelled (`cancel`)."""
+    async def remove(self, tenant: Tenant, run_id: str, *, unfinished: bool = False) -> RunStatus:
+        """A finished run is removed with all it kept (record, result, files) and is not found
+        from then on (the answer is its last status, with its result); any other run is
+        cancelled (`cancel`), and removed too when `unfinished` (REST's DELETE)."""
         if self._pending_of(tenant, run_id) is None:
             status = await self.status(tenant, run_id)
             if status.finished:
                 await self._call(self.backend.forget_run, run_id)
                 log.info("run %s removed by tenant=%s", run_id, tenant.name)
                 return status
-        return await self.cancel(tenant, run_id)
+        status = await self.cancel(tenant, run_id)
+        if unfinished:
+            await self._call(self.backend.forget_run, run_id)
+            log.info("run %s removed by tenant=%s", run_id, tenant.name)
+        return status
 
     async def _stop_pending(self, pending: Pending) -> None:
         """A queued run leaves the queue; a starting one stops at its next step (the pull

@@ -133,13 +133,14 @@ class KeptResults:
         return self.returned.stream(result_name(run_id), mount, limit)
 
     def _read_file(self, run_id: str, name: str, limit: int) -> bytes | None:
+        """A file of the result; None when none is kept, or it is not written yet."""
         try:
             return b"".join(self._stream(run_id, name, limit))
-        except NotFound:
+        except (NotFound, Unreturnable):
             return None
 
     def _read(self, run_id: str, limit: int) -> dict[str, bytes] | None:
-        """The result's files by name; None when none is kept."""
+        """The result's files by name; None when none is kept, or it is not written yet."""
         reader = archive_streams.ChunkReader(self._stream(run_id, None, limit), limit, "result")
         found: dict[str, bytes] = {}
         try:
@@ -148,7 +149,7 @@ class KeptResults:
                     extracted = archive.extractfile(member) if member.isfile() else None
                     if extracted is not None:
                         found[member.name] = extracted.read()
-        except NotFound:
+        except (NotFound, Unreturnable):
             return None
         return found
 

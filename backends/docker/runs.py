@@ -262,14 +262,15 @@ class DetachedRuns:
 
     def output(self, run_id: str, *, follow: bool) -> OutputStream | KeptOutput:
         """From the engine's log while the run has its container, else from its kept result
-        (the engine answers 409 for the log of a container being removed: its end is kept)."""
+        (the engine answers 409 for the log of a container being removed: its end is kept, or,
+        for a run being discarded, nothing is: it has no output any more)."""
         try:
             return self._logs(run_id, follow=follow)
-        except (NotFound, Conflict):
+        except (NotFound, Conflict) as exc:
             kept = self.results.output(run_id, self.settings.max_output_bytes)
-            if kept is None:
+            if kept is None and isinstance(exc, NotFound):
                 raise
-            return KeptOutput(kept)
+            return KeptOutput(kept or [])
 
     def _logs(self, run_id: str, *, follow: bool) -> OutputStream:
         container = self._require(run_id)

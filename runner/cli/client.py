@@ -109,7 +109,7 @@ class RemoteRuns:
         return runs
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
-        return await self._send("DELETE", f"/runs/{run_id}")
+        return await self._send("POST", f"/runs/{run_id}/cancel")
 
     async def close(self) -> None:
         await self.http.aclose()

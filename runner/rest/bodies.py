@@ -15,9 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
 from pydantic import ValidationError
-from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 
 from runner.admission import Ticket
@@ -38,7 +36,7 @@ REQUEST_BODY: dict[str, Any] = {
                     "required": ["request"],
                     "properties": {
                         "request": {
-                            "$ref": "#/components/schemas/RunRequest",
+                            "$ref": "#/components/schemas/RunRequestWithParts",
                             "description": "The run request (JSON), first. A file or "
                             "directory volume whose content comes as a part leaves out "
                             "`content`.",
@@ -112,8 +110,10 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 def _json_request(raw: bytes) -> RunRequest:
+    """Strictly as JSON types: `"30"` is not a number, nor `0` a boolean (the OpenAPI says
+    which each field is)."""
     try:
-        return RunRequest.model_validate_json(raw)
+        return RunRequest.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise InvalidRequest.from_validation(exc.errors()) from None
 
@@ -128,20 +128,3 @@ async def feed_parts(body: RunBody, until: asyncio.Future[Any]) -> None:
     finally:
         feeder.cancel()
         await asyncio.gather(feeder, return_exceptions=True)
-
-
-def document_run_request(app: FastAPI) -> None:
-    """Put `RunRequest` (read by `run_body`, not by a typed parameter) in the OpenAPI
-    components that `REQUEST_BODY` refers to."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            _, defs = models_json_schema(
-                [(RunRequest, "validation")], ref_template="#/components/schemas/{model}"
-            )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
-        return app.openapi_schema or build()
-
-    app.openapi = openapi  # type: ignore[method-assign]

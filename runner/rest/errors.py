@@ -1,68 +1,99 @@
 """REST answers for errors, in one place: a `RunnerError` is its status and JSON body, a
-request FastAPI could not validate is the runner's 422, anything else a logged 500."""
+request FastAPI could not validate is the runner's 422, Starlette's own answers (no such path,
+a method the path does not serve, a body it could not parse, one over the size bound) are the
+runner's errors too, and anything else a logged 500."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
-from runner.errors import Busy, InvalidRequest, RunnerError
-from runner.models import ErrorBody
+from runner.errors import (
+    Busy,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RunnerError,
+    UnreadableBody,
+)
+from runner.rest.body_size import too_large
 
 log = logging.getLogger("oneoff_runner.api")
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "model": ErrorBody}
-    for code, text in {
-        401: "Missing or wrong API token, or the registry refused the credentials.",
-        403: "The operator's policy refused the request, a listing is an operator's, or a web "
-        "page of another origin sent it.",
-        404: "Image, volume or run not found.",
-        409: "The volume exists, or is in use.",
-        413: "Content or returned content over the operator's size limits.",
-        415: "The body is not application/json (or multipart/form-data where taken).",
-        421: "The Host header is not a name this runner serves (RUNNER_ALLOWED_HOSTS).",
-        422: "A field is invalid; `field` names it.",
-        429: "All run slots and the queue are full, or (POST /runs) the caller keeps as many "
-        "async runs as it may; see Retry-After.",
-        501: "The backend cannot do this (e.g. list images on Kubernetes).",
-        502: "The image registry could not be reached.",
-        499: "The client went away; the run was cancelled.",
-        503: "The container engine is unreachable, or the runner is shutting down.",
-    }.items()
-}
-"""The documented error answers of every route."""
-
-JSON_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {
-        "description": value["description"],
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-    }
-    for code, value in ERRORS.items()
-}
-"""The same, for routes whose success is not JSON (errors are JSON all the same)."""
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def answer_errors(app: FastAPI) -> None:
+def answer_errors(app: FastAPI, max_request_bytes: int) -> None:
     """Install the app's error answers."""
+
+    async def starlette_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return _answer(_runner_error_of(request, exc, max_request_bytes))
+
     app.add_exception_handler(RunnerError, _runner_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, starlette_error)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+def _answer(exc: RunnerError) -> JSONResponse:
+    headers = None
+    if isinstance(exc, Busy):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, MethodNotAllowed):
+        headers = {"Allow": ", ".join(exc.allow)}
+    return JSONResponse(status_code=exc.status_code, content=exc.to_dict(), headers=headers)
 
 
 def _runner_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RunnerError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
-    return JSONResponse(status_code=exc.status_code, content=exc.to_dict(), headers=headers)
+    return _answer(exc)
 
 
-def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return _runner_error(request, InvalidRequest.from_validation(exc.errors()))
+    return _answer(InvalidRequest.from_validation(exc.errors()))
+
+
+def _runner_error_of(request: Request, exc: HTTPException, limit: int) -> RunnerError:
+    """What Starlette or FastAPI refused, as the runner's error."""
+    path = request.url.path
+    if exc.status_code == 404:
+        return NotFound(f"no such path: {path!r}; the API's paths are listed at /docs")
+    if exc.status_code == 405:
+        allow = methods_at(request.app, request.scope)
+        return MethodNotAllowed(
+            f"{request.method} is not a method of {path}; it takes {', '.join(allow)}",
+            allow=allow,
+        )
+    if exc.status_code == 413:
+        return too_large(limit)
+    if exc.status_code == 400:
+        return UnreadableBody(
+            "body: not readable as JSON: send UTF-8 JSON text (Content-Type: application/json)",
+            field="body",
+        )
+    error = RunnerError(str(exc.detail))
+    error.status_code = exc.status_code
+    return error
+
+
+def methods_at(app: Starlette, scope: Scope) -> list[str]:
+    """Every method some route serves at the request's path (Starlette's 405 names only the
+    first route's)."""
+    return [method for method in METHODS if serves(app, scope, method)]
+
+
+def serves(app: Starlette, scope: Scope, method: str) -> bool:
+    """Whether a route of `app` serves `method` at the request's path."""
+    probe = {**scope, "method": method}
+    return any(route.matches(probe)[0] == Match.FULL for route in app.router.routes)
 
 
 def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:

@@ -23,8 +23,8 @@ from starlette.responses import StreamingResponse
 
 from runner.errors import NotFound
 from runner.models import RunResult
+from runner.rest.answers import errors
 from runner.rest.deps import Caller, RunId, Service
-from runner.rest.errors import JSON_ERRORS
 from runner.spec import ReturnedFile
 
 MIXED = "multipart/mixed"
@@ -58,13 +58,32 @@ PARTS_ANSWER: dict[str, Any] = {
 }
 """OpenAPI for `POST /run`'s 200 beside its JSON."""
 
-router = APIRouter()
+router = APIRouter(tags=["runs"])
 
 
 @router.get(
     "/runs/{run_id}/files/{path:anypath}",
     response_class=StreamingResponse,
-    responses={**JSON_ERRORS, 200: {"content": {TAR: {}, OCTETS: {}}}},
+    responses={
+        **errors(
+            "invalid",
+            "run_not_found",
+            "path_not_returned",
+            "run_unfinished",
+            "unreturnable",
+            "engine_down",
+        ),
+        200: {
+            "content": {TAR: {}, OCTETS: {}},
+            "headers": {
+                "Content-Disposition": {
+                    "description": "`attachment` with the path's last part as file name.",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    },
     summary="A returned path, as raw bytes",
 )
 async def run_file(

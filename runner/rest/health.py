@@ -8,9 +8,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from runner.engine_models import Health, Unavailable
 from runner.errors import RunnerError
+from runner.rest.answers import errors
 from runner.rest.deps import Caller, Service
 
-router = APIRouter()
+router = APIRouter(tags=["runner"])
 OPEN_PATHS = frozenset({"/health", "/livez"})
 """Answered without a token."""
 
@@ -18,6 +19,7 @@ OPEN_PATHS = frozenset({"/health", "/livez"})
 @router.get(
     "/health",
     response_model=Health,
+    summary="Readiness",
     responses={503: {"description": "Backend unreachable.", "model": Unavailable}},
 )
 async def health(service: Service) -> Health | JSONResponse:
@@ -31,7 +33,9 @@ async def health(service: Service) -> Health | JSONResponse:
         )
 
 
-@router.get("/livez", responses={200: {"description": "The process serves requests."}})
+@router.get(
+    "/livez", responses={200: {"description": "The process serves requests."}}, summary="Liveness"
+)
 async def livez() -> dict[str, str]:
     """Liveness: the process answers; never asks the backend, so an API-server or engine
     outage does not restart every replica (and kill the runs in them). `/health` is for
@@ -43,7 +47,10 @@ async def livez() -> dict[str, str]:
     "/metrics",
     response_class=Response,
     summary="Prometheus metrics",
-    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    responses={
+        **errors("metrics_operators"),
+        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+    },
 )
 async def metrics(service: Service, caller: Caller) -> Response:
     """Runs by outcome, phase durations, runs in flight and queued, in Prometheus format. With

@@ -8,13 +8,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from runner.engine_models import ContainerInfo, ImageInfo, PulledImage, PullImageRequest
+from runner.rest.answers import errors
 from runner.rest.deps import Caller, Service, cancel_on_disconnect
-from runner.rest.errors import ERRORS
 
-router = APIRouter()
+router = APIRouter(tags=["engine"])
 
 
-@router.get("/containers", response_model=list[ContainerInfo], responses=ERRORS)
+@router.get(
+    "/containers",
+    response_model=list[ContainerInfo],
+    responses=errors("invalid", "operators_only", "engine_down"),
+    summary="List containers",
+)
 async def list_containers(
     service: Service,
     caller: Caller,
@@ -28,7 +33,12 @@ async def list_containers(
     return await service.list_containers(caller, all_states=all_states, managed_only=managed_only)
 
 
-@router.get("/images", response_model=list[ImageInfo], responses=ERRORS)
+@router.get(
+    "/images",
+    response_model=list[ImageInfo],
+    responses=errors("unsupported", "engine_down"),
+    summary="List images",
+)
 async def list_images(
     service: Service,
     caller: Caller,
@@ -40,7 +50,21 @@ async def list_images(
     return await service.list_images(caller, reference=reference)
 
 
-@router.post("/images/pull", response_model=PulledImage, responses=ERRORS, summary="Pull an image")
+@router.post(
+    "/images/pull",
+    response_model=PulledImage,
+    responses=errors(
+        "unreadable",
+        "invalid",
+        "policy",
+        "registry_auth",
+        "image_not_found",
+        "cancelled",
+        "registry_down",
+        "engine_down",
+    ),
+    summary="Pull an image",
+)
 async def pull_image(
     body: PullImageRequest, service: Service, caller: Caller, request: Request
 ) -> PulledImage:

@@ -54,7 +54,8 @@ async def read_run_form(
                 field="request",
             )
     try:
-        return RunRequest.model_validate_json(raw, context={CONTENT_PARTS: True}), events
+        parsed = RunRequest.model_validate_json(raw, strict=True, context={CONTENT_PARTS: True})
+        return parsed, events
     except ValidationError as exc:
         raise InvalidRequest.from_validation(exc.errors()) from None
 

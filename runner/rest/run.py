@@ -7,18 +7,32 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from runner.models import RunResult
+from runner.rest.answers import errors
 from runner.rest.bodies import REQUEST_BODY, run_body
 from runner.rest.deps import Caller, Service, cancel_on_disconnect
-from runner.rest.errors import ERRORS
 from runner.rest.files import PARTS_ANSWER, parts_answer, wants_parts
 
-router = APIRouter()
+RUN_ERRORS = (
+    "invalid",
+    "policy",
+    "registry_auth",
+    "image_not_found",
+    "volume_missing",
+    "content_size",
+    "busy",
+    "cancelled",
+    "registry_down",
+    "engine_down",
+)
+"""What a run can be refused with, before or while it runs."""
+
+router = APIRouter(tags=["runs"])
 
 
 @router.post(
     "/run",
     response_model=RunResult,
-    responses={**ERRORS, 200: PARTS_ANSWER},
+    responses={**errors(*RUN_ERRORS), 200: PARTS_ANSWER},
     summary="Run a container",
     openapi_extra=REQUEST_BODY,
 )

@@ -12,19 +12,48 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from runner.rest.answers import errors
 from runner.rest.bodies import REQUEST_BODY, feed_parts, run_body
 from runner.rest.deps import Caller, RunId, Service, known_run
-from runner.rest.errors import ERRORS, JSON_ERRORS
 from runner.run_status import RunAccepted, RunList, RunState, RunStatus
 
-router = APIRouter()
+router = APIRouter(tags=["runs"])
+RUN_LOOKUP = errors("invalid", "run_not_found", "engine_down")
+RUN_LINKS = {
+    name: {"operationId": operation, "parameters": {"run_id": "$response.body#/run_id"}}
+    for name, operation in {
+        "status": "get_run_runs__run_id__get",
+        "logs": "run_logs_runs__run_id__logs_get",
+        "cancel": "cancel_run_runs__run_id__cancel_post",
+        "remove": "remove_run_runs__run_id__delete",
+    }.items()
+}
+"""Where an async run's id leads (a synchronous run's id leads nowhere: it is not kept)."""
+LOCATION = {
+    "Location": {
+        "description": "The run's status URL, as `status_url`.",
+        "required": True,
+        "schema": {"type": "string", "format": "uri"},
+    }
+}
 
 
 @router.post(
     "/runs",
     response_model=RunAccepted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=ERRORS,
+    responses={
+        **errors(
+            "invalid",
+            "policy",
+            "volume_missing",
+            "content_size",
+            "busy",
+            "kept_runs",
+            "engine_down",
+        ),
+        202: {"headers": LOCATION, "links": RUN_LINKS},
+    },
     summary="Start a run, return at once",
     openapi_extra=REQUEST_BODY,
 )
@@ -61,7 +90,9 @@ async def start_run(
     )
 
 
-@router.get("/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="A run's state")
+@router.get(
+    "/runs/{run_id}", response_model=RunStatus, responses=RUN_LOOKUP, summary="A run's state"
+)
 async def get_run(run_id: RunId, service: Service, caller: Caller) -> Response:
     """State and times; once finished, `result` holds what POST /run would have returned."""
     found = await service.runs.status(caller, run_id)
@@ -71,7 +102,7 @@ async def get_run(run_id: RunId, service: Service, caller: Caller) -> Response:
 @router.get(
     "/runs/{run_id}/logs",
     response_class=EventSourceResponse,
-    responses=JSON_ERRORS,
+    responses=RUN_LOOKUP,
     summary="Follow a run's output (Server-Sent Events)",
 )
 async def run_logs(
@@ -91,16 +122,34 @@ async def run_logs(
 
 
 @router.delete(
-    "/runs/{run_id}", response_model=RunStatus, responses=ERRORS, summary="Cancel or remove"
+    "/runs/{run_id}", response_model=RunStatus, responses=RUN_LOOKUP, summary="Remove a run"
+)
+async def remove_run(run_id: RunId, service: Service, caller: Caller) -> RunStatus:
+    """Remove the run with its result and returned files, killing it first if it has not
+    ended (its container is removed): the answer is its last status (`cancelled` for a run
+    that was killed), and it is not found from then on."""
+    return await service.runs.remove(caller, run_id, unfinished=True)
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    response_model=RunStatus,
+    responses=RUN_LOOKUP,
+    summary="Cancel a run, keep its state",
 )
 async def cancel_run(run_id: RunId, service: Service, caller: Caller) -> RunStatus:
-    """Kill the run and remove its container; its state becomes `cancelled`. A finished run
-    (or a cancelled one) is removed with its result and returned files: the answer is its last
-    status, and it is not found from then on."""
-    return await service.runs.remove(caller, run_id)
+    """Kill the run and remove its container; its state becomes `cancelled` and stays
+    readable (GET /runs/{id}, its logs so far) until it expires or is removed (DELETE). A run
+    that has ended is left as it is. No body."""
+    return await service.runs.cancel(caller, run_id)
 
 
-@router.get("/runs", response_model=RunList, responses=ERRORS, summary="List runs")
+@router.get(
+    "/runs",
+    response_model=RunList,
+    responses=errors("invalid", "engine_down"),
+    summary="List runs",
+)
 async def list_runs(
     service: Service,
     caller: Caller,

@@ -20,11 +20,20 @@ from runner.engine_models import (
 )
 from runner.errors import InvalidRequest
 from runner.models import VOLUME_NAME_PATTERN
+from runner.rest.answers import errors
 from runner.rest.deps import Caller, Service
-from runner.rest.errors import ERRORS
 
-router = APIRouter()
+router = APIRouter(tags=["volumes"])
 Name = Annotated[str, Path(pattern=VOLUME_NAME_PATTERN, description="From GET /volumes.")]
+VOLUME_FILE_ERRORS = (
+    "invalid",
+    "volume_not_found",
+    "volume_path_missing",
+    "volume_path_conflict",
+    "volume_bytes",
+    "unsupported",
+    "engine_down",
+)
 InPath = Annotated[
     str, Query(description="Relative to the volume's root, e.g. src/app.py; empty: the root.")
 ]
@@ -33,7 +42,25 @@ InPath = Annotated[
 @router.post(
     "/volume",
     response_model=CreateVolumeResult,
-    responses=ERRORS,
+    responses={
+        200: {
+            "links": {
+                "remove": {
+                    "operationId": "remove_volume_volume__name__delete",
+                    "parameters": {"name": "$response.body#/name"},
+                }
+            }
+        },
+        **errors(
+            "unreadable",
+            "invalid",
+            "policy",
+            "volume_exists",
+            "content_size",
+            "unsupported",
+            "engine_down",
+        ),
+    },
     summary="Create a named volume",
 )
 async def create_volume(
@@ -47,7 +74,12 @@ async def create_volume(
     return await service.create_volume(body, caller)
 
 
-@router.get("/volumes", response_model=list[VolumeInfo], responses=ERRORS, summary="List volumes")
+@router.get(
+    "/volumes",
+    response_model=list[VolumeInfo],
+    responses=errors("engine_down"),
+    summary="List volumes",
+)
 async def list_volumes(service: Service, caller: Caller) -> list[VolumeInfo]:
     """The named volumes you created with POST /volume (same API token), by name; no other
     volume on the engine is ever listed."""
@@ -55,7 +87,10 @@ async def list_volumes(service: Service, caller: Caller) -> list[VolumeInfo]:
 
 
 @router.delete(
-    "/volume/{name}", response_model=RemovedVolume, responses=ERRORS, summary="Remove a volume"
+    "/volume/{name}",
+    response_model=RemovedVolume,
+    responses=errors("invalid", "volume_not_found", "volume_in_use", "engine_down"),
+    summary="Remove a volume",
 )
 async def remove_volume(
     name: Name,
@@ -70,7 +105,7 @@ async def remove_volume(
 @router.get(
     "/volume/{name}/files",
     response_model=VolumeFiles,
-    responses=ERRORS,
+    responses=errors(*VOLUME_FILE_ERRORS),
     summary="List a volume's files",
 )
 async def list_volume_files(
@@ -82,7 +117,10 @@ async def list_volume_files(
 
 
 @router.get(
-    "/volume/{name}/file", response_model=VolumeFile, responses=ERRORS, summary="Read a file"
+    "/volume/{name}/file",
+    response_model=VolumeFile,
+    responses=errors(*VOLUME_FILE_ERRORS),
+    summary="Read a file",
 )
 async def read_volume_file(
     name: Name, path: InPath, service: Service, caller: Caller
@@ -95,7 +133,7 @@ async def read_volume_file(
 @router.put(
     "/volume/{name}/file",
     response_model=WrittenVolumeFile,
-    responses=ERRORS,
+    responses=errors("unreadable", *VOLUME_FILE_ERRORS),
     summary="Write a file",
 )
 async def write_volume_file(

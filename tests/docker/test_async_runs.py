@@ -97,15 +97,31 @@ def test_cancel_kills_the_run_and_removes_its_container(
     server: Server, docker_client: docker.DockerClient
 ) -> None:
     with server() as client:
-        run_id = start(client, "sh", "-c", "echo ready; sleep 300")
-        wait_for_output(client, run_id, "ready")
-        cancelled = client.delete(f"/runs/{run_id}")
+        run_id = running(client)
+        cancelled = client.post(f"/runs/{run_id}/cancel")
         assert cancelled.status_code == 200
         assert cancelled.json()["state"] == "cancelled"
         assert (
             docker_client.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
         )
         assert client.get(f"/runs/{run_id}").json()["state"] == "cancelled"
+        client.delete(f"/runs/{run_id}")
+
+
+def test_deleting_a_running_run_kills_and_removes_it(
+    server: Server, docker_client: docker.DockerClient
+) -> None:
+    with server() as client:
+        run_id = running(client)
+        removed = client.delete(f"/runs/{run_id}")
+        after = [client.get(f"/runs/{run_id}"), client.get(f"/runs/{run_id}/logs")]
+        left = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+        records = docker_client.api.volumes(filters={"label": f"{RUN_ID}={run_id}"})["Volumes"]
+    assert removed.status_code == 200
+    assert removed.json()["state"] == "cancelled"
+    assert [answer.status_code for answer in after] == [404, 404]
+    assert left == []
+    assert not records
 
 
 @engine_fault
@@ -117,19 +133,25 @@ def test_a_run_being_cancelled_is_cancelled_meanwhile(
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
     with server(docker_host=proxy.docker_host) as client:
-        run_id = start(client, "sh", "-c", "echo ready; sleep 300")
-        wait_for_output(client, run_id, "ready")
+        run_id = running(client)
         (container,) = docker_client.api.containers(filters={"label": f"{RUN_ID}={run_id}"})
         answers: list[httpx.Response] = []
 
         def cancel() -> None:
-            answers.append(client.delete(f"/runs/{run_id}"))
+            answers.append(client.post(f"/runs/{run_id}/cancel"))
 
         with proxy.removal_held(container["Id"], cancel):
             meanwhile = client.get(f"/runs/{run_id}")
         assert meanwhile.status_code == 200, meanwhile.text
         assert meanwhile.json()["state"] == "cancelled"
         assert [answer.json()["state"] for answer in answers] == ["cancelled"]
+
+
+def running(client: httpx.Client) -> str:
+    """A run started and running (it has printed), for a long while."""
+    run_id = start(client, "sh", "-c", "echo ready; sleep 300")
+    wait_for_output(client, run_id, "ready")
+    return run_id
 
 
 def wait_for_output(client: httpx.Client, run_id: str, text: str) -> None:

@@ -131,7 +131,7 @@ def test_a_named_volume_over_dev_shm_is_refused(app_client, docker_client) -> No
     [
         ("12x", 422, "write a number and a unit, e.g. 256m or 1g"),
         ("0.5m", 422, "minimum of 1m"),
-        ("9g", 422, "RUNNER_MAX_SCRATCH_BYTES"),
+        ("9g", 403, "RUNNER_MAX_SCRATCH_BYTES"),
     ],
 )
 def test_the_scratch_field_is_checked_like_memory(client, scratch, status, words) -> None:

@@ -62,7 +62,7 @@ def test_cancel_deletes_the_job_and_leaves_a_record(api: TestClient, fake: FakeK
     run_id = api.post("/runs", json=BODY).json()["run_id"]
     with api.stream("GET", f"/runs/{run_id}/logs") as stream:
         next(line for line in stream.iter_lines() if "working" in line)
-    cancelled = api.delete(f"/runs/{run_id}").json()
+    cancelled = api.post(f"/runs/{run_id}/cancel").json()
     assert cancelled["state"] == "cancelled"
     assert fake.named("jobs") == fake.named("pods") == []
     assert api.get(f"/runs/{run_id}").json()["state"] == "cancelled"

@@ -146,7 +146,7 @@ def test_metrics_count_runs_by_outcome_in_prometheus_format(api, fake):
     api.post("/run", json=run_body("true", timeout_seconds=10_000))
     body = api.get("/metrics").text
     assert 'oneoff_runner_runs_total{outcome="success"} 1.0' in body
-    assert 'oneoff_runner_runs_total{outcome="invalid_request"} 1.0' in body
+    assert 'oneoff_runner_runs_total{outcome="policy_refused"} 1.0' in body
     assert "oneoff_runner_runs_in_flight 0.0" in body
     assert "oneoff_runner_phase_seconds_bucket" in body or "oneoff_runner_runs_queued" in body
 

@@ -81,8 +81,9 @@ def test_absolute_tar_member_is_refused(api):
         ({"cpus": 3}, "cpus", "RUNNER_MAX_CPUS"),
     ],
 )
-def test_limits_above_the_operator_maximum_are_422(api, fields, field, setting):
-    error = refused(api, run_body("true", **fields))
+def test_limits_above_the_operator_maximum_are_403(api, fields, field, setting):
+    """The operator's policy refuses them: the request itself is well formed."""
+    error = refused(api, run_body("true", **fields), status=403)
     assert error["field"] == field
     assert setting in error["message"]
 

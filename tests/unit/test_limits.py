@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from runner.engine_models import CreateVolumeRequest
-from runner.errors import InvalidRequest
+from runner.errors import InvalidRequest, PolicyRefused
 from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_TIMEOUT_SECONDS
 from runner.models import RunRequest
 from runner.policy import build_run_spec
@@ -60,7 +60,7 @@ def accepted(fields: dict[str, object]):  # type: ignore[no-untyped-def]
         request = RunRequest.model_validate(run_body("true", **fields))
         spec, _ = build_run_spec(request, SETTINGS, "r", LOCAL, lambda name: None)
         return spec
-    except (ValidationError, InvalidRequest):
+    except (ValidationError, InvalidRequest, PolicyRefused):
         return None
 
 
