@@ -26,6 +26,8 @@ from runner.models import (
 from runner.sizes import at_least_pattern
 
 BASE64_PATTERN = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+VOLUME_FILE_PATTERN = r"^(?!/)(?!(.*/)?\.\.(/|$))"
+"""`engine_models.volume_path`: relative to the volume's root, never climbing out of it."""
 ANNOTATIONS = frozenset({"title", "description", "default", "examples"})
 NULL = {"type": "null"}
 ABSOLUTE = {"type": "string", "pattern": "^/"}
@@ -49,6 +51,7 @@ def tighten(schemas: dict[str, Any]) -> None:
         "AuthConfig",
         "CreateVolumeRequest",
         "PullImageRequest",
+        "WriteVolumeFile",
     ):
         if name in schemas:
             _nullable_optionals(schemas[name])
@@ -75,7 +78,16 @@ def tighten(schemas: dict[str, Any]) -> None:
         volume = schemas["CreateVolumeRequest"]["properties"]
         volume["content"]["anyOf"][0]["pattern"] = BASE64_PATTERN
         volume["name"]["pattern"] = OWN_VOLUME_NAME
+    if "WriteVolumeFile" in schemas:
+        _volume_file(schemas["WriteVolumeFile"])
     _with_parts(schemas)
+
+
+def _volume_file(schema: dict[str, Any]) -> None:
+    """A path inside the volume (not absolute, no `..`); base64 content when it says so."""
+    schema["properties"]["path"]["pattern"] = VOLUME_FILE_PATTERN
+    schema["if"] = {"properties": {"encoding": {"const": "base64"}}, "required": ["encoding"]}
+    schema["then"] = {"properties": {"content": {"pattern": BASE64_PATTERN}}}
 
 
 def _with_parts(schemas: dict[str, Any]) -> None:
