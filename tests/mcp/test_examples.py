@@ -14,6 +14,7 @@ from tests.helpers import ROOT
 
 pytestmark = pytest.mark.anyio
 MCP_PAGE = ROOT / "docs" / "mcp.md"
+README_LOOP = re.compile(r"```jsonl\n(.*?)```", re.DOTALL)
 TABLE_ROW = re.compile(r"^\| `(\w+)` \|.*\| `(\{.*\})` \|$", re.MULTILINE)
 CALL_BLOCK = re.compile(r"```json\n(\{.*?\})\n```", re.DOTALL)
 
@@ -30,6 +31,12 @@ def page_calls() -> list[tuple[str, dict]]:  # type: ignore[type-arg]
     return calls
 
 
+def readme_calls() -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    """(tool, arguments) of the README's agent loop: one call a line."""
+    (block,) = README_LOOP.findall((ROOT / "README.md").read_text())
+    return [(call["name"], call["arguments"]) for call in map(json.loads, block.splitlines())]
+
+
 async def test_every_tool_example_validates_against_its_input_schema(fake_client):
     tools = (await fake_client.list_tools()).tools
     for tool in tools:
@@ -41,6 +48,22 @@ async def test_every_call_in_the_mcp_page_validates_against_the_published_schema
     schemas = {tool.name: tool.input_schema for tool in (await fake_client.list_tools()).tools}
     calls = page_calls()
     assert {"run_container", "wait_run", "read_file"} <= {tool for tool, _ in calls}
+    for tool, arguments in calls:
+        jsonschema.validate(arguments, schemas[tool])
+
+
+async def test_the_readme_s_agent_loop_validates_against_the_published_schemas(fake_client):
+    """Workspace, install once, a plot back, an edit, a long run followed by wait_run."""
+    schemas = {tool.name: tool.input_schema for tool in (await fake_client.list_tools()).tools}
+    calls = readme_calls()
+    assert [tool for tool, _ in calls] == [
+        "create_volume",
+        "run_container",
+        "run_container",
+        "write_volume_file",
+        "run_container",
+        "wait_run",
+    ]
     for tool, arguments in calls:
         jsonschema.validate(arguments, schemas[tool])
 
