@@ -230,7 +230,7 @@ async def test_delivered_marks_are_labels_every_runner_reads(
     mcp_run = answer.structured_content["run_id"]
     fake.script = lambda job: scripts.runs_until_deleted(b"working\n")
     rest_run = api.post("/runs", json=BODY).json()["run_id"]
-    assert api.delete(f"/runs/{rest_run}").json()["state"] == "cancelled"
+    assert api.post(f"/runs/{rest_run}/cancel").json()["state"] == "cancelled"
     other = kube_settings.model_copy(update={"instance_id": "another-replica"})
     with LocalClient(create_app(other)) as second:
         backend = second.app.state.service.backend  # type: ignore[attr-defined]

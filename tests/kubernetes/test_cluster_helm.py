@@ -187,7 +187,7 @@ def test_helm_uninstall_leaves_no_run_object(release: Release) -> None:
         finished = api.post("/runs", json={"image": IMAGE, "command": ["true"]}).json()["run_id"]
         assert follow(api, finished)[1]["state"] == "succeeded"
         cancelled = started(release, {"image": IMAGE, "command": ["sleep", "600"]})
-        assert api.delete(f"/runs/{cancelled}").json()["state"] == "cancelled"
+        assert api.post(f"/runs/{cancelled}/cancel").json()["state"] == "cancelled"
         assert {run["run_id"] for run in api.get("/runs").json()["runs"]} >= {
             in_flight,
             finished,

@@ -125,7 +125,7 @@ def test_what_the_runner_makes_goes_with_its_owner_config_map(configured, fake: 
     fake.script = lambda job: scripts.runs_until_deleted()
     cancelled = api.post("/runs", json=body).json()["run_id"]
     fake.wait_for(lambda: len(fake.named("pods")) == 2)
-    assert api.delete(f"/runs/{cancelled}").json()["state"] == "cancelled"
+    assert api.post(f"/runs/{cancelled}/cancel").json()["state"] == "cancelled"
     kept = [
         fake.get(kind, "runs", name)
         for kind, name in [
