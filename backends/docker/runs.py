@@ -365,17 +365,18 @@ class DetachedRuns:
     def discard(
         self, run_id: str, record: RunRecord | None = None, instance: str | None = None
     ) -> None:
-        """Kill the run's container, keep `record` once it has stopped, then remove the container
-        and volume, if they are still there. The record comes before the removal (it outranks
-        the container), so the run never looks gone meanwhile."""
+        """Keep `record`, kill the run's container, then remove the container and volume, if
+        they are still there. The record comes first: it outranks the container, so the run
+        never looks gone meanwhile, and another runner's reaper that sees the killed container
+        finds the run recorded and only removes it (it would keep the kill as the run's end)."""
         self._stop_feed(run_id)
         self._discarding.add(run_id)
         try:
+            if record is not None:
+                self.record(record, instance)
             container = self._container(run_id)
             if container is not None:
                 self.containers.kill(container["Id"])
-            if record is not None:
-                self.record(record, instance)
             self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
         finally:
             self._discarding.discard(run_id)
