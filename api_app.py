@@ -59,7 +59,7 @@ def create_app(
         open_paths=open_paths,
         probe_paths=health.OPEN_PATHS,
         body_types=(JSON, FORM),
-        posts=lambda scope: serves(app, scope, "POST"),
+        serves_method=lambda scope: serves(app, scope, scope["method"]),
         operation=rest_operation,
     )
     answer_errors(app, settings.max_request_bytes)

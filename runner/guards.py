@@ -53,15 +53,15 @@ def guard(
     open_paths: Collection[str],
     probe_paths: Collection[str] = (),
     body_types: Collection[str] = (JSON,),
-    posts: Callable[[Scope], bool] | None = None,
+    serves_method: Callable[[Scope], bool] | None = None,
     operation: Callable[[Scope], str] | None = None,
 ) -> None:
     """Put the checks every HTTP door shares in front of `app`: `open_paths` need no token,
     `probe_paths` (among them) skip the Host check when tokens are required, and request
-    bodies must be of `body_types` where `posts` says the path takes a POST (elsewhere the
-    door's 405 answers; default: everywhere). `operation` tells a request's operation
-    (`runner.oauth.door`) from its scope, for the scopes an access token needs; a door that
-    cannot (MCP: the body tells) checks them itself."""
+    bodies must be of `body_types` where `serves_method` says the path takes the request's
+    method (elsewhere the door's 405 answers; default: everywhere). `operation` tells a
+    request's operation (`runner.oauth.door`) from its scope, for the scopes an access token
+    needs; a door that cannot (MCP: the body tells) checks them itself."""
     oauth = settings.oauth_policy()
     app.add_middleware(
         BearerTokenAuth,
@@ -85,23 +85,27 @@ def guard(
         probe_paths=probe_paths,
         body_types=body_types,
     )
-    app.add_middleware(BrowserGuard, policy=policy, posts=posts)
+    app.add_middleware(BrowserGuard, policy=policy, serves_method=serves_method)
 
 
 class BrowserGuard:
     def __init__(
-        self, app: ASGIApp, policy: BrowserPolicy, posts: Callable[[Scope], bool] | None
+        self,
+        app: ASGIApp,
+        policy: BrowserPolicy,
+        serves_method: Callable[[Scope], bool] | None,
     ) -> None:
         self.app = app
         self.policy = policy
-        self.posts = posts
+        self.serves_method = serves_method
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         refusal = self.policy.judge(scope)
-        if isinstance(refusal, UnsupportedMediaType) and self.posts and not self.posts(scope):
+        unserved = self.serves_method is not None and not self.serves_method(scope)
+        if isinstance(refusal, UnsupportedMediaType) and unserved:
             refusal = None  # no body is read here: the method gets its 405
         if refusal is not None:
             await refuse(send, refusal, [("x-frame-options", "DENY")])

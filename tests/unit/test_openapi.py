@@ -229,6 +229,17 @@ def test_a_post_where_none_is_taken_is_405_whatever_its_body(client: Any) -> Non
     refused(response, 405, "method_not_allowed")
 
 
+@pytest.mark.parametrize(("method", "path"), [("POST", "/runs"), ("PUT", "/volume/cache/file")])
+def test_a_body_that_does_not_say_json_is_a_415_where_the_method_is_taken(
+    client: Any, method: str, path: str
+) -> None:
+    """A page's text/plain body (no preflight) is refused before any route reads it, for every
+    method a path takes, as the document says."""
+    body = b'{"path": "a", "content": "x"}'
+    response = client.request(method, path, content=body, headers={"Content-Type": "text/plain"})
+    refused(response, 415, "unsupported_media_type")
+
+
 @pytest.mark.parametrize("path", ["/volume", "/images/pull"])
 def test_a_body_that_is_not_utf8_is_a_400_in_the_runners_format(client: Any, path: str) -> None:
     response = client.post(path, content=b'{"name": "\xff"}', headers={"Content-Type": JSON})
