@@ -23,7 +23,9 @@ from runner.tenancy import Tenant
 from runner.threads import in_worker
 
 ASSEMBLY_SECONDS = 2.0
-"""Kept from the bound for reading the result and building the answer."""
+"""Kept from the bound, once the run has ended, for keeping its end and building the answer."""
+READ_SECONDS = 0.5
+"""Of those, kept for reading the kept result and building the answer."""
 
 
 async def answer(
@@ -39,7 +41,7 @@ async def answer(
     seconds = until - ASSEMBLY_SECONDS - time.monotonic()
     if seconds > 0 and await _follow(service, tenant, run_id, seconds, offsets, sink):
         # its container goes once its end is kept: answering after that frees its volumes
-        await service.runs.settle(run_id, max(until - ASSEMBLY_SECONDS - time.monotonic(), 0))
+        await service.runs.settle(run_id, max(until - READ_SECONDS - time.monotonic(), 0))
     status = await service.runs.status(tenant, run_id)
     if status.finished:
         expires = expiry(status, service.settings.result_ttl_seconds)
