@@ -45,10 +45,12 @@ PATTERN_WORDS = {
     "'_', '.' or '-'",
 }
 """What each pattern of these models means, in the words an error uses instead of the regex."""
-RESERVED_VOLUME_NAMES = re.compile(rf"oneoff-(lease-|hosts-|grant-|expiry-|{RUN_ID}(-record)?$)")
+RESERVED_VOLUME_NAMES = re.compile(
+    rf"oneoff-(lease-|hosts-|grant-|expiry-|{RUN_ID}(-record|-delivered|-claim)?$)"
+)
 """Names of the volumes the runner makes for itself (its leases, its hosts file, its grants of
-private images, the expiries of callers' volumes, its runs' volumes and records): a caller's
-volume named so could stand in for one of them."""
+private images, the expiries of callers' volumes, its runs' volumes, records, delivered marks
+and warm claims): a caller's volume named so could stand in for one of them."""
 RESERVED_LABEL_PREFIX = "oneoff-runner"
 """The runner's own labels (`oneoff-runner.*`, `backends.labels`): what it reads back to find
 and judge its runs, so callers can never set them."""

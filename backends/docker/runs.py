@@ -404,7 +404,9 @@ class DetachedRuns:
 
     def mark_delivered(self, run_id: str, tenant: str) -> None:
         """A volume `oneoff-<run>-delivered` (labels cannot change): gone with the run, or
-        past the result's TTL (it has no owner, so it outlives the runner that made it)."""
+        past the result's TTL (it has no owner, so it outlives the runner that made it). A
+        mark made before (by any runner) stands; a volume of that name that is no mark of this
+        run is refused (callers cannot take the name: `RESERVED_VOLUME_NAMES`)."""
         labels = run_labels(
             run_id,
             self.settings.instance_id,
@@ -413,7 +415,10 @@ class DetachedRuns:
             self.settings.result_ttl_seconds,
         )
         with engine_errors("marking the run's result delivered"):
-            self.containers.api.create_volume(delivered_name(run_id), labels=labels)
+            made = self.containers.api.create_volume(delivered_name(run_id), labels=labels)
+        found = made.get("Labels") or {}
+        if (found.get(ROLE), found.get(RUN_ID)) != (DELIVERED_ROLE, run_id):
+            raise RunnerError(f"a volume named {delivered_name(run_id)!r} is not this runner's")
 
     def forget(self, run_id: str) -> None:
         """Remove a finished run and all it kept: its record first (from then on it is not

@@ -19,9 +19,10 @@ from runner.models import (
     ENV_NAME_PATTERN,
     IMAGE_PATTERN,
     MODE_PATTERN,
-    RUN_ID,
+    RESERVED_VOLUME_NAMES,
     SPLITTABLE_PATTERN,
     VOLUME_KEY_PATTERN,
+    VOLUME_NAME_PATTERN,
 )
 from runner.sizes import at_least_pattern
 
@@ -34,9 +35,7 @@ ABSOLUTE = {"type": "string", "pattern": "^/"}
 ABSENT = {"anyOf": [NULL]}
 """A field a branch does not take: left out, or null."""
 NOT_RETURNED = {"enum": [False, None]}
-OWN_VOLUME_NAME = (
-    rf"^(?!oneoff-(lease-|hosts-|grant-|{RUN_ID}(-record)?$))[A-Za-z0-9][A-Za-z0-9_.-]{{1,254}}$"
-)
+OWN_VOLUME_NAME = rf"^(?!{RESERVED_VOLUME_NAMES.pattern}){VOLUME_NAME_PATTERN.removeprefix('^')}"
 """A volume name a caller may create: not one of the runner's own (`RESERVED_VOLUME_NAMES`)."""
 FORM_REQUEST = "RunRequestWithParts"
 """`RunRequest` as the `request` part of a multipart body, whose file volumes may leave out

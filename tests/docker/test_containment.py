@@ -3,6 +3,7 @@ it was not given, through any volume form, even under the most permissive config
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -11,9 +12,10 @@ import docker
 import pytest
 
 from backends.docker.backend import DockerBackend
-from backends.labels import INSTANCE, LEASE_ROLE, OWNER, ROLE
+from backends.labels import DELIVERED_ROLE, INSTANCE, LEASE_ROLE, OWNER, ROLE, RUN_ID
 from runner.errors import RunnerError
 from runner.settings import Settings
+from runner.tenancy import LOCAL
 from tests.helpers import b64, instance_id, managed_objects, run_body, tar_gz
 
 HOST_BIND = {"type": "none", "o": "bind", "device": "/"}
@@ -221,4 +223,25 @@ def test_a_volume_of_the_next_lease_s_name_that_is_not_the_runner_s_is_never_tak
         assert leases() == [f"oneoff-lease-{backend.containers.lease.owner}-1"]
         docker_client.api.remove_volume(squat)
     finally:
+        backend.close()
+
+
+def test_a_volume_of_a_delivered_mark_s_name_is_never_taken_for_the_mark(docker_client):
+    """Anyone on the engine (callers cannot: a 422) who makes `oneoff-<run>-delivered` first
+    does not mark the run delivered: the mark fails, and a real mark made twice stands."""
+    backend = DockerBackend(Settings(instance_id=instance_id("squat-mark")))
+    squatted, marked = uuid.uuid4().hex[:16], uuid.uuid4().hex[:16]
+    squat = f"oneoff-{squatted}-delivered"
+    try:
+        docker_client.api.create_volume(squat, labels={INSTANCE: instance_id("squat-mark")})
+        with pytest.raises(RunnerError, match="is not this runner's"):
+            backend.mark_delivered(squatted, LOCAL.label)
+        backend.mark_delivered(marked, LOCAL.label)
+        backend.mark_delivered(marked, LOCAL.label)  # by another runner, say: it stands
+        made = docker_client.api.inspect_volume(f"oneoff-{marked}-delivered")["Labels"]
+        assert (made[ROLE], made[RUN_ID]) == (DELIVERED_ROLE, marked)
+    finally:
+        for name in (squat, f"oneoff-{marked}-delivered"):
+            with contextlib.suppress(docker.errors.NotFound):
+                docker_client.api.remove_volume(name)
         backend.close()

@@ -3,6 +3,8 @@ the engine reads as *unlimited*) or below what the engine accepts."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from runner.errors import InvalidRequest, PolicyRefused
 from runner.limits import MIN_CPUS, MIN_MEMORY_BYTES, MIN_TIMEOUT_SECONDS
 from runner.models import RunRequest
 from runner.policy import build_run_spec
+from runner.rest.schemas import OWN_VOLUME_NAME
 from runner.settings import Settings
 from runner.tenancy import LOCAL
 from tests.helpers import run_body
@@ -106,6 +109,9 @@ def test_reserved_labels_are_refused_in_any_spelling(prefix):
         "oneoff-hosts-x",
         "oneoff-0123456789abcdef",
         "oneoff-0123456789abcdef-record",
+        "oneoff-0123456789abcdef-delivered",
+        "oneoff-0123456789abcdef-claim",
+        "oneoff-expiry-x",
     ],
 )
 def test_a_volume_cannot_take_a_name_the_runner_gives_its_own(api, name):
@@ -115,6 +121,7 @@ def test_a_volume_cannot_take_a_name_the_runner_gives_its_own(api, name):
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "name"
     assert "runner's own" in response.json()["message"]
+    assert not re.match(OWN_VOLUME_NAME, name)  # the OpenAPI says so too
 
 
 def test_other_names_starting_with_oneoff_are_a_caller_s_to_take(api):
