@@ -386,16 +386,15 @@ class AsyncRuns:
         """A finished run is removed with all it kept (record, result, files) and is not found
         from then on (the answer is its last status, with its result); any other run is
         cancelled (`cancel`), and removed too when `unfinished` (REST's DELETE)."""
+        status = None
         if self._pending_of(tenant, run_id) is None:
             status = await self.status(tenant, run_id)
-            if status.finished:
-                await self._call(self.backend.forget_run, run_id)
-                log.info("run %s removed by tenant=%s", run_id, tenant.name)
+        if status is None or not status.finished:
+            status = await self.cancel(tenant, run_id)
+            if not unfinished:
                 return status
-        status = await self.cancel(tenant, run_id)
-        if unfinished:
-            await self._call(self.backend.forget_run, run_id)
-            log.info("run %s removed by tenant=%s", run_id, tenant.name)
+        await self._call(self.backend.forget_run, run_id)
+        log.info("run %s removed by tenant=%s", run_id, tenant.name)
         return status
 
     async def _stop_pending(self, pending: Pending) -> None:
