@@ -25,6 +25,8 @@ from runner.spec import RunRecord
 STOPPED = "-stopped-"
 """A run's container is renamed `oneoff-<id>-stopped-<kind>` (`scratch.KINDS`) before the runner
 kills it for its disk, so that whichever runner answers for it can tell why it died."""
+ENDED = ("exited", "dead")
+"""The engine's states of a container that has stopped for good."""
 FRAME_HEADER = struct.Struct(">BxxxL")
 STREAMS = {1: "stdout", 2: "stderr"}
 
@@ -99,7 +101,7 @@ def record_of(inspected: dict[str, Any]) -> RunRecord:
     )
     if state["Status"] == "created":
         record.state = "pulling"
-    elif state["Status"] in ("exited", "dead"):
+    elif state["Status"] in ENDED:
         record.exit_code = state.get("ExitCode")
         record.oom_killed = bool(state.get("OOMKilled"))
         finished = record.finished_at or time.time()

@@ -26,6 +26,7 @@ from backends.docker.errors import engine_errors
 from backends.docker.output import Captured, read_frames
 from backends.docker.results import KeptResults
 from backends.docker.run_state import (
+    ENDED,
     STOPPED,
     KeptOutput,
     OutputStream,
@@ -146,7 +147,7 @@ class DetachedRuns:
             return
         reason = None
         try:
-            if container["State"] == "running":
+            if self._status(container) == "running":
                 reason = self._until_stopped(container)
         finally:
             self._stop_feed(run_id)
@@ -197,15 +198,13 @@ class DetachedRuns:
         writable layer. Any runner may do it, more than once: the first result kept counts, and
         a run found kept already is only recorded and removed."""
         container = self._container(run_id)
-        if container is None or container["State"] not in ("exited", "dead"):
+        inspected = None if container is None else self._inspect(container["Id"])
+        if container is None or inspected is None or inspected["State"]["Status"] not in ENDED:
             return
         if run_id in self._discarding:
             return  # cancelled: its end is the cancel's to record
         if self._recorded(run_id):  # kept by another runner, or cancelled by one
             self.containers.remove(container["Id"], f"oneoff-{run_id}")
-            return
-        inspected = self._inspect(container["Id"])
-        if inspected is None:
             return
         record = record_of(inspected)
         labels = container["Labels"]
@@ -332,9 +331,10 @@ class DetachedRuns:
         if kept is not None:
             return kept
         container = self._require(run_id)
-        if container["State"] not in ("exited", "dead"):
+        status = self._status(container)
+        if status not in ENDED:
             raise Conflict(
-                f"path: run {run_id!r} is still {container['State']}; its files can be read "
+                f"path: run {run_id!r} is still {status or 'going'}; its files can be read "
                 "once it has finished",
                 field="path",
             )
@@ -455,7 +455,7 @@ class DetachedRuns:
         elif item["State"] == "created" and self._launch_died(labels, live, now):
             self.abandon(labels[RUN_ID], item)
             return True
-        elif item["State"] in ("exited", "dead"):
+        elif item["State"] in ENDED:
             self.watchers.start(labels[RUN_ID])  # keeps its end, or removes it if expired
         return False
 
@@ -489,6 +489,12 @@ class DetachedRuns:
         except docker.errors.NotFound:
             return None
         return inspected
+
+    def _status(self, container: dict[str, Any]) -> str | None:
+        """The container's state as inspecting it tells (None once it is gone). Not the
+        listing's: Docker 29 lists a container `running` for a moment after its wait returned."""
+        inspected = self._inspect(container["Id"])
+        return None if inspected is None else str(inspected["State"]["Status"])
 
     def _container(self, run_id: str) -> dict[str, Any] | None:
         filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}
