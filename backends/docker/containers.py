@@ -19,7 +19,7 @@ import requests
 from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
-from backends.docker import inventory
+from backends.docker import inventory, sockets
 from backends.docker.cleanup import Cleanup
 from backends.docker.content import ContentCopier, straight_in
 from backends.docker.errors import (
@@ -37,7 +37,15 @@ from backends.docker.stdin import StdinFeed
 from backends.docker.targets import check_targets, link_reader
 from backends.labels import CARRIER_ROLE, RUN_ID, run_labels
 from backends.leases import Lease
-from runner.errors import Cancelled, Conflict, ImageNotFound, InvalidRequest, NotFound, RunnerError
+from runner.errors import (
+    BackendUnavailable,
+    Cancelled,
+    Conflict,
+    ImageNotFound,
+    InvalidRequest,
+    NotFound,
+    RunnerError,
+)
 from runner.settings import Settings
 from runner.spec import RunControl, RunSpec, placed, timed
 from runner.tenancy import LOCAL
@@ -46,6 +54,7 @@ log = logging.getLogger("oneoff_runner.docker")
 
 CLEANUP_WORKERS = 4
 CLEANUP_DRAIN_SECONDS = 60
+SAMPLER_CLOSE_SECONDS = 10
 CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
 """The `driver-type` `docker info` reports for the containerd image store."""
 
@@ -56,6 +65,7 @@ class Containers:
         self._lock = threading.Lock()
         self._client: docker.APIClient | None = None
         self._stream_client: docker.APIClient | None = None
+        self._closed = False
         self.content = ContentCopier(lambda: self.api)
         self.returned = ReturnedPaths(lambda: self.api, settings.max_archive_members)
         self.images = Images(lambda: self.api)
@@ -73,7 +83,8 @@ class Containers:
         """The engine client, made on first use so the service starts while the engine is down."""
         with self._lock:
             if self._client is None:
-                self._client = self._connect(self.settings.docker_api_timeout_seconds)
+                api_idle = self.settings.max_concurrent_runs * 2 + 8
+                self._client = self._connect(self.settings.docker_api_timeout_seconds, api_idle)
             return self._client
 
     @property
@@ -84,12 +95,16 @@ class Containers:
         with self._lock:
             if self._stream_client is None:
                 timeout = settings.max_timeout_seconds + settings.docker_api_timeout_seconds
-                self._stream_client = self._connect(timeout)
+                self._stream_client = self._connect(timeout, 0)  # as many as follow runs
             return self._stream_client
 
-    def _connect(self, timeout: float) -> docker.APIClient:
-        """A client of the engine the settings name; `BackendUnavailable`, naming its address,
-        when it cannot be reached."""
+    def _connect(self, timeout: float, max_idle: int) -> docker.APIClient:
+        """A client of the engine the settings name, keeping up to `max_idle` idle connections
+        (0: no bound); `BackendUnavailable`, naming its address, when it cannot be reached, or
+        once closed (a thread still at work then, such as a scratch sampler, must not open a
+        client nobody closes)."""
+        if self._closed:
+            raise BackendUnavailable("the runner is shutting down: the engine's clients are closed")
         options = kwargs_from_env(environment=self.settings.docker_environment())
         try:
             client = docker.APIClient(
@@ -100,6 +115,7 @@ class Containers:
             )
         except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
             raise unreachable(exc, options.get("base_url") or DEFAULT_ADDRESS) from exc
+        sockets.one_pool(client, max_idle)
         if client.base_url.startswith("http+docker://"):
             # a local socket: no proxy or .netrc applies, so requests need not look them up
             # on every call (about a tenth of the runner's own CPU for a short run)
@@ -107,16 +123,18 @@ class Containers:
         return client
 
     def close(self) -> None:
-        """Release the lease, finish the queued removals, close the clients."""
+        """Release the lease, finish the queued removals, stop sampling, close the clients."""
         self.lease.release()  # its removal is queued, and drained with the rest
         if (hosts := self.loopback.volume()) is not None:
             self.cleanup.submit(None, hosts)
         self.cleanup.drain(CLEANUP_DRAIN_SECONDS)
+        self.sampler.close(SAMPLER_CLOSE_SECONDS)
         with self._lock:
             for client in (self._client, self._stream_client):
                 if client is not None:
                     client.close()
             self._client = self._stream_client = None
+            self._closed = True
 
     def labels(self, run_id: str, role: str, lasts: float, tenant: str) -> dict[str, str]:
         """Labels of what a run makes (`lasts` seconds, and the cleanup grace), with this

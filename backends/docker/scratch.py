@@ -162,6 +162,20 @@ class Sampler:
     def __init__(self, api: Callable[[], docker.APIClient]) -> None:
         self._api = api
         self._walks = threading.BoundedSemaphore(WALKS)
+        self._lock = threading.Lock()
+        self._live: dict[threading.Thread, ScratchWatch] = {}
+
+    def close(self, seconds: float) -> None:
+        """Stop every sampling and wait up to `seconds` for samples in flight: they hold the
+        engine's client, which is closed next (a request on a closed client opens a connection
+        nobody closes)."""
+        with self._lock:
+            live = dict(self._live)
+        for watch in live.values():
+            watch.stop()
+        deadline = time.monotonic() + seconds
+        for thread in live:
+            thread.join(max(deadline - time.monotonic(), 0))
 
     def watch(
         self,
@@ -177,13 +191,28 @@ class Sampler:
         engine's quota holds it), a run that mounts no such volume is not sampled."""
         watch = ScratchWatch()
         thread = threading.Thread(
-            target=self._loop,
+            target=self._sampling,
             args=(watch, container, (limit, max_files, volume_limit), kill),
             name="oneoff-scratch",
             daemon=True,
         )
+        with self._lock:
+            self._live[thread] = watch
         thread.start()
         return watch
+
+    def _sampling(
+        self,
+        watch: ScratchWatch,
+        container: str,
+        limits: tuple[int, int, int],
+        kill: Callable[[str], None],
+    ) -> None:
+        try:
+            self._loop(watch, container, limits, kill)
+        finally:
+            with self._lock:
+                self._live.pop(threading.current_thread(), None)
 
     def _loop(
         self,

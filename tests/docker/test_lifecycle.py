@@ -14,6 +14,7 @@ import pytest
 from api_app import create_app
 from backends.docker.backend import DockerBackend
 from backends.labels import DEADLINE, INSTANCE, MANAGED, OWNER, ROLE, RUN_ID
+from runner.errors import BackendUnavailable
 from tests.docker.watching import Events
 from tests.faults import engine_fault
 from tests.helpers import (
@@ -73,6 +74,18 @@ def test_engine_down_is_503_and_the_service_keeps_serving(app_client, monkeypatc
     assert run.status_code == 503
     assert run.json()["error"] == "backend_unavailable"
     assert client.get("/health").status_code == 503
+
+
+def test_a_closed_backend_opens_no_engine_client_for_threads_still_at_work(make_settings):
+    """A thread still at work when the runner stops (a scratch sampler, a watcher) gets a 503,
+    not a new client whose sockets nobody closes."""
+    backend = DockerBackend(make_settings())
+    assert backend.health().status == "ok"  # its client is open
+    backend.close()
+    with pytest.raises(BackendUnavailable, match="shutting down"):
+        backend.containers.api  # noqa: B018 - the property opens the client
+    with pytest.raises(BackendUnavailable, match="shutting down"):
+        backend.containers.streams  # noqa: B018
 
 
 def test_health_reports_the_engine_version(client, docker_client):
