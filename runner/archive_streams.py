@@ -164,6 +164,24 @@ def entry(name: str, content: bytes | None, mode: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape") + content + padding
 
 
+@contextmanager
+def released(chunks: Iterator[bytes]) -> Iterator[Iterator[bytes]]:
+    """`chunks`, closed on exit: a generator left part-read holds its engine response (and a
+    socket) open until the garbage collector finds it, in whatever order it finalizes them."""
+    try:
+        yield chunks
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def prepended(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """`first`, then `chunks`; closing it closes `chunks` (as `itertools.chain` would not)."""
+    yield first
+    yield from chunks
+
+
 def spool() -> IO[bytes]:
     """A temporary file that stays in memory up to a MiB, on disk past it."""
     return tempfile.SpooledTemporaryFile(SPOOL_MEMORY_BYTES)

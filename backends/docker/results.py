@@ -141,10 +141,14 @@ class KeptResults:
 
     def _read(self, run_id: str, limit: int) -> dict[str, bytes] | None:
         """The result's files by name; None when none is kept, or it is not written yet."""
-        reader = archive_streams.ChunkReader(self._stream(run_id, None, limit), limit, "result")
+        chunks = self._stream(run_id, None, limit)
+        reader = archive_streams.ChunkReader(chunks, limit, "result")
         found: dict[str, bytes] = {}
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as archive:
+            with (
+                archive_streams.released(chunks),
+                tarfile.open(fileobj=reader, mode="r|") as archive,
+            ):
                 for member in archive:
                     extracted = archive.extractfile(member) if member.isfile() else None
                     if extracted is not None:
@@ -196,9 +200,10 @@ def _file(name: str, content: bytes) -> bytes:
 def _gunzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """A directory's kept tar.gz as the plain tar it holds (names already relative to it)."""
     inflate = zlib.decompressobj(wbits=31)
-    for chunk in chunks:
-        if data := inflate.decompress(chunk):
-            yield data
+    with archive_streams.released(chunks):
+        for chunk in chunks:
+            if data := inflate.decompress(chunk):
+                yield data
     if rest := inflate.flush():
         yield rest
 

@@ -68,6 +68,7 @@ from backends.records import (
     stored_collect,
     stored_record,
 )
+from runner.archive_streams import released
 from runner.errors import BackendUnavailable, Conflict, NotFound, RunnerError
 from runner.spec import Outcome, RunControl, RunRecord, RunSpec
 
@@ -355,9 +356,10 @@ class DetachedRuns:
         meanwhile), the kept path."""
         started = False
         try:
-            for chunk in chunks:
-                started = True
-                yield chunk
+            with released(chunks):
+                for chunk in chunks:
+                    started = True
+                    yield chunk
         except NotFound:
             kept = None if started else self.results.file(run_id, path, self._result_limit())
             if kept is None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from mcp.types import ContentBlock, ImageContent, TextContent
 
-from runner.archive_streams import ChunkReader
+from runner.archive_streams import ChunkReader, released
 from runner.errors import NotFound
 from runner.mcp.files import HandedBack, handed_back, parse_uri
 from runner.mcp.results import head_and_tail
@@ -59,7 +59,7 @@ async def read_returned(service: RunnerService, tenant: Tenant, uri: str) -> Han
 def _head(chunks: Iterator[bytes], member: str | None, limit: int) -> tuple[bytes, int] | None:
     """(the first `READ_BYTES`, the size) of the file: the stream itself (`member` None), or
     that member of the plain tar stream."""
-    try:
+    with released(chunks):
         if member is None:
             head, size = bytearray(), 0
             for chunk in chunks:  # counted to its end: the backend bounds a returned path
@@ -74,10 +74,6 @@ def _head(chunks: Iterator[bytes], member: str | None, limit: int) -> tuple[byte
                     data = extracted.read(READ_BYTES) if extracted is not None else b""
                     return data, entry.size
         return None
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
 
 
 def file_content(found: HandedBack) -> list[ContentBlock]:

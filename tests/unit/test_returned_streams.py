@@ -17,7 +17,9 @@ from runner.archive_streams import (
     ChunkReader,
     checked_members,
     file_stream,
+    prepended,
     relative_tar_stream,
+    released,
 )
 from runner.archives import Budget
 from runner.errors import PayloadTooLarge, Unreturnable
@@ -134,3 +136,22 @@ def test_reading_more_members_takes_no_more_memory(read):
     """tracemalloc is slow: a thousand more members tell as well as 120k whether each is kept."""
     grown = peak_memory(read, 1300) - peak_memory(read, 300)
     assert grown < KEPT_PER_MEMBER * 1000, f"{grown} bytes more for 1000 more members"
+
+
+def test_a_stream_left_part_read_closes_the_engine_stream_it_reads() -> None:
+    """What the service hands on (its first chunk read ahead) and a reader that stops early:
+    the engine's response under them closes then, not when the collector finds it."""
+    closed: list[bool] = []
+
+    def engine_stream() -> Iterator[bytes]:
+        try:
+            yield from (b"first", b"second", b"third")
+        finally:
+            closed.append(True)
+
+    chunks = engine_stream()
+    handed_on = prepended(next(chunks), chunks)
+    with released(handed_on):
+        assert list(itertools.islice(handed_on, 2)) == [b"first", b"second"]
+        assert closed == []
+    assert closed == [True]
