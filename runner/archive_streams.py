@@ -176,10 +176,21 @@ def released(chunks: Iterator[bytes]) -> Iterator[Iterator[bytes]]:
             close()
 
 
-def prepended(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """`first`, then `chunks`; closing it closes `chunks` (as `itertools.chain` would not)."""
-    yield first
-    yield from chunks
+class Prepended(Iterator[bytes]):
+    """`first`, then `chunks`; `close()` closes `chunks` whenever it is called, read or not
+    (`itertools.chain` has no close, and a generator's reaches `chunks` only mid-`yield from`)."""
+
+    def __init__(self, first: bytes, chunks: Iterator[bytes]) -> None:
+        self._first: list[bytes] = [first]
+        self._chunks = chunks
+
+    def __next__(self) -> bytes:
+        return self._first.pop() if self._first else next(self._chunks)
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def spool() -> IO[bytes]:

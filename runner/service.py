@@ -20,7 +20,7 @@ from typing import TypeVar
 import anyio
 
 from runner.admission import Admission, Ticket
-from runner.archive_streams import prepended
+from runner.archive_streams import Prepended
 from runner.backend import Backend
 from runner.engine_models import (
     ContainerInfo,
@@ -252,7 +252,7 @@ class RunnerService:
         await self.runs.require(tenant, run_id)
         kind, chunks = await self.call(self.backend.run_file, run_id, path)
         first = await self.call(next, chunks, b"")
-        return kind, prepended(first, chunks)
+        return kind, Prepended(first, chunks)
 
     async def create_volume(
         self, request: CreateVolumeRequest, tenant: Tenant

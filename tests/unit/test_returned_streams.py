@@ -15,9 +15,9 @@ import pytest
 
 from runner.archive_streams import (
     ChunkReader,
+    Prepended,
     checked_members,
     file_stream,
-    prepended,
     relative_tar_stream,
     released,
 )
@@ -149,9 +149,11 @@ def test_a_stream_left_part_read_closes_the_engine_stream_it_reads() -> None:
         finally:
             closed.append(True)
 
-    chunks = engine_stream()
-    handed_on = prepended(next(chunks), chunks)
-    with released(handed_on):
-        assert list(itertools.islice(handed_on, 2)) == [b"first", b"second"]
-        assert closed == []
-    assert closed == [True]
+    for read in (0, 1, 2):  # closed before reading, at the chunk read ahead, past it
+        closed.clear()
+        chunks = engine_stream()
+        handed_on = Prepended(next(chunks), chunks)
+        with released(handed_on):
+            assert list(itertools.islice(handed_on, read)) == [b"first", b"second"][:read]
+            assert closed == []
+        assert closed == [True], read
