@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import docker
 from docker.types import LogConfig
 
 from backends.docker.containers import Containers
@@ -333,9 +332,14 @@ class DetachedRuns:
             return kept
         container = self._require(run_id)
         status = self._status(container)
+        if status is None:  # gone since it was listed: kept and removed meanwhile, or removed
+            kept = self.results.file(run_id, path, self.settings.max_response_bytes)
+            if kept is None:
+                raise _gone(run_id)
+            return kept
         if status not in ENDED:
             raise Conflict(
-                f"path: run {run_id!r} is still {status or 'going'}; its files can be read "
+                f"path: run {run_id!r} is still {status}; its files can be read "
                 "once it has finished",
                 field="path",
             )
@@ -487,8 +491,9 @@ class DetachedRuns:
         """The container, or None when it went since it was listed (another runner on the
         engine removed it)."""
         try:
-            inspected: dict[str, Any] = self.containers.api.inspect_container(container)
-        except docker.errors.NotFound:
+            with engine_errors("inspecting the run's container"):
+                inspected: dict[str, Any] = self.containers.api.inspect_container(container)
+        except NotFound:
             return None
         return inspected
 
@@ -507,9 +512,13 @@ class DetachedRuns:
     def _require(self, run_id: str) -> dict[str, Any]:
         container = self._container(run_id)
         if container is None:
-            raise NotFound(
-                f"run {run_id!r} has no container: it was cancelled, failed to start, or its "
-                "result expired",
-                field="run_id",
-            )
+            raise _gone(run_id)
         return container
+
+
+def _gone(run_id: str) -> NotFound:
+    return NotFound(
+        f"run {run_id!r} has no container: it was cancelled, failed to start, or its result "
+        "expired",
+        field="run_id",
+    )
