@@ -164,12 +164,13 @@ class Sampler:
         self._walks = threading.BoundedSemaphore(WALKS)
         self._lock = threading.Lock()
         self._live: dict[threading.Thread, ScratchWatch] = {}
+        self._closed = False
 
     def close(self, seconds: float) -> None:
-        """Stop every sampling and wait up to `seconds` for samples in flight: they hold the
-        engine's client, which is closed next (a request on a closed client opens a connection
-        nobody closes)."""
+        """Stop every sampling, and start none after, and wait up to `seconds` for samples in
+        flight: they hold the engine's client, which is closed next."""
         with self._lock:
+            self._closed = True
             live = dict(self._live)
         for watch in live.values():
             watch.stop()
@@ -197,8 +198,11 @@ class Sampler:
             daemon=True,
         )
         with self._lock:
+            if self._closed:
+                watch.stop()
+                return watch
             self._live[thread] = watch
-        thread.start()
+            thread.start()
         return watch
 
     def _sampling(

@@ -34,10 +34,19 @@ def attach_response(frames: Any) -> requests.Response:
 
 
 class _EnginePool(UnixHTTPAdapter):
-    """docker-py's unix-socket transport with one connection pool for the engine."""
+    """docker-py's unix-socket transport with one connection pool for the engine, and none
+    made again once closed (a thread still holding the client gets a connection error)."""
+
+    closed = False
 
     def get_connection(self, url: str | bytes, proxies: Any = None) -> UnixHTTPConnectionPool:
+        if self.closed:
+            raise requests.exceptions.ConnectionError("the engine's client is closed")
         return super().get_connection(MOUNT, proxies)
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
 
 
 def one_pool(client: docker.APIClient, max_idle: int) -> None:
@@ -45,7 +54,7 @@ def one_pool(client: docker.APIClient, max_idle: int) -> None:
     connections (0: as many as were ever in use at once). docker-py keys its pools by URL,
     query included, and keeps the 25 latest: each container's calls open sockets of their own,
     and a pool evicted while a call puts its connection back leaks that socket
-    (docker/docker-py#3268)."""
+    (docker/docker-py#3268). Other transports (tcp, tls, ssh) keep docker-py's pools."""
     adapter = client.adapters.get(MOUNT)
     if type(adapter) is not UnixHTTPAdapter:
         return
