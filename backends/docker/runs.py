@@ -286,9 +286,10 @@ class DetachedRuns:
             with engine_errors("reading the run's state"):
                 record = record_of(self.containers.api.inspect_container(container["Id"]))
             return self._collect_container(container, record)
-        except (NotFound, Conflict):
+        except RunnerError:
             # kept meanwhile: the result is kept before the container goes (the engine answers
-            # 409 for the log of a container being removed, as in `output`)
+            # 409 for the log of a container being removed, as in `output`, and Docker 29 may
+            # fail the archive of one with a 500)
             kept = self.results.outcome(run_id, self._result_limit())
             if kept is None:
                 raise

@@ -251,6 +251,7 @@ def test_files_come_back_from_an_async_run(server: Server) -> None:
         run_id = client.post("/runs", json=body).json()["run_id"]
         _, status = follow_to_exit(client, run_id)
     assert status["state"] == "succeeded"
+    assert status["result"] is not None, status
     assert status["result"]["volumes"]["/out"]["type"] == "directory"
 
 
