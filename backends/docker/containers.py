@@ -19,7 +19,7 @@ import requests
 from docker.types import LogConfig, Mount, Ulimit
 from docker.utils import kwargs_from_env
 
-from backends.docker import inventory, sockets
+from backends.docker import inventory
 from backends.docker.cleanup import Cleanup
 from backends.docker.content import ContentCopier, straight_in
 from backends.docker.errors import (
@@ -83,8 +83,7 @@ class Containers:
         """The engine client, made on first use so the service starts while the engine is down."""
         with self._lock:
             if self._client is None:
-                api_idle = self.settings.max_concurrent_runs * 2 + 8
-                self._client = self._connect(self.settings.docker_api_timeout_seconds, api_idle)
+                self._client = self._connect(self.settings.docker_api_timeout_seconds)
             return self._client
 
     @property
@@ -95,14 +94,13 @@ class Containers:
         with self._lock:
             if self._stream_client is None:
                 timeout = settings.max_timeout_seconds + settings.docker_api_timeout_seconds
-                self._stream_client = self._connect(timeout, 0)  # as many as follow runs
+                self._stream_client = self._connect(timeout)
             return self._stream_client
 
-    def _connect(self, timeout: float, max_idle: int) -> docker.APIClient:
-        """A client of the engine the settings name, keeping up to `max_idle` idle connections
-        (0: no bound); `BackendUnavailable`, naming its address, when it cannot be reached, or
-        once closed (a thread still at work then, such as a scratch sampler, must not open a
-        client nobody closes)."""
+    def _connect(self, timeout: float) -> docker.APIClient:
+        """A client of the engine the settings name; `BackendUnavailable`, naming its address,
+        when it cannot be reached, or once closed (a thread still at work then, such as a scratch
+        sampler, must not open a client nobody closes)."""
         if self._closed:
             raise BackendUnavailable("the runner is shutting down: the engine's clients are closed")
         options = kwargs_from_env(environment=self.settings.docker_environment())
@@ -115,7 +113,6 @@ class Containers:
             )
         except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
             raise unreachable(exc, options.get("base_url") or DEFAULT_ADDRESS) from exc
-        sockets.one_pool(client, max_idle)
         if client.base_url.startswith("http+docker://"):
             # a local socket: no proxy or .netrc applies, so requests need not look them up
             # on every call (about a tenth of the runner's own CPU for a short run)
