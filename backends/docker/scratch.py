@@ -17,6 +17,7 @@ the per-file bound) and how far past its limit a fast writer gets are in docs/se
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import tarfile
@@ -193,7 +194,11 @@ class Sampler:
         watch = ScratchWatch()
         thread = threading.Thread(
             target=self._sampling,
-            args=(watch, container, (limit, max_files, volume_limit), kill),
+            args=(
+                functools.partial(
+                    self._loop, watch, container, (limit, max_files, volume_limit), kill
+                ),
+            ),
             name="oneoff-scratch",
             daemon=True,
         )
@@ -205,15 +210,10 @@ class Sampler:
             thread.start()
         return watch
 
-    def _sampling(
-        self,
-        watch: ScratchWatch,
-        container: str,
-        limits: tuple[int, int, int],
-        kill: Callable[[str], None],
-    ) -> None:
+    def _sampling(self, loop: Callable[[], None]) -> None:
+        """One run's sampling `loop`, forgotten by `close` once it ends."""
         try:
-            self._loop(watch, container, limits, kill)
+            loop()
         finally:
             with self._lock:
                 self._live.pop(threading.current_thread(), None)
