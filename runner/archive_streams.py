@@ -171,9 +171,14 @@ def released(chunks: Iterator[bytes]) -> Iterator[Iterator[bytes]]:
     try:
         yield chunks
     finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+        _close(chunks)
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    """Close `chunks` when it can be closed (a generator can; a list's iterator cannot)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 class Prepended(Iterator[bytes]):
@@ -188,9 +193,7 @@ class Prepended(Iterator[bytes]):
         return self._first.pop() if self._first else next(self._chunks)
 
     def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
+        _close(self._chunks)
 
 
 def spool() -> IO[bytes]:
