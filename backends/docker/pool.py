@@ -9,9 +9,10 @@ in a shell (`waiter`) for the one run it will serve, then removed like any run's
 - A run takes one (`take`) when it fits: same image (by id) and runtime, no network, content
   that can go straight into the container, the image's user, nothing streamed in; everything
   else takes the cold path, and so does a run that finds no live container. Before its command
-  starts the run's limits are applied (when they differ from the pool's), its content and
-  working dir are put in place; then one line (`waiter.command_line`) starts the command as
-  PID 1, and the run's clock.
+  starts the run's limits are applied (when they differ from the pool's: memory, CPU and pids
+  by the engine, a smaller largest file by the line), its content (small content of a root
+  image by the line itself: `waiter.content_steps`) and working dir are put in place; then one
+  line (`waiter.command_line`) starts the command as PID 1, and the run's clock.
 - Refilled in the background, off the answer's path: containers are made in parallel only in
   the slots runs leave free (runs in flight plus fills under way stay within
   RUNNER_MAX_CONCURRENT_RUNS, so no run waits for a slot because of the pool); idle containers are
@@ -281,15 +282,21 @@ class Pool:
         default_scratch = self.containers.settings.default_scratch_bytes
         if spec.scratch_bytes != default_scratch and self.containers.quota():
             return False  # the engine's quota was set at create, for the default
+        if spec.scratch_bytes > default_scratch or spec.scratch_bytes % waiter.LIMIT_BLOCK:
+            return False  # the shell can lower the file size limit, in blocks, not raise it
 
         argv = waiter.engine_argv(waiting.entrypoint, waiting.cmd, spec.entrypoint, spec.command)
         return waiter.fits(argv, spec.env, spec.working_dir)
 
     def _prepare(self, spec: RunSpec, control: RunControl, waiting: Waiting) -> Taken | None:
         container = waiting.container
+        as_root = waiting.user in ROOT_USERS
+        content = waiter.content_steps(spec.mounts) if as_root else None
         try:
             self._limit(spec, container)
-            if not self.containers.content.into_container(spec, None, container):
+            if content is None and not self.containers.content.into_container(
+                spec, None, container
+            ):
                 self.discard(waiting)  # the image has one of the paths: a mount must hide it
                 return None
         except LOST:
@@ -300,9 +307,16 @@ class Pool:
         marker = secrets.token_hex(16)
         argv = waiter.engine_argv(waiting.entrypoint, waiting.cmd, spec.entrypoint, spec.command)
         cold_env = {**waiting.env, **spec.env}
-        as_root = waiting.user in ROOT_USERS
+        default_scratch = self.containers.settings.default_scratch_bytes
         line = waiter.command_line(
-            argv, spec.env, spec.working_dir, cold_env, marker, as_root=as_root
+            argv,
+            spec.env,
+            spec.working_dir,
+            cold_env,
+            marker,
+            as_root=as_root,
+            content=content or (),
+            file_size=spec.scratch_bytes if spec.scratch_bytes != default_scratch else None,
         )
         claim = self._claims.submit(self._claim, spec, container)
         taken = Taken(waiting, line, marker.encode(), claim)

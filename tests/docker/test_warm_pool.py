@@ -13,6 +13,7 @@ import signal
 import socket
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api_app import create_app
+from backends.docker.waiter import INLINE_BYTES
 from backends.labels import CLAIM_ROLE, INSTANCE, POOL_ROLE, ROLE
 from runner.settings import Settings
 from tests.docker.watching import Events, warm_run_began
@@ -186,6 +188,14 @@ def test_a_run_past_its_scratch_is_stopped_as_on_the_cold_path(warm, cold):
     assert first["message"] == second["message"]
 
 
+def test_a_file_larger_than_a_smaller_scratch_is_refused_as_on_the_cold_path(warm, cold):
+    """The cold path's `fsize` ulimit is the run's scratch: a warm run lowers its own to it."""
+    script = "dd if=/dev/zero of=/tmp/big bs=1M count=1 seek=63 2>&1; echo status $?; ulimit -f"
+    first, second = _both(warm, cold, run_body("sh", "-c", script, scratch="8m"))
+    assert first == second
+    assert "status 0" not in first["stdout"] and first["stdout"].endswith("\n16384\n")
+
+
 def test_the_runs_limits_are_in_force_before_its_command(warm, cold):
     script = (
         "cd /sys/fs/cgroup; cat memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes"
@@ -245,6 +255,59 @@ def test_files_in_and_out_are_the_cold_runs(warm, cold):
     second_tar = second["volumes"].pop("/out")["content"]
     assert first == second
     assert _members(first_tar) == _members(second_tar) == {"made.txt": b"made\n"}
+
+
+def test_small_content_is_put_in_place_as_on_the_cold_path(warm, cold):
+    """Content the waiter writes itself (`waiter.content_steps`): the same bytes, owner, modes
+    and times as the engine's unpacking, parents made alike; a path the image already has goes
+    cold with the same answer."""
+    data = bytes(range(256)) + b"%s\\n'$(id)"
+    volumes = {
+        "/in/a/every.bin": {"type": "file", "content": base64.b64encode(data).decode()},
+        "/in/run.sh": {"type": "file", "content": base64.b64encode(b"-x").decode(), "mode": "0755"},
+        "/in/empty": {"type": "directory"},
+        "/top.txt": {"type": "file", "content": ""},
+    }
+    script = (
+        "stat -c '%n %a %U:%G %Y %F' /in/a/every.bin /in/run.sh /in/empty /top.txt; "
+        "stat -c '%n %a %U:%G %F' /in /in/a; md5sum /in/a/every.bin"
+    )
+    first, second = _both(warm, cold, run_body("sh", "-c", script, volumes=volumes))
+    assert first == second
+    assert " 0 " in first["stdout"] and first["exit_code"] == 0
+
+    there = {"/etc/passwd": {"type": "file", "content": base64.b64encode(b"mine\n").decode()}}
+    body = run_body("cat", "/etc/passwd", volumes=there)
+    assert _pool(warm).wait_full(60), "the pool did not fill"
+    answers = [client.post("/run", json=body, headers=ALICE).json() for client in (warm, cold)]
+    assert [(a["stdout"], a["exit_code"]) for a in answers] == [("mine\n", 0)] * 2
+
+
+def test_only_content_past_the_inline_bound_goes_through_the_engines_archive_call(
+    warm, docker_client
+):
+    """The engine's unpacking into a running container costs ~45 ms; the waiter's line a few:
+    it must be the one used for small content, and the engine for the rest."""
+
+    def unpacked_by_the_engine(size: int) -> bool:
+        since = int(time.time())
+        content = base64.b64encode(b"x" * size).decode()
+        volumes = {"/in/file": {"type": "file", "content": content}}
+        result = _warm_run(
+            warm, run_body("sh", "-c", "wc -c < /in/file; hostname", volumes=volumes)
+        )
+        assert result["stdout"].split()[0] == str(size)
+        container = result["stdout"].split()[1]
+        events = docker_client.api.events(
+            since=since,
+            until=int(time.time()) + 1,
+            filters={"type": ["container"], "event": ["extract-to-dir"], "container": [container]},
+            decode=True,
+        )
+        return any(True for _ in events)
+
+    assert not unpacked_by_the_engine(INLINE_BYTES)
+    assert unpacked_by_the_engine(INLINE_BYTES + 1)
 
 
 def _members(content: str) -> dict[str, bytes]:

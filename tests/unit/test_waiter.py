@@ -4,21 +4,27 @@ holds, the line runs exactly its argv with exactly its environment, and injects 
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 
 import pytest
 
 from backends.docker.waiter import (
+    INLINE_BYTES,
+    NO_CONTENT,
     NO_PROGRAM,
     NO_WORKDIR,
     STARTED,
     WAITER,
     command_line,
+    content_steps,
     engine_argv,
     fits,
 )
 from runner.settings import Settings, WarmEntry
+from runner.spec import MountSpec
 
 SHELLS = [
     pytest.param(["dash"], id="dash"),
@@ -38,7 +44,7 @@ def _run(shell: list[str], line: bytes, stdin: bytes = b"") -> tuple[int, bytes]
     if shutil.which(shell[0]) is None:
         pytest.fail(f"{shell[0]} is not installed: the fast lane needs dash, busybox and bash")
     done = subprocess.run(
-        [*shell, "-c", WAITER],
+        [*shell, "-c", f"umask 022; {WAITER}"],  # the runtime's umask
         input=line + stdin,
         capture_output=True,
         env={"PATH": "/usr/bin:/bin", "HOME": "/root"},
@@ -98,6 +104,70 @@ def test_a_missing_working_dir_is_made_only_as_root(shell, tmp_path):
     assert _run(shell, as_root) == (0, MARKER.encode() + STARTED + f"{made}\n".encode())
 
 
+def _file(path: object, content: bytes, mode: int = 0o644) -> MountSpec:
+    return MountSpec(str(path), str(path), False, "file", content, mode)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_small_content_is_written_as_the_engine_unpacks_it(shell, tmp_path):
+    """Every byte value, a leading `-`, printf's and sh's specials; modes; missing parents;
+    an empty directory; the epoch's time on what the archive would hold, not on parents."""
+    every = bytes(range(256)) + b"%s%%\\n'\"$(id)`id`\n"
+    mounts = [
+        _file(tmp_path / "a" / "b" / "every.bin", every, 0o600),
+        _file(tmp_path / "a" / "dash.txt", b"-n not an option", 0o4755),
+        _file(tmp_path / "empty", b""),
+        MountSpec("d", str(tmp_path / "c" / "dir"), False, "directory"),
+    ]
+    steps = content_steps(mounts)
+    assert steps is not None
+    line = command_line(["true"], {}, None, {}, MARKER, as_root=True, content=steps)
+    assert _run(shell, line) == (0, MARKER.encode() + STARTED)
+    assert (tmp_path / "a" / "b" / "every.bin").read_bytes() == every
+    assert (tmp_path / "a" / "dash.txt").read_bytes() == b"-n not an option"
+    assert (tmp_path / "empty").read_bytes() == b""
+    modes = {
+        path: stat.S_IMODE(os.stat(tmp_path / path).st_mode)
+        for path in ("a/b/every.bin", "a/dash.txt", "empty", "c/dir", "a", "a/b", "c")
+    }
+    assert modes == {
+        "a/b/every.bin": 0o600,
+        "a/dash.txt": 0o4755,
+        "empty": 0o644,
+        "c/dir": 0o755,
+        "a": 0o755,
+        "a/b": 0o755,
+        "c": 0o755,
+    }
+    times = {path: os.stat(tmp_path / path).st_mtime for path in ("a/dash.txt", "c/dir", "a")}
+    assert times["a/dash.txt"] == times["c/dir"] == 0
+    assert times["a"] > 0
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_content_where_something_is_already_is_refused_before_anything_is_written(shell, tmp_path):
+    (tmp_path / "there").symlink_to(tmp_path / "nowhere")
+    mounts = [_file(tmp_path / "new.txt", b"new"), _file(tmp_path / "there", b"x")]
+    line = command_line(
+        ["true"], {}, None, {}, MARKER, as_root=True, content=content_steps(mounts) or ()
+    )
+    assert _run(shell, line) == (127, MARKER.encode() + NO_CONTENT)
+    assert not (tmp_path / "new.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "mounts",
+    [
+        [_file("/big", b"x" * (INLINE_BYTES + 1))],
+        [_file("/a", b"x" * (INLINE_BYTES // 2)), _file("/b", b"x" * (INLINE_BYTES // 2 + 1))],
+        [MountSpec("d", "/d", False, "directory", b"a tar.gz")],
+        [MountSpec("v", "/v", False, "volume", name="cache")],
+    ],
+)
+def test_large_or_archived_content_goes_through_the_engine(mounts):
+    assert content_steps(mounts) is None
+
+
 def test_end_of_file_before_a_line_ends_the_waiter():
     assert _run(["dash"], b"")[0] == 125
 
@@ -155,3 +225,22 @@ def test_a_bad_pool_entry_is_refused_at_startup(value):
 def test_a_pool_on_a_runtime_no_run_may_use_is_refused_at_startup():
     with pytest.raises(ValueError, match="no run could take it"):
         Settings(warm_pool="busybox=2@runsc")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_largest_file_is_lowered_to_the_runs_limit(shell, tmp_path):
+    """The cold path's `fsize` ulimit (soft and hard) is the run's scratch: the line lowers
+    the pool's to it, after the content (the engine's unpacking is not held to it)."""
+    content = content_steps([_file(tmp_path / "in.txt", b"x" * 4096)]) or ()
+    line = command_line(
+        ["sh", "-c", "ulimit -S -f; ulimit -H -f"],
+        {},
+        None,
+        {},
+        MARKER,
+        as_root=True,
+        content=content,
+        file_size=2048,
+    )
+    assert _run(shell, line) == (0, MARKER.encode() + STARTED + b"4\n4\n")
+    assert (tmp_path / "in.txt").stat().st_size == 4096
