@@ -127,15 +127,20 @@ REFUSAL = b'{"message": "refused by the test"}'
 def pipe(one: socket.socket, other: socket.socket, proxy: EngineProxy) -> None:
     """Bytes both ways; a DELETE request from the runner (`one`) that `hold` names waits while
     `removals` is clear (the engine then removes nothing until the test lets it), and a refused
-    request is answered with `refusal` and its connection closed."""
+    request is answered with `refusal` and its connection closed. A side's end of file is
+    passed on as the engine's socket would take it (a half-close: an attach's input ends, its
+    output goes on)."""
     peers = {one: other, other: one}
+    reading = set(peers)
     try:
-        while True:
-            readable, _, _ = select.select(list(peers), [], [])
+        while reading:
+            readable, _, _ = select.select(list(reading), [], [])
             for source in readable:
                 data = source.recv(65536)
                 if not data:
-                    return
+                    reading.discard(source)
+                    peers[source].shutdown(socket.SHUT_WR)
+                    continue
                 line = data.split(b"\r\n", 1)[0]
                 held = not proxy.removals.is_set() and proxy.hold in line
                 if source is one and line.startswith(b"DELETE ") and held:

@@ -32,7 +32,15 @@ import uvicorn
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp
 
-from backends.labels import HOSTS_ROLE, INSTANCE, LEASE_ROLE, POOL_ROLE, ROLE
+from backends.labels import (
+    CLAIM_ROLE,
+    HOSTS_ROLE,
+    INSTANCE,
+    LEASE_ROLE,
+    POOL_ROLE,
+    ROLE,
+    RUN_ROLE,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -238,20 +246,31 @@ HELD_ROLES = (LEASE_ROLE, HOSTS_ROLE, POOL_ROLE)
 
 def objects_of(docker_client: docker.DockerClient, instance: str) -> list[tuple[str, str | None]]:
     """(name, role) of every container, then every volume, runners of `instance` have on the
-    engine (a container being removed may have no name left: then its id)."""
+    engine (a container being removed may have no name left: then its id). With
+    RUNNER_WARM_POOL, a pool container a run took (renamed to the run's name) is a run's."""
     label = {"label": f"{INSTANCE}={instance}"}
     containers = docker_client.api.containers(all=True, filters=label)
     volumes = docker_client.api.volumes(filters=label).get("Volumes") or []
-    return [
+    found = [
         ((item.get("Names") or [item["Id"]])[0].lstrip("/"), (item.get("Labels") or {}).get(ROLE))
         for item in containers
-    ] + [(item["Name"], (item.get("Labels") or {}).get(ROLE)) for item in volumes]
+    ]
+    taken = [(name, RUN_ROLE if _taken(name, role) else role) for name, role in found]
+    return taken + [(item["Name"], (item.get("Labels") or {}).get(ROLE)) for item in volumes]
+
+
+def _taken(name: str, role: str | None) -> bool:
+    return role == POOL_ROLE and name.startswith("oneoff-") and not name.startswith("oneoff-pool-")
 
 
 def managed_objects(docker_client: docker.DockerClient, instance: str) -> list[str]:
     """What runners of `instance` made for runs (what each holds while it lives, its lease and
-    its hosts file, aside)."""
-    return [name for name, role in objects_of(docker_client, instance) if role not in HELD_ROLES]
+    its hosts file, aside; a warm run's claim goes with its container)."""
+    return [
+        name
+        for name, role in objects_of(docker_client, instance)
+        if role not in (*HELD_ROLES, CLAIM_ROLE)
+    ]
 
 
 def remove_objects_of(docker_client: docker.DockerClient, instance: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from collections.abc import Iterator
 
 import docker
@@ -11,9 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api_app import create_app
+from backends.labels import INSTANCE, POOL_ROLE, ROLE
 from runner.settings import Settings
 from tests.helpers import (
+    SUITE_ID,
     SUITE_KEPT_RUNS,
+    TEST_IMAGE,
     TEST_REGISTRIES,
     LocalClient,
     Server,
@@ -21,6 +26,43 @@ from tests.helpers import (
     remove_objects_of,
     serving,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_runs_taken(docker_client: docker.DockerClient) -> Iterator[None]:
+    """With RUNNER_WARM_POOL set (the suite's run with a pool, in CI), runs must have taken warm
+    containers, or that run would test nothing it claims to: counted from the engine's events
+    (a pool container of this suite renamed to its run's name), read as they come (the engine
+    keeps only its last 256) up to a sentinel of the fixture's own."""
+    if not os.environ.get("RUNNER_WARM_POOL"):
+        yield
+        return
+    filters = {"type": ["container"], "event": ["rename"], "label": [f"{ROLE}={POOL_ROLE}"]}
+    stream = docker_client.api.events(decode=True, filters=filters)
+    sentinel = f"{SUITE_ID}-sentinel"
+    taken: list[str] = []
+
+    def count() -> None:
+        for event in stream:
+            instance = event["Actor"]["Attributes"].get(INSTANCE, "")
+            if instance == sentinel:
+                return
+            if instance.startswith(SUITE_ID):
+                taken.append(instance)
+
+    reader = threading.Thread(target=count, daemon=True)
+    reader.start()
+    yield
+    made = docker_client.api.create_container(
+        TEST_IMAGE, labels={INSTANCE: sentinel, ROLE: POOL_ROLE}
+    )["Id"]
+    try:
+        docker_client.api.rename(made, sentinel)
+        reader.join(60)
+    finally:
+        docker_client.api.remove_container(made, force=True)
+        stream.close()
+    assert taken, "RUNNER_WARM_POOL is set but no run took a warm container"
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,8 @@ def test_while_the_hosts_file_cannot_be_made_runs_take_the_engine_s_way(
     proxy = EngineProxy(tmp_path / "engine.sock")
     proxy.start()
     proxy.refused.append(b"/archive?path=%2Fv ")  # filling the hosts file's volume
-    client = app_client(docker_host=proxy.docker_host)
+    # No pool: a warm container made meanwhile keeps the engine's file until its run.
+    client = app_client(docker_host=proxy.docker_host, warm_pool=[])
     command = "grep ' /etc/hosts ' /proc/self/mountinfo | cut -d' ' -f4; cat /etc/hosts"
     result = client.post("/run", json=run_body("sh", "-c", command)).json()
     source, *hosts = result["stdout"].splitlines()

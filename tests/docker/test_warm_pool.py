@@ -462,7 +462,7 @@ def test_a_runner_killed_with_a_full_pool_leaves_nothing_past_the_reaping_bound(
         )
         first.send_signal(signal.SIGKILL)
         first.wait(30)
-        second = start_runner(instance, free_port(), **fast)  # no pool: its reaper only
+        second = start_runner(instance, free_port(), warm_pool="", **fast)  # its reaper only
         try:
             until(lambda: not _pool_containers(docker_client, instance), 30)
         finally:

@@ -41,7 +41,8 @@ class Events:
 
     def wait(self, action: str, role: str = "run") -> dict:  # type: ignore[type-arg]
         """The next `action` event of a container of `role`; with RUNNER_WARM_POOL, a warm
-        container's renaming to its run's name counts as a synchronous run's start."""
+        container's renaming to its run's name counts as a synchronous run's start, and once
+        renamed it is a run's container."""
         for event in self.stream:
             attributes = event.get("Actor", {}).get("Attributes", {})
             if event["Type"] != "container" or attributes.get(INSTANCE) != self.instance:
@@ -49,6 +50,8 @@ class Events:
             if attributes.get(ROLE) == role and event["Action"] == action:
                 return event  # type: ignore[no-any-return]
             if (action, role) == ("start", RUN_ROLE) and warm_run_began(event):
+                return event  # type: ignore[no-any-return]
+            if role == RUN_ROLE and event["Action"] == action and warm_run(attributes):
                 return event  # type: ignore[no-any-return]
         pytest.fail(f"no {action!r} event for instance {self.instance}")
 
@@ -86,6 +89,12 @@ def warm_run_began(event: dict) -> bool:  # type: ignore[type-arg]
     renames it to the run's name then)."""
     attributes = event.get("Actor", {}).get("Attributes", {})
     return event.get("Action") == "rename" and attributes.get(ROLE) == POOL_ROLE
+
+
+def warm_run(attributes: dict[str, str]) -> bool:
+    """Whether a container event's attributes are a taken warm container's (its run's name)."""
+    name = attributes.get("name", "")
+    return attributes.get(ROLE) == POOL_ROLE and not name.startswith("oneoff-pool-")
 
 
 def everything_of(docker_client: docker.DockerClient, instance: str) -> list[str]:
