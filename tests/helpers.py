@@ -255,11 +255,13 @@ def objects_of(docker_client: docker.DockerClient, instance: str) -> list[tuple[
         ((item.get("Names") or [item["Id"]])[0].lstrip("/"), (item.get("Labels") or {}).get(ROLE))
         for item in containers
     ]
-    taken = [(name, RUN_ROLE if _taken(name, role) else role) for name, role in found]
+    taken = [(name, RUN_ROLE if taken_warm(name, role) else role) for name, role in found]
     return taken + [(item["Name"], (item.get("Labels") or {}).get(ROLE)) for item in volumes]
 
 
-def _taken(name: str, role: str | None) -> bool:
+def taken_warm(name: str, role: str | None) -> bool:
+    """Whether a container of this name and role is a warm pool container a run took (the pool
+    renames it to the run's name; one being removed may have only its id)."""
     return role == POOL_ROLE and name.startswith("oneoff-") and not name.startswith("oneoff-pool-")
 
 

@@ -22,6 +22,7 @@ from tests.helpers import (
     managed_objects,
     objects_of,
     start_runner,
+    taken_warm,
 )
 
 
@@ -51,7 +52,8 @@ class Events:
                 return event  # type: ignore[no-any-return]
             if (action, role) == ("start", RUN_ROLE) and warm_run_began(event):
                 return event  # type: ignore[no-any-return]
-            if role == RUN_ROLE and event["Action"] == action and warm_run(attributes):
+            name, own_role = attributes.get("name", ""), attributes.get(ROLE)
+            if role == RUN_ROLE and event["Action"] == action and taken_warm(name, own_role):
                 return event  # type: ignore[no-any-return]
         pytest.fail(f"no {action!r} event for instance {self.instance}")
 
@@ -89,12 +91,6 @@ def warm_run_began(event: dict) -> bool:  # type: ignore[type-arg]
     renames it to the run's name then)."""
     attributes = event.get("Actor", {}).get("Attributes", {})
     return event.get("Action") == "rename" and attributes.get(ROLE) == POOL_ROLE
-
-
-def warm_run(attributes: dict[str, str]) -> bool:
-    """Whether a container event's attributes are a taken warm container's (its run's name)."""
-    name = attributes.get("name", "")
-    return attributes.get(ROLE) == POOL_ROLE and not name.startswith("oneoff-pool-")
 
 
 def everything_of(docker_client: docker.DockerClient, instance: str) -> list[str]:
