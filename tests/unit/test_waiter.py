@@ -244,3 +244,22 @@ def test_the_largest_file_is_lowered_to_the_runs_limit(shell, tmp_path):
     )
     assert _run(shell, line) == (0, MARKER.encode() + STARTED + b"4\n4\n")
     assert (tmp_path / "in.txt").stat().st_size == 4096
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_hostile_path_is_written_where_it_says_and_injects_nothing(shell, tmp_path):
+    """A tenant's mount path goes into the line: quotes, `$(...)`, a newline stay its name."""
+    injected = f"/injected-{tmp_path.name}"  # where an injection would write: sh runs in /
+    hostile = tmp_path / f"it's $(touch {injected[1:]}) `touch {injected[1:]}`\nx" / "f.txt"
+    line = command_line(
+        ["true"],
+        {},
+        None,
+        {},
+        MARKER,
+        as_root=True,
+        content=content_steps([_file(hostile, b"ok")]) or (),
+    )
+    assert _run(shell, line) == (0, MARKER.encode() + STARTED)
+    assert hostile.read_bytes() == b"ok"
+    assert not os.path.exists(injected)
