@@ -357,15 +357,16 @@ class DetachedRuns:
         return mount.kind, self._or_kept(run_id, path, chunks)
 
     def _or_kept(self, run_id: str, path: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        """`chunks`, or, when the container went before the first of them (its end was kept
-        meanwhile), the kept path."""
+        """`chunks`, or, when reading the container failed before the first of them and its
+        end was kept meanwhile, the kept path: a container being removed is gone (NotFound), or
+        not yet, its layer already released (Docker 29: "RWLayer ... is unexpectedly nil")."""
         started = False
         try:
             with released(chunks):
                 for chunk in chunks:
                     started = True
                     yield chunk
-        except NotFound:
+        except RunnerError:
             kept = None if started else self.results.file(run_id, path, self._result_limit())
             if kept is None:
                 raise
