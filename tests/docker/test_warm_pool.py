@@ -172,11 +172,19 @@ def test_exit_codes_are_the_cold_runs(warm, cold, code):
 
 
 def test_a_signal_from_outside_ends_it_as_on_the_cold_path(warm, cold):
-    """OOM: the kernel's SIGKILL, with the run's memory limit (not the pool's) in force."""
-    hog = "x=aaaaaaaa; while :; do x=$x$x; done"
+    """OOM: the kernel's SIGKILL, with the run's memory limit (not the pool's) in force.
+
+    `oom_killed` is left out of the comparison: on cgroup v1 the engine loses a container's
+    `oom` now and then when its only process dies at once (containerd drops it once the cgroup
+    is gone; CI saw it on a cold run). Reporting it is tested in test_runs and test_exits."""
+    v1, v2 = "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"
+    limit = f"cat {v1} 2>/dev/null || cat {v2}"
+    hog = f"{limit}; x=aaaaaaaa; while :; do x=$x$x; done"
     first, second = _both(warm, cold, run_body("sh", "-c", hog, memory="16m"))
+    for result in (first, second):
+        result.pop("oom_killed")
     assert first == second
-    assert (first["exit_code"], first["oom_killed"]) == (137, True)
+    assert (first["exit_code"], first["stdout"]) == (137, f"{16 * 1024 * 1024}\n")
 
 
 def test_a_run_past_its_scratch_is_stopped_as_on_the_cold_path(warm, cold):
