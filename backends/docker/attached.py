@@ -90,6 +90,7 @@ class AttachedRuns:
         """A run in a pool container (`pool`): the same steps as a cold run from its start on;
         the command's clock starts when its line is written."""
         container, finished = taken.container, False
+        output: Future[Captured] | None = None
         try:
             with timed(phases, "run"):
                 cap = spec.max_output_bytes
@@ -113,7 +114,7 @@ class AttachedRuns:
                 outcome = self._collect(spec, control, container, ended, output, watch)
             finished = True
         finally:
-            self.pool.finish(spec.run_id, taken, later=finished)
+            self.pool.finish(spec.run_id, taken, later=finished, reader=output)
         outcome.phases = phases
         return outcome
 

@@ -363,13 +363,18 @@ class Pool:
         if taken is not None:
             self.containers.kill(taken.container)
 
-    def finish(self, run_id: str, taken: Taken, *, later: bool) -> None:
+    def finish(self, run_id: str, taken: Taken, *, later: bool, reader: Future[Any] | None) -> None:
         """The run is over: its container and claim removed, once the claim is made (`later`:
-        in the background, else before this returns)."""
+        in the background, else before this returns). The attach is closed once its `reader`
+        is done: closed under a reader about to poll it, its number could be reused by another
+        connection, which the reader would then wait on."""
         with self._lock:
             self._taken.pop(run_id, None)
         taken.stop()
-        taken.waiting.close()
+        if reader is None:
+            taken.waiting.close()
+        else:
+            reader.add_done_callback(lambda _: taken.waiting.close())
         claim = f"oneoff-{run_id}-claim"
         if later:
             taken.claim.add_done_callback(

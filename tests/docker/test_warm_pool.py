@@ -9,12 +9,14 @@ import base64
 import io
 import json
 import re
+import secrets
 import signal
 import socket
 import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import docker
@@ -25,7 +27,11 @@ from fastapi.testclient import TestClient
 from api_app import create_app
 from backends.docker.waiter import INLINE_BYTES
 from backends.labels import CLAIM_ROLE, INSTANCE, POOL_ROLE, ROLE
+from runner.models import RunRequest
+from runner.policy import build_run_spec
 from runner.settings import Settings
+from runner.spec import RunControl
+from runner.tenancy import LOCAL
 from tests.docker.watching import Events, warm_run_began
 from tests.helpers import (
     TEST_IMAGE,
@@ -404,6 +410,24 @@ def test_pool_containers_removed_behind_its_back_cost_a_refill_not_a_run(warm, d
     assert pool.wait_full(60)
     after = _warm_run(warm, run_body("echo", "warm again"))
     assert after["stdout"] == "warm again\n"
+
+
+def test_a_finished_runs_attach_is_closed_only_once_its_reader_is_done(warm):
+    """Closed under a reader about to poll it, the attach's number could be reused by another
+    connection, which the reader would then wait on (a CI run's exit once waited 13 minutes on
+    such a reader)."""
+    pool = _pool(warm)
+    assert pool.wait_full(60)
+    settings = warm.app.state.service.settings  # type: ignore[attr-defined]
+    request = RunRequest.model_validate(run_body("true"))
+    spec, _ = build_run_spec(request, settings, secrets.token_hex(8), LOCAL, lambda name: None)
+    taken = pool.take(spec, RunControl())
+    assert taken is not None
+    attach, reader = taken.waiting.socket, Future[None]()
+    pool.finish(spec.run_id, taken, later=False, reader=reader)
+    assert attach.fileno() != -1, "closed while its reader still reads"
+    reader.set_result(None)
+    assert attach.fileno() == -1
 
 
 def test_an_image_without_a_shell_is_not_pooled_and_its_runs_go_cold(docker_client, tmp_path):
