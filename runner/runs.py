@@ -179,8 +179,9 @@ class AsyncRuns:
         Retry-After: when the first of them expires (it may be sooner: a DELETE frees one at
         once)."""
         bound = self.settings.max_kept_runs
-        kept = await self._find(tenant, None)
+        # pending runs first: one whose launch ends while the engine is asked is in one of both
         mine = {run_id for run_id, run in self._pending.items() if run.tenant == tenant}
+        kept = await self._find(tenant, None)
         known = mine | {record.run_id for record in kept}
         count = len(known) + self._starting.get(tenant.label, 0)
         evictable = [record for record in kept if record.evictable and record.delivered]

@@ -125,3 +125,34 @@ def test_an_idempotency_key_belongs_to_the_caller_s_token(make_settings):
         other = api.post("/runs", json=run_body("true"), headers=bob).json()["run_id"]
     assert first == again
     assert other != first
+
+
+def test_a_run_launched_while_the_kept_bound_is_checked_still_counts(make_settings):
+    """The engine is asked while a run launches and answers from before the launch ended; by
+    then the run is no longer pending. It must count from one or the other (a warm start ends
+    its launch in milliseconds, well inside the engine's answer)."""
+    launching, gate, watched = threading.Event(), threading.Event(), threading.Event()
+
+    def launch(spec, control):  # type: ignore[no-untyped-def]
+        launching.set()
+        gate.wait(30)
+        return outcome()
+
+    class Racing(FakeBackend):
+        def wait_run(self, run_id: str) -> None:
+            watched.set()  # the service forgot the pending run and watches it now
+
+        def find_runs(self, **query):  # type: ignore[no-untyped-def]
+            found = super().find_runs(**query)
+            if launching.is_set() and not gate.is_set():
+                gate.set()
+                assert watched.wait(30)
+            return found
+
+    settings = make_settings(max_kept_runs=1)
+    with LocalClient(create_app(settings, backend=Racing(launch))) as api:
+        first = api.post("/runs", json=run_body("true"))
+        assert launching.wait(30)
+        second = api.post("/runs", json=run_body("true"))
+    assert first.status_code == 202
+    assert second.status_code == 429, second.text
