@@ -60,6 +60,13 @@ SET_AT = f"{PREFIX}.set-at"
 """When an expiry record was made (nanoseconds): the latest counts."""
 CONTAINER = f"{PREFIX}.container"
 """The id of the warm container a claim gives its run (`backends.docker.pool`)."""
+MARKER = f"{PREFIX}.marker"
+"""On an async run's claim: what the warm container's shell printed before the run's command,
+so its log is read from after it."""
+STARTED = f"{PREFIX}.started"
+"""On an async run's claim: when its command started (its warm container started earlier)."""
+RUN_IMAGE = f"{PREFIX}.run-image"
+"""On an async run's claim: the image as the request named it."""
 
 # Roles: what an object is to the runner.
 RUN_ROLE = "run"

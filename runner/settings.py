@@ -323,8 +323,8 @@ class Settings(BaseSettings):
     run_log_max_bytes: int = Field(
         64 * MiB,
         ge=1 * MiB,
-        description="Engine log kept per async run (local log driver); past it the oldest "
-        "output is dropped.",
+        description="Engine log kept per async run and per warm pool container (local log "
+        "driver); past it the oldest output is dropped.",
     )
     oauth_issuers: StrList = Field(
         default_factory=list,

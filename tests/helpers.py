@@ -39,6 +39,7 @@ from backends.labels import (
     LEASE_ROLE,
     POOL_ROLE,
     ROLE,
+    RUN_ID,
     RUN_ROLE,
 )
 
@@ -263,6 +264,23 @@ def taken_warm(name: str, role: str | None) -> bool:
     """Whether a container of this name and role is a warm pool container a run took (the pool
     renames it to the run's name; one being removed may have only its id)."""
     return role == POOL_ROLE and name.startswith("oneoff-") and not name.startswith("oneoff-pool-")
+
+
+def run_containers(
+    docker_client: docker.DockerClient, run_id: str, *, all_states: bool = True
+) -> list[dict[str, Any]]:
+    """The run's containers as the engine lists them: those labelled for it, and (with
+    RUNNER_WARM_POOL) the warm container it took, which has its name but not its labels."""
+    api = docker_client.api
+    labelled = api.containers(all=all_states, filters={"label": f"{RUN_ID}={run_id}"})
+    named = api.containers(all=all_states, filters={"name": f"oneoff-{run_id}"})
+    taken = [
+        item
+        for item in named
+        if item["Names"][0].startswith(f"/oneoff-{run_id}")
+        and taken_warm(item["Names"][0][1:], (item.get("Labels") or {}).get(ROLE))
+    ]
+    return [*labelled, *taken]
 
 
 def managed_objects(docker_client: docker.DockerClient, instance: str) -> list[str]:

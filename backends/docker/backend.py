@@ -55,7 +55,7 @@ class DockerBackend:
         self.containers = Containers(settings)
         self.pool = Pool(self.containers)
         self.attached = AttachedRuns(self.containers, self.pool)
-        self.detached = DetachedRuns(self.containers)
+        self.detached = DetachedRuns(self.containers, self.pool)
         containers = self.containers
         self.expiries = Expiries(
             lambda: containers.api, settings.instance_id, settings.volume_ttl_seconds

@@ -51,6 +51,7 @@ from runner.spec import RunControl, RunSpec, placed, timed
 from runner.tenancy import LOCAL
 
 log = logging.getLogger("oneoff_runner.docker")
+LOG_FILES = 4
 
 CLEANUP_WORKERS = 4
 CLEANUP_DRAIN_SECONDS = 60
@@ -139,6 +140,12 @@ class Containers:
         self.lease.hold()
         instance = self.settings.instance_id
         return {**run_labels(run_id, instance, role, tenant, lasts), **self.lease.labels()}
+
+    def kept_log(self) -> LogConfig:
+        """The engine's `local` log, bounded at `run_log_max_bytes`: where an async run's
+        output is read from, by any runner, while it has its container."""
+        size = max(self.settings.run_log_max_bytes // LOG_FILES, 1)
+        return LogConfig(type="local", config={"max-size": str(size), "max-file": str(LOG_FILES)})
 
     def ensure_image(self, spec: RunSpec, control: RunControl) -> None:
         """The image per the run's pull policy, and the tenant's to use (`images`)."""

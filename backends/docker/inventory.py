@@ -9,7 +9,6 @@ import docker
 
 from backends.docker.errors import engine_errors
 from backends.labels import (
-    CLAIM_ROLE,
     CONTAINER,
     CREATED_BY,
     MANAGED,
@@ -55,8 +54,9 @@ def containers(
 
 
 def _claimed(api: docker.APIClient, tenant: str, all_states: bool) -> list[tuple[Any, str]]:
-    """The tenant's runs' warm containers, with their run ids, from the runner's claims."""
-    terms = [f"{MANAGED}=true", f"{ROLE}={CLAIM_ROLE}", f"{TENANT}={tenant}"]
+    """The tenant's runs' warm containers, with their run ids, from the runner's claims (a
+    synchronous run's or an async run's: both name their container)."""
+    terms = [f"{MANAGED}=true", CONTAINER, f"{TENANT}={tenant}"]
     claims = api.volumes(filters={"label": terms}).get("Volumes") or []
     runs = {
         labels[CONTAINER]: labels[RUN_ID]

@@ -31,6 +31,15 @@ makes claims (callers cannot set reserved labels, nor mount a runner-made volume
 made after the container left the pool (so it names one run's container only), and it lives
 and is reaped with its run's objects. Listings show a claimed container to the claim's tenant
 only; cancel finds it in this runner's memory (a synchronous run is its runner's alone).
+
+An async run (POST /runs, MCP's run_container) takes one too. Its claim carries every label a
+cold async container would (role `async-run`: tenant, timeout, TTL, output caps, idempotency
+key), plus the marker its log starts after and when its command started; it is made before
+the launch returns, and `backends.docker.runs` sees the container with its claim's labels
+(`run_state.claimed`), so any runner finds, follows, keeps and removes the run as a cold one,
+and reapers leave the container to it. Pool containers keep their output in the engine's
+bounded `local` log (as async runs' containers do) for that reason; the runner lets go of an
+async run's attach once its input is written (`Taken.go_detached`).
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +65,7 @@ from backends.docker import sockets, waiter
 from backends.docker.containers import Containers
 from backends.docker.content import straight_in
 from backends.docker.errors import engine_errors, start_refused
-from backends.labels import CLAIM_ROLE, CONTAINER, POOL_ROLE, TENANT
+from backends.labels import CLAIM_ROLE, CONTAINER, MARKER, POOL_ROLE, RUN_IMAGE, STARTED, TENANT
 from runner.errors import (
     BackendUnavailable,
     Conflict,
@@ -122,6 +131,7 @@ class Taken:
     def __init__(self, waiting: Waiting, line: bytes, marker: bytes, claim: Future[str]) -> None:
         self.waiting = waiting
         self.container = waiting.container
+        self._socket = waiting.socket  # kept: closed, it fails with OSError (not None)
         self._line = line
         self._marker = marker
         self.claim = claim
@@ -131,7 +141,7 @@ class Taken:
     def frames(self) -> Iterator[tuple[bytes | None, bytes | None]]:
         head = b""
         try:
-            for stream, data in frames_iter(self.waiting.socket, False):
+            for stream, data in frames_iter(self._socket, False):
                 if stream == 1 and self.status is None:
                     head += data
                     if len(head) <= len(self._marker):
@@ -146,23 +156,47 @@ class Taken:
         finally:
             self._decided.set()
 
-    def go(self, stdin: bytes | None) -> None:
+    def go(self, stdin: bytes | None, then: Callable[[], None] | None = None) -> None:
         """Start the command: its line, then its input and end of file (in a thread of its own
-        when it is large, as on the cold path: a command may print before it reads)."""
-        sock = self.waiting.socket
+        when it is large, as on the cold path: a command may print before it reads); `then`
+        once the input is written."""
+        sock = self._socket
         try:
             sock.sendall(self._line)
         except OSError as exc:
             raise WarmLost(str(exc)) from exc
         if stdin and len(stdin) > 64 * 1024:
-            threading.Thread(target=self._feed, args=(stdin,), daemon=True).start()
+            threading.Thread(target=self._feed, args=(stdin, then), daemon=True).start()
         else:
-            self._feed(stdin or b"")
+            self._feed(stdin or b"", then)
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes, then: Callable[[], None] | None) -> None:
         with contextlib.suppress(OSError):
-            self.waiting.socket.sendall(data)
-            self.waiting.socket.shutdown(socket.SHUT_WR)
+            self._socket.sendall(data)
+            self._socket.shutdown(socket.SHUT_WR)
+        if then is not None:
+            then()
+
+    def go_detached(self, stdin: bytes | None, seconds: float) -> None:
+        """Start an async run's command (as `go`, then `started`), and let go of the attach
+        once its input is written: its output goes on to the engine's log, which any runner
+        reads, and it no longer depends on this runner."""
+        threading.Thread(target=self._drain, name="oneoff-warm-drain", daemon=True).start()
+        self.go(stdin, then=self._let_go)
+        self.started(seconds)
+
+    def _drain(self) -> None:
+        """Read the attach to its end (the engine would hold the command's output for it),
+        then close it: this thread is its only reader."""
+        try:
+            for _ in self.frames():
+                pass
+        finally:
+            self.waiting.close()
+
+    def _let_go(self) -> None:
+        self._decided.wait()  # the shell's word first: `started` reads it from the attach
+        self.stop()
 
     def started(self, seconds: float) -> None:
         """Wait for the shell's word that the command starts; `WarmLost` when it cannot (no
@@ -174,7 +208,7 @@ class Taken:
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
-            self.waiting.socket.shutdown(socket.SHUT_RDWR)
+            self._socket.shutdown(socket.SHUT_RDWR)
 
 
 class Pool:
@@ -223,9 +257,12 @@ class Pool:
                 self._in_flight -= 1
             self._wake.set()
 
-    def take(self, spec: RunSpec, control: RunControl) -> Taken | None:
+    def take(
+        self, spec: RunSpec, control: RunControl, labels: dict[str, str] | None = None
+    ) -> Taken | None:
         """A warm container prepared for the run (limits, content, working dir, claim), or None:
-        the run goes cold. Raises what the cold path would for the run's own mistakes."""
+        the run goes cold. Raises what the cold path would for the run's own mistakes.
+        `labels`: an async run's, which its claim carries (made before this returns)."""
         entry = self._entry_for(spec, control)
         if entry is None:
             return None
@@ -238,7 +275,7 @@ class Pool:
                 self._push_back(waiting)
                 return None
             try:
-                return self._prepare(spec, control, waiting)
+                return self._prepare(spec, control, waiting, labels)
             except LOST as exc:
                 log.info("warm container %s lost (%s); trying another", waiting.container[:12], exc)
                 self.discard(waiting)
@@ -288,7 +325,13 @@ class Pool:
         argv = waiter.engine_argv(waiting.entrypoint, waiting.cmd, spec.entrypoint, spec.command)
         return waiter.fits(argv, spec.env, spec.working_dir)
 
-    def _prepare(self, spec: RunSpec, control: RunControl, waiting: Waiting) -> Taken | None:
+    def _prepare(
+        self,
+        spec: RunSpec,
+        control: RunControl,
+        waiting: Waiting,
+        labels: dict[str, str] | None,
+    ) -> Taken | None:
         container = waiting.container
         as_root = waiting.user in ROOT_USERS
         content = waiter.content_steps(spec.mounts) if as_root else None
@@ -318,11 +361,30 @@ class Pool:
             content=content or (),
             file_size=spec.scratch_bytes if spec.scratch_bytes != default_scratch else None,
         )
-        claim = self._claims.submit(self._claim, spec, container)
-        taken = Taken(waiting, line, marker.encode(), claim)
-        with self._lock:
-            self._taken[spec.run_id] = taken
-        return taken
+        if labels is None:
+            taken = Taken(
+                waiting, line, marker.encode(), self._claims.submit(self._claim, spec, container)
+            )
+            with self._lock:
+                self._taken[spec.run_id] = taken
+            return taken
+        return self._claimed_async(spec, waiting, line, marker, labels)
+
+    def _claimed_async(
+        self, spec: RunSpec, waiting: Waiting, line: bytes, marker: str, labels: dict[str, str]
+    ) -> Taken | None:
+        """An async run's take: its claim made now (any runner finds the run by it from then
+        on), with where its log starts, when it starts and its image as asked."""
+        claim = {**labels, MARKER: marker, STARTED: repr(time.time()), RUN_IMAGE: spec.image}
+        made: Future[str] = Future()
+        try:
+            made.set_result(self._claim(spec, waiting.container, claim))
+        except RunnerError as exc:
+            log.info("warm container %s not claimed (%s)", waiting.container[:12], exc)
+            waiting.close()
+            self.containers.remove(waiting.container, claim_name(spec.run_id))
+            return None  # removed before the cold path makes a container of the run's name
+        return Taken(waiting, line, marker.encode(), made)
 
     def _limit(self, spec: RunSpec, container: str) -> None:
         """The run's limits, before its command: only when they differ from the pool's."""
@@ -343,14 +405,16 @@ class Pool:
             except requests.exceptions.HTTPError as exc:
                 raise docker.errors.create_api_error_from_http_exception(exc) from exc
 
-    def _claim(self, spec: RunSpec, container: str) -> str:
-        """The run's identity where labels can still be set: a claim volume; and the name a
-        cold run's container has (its `rename` event tells the engine's watchers the run
-        began). Made beside the run (its removal waits for it), not on the answer's path."""
+    def _claim(self, spec: RunSpec, container: str, labels: dict[str, str] | None = None) -> str:
+        """The run's identity where labels can still be set: a claim volume (`labels`, by
+        default a synchronous run's); and the name a cold run's container has (its `rename`
+        event tells the engine's watchers the run began). A synchronous run's is made beside
+        the run (its removal waits for it), not on the answer's path."""
         containers = self.containers
-        name = f"oneoff-{spec.run_id}-claim"
-        labels = containers.labels(spec.run_id, CLAIM_ROLE, spec.timeout_seconds, spec.tenant)
-        labels[CONTAINER] = container
+        name = claim_name(spec.run_id)
+        if labels is None:
+            labels = containers.labels(spec.run_id, CLAIM_ROLE, spec.timeout_seconds, spec.tenant)
+        labels = {**labels, CONTAINER: container}
         with engine_errors("claiming the warm container"):
             containers.api.create_volume(name, driver="local", labels=labels)
             containers.api.rename(container, f"oneoff-{spec.run_id}")  # a cold run's name
@@ -375,7 +439,7 @@ class Pool:
             taken.waiting.close()
         else:
             reader.add_done_callback(lambda _: taken.waiting.close())
-        claim = f"oneoff-{run_id}-claim"
+        claim = claim_name(run_id)
         if later:
             taken.claim.add_done_callback(
                 lambda _: self.containers.remove_later(taken.container, claim)
@@ -476,7 +540,7 @@ class Pool:
         lasts = MAX_IDLE_SECONDS + settings.max_timeout_seconds
         labels = containers.labels(spec.run_id, POOL_ROLE, lasts, "")
         del labels[TENANT]
-        container = containers.create(spec, RunControl(), None, labels)
+        container = containers.create(spec, RunControl(), None, labels, containers.kept_log())
         try:
             with engine_errors("attaching to the warm container"):
                 attached = containers.streams.attach_socket(
@@ -563,6 +627,11 @@ def _close(attached: Any) -> None:
     with contextlib.suppress(OSError, ValueError):
         sockets.plain(attached).close()
         attached.close()
+
+
+def claim_name(run_id: str) -> str:
+    """The volume that gives a run its warm container (`Pool._claim`)."""
+    return f"oneoff-{run_id}-claim"
 
 
 def _normal(image: str) -> str:

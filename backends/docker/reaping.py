@@ -7,8 +7,9 @@ deadline. Judged on one listing of the engine (objects listed before leases, see
   `lease_seconds` + one reap interval), or past its deadline (objects of runners from before
   leases).
 - An async run's container is judged by `DetachedRuns.expire` (it outlives its runner on
-  purpose); its run volume goes once its owner is gone and it has no container (the launch died
-  before creating one).
+  purpose), and so is a warm container an async run claimed, seen with its claim's labels (the
+  run's); its run volume or claim goes once its owner is gone and it has no container (the
+  launch died before creating one, or its warm container was removed).
 - Records and leases: past their deadline.
 """
 
@@ -17,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.labels import ASYNC_ROLE, ROLE, RUN_ID
+from backends.docker.run_state import claimed
+from backends.labels import ASYNC_ROLE, CONTAINER, ROLE, RUN_ID
 from backends.leases import abandoned, live_owners, past_deadline
 
 
@@ -35,14 +37,32 @@ class Listing:
         self.live.add(self.own)
 
     def async_containers(self) -> list[dict[str, Any]]:
-        return [item for item in self.containers if _labels(item).get(ROLE) == ASYNC_ROLE]
+        """Async runs' containers: their own, and the warm containers their claims name."""
+        own = [item for item in self.containers if _labels(item).get(ROLE) == ASYNC_ROLE]
+        claims = self.async_claims()
+        warm = [
+            claimed(item, claims[item["Id"]]) for item in self.containers if item["Id"] in claims
+        ]
+        return own + warm
+
+    def async_claims(self) -> dict[str, dict[str, str]]:
+        """Async runs' claims' labels, by the warm container they name."""
+        found = (_labels(item) for item in self.volumes)
+        return {
+            labels[CONTAINER]: labels
+            for labels in found
+            if labels.get(ROLE) == ASYNC_ROLE and CONTAINER in labels
+        }
 
 
 def containers_to_remove(listing: Listing) -> list[str]:
+    taken = listing.async_claims()  # their async runs judge them
     return [
         item["Id"]
         for item in listing.containers
-        if _labels(item).get(ROLE) != ASYNC_ROLE and _gone(_labels(item), listing)
+        if _labels(item).get(ROLE) != ASYNC_ROLE
+        and item["Id"] not in taken
+        and _gone(_labels(item), listing)
     ]
 
 

@@ -15,10 +15,19 @@ import docker
 import requests
 import urllib3
 
-from backends.docker import sockets
+from backends.docker import sockets, waiter
 from backends.docker.errors import engine_errors
 from backends.docker.scratch import KINDS
-from backends.labels import CREATED, EVICTABLE, RUN_ID, TENANT, TIMEOUT_AT
+from backends.labels import (
+    CREATED,
+    EVICTABLE,
+    MARKER,
+    RUN_ID,
+    RUN_IMAGE,
+    STARTED,
+    TENANT,
+    TIMEOUT_AT,
+)
 from backends.records import finished_state
 from runner.spec import RunRecord
 
@@ -36,9 +45,13 @@ class OutputStream:
     with `follow`, until the container stops. Iterating closes the response at its end; `stop`
     ends it from another thread (closing the response there would wait on the reader's lock)."""
 
-    def __init__(self, response: requests.Response, connection: socket.socket) -> None:
+    def __init__(
+        self, response: requests.Response, connection: socket.socket, prefix: bytes = b""
+    ) -> None:
         self._response = response
         self._socket = connection
+        self._prefix = prefix
+        self._held = b""
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
         raw = self._response.raw
@@ -46,6 +59,12 @@ class OutputStream:
             while header := raw.read(FRAME_HEADER.size):
                 kind, length = FRAME_HEADER.unpack(header)
                 data = raw.read(length) if length else b""
+                if kind == 1 and self._prefix:
+                    data = self._held + data
+                    if len(data) < len(self._prefix) and self._prefix.startswith(data):
+                        self._held = data
+                        continue
+                    data, self._prefix = data.removeprefix(self._prefix), b""
                 if kind in STREAMS and data:
                     yield STREAMS[kind], data
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError):
@@ -71,9 +90,12 @@ class KeptOutput:
         """Nothing to stop: it is all in memory."""
 
 
-def engine_logs(client: docker.APIClient, container: str, *, follow: bool) -> OutputStream:
-    """The container's log from its first byte (the `local` log driver keeps it)."""
-    url = f"{client.base_url}/v{client.api_version}/containers/{container}/logs"
+def engine_logs(
+    client: docker.APIClient, container: dict[str, Any], *, follow: bool
+) -> OutputStream:
+    """The run's log from its first byte (the `local` log driver keeps it): for a warm
+    container (`claimed`), from after its shell's word that the command starts."""
+    url = f"{client.base_url}/v{client.api_version}/containers/{container['Id']}/logs"
     params = {"stdout": 1, "stderr": 1, "follow": int(follow)}
     with engine_errors("reading the run's output"):
         response = client.get(url, params=params, stream=True)
@@ -82,7 +104,9 @@ def engine_logs(client: docker.APIClient, container: str, *, follow: bool) -> Ou
         except requests.exceptions.HTTPError as exc:
             response.close()
             raise docker.errors.create_api_error_from_http_exception(exc) from exc
-    return OutputStream(response, sockets.of_response(client, response))
+    marker = container["Labels"].get(MARKER)
+    prefix = marker.encode() + waiter.STARTED if marker else b""  # the shell's word, if kept
+    return OutputStream(response, sockets.of_response(client, response), prefix)
 
 
 def record_of(inspected: dict[str, Any]) -> RunRecord:
@@ -92,9 +116,11 @@ def record_of(inspected: dict[str, Any]) -> RunRecord:
     record = RunRecord(
         run_id=labels[RUN_ID],
         state="running",
-        image=inspected["Config"]["Image"],
+        image=labels.get(RUN_IMAGE) or inspected["Config"]["Image"],
         created_at=float(labels[CREATED]),
-        started_at=_timestamp(state.get("StartedAt")),
+        started_at=float(labels[STARTED])
+        if STARTED in labels
+        else _timestamp(state.get("StartedAt")),
         finished_at=_timestamp(state.get("FinishedAt")),
         tenant=labels.get(TENANT, ""),
         evictable=labels.get(EVICTABLE) == "true",
@@ -109,6 +135,17 @@ def record_of(inspected: dict[str, Any]) -> RunRecord:
         record.scratch_exceeded = stopped_for(inspected.get("Name", "")) is not None
         record.state = finished_state(record)
     return record
+
+
+def claimed(container: dict[str, Any], claim: dict[str, str]) -> dict[str, Any]:
+    """A warm container an async run took (`pool`), as listed, seen as the run's container:
+    with its claim's labels, which are the run's (its own were fixed before the run)."""
+    return {**container, "Labels": claim}
+
+
+def inspected_as(container: dict[str, Any], inspected: dict[str, Any]) -> dict[str, Any]:
+    """`inspected` with the labels of the run's `container` as listed (`claimed`)."""
+    return {**inspected, "Config": {**inspected["Config"], "Labels": container["Labels"]}}
 
 
 def stopped_for(name: str) -> str | None:

@@ -8,6 +8,10 @@ keeps its result without its container (`results`: exit, flags, output up to the
 paths) and a record (an empty volume whose labels hold its state), then removes the container and
 its writable layer: a finished run holds no more disk than its result. A run that ends without a
 container (cancelled, or failed before it started) leaves a record only.
+
+A run that fits a warm container (`pool`) takes one instead of a new container: that
+container's labels were fixed before the run, so the run's are on its claim, and every path
+here sees the container through the claim (`_container`, `_inspect`, `find`).
 """
 
 from __future__ import annotations
@@ -18,18 +22,19 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from docker.types import LogConfig
-
 from backends.docker.containers import Containers
 from backends.docker.errors import engine_errors
 from backends.docker.output import Captured, read_frames
+from backends.docker.pool import Pool, WarmLost, claim_name
 from backends.docker.results import KeptResults
 from backends.docker.run_state import (
     ENDED,
     STOPPED,
     KeptOutput,
     OutputStream,
+    claimed,
     engine_logs,
+    inspected_as,
     present,
     record_of,
     stopped_for,
@@ -38,6 +43,7 @@ from backends.docker.stdin import StdinFeed
 from backends.docker.watchers import Watchers
 from backends.labels import (
     ASYNC_ROLE,
+    CONTAINER,
     CREATED,
     DELIVERED_ROLE,
     EVICTABLE,
@@ -71,7 +77,6 @@ from runner.archive_streams import released
 from runner.errors import BackendUnavailable, Conflict, NotFound, RunnerError
 from runner.spec import Outcome, RunControl, RunRecord, RunSpec
 
-LOG_FILES = 4
 SETTLE_SECONDS = 60
 NEVER_STARTED = "the runner that accepted the run stopped before it started; start it again"
 
@@ -81,8 +86,9 @@ def delivered_name(run_id: str) -> str:
 
 
 class DetachedRuns:
-    def __init__(self, containers: Containers) -> None:
+    def __init__(self, containers: Containers, pool: Pool) -> None:
         self.containers = containers
+        self.pool = pool
         self.settings = containers.settings
         self._feeds: dict[str, StdinFeed] = {}
         """Input still being written, by run: stopped when the run is seen to end (the engine
@@ -99,9 +105,9 @@ class DetachedRuns:
         containers = self.containers
         containers.ensure_image(spec, control)
         labels = self._labels(spec, idempotency_key)
-        size = max(self.settings.run_log_max_bytes // LOG_FILES, 1)
-        logs = LogConfig(type="local", config={"max-size": str(size), "max-file": "4"})
-        container, volume = containers.prepare(spec, control, labels, {}, logs)
+        if self._launch_warm(spec, control, labels):
+            return
+        container, volume = containers.prepare(spec, control, labels, {}, containers.kept_log())
         feed: StdinFeed | None = None
         try:
             feed = containers.feed_stdin(spec, container)
@@ -113,6 +119,20 @@ class DetachedRuns:
                 feed.stop()
             containers.remove(container, volume)
             raise
+
+    def _launch_warm(self, spec: RunSpec, control: RunControl, labels: dict[str, str]) -> bool:
+        """Start the run in a warm container when it fits one (`pool`): its claim carries the
+        run's labels; it ends, and is read, kept and removed, as a cold one."""
+        taken = self.pool.take(spec, control, labels)
+        if taken is None:
+            return False
+        try:
+            taken.go_detached(spec.stdin, spec.timeout_seconds)
+        except WarmLost:
+            taken.stop()
+            self.containers.remove(taken.container, claim_name(spec.run_id))
+            return False  # the command did not start there: the run goes cold
+        return True
 
     def _labels(self, spec: RunSpec, idempotency_key: str | None) -> dict[str, str]:
         """The run's labels; the owner's only matters until it starts (a launch that died with
@@ -198,13 +218,13 @@ class DetachedRuns:
         writable layer. Any runner may do it, more than once: the first result kept counts, and
         a run found kept already is only recorded and removed."""
         container = self._container(run_id)
-        inspected = None if container is None else self._inspect(container["Id"])
+        inspected = None if container is None else self._inspect(container)
         if container is None or inspected is None or inspected["State"]["Status"] not in ENDED:
             return
         if run_id in self._discarding:
             return  # cancelled: its end is the cancel's to record
         if self._recorded(run_id):  # kept by another runner, or cancelled by one
-            self.containers.remove(container["Id"], f"oneoff-{run_id}")
+            self._remove(run_id, container)
             return
         record = record_of(inspected)
         labels = container["Labels"]
@@ -225,7 +245,7 @@ class DetachedRuns:
         if not self.results.keep(run_id, result_labels, kept) and not self.results.whole(run_id):
             return  # another runner is keeping it now
         self.record(record, instance, left, labels.get(KEY))
-        self.containers.remove(container["Id"], f"oneoff-{run_id}")
+        self._remove(run_id, container)
 
     def _recorded(self, run_id: str) -> bool:
         with engine_errors("looking for the run's record"):
@@ -241,10 +261,17 @@ class DetachedRuns:
             containers = api.containers(
                 all=True, filters={"label": [*label, f"{ROLE}={ASYNC_ROLE}"]}
             )
-            inspected = [self._inspect(item["Id"]) for item in containers]
-            records = [self._readable(item) for item in inspected if present(item)]
-            # records and delivered marks in one listing (label filters cannot say "or")
+            # records, warm runs' claims and delivered marks in one listing (label filters
+            # cannot say "or")
             found = api.volumes(filters={"label": label}).get("Volumes") or []
+            claims = (item.get("Labels") or {} for item in found)
+            warm = [self._claimed(kept) for kept in claims if _async_claim(kept)]
+            inspected = [self._inspect(item) for item in containers + [c for c in warm if c]]
+            if None in warm or not all(present(item) for item in inspected):
+                # a run's container went (or is going) since it was listed: its record, made
+                # before that, is listed now
+                found = api.volumes(filters={"label": label}).get("Volumes") or []
+            records = [self._readable(item) for item in inspected if present(item)]
         marked = set()
         for kept in (item.get("Labels") or {} for item in found):
             if kept.get(ROLE) == RECORD_ROLE:
@@ -274,7 +301,7 @@ class DetachedRuns:
     def _logs(self, run_id: str, *, follow: bool) -> OutputStream:
         container = self._require(run_id)
         client = self.containers.streams if follow else self.containers.api
-        return engine_logs(client, container["Id"], follow=follow)
+        return engine_logs(client, container, follow=follow)
 
     def collect(self, run_id: str) -> Outcome:
         """The finished run's result: as kept, or from its stopped container not kept yet."""
@@ -283,9 +310,10 @@ class DetachedRuns:
             return kept
         try:
             container = self._require(run_id)
-            with engine_errors("reading the run's state"):
-                record = record_of(self.containers.api.inspect_container(container["Id"]))
-            return self._collect_container(container, record)
+            inspected = self._inspect(container)
+            if inspected is None:
+                raise _gone(run_id)
+            return self._collect_container(container, record_of(inspected))
         except RunnerError:
             # kept meanwhile: the result is kept before the container goes (the engine answers
             # 409 for the log of a container being removed, as in `output`, and Docker 29 may
@@ -387,7 +415,7 @@ class DetachedRuns:
             container = self._container(run_id)
             if container is not None:
                 self.containers.kill(container["Id"])
-            self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+            self._remove(run_id, container)
         finally:
             self._discarding.discard(run_id)
 
@@ -437,7 +465,7 @@ class DetachedRuns:
             container = self._container(run_id)
             self.containers.remove(None, f"oneoff-{run_id}-record")
             self.results.remove(run_id)
-            self.containers.remove(container["Id"] if container else None, f"oneoff-{run_id}")
+            self._remove(run_id, container)
             self.containers.remove(None, delivered_name(run_id))
         finally:
             self._discarding.discard(run_id)
@@ -489,33 +517,60 @@ class DetachedRuns:
             record.tenant = labels[TENANT]
         self.discard(run_id, record, labels.get(INSTANCE))
 
-    def _inspect(self, container: str) -> dict[str, Any] | None:
-        """The container, or None when it went since it was listed (another runner on the
-        engine removed it)."""
+    def _inspect(self, container: dict[str, Any]) -> dict[str, Any] | None:
+        """The run's container as listed, inspected (with its run's labels: `claimed`), or
+        None when it went since it was listed (another runner on the engine removed it)."""
         try:
             with engine_errors("inspecting the run's container"):
-                inspected: dict[str, Any] = self.containers.api.inspect_container(container)
+                inspected: dict[str, Any] = self.containers.api.inspect_container(container["Id"])
         except NotFound:
             return None
-        return inspected
+        return (
+            inspected_as(container, inspected) if _async_claim(container["Labels"]) else inspected
+        )
 
     def _status(self, container: dict[str, Any]) -> str | None:
         """The container's state as inspecting it tells (None once it is gone). Not the
         listing's: Docker 29 lists a container `running` for a moment after its wait returned."""
-        inspected = self._inspect(container["Id"])
+        inspected = self._inspect(container)
         return None if inspected is None else str(inspected["State"]["Status"])
 
     def _container(self, run_id: str) -> dict[str, Any] | None:
+        """The run's container as listed: its own, or the warm container its claim names."""
         filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}
         with engine_errors("finding the run's container"):
-            found = self.containers.api.containers(all=True, filters=filters)
-        return found[0] if found else None
+            found: list[dict[str, Any]] = self.containers.api.containers(all=True, filters=filters)
+            if found:
+                return found[0]
+            claim = self.containers.api.volumes(filters={"name": claim_name(run_id)})
+        for item in claim.get("Volumes") or []:
+            labels = item.get("Labels") or {}
+            if item["Name"] == claim_name(run_id) and _async_claim(labels):
+                return self._claimed(labels)
+        return None
+
+    def _claimed(self, claim: dict[str, str]) -> dict[str, Any] | None:
+        """The warm container an async run's `claim` names, seen as the run's (`claimed`)."""
+        with engine_errors("finding the run's container"):
+            found = self.containers.api.containers(all=True, filters={"id": claim[CONTAINER]})
+        return claimed(found[0], claim) if found else None
+
+    def _remove(self, run_id: str, container: dict[str, Any] | None) -> None:
+        """The run's container and its run volume, or its claim (a warm container's)."""
+        warm = container is not None and _async_claim(container["Labels"])
+        volume = claim_name(run_id) if warm else f"oneoff-{run_id}"
+        self.containers.remove(container["Id"] if container else None, volume)
 
     def _require(self, run_id: str) -> dict[str, Any]:
         container = self._container(run_id)
         if container is None:
             raise _gone(run_id)
         return container
+
+
+def _async_claim(labels: dict[str, str]) -> bool:
+    """Whether these are an async run's claim's labels (`pool`), not its container's own."""
+    return labels.get(ROLE) == ASYNC_ROLE and CONTAINER in labels
 
 
 def _gone(run_id: str) -> NotFound:

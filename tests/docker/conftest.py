@@ -123,6 +123,9 @@ def server(instance: str, make_settings) -> Server:  # type: ignore[no-untyped-d
     def serve(**overrides: object) -> Iterator[httpx.Client]:
         app = create_app(make_settings(instance_id=instance, **overrides))
         with serving(app) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            yield client
+            client.get("/livez")  # served: the runner (and its pool) started
+            pool = getattr(app.state.service.backend, "pool", None)
+            assert pool is None or pool.wait_full(60), "the warm pool did not fill"
+            yield client  # with RUNNER_WARM_POOL, its first runs take warm containers
 
     return serve

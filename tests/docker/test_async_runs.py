@@ -35,7 +35,7 @@ from backends.labels import (
 from runner.spec import RunRecord
 from tests.docker.watching import Events
 from tests.faults import EngineProxy, engine_fault
-from tests.helpers import TEST_IMAGE, Server, managed_objects, run_body, until
+from tests.helpers import TEST_IMAGE, Server, managed_objects, run_body, run_containers, until
 
 COUNTDOWN = "for i in $(seq 1 12); do echo line $i; sleep 0.25; done; echo done >&2"
 
@@ -101,9 +101,7 @@ def test_cancel_kills_the_run_and_removes_its_container(
         cancelled = client.post(f"/runs/{run_id}/cancel")
         assert cancelled.status_code == 200
         assert cancelled.json()["state"] == "cancelled"
-        assert (
-            docker_client.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
-        )
+        assert run_containers(docker_client, run_id) == []
         assert client.get(f"/runs/{run_id}").json()["state"] == "cancelled"
         client.delete(f"/runs/{run_id}")
 
@@ -115,7 +113,7 @@ def test_deleting_a_running_run_kills_and_removes_it(
         run_id = running(client)
         removed = client.delete(f"/runs/{run_id}")
         after = [client.get(f"/runs/{run_id}"), client.get(f"/runs/{run_id}/logs")]
-        left = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+        left = run_containers(docker_client, run_id)
         records = docker_client.api.volumes(filters={"label": f"{RUN_ID}={run_id}"})["Volumes"]
     assert removed.status_code == 200
     assert removed.json()["state"] == "cancelled"
@@ -134,7 +132,7 @@ def test_a_run_being_cancelled_is_cancelled_meanwhile(
     proxy.start()
     with server(docker_host=proxy.docker_host) as client:
         run_id = running(client)
-        (container,) = docker_client.api.containers(filters={"label": f"{RUN_ID}={run_id}"})
+        (container,) = run_containers(docker_client, run_id, all_states=False)
         answers: list[httpx.Response] = []
 
         def cancel() -> None:
@@ -223,7 +221,7 @@ def test_a_finished_run_is_removed_after_its_ttl(
 def listed_state(docker_client: docker.DockerClient, run_id: str) -> str | None:
     """The run's container's state as the engine lists it (what a reaper reads); None when
     it is gone."""
-    found = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+    found = run_containers(docker_client, run_id)
     return found[0]["State"] if found else None
 
 

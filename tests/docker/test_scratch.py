@@ -14,7 +14,7 @@ import pytest
 
 from backends.labels import RUN_ID
 from tests.docker.test_async_runs import follow_to_exit, start
-from tests.helpers import Server, managed_objects, run_body, until
+from tests.helpers import Server, managed_objects, run_body, run_containers, until
 
 WRITER = (
     "i=0; while [ $i -lt 24 ]; do dd if=/dev/zero of=/tmp/f$i bs=1M count=2 2>/dev/null; "
@@ -154,7 +154,7 @@ def test_a_finished_async_run_keeps_its_result_without_its_container(
         follow_to_exit(client, run_id)
 
         def listed() -> list[dict[str, Any]]:
-            found = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+            found = run_containers(docker_client, run_id)
             return cast(list[dict[str, Any]], found)
 
         until(lambda: [item["Names"] for item in listed()] == [[f"/oneoff-{run_id}-result"]], 30)
@@ -165,7 +165,7 @@ def test_a_finished_async_run_keeps_its_result_without_its_container(
         directory = client.get(f"/runs/{run_id}/files/out")
         removed = client.delete(f"/runs/{run_id}")
         after = [client.get(f"/runs/{run_id}"), client.get(f"/runs/{run_id}/files/out")]
-        left = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+        left = run_containers(docker_client, run_id)
         records = docker_client.api.volumes(filters={"label": f"{RUN_ID}={run_id}"}).get("Volumes")
     assert kept[0]["State"] == "created"  # never started: it only holds the result
     assert (status["state"], status["result"]["stdout"], status["result"]["stderr"]) == (
@@ -193,6 +193,7 @@ def test_the_kept_runs_bound_answers_429_naming_it(server: Server) -> None:
         assert client.delete(f"/runs/{first}").status_code == 200
         again = client.post("/runs", json=run_body("true"))
         follow_to_exit(client, second)
+        assert again.status_code == 202, again.text
         follow_to_exit(client, again.json()["run_id"])  # none left for another runner to keep
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"] == "too_many_kept_runs"

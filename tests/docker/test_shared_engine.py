@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from backends.docker.backend import DockerBackend
-from backends.labels import INSTANCE, MANAGED, RUN_ID
+from backends.labels import INSTANCE, MANAGED
 from runner.settings import Settings
 from tests.docker.watching import (
     WAITS_FOR_GO,
@@ -32,6 +32,7 @@ from tests.helpers import (
     managed_objects,
     remove_objects_of,
     run_body,
+    run_containers,
     start_runner,
 )
 
@@ -148,7 +149,7 @@ def start(client: httpx.Client, *command: str) -> str:
 
 
 def containers_of(docker_client: docker.DockerClient, run_id: str) -> list[str]:
-    found = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+    found = run_containers(docker_client, run_id)
     return [f"{item['Id'][:12]} ({item['State']})" for item in found]
 
 

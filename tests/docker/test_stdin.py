@@ -11,9 +11,8 @@ import docker
 import pytest
 from fastapi.testclient import TestClient
 
-from backends.labels import RUN_ID
 from tests.docker.test_async_runs import follow_to_exit, start, wait_for_output
-from tests.helpers import Server, managed_objects, run_body, until
+from tests.helpers import Server, managed_objects, run_body, run_containers, until
 
 MIB = 1024 * 1024
 BIG = "".join(f"line {i:07d}\n" for i in range(MIB // 13 + 1))
@@ -108,7 +107,5 @@ def test_cancelling_an_async_run_with_unread_input_removes_it(
         run_id = start(client, "sh", "-c", "echo ready; sleep 300", stdin=BIG)
         wait_for_output(client, run_id, "ready")
         assert client.delete(f"/runs/{run_id}").json()["state"] == "cancelled"
-        assert (
-            docker_client.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
-        )
+        assert run_containers(docker_client, run_id) == []
     until(lambda: not feeds_alive(), 10)

@@ -23,6 +23,7 @@ import docker
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from httpx_sse import connect_sse
 
 from api_app import create_app
 from backends.docker.waiter import INLINE_BYTES
@@ -410,6 +411,164 @@ def test_pool_containers_removed_behind_its_back_cost_a_refill_not_a_run(warm, d
     assert pool.wait_full(60)
     after = _warm_run(warm, run_body("echo", "warm again"))
     assert after["stdout"] == "warm again\n"
+
+
+# ---- async runs (POST /runs, MCP's run_container) -----------------------------------------
+
+
+def _async(client: TestClient, body: dict[str, object], headers: dict[str, str] = ALICE) -> str:
+    started = client.post("/runs", json=body, headers=headers)
+    assert started.status_code == 202, started.text
+    return str(started.json()["run_id"])
+
+
+def _followed(client: TestClient, run_id: str) -> dict[str, Any]:
+    """The run's output as its log stream gave it, per stream, and its final status, without
+    what differs by nature (its id, its times)."""
+    seen: dict[str, str] = {"stdout": "", "stderr": ""}
+    with connect_sse(
+        client, "GET", f"/runs/{run_id}/logs", headers={**ALICE}, timeout=60
+    ) as source:
+        for event in source.iter_sse():
+            if event.event in seen:
+                seen[event.event] += json.loads(event.data)
+    status = client.get(f"/runs/{run_id}", headers=ALICE).json()
+    assert status["started_at"] and status["finished_at"], status
+    for key in ("run_id", "created_at", "started_at", "finished_at"):
+        status.pop(key)
+    for key in ("run_id", "execution_time"):
+        (status["result"] or {}).pop(key, None)
+    return {"streamed": seen, "status": status}
+
+
+def _both_async(
+    warm: TestClient, cold: TestClient, docker_client: docker.DockerClient, body: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(warm, cold) of the same async run, as followed; fails unless the first took a warm
+    container (the engine's `rename` of a pool container to the run's name)."""
+    assert _pool(warm).wait_full(60), "the pool did not fill"
+    events = Events(docker_client, warm.app.state.service.settings.instance_id)  # type: ignore[attr-defined]
+    try:
+        run_id = _async(warm, body)
+        began = events.wait("start")  # the engine replays what it kept of the past first
+        while began["Actor"]["Attributes"]["name"] != f"oneoff-{run_id}":
+            began = events.wait("start")
+    finally:
+        events.close()
+    assert warm_run_began(began), began
+    return _followed(warm, run_id), _followed(cold, _async(cold, body))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"command": ["sh", "-c", "echo out; cat; echo err >&2; env | grep ^GREETING; exit 3"]},
+        {"command": ["pwd"], "working_dir": "/made/here"},
+        {
+            "command": ["cat", "/in/one.txt"],
+            "volumes": {"/in/one.txt": {"type": "file", "content": "b25l"}},
+        },
+    ],
+    ids=["exit-stdin-env", "working-dir", "file-in"],
+)
+def test_an_async_run_takes_a_warm_container_and_ends_as_a_cold_one(
+    warm, cold, docker_client, fields
+):
+    body = run_body(stdin="from stdin\n", env_vars={"GREETING": "hello"}, **fields)
+    first, second = _both_async(warm, cold, docker_client, body)
+    assert first == second
+    assert first["status"]["result"]["exit_code"] is not None
+
+
+def test_an_async_warm_runs_files_come_back_as_a_cold_ones(warm, cold, docker_client):
+    volumes = {"/out": {"type": "directory", "response": True}}
+    body = run_body("sh", "-c", "echo made > /out/made.txt", volumes=volumes)
+    first, second = _both_async(warm, cold, docker_client, body)
+    first_tar = first["status"]["result"]["volumes"].pop("/out")["content"]
+    second_tar = second["status"]["result"]["volumes"].pop("/out")["content"]
+    assert first == second
+    assert _members(first_tar) == _members(second_tar) == {"made.txt": b"made\n"}
+
+
+def test_an_async_warm_run_times_out_as_a_cold_one(warm, cold, docker_client):
+    body = run_body("sh", "-c", "echo started; sleep 60", timeout_seconds=1)
+    first, second = _both_async(warm, cold, docker_client, body)
+    assert first == second
+    assert (first["status"]["state"], first["streamed"]["stdout"]) == ("timeout", "started\n")
+
+
+def test_an_async_warm_run_is_its_tenants_and_cancelling_it_removes_it(warm, docker_client):
+    assert _pool(warm).wait_full(60)
+    run_id = _async(warm, run_body("sh", "-c", "echo ready; sleep 60"))
+    with connect_sse(warm, "GET", f"/runs/{run_id}/logs", headers={**ALICE}, timeout=60) as source:
+        next(event for event in source.iter_sse() if event.event == "stdout")
+    (container,) = [
+        item
+        for item in docker_client.api.containers(filters={"name": f"oneoff-{run_id}"})
+        if item["Labels"].get(ROLE) == POOL_ROLE  # a warm container, not one made for it
+    ]
+    listed = {
+        name: [run["run_id"] for run in warm.get("/runs", headers=who).json()["runs"]]
+        for name, who in (("alice", ALICE), ("bob", BOB))
+    }
+    assert run_id in listed["alice"] and run_id not in listed["bob"]
+    assert warm.get(f"/runs/{run_id}", headers=BOB).status_code == 404
+    assert warm.post(f"/runs/{run_id}/cancel", headers=BOB).status_code == 404
+    assert docker_client.api.inspect_container(container["Id"])["State"]["Running"]
+    cancelled = warm.post(f"/runs/{run_id}/cancel", headers=ALICE)
+    assert cancelled.json()["state"] == "cancelled"
+    claims = docker_client.api.volumes(filters={"name": f"oneoff-{run_id}-claim"})["Volumes"]
+    assert docker_client.api.containers(all=True, filters={"id": container["Id"]}) == []
+    assert not claims
+    assert warm.get(f"/runs/{run_id}", headers=ALICE).json()["state"] == "cancelled"
+
+
+def test_an_async_warm_run_outlives_its_runner_and_another_keeps_its_end(docker_client):
+    """Its claim, not its container's labels, says whose it is: the dead runner's reaper
+    removes the idle pool and leaves the run, which another runner watches and keeps."""
+    instance, port = instance_id("warm-async"), free_port()
+    fast = {"lease_seconds": "1", "reap_interval_seconds": "0.2"}
+    first = start_runner(instance, port, warm_pool=f"{TEST_IMAGE}=2", **fast)
+    try:
+        until(lambda: len(_running(_idle_pool(docker_client, instance))) == 2, 60)
+        script = "trap 'echo asked; exit 5' USR1; echo started; while :; do sleep 0.1; done"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            started = client.post("/runs", json=run_body("sh", "-c", script))
+            run_id = started.json()["run_id"]
+            with connect_sse(client, "GET", f"/runs/{run_id}/logs", timeout=60) as source:
+                next(event for event in source.iter_sse() if event.event == "stdout")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        other = free_port()
+        second = start_runner(instance, other, warm_pool="", **fast)
+        try:
+            until(lambda: not _idle_pool(docker_client, instance), 30)  # its reaper ran
+            (taken,) = docker_client.api.containers(filters={"name": f"oneoff-{run_id}"})
+            docker_client.api.kill(taken["Id"], signal="SIGUSR1")
+            with httpx.Client(base_url=f"http://127.0.0.1:{other}") as client:
+                with connect_sse(client, "GET", f"/runs/{run_id}/logs", timeout=60) as source:
+                    *_, end = source.iter_sse()
+        finally:
+            second.terminate()
+            second.wait(30)
+        status = json.loads(end.data)
+        assert (end.event, status["state"]) == ("exit", "failed"), status
+        result = status["result"]
+        assert (result["exit_code"], result["stdout"]) == (5, "started\nasked\n")
+    finally:
+        first.kill()
+        remove_objects_of(docker_client, instance)
+
+
+def _running(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [item for item in containers if item["State"] == "running"]
+
+
+def _idle_pool(docker_client: docker.DockerClient, instance: str) -> list[dict[str, Any]]:
+    """The instance's pool containers no run took (a taken one has its run's name): those of a
+    dead runner exit (their shell reads end of file), and only a reaper removes them."""
+    pool = _pool_containers(docker_client, instance)
+    return [item for item in pool if item["Names"][0].startswith("/oneoff-pool-")]
 
 
 def test_a_finished_runs_attach_is_closed_only_once_its_reader_is_done(warm):

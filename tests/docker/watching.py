@@ -14,7 +14,7 @@ import docker
 import httpx
 import pytest
 
-from backends.labels import INSTANCE, POOL_ROLE, ROLE, RUN_ROLE
+from backends.labels import ASYNC_ROLE, INSTANCE, POOL_ROLE, ROLE, RUN_ROLE
 from tests.helpers import (
     HELD_ROLES,
     TEST_IMAGE,
@@ -42,18 +42,20 @@ class Events:
 
     def wait(self, action: str, role: str = "run") -> dict:  # type: ignore[type-arg]
         """The next `action` event of a container of `role`; with RUNNER_WARM_POOL, a warm
-        container's renaming to its run's name counts as a synchronous run's start, and once
-        renamed it is a run's container."""
+        container's renaming to its run's name counts as a run's start (synchronous or async),
+        and once renamed it is a run's container."""
         for event in self.stream:
             attributes = event.get("Actor", {}).get("Attributes", {})
             if event["Type"] != "container" or attributes.get(INSTANCE) != self.instance:
                 continue
             if attributes.get(ROLE) == role and event["Action"] == action:
                 return event  # type: ignore[no-any-return]
-            if (action, role) == ("start", RUN_ROLE) and warm_run_began(event):
+            if role not in (RUN_ROLE, ASYNC_ROLE):
+                continue
+            if action == "start" and warm_run_began(event):
                 return event  # type: ignore[no-any-return]
             name, own_role = attributes.get("name", ""), attributes.get(ROLE)
-            if role == RUN_ROLE and event["Action"] == action and taken_warm(name, own_role):
+            if event["Action"] == action and taken_warm(name, own_role):
                 return event  # type: ignore[no-any-return]
         pytest.fail(f"no {action!r} event for instance {self.instance}")
 

@@ -9,8 +9,7 @@ import docker
 import pytest
 from mcp import Client
 
-from backends.labels import RUN_ID
-from tests.helpers import run_body
+from tests.helpers import run_body, run_containers
 
 pytestmark = pytest.mark.anyio
 
@@ -69,7 +68,7 @@ async def test_cancel_run_stops_the_container(
             break
     cancelled = await client.call_tool("cancel_run", {"run_id": run_id})
     assert cancelled.structured_content["state"] == "cancelled"
-    assert docker_client.containers.list(all=True, filters={"label": f"{RUN_ID}={run_id}"}) == []
+    assert run_containers(docker_client, run_id) == []
 
 
 async def test_an_unknown_run_is_a_tool_error_naming_run_id(fake_client: Client) -> None:

@@ -15,10 +15,9 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from backends.labels import RUN_ID
 from mcp_app import create_app
 from tests.docker.test_scratch import WRITER
-from tests.helpers import remove_objects_of, run_body, serving, until
+from tests.helpers import remove_objects_of, run_body, run_containers, serving, until
 from tests.mcp.test_runs import read_until_finished
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +46,7 @@ async def test_wait_run_reads_a_finished_run_from_its_kept_result(
     stdout, _, _ = await read_until_finished(runs_client, run_id)
 
     def kept() -> list[list[str]]:
-        found = docker_client.api.containers(all=True, filters={"label": f"{RUN_ID}={run_id}"})
+        found = run_containers(docker_client, run_id)
         return [item["Names"] for item in found]
 
     until(lambda: kept() == [[f"/oneoff-{run_id}-result"]], 30)  # its container removed

@@ -10,8 +10,7 @@ from urllib.parse import urlsplit
 import docker
 import httpx
 
-from backends.labels import RUN_ID
-from tests.helpers import run_body
+from tests.helpers import run_body, run_containers
 from tests.mcp.test_wire import message, rpc
 
 VERSION = "2025-11-25"
@@ -65,8 +64,7 @@ def test_cancelling_a_task_removes_its_container(runs_url, docker_client: docker
     task = start_task(runs_url, "sleep", "300")
     cancelled = call(runs_url, "tasks/cancel", {"taskId": task["taskId"]})["result"]
     assert cancelled["status"] == "cancelled"
-    label = f"{RUN_ID}={task['taskId']}"
-    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    assert run_containers(docker_client, task["taskId"]) == []
     assert (
         call(runs_url, "tasks/get", {"taskId": task["taskId"]})["result"]["status"] == "cancelled"
     )
@@ -176,8 +174,7 @@ def test_cancel_through_the_extension(runs_url, docker_client: docker.DockerClie
     task_id = call_as_task(runs_url, run_body("sleep", "300"))["taskId"]
     assert on_task(runs_url, "tasks/cancel", task_id)["result"] == {"resultType": "complete"}
     assert on_task(runs_url, "tasks/get", task_id)["result"]["status"] == "cancelled"
-    label = f"{RUN_ID}={task_id}"
-    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    assert run_containers(docker_client, task_id) == []
 
 
 def test_a_task_method_whose_mcp_name_is_not_its_task_is_a_header_mismatch(runs_url):

@@ -7,11 +7,13 @@ import time
 from backends.docker.reaping import Listing, containers_to_remove, volumes_to_remove
 from backends.labels import (
     ASYNC_ROLE,
+    CONTAINER,
     DEADLINE,
     DELIVERED_ROLE,
     HOSTS_ROLE,
     LEASE_ROLE,
     OWNER,
+    POOL_ROLE,
     RECORD_ROLE,
     ROLE,
     RUN_ID,
@@ -100,6 +102,24 @@ def test_an_async_run_s_volume_goes_only_when_its_launch_died_with_its_runner():
         {"Name": "old-lease", "Labels": labelled(LEASE_ROLE, GONE, deadline=NOW - 1)},
     ]
     assert volumes_to_remove(listing(containers, volumes)) == ["died", "old-mark", "old-lease"]
+
+
+def test_a_warm_container_an_async_run_claimed_is_the_runs_to_judge_not_its_makers():
+    """Its maker's lease is gone; its claim (role async-run) says whose it is: the container is
+    seen with the claim's labels, left to the run's expiry, and the claim stays with it."""
+    claim = {**labelled(ASYNC_ROLE, GONE, run_id="run"), CONTAINER: "taken"}
+    containers = [
+        {"Id": "taken", "Labels": labelled(POOL_ROLE, GONE, run_id="pool-1"), "State": "running"},
+        {"Id": "idle", "Labels": labelled(POOL_ROLE, GONE, run_id="pool-2"), "State": "exited"},
+    ]
+    volumes = [
+        {"Name": "oneoff-run-claim", "Labels": claim},
+        {"Name": "oneoff-gone-claim", "Labels": {**claim, RUN_ID: "gone", CONTAINER: "removed"}},
+    ]
+    seen = listing(containers, volumes)
+    assert containers_to_remove(seen) == ["idle"]
+    assert [(item["Id"], item["Labels"]) for item in seen.async_containers()] == [("taken", claim)]
+    assert volumes_to_remove(seen) == ["oneoff-gone-claim"]
 
 
 def test_a_runner_s_hosts_file_volume_goes_with_its_lease_and_stays_while_it_lives():
