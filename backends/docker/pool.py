@@ -135,6 +135,8 @@ class Taken:
         self._line = line
         self._marker = marker
         self.claim = claim
+        self.labels: dict[str, str] = {}
+        """An async run's claim's labels (the run's)."""
         self.status: bytes | None = None
         self._decided = threading.Event()
 
@@ -376,6 +378,7 @@ class Pool:
         """An async run's take: its claim made now (any runner finds the run by it from then
         on), with where its log starts, when it starts and its image as asked."""
         claim = {**labels, MARKER: marker, STARTED: repr(time.time()), RUN_IMAGE: spec.image}
+        claim[CONTAINER] = waiting.container
         made: Future[str] = Future()
         try:
             made.set_result(self._claim(spec, waiting.container, claim))
@@ -384,7 +387,9 @@ class Pool:
             waiting.close()
             self.containers.remove(waiting.container, claim_name(spec.run_id))
             return None  # removed before the cold path makes a container of the run's name
-        return Taken(waiting, line, marker.encode(), made)
+        taken = Taken(waiting, line, marker.encode(), made)
+        taken.labels = claim
+        return taken
 
     def _limit(self, spec: RunSpec, container: str) -> None:
         """The run's limits, before its command: only when they differ from the pool's."""

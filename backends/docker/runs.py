@@ -78,6 +78,7 @@ from runner.errors import BackendUnavailable, Conflict, NotFound, RunnerError
 from runner.spec import Outcome, RunControl, RunRecord, RunSpec
 
 SETTLE_SECONDS = 60
+REMEMBERED_CLAIMS = 4096
 NEVER_STARTED = "the runner that accepted the run stopped before it started; start it again"
 
 
@@ -99,6 +100,8 @@ class DetachedRuns:
         self.watchers = Watchers(self._follow)
         self._discarding: set[str] = set()
         """Runs being cancelled or removed here: their end is not kept as a result."""
+        self._claims: dict[str, dict[str, str]] = {}
+        """Warm async runs' claims' labels, by run, as read (`_container`)."""
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         """Pull, prepare content, create and start; returns once the container runs."""
@@ -132,6 +135,7 @@ class DetachedRuns:
             taken.stop()
             self.containers.remove(taken.container, claim_name(spec.run_id))
             return False  # the command did not start there: the run goes cold
+        self._remember(taken.labels)
         return True
 
     def _labels(self, spec: RunSpec, idempotency_key: str | None) -> dict[str, str]:
@@ -536,30 +540,51 @@ class DetachedRuns:
         return None if inspected is None else str(inspected["State"]["Status"])
 
     def _container(self, run_id: str) -> dict[str, Any] | None:
-        """The run's container as listed: its own, or the warm container its claim names."""
-        filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}
-        with engine_errors("finding the run's container"):
-            found: list[dict[str, Any]] = self.containers.api.containers(all=True, filters=filters)
-            if found:
-                return found[0]
-            claim = self.containers.api.volumes(filters={"name": claim_name(run_id)})
-        for item in claim.get("Volumes") or []:
-            labels = item.get("Labels") or {}
-            if item["Name"] == claim_name(run_id) and _async_claim(labels):
-                return self._claimed(labels)
-        return None
+        """The run's container as listed: its own, or the warm container its claim names (a
+        claim never changes: once read, it is remembered, and its container is one listing
+        away, as a cold run's is)."""
+        claim = self._claims.get(run_id)
+        if claim is None:
+            filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}
+            with engine_errors("finding the run's container"):
+                found: list[dict[str, Any]] = self.containers.api.containers(
+                    all=True, filters=filters
+                )
+                if found:
+                    return found[0]
+                listed = self.containers.api.volumes(filters={"name": claim_name(run_id)})
+            named = (
+                item for item in listed.get("Volumes") or [] if item["Name"] == claim_name(run_id)
+            )
+            claim = next((item.get("Labels") or {} for item in named), None)
+            if claim is None or not _async_claim(claim):
+                return None
+        return self._claimed(claim)
 
     def _claimed(self, claim: dict[str, str]) -> dict[str, Any] | None:
         """The warm container an async run's `claim` names, seen as the run's (`claimed`)."""
         with engine_errors("finding the run's container"):
             found = self.containers.api.containers(all=True, filters={"id": claim[CONTAINER]})
-        return claimed(found[0], claim) if found else None
+        run_id = claim[RUN_ID]
+        if not found:
+            self._claims.pop(run_id, None)
+            return None
+        self._remember(claim)
+        return claimed(found[0], claim)
+
+    def _remember(self, claim: dict[str, str]) -> None:
+        """Keep a warm run's claim's labels (they never change), up to `REMEMBERED_CLAIMS`."""
+        if claim[RUN_ID] not in self._claims:
+            while len(self._claims) >= REMEMBERED_CLAIMS:
+                self._claims.pop(next(iter(self._claims)))
+            self._claims[claim[RUN_ID]] = claim
 
     def _remove(self, run_id: str, container: dict[str, Any] | None) -> None:
         """The run's container and its run volume, or its claim (a warm container's)."""
         warm = container is not None and _async_claim(container["Labels"])
         volume = claim_name(run_id) if warm else f"oneoff-{run_id}"
         self.containers.remove(container["Id"] if container else None, volume)
+        self._claims.pop(run_id, None)
 
     def _require(self, run_id: str) -> dict[str, Any]:
         container = self._container(run_id)
