@@ -3,6 +3,8 @@ one run: two runner processes on the same engine, one with RUNNER_WARM_POOL and 
 measured interleaved (A B A B ...) so the machine's drift hits both.
 
 - sequential `echo hi`: warm p50 and p90 over cold's (targets <= 0.30 and <= 0.40);
+- the same as an async run (POST /runs, then its log stream to the `exit` event, as a caller
+  waiting on it does; MCP's run_container is one), reported;
 - the same with one 1 KiB file in (target <= 0.60);
 - runs per second at 4 and 16 clients with and without the pool, in alternating blocks; a
   block ends when its runs' containers are gone and the pool is full again, so the refill's
@@ -30,6 +32,7 @@ from bench.harness import INSTANCE, Runner, Samples, machine, runner_process, ti
 from bench.scenarios import ECHO, _burst, post_run, run_body
 
 POOL = 16
+SSE = {"accept": "text/event-stream"}
 FILE_KIB = 1
 
 
@@ -50,6 +53,11 @@ def main() -> None:
         full()
         results["memory"] = _memory(api, warm_id, warm, cold)
         results["echo"] = _latency(warm, cold, full, run_body(ECHO), rounds)
+        async_runs = AsyncRuns()
+        try:
+            results["async_echo"] = _latency(warm, cold, full, run_body(ECHO), rounds, async_runs)
+        finally:
+            async_runs.remove()
         body = run_body(["cat", "/in/file"], volumes={"/in/file": _file()})
         results["file_1kib"] = _latency(warm, cold, full, body, rounds)
         results["throughput"] = {
@@ -65,17 +73,23 @@ def _file() -> dict[str, object]:
 
 
 def _latency(
-    warm: Runner, cold: Runner, full: Any, body: dict[str, object], rounds: int
+    warm: Runner,
+    cold: Runner,
+    full: Any,
+    body: dict[str, object],
+    rounds: int,
+    run: Callable[[httpx.Client, Runner, dict[str, object]], dict[str, Any]] = post_run,
 ) -> dict[str, Any]:
-    """p50/p90 of one run at a time, warm and cold interleaved after two untimed rounds; the
-    pool is full before each warm run (a lone caller never waits for the refill)."""
+    """p50/p90 of one run at a time (`run`: a synchronous one by default), warm and cold
+    interleaved after two untimed rounds; the pool is full before each warm run (a lone caller
+    never waits for the refill)."""
     http = httpx.Client(timeout=600)
     samples = {"warm": Samples(), "cold": Samples()}
     for round_ in range(rounds + 2):
         full()
         took = {
-            "warm": timed(lambda: _checked(post_run(http, warm, body))),
-            "cold": timed(lambda: _checked(post_run(http, cold, body))),
+            "warm": timed(lambda: _checked(run(http, warm, body))),
+            "cold": timed(lambda: _checked(run(http, cold, body))),
         }
         for name, seconds in took.items():
             if round_ >= 2:
@@ -87,6 +101,35 @@ def _latency(
     figures["p50_ratio"] = round(samples["warm"].median / samples["cold"].median, 3)
     figures["p90_ratio"] = round(samples["warm"].p(0.9) / samples["cold"].p(0.9), 3)
     return figures
+
+
+class AsyncRuns:
+    """A caller of async runs: POST /runs, then the run's log stream up to its `exit` event;
+    the result is returned, the runs are removed at the end (`remove`), off the clock."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def __call__(
+        self, http: httpx.Client, runner: Runner, body: dict[str, object]
+    ) -> dict[str, Any]:
+        started = http.post(f"{runner.rest}/runs", json=body)
+        started.raise_for_status()
+        self.started.append(f"{runner.rest}/runs/{started.json()['run_id']}")
+        with http.stream("GET", f"{self.started[-1]}/logs", headers=SSE) as response:
+            event = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event == "exit":
+                    result: dict[str, Any] = json.loads(line.removeprefix("data: "))["result"]
+                    return result
+        raise RuntimeError(f"the log stream of {self.started[-1]} ended without an exit event")
+
+    def remove(self) -> None:
+        with httpx.Client(timeout=60) as http:
+            for url in self.started:
+                http.delete(url).raise_for_status()
 
 
 def _checked(result: dict[str, Any]) -> None:
