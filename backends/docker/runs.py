@@ -131,6 +131,7 @@ class DetachedRuns:
             return False
         try:
             taken.go_detached(spec.stdin, spec.timeout_seconds)
+            control.emit("phase", "running")  # as `Containers.start` says it on the cold path
         except WarmLost:
             taken.stop()
             self.containers.remove(taken.container, claim_name(spec.run_id))

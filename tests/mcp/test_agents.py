@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_app import create_app
 from runner.mcp.resources import SIZE, TRUNCATED
 from runner.mcp.results import RUN_VIEW
-from tests.helpers import TEST_IMAGE, instance_id, remove_objects_of, serving
+from tests.helpers import TEST_IMAGE, instance_id, remove_objects_of, run_containers, serving
 
 pytestmark = pytest.mark.anyio
 ANSWER = 6
@@ -134,7 +134,7 @@ async def test_a_run_past_the_bound_answers_still_running_then_wait_run_finishes
         assert "not an error" in first.content[0].text and "wait_run" in first.content[0].text
         assert view["stdout"] == "first\n" and view["stdout_offset"] == 6
         run_id = view["run_id"]
-        assert docker_client.containers.list(filters={"label": f"oneoff-runner.run-id={run_id}"})
+        assert run_containers(docker_client, run_id, all_states=False)
         calls = [view]
         while not calls[-1]["finished"]:
             nxt = {key: calls[-1][key] for key in ("run_id", "stdout_offset", "stderr_offset")}
@@ -180,12 +180,10 @@ async def test_every_run_answer_matches_the_declared_output_schema(agents_url: s
         await alice.call_tool("cancel_run", {"run_id": slow.structured_content["run_id"]})
 
 
-def run_containers(docker_client: docker.DockerClient, run_id: str) -> list[str]:
+def roles_of_run(docker_client: docker.DockerClient, run_id: str) -> list[str]:
     """The roles of the engine's containers of the run, in any state."""
-    found = docker_client.containers.list(
-        all=True, filters={"label": f"oneoff-runner.run-id={run_id}"}
-    )
-    return sorted(item.labels["oneoff-runner.role"] for item in found)
+    found = run_containers(docker_client, run_id)
+    return sorted(item["Labels"]["oneoff-runner.role"] for item in found)
 
 
 @pytest.mark.parametrize("script", ["echo kept > /work/k", "sleep 8; echo kept > /work/k"])
@@ -210,7 +208,7 @@ async def test_an_ended_run_keeps_its_result_not_its_container(
             answer = await alice.call_tool("wait_run", {"run_id": view["run_id"]})
             view = answer.structured_content
         assert view["exit_code"] == 0, answer.content
-        assert run_containers(docker_client, view["run_id"]) == ["run-result"]
+        assert roles_of_run(docker_client, view["run_id"]) == ["run-result"]
         removed = await alice.call_tool("remove_volume", {"name": name})
         assert removed.is_error is False, removed.content
         read = await alice.call_tool("read_file", {"uri": view["files"][0]["uri"]})
