@@ -84,7 +84,8 @@ class DockerBackend:
         self.containers.kill_run(run_id)
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
-        """Async runs always start cold: their identity lives in their container's labels."""
+        """An async run: a warm container when it fits one (its claim carries its labels),
+        else a cold start."""
         with self.pool.running():
             self.detached.launch(spec, control, idempotency_key)
 

@@ -45,6 +45,7 @@ async run's attach once its input is written (`Taken.go_detached`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 import socket
@@ -184,7 +185,7 @@ class Taken:
         once its input is written: its output goes on to the engine's log, which any runner
         reads, and it no longer depends on this runner."""
         threading.Thread(target=self._drain, name="oneoff-warm-drain", daemon=True).start()
-        self.go(stdin, then=self._let_go)
+        self.go(stdin, then=functools.partial(self._let_go, seconds))
         self.started(seconds)
 
     def _drain(self) -> None:
@@ -196,8 +197,8 @@ class Taken:
         finally:
             self.waiting.close()
 
-    def _let_go(self) -> None:
-        self._decided.wait()  # the shell's word first: `started` reads it from the attach
+    def _let_go(self, seconds: float) -> None:
+        self._decided.wait(seconds)  # the shell's word first: `started` reads it from the attach
         self.stop()
 
     def started(self, seconds: float) -> None:
@@ -313,7 +314,10 @@ class Pool:
 
     def _push_back(self, waiting: Waiting) -> None:
         with self._lock:
-            self._idle[waiting.entry].appendleft(waiting)
+            if not self._closed.is_set():
+                self._idle[waiting.entry].appendleft(waiting)
+                return
+        self.discard(waiting)  # closed meanwhile: nobody would remove it
 
     def _fits(self, spec: RunSpec, waiting: Waiting) -> bool:
         if spec.user not in (None, waiting.user):
@@ -546,6 +550,7 @@ class Pool:
         labels = containers.labels(spec.run_id, POOL_ROLE, lasts, "")
         del labels[TENANT]
         container = containers.create(spec, RunControl(), None, labels, containers.kept_log())
+        attached = None
         try:
             with engine_errors("attaching to the warm container"):
                 attached = containers.streams.attach_socket(
@@ -553,6 +558,8 @@ class Pool:
                 )
             return self._start(entry, spec, container, attached)
         except BaseException:
+            if attached is not None:
+                _close(attached)
             containers.remove(container, None)
             raise
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -102,6 +103,7 @@ class DetachedRuns:
         """Runs being cancelled or removed here: their end is not kept as a result."""
         self._claims: dict[str, dict[str, str]] = {}
         """Warm async runs' claims' labels, by run, as read (`_container`)."""
+        self._claims_lock = threading.Lock()
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         """Pull, prepare content, create and start; returns once the container runs."""
@@ -126,6 +128,8 @@ class DetachedRuns:
     def _launch_warm(self, spec: RunSpec, control: RunControl, labels: dict[str, str]) -> bool:
         """Start the run in a warm container when it fits one (`pool`): its claim carries the
         run's labels; it ends, and is read, kept and removed, as a cold one."""
+        if control.cancelled.is_set():
+            return False  # the cold path says so, making nothing
         taken = self.pool.take(spec, control, labels)
         if taken is None:
             return False
@@ -133,7 +137,7 @@ class DetachedRuns:
             taken.go_detached(spec.stdin, spec.timeout_seconds)
             control.emit("phase", "running")  # as `Containers.start` says it on the cold path
         except WarmLost:
-            taken.stop()
+            taken.stop()  # its reader closes the attach
             self.containers.remove(taken.container, claim_name(spec.run_id))
             return False  # the command did not start there: the run goes cold
         self._remember(taken.labels)
@@ -270,9 +274,9 @@ class DetachedRuns:
             # cannot say "or")
             found = api.volumes(filters={"label": label}).get("Volumes") or []
             claims = (item.get("Labels") or {} for item in found)
-            warm = [self._claimed(kept) for kept in claims if _async_claim(kept)]
-            inspected = [self._inspect(item) for item in containers + [c for c in warm if c]]
-            if None in warm or not all(present(item) for item in inspected):
+            warm, went = self._claimed_all([kept for kept in claims if _async_claim(kept)])
+            inspected = [self._inspect(item) for item in containers + warm]
+            if went or not all(present(item) for item in inspected):
                 # a run's container went (or is going) since it was listed: its record, made
                 # before that, is listed now
                 found = api.volumes(filters={"label": label}).get("Volumes") or []
@@ -544,48 +548,66 @@ class DetachedRuns:
         """The run's container as listed: its own, or the warm container its claim names (a
         claim never changes: once read, it is remembered, and its container is one listing
         away, as a cold run's is)."""
-        claim = self._claims.get(run_id)
-        if claim is None:
-            filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}
-            with engine_errors("finding the run's container"):
-                found: list[dict[str, Any]] = self.containers.api.containers(
-                    all=True, filters=filters
-                )
-                if found:
-                    return found[0]
-                listed = self.containers.api.volumes(filters={"name": claim_name(run_id)})
-            named = (
-                item for item in listed.get("Volumes") or [] if item["Name"] == claim_name(run_id)
-            )
-            claim = next((item.get("Labels") or {} for item in named), None)
-            if claim is None or not _async_claim(claim):
-                return None
+        with self._claims_lock:
+            remembered = self._claims.get(run_id)
+        if remembered is not None and (warm := self._claimed(remembered)) is not None:
+            return warm
+        filters = {"label": [f"{RUN_ID}={run_id}", f"{ROLE}={ASYNC_ROLE}"]}
+        with engine_errors("finding the run's container"):
+            found: list[dict[str, Any]] = self.containers.api.containers(all=True, filters=filters)
+            if found:
+                return found[0]  # its own (after a warm take that did not start: cold)
+            listed = self.containers.api.volumes(filters={"name": claim_name(run_id)})
+        named = (item for item in listed.get("Volumes") or [] if item["Name"] == claim_name(run_id))
+        claim = next((item.get("Labels") or {} for item in named), None)
+        if claim is None or not _async_claim(claim):
+            return None
         return self._claimed(claim)
 
     def _claimed(self, claim: dict[str, str]) -> dict[str, Any] | None:
         """The warm container an async run's `claim` names, seen as the run's (`claimed`)."""
         with engine_errors("finding the run's container"):
             found = self.containers.api.containers(all=True, filters={"id": claim[CONTAINER]})
-        run_id = claim[RUN_ID]
         if not found:
-            self._claims.pop(run_id, None)
+            self._forget_claim(claim[RUN_ID])
             return None
         self._remember(claim)
         return claimed(found[0], claim)
 
+    def _claimed_all(self, claims: list[dict[str, str]]) -> tuple[list[dict[str, Any]], bool]:
+        """The warm containers these async runs' claims name, seen as the runs' (`claimed`),
+        in one listing; and whether one of them is gone."""
+        if not claims:
+            return [], False
+        ids = [claim[CONTAINER] for claim in claims]
+        with engine_errors("listing runs"):
+            listed = self.containers.api.containers(all=True, filters={"id": ids})
+        by_id = {item["Id"]: item for item in listed}
+        taken = [claim for claim in claims if claim[CONTAINER] in by_id]
+        for claim in taken:
+            self._remember(claim)
+        return [claimed(by_id[claim[CONTAINER]], claim) for claim in taken], len(taken) < len(ids)
+
     def _remember(self, claim: dict[str, str]) -> None:
         """Keep a warm run's claim's labels (they never change), up to `REMEMBERED_CLAIMS`."""
-        if claim[RUN_ID] not in self._claims:
-            while len(self._claims) >= REMEMBERED_CLAIMS:
-                self._claims.pop(next(iter(self._claims)))
-            self._claims[claim[RUN_ID]] = claim
+        with self._claims_lock:
+            if claim[RUN_ID] not in self._claims:
+                while len(self._claims) >= REMEMBERED_CLAIMS:
+                    del self._claims[next(iter(self._claims))]
+                self._claims[claim[RUN_ID]] = claim
+
+    def _forget_claim(self, run_id: str) -> None:
+        with self._claims_lock:
+            self._claims.pop(run_id, None)
 
     def _remove(self, run_id: str, container: dict[str, Any] | None) -> None:
         """The run's container and its run volume, or its claim (a warm container's)."""
         warm = container is not None and _async_claim(container["Labels"])
         volume = claim_name(run_id) if warm else f"oneoff-{run_id}"
         self.containers.remove(container["Id"] if container else None, volume)
-        self._claims.pop(run_id, None)
+        if container is None:  # a claim whose warm container went first goes too
+            self.containers.remove(None, claim_name(run_id))
+        self._forget_claim(run_id)
 
     def _require(self, run_id: str) -> dict[str, Any]:
         container = self._container(run_id)
