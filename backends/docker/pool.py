@@ -129,14 +129,21 @@ class Taken:
     removed), `go` writes the command line and the run's input, `started` tells whether the
     command began."""
 
-    def __init__(self, waiting: Waiting, line: bytes, marker: bytes, claim: Future[str]) -> None:
+    def __init__(
+        self,
+        waiting: Waiting,
+        line: bytes,
+        marker: bytes,
+        claim: Future[str],
+        labels: dict[str, str] | None = None,
+    ) -> None:
         self.waiting = waiting
         self.container = waiting.container
         self._socket = waiting.socket  # kept: closed, it fails with OSError (not None)
         self._line = line
         self._marker = marker
         self.claim = claim
-        self.labels: dict[str, str] = {}
+        self.labels = labels or {}
         """An async run's claim's labels (the run's)."""
         self.status: bytes | None = None
         self._decided = threading.Event()
@@ -391,9 +398,7 @@ class Pool:
             waiting.close()
             self.containers.remove(waiting.container, claim_name(spec.run_id))
             return None  # removed before the cold path makes a container of the run's name
-        taken = Taken(waiting, line, marker.encode(), made)
-        taken.labels = claim
-        return taken
+        return Taken(waiting, line, marker.encode(), made, claim)
 
     def _limit(self, spec: RunSpec, container: str) -> None:
         """The run's limits, before its command: only when they differ from the pool's."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.docker.run_state import claimed
+from backends.docker.run_state import claimed, is_async_claim
 from backends.labels import ASYNC_ROLE, CONTAINER, ROLE, RUN_ID
 from backends.leases import abandoned, live_owners, past_deadline
 
@@ -48,11 +48,7 @@ class Listing:
     def async_claims(self) -> dict[str, dict[str, str]]:
         """Async runs' claims' labels, by the warm container they name."""
         found = (_labels(item) for item in self.volumes)
-        return {
-            labels[CONTAINER]: labels
-            for labels in found
-            if labels.get(ROLE) == ASYNC_ROLE and CONTAINER in labels
-        }
+        return {labels[CONTAINER]: labels for labels in found if is_async_claim(labels)}
 
 
 def containers_to_remove(listing: Listing) -> list[str]:

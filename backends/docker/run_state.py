@@ -19,9 +19,12 @@ from backends.docker import sockets, waiter
 from backends.docker.errors import engine_errors
 from backends.docker.scratch import KINDS
 from backends.labels import (
+    ASYNC_ROLE,
+    CONTAINER,
     CREATED,
     EVICTABLE,
     MARKER,
+    ROLE,
     RUN_ID,
     RUN_IMAGE,
     STARTED,
@@ -141,6 +144,11 @@ def claimed(container: dict[str, Any], claim: dict[str, str]) -> dict[str, Any]:
     """A warm container an async run took (`pool`), as listed, seen as the run's container:
     with its claim's labels, which are the run's (its own were fixed before the run)."""
     return {**container, "Labels": claim}
+
+
+def is_async_claim(labels: dict[str, str]) -> bool:
+    """Whether these are an async run's claim's labels (`pool`), not a container's own."""
+    return labels.get(ROLE) == ASYNC_ROLE and CONTAINER in labels
 
 
 def inspected_as(container: dict[str, Any], inspected: dict[str, Any]) -> dict[str, Any]:

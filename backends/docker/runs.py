@@ -36,6 +36,7 @@ from backends.docker.run_state import (
     claimed,
     engine_logs,
     inspected_as,
+    is_async_claim,
     present,
     record_of,
     stopped_for,
@@ -274,7 +275,7 @@ class DetachedRuns:
             # cannot say "or")
             found = api.volumes(filters={"label": label}).get("Volumes") or []
             claims = (item.get("Labels") or {} for item in found)
-            warm, went = self._claimed_all([kept for kept in claims if _async_claim(kept)])
+            warm, went = self._claimed_all([kept for kept in claims if is_async_claim(kept)])
             inspected = [self._inspect(item) for item in containers + warm]
             if went or not all(present(item) for item in inspected):
                 # a run's container went (or is going) since it was listed: its record, made
@@ -535,7 +536,7 @@ class DetachedRuns:
         except NotFound:
             return None
         return (
-            inspected_as(container, inspected) if _async_claim(container["Labels"]) else inspected
+            inspected_as(container, inspected) if is_async_claim(container["Labels"]) else inspected
         )
 
     def _status(self, container: dict[str, Any]) -> str | None:
@@ -560,32 +561,30 @@ class DetachedRuns:
             listed = self.containers.api.volumes(filters={"name": claim_name(run_id)})
         named = (item for item in listed.get("Volumes") or [] if item["Name"] == claim_name(run_id))
         claim = next((item.get("Labels") or {} for item in named), None)
-        if claim is None or not _async_claim(claim):
+        if claim is None or not is_async_claim(claim):
             return None
         return self._claimed(claim)
 
     def _claimed(self, claim: dict[str, str]) -> dict[str, Any] | None:
         """The warm container an async run's `claim` names, seen as the run's (`claimed`)."""
-        with engine_errors("finding the run's container"):
-            found = self.containers.api.containers(all=True, filters={"id": claim[CONTAINER]})
-        if not found:
-            self._forget_claim(claim[RUN_ID])
-            return None
-        self._remember(claim)
-        return claimed(found[0], claim)
+        found, _ = self._claimed_all([claim])
+        return found[0] if found else None
 
     def _claimed_all(self, claims: list[dict[str, str]]) -> tuple[list[dict[str, Any]], bool]:
         """The warm containers these async runs' claims name, seen as the runs' (`claimed`),
-        in one listing; and whether one of them is gone."""
+        in one listing; and whether one of them is gone (its claim is then not remembered)."""
         if not claims:
             return [], False
         ids = [claim[CONTAINER] for claim in claims]
-        with engine_errors("listing runs"):
+        with engine_errors("finding the runs' containers"):
             listed = self.containers.api.containers(all=True, filters={"id": ids})
         by_id = {item["Id"]: item for item in listed}
         taken = [claim for claim in claims if claim[CONTAINER] in by_id]
-        for claim in taken:
-            self._remember(claim)
+        for claim in claims:
+            if claim[CONTAINER] in by_id:
+                self._remember(claim)
+            else:
+                self._forget_claim(claim[RUN_ID])
         return [claimed(by_id[claim[CONTAINER]], claim) for claim in taken], len(taken) < len(ids)
 
     def _remember(self, claim: dict[str, str]) -> None:
@@ -602,7 +601,7 @@ class DetachedRuns:
 
     def _remove(self, run_id: str, container: dict[str, Any] | None) -> None:
         """The run's container and its run volume, or its claim (a warm container's)."""
-        warm = container is not None and _async_claim(container["Labels"])
+        warm = container is not None and is_async_claim(container["Labels"])
         volume = claim_name(run_id) if warm else f"oneoff-{run_id}"
         self.containers.remove(container["Id"] if container else None, volume)
         if container is None:  # a claim whose warm container went first goes too
@@ -614,11 +613,6 @@ class DetachedRuns:
         if container is None:
             raise _gone(run_id)
         return container
-
-
-def _async_claim(labels: dict[str, str]) -> bool:
-    """Whether these are an async run's claim's labels (`pool`), not its container's own."""
-    return labels.get(ROLE) == ASYNC_ROLE and CONTAINER in labels
 
 
 def _gone(run_id: str) -> NotFound:
