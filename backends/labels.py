@@ -67,6 +67,8 @@ STARTED = f"{PREFIX}.started"
 """On an async run's claim: when its command started (its warm container started earlier)."""
 RUN_IMAGE = f"{PREFIX}.run-image"
 """On an async run's claim: the image as the request named it."""
+POOL = f"{PREFIX}.pool"
+"""On a Kubernetes warm pod: the pool entry it was made for (`backends.kubernetes.warm`)."""
 
 # Roles: what an object is to the runner.
 RUN_ROLE = "run"

@@ -1,11 +1,15 @@
 """A run through the runner's Kubernetes backend against the same pod run by hand with the
-official client, on a real cluster, interleaved in one run (`KUBECONFIG=... uv run python -m
+official client, and against a runner with a warm pool (RUNNER_WARM_POOL: the run takes a pod
+already started), on a real cluster, interleaved in one run (`KUBECONFIG=... uv run python -m
 bench.kubernetes`; `scripts/cluster.sh up` makes one, with the image, busybox:1.36).
 
 By hand: create a Job whose pod is the one the runner would make for the request
 (`manifests.pod_spec`), watch its pod to the end, read the logs, delete the Job. Through the
 runner: `POST /run` to a runner process (`oneoff-runner serve`, RUNNER_BACKEND=kubernetes).
-Both in a namespace of the bench's own, deleted at the end. The command prints the node's
+Warm: the same request to a second runner process whose pool holds one pod of the image; each
+warm run waits, untimed, for the pool to be full again. Everything asks for half a CPU, so a
+warm pod and a run's pod fit on a two-CPU node together. All in a namespace of the bench's own,
+deleted at the end. The command prints the node's
 /proc/uptime (CLOCK_BOOTTIME, as this process reads it: one machine, one clock), so each run
 gives the time from its request to its container's start, and to its answer. Figures go to
 stdout and bench/kubernetes.json.
@@ -32,6 +36,7 @@ from runner.settings import Settings
 RESULTS = Path(__file__).with_name("kubernetes.json")
 IMAGE = os.environ.get("CLUSTER_TEST_IMAGE", "busybox:1.36")  # as the cluster tests'
 COMMAND = ["cat", "/proc/uptime"]
+CPUS = "0.5"
 Timing = dict[str, float]  # phase -> seconds since the request
 
 
@@ -56,7 +61,11 @@ def bench_namespace(core: Any) -> Iterator[str]:
 
 def settings(space: str) -> Settings:
     return Settings(
-        _env_file=None, backend="kubernetes", kube_namespace=space, instance_id="bench-kube"
+        _env_file=None,
+        backend="kubernetes",
+        kube_namespace=space,
+        instance_id="bench-kube",
+        default_cpus=float(CPUS),
     )
 
 
@@ -108,8 +117,13 @@ def by_hand(core: Any, batch: Any, space: str, pod: dict[str, Any]) -> Timing:
     }
 
 
-def through_runner(http: httpx.Client, rest: str) -> Timing:
-    body = {"image": IMAGE, "pull_policy": "missing", "command": COMMAND}
+def through_runner(
+    http: httpx.Client, rest: str, ready: Callable[[], None] = lambda: None
+) -> Timing:
+    """POST /run of the command (as `entrypoint`, so a warm pod can take it), after `ready`."""
+    ready()
+    body = {"image": IMAGE, "pull_policy": "missing", "entrypoint": COMMAND[:1]}
+    body["command"] = COMMAND[1:]
     begun = now()
     response = http.post(f"{rest}/run", json=body, timeout=300)
     answered = now() - begun
@@ -117,6 +131,40 @@ def through_runner(http: httpx.Client, rest: str) -> Timing:
     result = response.json()
     assert result["exit_code"] == 0, result
     return {"started": started_at(result["stdout"]) - begun, "answered": answered}
+
+
+def pool_full(core: Any, space: str, instance: str) -> Callable[[], None]:
+    """Waits until the warm runner's pool pod waits (its shell running)."""
+    from kubernetes import watch
+
+    from backends.labels import INSTANCE, POOL_ROLE, ROLE
+
+    selector = f"{INSTANCE}={instance},{ROLE}={POOL_ROLE}"
+
+    def waiting(pod: Any) -> bool:
+        statuses = pod.status.container_statuses or []
+        running = any(status.state and status.state.running for status in statuses)
+        return running and pod.metadata.deletion_timestamp is None
+
+    def wait() -> None:
+        found = core.list_namespaced_pod(space, label_selector=selector)
+        if any(waiting(pod) for pod in found.items):
+            return
+        stream = watch.Watch()
+        version = found.metadata.resource_version
+        for event in stream.stream(
+            core.list_namespaced_pod,
+            space,
+            label_selector=selector,
+            resource_version=version,
+            timeout_seconds=120,
+        ):
+            if waiting(event["object"]):
+                stream.stop()
+                return
+        raise RuntimeError("the warm pool did not refill within 120 s")
+
+    return wait
 
 
 def interleaved(actions: dict[str, Callable[[], Timing]], rounds: int) -> dict[str, list[Timing]]:
@@ -137,7 +185,8 @@ def median(values: list[float]) -> float:
 
 
 def summary(samples: dict[str, list[Timing]]) -> dict[str, Any]:
-    """p50 of each phase (ms) for each side, and the runner's p50 over the hand's."""
+    """p50 of each phase (ms) for each side, the runner's p50 over the hand's, and the warm
+    runner's over the Job runner's."""
     figures: dict[str, Any] = {
         name: {
             f"{phase}_p50_ms": round(median([t[phase] for t in timings]) * 1000)
@@ -148,10 +197,13 @@ def summary(samples: dict[str, list[Timing]]) -> dict[str, Any]:
     for phase in ("started", "answered"):
         runner, hand = (figures[side][f"{phase}_p50_ms"] for side in ("runner", "by_hand"))
         figures[f"{phase}_ratio"] = round(runner / hand, 3)
-    runner, hand = figures["runner"], figures["by_hand"]
+        if "warm" in figures:
+            warm = figures["warm"][f"{phase}_p50_ms"]
+            figures[f"warm_over_job_{phase}_ratio"] = round(warm / runner, 3)
     figures["start_to_answer_ms"] = {
         side: values["answered_p50_ms"] - values["started_p50_ms"]
-        for side, values in (("runner", runner), ("by_hand", hand))
+        for side, values in figures.items()
+        if isinstance(values, dict) and "started_p50_ms" in values
     }
     return figures
 
@@ -174,13 +226,17 @@ def main() -> None:
     }
     with bench_namespace(core) as space:
         pod = hand_pod(space)
+        common = {"backend": "kubernetes", "kube_namespace": space, "default_cpus": CPUS}
         with (
-            runner_process(backend="kubernetes", kube_namespace=space) as runner,
+            runner_process(**common) as runner,
+            runner_process(**common, instance_id="bench-kube-warm", warm_pool=f"{IMAGE}=1") as warm,
             httpx.Client() as http,
         ):
+            ready = pool_full(core, space, "bench-kube-warm")
             samples = interleaved(
                 {
                     "runner": lambda: through_runner(http, runner.rest),
+                    "warm": lambda: through_runner(http, warm.rest, ready),
                     "by_hand": lambda: by_hand(core, batch, space, pod),
                 },
                 args.rounds,

@@ -183,11 +183,12 @@ class Settings(BaseSettings):
     )
     warm_pool: StrList = Field(
         default_factory=list,
-        description="Docker only: containers kept started and waiting for a run, per image: "
-        "`image=N[@runtime]`, comma-separated, e.g. `python:3.12-slim=4,busybox:1.36=2`. A "
-        "synchronous run without a network, named volumes or host paths, on that image and "
-        "runtime, takes one instead of creating and starting a container; other runs, and an "
-        "image without a POSIX shell, start cold (see Operations: Warm pool). Empty: no pool.",
+        description="Containers (Kubernetes: pods) kept started and waiting for a run, per "
+        "image: `image=N[@runtime]`, comma-separated, e.g. `python:3.12-slim=4,busybox:1.36=2`. "
+        "A run without a network, named volumes or host paths, on that image and runtime, takes "
+        "one instead of creating and starting a container; other runs, and an image without a "
+        "POSIX shell, start cold (see Operations: Warm pool; on Kubernetes, synchronous runs "
+        "with an entrypoint and the default limits only). Empty: no pool.",
     )
     allowed_runtimes: StrList = Field(
         default_factory=list,

@@ -59,10 +59,10 @@ from typing import Any
 
 import docker
 import requests
-from docker.utils import parse_repository_tag
 from docker.utils.socket import frames_iter
 
-from backends.docker import sockets, waiter
+from backends import waiter
+from backends.docker import sockets
 from backends.docker.containers import Containers
 from backends.docker.content import straight_in
 from backends.docker.errors import engine_errors, start_refused
@@ -296,9 +296,9 @@ class Pool:
             return None
         if control.uploads is not None or spec.network != "none" or not straight_in(spec):
             return None  # streamed content is read once; a network or a mount needs create
-        image = _normal(spec.image)
+        image = waiter.pool_image(spec.image)
         for entry in self.entries:
-            if _normal(entry.image) == image and entry.runtime == spec.runtime:
+            if waiter.pool_image(entry.image) == image and entry.runtime == spec.runtime:
                 return None if entry in self._unpoolable else entry
         return None
 
@@ -649,9 +649,3 @@ def _close(attached: Any) -> None:
 def claim_name(run_id: str) -> str:
     """The volume that gives a run its warm container (`Pool._claim`)."""
     return f"oneoff-{run_id}-claim"
-
-
-def _normal(image: str) -> str:
-    """An image reference with its implicit `:latest`, so `busybox` matches `busybox:latest`."""
-    repository, tag = parse_repository_tag(image)
-    return f"{repository}:{tag or 'latest'}"

@@ -15,7 +15,8 @@ import docker
 import requests
 import urllib3
 
-from backends.docker import sockets, waiter
+from backends import waiter
+from backends.docker import sockets
 from backends.docker.errors import engine_errors
 from backends.docker.scratch import KINDS
 from backends.labels import (

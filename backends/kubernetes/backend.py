@@ -23,9 +23,11 @@ from backends.kubernetes.errors import api_errors
 from backends.kubernetes.jobs import Jobs
 from backends.kubernetes.manifests import claim, job_name
 from backends.kubernetes.runs import JobRuns
+from backends.kubernetes.warm import WarmPods, WarmTake
 from backends.labels import (
     LEASE_ROLE,
     MANAGED,
+    POOL,
     RECORD_ROLE,
     ROLE,
     RUN_ROLE,
@@ -63,8 +65,10 @@ class KubernetesBackend:
         self.api = ClusterApi(settings)
         self.jobs = Jobs(self.api)
         self.runs = JobRuns(self.jobs)
+        self.warm = WarmPods(self.jobs)
 
     def close(self) -> None:
+        self.warm.close()
         try:
             self.jobs.lease.release()
         except RunnerError as exc:
@@ -77,6 +81,11 @@ class KubernetesBackend:
         _inline_content_only(control.uploads)
         _no_content_into_volumes(spec)
         jobs, phases = self.jobs, dict[str, float]()
+        with timed(phases, "warm"):
+            taken = self.warm.take(spec, control)
+        if taken is not None:
+            return self._run_warm(spec, control, taken, phases)
+        phases.clear()  # "warm" is the phase of runs that took a warm pod
         name = job_name(spec.run_id)
         try:
             with timed(phases, "create"):
@@ -100,8 +109,32 @@ class KubernetesBackend:
         outcome.phases = phases
         return outcome
 
+    def _run_warm(
+        self, spec: RunSpec, control: RunControl, taken: WarmTake, phases: dict[str, float]
+    ) -> Outcome:
+        """A run in a warm pod (`warm`), followed and read as a Job's pod, then deleted."""
+        pods = self.jobs.pods
+        try:
+            with timed(phases, "run"):
+                pod, timed_out = pods.wait(
+                    spec.run_id,
+                    spec.image,
+                    spec.timeout_seconds,
+                    control,
+                    command_started=taken.started,
+                )
+            with timed(phases, "collect"):
+                control.emit("phase", "collecting output")
+                outcome = pods.collect(spec.collecting, pod, timed_out, taken.marker)
+        finally:
+            with timed(phases, "cleanup"):
+                self.warm.release(spec.run_id)
+        outcome.phases = phases
+        return outcome
+
     def cancel(self, run_id: str) -> None:
-        self.jobs.delete(job_name(run_id))
+        if not self.warm.kill(run_id):
+            self.jobs.delete(job_name(run_id))
 
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         _inline_content_only(control.uploads)
@@ -212,14 +245,16 @@ class KubernetesBackend:
         raise _no_volume_files()
 
     def health(self) -> Health:
-        found = inventory.health(self.api.client, self.namespace)
+        found = inventory.health(self.api.client, self.namespace, bool(self.warm.entries))
         self.api.owner_references()  # the ConfigMap RUNNER_KUBE_OWNER names is there
         return found
 
     def list_containers(
         self, *, tenant: str, all_states: bool, managed_only: bool
     ) -> list[ContainerInfo]:
-        return inventory.jobs(self.api.batch, self.namespace, tenant, all_states, managed_only)
+        api, space = self.api, self.namespace
+        found = inventory.jobs(api.batch, space, tenant, all_states, managed_only)
+        return found + inventory.warm_runs(api.core, space, tenant, all_states)
 
     def list_images(self, *, reference: str | None) -> list[ImageInfo]:
         raise Unsupported(
@@ -239,16 +274,19 @@ class KubernetesBackend:
         )
 
     def renew_lease(self) -> None:
+        """The lease (at startup, then periodically); the warm pool starts filling then."""
         self.jobs.lease.renew()
+        self.warm.start()
 
     def reap_orphans(self) -> int:
-        """Plain-run Jobs whose runner no longer holds its lease, and Jobs past their deadline;
-        run records and leases past theirs. Async runs end by their own deadline and TTL. Jobs
-        are listed before leases (see `backends.leases`)."""
+        """Plain-run Jobs and warm pods whose runner no longer holds its lease, and those past
+        their deadline; run records and leases past theirs. Async runs end by their own deadline
+        and TTL. Jobs and pods are listed before leases (see `backends.leases`)."""
         now, selector = time.time(), f"{MANAGED}=true"
         batch, core = self.api.batch, self.api.core
         with api_errors("reaping leftovers"):
             jobs = batch.list_namespaced_job(self.namespace, label_selector=selector)
+            warm = core.list_namespaced_pod(self.namespace, label_selector=f"{selector},{POOL}")
             kept = [
                 item
                 for role in (RECORD_ROLE, LEASE_ROLE)
@@ -264,6 +302,11 @@ class KubernetesBackend:
             mine = job.get(ROLE) == RUN_ROLE and abandoned(job, live)
             if mine or past_deadline(job, now):
                 self.jobs.delete(item.metadata.name)
+                removed += 1
+        for item in warm.items:
+            labels = item.metadata.labels or {}
+            if abandoned(labels, live) or past_deadline(labels, now):
+                self.warm.delete(item.metadata.name)
                 removed += 1
         for item in kept:
             if past_deadline(item.metadata.labels or {}, now):

@@ -12,7 +12,10 @@ from backends.kubernetes.errors import api_errors
 from backends.labels import (
     CREATED_BY,
     MANAGED,
+    POOL,
+    ROLE,
     RUN_ID,
+    RUN_ROLE,
     TENANT,
     VOLUME_API,
     caller_labels,
@@ -25,7 +28,10 @@ from runner.errors import NotFound, RunnerError, VolumeNotFound
 # this (tests check both ways).
 PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("batch", "jobs"): ("create", "delete", "get", "list", "patch"),
-    ("", "pods"): ("list", "patch", "watch"),
+    ("", "pods"): ("create", "delete", "list", "patch", "watch"),  # create, delete: warm pods
+    # a warm pod's attach: a websocket upgrade of a GET, which API servers from 1.31 also
+    # authorize as create
+    ("", "pods/attach"): ("create", "get"),
     ("", "events"): ("list",),
     ("", "pods/log"): ("get",),
     ("", "secrets"): ("create", "delete"),
@@ -35,6 +41,11 @@ PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("batch", "jobs/finalizers"): ("update",),
     ("", "persistentvolumeclaims"): ("create", "delete", "get", "list"),
 }
+WARM_ONLY = frozenset(
+    {("", "pods", "create"), ("", "pods", "delete")}
+    | {("", "pods/attach", verb) for verb in PERMISSIONS["", "pods/attach"]}
+)
+"""What only a warm pool calls (`backends.kubernetes.warm`): required by health with one."""
 
 # Settings a pod spec has no field for: the node decides them.
 NOT_APPLIED = (
@@ -43,14 +54,16 @@ NOT_APPLIED = (
 )
 
 
-def health(client: ApiClient, namespace: str) -> Health:
-    """The API answers, and this service account may do everything a run needs."""
+def health(client: ApiClient, namespace: str, warm: bool) -> Health:
+    """The API answers, and this service account may do everything a run needs (`warm`: the
+    warm pool's calls too)."""
     with api_errors("checking the API server"):
         version = kubernetes.client.VersionApi(client).get_code()
         authorization = kubernetes.client.AuthorizationV1Api(client)
         for (group, resource), verbs in PERMISSIONS.items():
             for verb in verbs:
-                _require(authorization, namespace, group, resource, verb)
+                if warm or (group, resource, verb) not in WARM_ONLY:
+                    _require(authorization, namespace, group, resource, verb)
     return Health(
         backend="kubernetes",
         version=str(version.git_version),
@@ -83,6 +96,28 @@ def jobs(
         found = batch.list_namespaced_job(namespace, label_selector=selector)
     infos = [_job_info(item) for item in found.items]
     return [info for info in infos if all_states or info.status == "active"]
+
+
+def warm_runs(core: Any, namespace: str, tenant: str, all_states: bool) -> list[ContainerInfo]:
+    """The tenant's synchronous runs in warm pods (`backends.kubernetes.warm`), which have no
+    Job."""
+    selector = f"{MANAGED}=true,{TENANT}={tenant},{ROLE}={RUN_ROLE},{POOL}"
+    with api_errors("listing warm pods"):
+        found = core.list_namespaced_pod(namespace, label_selector=selector)
+    infos = [
+        ContainerInfo(
+            id=str(item.metadata.uid)[:12],
+            name=item.metadata.name,
+            image=item.spec.containers[0].image,
+            status=_POD_STATES.get(item.status.phase, "active"),
+            run_id=(item.metadata.labels or {}).get(RUN_ID),
+        )
+        for item in found.items
+    ]
+    return [info for info in infos if all_states or info.status == "active"]
+
+
+_POD_STATES = {"Succeeded": "succeeded", "Failed": "failed"}
 
 
 def _job_info(item: Any) -> ContainerInfo:

@@ -20,6 +20,7 @@ from kubernetes.utils.quantity import parse_quantity
 
 from backends.kubernetes.returned import return_limit
 from backends.labels import volume_labels
+from backends.waiter import WAITER
 from runner.errors import InvalidRequest, PolicyRefused
 from runner.registries import names_registry
 from runner.settings import Settings
@@ -125,6 +126,33 @@ def job(
             },
         },
     }
+
+
+def warm_pod(
+    spec: RunSpec, settings: Settings, meta: dict[str, Any], deadline: int
+) -> dict[str, Any]:
+    """A warm pool pod: the pod a run of `spec` gets, its run container a shell waiting on its
+    open input (`backends.waiter.WAITER`) for the line that makes it a run. It pulls its image
+    when it starts; its `deadline` (`activeDeadlineSeconds`) must outlast its idle time and the
+    longest run, since a take may only lower it (the API server never lets it be raised)."""
+    pod = pod_spec(spec, settings, None, None)
+    pod["activeDeadlineSeconds"] = deadline
+    container = pod["containers"][0]
+    container.update(
+        command=["/bin/sh", "-c", WAITER], stdin=True, stdinOnce=True, imagePullPolicy="Always"
+    )
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod}
+
+
+def warm_shape(spec: RunSpec, settings: Settings) -> dict[str, Any]:
+    """The pod of a run of `spec` but for what a warm pod's line sets (command, environment,
+    working dir), its image (matched by name), deadline and pull policy: a run fits a warm pod
+    made from a spec of the same shape."""
+    pod = pod_spec(spec, settings, None, None)
+    del pod["activeDeadlineSeconds"]
+    for key in ("image", "command", "args", "env", "workingDir", "imagePullPolicy"):
+        pod["containers"][0].pop(key, None)
+    return pod
 
 
 def start_grace(settings: Settings) -> int:

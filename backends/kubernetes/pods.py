@@ -28,6 +28,8 @@ from runner.spec import CollectSpec, Outcome, RunControl
 log = logging.getLogger(__name__)
 
 END_GRACE_SECONDS = 60  # past the timeout: the kubelet's kill, the helpers' collect
+WARM_GONE_SECONDS = 10  # a warm pod not seen by then was deleted (a cancel) or lost
+KILLED = 137
 LOG_CHUNK_BYTES = 64 * 1024
 
 
@@ -43,6 +45,7 @@ class RunPods:
         control: RunControl,
         *,
         until_started: bool = False,
+        command_started: datetime | None = None,
     ) -> tuple[Any, bool]:
         """Follow the pod of run `run_id` (of `image`) until it ends; returns (pod, timed out).
 
@@ -50,17 +53,24 @@ class RunPods:
         pulls get `RUNNER_KUBE_START_TIMEOUT_SECONDS` of their own. Once the container runs,
         the pod's `activeDeadlineSeconds` is lowered so that the kubelet kills it `timeout`
         seconds after that start; the pod stays, with its log, `Failed` for `DeadlineExceeded`.
+        `command_started`: when the command started, if later than its container (a warm
+        pod's, whose deadline its take set). A warm pod's run has ended when its one container
+        has (the kubelet reports that a status update before the pod's phase), unless it was
+        killed: whether by its deadline, the pod's phase then says.
         """
-        pods = PodWatch(self.api.core, self.api.namespace, run_id, job_name(run_id))
-        pods.give_up = time.monotonic() + start_grace(self.api.settings)
+        warm = command_started is not None
+        pods = PodWatch(self.api.core, self.api.namespace, run_id, job_name(run_id), warm=warm)
+        pods.give_up = time.monotonic() + (
+            WARM_GONE_SECONDS if warm else start_grace(self.api.settings)
+        )
         judge = PullJudge(image, self.api.settings.kube_helper_image)
         started, last = False, None
         with contextlib.closing(pods.follow()) as events:
             for kind, pod in events:
                 last = pod
-                if self._ended(control, kind, pod, judge):
+                if self._ended(control, kind, pod, judge) or (warm and _exited(pod)):
                     return pod, self._deadline_exceeded(run_id, pod)
-                begun = None if started else _run_started_at(pod)
+                begun = None if started else command_started or _run_started_at(pod)
                 if begun is not None:
                     started = True
                     control.emit("phase", "running")
@@ -69,6 +79,12 @@ class RunPods:
                     pods.give_up = time.monotonic() + left + END_GRACE_SECONDS
                     if until_started:
                         return pod, False
+        if control.cancelled.is_set():
+            raise Cancelled("the run was cancelled")  # its pod went before it was seen
+        if warm and last is None and not pods.failures:
+            raise BackendUnavailable(
+                "the run's warm pod was deleted before its end was seen; run it again"
+            )
         return self._gave_up(pods, started, last)
 
     def _gave_up(self, pods: PodWatch, started: bool, last: Any) -> tuple[Any, bool]:
@@ -134,12 +150,16 @@ class RunPods:
             return False
         return job_deadline_exceeded(found)
 
-    def collect(self, collect: CollectSpec, pod: Any, timed_out: bool) -> Outcome:
+    def collect(
+        self, collect: CollectSpec, pod: Any, timed_out: bool, marker: bytes = b""
+    ) -> Outcome:
+        """The run's result from its ended pod; `marker`: a line a warm pod's shell printed
+        before the command, taken out of the log."""
         _require_unpacked(pod)
         terminated = _terminated(pod)
         cap = collect.max_output_bytes
         ran = pod is not None and _run_started_at(pod) is not None  # else it has no log
-        log, cut = self._log(pod, RUN_CONTAINER, cap) if ran else (b"", False)
+        log, cut = self._log(pod, RUN_CONTAINER, cap, marker) if ran else (b"", False)
         return Outcome(
             exit_code=terminated.exit_code if terminated else None,
             stdout=log,
@@ -152,16 +172,20 @@ class RunPods:
             streams_merged=True,
         )
 
-    def _log(self, pod: Any, container: str, limit: int) -> tuple[bytes, bool]:
+    def _log(self, pod: Any, container: str, limit: int, marker: bytes) -> tuple[bytes, bool]:
+        """The log up to `limit` bytes, and whether it had more. `marker` is taken out once,
+        wherever it is: the stdout and stderr lines a pod's log merges come in either order."""
         with api_errors(f"reading the {container} container's log"):
             response = self.api.core.read_namespaced_pod_log(
                 pod.metadata.name,
                 self.api.namespace,
                 container=container,
-                limit_bytes=limit + 1,
+                limit_bytes=limit + len(marker) + 1,
                 _preload_content=False,
             )
             data = bytes(response.data)
+        if marker:
+            data = data.replace(marker, b"", 1)
         return data[:limit], len(data) > limit
 
     def _returned(self, collect: CollectSpec, pod: Any) -> dict[str, tuple[str, bytes]]:
@@ -222,6 +246,13 @@ def _require_unpacked(pod: Any) -> None:
 def _all_statuses(pod: Any) -> list[Any]:
     status = pod.status
     return [*(status.init_container_statuses or []), *(status.container_statuses or [])]
+
+
+def _exited(pod: Any) -> bool:
+    """The run's container ended on its own (not killed: the kubelet's deadline kills, and
+    says so in the pod's phase, which comes a status update later)."""
+    ended = _terminated(pod)
+    return ended is not None and ended.exit_code != KILLED
 
 
 def _terminated(pod: Any) -> Any:

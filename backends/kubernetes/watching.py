@@ -29,7 +29,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from backends.kubernetes.errors import api_errors, never_created
-from backends.labels import RUN_ID
+from backends.labels import POOL, RUN_ID
 from runner.errors import RunnerError
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,11 @@ class PodWatch:
     """The run's pod, event by event: `follow()` yields (type, pod) until `give_up` (a
     `time.monotonic()` moment the caller may move) passes or the caller stops."""
 
-    def __init__(self, core: Any, namespace: str, run_id: str, job: str) -> None:
+    def __init__(self, core: Any, namespace: str, run_id: str, job: str, *, warm: bool) -> None:
+        """`warm`: the run's pod is a warm pod (`backends.kubernetes.warm`), else its Job's.
+        Either way only that one: a warm pod a take gave up on may still carry the run id."""
         self.core, self.namespace, self.job = core, namespace, job
-        self.selector = f"{RUN_ID}={run_id}"
+        self.selector = f"{RUN_ID}={run_id},{'' if warm else '!'}{POOL}"
         self.give_up = time.monotonic()
         self.version: str | None = None
         self.seen_pod = False

@@ -26,8 +26,8 @@ from fastapi.testclient import TestClient
 from httpx_sse import connect_sse
 
 from api_app import create_app
-from backends.docker.waiter import INLINE_BYTES
 from backends.labels import CLAIM_ROLE, INSTANCE, POOL_ROLE, ROLE
+from backends.waiter import INLINE_BYTES
 from runner.models import RunRequest
 from runner.policy import build_run_spec
 from runner.settings import Settings

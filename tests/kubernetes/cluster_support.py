@@ -92,18 +92,22 @@ def runner_app(**changes: Any) -> Iterator[Any]:
 
 
 def left_by(space: str, instance: str) -> list[str]:
-    """The Jobs and Secrets a runner of `instance` made in `space` that are still there."""
+    """The Jobs, Secrets and warm pods (not being deleted) a runner of `instance` made in
+    `space` that are still there."""
     from kubernetes import client
 
-    from backends.labels import INSTANCE
+    from backends.labels import INSTANCE, POOL
 
     selector = f"{INSTANCE}={instance}"
     batch, api = client.BatchV1Api(core().api_client), core()
     jobs = batch.list_namespaced_job(space, label_selector=selector).items
     secrets = api.list_namespaced_secret(space, label_selector=selector).items
-    return [f"Job {item.metadata.name}" for item in jobs] + [
-        f"Secret {item.metadata.name}" for item in secrets
-    ]
+    pods = api.list_namespaced_pod(space, label_selector=f"{selector},{POOL}").items
+    return (
+        [f"Job {item.metadata.name}" for item in jobs]
+        + [f"Secret {item.metadata.name}" for item in secrets]
+        + [f"Pod {item.metadata.name}" for item in pods if not item.metadata.deletion_timestamp]
+    )
 
 
 def restart(*daemons: str) -> None:

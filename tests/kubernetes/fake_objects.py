@@ -20,12 +20,22 @@ def invalid(body: dict[str, Any]) -> str | None:
 
 
 def matches(item: dict[str, Any], selector: str | None) -> bool:
+    """A label selector's equality (`k=v`, `k!=v`) and existence (`k`, `!k`) terms, as the API
+    server reads them."""
     labels = item["metadata"].get("labels") or {}
     for term in (selector or "").split(","):
-        if term:
-            key, _, value = term.partition("=")
-            if labels.get(key) != value:
+        if not term:
+            continue
+        if "=" not in term:
+            if (term[1:] in labels) if term.startswith("!") else (term not in labels):
                 return False
+            continue
+        key, _, value = term.partition("=")
+        if key.endswith("!"):
+            if labels.get(key[:-1]) == value:
+                return False
+        elif labels.get(key) != value:
+            return False
     return True
 
 

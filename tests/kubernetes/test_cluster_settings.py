@@ -79,7 +79,8 @@ def test_the_chart_s_role_gives_runs_what_they_need_and_no_secret(
 ) -> None:
     """Installed with `runs.createNamespace`, the chart makes the runs namespace; the real
     authorizer then lets the runner's service account make Jobs (and set their finalizers,
-    for OwnerReferencesPermissionEnforcement) and list its ConfigMaps, but never read or list
+    for OwnerReferencesPermissionEnforcement), make warm pods and attach to them, and list its
+    ConfigMaps, but never read or list
     Secrets, where the release's token and Helm's release data live (needs `helm`)."""
     from kubernetes import client
 
@@ -109,6 +110,8 @@ def test_the_chart_s_role_gives_runs_what_they_need_and_no_secret(
         assert allowed("create", "jobs", "batch")
         assert allowed("update", "jobs", "batch", "finalizers")
         assert allowed("list", "configmaps")
+        assert allowed("create", "pods") and allowed("delete", "pods")  # warm pods
+        assert allowed("create", "pods", "", "attach")
         assert not allowed("list", "secrets")
         assert not allowed("get", "secrets")
     finally:

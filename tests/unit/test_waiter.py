@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from backends.docker.waiter import (
+from backends.waiter import (
     INLINE_BYTES,
     NO_CONTENT,
     NO_PROGRAM,

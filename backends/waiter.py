@@ -59,6 +59,14 @@ def engine_argv(
     return [*head, *argv]
 
 
+def pool_image(image: str) -> str:
+    """An image reference with its implicit `:latest`, as runs and pool entries are matched
+    (`busybox` is `busybox:latest`)."""
+    name = image.partition("@")[0]
+    tagged = name.rfind(":") > name.rfind("/")
+    return image if tagged or "@" in image else f"{image}:latest"
+
+
 def fits(argv: Sequence[str], env: Mapping[str, str], working_dir: str | None) -> bool:
     """Whether the shell can set this up exactly: a program to run (not named like an option:
     `exec` would read it as one), environment names it can export, and no NUL anywhere."""
@@ -77,6 +85,7 @@ def command_line(
     as_root: bool,
     content: Sequence[str] = (),
     file_size: int | None = None,
+    started_line: bool = False,
 ) -> bytes:
     """The line for the waiter: the run's `content` written (`content_steps`), its largest
     file lowered to `file_size` bytes (a multiple of `LIMIT_BLOCK`, the engine's `fsize` ulimit
@@ -85,7 +94,9 @@ def command_line(
     runs as root, as the engine makes it: root's, 0755), the environment made the cold run's
     (what the shell added unset, the request's exported), the program looked up with the run's
     PATH, the marker and status printed, then `exec`. `cold_env`: the environment the cold run
-    would have (the image's merged with the request's)."""
+    would have (the image's merged with the request's). `started_line`: the started status
+    ends a line of its own (a pod's log is written a line at a time, so the marker stays apart
+    from the command's output)."""
     steps = []
     if content:
         steps.append(f"{{ {' && '.join(content)}; }} || {_fail(marker, NO_CONTENT)}")
@@ -102,7 +113,7 @@ def command_line(
     steps += [f"export {name}={quote(cold_env[name])}" for name in SHELL_ADDS if name in cold_env]
     program = quote(argv[0])
     steps.append(f"command -v -- {program} >/dev/null || {_fail(marker, NO_PROGRAM)}")
-    steps.append(_status(marker, STARTED))
+    steps.append(_status(marker, STARTED, "\\n" if started_line else ""))
     steps.append("exec " + " ".join(quote(arg) for arg in argv))  # dash's exec takes no --
     line = "; ".join(steps)
     if "\n" in line:
@@ -151,8 +162,8 @@ def _fail(marker: str, status: bytes) -> str:
     return f"{{ {_status(marker, status)}; exit 127; }}"
 
 
-def _status(marker: str, status: bytes) -> str:
-    return f"printf %s {quote(marker + status.decode())}"
+def _status(marker: str, status: bytes, end: str = "") -> str:
+    return f"printf '%s{end}' {quote(marker + status.decode())}"
 
 
 def quote(text: str) -> str:
