@@ -48,10 +48,18 @@ MEMORY_LIMIT = (
 
 
 def waiting_pod(api: TestClient) -> Any:
-    """The runner's warm pod, once its shell waits."""
+    """The runner's warm pod, once its shell waits (not one being deleted)."""
     instance = api.app.state.service.settings.instance_id  # type: ignore[attr-defined]
     selector = f"{INSTANCE}={instance},{ROLE}={POOL_ROLE}"
-    return wait_for_running(core(), namespace(), selector)
+
+    def waiting(pod: Any) -> bool:
+        statuses = pod.status.container_statuses or []
+        running = any(status.state and status.state.running for status in statuses)
+        return running and pod.metadata.deletion_timestamp is None
+
+    return watch_until(
+        core().list_namespaced_pod, waiting, namespace=namespace(), label_selector=selector
+    )
 
 
 def warm_runs(api: TestClient) -> float:
@@ -126,7 +134,7 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], Any], bool]] =
     ),
     "working dir": ({**SHELL, "command": ["pwd"], "working_dir": "/tmp"}, lambda r: r, True),
     "a working dir the run's user cannot make": (
-        {**SHELL, "command": ["pwd; ls -ld ."], "working_dir": "/made/by/the/runtime"},
+        {**SHELL, "command": ["pwd; stat -c '%a %U %G' ."], "working_dir": "/made/by/the/runtime"},
         lambda result: result,
         False,
     ),
