@@ -81,11 +81,11 @@ class KubernetesBackend:
         _inline_content_only(control.uploads)
         _no_content_into_volumes(spec)
         jobs, phases = self.jobs, dict[str, float]()
-        with timed(phases, "warm"):
+        took = dict[str, float]()  # "warm" is a phase of the runs that took a warm pod only
+        with timed(took, "warm"):
             taken = self.warm.take(spec, control)
         if taken is not None:
-            return self._run_warm(spec, control, taken, phases)
-        phases.clear()  # "warm" is the phase of runs that took a warm pod
+            return self._run_warm(spec, control, taken, took)
         name = job_name(spec.run_id)
         try:
             with timed(phases, "create"):
@@ -306,7 +306,7 @@ class KubernetesBackend:
         for item in warm.items:
             labels = item.metadata.labels or {}
             if abandoned(labels, live) or past_deadline(labels, now):
-                self.warm.delete(item.metadata.name)
+                self.warm.delete(item.metadata.name, item.metadata.resource_version)
                 removed += 1
         for item in kept:
             if past_deadline(item.metadata.labels or {}, now):

@@ -69,7 +69,7 @@ class RunPods:
             for kind, pod in events:
                 last = pod
                 if self._ended(control, kind, pod, judge) or (warm and _exited(pod)):
-                    return pod, self._deadline_exceeded(run_id, pod)
+                    return pod, self._deadline_exceeded(run_id, pod, has_job=not warm)
                 begun = None if started else command_started or _run_started_at(pod)
                 if begun is not None:
                     started = True
@@ -138,11 +138,14 @@ class RunPods:
                     raise refused
         return False
 
-    def _deadline_exceeded(self, run_id: str, pod: Any) -> bool:
+    def _deadline_exceeded(self, run_id: str, pod: Any, *, has_job: bool) -> bool:
         """The kubelet marks a pod killed at its own deadline; the Job controller, at the Job's
-        (the backstop), deletes the pod and writes FailureTarget/Failed conditions."""
+        (the backstop), deletes the pod and writes FailureTarget/Failed conditions. A warm pod
+        has no Job."""
         if pod is not None and pod.status.reason == "DeadlineExceeded":
             return True
+        if not has_job:
+            return False
         try:
             with api_errors("reading the Job"):
                 found = self.api.batch.read_namespaced_job(job_name(run_id), self.api.namespace)
