@@ -32,6 +32,9 @@ from bench.harness import INSTANCE, Runner, Samples, machine, runner_process, ti
 from bench.scenarios import ECHO, _burst, post_run, run_body
 
 POOL = 16
+LOOK_SECONDS = 0.05
+"""How often a wait asks the engine (both sides alike): each listing costs the engine CPU, and
+asked every few ms while the pool refills, it slowed the very refill a block times."""
 SSE = {"accept": "text/event-stream"}
 FILE_KIB = 1
 
@@ -40,10 +43,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.warm")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
     args = parser.parse_args()
-    rounds, blocks, per_client = (10, 2, 4) if args.quick else (40, 4, 8)
+    rounds, blocks, per_client = (10, 2, 4) if args.quick else (40, 8, 8)
     api = docker.APIClient(version="auto")
     results: dict[str, Any] = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M")}
-    common = {"max_concurrent_runs": "16", "max_queued_runs": "64"}
+    common = {"max_concurrent_runs": "16", "max_queued_runs": "64", "max_kept_runs": "256"}
     warm_id, cold_id = f"{INSTANCE}-warm", f"{INSTANCE}-cold"
     with (
         runner_process(instance_id=cold_id, **common) as cold,
@@ -81,16 +84,17 @@ def _latency(
     run: Callable[[httpx.Client, Runner, dict[str, object]], dict[str, Any]] = post_run,
 ) -> dict[str, Any]:
     """p50/p90 of one run at a time (`run`: a synchronous one by default), warm and cold
-    interleaved after two untimed rounds; the pool is full before each warm run (a lone caller
-    never waits for the refill)."""
+    interleaved after two untimed rounds. Each starts on a quiet engine, the pool full (a lone
+    caller never waits for the refill, and no refill slows the cold run after it)."""
     http = httpx.Client(timeout=600)
     samples = {"warm": Samples(), "cold": Samples()}
-    for round_ in range(rounds + 2):
+
+    def alone(runner: Runner) -> float:
         full()
-        took = {
-            "warm": timed(lambda: _checked(run(http, warm, body))),
-            "cold": timed(lambda: _checked(run(http, cold, body))),
-        }
+        return timed(lambda: _checked(run(http, runner, body)))
+
+    for round_ in range(rounds + 2):
+        took = {"warm": alone(warm), "cold": alone(cold)}
         for name, seconds in took.items():
             if round_ >= 2:
                 samples[name].seconds.append(seconds)
@@ -185,7 +189,7 @@ def _pool_full(api: docker.APIClient, instance: str) -> Any:
             found = api.containers(all=True, filters=pool)
             if len(found) == POOL and all(item["State"] == "running" for item in found):
                 return
-            time.sleep(0.005)
+            time.sleep(LOOK_SECONDS)
         raise RuntimeError("the warm pool did not fill")
 
     return wait
@@ -195,7 +199,7 @@ def _gone(api: docker.APIClient, instance: str) -> None:
     mine = {"label": [f"oneoff-runner.instance={instance}", "oneoff-runner.role=run"]}
     deadline = time.monotonic() + 60
     while api.containers(all=True, filters=mine) and time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(LOOK_SECONDS)
 
 
 def _memory(api: docker.APIClient, instance: str, warm: Runner, cold: Runner) -> dict[str, Any]:

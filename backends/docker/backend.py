@@ -76,7 +76,7 @@ class DockerBackend:
     # ---- runs -------------------------------------------------------------------------------
 
     def run(self, spec: RunSpec, control: RunControl) -> Outcome:
-        with self.pool.running():
+        with self.pool.running(spec.run_id):
             return self.attached.run(spec, control)
 
     def cancel(self, run_id: str) -> None:
@@ -86,7 +86,7 @@ class DockerBackend:
     def launch(self, spec: RunSpec, control: RunControl, idempotency_key: str | None) -> None:
         """An async run: a warm container when it fits one (its claim carries its labels),
         else a cold start."""
-        with self.pool.running():
+        with self.pool.running(spec.run_id):
             self.detached.launch(spec, control, idempotency_key)
 
     def wait_run(self, run_id: str) -> None:

@@ -13,10 +13,15 @@ in a shell (`waiter`) for the one run it will serve, then removed like any run's
   by the engine, a smaller largest file by the line), its content (small content of a root
   image by the line itself: `waiter.content_steps`) and working dir are put in place; then one
   line (`waiter.command_line`) starts the command as PID 1, and the run's clock.
-- Refilled in the background, off the answer's path: containers are made in parallel only in
-  the slots runs leave free (runs in flight plus fills under way stay within
-  RUNNER_MAX_CONCURRENT_RUNS, so no run waits for a slot because of the pool); idle containers are
-  replaced after `MAX_IDLE_SECONDS`, well before their deadline label lets any reaper take them.
+- Refilled in the background, off the answer's path: a taken container is replaced once the
+  run that took it is over (its answer, or its async command started) or `REFILL_AFTER_SECONDS`
+  after the take, whichever comes first, because a container's start is the engine's heaviest
+  work and, begun at the take, it slows the very run the pool is for (on the 2-core machine of
+  `bench.warm`, it added about a fifth to an `echo hi` answer). Containers are made in
+  parallel only in the slots runs leave free (runs in flight plus fills under way stay within
+  RUNNER_MAX_CONCURRENT_RUNS, so no run waits for a slot because of the pool); idle containers
+  are replaced after `MAX_IDLE_SECONDS`, well before their deadline label lets any reaper take
+  them.
   An image whose waiter cannot start (no POSIX shell) is logged once and never pooled.
 
 Labels are fixed at create, when the run and its tenant are not known yet. So a pool container
@@ -83,6 +88,7 @@ log = logging.getLogger("oneoff_runner.docker")
 MAX_IDLE_SECONDS = 1800.0
 RETRY_SECONDS = 30.0
 POLL_SECONDS = 1.0
+REFILL_AFTER_SECONDS = 2.0
 ROOT_USERS = ("", "0", "root", "0:0", "root:root")
 LOST = (NotFound, Conflict, BackendUnavailable)
 """What a take meets when its container went (removed, engine restarted): try another."""
@@ -236,6 +242,8 @@ class Pool:
         self._unpoolable: set[WarmEntry] = set()
         self._images: dict[str, dict[str, Any]] = {}
         self._taken: dict[str, Taken] = {}
+        self._held: dict[str, tuple[WarmEntry, float]] = {}
+        """Runs in flight that took a container, by run id: (its entry, when), not refilled yet."""
         self._in_flight = 0
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -255,9 +263,10 @@ class Pool:
     # ---- runs ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
+    def running(self, run_id: str | None = None) -> Iterator[None]:
         """Count a run in flight (a synchronous run, an async run being started or watched):
-        fills take only the slots these leave free."""
+        fills take only the slots these leave free. A container the run `run_id` takes
+        meanwhile is refilled when this ends (or `REFILL_AFTER_SECONDS` after the take)."""
         with self._lock:
             self._in_flight += 1
         try:
@@ -265,6 +274,8 @@ class Pool:
         finally:
             with self._lock:
                 self._in_flight -= 1
+                if run_id is not None:
+                    self._held.pop(run_id, None)
             self._wake.set()
 
     def take(
@@ -276,8 +287,22 @@ class Pool:
         entry = self._entry_for(spec, control)
         if entry is None:
             return None
+        taken = self._take(spec, control, labels, entry)
+        if taken is None:
+            with self._lock:
+                self._held.pop(spec.run_id, None)  # nothing taken: refill now
+            self._wake.set()
+        return taken
+
+    def _take(
+        self,
+        spec: RunSpec,
+        control: RunControl,
+        labels: dict[str, str] | None,
+        entry: WarmEntry,
+    ) -> Taken | None:
         image_id = self._image_id(spec.image)
-        while (waiting := self._pop(entry)) is not None:
+        while (waiting := self._pop(entry, spec.run_id)) is not None:
             if waiting.image_id != image_id:
                 self.discard(waiting)  # the tag moved: the pool refills from the new image
                 continue
@@ -309,15 +334,18 @@ class Pool:
         except RunnerError:
             return None
 
-    def _pop(self, entry: WarmEntry) -> Waiting | None:
+    def _pop(self, entry: WarmEntry, run_id: str) -> Waiting | None:
+        """An idle container of the entry, held for the run (its refill waits: `running`)."""
         while True:
             with self._lock:
                 idle = self._idle[entry]
                 waiting = idle.popleft() if idle else None
-            self._wake.set()
+                if waiting is not None:
+                    self._held[run_id] = (entry, time.monotonic())
             if waiting is None or waiting.alive():
                 return waiting
             self.discard(waiting)
+            self._wake.set()  # a dead one is refilled at once
 
     def _push_back(self, waiting: Waiting) -> None:
         with self._lock:
@@ -508,13 +536,30 @@ class Pool:
                     with self._lock:
                         self._filling[entry] += 1
                     self._makers.submit(self._fill, entry)
-            self._wake.wait(POLL_SECONDS)
+            self._wake.wait(self._next_poll())
             self._wake.clear()
+
+    def _next_poll(self) -> float:
+        """Seconds to the next look: a second, or less when a held container's wait ends
+        (holds past it are dropped here)."""
+        now = time.monotonic()
+        with self._lock:
+            for run_id, (_, at) in list(self._held.items()):
+                if now - at >= REFILL_AFTER_SECONDS:
+                    del self._held[run_id]
+            ends = [at + REFILL_AFTER_SECONDS - now for _, at in self._held.values()]
+        return min([POLL_SECONDS, *(left + 0.01 for left in ends)])
 
     def _may_fill(self, entry: WarmEntry) -> bool:
         limit = self.containers.settings.max_concurrent_runs
+        now = time.monotonic()
         with self._lock:
-            short = len(self._idle[entry]) + self._filling[entry] < entry.size
+            held = sum(
+                1
+                for of, at in self._held.values()
+                if of == entry and now - at < REFILL_AFTER_SECONDS
+            )
+            short = len(self._idle[entry]) + self._filling[entry] + held < entry.size
             room = self._in_flight + sum(self._filling.values()) < limit
         due = self._retry_at.get(entry, 0) <= time.monotonic()
         return short and room and due and entry not in self._unpoolable

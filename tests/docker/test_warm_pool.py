@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 from httpx_sse import connect_sse
 
 from api_app import create_app
+from backends.docker.pool import REFILL_AFTER_SECONDS
 from backends.labels import CLAIM_ROLE, INSTANCE, POOL_ROLE, ROLE
 from backends.waiter import INLINE_BYTES
 from runner.models import RunRequest
@@ -33,7 +34,7 @@ from runner.policy import build_run_spec
 from runner.settings import Settings
 from runner.spec import RunControl
 from runner.tenancy import LOCAL
-from tests.docker.watching import Events, warm_run_began
+from tests.docker.watching import Events, in_background, warm_run_began
 from tests.helpers import (
     TEST_IMAGE,
     free_port,
@@ -411,6 +412,61 @@ def test_pool_containers_removed_behind_its_back_cost_a_refill_not_a_run(warm, d
     assert pool.wait_full(60)
     after = _warm_run(warm, run_body("echo", "warm again"))
     assert after["stdout"] == "warm again\n"
+
+
+class PoolEvents:
+    """The pool containers' events of a runner from now on (the engine replays those since
+    now, whenever the stream connects)."""
+
+    def __init__(self, docker_client: docker.DockerClient, warm: TestClient) -> None:
+        instance = warm.app.state.service.settings.instance_id  # type: ignore[attr-defined]
+        self.stream = docker_client.api.events(
+            decode=True,
+            since=f"{time.time():.9f}",  # type: ignore[arg-type]
+            until=int(time.time()) + 60,
+            filters={
+                "type": ["container"],
+                "label": [f"{INSTANCE}={instance}", f"{ROLE}={POOL_ROLE}"],
+            },
+        )
+
+    def to_refill(self) -> list[str]:
+        """Their actions up to the first refill's `create`."""
+        seen: list[str] = []
+        for event in self.stream:
+            seen.append(event["Action"])
+            if event["Action"] == "create":
+                return seen
+        pytest.fail(f"no refill of the pool: {seen}")
+
+
+def test_a_taken_container_is_refilled_once_its_run_is_over_not_beside_it(warm, docker_client):
+    """A container's start is the engine's heaviest work: begun at the take, the refill would
+    slow the run the pool is for. It begins once the run is over."""
+    assert _pool(warm).wait_full(60)
+    events = PoolEvents(docker_client, warm)
+    try:
+        ran = _warm_run(warm, run_body("sh", "-c", "sleep 0.5; echo done"))
+        assert ran["stdout"] == "done\n"
+        actions = events.to_refill()
+    finally:
+        events.stream.close()
+    assert "die" in actions, f"the refill began before the run ended: {actions}"
+
+
+def test_a_run_longer_than_the_hold_has_its_container_refilled_while_it_runs(warm, docker_client):
+    """The refill waits for a run at most REFILL_AFTER_SECONDS: a long run does not keep its
+    entry short."""
+    assert _pool(warm).wait_full(60)
+    assert REFILL_AFTER_SECONDS < 4
+    events = PoolEvents(docker_client, warm)
+    try:
+        answer = in_background(lambda: _warm_run(warm, run_body("sh", "-c", "sleep 6; echo done")))
+        actions = events.to_refill()
+    finally:
+        events.stream.close()
+    assert "die" not in actions, f"the refill waited for the run's end: {actions}"
+    assert answer() is not None and answer()["stdout"] == "done\n"  # type: ignore[index]
 
 
 # ---- async runs (POST /runs, MCP's run_container) -----------------------------------------
