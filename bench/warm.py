@@ -54,15 +54,20 @@ def main() -> None:
     ):
         full = _pool_full(api, warm_id)
         full()
+
+        def quiet() -> None:  # the cold runner's last run removed, the pool full again
+            _gone(api, cold_id)
+            full()
+
         results["memory"] = _memory(api, warm_id, warm, cold)
-        results["echo"] = _latency(warm, cold, full, run_body(ECHO), rounds)
+        results["echo"] = _latency(warm, cold, quiet, run_body(ECHO), rounds)
         async_runs = AsyncRuns()
         try:
-            results["async_echo"] = _latency(warm, cold, full, run_body(ECHO), rounds, async_runs)
+            results["async_echo"] = _latency(warm, cold, quiet, run_body(ECHO), rounds, async_runs)
         finally:
             async_runs.remove()
         body = run_body(["cat", "/in/file"], volumes={"/in/file": _file()})
-        results["file_1kib"] = _latency(warm, cold, full, body, rounds)
+        results["file_1kib"] = _latency(warm, cold, quiet, body, rounds)
         results["throughput"] = {
             str(clients): _throughput(api, warm, cold, full, clients, blocks, per_client)
             for clients in (4, 16)
@@ -78,19 +83,20 @@ def _file() -> dict[str, object]:
 def _latency(
     warm: Runner,
     cold: Runner,
-    full: Any,
+    quiet: Callable[[], None],
     body: dict[str, object],
     rounds: int,
     run: Callable[[httpx.Client, Runner, dict[str, object]], dict[str, Any]] = post_run,
 ) -> dict[str, Any]:
     """p50/p90 of one run at a time (`run`: a synchronous one by default), warm and cold
-    interleaved after two untimed rounds. Each starts on a quiet engine, the pool full (a lone
-    caller never waits for the refill, and no refill slows the cold run after it)."""
+    interleaved after two untimed rounds. Each starts on a quiet engine (`quiet`: the other
+    side's removal done, the pool full), so a lone caller never waits for the refill and no
+    refill or removal slows the run after it."""
     http = httpx.Client(timeout=600)
     samples = {"warm": Samples(), "cold": Samples()}
 
     def alone(runner: Runner) -> float:
-        full()
+        quiet()
         return timed(lambda: _checked(run(http, runner, body)))
 
     for round_ in range(rounds + 2):

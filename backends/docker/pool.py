@@ -307,7 +307,7 @@ class Pool:
                 self.discard(waiting)  # the tag moved: the pool refills from the new image
                 continue
             if not self._fits(spec, waiting):
-                self._push_back(waiting)
+                self._push_back(waiting, spec.run_id)
                 return None
             try:
                 return self._prepare(spec, control, waiting, labels)
@@ -345,10 +345,10 @@ class Pool:
             if waiting is None or waiting.alive():
                 return waiting
             self.discard(waiting)
-            self._wake.set()  # a dead one is refilled at once
 
-    def _push_back(self, waiting: Waiting) -> None:
+    def _push_back(self, waiting: Waiting, run_id: str) -> None:
         with self._lock:
+            self._held.pop(run_id, None)  # with the container back, in one step
             if not self._closed.is_set():
                 self._idle[waiting.entry].appendleft(waiting)
                 return
@@ -492,8 +492,10 @@ class Pool:
         self.containers.remove(taken.container, claim)
 
     def discard(self, waiting: Waiting) -> None:
+        """Remove a container that serves no run; the pool refills behind it at once."""
         waiting.close()
         self.containers.remove_later(waiting.container, None)
+        self._wake.set()
 
     # ---- refill -------------------------------------------------------------------------------
 

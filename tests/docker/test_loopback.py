@@ -82,6 +82,9 @@ def test_a_hosts_file_removed_behind_the_runner_s_back_is_made_again(
     docker_client.api.remove_volume(volume)  # as `docker volume prune` would: no container uses it
     result = client.post("/run", json=run_body("cat", "/etc/hosts")).json()
     assert result["stdout"].startswith("127.0.0.1\tlocalhost"), result
+    # With RUNNER_WARM_POOL the run took a warm container, and the refill after its answer
+    # makes the file again: wait for the pool (without one, there is nothing to wait for).
+    assert client.app.state.service.backend.pool.wait_full(60)
     assert len(hosts_volumes(docker_client, instance)) == 1
 
 
