@@ -532,6 +532,7 @@ class Pool:
         """Retire old idle containers and start a fill for each container an entry is short,
         while runs in flight and fills under way leave a slot free."""
         while not self._closed.is_set():
+            self._drop_old_holds()
             for entry in self.entries:
                 self._retire(entry)
                 while not self._closed.is_set() and self._may_fill(entry):
@@ -541,26 +542,25 @@ class Pool:
             self._wake.wait(self._next_poll())
             self._wake.clear()
 
-    def _next_poll(self) -> float:
-        """Seconds to the next look: a second, or less when a held container's wait ends
-        (holds past it are dropped here)."""
+    def _drop_old_holds(self) -> None:
+        """A run holds its taken container's refill for `REFILL_AFTER_SECONDS` at most."""
         now = time.monotonic()
         with self._lock:
             for run_id, (_, at) in list(self._held.items()):
                 if now - at >= REFILL_AFTER_SECONDS:
                     del self._held[run_id]
+
+    def _next_poll(self) -> float:
+        """Seconds to the next look: a second, or less when a hold ends first."""
+        now = time.monotonic()
+        with self._lock:
             ends = [at + REFILL_AFTER_SECONDS - now for _, at in self._held.values()]
-        return min([POLL_SECONDS, *(left + 0.01 for left in ends)])
+        return min([POLL_SECONDS, *(max(left, 0.0) + 0.01 for left in ends)])
 
     def _may_fill(self, entry: WarmEntry) -> bool:
         limit = self.containers.settings.max_concurrent_runs
-        now = time.monotonic()
         with self._lock:
-            held = sum(
-                1
-                for of, at in self._held.values()
-                if of == entry and now - at < REFILL_AFTER_SECONDS
-            )
+            held = sum(1 for of, _ in self._held.values() if of == entry)
             short = len(self._idle[entry]) + self._filling[entry] + held < entry.size
             room = self._in_flight + sum(self._filling.values()) < limit
         due = self._retry_at.get(entry, 0) <= time.monotonic()
