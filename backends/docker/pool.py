@@ -288,9 +288,12 @@ class Pool:
         if entry is None:
             return None
         taken = self._take(spec, control, labels, entry)
-        if taken is None:
+        if taken is None or labels is not None:
+            # Nothing taken: refill now. An async run's refill is not held either: held, its
+            # log stream missed the run's output in 2 of 7 runs of test_warm_pool (not
+            # understood yet; the refill then begins at the take, as before the hold).
             with self._lock:
-                self._held.pop(spec.run_id, None)  # nothing taken: refill now
+                self._held.pop(spec.run_id, None)
             self._wake.set()
         return taken
 
