@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from runner.backend import OutputStream
+from runner.models import RunResult
 from runner.threads import to_loop
 
 
@@ -58,6 +59,16 @@ def _joined(batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 
 
 STREAMS = ("stdout", "stderr")
+
+
+def missed(result: RunResult | None, sent: dict[str, int]) -> list[tuple[str, str]]:
+    """(stream, text) of a finished run's output past the `sent` characters of each stream:
+    what an engine's follow gave up on (Docker 20.10 ends it on the container's exit, often
+    before a last line without a newline is read)."""
+    if result is None:
+        return []
+    kept = {"stdout": result.stdout, "stderr": result.stderr}
+    return [(name, kept[name][sent[name] :]) for name in STREAMS if kept[name][sent[name] :]]
 
 
 def read_all(backend: Any, run_id: str) -> dict[str, bytes]:

@@ -27,7 +27,7 @@ from runner.errors import BackendUnavailable, Cancelled, KeptRunsFull, NotFound,
 from runner.metrics import Metrics
 from runner.models import RunRequest, RunResult, new_run_id
 from runner.pending import Pending, pending_status, replay
-from runner.run_output import read_all, stream_events
+from runner.run_output import STREAMS, missed, read_all, stream_events
 from runner.run_status import FINISHED_STATES, RunList, RunLogs, RunStatus
 from runner.settings import Settings
 from runner.spec import Arriving, RunControl, RunRecord, RunSpec
@@ -443,16 +443,22 @@ class AsyncRuns:
         if pending is not None and follow:
             async for event in replay(pending):
                 yield event
+        sent = dict.fromkeys(STREAMS, 0)
         if pending is None or follow:
             with contextlib.suppress(NotFound):
                 stream = await self._call(lambda: self.backend.run_output(run_id, follow=follow))
                 async with contextlib.aclosing(stream_events(stream)) as output:
-                    async for event in output:
-                        yield event
+                    async for kind, text in output:
+                        sent[kind] += len(text)
+                        yield kind, text
         if follow:
             with contextlib.suppress(RunnerError):
                 await own_thread(self.backend.wait_run, run_id)
-        yield "exit", (await self._exit_status(tenant, run_id)).model_dump_json()
+        status = await self._exit_status(tenant, run_id)
+        if follow:
+            for event in missed(status.result, sent):
+                yield event
+        yield "exit", status.model_dump_json()
 
     async def _exit_status(self, tenant: Tenant, run_id: str) -> RunStatus:
         """The status a stream ends with. A result that cannot be read (returned content over a
