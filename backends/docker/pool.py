@@ -13,12 +13,12 @@ in a shell (`waiter`) for the one run it will serve, then removed like any run's
   by the engine, a smaller largest file by the line), its content (small content of a root
   image by the line itself: `waiter.content_steps`) and working dir are put in place; then one
   line (`waiter.command_line`) starts the command as PID 1, and the run's clock.
-- Refilled in the background, off the answer's path: a container a synchronous run took is
-  replaced once the run is over (its answer) or `REFILL_AFTER_SECONDS` after the take, whichever
-  comes first (an async run's, at the take), because a container's start is the engine's
-  heaviest work and, begun at the take, it slows the very run the pool is for (on the 2-core
-  machine of `bench.warm`, it added about a fifth to an `echo hi` answer). Containers are made
-  in parallel only in the slots runs leave free (runs in flight plus fills under way stay within
+- Refilled in the background, off the answer's path: a taken container is replaced once the
+  run that took it is over (its answer, or its async command started) or `REFILL_AFTER_SECONDS`
+  after the take, whichever comes first, because a container's start is the engine's heaviest
+  work and, begun at the take, it slows the very run the pool is for (on the 2-core machine of
+  `bench.warm`, it added about a fifth to an `echo hi` answer). Containers are made in
+  parallel only in the slots runs leave free (runs in flight plus fills under way stay within
   RUNNER_MAX_CONCURRENT_RUNS, so no run waits for a slot because of the pool); idle containers
   are replaced after `MAX_IDLE_SECONDS`, well before their deadline label lets any reaper take
   them.
@@ -288,12 +288,9 @@ class Pool:
         if entry is None:
             return None
         taken = self._take(spec, control, labels, entry)
-        if taken is None or labels is not None:
-            # Nothing taken: refill now. An async run's refill is not held either: held, its
-            # log stream missed the run's output in 2 of 7 runs of test_warm_pool (not
-            # understood yet; the refill then begins at the take, as before the hold).
+        if taken is None:
             with self._lock:
-                self._held.pop(spec.run_id, None)
+                self._held.pop(spec.run_id, None)  # nothing taken: refill now
             self._wake.set()
         return taken
 
