@@ -67,8 +67,8 @@ def missed(result: RunResult | None, sent: dict[str, int]) -> list[tuple[str, st
     before a last line without a newline is read)."""
     if result is None:
         return []
-    kept = {"stdout": result.stdout, "stderr": result.stderr}
-    return [(name, kept[name][sent[name] :]) for name in STREAMS if kept[name][sent[name] :]]
+    rest = {"stdout": result.stdout[sent["stdout"] :], "stderr": result.stderr[sent["stderr"] :]}
+    return [(name, text) for name, text in rest.items() if text]
 
 
 def read_all(backend: Any, run_id: str) -> dict[str, bytes]:
